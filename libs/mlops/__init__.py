@@ -1,0 +1,3 @@
+"""Shared code of the streaming MLOps platform: contracts, the Kafka bus, topics, telemetry, settings, the CLI."""
+
+__version__ = "0.1.0"

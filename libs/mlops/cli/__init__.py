@@ -1,0 +1,53 @@
+"""`mlops`: the one command line of the platform.
+
+Each command group lives in its own module under mlops.cli and exposes `register(subparsers)`; a command sets
+`func(args) -> int` on its parser. Command modules import heavy libraries (onnxruntime, sklearn, river) inside
+their functions, so `mlops stack up` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# the order is the order of `mlops --help`
+COMMAND_MODULES: tuple[str, ...] = (
+    "mlops.cli.stack_cmd",  # stack up|down|status
+    "mlops.cli.services_cmd",  # up, down, status, service NAME
+    "mlops.cli.produce_cmd",  # produce (raw events, labels)
+    "mlops.cli.models_cmd",  # train, models list|show|promote|rollback|diff|card
+    "mlops.cli.demo_cmd",  # demo
+    "mlops.cli.trace_cmd",  # trace ID
+    "mlops.cli.bench_cmd",  # bench NAME
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlops", description="Streaming MLOps platform on Kafka.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue  # command group not built yet
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""`mlops stack up|down|status`: the local Kafka (KRaft) broker and Redis."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from mlops.stack import Stack, StackError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("stack", help="local Kafka (KRaft) + Redis + topics")
+    ssub = p.add_subparsers(dest="action", required=True)
+    ssub.add_parser("up", help="fetch, start and wait for Kafka and Redis; create topics (idempotent)").set_defaults(
+        func=_up
+    )
+    ssub.add_parser("down", help="stop what `stack up` started").set_defaults(func=_down)
+    ssub.add_parser("status", help="state of each component").set_defaults(func=_status)
+
+
+def _up(_args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    try:
+        result = Stack().up()
+    except StackError as exc:
+        print(f"mlops stack up: {exc}", file=sys.stderr)
+        return 1
+    for name, state in result.items():
+        print(f"{name:8} {state}")
+    print(f"stack ready in {time.monotonic() - started:.1f}s")
+    return 0
+
+
+def _down(_args: argparse.Namespace) -> int:
+    for name, state in Stack().down().items():
+        print(f"{name:8} {state}")
+    return 0
+
+
+def _status(_args: argparse.Namespace) -> int:
+    statuses = Stack().status()
+    for st in statuses:
+        print(f"{st.name:8} {st.state:9} {st.detail}")
+    return 0 if all(st.state == "running" for st in statuses) else 3

@@ -1,0 +1,236 @@
+from mlops.contracts.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class PredictionRecord(_message.Message):
+    __slots__ = ("contract_version", "request_id", "entity_id", "model_name", "model_version", "inputs", "outputs", "score", "predicted_label", "latency_us", "trace_id", "timestamp_ms", "features_as_of_ms", "span_id")
+    class InputsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    CONTRACT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    ENTITY_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    PREDICTED_LABEL_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_US_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_AS_OF_MS_FIELD_NUMBER: _ClassVar[int]
+    SPAN_ID_FIELD_NUMBER: _ClassVar[int]
+    contract_version: int
+    request_id: str
+    entity_id: str
+    model_name: str
+    model_version: str
+    inputs: _containers.ScalarMap[str, float]
+    outputs: _containers.RepeatedScalarFieldContainer[float]
+    score: float
+    predicted_label: float
+    latency_us: int
+    trace_id: str
+    timestamp_ms: int
+    features_as_of_ms: int
+    span_id: str
+    def __init__(self, contract_version: _Optional[int] = ..., request_id: _Optional[str] = ..., entity_id: _Optional[str] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., inputs: _Optional[_Mapping[str, float]] = ..., outputs: _Optional[_Iterable[float]] = ..., score: _Optional[float] = ..., predicted_label: _Optional[float] = ..., latency_us: _Optional[int] = ..., trace_id: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., features_as_of_ms: _Optional[int] = ..., span_id: _Optional[str] = ...) -> None: ...
+
+class RetrainRequest(_message.Message):
+    __slots__ = ("contract_version", "model_name", "request_id", "reason", "detector", "statistic", "feature", "value", "window_start_ms", "window_end_ms", "requested_at_ms", "requested_by", "trace_id", "span_id")
+    CONTRACT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    DETECTOR_FIELD_NUMBER: _ClassVar[int]
+    STATISTIC_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_START_MS_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_END_MS_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_BY_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    SPAN_ID_FIELD_NUMBER: _ClassVar[int]
+    contract_version: int
+    model_name: str
+    request_id: str
+    reason: str
+    detector: str
+    statistic: str
+    feature: str
+    value: float
+    window_start_ms: int
+    window_end_ms: int
+    requested_at_ms: int
+    requested_by: str
+    trace_id: str
+    span_id: str
+    def __init__(self, contract_version: _Optional[int] = ..., model_name: _Optional[str] = ..., request_id: _Optional[str] = ..., reason: _Optional[str] = ..., detector: _Optional[str] = ..., statistic: _Optional[str] = ..., feature: _Optional[str] = ..., value: _Optional[float] = ..., window_start_ms: _Optional[int] = ..., window_end_ms: _Optional[int] = ..., requested_at_ms: _Optional[int] = ..., requested_by: _Optional[str] = ..., trace_id: _Optional[str] = ..., span_id: _Optional[str] = ...) -> None: ...
+
+class Lineage(_message.Message):
+    __slots__ = ("feature_log_offsets", "label_offsets", "feature_set", "feature_set_version", "code_version", "seed", "row_count", "data_start_ms", "data_end_ms", "retrain_request_id", "retrain_reason")
+    FEATURE_LOG_OFFSETS_FIELD_NUMBER: _ClassVar[int]
+    LABEL_OFFSETS_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_SET_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_SET_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CODE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    ROW_COUNT_FIELD_NUMBER: _ClassVar[int]
+    DATA_START_MS_FIELD_NUMBER: _ClassVar[int]
+    DATA_END_MS_FIELD_NUMBER: _ClassVar[int]
+    RETRAIN_REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    RETRAIN_REASON_FIELD_NUMBER: _ClassVar[int]
+    feature_log_offsets: _containers.RepeatedCompositeFieldContainer[_common_pb2.OffsetRange]
+    label_offsets: _containers.RepeatedCompositeFieldContainer[_common_pb2.OffsetRange]
+    feature_set: str
+    feature_set_version: int
+    code_version: str
+    seed: int
+    row_count: int
+    data_start_ms: int
+    data_end_ms: int
+    retrain_request_id: str
+    retrain_reason: str
+    def __init__(self, feature_log_offsets: _Optional[_Iterable[_Union[_common_pb2.OffsetRange, _Mapping]]] = ..., label_offsets: _Optional[_Iterable[_Union[_common_pb2.OffsetRange, _Mapping]]] = ..., feature_set: _Optional[str] = ..., feature_set_version: _Optional[int] = ..., code_version: _Optional[str] = ..., seed: _Optional[int] = ..., row_count: _Optional[int] = ..., data_start_ms: _Optional[int] = ..., data_end_ms: _Optional[int] = ..., retrain_request_id: _Optional[str] = ..., retrain_reason: _Optional[str] = ...) -> None: ...
+
+class Holdout(_message.Message):
+    __slots__ = ("feature_names", "rows", "features_f32", "labels")
+    FEATURE_NAMES_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_F32_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    feature_names: _containers.RepeatedScalarFieldContainer[str]
+    rows: int
+    features_f32: bytes
+    labels: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, feature_names: _Optional[_Iterable[str]] = ..., rows: _Optional[int] = ..., features_f32: _Optional[bytes] = ..., labels: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class ModelCandidate(_message.Message):
+    __slots__ = ("contract_version", "model_name", "candidate_id", "artifact_sha256", "artifact_size", "framework", "metrics", "params", "lineage", "feature_names", "holdout", "created_at_ms", "trace_id", "span_id")
+    class MetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class ParamsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    CONTRACT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_ID_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_SHA256_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_SIZE_FIELD_NUMBER: _ClassVar[int]
+    FRAMEWORK_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    LINEAGE_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_NAMES_FIELD_NUMBER: _ClassVar[int]
+    HOLDOUT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    SPAN_ID_FIELD_NUMBER: _ClassVar[int]
+    contract_version: int
+    model_name: str
+    candidate_id: str
+    artifact_sha256: str
+    artifact_size: int
+    framework: str
+    metrics: _containers.ScalarMap[str, float]
+    params: _containers.ScalarMap[str, str]
+    lineage: Lineage
+    feature_names: _containers.RepeatedScalarFieldContainer[str]
+    holdout: Holdout
+    created_at_ms: int
+    trace_id: str
+    span_id: str
+    def __init__(self, contract_version: _Optional[int] = ..., model_name: _Optional[str] = ..., candidate_id: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., artifact_size: _Optional[int] = ..., framework: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., params: _Optional[_Mapping[str, str]] = ..., lineage: _Optional[_Union[Lineage, _Mapping]] = ..., feature_names: _Optional[_Iterable[str]] = ..., holdout: _Optional[_Union[Holdout, _Mapping]] = ..., created_at_ms: _Optional[int] = ..., trace_id: _Optional[str] = ..., span_id: _Optional[str] = ...) -> None: ...
+
+class TrainingFailed(_message.Message):
+    __slots__ = ("contract_version", "model_name", "retrain_request_id", "reason", "failed_at_ms")
+    CONTRACT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    RETRAIN_REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    FAILED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    contract_version: int
+    model_name: str
+    retrain_request_id: str
+    reason: str
+    failed_at_ms: int
+    def __init__(self, contract_version: _Optional[int] = ..., model_name: _Optional[str] = ..., retrain_request_id: _Optional[str] = ..., reason: _Optional[str] = ..., failed_at_ms: _Optional[int] = ...) -> None: ...
+
+class ModelPromoted(_message.Message):
+    __slots__ = ("contract_version", "model_name", "version", "artifact_sha256", "previous_version", "reason", "promoted_at_ms", "feature_names", "action")
+    CONTRACT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_SHA256_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_VERSION_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    PROMOTED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_NAMES_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    contract_version: int
+    model_name: str
+    version: str
+    artifact_sha256: str
+    previous_version: str
+    reason: str
+    promoted_at_ms: int
+    feature_names: _containers.RepeatedScalarFieldContainer[str]
+    action: str
+    def __init__(self, contract_version: _Optional[int] = ..., model_name: _Optional[str] = ..., version: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., previous_version: _Optional[str] = ..., reason: _Optional[str] = ..., promoted_at_ms: _Optional[int] = ..., feature_names: _Optional[_Iterable[str]] = ..., action: _Optional[str] = ...) -> None: ...
+
+class RegistryEvent(_message.Message):
+    __slots__ = ("contract_version", "model_name", "version", "status", "candidate", "gate_decision", "gate_reason", "champion_metrics", "actor", "action", "why", "at_ms", "sequence")
+    class ChampionMetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    CONTRACT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_FIELD_NUMBER: _ClassVar[int]
+    GATE_DECISION_FIELD_NUMBER: _ClassVar[int]
+    GATE_REASON_FIELD_NUMBER: _ClassVar[int]
+    CHAMPION_METRICS_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    WHY_FIELD_NUMBER: _ClassVar[int]
+    AT_MS_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    contract_version: int
+    model_name: str
+    version: str
+    status: str
+    candidate: ModelCandidate
+    gate_decision: str
+    gate_reason: str
+    champion_metrics: _containers.ScalarMap[str, float]
+    actor: str
+    action: str
+    why: str
+    at_ms: int
+    sequence: int
+    def __init__(self, contract_version: _Optional[int] = ..., model_name: _Optional[str] = ..., version: _Optional[str] = ..., status: _Optional[str] = ..., candidate: _Optional[_Union[ModelCandidate, _Mapping]] = ..., gate_decision: _Optional[str] = ..., gate_reason: _Optional[str] = ..., champion_metrics: _Optional[_Mapping[str, float]] = ..., actor: _Optional[str] = ..., action: _Optional[str] = ..., why: _Optional[str] = ..., at_ms: _Optional[int] = ..., sequence: _Optional[int] = ...) -> None: ...

@@ -1,0 +1,201 @@
+"""Telemetry for every service: OpenTelemetry tracing, W3C context in Kafka headers, Prometheus, JSON logs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SimpleSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+from mlops.settings import TelemetrySettings
+
+_setup_lock = threading.Lock()
+_configured_service: str | None = None
+
+
+class JsonLinesSpanExporter(SpanExporter):
+    """Appends finished spans as OTLP-like JSON lines to a file; `mlops trace` renders them. Safe across processes
+    because each span is one short append."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+
+    def export(self, spans: Iterable[ReadableSpan]) -> SpanExportResult:
+        lines = [span.to_json(indent=None) + "\n" for span in spans]
+        with self._lock, self.path.open("a", encoding="utf-8") as fh:
+            fh.writelines(lines)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        return None
+
+
+def _exporter(settings: TelemetrySettings) -> SpanExporter | None:
+    kind = settings.exporter.lower()
+    if kind == "none":
+        return None
+    if kind == "console":
+        return ConsoleSpanExporter(out=sys.stderr)
+    if kind == "file":
+        return JsonLinesSpanExporter(settings.file_path)
+    if kind == "otlp-grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+        return OTLPSpanExporter(endpoint=settings.otlp_endpoint) if settings.otlp_endpoint else OTLPSpanExporter()
+    if kind == "otlp-http":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
+
+        return HttpExporter(endpoint=settings.otlp_endpoint) if settings.otlp_endpoint else HttpExporter()
+    raise ValueError(f"MLOPS_TELEMETRY_EXPORTER: unknown exporter {settings.exporter!r}")
+
+
+def setup_tracing(
+    service_name: str, settings: TelemetrySettings | None = None, exporter: SpanExporter | None = None
+) -> TracerProvider:
+    """Install the global tracer provider once per process. `exporter` overrides the settings (tests pass an
+    in-memory exporter; it is exported synchronously so a test sees spans at once)."""
+    global _configured_service
+    settings = settings or TelemetrySettings()
+    with _setup_lock:
+        current = trace.get_tracer_provider()
+        if _configured_service is not None and isinstance(current, TracerProvider):
+            if exporter is not None:
+                current.add_span_processor(SimpleSpanProcessor(exporter))
+            return current
+        provider = TracerProvider(
+            resource=Resource.create({"service.name": service_name, "service.namespace": "mlops"}),
+            sampler=ParentBased(TraceIdRatioBased(settings.sampling_ratio)),
+        )
+        if exporter is not None:
+            provider.add_span_processor(SimpleSpanProcessor(exporter))
+        else:
+            configured = _exporter(settings)
+            if configured is not None:
+                provider.add_span_processor(BatchSpanProcessor(configured))
+        trace.set_tracer_provider(provider)
+        _configured_service = service_name
+        return provider
+
+
+def tracer(name: str) -> trace.Tracer:
+    return trace.get_tracer(name)
+
+
+# --- W3C trace context in Kafka headers ------------------------------------------------------------------------
+
+
+def inject_headers(headers: dict[str, str] | None = None, context: Context | None = None) -> dict[str, str]:
+    """Add `traceparent` (and `tracestate`) of the current (or given) context to a header dict."""
+    carrier: dict[str, str] = dict(headers or {})
+    propagate.inject(carrier, context=context)
+    return carrier
+
+
+def extract_context(headers: Mapping[str, str | bytes] | Iterable[tuple[str, str | bytes]] | None) -> Context:
+    """The trace context carried by Kafka headers (raw confluent-kafka header lists are accepted)."""
+    if headers is None:
+        return Context()
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    carrier = {k: (v.decode("utf-8", "replace") if isinstance(v, bytes) else (v or "")) for k, v in items}
+    return propagate.extract(carrier)
+
+
+def span_link(headers: Mapping[str, str | bytes] | None) -> trace.Link | None:
+    """A span link to the context in `headers` (for batch consumers that fold many traces into one span)."""
+    ctx = trace.get_current_span(extract_context(headers)).get_span_context()
+    return trace.Link(ctx) if ctx.is_valid else None
+
+
+def current_trace_ids() -> tuple[str, str]:
+    """(trace_id, span_id) of the current span as hex, or ("", "") when there is none."""
+    ctx = trace.get_current_span().get_span_context()
+    if not ctx.is_valid:
+        return "", ""
+    return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
+
+
+def messaging_attributes(operation: str, topic: str, partition: int | None = None, offset: int | None = None,
+                         key: bytes | str | None = None, group: str | None = None) -> dict[str, Any]:
+    """OpenTelemetry messaging semantic-convention attributes for a Kafka span."""
+    attrs: dict[str, Any] = {
+        "messaging.system": "kafka",
+        "messaging.operation.type": operation,
+        "messaging.destination.name": topic,
+    }
+    if partition is not None:
+        attrs["messaging.destination.partition.id"] = str(partition)
+    if offset is not None:
+        attrs["messaging.kafka.offset"] = offset
+    if key is not None:
+        attrs["messaging.kafka.message.key"] = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
+    if group is not None:
+        attrs["messaging.consumer.group.name"] = group
+    return attrs
+
+
+# --- Prometheus ---------------------------------------------------------------------------------------------------
+
+
+def start_metrics_server(port: int | None, addr: str = "127.0.0.1") -> int | None:
+    """Serve the default Prometheus registry on `port` (0 picks a free port); returns the bound port."""
+    if port is None:
+        return None
+    from prometheus_client import start_http_server
+
+    server, _thread = start_http_server(port, addr=addr)
+    return int(server.server_port)
+
+
+# --- structured logs ------------------------------------------------------------------------------------------------
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line with the trace id of the active span, so logs join traces."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        payload: dict[str, Any] = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        trace_id, span_id = current_trace_ids()
+        if trace_id:
+            payload["trace_id"], payload["span_id"] = trace_id, span_id
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            payload.update(fields)
+        if record.exc_info:
+            payload["exc"] = self.formatException(record.exc_info)
+        return json.dumps(payload, default=str)
+
+
+def setup_logging(settings: TelemetrySettings | None = None) -> None:
+    """Structured logs on stderr. Pass data as `log.info("msg", extra={"fields": {...}})`."""
+    settings = settings or TelemetrySettings()
+    handler = logging.StreamHandler(sys.stderr)
+    if settings.log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level.upper())

@@ -1,0 +1,90 @@
+"""The topic registry: the one place that names every topic, its partitions and its cleanup policy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mlops.settings import KafkaSettings
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    description: str
+    compacted: bool = False
+    partitions: int | None = None  # None: KafkaSettings.default_partitions
+    config: dict[str, str] = field(default_factory=dict)
+
+    def broker_config(self) -> dict[str, str]:
+        conf = {"cleanup.policy": "compact" if self.compacted else "delete"}
+        if self.compacted:
+            # compact promptly so a restarted reader replays little; never delete the latest value of a key
+            conf |= {"min.cleanable.dirty.ratio": "0.1", "segment.ms": "600000"}
+        return conf | self.config
+
+
+RAW_EVENTS = TopicSpec("raw.events", "what external producers write (JSON or RawEvent), keyed by entity id")
+EVENTS = TopicSpec("events", "validated Event records, keyed by entity id")
+EVENTS_DLQ = TopicSpec("events.dlq", "DeadLetter records: rejected input with the reason, keyed as the original")
+FEATURES_LOG = TopicSpec("features.log", "FeatureVector updates: the offline store, keyed by entity id")
+LABELS = TopicSpec("labels", "delayed ground truth (Label), keyed by entity id")
+PREDICTIONS = TopicSpec("predictions", "PredictionRecord per served row, keyed by entity id")
+RETRAIN_REQUESTED = TopicSpec("retrain.requested", "debounced RetrainRequest, keyed by model name", partitions=1)
+MODEL_CANDIDATES = TopicSpec("model.candidates", "ModelCandidate from the trainer, keyed by model name", partitions=1)
+TRAINING_FAILURES = TopicSpec("training.failures", "TrainingFailed, keyed by model name", partitions=1)
+MODEL_PROMOTED = TopicSpec("model.promoted", "ModelPromoted, keyed by model name", partitions=1)
+MODEL_ARTIFACTS = TopicSpec(
+    "model.artifacts", "ONNX bytes keyed by their sha256 (content-addressed)", compacted=True, partitions=1
+)
+REGISTRY_LOG = TopicSpec(
+    "registry.log", "RegistryEvent: the registry's event-sourced state", compacted=True, partitions=1
+)
+
+ALL_TOPICS: tuple[TopicSpec, ...] = (
+    RAW_EVENTS,
+    EVENTS,
+    EVENTS_DLQ,
+    FEATURES_LOG,
+    LABELS,
+    PREDICTIONS,
+    RETRAIN_REQUESTED,
+    MODEL_CANDIDATES,
+    TRAINING_FAILURES,
+    MODEL_PROMOTED,
+    MODEL_ARTIFACTS,
+    REGISTRY_LOG,
+)
+
+
+def topic_name(spec: TopicSpec, settings: KafkaSettings | None = None) -> str:
+    """The topic's name on the broker (with the configured prefix)."""
+    prefix = (settings or KafkaSettings()).topic_prefix
+    return f"{prefix}{spec.name}"
+
+
+def ensure_topics(settings: KafkaSettings, specs: tuple[TopicSpec, ...] = ALL_TOPICS, timeout: float = 30.0) -> list[str]:
+    """Create the missing topics and wait until the broker reports them; returns the names it created."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient(settings.client_config())
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    wanted = {
+        topic_name(spec, settings): NewTopic(
+            topic_name(spec, settings),
+            num_partitions=spec.partitions or settings.default_partitions,
+            replication_factor=settings.replication_factor,
+            config=spec.broker_config() | {"max.message.bytes": str(settings.max_message_bytes)},
+        )
+        for spec in specs
+    }
+    missing = [topic for name, topic in wanted.items() if name not in existing]
+    created: list[str] = []
+    if missing:
+        for name, fut in admin.create_topics(missing, operation_timeout=timeout).items():
+            try:
+                fut.result()
+                created.append(name)
+            except Exception as exc:  # another process may have created it in between
+                if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                    raise
+    return created
