@@ -6,7 +6,7 @@ import json
 import logging
 import sys
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -151,19 +151,6 @@ def messaging_attributes(operation: str, topic: str, partition: int | None = Non
     return attrs
 
 
-# --- Prometheus ---------------------------------------------------------------------------------------------------
-
-
-def start_metrics_server(port: int | None, addr: str = "127.0.0.1") -> int | None:
-    """Serve the default Prometheus registry on `port` (0 picks a free port); returns the bound port."""
-    if port is None:
-        return None
-    from prometheus_client import start_http_server
-
-    server, _thread = start_http_server(port, addr=addr)
-    return int(server.server_port)
-
-
 # --- structured logs ------------------------------------------------------------------------------------------------
 
 
@@ -199,3 +186,49 @@ def setup_logging(settings: TelemetrySettings | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())
+
+
+# --- the ops endpoint: /metrics, /healthz, /readyz on one port per service ---------------------------------------
+
+
+def start_ops_server(port: int, ready: Callable[[], bool] = lambda: True, addr: str = "0.0.0.0") -> int:
+    """Serve Prometheus `/metrics`, liveness `/healthz` (the process answers) and readiness `/readyz`
+    (`ready()` is true: e.g. connected and assigned) on `port` (0 picks a free one). Returns the bound port."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                self._reply(200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST)
+            elif path == "/healthz":
+                self._reply(200, b"ok\n")
+            elif path == "/readyz":
+                ok = _safe(ready)
+                self._reply(200 if ok else 503, b"ready\n" if ok else b"not ready\n")
+            else:
+                self._reply(404, b"not found: try /metrics, /healthz, /readyz\n")
+
+        def _reply(self, code: int, body: bytes, ctype: str = "text/plain; charset=utf-8") -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:  # keep scrapes out of the service log
+            return None
+
+    server = ThreadingHTTPServer((addr, port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="ops-http", daemon=True).start()
+    return int(server.server_address[1])
+
+
+def _safe(fn: Callable[[], bool]) -> bool:
+    try:
+        return bool(fn())
+    except Exception:
+        return False
