@@ -15,7 +15,6 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import TypeVar
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
@@ -40,17 +39,32 @@ class BusError(RuntimeError):
     """A record could not be delivered or committed."""
 
 
-@dataclass(frozen=True)
 class Record:
-    """One consumed record, decoupled from confluent-kafka's Message."""
+    """One consumed record: a read-only view of confluent-kafka's Message (fields read on demand — the consume
+    hot path touches only what a handler uses)."""
 
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: dict[str, bytes] = field(default_factory=dict)
-    timestamp_ms: int = 0
+    __slots__ = ("_msg", "_headers")
+
+    def __init__(self, msg: Message):
+        self._msg = msg
+        self._headers: dict[str, bytes] | None = None
+
+    topic = property(lambda self: self._msg.topic())
+    partition = property(lambda self: self._msg.partition())
+    offset = property(lambda self: self._msg.offset())
+    key = property(lambda self: self._msg.key())
+    value = property(lambda self: self._msg.value())
+
+    @property
+    def timestamp_ms(self) -> int:
+        ts_type, ts = self._msg.timestamp()
+        return ts if ts_type else 0
+
+    @property
+    def headers(self) -> dict[str, bytes]:
+        if self._headers is None:
+            self._headers = {k: (v if v is not None else b"") for k, v in (self._msg.headers() or [])}
+        return self._headers
 
     @property
     def where(self) -> str:
@@ -62,13 +76,10 @@ class Record:
 
     def decode(self, message_type: type[PB]) -> PB:
         """The value as `message_type`; raises contracts.ContractError naming topic/partition/offset."""
-        return contracts.decode(message_type, self.value, self.where)
+        return contracts.decode(message_type, self.value, lambda: self.where)
 
-    @classmethod
-    def from_kafka(cls, msg: Message) -> Record:
-        headers = {k: (v if v is not None else b"") for k, v in (msg.headers() or [])}
-        ts_type, ts = msg.timestamp()
-        return cls(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(), headers, ts if ts_type else 0)
+    def __repr__(self) -> str:
+        return f"Record({self.where}, key={self.key!r}, {len(self.value or b'')} bytes)"
 
 
 def _as_bytes(key: str | bytes | None) -> bytes | None:
@@ -88,6 +99,7 @@ class Producer:
         }
         self._producer = _KafkaProducer(conf | (extra or {}))
         self._errors: list[str] = []
+        self._static_headers: dict[type, dict[str, str]] = {}
 
     def send(
         self,
@@ -100,30 +112,44 @@ class Producer:
     ) -> None:
         """Queue one record. Protobuf values are encoded with the contract version; the current trace context
         goes into `traceparent`. Delivery failures are kept and raised by `flush`."""
-        hdrs = inject_headers(headers)
         if isinstance(value, PbMessage):
             payload: bytes | None = contracts.encode(value)
-            hdrs.setdefault(HEADER_CONTENT_TYPE, contracts.CONTENT_TYPE)
-            hdrs.setdefault(HEADER_CONTRACT, str(contracts.CONTRACT_VERSION))
-            hdrs.setdefault(HEADER_MESSAGE_TYPE, value.DESCRIPTOR.full_name)
+            hdrs = self._headers_for(type(value)) | (headers or {})
         else:
             payload = value
-
-        def delivered(err: KafkaError | None, msg: Message) -> None:
-            if err is not None:
-                self._errors.append(f"{topic}: {err}")
-            if on_delivery is not None:
-                on_delivery(err, msg)
-
+            hdrs = dict(headers or {})
+        hdrs = inject_headers(hdrs)
+        callback = self._on_delivery if on_delivery is None else self._chain(on_delivery)
         while True:
             try:
                 self._producer.produce(
-                    topic, value=payload, key=_as_bytes(key), headers=list(hdrs.items()), on_delivery=delivered
+                    topic, value=payload, key=_as_bytes(key), headers=list(hdrs.items()), on_delivery=callback
                 )
                 break
             except BufferError:  # local queue full: serve delivery callbacks, then retry
                 self._producer.poll(0.05)
         self._producer.poll(0)
+
+    def _headers_for(self, message_type: type) -> dict[str, str]:
+        static = self._static_headers.get(message_type)
+        if static is None:
+            static = self._static_headers[message_type] = {
+                HEADER_CONTENT_TYPE: contracts.CONTENT_TYPE,
+                HEADER_CONTRACT: str(contracts.CONTRACT_VERSION),
+                HEADER_MESSAGE_TYPE: message_type.DESCRIPTOR.full_name,
+            }
+        return static
+
+    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self._errors.append(f"{msg.topic()}: {err}")
+
+    def _chain(self, user: Callable[[KafkaError | None, Message], None]) -> Callable[[KafkaError | None, Message], None]:
+        def both(err: KafkaError | None, msg: Message) -> None:
+            self._on_delivery(err, msg)
+            user(err, msg)
+
+        return both
 
     def poll(self, timeout: float = 0.0) -> int:
         return self._producer.poll(timeout)
@@ -170,6 +196,8 @@ class Consumer:
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest" if from_beginning else "latest",
             "isolation.level": "read_committed",
+            "session.timeout.ms": settings.session_timeout_ms,
+            "heartbeat.interval.ms": max(1000, settings.session_timeout_ms // 4),
             "fetch.max.bytes": settings.max_message_bytes,
             "max.partition.fetch.bytes": settings.max_message_bytes,
         }
@@ -189,7 +217,7 @@ class Consumer:
         for msg in self._consumer.consume(max_records, timeout):
             err = msg.error()
             if err is None:
-                out.append(Record.from_kafka(msg))
+                out.append(Record(msg))
             elif err.code() != KafkaError._PARTITION_EOF:
                 raise KafkaException(err)
         return out
@@ -198,7 +226,11 @@ class Consumer:
         """Commit past the highest offset of each partition in `records` (synchronously)."""
         highest: dict[tuple[str, int], int] = {}
         for r in records:
-            highest[(r.topic, r.partition)] = max(highest.get((r.topic, r.partition), -1), r.offset)
+            msg = r._msg  # one dict write per record: consume order is offset order within a partition
+            key = (msg.topic(), msg.partition())
+            offset = msg.offset()
+            if offset > highest.get(key, -1):
+                highest[key] = offset
         if highest:
             self._consumer.commit(
                 offsets=[TopicPartition(t, p, o + 1) for (t, p), o in highest.items()], asynchronous=False

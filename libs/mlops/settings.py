@@ -29,6 +29,9 @@ class KafkaSettings(BaseSettings):
     default_partitions: int = Field(3, description="Partitions for topics created by the stack.")
     replication_factor: int = Field(1, description="Replication factor for topics created by the stack.")
     max_message_bytes: int = Field(MAX_MESSAGE_BYTES, description="Largest record, same on broker and clients.")
+    session_timeout_ms: int = Field(
+        10_000, description="Consumer-group session timeout: how soon a dead member's partitions move on."
+    )
     security_protocol: str = Field("PLAINTEXT", description="librdkafka security.protocol.")
     sasl_mechanism: str | None = Field(None, description="librdkafka sasl.mechanism, when SASL is used.")
     sasl_username: str | None = Field(None, description="SASL user (set from a Secret, never in code).")

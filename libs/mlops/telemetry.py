@@ -105,7 +105,9 @@ def tracer(name: str) -> trace.Tracer:
 def inject_headers(headers: dict[str, str] | None = None, context: Context | None = None) -> dict[str, str]:
     """Add `traceparent` (and `tracestate`) of the current (or given) context to a header dict."""
     carrier: dict[str, str] = dict(headers or {})
-    propagate.inject(carrier, context=context)
+    # fast path on the produce hot path: with no active span there is nothing to propagate
+    if trace.get_current_span(context).get_span_context().is_valid:
+        propagate.inject(carrier, context=context)
     return carrier
 
 

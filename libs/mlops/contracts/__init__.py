@@ -6,6 +6,7 @@ bytes that do not parse or that come from a newer major contract, with an error 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TypeVar
 
 from google.protobuf.message import DecodeError as _PbDecodeError
@@ -40,24 +41,40 @@ class ContractError(ValueError):
         super().__init__(f"cannot decode {message_type} at {where}: {detail}")
 
 
+_VERSIONED: dict[type, bool] = {}
+
+
+def is_versioned(message_type: type[Message]) -> bool:
+    """Whether a message type is a top-level contract (has `contract_version`); cached per type."""
+    versioned = _VERSIONED.get(message_type)
+    if versioned is None:
+        versioned = _VERSIONED[message_type] = "contract_version" in message_type.DESCRIPTOR.fields_by_name
+    return versioned
+
+
 def encode(message: Message) -> bytes:
-    """Serialize a contract message, stamping the contract version when the caller left it unset."""
-    if "contract_version" in message.DESCRIPTOR.fields_by_name and not getattr(message, "contract_version"):
-        setattr(message, "contract_version", CONTRACT_VERSION)
+    """Serialize a contract message (deterministically: maps in key order), stamping the contract version when
+    the caller left it unset."""
+    if is_versioned(type(message)) and not message.contract_version:  # type: ignore[attr-defined]
+        message.contract_version = CONTRACT_VERSION  # type: ignore[attr-defined]
     return message.SerializeToString(deterministic=True)
 
 
-def decode(message_type: type[M], data: bytes | None, where: str = "<bytes>") -> M:
-    """Parse `data` as `message_type`; raise ContractError naming `where` (e.g. topic/partition/offset)."""
-    name = message_type.DESCRIPTOR.full_name
+def decode(message_type: type[M], data: bytes | None, where: str | Callable[[], str] = "<bytes>") -> M:
+    """Parse `data` as `message_type`; raise ContractError naming `where` (e.g. topic/partition/offset; a
+    callable is only called on error, keeping the hot path free of string formatting)."""
+
+    def fail(detail: str) -> ContractError:
+        return ContractError(message_type.DESCRIPTOR.full_name, where() if callable(where) else where, detail)
+
     if data is None:
-        raise ContractError(name, where, "record has no value (tombstone)")
+        raise fail("record has no value (tombstone)")
     message = message_type()
     try:
         message.ParseFromString(data)
     except (_PbDecodeError, RuntimeError) as exc:
-        raise ContractError(name, where, f"not a valid protobuf message ({exc})") from exc
-    version = getattr(message, "contract_version", CONTRACT_VERSION)
+        raise fail(f"not a valid protobuf message ({exc})") from exc
+    version = message.contract_version if is_versioned(message_type) else CONTRACT_VERSION  # type: ignore[attr-defined]
     if version != CONTRACT_VERSION:
-        raise ContractError(name, where, f"contract version {version}, this code speaks {CONTRACT_VERSION}")
+        raise fail(f"contract version {version}, this code speaks {CONTRACT_VERSION}")
     return message

@@ -178,6 +178,18 @@ class Stack:
         self._wait("kafka", self.kafka, self.s.kafka_port)
         return "started"
 
+    def kafka_tool(self, main_class: str, *args: str, timeout: float = 60.0) -> str:
+        """Run one of the broker's own admin CLIs (e.g. org.apache.kafka.tools.TopicCommand) against the local
+        broker; returns its output, raises StackError on failure."""
+        proc = subprocess.run(
+            ["java", "-cp", f"{self.jar_dir}/*", "-Dlog4j2.level=WARN", main_class,
+             "--bootstrap-server", f"{self.s.host}:{self.s.kafka_port}", *args],
+            capture_output=True, text=True, timeout=timeout,
+        )
+        if proc.returncode != 0:
+            raise StackError(f"{main_class} failed (exit {proc.returncode}): {proc.stderr[-1500:]}")
+        return proc.stdout
+
     # -- Redis ------------------------------------------------------------------------------------------------------
     def start_redis(self) -> str:
         if self.redis.running() and port_open(self.s.host, self.s.redis_port):

@@ -47,7 +47,7 @@ class PredictionRecord(_message.Message):
     def __init__(self, contract_version: _Optional[int] = ..., request_id: _Optional[str] = ..., entity_id: _Optional[str] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., inputs: _Optional[_Mapping[str, float]] = ..., outputs: _Optional[_Iterable[float]] = ..., score: _Optional[float] = ..., predicted_label: _Optional[float] = ..., latency_us: _Optional[int] = ..., trace_id: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., features_as_of_ms: _Optional[int] = ..., span_id: _Optional[str] = ...) -> None: ...
 
 class RetrainRequest(_message.Message):
-    __slots__ = ("contract_version", "model_name", "request_id", "reason", "detector", "statistic", "feature", "value", "window_start_ms", "window_end_ms", "requested_at_ms", "requested_by", "trace_id", "span_id")
+    __slots__ = ("contract_version", "model_name", "request_id", "reason", "detector", "statistic", "feature", "value", "window_start_ms", "window_end_ms", "requested_at_ms", "requested_by", "trace_id", "span_id", "seed")
     CONTRACT_VERSION_FIELD_NUMBER: _ClassVar[int]
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
@@ -62,6 +62,7 @@ class RetrainRequest(_message.Message):
     REQUESTED_BY_FIELD_NUMBER: _ClassVar[int]
     TRACE_ID_FIELD_NUMBER: _ClassVar[int]
     SPAN_ID_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
     contract_version: int
     model_name: str
     request_id: str
@@ -76,10 +77,11 @@ class RetrainRequest(_message.Message):
     requested_by: str
     trace_id: str
     span_id: str
-    def __init__(self, contract_version: _Optional[int] = ..., model_name: _Optional[str] = ..., request_id: _Optional[str] = ..., reason: _Optional[str] = ..., detector: _Optional[str] = ..., statistic: _Optional[str] = ..., feature: _Optional[str] = ..., value: _Optional[float] = ..., window_start_ms: _Optional[int] = ..., window_end_ms: _Optional[int] = ..., requested_at_ms: _Optional[int] = ..., requested_by: _Optional[str] = ..., trace_id: _Optional[str] = ..., span_id: _Optional[str] = ...) -> None: ...
+    seed: int
+    def __init__(self, contract_version: _Optional[int] = ..., model_name: _Optional[str] = ..., request_id: _Optional[str] = ..., reason: _Optional[str] = ..., detector: _Optional[str] = ..., statistic: _Optional[str] = ..., feature: _Optional[str] = ..., value: _Optional[float] = ..., window_start_ms: _Optional[int] = ..., window_end_ms: _Optional[int] = ..., requested_at_ms: _Optional[int] = ..., requested_by: _Optional[str] = ..., trace_id: _Optional[str] = ..., span_id: _Optional[str] = ..., seed: _Optional[int] = ...) -> None: ...
 
 class Lineage(_message.Message):
-    __slots__ = ("feature_log_offsets", "label_offsets", "feature_set", "feature_set_version", "code_version", "seed", "row_count", "data_start_ms", "data_end_ms", "retrain_request_id", "retrain_reason")
+    __slots__ = ("feature_log_offsets", "label_offsets", "feature_set", "feature_set_version", "code_version", "seed", "row_count", "data_start_ms", "data_end_ms", "retrain_request_id", "retrain_reason", "coalesced_request_ids")
     FEATURE_LOG_OFFSETS_FIELD_NUMBER: _ClassVar[int]
     LABEL_OFFSETS_FIELD_NUMBER: _ClassVar[int]
     FEATURE_SET_FIELD_NUMBER: _ClassVar[int]
@@ -91,6 +93,7 @@ class Lineage(_message.Message):
     DATA_END_MS_FIELD_NUMBER: _ClassVar[int]
     RETRAIN_REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     RETRAIN_REASON_FIELD_NUMBER: _ClassVar[int]
+    COALESCED_REQUEST_IDS_FIELD_NUMBER: _ClassVar[int]
     feature_log_offsets: _containers.RepeatedCompositeFieldContainer[_common_pb2.OffsetRange]
     label_offsets: _containers.RepeatedCompositeFieldContainer[_common_pb2.OffsetRange]
     feature_set: str
@@ -102,7 +105,8 @@ class Lineage(_message.Message):
     data_end_ms: int
     retrain_request_id: str
     retrain_reason: str
-    def __init__(self, feature_log_offsets: _Optional[_Iterable[_Union[_common_pb2.OffsetRange, _Mapping]]] = ..., label_offsets: _Optional[_Iterable[_Union[_common_pb2.OffsetRange, _Mapping]]] = ..., feature_set: _Optional[str] = ..., feature_set_version: _Optional[int] = ..., code_version: _Optional[str] = ..., seed: _Optional[int] = ..., row_count: _Optional[int] = ..., data_start_ms: _Optional[int] = ..., data_end_ms: _Optional[int] = ..., retrain_request_id: _Optional[str] = ..., retrain_reason: _Optional[str] = ...) -> None: ...
+    coalesced_request_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, feature_log_offsets: _Optional[_Iterable[_Union[_common_pb2.OffsetRange, _Mapping]]] = ..., label_offsets: _Optional[_Iterable[_Union[_common_pb2.OffsetRange, _Mapping]]] = ..., feature_set: _Optional[str] = ..., feature_set_version: _Optional[int] = ..., code_version: _Optional[str] = ..., seed: _Optional[int] = ..., row_count: _Optional[int] = ..., data_start_ms: _Optional[int] = ..., data_end_ms: _Optional[int] = ..., retrain_request_id: _Optional[str] = ..., retrain_reason: _Optional[str] = ..., coalesced_request_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Holdout(_message.Message):
     __slots__ = ("feature_names", "rows", "features_f32", "labels")
@@ -199,8 +203,15 @@ class ModelPromoted(_message.Message):
     def __init__(self, contract_version: _Optional[int] = ..., model_name: _Optional[str] = ..., version: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., previous_version: _Optional[str] = ..., reason: _Optional[str] = ..., promoted_at_ms: _Optional[int] = ..., feature_names: _Optional[_Iterable[str]] = ..., action: _Optional[str] = ...) -> None: ...
 
 class RegistryEvent(_message.Message):
-    __slots__ = ("contract_version", "model_name", "version", "status", "candidate", "gate_decision", "gate_reason", "champion_metrics", "actor", "action", "why", "at_ms", "sequence")
+    __slots__ = ("contract_version", "model_name", "version", "status", "candidate", "gate_decision", "gate_reason", "champion_metrics", "actor", "action", "why", "at_ms", "sequence", "record_kind", "promoted_sequence", "gate_metrics", "champion_version_at_gate", "registered_at_ms")
     class ChampionMetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class GateMetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -220,6 +231,11 @@ class RegistryEvent(_message.Message):
     WHY_FIELD_NUMBER: _ClassVar[int]
     AT_MS_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    RECORD_KIND_FIELD_NUMBER: _ClassVar[int]
+    PROMOTED_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    GATE_METRICS_FIELD_NUMBER: _ClassVar[int]
+    CHAMPION_VERSION_AT_GATE_FIELD_NUMBER: _ClassVar[int]
+    REGISTERED_AT_MS_FIELD_NUMBER: _ClassVar[int]
     contract_version: int
     model_name: str
     version: str
@@ -233,4 +249,9 @@ class RegistryEvent(_message.Message):
     why: str
     at_ms: int
     sequence: int
-    def __init__(self, contract_version: _Optional[int] = ..., model_name: _Optional[str] = ..., version: _Optional[str] = ..., status: _Optional[str] = ..., candidate: _Optional[_Union[ModelCandidate, _Mapping]] = ..., gate_decision: _Optional[str] = ..., gate_reason: _Optional[str] = ..., champion_metrics: _Optional[_Mapping[str, float]] = ..., actor: _Optional[str] = ..., action: _Optional[str] = ..., why: _Optional[str] = ..., at_ms: _Optional[int] = ..., sequence: _Optional[int] = ...) -> None: ...
+    record_kind: str
+    promoted_sequence: int
+    gate_metrics: _containers.ScalarMap[str, float]
+    champion_version_at_gate: str
+    registered_at_ms: int
+    def __init__(self, contract_version: _Optional[int] = ..., model_name: _Optional[str] = ..., version: _Optional[str] = ..., status: _Optional[str] = ..., candidate: _Optional[_Union[ModelCandidate, _Mapping]] = ..., gate_decision: _Optional[str] = ..., gate_reason: _Optional[str] = ..., champion_metrics: _Optional[_Mapping[str, float]] = ..., actor: _Optional[str] = ..., action: _Optional[str] = ..., why: _Optional[str] = ..., at_ms: _Optional[int] = ..., sequence: _Optional[int] = ..., record_kind: _Optional[str] = ..., promoted_sequence: _Optional[int] = ..., gate_metrics: _Optional[_Mapping[str, float]] = ..., champion_version_at_gate: _Optional[str] = ..., registered_at_ms: _Optional[int] = ...) -> None: ...

@@ -1,0 +1,128 @@
+"""`mlops produce`: stream the synthetic SEA data set (mlops.datagen) into raw.events, and its labels into `labels`
+after a delay — the way an external producer and a delayed ground-truth source would."""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import sys
+import time
+from dataclasses import dataclass
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("produce", help="stream synthetic events (known drift point) to raw.events, labels later")
+    p.add_argument("--count", type=int, default=10_000, help="records to produce")
+    p.add_argument("--rate", type=float, default=1000.0, help="records per second (0: as fast as possible)")
+    p.add_argument("--drift-at", type=int, default=None, help="index of the first drifted record (default: none)")
+    p.add_argument("--entities", type=int, default=100, help="size of the entity id pool")
+    p.add_argument("--label-delay-ms", type=int, default=2000, help="labels are produced this long after the event")
+    p.add_argument("--no-labels", action="store_true", help="do not produce labels")
+    p.add_argument("--format", choices=("json", "protobuf"), default="json", help="raw event encoding")
+    p.add_argument("--seed", type=int, default=42, help="generator seed (same seed, same records)")
+    p.add_argument("--noise", type=float, default=0.0, help="probability of a flipped label")
+    p.add_argument("--variant-before", type=int, default=2, help="SEA variant before the drift (0..3)")
+    p.add_argument("--variant-after", type=int, default=3, help="SEA variant from the drift on (0..3)")
+    p.add_argument("--no-covariate-shift", action="store_true", help="concept drift only (x2 is not shifted)")
+    p.add_argument("--start-ms", type=int, default=None, help="event time of record 0 (default: now)")
+    p.set_defaults(func=_produce)
+
+
+@dataclass(frozen=True)
+class ProduceOptions:
+    """Everything `produce` needs besides the stream config (so the demo can call `produce` directly)."""
+
+    rate: float = 1000.0
+    label_delay_ms: int = 2000
+    labels: bool = True
+    fmt: str = "json"
+
+
+def produce(stream_config, kafka_settings=None, options: ProduceOptions | None = None, out=None) -> dict[str, int]:
+    """Produce the stream described by `stream_config` (mlops.datagen.StreamConfig); returns counts."""
+    from opentelemetry.trace import SpanKind
+
+    from mlops import datagen
+    from mlops.bus import Producer
+    from mlops.contracts import events_pb2
+    from mlops.settings import KafkaSettings
+    from mlops.telemetry import messaging_attributes, setup_tracing, tracer
+    from mlops.topics import LABELS, RAW_EVENTS, topic_name
+
+    opts = options or ProduceOptions()
+    ks = kafka_settings or KafkaSettings()
+    setup_tracing("mlops-produce")  # an SDK provider, so the producer span has ids to put in traceparent
+    tr = tracer("mlops.produce")
+    raw_topic, label_topic = topic_name(RAW_EVENTS, ks), topic_name(LABELS, ks)
+    producer = Producer(ks, client_id="mlops-produce")
+    pending: list[tuple[float, int, object, str]] = []  # (due monotonic time, index, Label, key)
+    counts = {"events": 0, "labels": 0}
+    started = time.monotonic()
+
+    def send_due_labels(now: float) -> None:
+        while pending and pending[0][0] <= now:
+            _, _, payload, key = heapq.heappop(pending)
+            producer.send(label_topic, payload, key=key)  # type: ignore[arg-type]
+            counts["labels"] += 1
+
+    for rec in datagen.generate(stream_config):
+        if opts.rate > 0:
+            wait = started + rec.index / opts.rate - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+        if opts.fmt == "protobuf":
+            value: object = events_pb2.RawEvent(
+                entity_id=rec.entity_id,
+                event_time_ms=rec.event_time_ms,
+                schema_version=1,
+                values=rec.values,
+                event_id=rec.event_id,
+            )
+        else:
+            value = rec.raw_json()
+        with tr.start_as_current_span(
+            f"{raw_topic} publish", kind=SpanKind.PRODUCER,
+            attributes=messaging_attributes("publish", raw_topic, key=rec.entity_id),
+        ):
+            producer.send(raw_topic, value, key=rec.entity_id,  # type: ignore[arg-type]
+                          headers=None if opts.fmt == "protobuf" else {"content-type": "application/json"})
+        counts["events"] += 1
+        if opts.labels:
+            label = events_pb2.Label(
+                entity_id=rec.entity_id, event_time_ms=rec.event_time_ms, label=float(rec.label),
+                event_id=rec.event_id,
+            )
+            due = time.monotonic() + opts.label_delay_ms / 1000.0
+            heapq.heappush(pending, (due, rec.index, label, rec.entity_id))
+        send_due_labels(time.monotonic())
+        if out is not None and rec.index and rec.index % 10_000 == 0:
+            print(f"produced {rec.index} events, {counts['labels']} labels", file=out)
+    while pending:  # the last labels come after their delay, as they would
+        time.sleep(max(0.0, min(0.2, pending[0][0] - time.monotonic())))
+        send_due_labels(time.monotonic())
+    producer.flush()
+    return counts
+
+
+def _produce(args: argparse.Namespace) -> int:
+    from mlops.datagen import StreamConfig
+
+    rate = args.rate
+    try:
+        cfg = StreamConfig(
+            count=args.count, drift_at=args.drift_at, entities=args.entities, seed=args.seed, noise=args.noise,
+            variant_before=args.variant_before, variant_after=args.variant_after,
+            covariate_shift=not args.no_covariate_shift,
+            start_ms=args.start_ms if args.start_ms is not None else int(time.time() * 1000),
+            interval_ms=1000.0 / rate if rate > 0 else 1.0,
+        )
+    except ValueError as exc:
+        print(f"mlops produce: {exc}", file=sys.stderr)
+        return 2
+    opts = ProduceOptions(rate=rate, label_delay_ms=args.label_delay_ms, labels=not args.no_labels, fmt=args.format)
+    t0 = time.monotonic()
+    counts = produce(cfg, options=opts, out=sys.stderr)
+    took = time.monotonic() - t0
+    print(f"produced {counts['events']} events and {counts['labels']} labels in {took:.1f}s"
+          f" (drift at {cfg.drift_at if cfg.drift_at is not None else 'none'}, seed {cfg.seed})")
+    return 0

@@ -1,0 +1,167 @@
+"""The online feature view in Redis: written by the features service, read by inference.
+
+Layout (one Redis hash per entity and feature-set version, with a TTL):
+
+    key   {key_prefix}:online:{feature_set}:v{version}:{entity_id}
+    field "vec"                  packed little-endian: int64 as_of_ms, uint32 version, k x float32 (feature order)
+    field "<feature name>"       the value as text (for operators: `redis-cli HGETALL key` reads as a table)
+    field "as_of_ms"             text
+    field "feature_set_version"  text
+
+Writes set every field and the TTL in one MULTI/EXEC, so the packed and readable fields never disagree. Reads
+fetch only the packed field of all requested entities with ONE server-side call (a cached Lua script looping
+HGET over KEYS), so a 64-entity lookup costs one round trip and one flat reply of 64 bulk strings, as cheap to
+parse as MGET (a pipelined HGETALL of 64 hashes parses 64 maps and is several times slower; see the report of
+issue 4 and loadtests/bench_features.py). The version lives in the key, so a new feature-set version never
+reads vectors of the old one; the packed version is checked too.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import redis
+import redis.asyncio as aredis
+
+from mlops.schema import FEATURE_SET, FeatureSet
+from mlops.settings import RedisSettings
+
+__all__ = ["AsyncOnlineStore", "OnlineFeatures", "OnlineStore", "OnlineStoreError", "pack", "unpack"]
+
+VECTOR_FIELD = "vec"
+_HEADER = struct.Struct("<qI")
+
+# One call for N keys: HGET of the packed field of each key (false -> nil in the reply for a missing key).
+_READ_SCRIPT = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  out[i] = redis.call('HGET', key, ARGV[1])
+end
+return out
+"""
+
+
+class OnlineStoreError(RuntimeError):
+    """The online store holds a value this code cannot read, or was given values it cannot write."""
+
+
+@dataclass(frozen=True)
+class OnlineFeatures:
+    entity_id: str
+    values: dict[str, float]
+    as_of_ms: int
+    feature_set_version: int
+
+
+def pack(feature_set: FeatureSet, values: Mapping[str, float], as_of_ms: int) -> bytes:
+    """The packed vector of `values` in feature order; a missing feature is an error (no silent zeros)."""
+    missing = [n for n in feature_set.names if n not in values]
+    if missing:
+        raise OnlineStoreError(f"feature set {feature_set.name} v{feature_set.version}: missing {missing}")
+    k = len(feature_set.names)
+    return _HEADER.pack(int(as_of_ms), feature_set.version) + struct.pack(
+        f"<{k}f", *(float(values[n]) for n in feature_set.names)
+    )
+
+
+def _record(feature_set: FeatureSet) -> struct.Struct:
+    return struct.Struct(f"<qI{len(feature_set.names)}f")
+
+
+def unpack(feature_set: FeatureSet, entity_id: str, data: bytes) -> OnlineFeatures | None:
+    """Decode a packed vector; None when it belongs to another feature-set version or shape."""
+    return _Layout.unpack_with(_record(feature_set), feature_set, entity_id, data)
+
+
+class _Layout:
+    def __init__(self, settings: RedisSettings, feature_set: FeatureSet):
+        self.feature_set = feature_set
+        self._record = _record(feature_set)
+        self._prefix = f"{settings.key_prefix}:online:{feature_set.name}:v{feature_set.version}:"
+
+    def key(self, entity_id: str) -> str:
+        return self._prefix + entity_id
+
+    def mapping(self, values: Mapping[str, float], as_of_ms: int) -> dict[str, bytes | str]:
+        fields: dict[str, bytes | str] = {VECTOR_FIELD: pack(self.feature_set, values, as_of_ms)}
+        fields |= {n: repr(float(values[n])) for n in self.feature_set.names}
+        fields |= {"as_of_ms": str(int(as_of_ms)), "feature_set_version": str(self.feature_set.version)}
+        return fields
+
+    def decode(self, entity_ids: Sequence[str], replies: Sequence[bytes | None]) -> list[OnlineFeatures | None]:
+        rec, fs = self._record, self.feature_set
+        return [
+            self.unpack_with(rec, fs, eid, raw) if raw is not None else None
+            for eid, raw in zip(entity_ids, replies, strict=True)
+        ]
+
+    @staticmethod
+    def unpack_with(rec: struct.Struct, fs: FeatureSet, entity_id: str, data: bytes) -> OnlineFeatures | None:
+        if len(data) != rec.size:
+            return None
+        fields = rec.unpack(data)
+        if fields[1] != fs.version:
+            return None
+        return OnlineFeatures(entity_id, dict(zip(fs.names, fields[2:], strict=True)), fields[0], fields[1])
+
+
+class OnlineStore:
+    """Synchronous online store (redis-py; hiredis parses replies when installed)."""
+
+    def __init__(self, settings: RedisSettings, feature_set: FeatureSet = FEATURE_SET):
+        self._layout = _Layout(settings, feature_set)
+        self.feature_set = feature_set
+        self._redis = redis.Redis.from_url(settings.url)
+        self._read = self._redis.register_script(_READ_SCRIPT)
+
+    def key(self, entity_id: str) -> str:
+        return self._layout.key(entity_id)
+
+    def write(self, entity_id: str, values: dict[str, float], as_of_ms: int) -> None:
+        """Replace the entity's view and (re)arm its TTL atomically."""
+        key = self._layout.key(entity_id)
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hset(key, mapping=self._layout.mapping(values, as_of_ms))
+        pipe.expire(key, self.feature_set.ttl_seconds)
+        pipe.execute()
+
+    def read_many(self, entity_ids: Sequence[str]) -> list[OnlineFeatures | None]:
+        """The views of `entity_ids` in order (None: unknown, expired or another version) in one round trip."""
+        if not entity_ids:
+            return []
+        replies = self._read(keys=[self._layout.key(e) for e in entity_ids], args=[VECTOR_FIELD])
+        return self._layout.decode(entity_ids, replies)
+
+    def close(self) -> None:
+        self._redis.close()
+
+
+class AsyncOnlineStore:
+    """The same store for asyncio code (redis.asyncio)."""
+
+    def __init__(self, settings: RedisSettings, feature_set: FeatureSet = FEATURE_SET):
+        self._layout = _Layout(settings, feature_set)
+        self.feature_set = feature_set
+        self._redis = aredis.Redis.from_url(settings.url)
+        self._read = self._redis.register_script(_READ_SCRIPT)
+
+    def key(self, entity_id: str) -> str:
+        return self._layout.key(entity_id)
+
+    async def write(self, entity_id: str, values: dict[str, float], as_of_ms: int) -> None:
+        key = self._layout.key(entity_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping=self._layout.mapping(values, as_of_ms))
+            pipe.expire(key, self.feature_set.ttl_seconds)
+            await pipe.execute()
+
+    async def read_many(self, entity_ids: Sequence[str]) -> list[OnlineFeatures | None]:
+        if not entity_ids:
+            return []
+        replies = await self._read(keys=[self._layout.key(e) for e in entity_ids], args=[VECTOR_FIELD])
+        return self._layout.decode(entity_ids, replies)
+
+    async def close(self) -> None:
+        await self._redis.aclose()

@@ -1,0 +1,77 @@
+"""A thin client of the registry's gRPC API (mlops.v1.ModelRegistry), used by the CLI and the demo.
+
+Calls return the API's protobuf responses; a refused call raises RegistryCallError carrying the gRPC status
+code name and the server's message (e.g. NOT_FOUND: unknown model 'x')."""
+
+from __future__ import annotations
+
+import os
+
+import grpc
+
+from mlops.contracts import models_pb2
+from mlops.contracts.v1 import registry_service_pb2 as api
+from mlops.contracts.v1 import registry_service_pb2_grpc as api_grpc
+
+DEFAULT_ADDRESS = "127.0.0.1:8002"
+
+__all__ = ["DEFAULT_ADDRESS", "RegistryCallError", "RegistryClient", "default_address"]
+
+
+def default_address() -> str:
+    """MLOPS_REGISTRY_ADDRESS, else 127.0.0.1:8002."""
+    return os.environ.get("MLOPS_REGISTRY_ADDRESS", DEFAULT_ADDRESS)
+
+
+class RegistryCallError(RuntimeError):
+    def __init__(self, method: str, code: grpc.StatusCode, detail: str):
+        super().__init__(f"{method}: {code.name}: {detail}")
+        self.method, self.code, self.detail = method, code, detail
+
+
+class RegistryClient:
+    def __init__(self, address: str | None = None, timeout: float = 30.0):
+        self.address = address or default_address()
+        self.timeout = timeout
+        self._channel = grpc.insecure_channel(self.address)
+        self._stub = api_grpc.ModelRegistryStub(self._channel)
+
+    def _call(self, method: str, request: object) -> object:
+        try:
+            return getattr(self._stub, method)(request, timeout=self.timeout)
+        except grpc.RpcError as exc:
+            raise RegistryCallError(method, exc.code(), exc.details() or "") from None
+
+    def wait_ready(self, timeout: float = 10.0) -> None:
+        grpc.channel_ready_future(self._channel).result(timeout=timeout)
+
+    def list_models(self) -> api.ListModelsResponse:
+        return self._call("ListModels", api.ListModelsRequest())  # type: ignore[return-value]
+
+    def get_model(self, name: str, version: str = "") -> api.GetModelResponse:
+        return self._call("GetModel", api.GetModelRequest(name=name, version=version))  # type: ignore[return-value]
+
+    def register(self, candidate: models_pb2.ModelCandidate) -> api.RegisterResponse:
+        return self._call("Register", candidate)  # type: ignore[return-value]
+
+    def promote(self, name: str, version: str, actor: str, reason: str) -> api.ChangeResponse:
+        return self._call("Promote", api.PromoteRequest(name=name, version=version, actor=actor,  # type: ignore
+                                                        reason=reason))
+
+    def rollback(self, name: str, actor: str, reason: str) -> api.ChangeResponse:
+        return self._call("Rollback", api.RollbackRequest(name=name, actor=actor, reason=reason))  # type: ignore
+
+    def diff(self, name: str, a: str, b: str) -> api.DiffResponse:
+        return self._call("Diff", api.DiffRequest(name=name, a=a, b=b))  # type: ignore[return-value]
+
+    def model_card(self, name: str, version: str = "") -> api.ModelCard:
+        return self._call("GetModelCard", api.GetModelCardRequest(name=name, version=version))  # type: ignore
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,94 @@
+"""Settings come from the environment; trace context survives a trip through Kafka headers."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+from pydantic import ValidationError
+
+from mlops.settings import KafkaSettings, TelemetrySettings
+from mlops.telemetry import (
+    JsonLinesSpanExporter,
+    extract_context,
+    inject_headers,
+    setup_tracing,
+    span_link,
+    start_ops_server,
+    tracer,
+)
+from mlops.topics import ALL_TOPICS, TopicSpec, topic_name
+from opentelemetry import trace
+
+
+def test_env_overrides_and_unknown_keys_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLOPS_KAFKA_BOOTSTRAP_SERVERS", "broker-a:9092,broker-b:9092")
+    monkeypatch.setenv("MLOPS_KAFKA_TOPIC_PREFIX", "staging.")
+    settings = KafkaSettings()
+    assert settings.bootstrap_servers == "broker-a:9092,broker-b:9092"
+    assert topic_name(ALL_TOPICS[0], settings) == "staging.raw.events"
+    with pytest.raises(ValidationError):
+        KafkaSettings(bootstrap_serverz="typo:9092")
+    with pytest.raises(ValidationError):
+        TelemetrySettings(sampling_ratio=1.5)
+
+
+def test_sasl_credentials_only_from_settings() -> None:
+    conf = KafkaSettings(sasl_mechanism="SCRAM-SHA-512", sasl_username="u", sasl_password="p",
+                         security_protocol="SASL_SSL").client_config()
+    assert conf["sasl.mechanism"] == "SCRAM-SHA-512" and conf["security.protocol"] == "SASL_SSL"
+    assert "sasl.password" not in KafkaSettings().client_config()
+
+
+def test_topic_registry_is_unique_and_compaction_is_declared() -> None:
+    names = [spec.name for spec in ALL_TOPICS]
+    assert len(names) == len(set(names))
+    compacted = {spec.name for spec in ALL_TOPICS if spec.compacted}
+    assert compacted == {"model.artifacts", "registry.log"}
+    assert TopicSpec("x", "d", compacted=True).broker_config()["cleanup.policy"] == "compact"
+
+
+def test_trace_context_round_trips_through_headers() -> None:
+    setup_tracing("test-telemetry")
+    with tracer("t").start_as_current_span("producer") as span:
+        headers = inject_headers({"content-type": "x"})
+        expected = span.get_span_context()
+    assert headers["content-type"] == "x" and headers["traceparent"].startswith("00-")
+    as_kafka = [(k, v.encode()) for k, v in headers.items()]  # what confluent-kafka hands a consumer
+    with tracer("t").start_as_current_span("consumer", context=extract_context(as_kafka)) as child:
+        assert child.get_span_context().trace_id == expected.trace_id
+        assert child.parent is not None and child.parent.span_id == expected.span_id
+    link = span_link(dict(as_kafka))
+    assert link is not None and link.context.span_id == expected.span_id
+    assert span_link({}) is None
+
+
+def test_file_exporter_writes_json_lines(tmp_path) -> None:
+    path = tmp_path / "spans.jsonl"
+    exporter = JsonLinesSpanExporter(path)
+    provider = trace.get_tracer_provider()
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    local = TracerProvider()
+    local.add_span_processor(SimpleSpanProcessor(exporter))
+    with local.get_tracer("t").start_as_current_span("one"):
+        pass
+    [line] = path.read_text().splitlines()
+    assert json.loads(line)["name"] == "one"
+    assert provider is trace.get_tracer_provider()
+
+
+def test_ops_server_serves_metrics_health_and_readiness() -> None:
+    state = {"ready": False}
+    port = start_ops_server(0, ready=lambda: state["ready"], addr="127.0.0.1")
+    base = f"http://127.0.0.1:{port}"
+    assert b"python_info" in urllib.request.urlopen(f"{base}/metrics").read()
+    assert urllib.request.urlopen(f"{base}/healthz").status == 200
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(f"{base}/readyz")
+    assert info.value.code == 503
+    state["ready"] = True
+    assert urllib.request.urlopen(f"{base}/readyz").status == 200
