@@ -15,7 +15,6 @@ import uuid
 
 from confluent_kafka import Consumer as RawConsumer
 from confluent_kafka import Producer as RawProducer
-
 from mlops import contracts
 from mlops.bus import Consumer, Producer
 from mlops.contracts import events_pb2

@@ -10,7 +10,6 @@ import uuid
 from collections.abc import Callable
 
 import pytest
-
 from mlops.settings import KafkaSettings, RedisSettings
 from mlops.stack import Stack
 from mlops.topics import ensure_topics

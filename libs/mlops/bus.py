@@ -30,6 +30,8 @@ log = logging.getLogger("mlops.bus")
 
 PB = TypeVar("PB", bound=PbMessage)
 
+DeliveryCallback = Callable[[KafkaError | None, Message], None]
+
 HEADER_CONTENT_TYPE = "content-type"
 HEADER_CONTRACT = "contract-version"
 HEADER_MESSAGE_TYPE = "message-type"
@@ -144,7 +146,7 @@ class Producer:
         if err is not None:
             self._errors.append(f"{msg.topic()}: {err}")
 
-    def _chain(self, user: Callable[[KafkaError | None, Message], None]) -> Callable[[KafkaError | None, Message], None]:
+    def _chain(self, user: DeliveryCallback) -> DeliveryCallback:
         def both(err: KafkaError | None, msg: Message) -> None:
             self._on_delivery(err, msg)
             user(err, msg)
@@ -335,3 +337,28 @@ def wait_for_broker(settings: KafkaSettings, timeout: float = 60.0) -> None:
             last = exc
             time.sleep(0.5)
     raise BusError(f"Kafka at {settings.bootstrap_servers} not reachable after {timeout}s: {last}")
+
+
+_RETRIABLE = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError._TRANSPORT,
+    KafkaError._TIMED_OUT,
+}
+
+
+def watermarks(consumer: _KafkaConsumer, topic: str, partition: int, timeout: float = 10.0) -> tuple[int, int]:
+    """(low, high) watermark of one partition from the broker, retrying the transient errors a just-created
+    topic gives while its leader is elected."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=max(0.5, deadline - time.monotonic()), cached=False
+            )
+            return int(low), int(high)
+        except KafkaException as exc:
+            if exc.args[0].code() not in _RETRIABLE or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)

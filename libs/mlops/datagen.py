@@ -3,9 +3,10 @@
 SEA (Street & Kim, 2001) draws three attributes x0, x1, x2 uniformly in [0, 10]; the label is `x0 + x1 > threshold`
 (x2 is irrelevant). river's four variants use thresholds 8, 9, 7 and 9.5. A *concept drift* here is a switch of
 variant at record `drift_at`: by default 2 (threshold 7) → 3 (threshold 9.5), the pair with the widest band of
-flipped labels. A model that learned the old concept is wrong exactly when 7 < x0 + x1 <= 9.5, which has probability
-(9.5² − 7²) / 200 = 0.206 (x0 + x1 is triangular on [0, 20]): accuracy drops by ~20.6 points at the drift point
-(`expected_accuracy_drop` computes it; `measure_accuracy_drop` measures it on the generated stream).
+flipped labels. A model that learned the old concept is wrong exactly when 7 < x0 + x1 <= 9.5, which has
+probability (9.5² − 7²) / 200 = 0.206 (x0 + x1 is triangular on [0, 20]): accuracy drops by ~20.6 points at the
+drift point (`expected_accuracy_drop` computes it; `measure_accuracy_drop` measures it: 1.000 → 0.789 for
+count=20000, drift_at=10000, seed 42).
 
 Optionally the drift also carries a *covariate shift* of x2 (uniform on [0, 10] → uniform on [5, 10]), so the
 data-drift detectors of the monitor have something to see; the label does not depend on x2, so this shift alone
@@ -116,7 +117,7 @@ def _sea(variant: int, noise: float, seed: int) -> Iterator[tuple[dict[int, floa
 
 
 def generate(config: StreamConfig | None = None) -> Iterator[SyntheticRecord]:
-    """The stream, lazily. Records before `drift_at` follow `variant_before`, from `drift_at` on `variant_after`."""
+    """The stream, lazily: records before `drift_at` follow `variant_before`, later ones `variant_after`."""
     cfg = config or StreamConfig()
     before = _sea(cfg.variant_before, cfg.noise, cfg.seed)
     after = _sea(cfg.variant_after, cfg.noise, cfg.seed + 1)

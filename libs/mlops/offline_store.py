@@ -21,6 +21,7 @@ from confluent_kafka import Consumer as _KafkaConsumer
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from mlops import contracts
+from mlops.bus import watermarks
 from mlops.contracts import common_pb2, events_pb2
 from mlops.schema import FEATURE_SET, FeatureSet
 from mlops.settings import KafkaSettings
@@ -165,8 +166,8 @@ def snapshot_ranges(kafka_settings: KafkaSettings, spec: TopicSpec) -> list[Offs
             raise OfflineStoreError(f"topic {name} not found: {tmeta.error if tmeta else 'no metadata'}")
         ranges = []
         for p in sorted(tmeta.partitions):
-            low, high = consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10, cached=False)
-            ranges.append(OffsetRange(name, p, int(low), int(high)))
+            low, high = watermarks(consumer, name, p)
+            ranges.append(OffsetRange(name, p, low, high))
         return ranges
     finally:
         consumer.close()

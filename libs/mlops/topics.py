@@ -62,7 +62,9 @@ def topic_name(spec: TopicSpec, settings: KafkaSettings | None = None) -> str:
     return f"{prefix}{spec.name}"
 
 
-def ensure_topics(settings: KafkaSettings, specs: tuple[TopicSpec, ...] = ALL_TOPICS, timeout: float = 30.0) -> list[str]:
+def ensure_topics(
+    settings: KafkaSettings, specs: tuple[TopicSpec, ...] = ALL_TOPICS, timeout: float = 30.0
+) -> list[str]:
     """Create the missing topics and wait until the broker reports them; returns the names it created."""
     from confluent_kafka.admin import AdminClient, NewTopic
 

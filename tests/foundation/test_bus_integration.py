@@ -13,7 +13,6 @@ import uuid
 
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource
-
 from mlops import contracts
 from mlops.bus import Consumer, FailurePolicy, Producer, Record, StopFlag, run_loop
 from mlops.contracts import ContractError, events_pb2
@@ -191,8 +190,8 @@ def test_sigterm_flushes_and_commits(kafka_settings: KafkaSettings) -> None:
     assert len(copied) == len(sent)
 
     # the broker's view: every partition of the group committed to its end
-    from confluent_kafka import TopicPartition
     from confluent_kafka import Consumer as RawConsumer
+    from confluent_kafka import TopicPartition
 
     raw = RawConsumer(kafka_settings.client_config() | {"group.id": group})
     meta = raw.list_topics(source, timeout=10).topics[source]

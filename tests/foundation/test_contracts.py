@@ -6,7 +6,6 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-
 from mlops import contracts
 from mlops.contracts import ContractError, events_pb2, models_pb2
 

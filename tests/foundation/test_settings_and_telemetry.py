@@ -7,8 +7,6 @@ import urllib.error
 import urllib.request
 
 import pytest
-from pydantic import ValidationError
-
 from mlops.settings import KafkaSettings, TelemetrySettings
 from mlops.telemetry import (
     JsonLinesSpanExporter,
@@ -21,6 +19,7 @@ from mlops.telemetry import (
 )
 from mlops.topics import ALL_TOPICS, TopicSpec, topic_name
 from opentelemetry import trace
+from pydantic import ValidationError
 
 
 def test_env_overrides_and_unknown_keys_refused(monkeypatch: pytest.MonkeyPatch) -> None:

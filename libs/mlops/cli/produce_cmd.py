@@ -8,6 +8,11 @@ import heapq
 import sys
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from mlops.datagen import StreamConfig
+    from mlops.settings import KafkaSettings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rate", type=float, default=1000.0, help="records per second (0: as fast as possible)")
     p.add_argument("--drift-at", type=int, default=None, help="index of the first drifted record (default: none)")
     p.add_argument("--entities", type=int, default=100, help="size of the entity id pool")
-    p.add_argument("--label-delay-ms", type=int, default=2000, help="labels are produced this long after the event")
+    p.add_argument("--label-delay-ms", type=int, default=2000, help="label delay after its event")
     p.add_argument("--no-labels", action="store_true", help="do not produce labels")
     p.add_argument("--format", choices=("json", "protobuf"), default="json", help="raw event encoding")
     p.add_argument("--seed", type=int, default=42, help="generator seed (same seed, same records)")
@@ -38,8 +43,15 @@ class ProduceOptions:
     fmt: str = "json"
 
 
-def produce(stream_config, kafka_settings=None, options: ProduceOptions | None = None, out=None) -> dict[str, int]:
-    """Produce the stream described by `stream_config` (mlops.datagen.StreamConfig); returns counts."""
+def produce(
+    stream_config: StreamConfig,
+    kafka_settings: KafkaSettings | None = None,
+    options: ProduceOptions | None = None,
+    out: TextIO | None = None,
+) -> dict[str, int]:
+    """Produce the stream described by `stream_config` to raw.events (one producer span per event, so each record
+    carries `traceparent`) and its labels to `labels` `label_delay_ms` later (wall clock), paced at `rate`/s.
+    Returns {"events": n, "labels": m}. This is what `mlops produce` and the demo call."""
     from opentelemetry.trace import SpanKind
 
     from mlops import datagen
@@ -119,7 +131,8 @@ def _produce(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"mlops produce: {exc}", file=sys.stderr)
         return 2
-    opts = ProduceOptions(rate=rate, label_delay_ms=args.label_delay_ms, labels=not args.no_labels, fmt=args.format)
+    opts = ProduceOptions(rate=rate, label_delay_ms=args.label_delay_ms, labels=not args.no_labels,
+                          fmt=args.format)
     t0 = time.monotonic()
     counts = produce(cfg, options=opts, out=sys.stderr)
     took = time.monotonic() - t0

@@ -69,7 +69,7 @@ def _status(_args: argparse.Namespace) -> int:
     for name in SERVICES:
         pid = service_process(name).pid()
         ok &= pid is not None
-        print(f"{name:10} {'running (pid %d)' % pid if pid else 'stopped'}")
+        print(f"{name:10} {f'running (pid {pid})' if pid else 'stopped'}")
     return 0 if ok else 3
 
 

@@ -1,0 +1,202 @@
+"""Features benchmarks: online lookup latency (ours vs raw redis GET/MGET, same run) and event → Redis freshness.
+
+    .venv/bin/python loadtests/bench_features.py [--events 2000 --rate 200]
+
+Targets: lookup p99 <= 1 ms for 1 and 64 entities; freshness p99 <= 250 ms. Starts one features process (faust)
+on a fresh topic prefix and stops it at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "libs")]
+
+import numpy as np  # noqa: E402
+import redis  # noqa: E402
+from mlops.bus import Producer  # noqa: E402
+from mlops.contracts import events_pb2  # noqa: E402
+from mlops.online_store import OnlineStore  # noqa: E402
+from mlops.schema import FEATURE_SET  # noqa: E402
+from mlops.settings import KafkaSettings, RedisSettings  # noqa: E402
+from mlops.topics import EVENTS, ensure_topics, topic_name  # noqa: E402
+
+
+def pct(samples: list[float]) -> tuple[float, float]:
+    a = np.array(samples) * 1e3
+    return float(np.percentile(a, 50)), float(np.percentile(a, 99))
+
+
+def timed(fn, n: int) -> tuple[float, float]:
+    for _ in range(300):
+        fn()
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return pct(out)
+
+
+def lookups(redis_settings: RedisSettings, n: int) -> list[tuple[str, float, float]]:
+    store = OnlineStore(redis_settings)
+    raw = redis.Redis.from_url(redis_settings.url)
+    ids = [f"look{i}" for i in range(64)]
+    packed_keys = [f"{redis_settings.key_prefix}:raw:{e}" for e in ids]
+    for e, k in zip(ids, packed_keys, strict=True):
+        store.write(e, {name: 1.0 for name in FEATURE_SET.names}, 1)
+        raw.set(k, b"\0" * (12 + 4 * len(FEATURE_SET.names)), ex=600)
+    rows = [
+        ("raw redis GET, 1 key (baseline)", *timed(lambda: raw.get(packed_keys[0]), n)),
+        ("OnlineStore.read_many, 1 entity", *timed(lambda: store.read_many(ids[:1]), n)),
+        ("raw redis MGET, 64 keys (baseline)", *timed(lambda: raw.mget(packed_keys), n)),
+        ("OnlineStore.read_many, 64 entities", *timed(lambda: store.read_many(ids), n)),
+    ]
+
+    def hgetall64() -> None:
+        pipe = raw.pipeline(transaction=False)
+        for e in ids:
+            pipe.hgetall(store.key(e))
+        pipe.execute()
+
+    rows.append(("(rejected layout) pipelined HGETALL x64", *timed(hgetall64, n)))
+    for k in raw.scan_iter(f"{redis_settings.key_prefix}:*"):
+        raw.delete(k)
+    return rows
+
+
+def freshness(kafka: KafkaSettings, redis_settings: RedisSettings, events: int, rate: float) -> tuple:
+    tmp = Path(tempfile.mkdtemp(prefix="bench-features-"))
+    env = {
+        **os.environ,
+        "MLOPS_KAFKA_TOPIC_PREFIX": kafka.topic_prefix,
+        "MLOPS_REDIS_KEY_PREFIX": redis_settings.key_prefix,
+        "MLOPS_FEATURES_APP_ID": f"bench-features-{uuid.uuid4().hex[:6]}",
+        "MLOPS_FEATURES_DATA_DIR": str(tmp),
+        "MLOPS_TELEMETRY_METRICS_PORT": "0",
+        "MLOPS_TELEMETRY_LOG_FORMAT": "text",
+        "PYTHONPATH": f"{ROOT}:{ROOT / 'libs'}",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.features"],
+        cwd=ROOT,
+        env=env,
+        stdout=(tmp / "features.out").open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    store = OnlineStore(redis_settings)
+    producer = Producer(kafka, client_id="bench-features")
+    topic = topic_name(EVENTS, kafka)
+    entities = [f"f{i}" for i in range(32)]
+    sent: dict[tuple[str, int], float] = {}
+    seen: dict[tuple[str, int], float] = {}
+    done = threading.Event()
+
+    def poll() -> None:  # watches every entity's as_of_ms; the first sighting of a new one is the arrival
+        while not done.is_set():
+            now = time.perf_counter()
+            for f in store.read_many(entities):
+                if f is not None:
+                    seen.setdefault((f.entity_id, f.as_of_ms), now)
+            time.sleep(0.001)
+
+    try:
+        # warm-up until the app is assigned and writes (not measured)
+        t0 = int(time.time() * 1000)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            producer.send(
+                topic,
+                events_pb2.Event(
+                    event_id="warm",
+                    entity_id="warm",
+                    event_time_ms=t0,
+                    ingest_time_ms=t0,
+                    schema_version=1,
+                    values={"x0": 1, "x1": 1, "x2": 1},
+                ),
+                key="warm",
+            )
+            producer.flush()
+            if store.read_many(["warm"])[0] is not None:
+                break
+            time.sleep(0.5)
+        poller = threading.Thread(target=poll, daemon=True)
+        poller.start()
+        interval = 1.0 / rate
+        start = time.perf_counter()
+        base = int(time.time() * 1000)
+        for i in range(events):
+            target = start + i * interval
+            while time.perf_counter() < target:
+                time.sleep(min(0.0005, max(0.0, target - time.perf_counter())))
+            e = entities[i % len(entities)]
+            t = base + i
+            sent[(e, t)] = time.perf_counter()
+            producer.send(
+                topic,
+                events_pb2.Event(
+                    event_id=f"b{i}",
+                    entity_id=e,
+                    event_time_ms=t,
+                    ingest_time_ms=int(time.time() * 1000),
+                    schema_version=1,
+                    values={"x0": 1.0, "x1": 2.0, "x2": 3.0},
+                ),
+                key=e,
+            )
+            producer.poll(0)
+        producer.flush()
+        wait_until = time.monotonic() + 10
+        while len(seen.keys() & sent.keys()) < len(sent) and time.monotonic() < wait_until:
+            time.sleep(0.05)
+        done.set()
+        poller.join(5)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+    # an update overwritten before the poller saw it is not observable: measure the ones seen
+    lat = [seen[k] - sent[k] for k in sent if k in seen]
+    return len(sent), len(lat), *pct(lat)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--events", type=int, default=2000)
+    ap.add_argument("--rate", type=float, default=200.0)
+    ap.add_argument("--lookups", type=int, default=5000)
+    args = ap.parse_args()
+    rs = RedisSettings(key_prefix=f"bench{uuid.uuid4().hex[:6]}")
+    rows = lookups(rs, args.lookups)
+    print(f"{'online lookup':44} {'p50 ms':>8} {'p99 ms':>8}")
+    for name, p50, p99 in rows:
+        print(f"{name:44} {p50:8.3f} {p99:8.3f}")
+    print(
+        f"ratio p99 ours/raw: 1 entity {rows[1][2] / rows[0][2]:.2f}x, 64 entities {rows[3][2] / rows[2][2]:.2f}x "
+        f"(target: ours p99 <= 1 ms)"
+    )
+    kafka = KafkaSettings(topic_prefix=f"benchf{uuid.uuid4().hex[:6]}.")
+    ensure_topics(kafka)
+    sent, measured, p50, p99 = freshness(kafka, rs, args.events, args.rate)
+    print(f"\nevent -> Redis freshness ({args.rate:.0f} ev/s, {sent} events, {measured} observed by the poller)")
+    print(
+        f"{'produce to events -> visible in Redis':44} {p50:8.1f} {p99:8.1f}   ms p50/p99 (target p99 <= 250 ms)"
+    )
+
+
+if __name__ == "__main__":
+    main()

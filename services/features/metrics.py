@@ -1,0 +1,18 @@
+"""Prometheus metrics of the features service."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+UPDATES = Counter("mlops_features_updates_total", "Feature-vector updates written (Redis + features.log).")
+REJECTED = Counter("mlops_features_rejected_total", "Event records that could not be decoded.", ["reason"])
+PROCESSING = Histogram(
+    "mlops_features_processing_seconds",
+    "Time to fold one event into the tables and write the online view.",
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1),
+)
+FRESHNESS = Histogram(
+    "mlops_features_freshness_seconds",
+    "Event ingest time → online view written in Redis.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)

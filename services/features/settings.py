@@ -1,0 +1,28 @@
+"""Settings of the features service (env prefix MLOPS_FEATURES_)."""
+
+from __future__ import annotations
+
+from mlops.settings import settings_config
+from pydantic import Field
+from pydantic_settings import BaseSettings
+
+DEFAULT_METRICS_PORT = 9102
+
+
+class FeaturesSettings(BaseSettings):
+    model_config = settings_config("MLOPS_FEATURES_")
+
+    app_id: str = Field(
+        "mlops-features",
+        description="faust app id: the consumer group and the prefix of the table changelog topics "
+        "(<app_id>-<table>-changelog); give each deployment / test its own.",
+    )
+    window_expires_s: float = Field(
+        300.0, gt=0, description="How long closed windows are kept in the tables (and changelog retention)."
+    )
+    store: str = Field(
+        "memory://", description="faust table store (memory:// rebuilds from the changelog topics on start)."
+    )
+    data_dir: str = Field(".run/features", description="faust's working directory (table stores, locks).")
+    log_level: str = Field("info", description="faust worker log level.")
+    commit_interval_s: float = Field(1.0, gt=0, description="How often processed offsets are committed.")

@@ -1,0 +1,23 @@
+"""Prometheus metrics of the inference service (process-wide, like the default registry they live in)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+REQUESTS = Counter("mlops_inference_requests_total", "ModelInfer requests by gRPC status code", ["code"])
+LATENCY = Histogram(
+    "mlops_inference_request_seconds", "ModelInfer latency in the server",
+    buckets=(0.0002, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)
+BATCH_ROWS = Histogram(
+    "mlops_inference_batch_rows", "Rows per onnxruntime call (after adaptive batching)",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096),
+)
+MODEL_IN_SERVICE = Gauge(
+    "mlops_inference_model_in_service", "1 for the champion version each model serves", ["model", "version"]
+)
+MODEL_SWAPS = Counter("mlops_inference_model_swaps_total", "Champion changes applied", ["model"])
+PREDICTIONS_LOGGED = Counter("mlops_inference_prediction_logs_total", "PredictionRecords handed to Kafka")
+PREDICTIONS_DROPPED = Counter(
+    "mlops_inference_prediction_logs_dropped_total", "PredictionRecords dropped (buffer full or Kafka failing)"
+)

@@ -1,0 +1,198 @@
+"""Model versions (one onnxruntime session each) and the repository that holds the champion and recent versions.
+
+Swaps are a single reference assignment under a lock: a request resolves its ModelVersion once and keeps it, so
+in-flight requests finish on the session they started with while new requests see the new champion.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnxruntime as ort
+
+from services.inference.errors import ModelLoadError, ModelNotFound
+
+log = logging.getLogger("mlops.inference")
+
+# onnxruntime element type → Open Inference Protocol datatype
+ORT_TO_OIP = {
+    "tensor(float)": "FP32", "tensor(double)": "FP64", "tensor(float16)": "FP16",
+    "tensor(int64)": "INT64", "tensor(int32)": "INT32", "tensor(int16)": "INT16", "tensor(int8)": "INT8",
+    "tensor(uint64)": "UINT64", "tensor(uint32)": "UINT32", "tensor(uint16)": "UINT16", "tensor(uint8)": "UINT8",
+    "tensor(bool)": "BOOL", "tensor(string)": "BYTES",
+}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    datatype: str  # OIP datatype
+    shape: tuple[int, ...]  # -1 for dynamic dimensions
+
+
+def _spec(arg: ort.NodeArg) -> TensorSpec:
+    shape = tuple(d if isinstance(d, int) else -1 for d in (arg.shape or ()))
+    return TensorSpec(arg.name, ORT_TO_OIP.get(arg.type, arg.type), shape)
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    intra_op_threads: int = 1
+    use_cuda: bool = True
+
+
+_cuda_works: bool | None = None  # learnt from the first session: onnxruntime-gpu lists CUDA even without CUDA libs
+
+
+def _cuda_usable() -> bool:
+    return _cuda_works is not False and "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+def build_session(data: bytes, options: SessionOptions) -> tuple[ort.InferenceSession, list[str]]:
+    """An onnxruntime session for `data`; CUDA when asked for and it really works, else CPU. Returns the session
+    and the providers it actually got (onnxruntime-gpu lists CUDA even where it cannot load it)."""
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = options.intra_op_threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3  # CUDA load failures are reported below, once, by us
+    wanted = ["CUDAExecutionProvider", "CPUExecutionProvider"] if options.use_cuda and _cuda_usable() else [
+        "CPUExecutionProvider"
+    ]
+    try:
+        session = ort.InferenceSession(data, sess_options=so, providers=wanted)
+    except Exception as exc:
+        if wanted[0] == "CPUExecutionProvider":
+            raise ModelLoadError(f"onnxruntime cannot load the model: {exc}") from exc
+        log.warning("CUDA session failed; using CPU", extra={"fields": {"error": str(exc)}})
+        try:
+            session = ort.InferenceSession(data, sess_options=so, providers=["CPUExecutionProvider"])
+        except Exception as exc2:
+            raise ModelLoadError(f"onnxruntime cannot load the model: {exc2}") from exc2
+    providers = list(session.get_providers())
+    global _cuda_works
+    if wanted[0] == "CUDAExecutionProvider" and _cuda_works is None:
+        _cuda_works = "CUDAExecutionProvider" in providers
+        if not _cuda_works:
+            log.warning("CUDAExecutionProvider unavailable (see onnxruntime's error above); serving on CPU",
+                        extra={"fields": {"providers": providers}})
+    return session, providers
+
+
+@dataclass
+class ModelVersion:
+    """One loaded model version: an onnxruntime session plus what the protocol needs to know about it."""
+
+    name: str
+    version: str
+    session: ort.InferenceSession
+    providers: list[str]
+    feature_names: tuple[str, ...]
+    sha256: str = ""
+    inputs: list[TensorSpec] = field(default_factory=list)
+    outputs: list[TensorSpec] = field(default_factory=list)
+
+    @classmethod
+    def load(
+        cls, name: str, version: str, data: bytes, feature_names: Sequence[str], *, sha256: str = "",
+        options: SessionOptions | None = None,
+    ) -> ModelVersion:
+        session, providers = build_session(data, options or SessionOptions())
+        mv = cls(name, version, session, providers, tuple(feature_names), sha256,
+                 [_spec(a) for a in session.get_inputs()], [_spec(a) for a in session.get_outputs()])
+        if len(mv.inputs) != 1 or mv.inputs[0].datatype != "FP32" or len(mv.inputs[0].shape) != 2:
+            raise ModelLoadError(f"{name}:{version}: expected one FP32 [N, k] input, got {mv.inputs}")
+        k = mv.inputs[0].shape[1]
+        if k > 0 and feature_names and k != len(feature_names):
+            raise ModelLoadError(f"{name}:{version}: input has {k} columns but {len(feature_names)} feature names")
+        mv.warm()
+        log.info("model loaded", extra={"fields": {"model": name, "version": version, "providers": providers,
+                                                    "sha256": sha256, "features": k}})
+        return mv
+
+    @property
+    def input(self) -> TensorSpec:
+        return self.inputs[0]
+
+    @property
+    def n_features(self) -> int:
+        k = self.input.shape[1]
+        return k if k > 0 else len(self.feature_names)
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        """All outputs (in `self.outputs` order) for a float32 [n, k] batch; thread-safe (ORT sessions are)."""
+        return self.session.run(None, {self.input.name: x})
+
+    def warm(self) -> None:
+        """Run a few batch sizes once so the first real requests pay no lazy initialisation."""
+        for n in (1, 8, 64):
+            self.run(np.zeros((n, self.n_features), dtype=np.float32))
+
+
+class ModelRepository:
+    """Loaded versions per model name: the champion plus the last `retain` versions."""
+
+    def __init__(self, retain: int = 3, on_change: Callable[[], None] | None = None):
+        self._retain = retain
+        self._lock = threading.Lock()
+        self._champions: dict[str, ModelVersion] = {}
+        self._versions: dict[str, dict[str, ModelVersion]] = {}
+        self._on_change = on_change
+
+    def set_on_change(self, callback: Callable[[], None]) -> None:
+        self._on_change = callback
+
+    def promote(self, model: ModelVersion) -> ModelVersion | None:
+        """Make `model` the champion of its name (atomically); returns the previous champion."""
+        with self._lock:
+            versions = self._versions.setdefault(model.name, {})
+            versions.pop(model.version, None)
+            versions[model.version] = model  # newest last
+            previous = self._champions.get(model.name)
+            self._champions[model.name] = model
+            while len(versions) > self._retain:
+                oldest = next(iter(versions))
+                if versions[oldest] is model:
+                    break
+                del versions[oldest]
+        if self._on_change is not None:
+            self._on_change()
+        return previous
+
+    def get(self, name: str, version: str = "") -> ModelVersion:
+        champion = self._champions.get(name)
+        if not version:
+            if champion is None:
+                raise ModelNotFound(name)
+            return champion
+        if champion is not None and champion.version == version:
+            return champion
+        found = self._versions.get(name, {}).get(version)
+        if found is None:
+            raise ModelNotFound(name, version)
+        return found
+
+    def has(self, name: str, version: str = "") -> bool:
+        try:
+            self.get(name, version)
+            return True
+        except ModelNotFound:
+            return False
+
+    def champion_version(self, name: str) -> str | None:
+        champion = self._champions.get(name)
+        return champion.version if champion else None
+
+    def names(self) -> list[str]:
+        return list(self._champions)
+
+    def versions(self, name: str) -> list[str]:
+        return list(self._versions.get(name, {}))
+
+    def empty(self) -> bool:
+        return not self._champions

@@ -1,0 +1,227 @@
+"""The gRPC edge: the OIP servicer (convert → DataPlane → convert), grpc.health.v1, reflection, the OTel server
+interceptor, and `InferenceServer`, which wires every part together and starts/stops it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection, reflection_pb2
+from mlops.bus import Producer
+from mlops.contracts.oip import POOL, SERVICE_NAME, pb2, pb2_grpc
+from mlops.settings import KafkaSettings, RedisSettings
+from mlops.topics import PREDICTIONS, topic_name
+from opentelemetry.instrumentation.grpc import aio_server_interceptor
+
+from services.inference import codec
+from services.inference.batching import Batcher
+from services.inference.dataplane import DataPlane
+from services.inference.errors import (
+    EntityNotFound,
+    InferenceError,
+    InvalidInput,
+    ModelLoadError,
+    ModelNotFound,
+    NotReady,
+    TooLarge,
+)
+from services.inference.metrics import LATENCY, MODEL_IN_SERVICE, REQUESTS
+from services.inference.models import ModelRepository, ModelVersion, SessionOptions
+from services.inference.prediction_log import PredictionLog
+from services.inference.promotions import PromotionWatcher
+from services.inference.settings import InferenceSettings
+
+log = logging.getLogger("mlops.inference")
+
+# The one place errors become gRPC status codes.
+STATUS_CODES: dict[type[InferenceError], grpc.StatusCode] = {
+    InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
+    ModelNotFound: grpc.StatusCode.NOT_FOUND,
+    EntityNotFound: grpc.StatusCode.NOT_FOUND,
+    TooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    NotReady: grpc.StatusCode.UNAVAILABLE,
+    ModelLoadError: grpc.StatusCode.INTERNAL,
+}
+
+
+def status_code(exc: InferenceError) -> grpc.StatusCode:
+    for cls in type(exc).__mro__:
+        if cls in STATUS_CODES:
+            return STATUS_CODES[cls]  # type: ignore[index]
+    return grpc.StatusCode.INTERNAL
+
+
+class InferenceServicer(pb2_grpc.GRPCInferenceServiceServicer):
+    def __init__(self, dataplane: DataPlane, settings: InferenceSettings):
+        self._dp = dataplane
+        self._settings = settings
+        self._ok = REQUESTS.labels("OK")
+
+    async def ServerLive(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC method names)
+        return pb2.ServerLiveResponse(live=self._dp.live())
+
+    async def ServerReady(self, request: Any, context: Any) -> Any:  # noqa: N802
+        return pb2.ServerReadyResponse(ready=self._dp.ready())
+
+    async def ModelReady(self, request: Any, context: Any) -> Any:  # noqa: N802
+        return pb2.ModelReadyResponse(ready=self._dp.model_ready(request.name, request.version))
+
+    async def ServerMetadata(self, request: Any, context: Any) -> Any:  # noqa: N802
+        return pb2.ServerMetadataResponse(name=self._settings.server_name, version="1",
+                                          extensions=["model_repository"])
+
+    async def ModelMetadata(self, request: Any, context: Any) -> Any:  # noqa: N802
+        try:
+            return codec.encode_metadata(self._dp.model_metadata(request.name, request.version))
+        except InferenceError as exc:
+            await context.abort(status_code(exc), str(exc))
+
+    async def RepositoryIndex(self, request: Any, context: Any) -> Any:  # noqa: N802
+        repo = self._dp.repository
+        out = pb2.RepositoryIndexResponse()
+        for name in repo.names():
+            for version in repo.versions(name):
+                out.models.add(name=name, version=version, state="READY")
+        return out
+
+    async def RepositoryModelLoad(self, request: Any, context: Any) -> Any:  # noqa: N802
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED,
+                            "models come from model.promoted (or MLOPS_INFERENCE_MODEL_PATH), not on request")
+
+    async def RepositoryModelUnload(self, request: Any, context: Any) -> Any:  # noqa: N802
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "models are retired by promotions, not on request")
+
+    async def ModelInfer(self, request: Any, context: Any) -> Any:  # noqa: N802
+        started = time.perf_counter()
+        try:
+            response = codec.encode_response(await self._dp.infer(codec.decode_request(request)))
+        except InferenceError as exc:
+            code = status_code(exc)
+            REQUESTS.labels(code.name).inc()
+            LATENCY.observe(time.perf_counter() - started)
+            await context.abort(code, str(exc))
+        except Exception as exc:
+            REQUESTS.labels("INTERNAL").inc()
+            log.exception("inference failed", extra={"fields": {"error": str(exc)}})
+            await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
+        self._ok.inc()
+        LATENCY.observe(time.perf_counter() - started)
+        return response
+
+
+def _reflection_pool() -> Any:
+    """Our private descriptor pool also answers reflection for health and reflection itself."""
+    for fd in (health_pb2.DESCRIPTOR, reflection_pb2.DESCRIPTOR):
+        try:
+            POOL.FindFileByName(fd.name)
+        except KeyError:
+            POOL.AddSerializedFile(fd.serialized_pb)
+    return POOL
+
+
+class InferenceServer:
+    """The whole service in one object: `await start()` returns the bound port, `await stop()` ends everything."""
+
+    def __init__(self, settings: InferenceSettings, kafka: KafkaSettings | None = None,
+                 redis: RedisSettings | None = None):
+        self.settings = settings
+        self.kafka, self.redis = kafka, redis
+        self.options = SessionOptions(settings.ort_intra_op_threads, settings.use_cuda)
+        self.repository = ModelRepository(settings.retain_versions)
+        self.health = HealthServicer()
+        self.port = 0
+        self.watcher: PromotionWatcher | None = None
+        self.predictions: PredictionLog | None = None
+        self._executor = ThreadPoolExecutor(settings.ort_workers, thread_name_prefix="ort")
+        self._server: grpc.aio.Server | None = None
+        self._store: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._health_tasks: set[asyncio.Task[None]] = set()
+        self.batcher: Batcher | None = None
+        self.dataplane: DataPlane | None = None
+
+    def load_file(self, path: Path, name: str | None = None, version: str | None = None) -> ModelVersion:
+        model = ModelVersion.load(name or self.settings.default_model, version or self.settings.model_version,
+                                  path.read_bytes(), self.settings.feature_names, options=self.options)
+        self.repository.promote(model)
+        MODEL_IN_SERVICE.labels(model.name, model.version).set(1)
+        return model
+
+    def _on_change(self) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._schedule_health)
+
+    def _schedule_health(self) -> None:
+        task = asyncio.ensure_future(self._update_health())
+        self._health_tasks.add(task)
+        task.add_done_callback(self._health_tasks.discard)
+
+    async def _update_health(self) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if not self.repository.empty() else \
+            health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, status)
+
+    async def start(self) -> int:
+        s = self.settings
+        self._loop = asyncio.get_running_loop()
+        self.repository.set_on_change(self._on_change)
+        if s.model_path is not None:
+            self.load_file(s.model_path)
+        if self.redis is not None and s.online_join:
+            from mlops.online_store import AsyncOnlineStore
+
+            self._store = AsyncOnlineStore(self.redis)
+        if self.kafka is not None and s.log_predictions:
+            producer = Producer(self.kafka, client_id="inference-predictions",
+                                extra={"queue.buffering.max.messages": 200_000})
+            topic = topic_name(PREDICTIONS, self.kafka)
+            self.predictions = PredictionLog(producer, topic, s.prediction_buffer_rows)
+        self.batcher = Batcher(self._executor, enabled=s.batching, max_batch_size=s.max_batch_size,
+                               max_wait_s=s.max_batch_wait_ms / 1000.0, max_in_flight=s.ort_workers)
+        self.dataplane = DataPlane(s, self.repository, self.batcher, self._store, self.predictions)
+        opts = [("grpc.max_receive_message_length", s.max_message_bytes),
+                ("grpc.max_send_message_length", s.max_message_bytes)]
+        self._server = grpc.aio.server(interceptors=[aio_server_interceptor()], options=opts)
+        pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(self.dataplane, s), self._server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            self._server, pool=_reflection_pool())
+        self.port = self._server.add_insecure_port(f"{s.host}:{s.port}")
+        await self._update_health()
+        await self._server.start()
+        if self.kafka is not None and s.watch_promotions:
+            self.watcher = PromotionWatcher(self.kafka, self.repository, self.options, s.feature_names,
+                                            s.artifact_timeout_s)
+            self.watcher.start()
+        log.info("inference serving", extra={"fields": {"port": self.port, "models": self.repository.names()}})
+        return self.port
+
+    def ready(self) -> bool:
+        return not self.repository.empty()
+
+    async def wait(self) -> None:
+        assert self._server is not None
+        await self._server.wait_for_termination()
+
+    async def stop(self, grace: float = 2.0) -> None:
+        if self._server is not None:
+            await self.health.enter_graceful_shutdown()
+            await self._server.stop(grace)
+        if self.watcher is not None:
+            await asyncio.to_thread(self.watcher.stop)
+        if self.batcher is not None:
+            await self.batcher.close()
+        if self.predictions is not None:
+            await asyncio.to_thread(self.predictions.close)
+        if self._store is not None:
+            await self._store.close()
+        self._executor.shutdown(wait=False)

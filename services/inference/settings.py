@@ -1,0 +1,48 @@
+"""The inference service's settings (env prefix MLOPS_INFERENCE_)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mlops.schema import FEATURE_SET
+from mlops.settings import settings_config
+from pydantic import Field
+from pydantic_settings import BaseSettings
+
+DEFAULT_METRICS_PORT = 9105
+
+
+class InferenceSettings(BaseSettings):
+    model_config = settings_config("MLOPS_INFERENCE_")
+
+    host: str = Field("0.0.0.0", description="Address the gRPC server binds.")
+    port: int = Field(8001, description="gRPC port (Triton's conventional 8001); 0 picks a free one.")
+    server_name: str = Field("mlops-inference", description="Name reported by ServerMetadata.")
+    default_model: str = Field("sea", description="Model served when a request names none; name of a local model.")
+    model_path: Path | None = Field(None, description="ONNX file loaded at start (standalone use, no Kafka).")
+    model_version: str = Field("local", description="Version label of the model loaded from model_path.")
+    feature_names: tuple[str, ...] = Field(
+        FEATURE_SET.names, description="Feature order of the model loaded from model_path (online-join order)."
+    )
+    watch_promotions: bool = Field(True, description="Follow model.promoted on Kafka and hot-swap champions.")
+    retain_versions: int = Field(3, ge=1, description="Versions kept per model (requests may name any of them).")
+    batching: bool = Field(True, description="Merge concurrent requests into one onnxruntime call.")
+    max_batch_size: int = Field(256, ge=1, description="Most rows in one merged onnxruntime call.")
+    max_batch_wait_ms: float = Field(
+        0.0, ge=0.0, description="How long a batch waits for more rows; 0 merges only what queued meanwhile."
+    )
+    ort_workers: int = Field(2, ge=1, description="Threads running onnxruntime calls (merged batches in flight).")
+    ort_intra_op_threads: int = Field(1, ge=0, description="onnxruntime intra-op threads per call (0: default).")
+    use_cuda: bool = Field(True, description="Try CUDAExecutionProvider first; falls back to CPU when it fails.")
+    allow_nan: bool = Field(False, description="Accept NaN/Inf feature values (the exported models reject them).")
+    max_request_rows: int = Field(8192, ge=1, description="Larger requests are refused (RESOURCE_EXHAUSTED).")
+    max_message_bytes: int = Field(8 * 1024 * 1024, description="Largest gRPC message accepted or sent.")
+    online_join: bool = Field(True, description="Accept entity ids and read their features from Redis.")
+    missing_entity_default: float | None = Field(
+        None, description="Value for every feature of an unknown entity; None refuses the request (NOT_FOUND)."
+    )
+    log_predictions: bool = Field(True, description="Send a PredictionRecord per served row to `predictions`.")
+    prediction_buffer_rows: int = Field(
+        20_000, ge=1, description="Rows waiting for Kafka before new ones are dropped (and counted)."
+    )
+    artifact_timeout_s: float = Field(60.0, description="How long to wait for a promoted model's artifact bytes.")

@@ -1,0 +1,22 @@
+"""The ingest error tree."""
+
+from __future__ import annotations
+
+
+class IngestError(Exception):
+    """Root of every error the ingest service raises."""
+
+
+class Rejected(IngestError):
+    """A raw record that does not satisfy the declared schema; `field` names the culprit ("" for the record)."""
+
+    def __init__(self, error_type: str, field: str, detail: str):
+        self.error_type = error_type
+        self.field = field
+        self.detail = detail
+        where = f"field '{field}'" if field else "record"
+        super().__init__(f"{where}: {detail} [{error_type}]")
+
+    @property
+    def reason(self) -> str:
+        return str(self)

@@ -1,0 +1,24 @@
+"""Settings of the ingest service (env prefix MLOPS_INGEST_)."""
+
+from __future__ import annotations
+
+from mlops.settings import settings_config
+from pydantic import Field
+from pydantic_settings import BaseSettings
+
+DEFAULT_METRICS_PORT = 9101
+
+
+class IngestSettings(BaseSettings):
+    model_config = settings_config("MLOPS_INGEST_")
+
+    group_id: str = Field(
+        "mlops-ingest", description="Consumer group of the ingest processes (scale out by adding members)."
+    )
+    client_id: str = Field("mlops-ingest", description="Kafka client id prefix of this process.")
+    batch_size: int = Field(1000, ge=1, description="Records per consume/flush/commit batch.")
+    poll_timeout_s: float = Field(0.5, gt=0, description="Longest wait for records in one poll.")
+    max_future_skew_ms: int = Field(
+        24 * 3600 * 1000, ge=0, description="Event times further than this in the future are rejected."
+    )
+    lag_interval_s: float = Field(2.0, gt=0, description="How often the consumer-lag gauge is refreshed.")

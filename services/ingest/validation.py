@@ -1,0 +1,183 @@
+"""The transport-free core of ingest: raw bytes in, a typed `ValidEvent` out, or `Rejected` naming the field.
+
+The JSON form is `{"entity_id", "event_time" (epoch ms int or ISO-8601 string), "schema_version", "values": {...},
+"event_id"?}`; the protobuf form is `RawEvent`. Both go through the same pydantic model, built from the declared
+RAW_FIELDS (types, ranges, required fields; NaN/inf refused; unknown fields refused).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from mlops import contracts
+from mlops.contracts import events_pb2
+from mlops.schema import MAX_ENTITY_ID_LENGTH, MAX_RAW_RECORD_BYTES, RAW_FIELDS, SUPPORTED_SCHEMA_VERSIONS
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+
+from .errors import Rejected
+
+JSON = "json"
+PROTOBUF = "protobuf"
+
+
+@dataclass(frozen=True)
+class ValidEvent:
+    event_id: str
+    entity_id: str
+    event_time_ms: int
+    schema_version: int
+    values: dict[str, float]
+
+
+def _values_model() -> type[BaseModel]:
+    fields: dict[str, Any] = {
+        f.name: (
+            float | None if not f.required else float,
+            Field(None if not f.required else ..., ge=f.minimum, le=f.maximum, allow_inf_nan=False, strict=True,
+                  description=f.description),
+        )
+        for f in RAW_FIELDS
+    }
+    return create_model("RawValues", __config__=ConfigDict(extra="forbid", frozen=True), **fields)
+
+
+RawValues = _values_model()
+
+
+class RawEventModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    entity_id: str = Field(min_length=1, max_length=MAX_ENTITY_ID_LENGTH, strict=True)
+    event_time: int | str
+    schema_version: int = Field(strict=True)
+    values: RawValues  # type: ignore[valid-type]
+    event_id: str | None = Field(None, max_length=256)
+
+    @field_validator("entity_id")
+    @classmethod
+    def _entity_not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("entity id is blank")
+        return v
+
+    @field_validator("schema_version")
+    @classmethod
+    def _known_schema(cls, v: int) -> int:
+        if v not in SUPPORTED_SCHEMA_VERSIONS:
+            raise ValueError(f"unsupported schema_version {v}; supported: {sorted(SUPPORTED_SCHEMA_VERSIONS)}")
+        return v
+
+    @field_validator("event_time", mode="before")
+    @classmethod
+    def _event_time_ms(cls, v: Any) -> int:
+        if isinstance(v, bool) or not isinstance(v, int | str):
+            raise ValueError("event_time must be epoch milliseconds (integer) or an ISO-8601 string")
+        if isinstance(v, str):
+            try:
+                dt = datetime.fromisoformat(v.replace("Z", "+00:00") if v.endswith("Z") else v)
+            except ValueError as exc:
+                raise ValueError(f"not an ISO-8601 time: {v[:40]!r}") from exc
+            if dt.tzinfo is None:
+                dt = dt.replace(tzinfo=UTC)
+            v = int(dt.timestamp() * 1000)
+        if v <= 0:
+            raise ValueError("event_time must be after 1970-01-01")
+        return v
+
+
+# pydantic error type -> our machine-readable error_type
+_ERROR_TYPES = {
+    "missing": "missing_field",
+    "extra_forbidden": "unknown_field",
+    "finite_number": "non_finite",
+    "less_than_equal": "out_of_range",
+    "greater_than_equal": "out_of_range",
+    "string_too_short": "invalid_value",
+    "string_too_long": "invalid_value",
+    "json_invalid": "malformed_json",
+    "model_type": "malformed_json",
+    "model_attributes_type": "malformed_json",
+}
+
+
+def _rejection(err: ValidationError) -> Rejected:
+    first = err.errors(include_url=False)[0]
+    loc = ".".join(str(p) for p in first["loc"])
+    # union members add their type to the location (event_time.int); keep the field path only
+    field = loc.split(".function-")[0]
+    for suffix in (".int", ".str"):
+        field = field.removesuffix(suffix)
+    kind = first["type"]
+    error_type = _ERROR_TYPES.get(kind, "invalid_type" if kind.endswith("_type") else "invalid_value")
+    if field == "schema_version" and kind == "value_error":
+        error_type = "unsupported_schema_version"
+    if field == "event_time" and kind == "value_error":
+        error_type = "invalid_event_time"
+    if error_type == "malformed_json":
+        field = ""
+    return Rejected(error_type, field, first["msg"].removeprefix("Value error, "))
+
+
+def detect_format(value: bytes, content_type: str | None) -> str:
+    """JSON or protobuf: the content-type header decides; without one, the first non-blank byte ('{' is JSON)."""
+    if content_type:
+        ct = content_type.lower()
+        if "protobuf" in ct:
+            return PROTOBUF
+        if "json" in ct:
+            return JSON
+    head = value[:16].lstrip()
+    return JSON if head[:1] in (b"{", b"[", b'"') else PROTOBUF
+
+
+def _from_protobuf(value: bytes) -> RawEventModel:
+    try:
+        raw = contracts.decode(events_pb2.RawEvent, value)
+    except contracts.ContractError as exc:
+        raise Rejected("malformed_protobuf", "", exc.detail) from exc
+    data = {
+        "entity_id": raw.entity_id,
+        "event_time": raw.event_time_ms,
+        "schema_version": raw.schema_version,
+        "values": dict(raw.values),
+        "event_id": raw.event_id or None,
+    }
+    try:
+        return RawEventModel.model_validate(data)
+    except ValidationError as exc:
+        raise _rejection(exc) from exc
+
+
+def validate(
+    value: bytes | None,
+    *,
+    content_type: str | None,
+    fallback_event_id: str,
+    now_ms: int,
+    max_future_skew_ms: int = 24 * 3600 * 1000,
+) -> ValidEvent:
+    """Validate one raw record; raise `Rejected` (never anything else for bad input)."""
+    if value is None or len(value) == 0:
+        raise Rejected("empty_record", "", "record has no value")
+    if len(value) > MAX_RAW_RECORD_BYTES:
+        raise Rejected("oversize", "", f"{len(value)} bytes > limit {MAX_RAW_RECORD_BYTES}")
+    if detect_format(value, content_type) == JSON:
+        try:
+            model = RawEventModel.model_validate_json(value)
+        except ValidationError as exc:
+            raise _rejection(exc) from exc
+    else:
+        model = _from_protobuf(value)
+    event_time_ms = int(model.event_time)
+    if event_time_ms > now_ms + max_future_skew_ms:
+        raise Rejected("invalid_event_time", "event_time", f"{event_time_ms} is too far in the future")
+    values = {k: v for k, v in model.values.model_dump().items() if v is not None}
+    return ValidEvent(
+        event_id=model.event_id or fallback_event_id,
+        entity_id=model.entity_id,
+        event_time_ms=event_time_ms,
+        schema_version=model.schema_version,
+        values=values,
+    )

@@ -1,0 +1,67 @@
+"""The monitor's domain objects: plain values, no protobuf (converters live in the edge)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    request_id: str
+    entity_id: str
+    model_name: str
+    model_version: str
+    inputs: Mapping[str, float]
+    score: float
+    predicted_label: float
+    timestamp_ms: int
+    features_as_of_ms: int = 0
+    trace_id: str = ""
+    span_id: str = ""
+
+    @property
+    def join_time_ms(self) -> int:
+        """The time a label's event time is compared with: the features' as-of time, else the serve time."""
+        return self.features_as_of_ms or self.timestamp_ms
+
+
+@dataclass(frozen=True, slots=True)
+class LabelEvent:
+    entity_id: str
+    event_time_ms: int
+    label: float
+    request_id: str = ""
+    event_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    """One detector firing (or one window statistic over its threshold) for one stream of one model version."""
+
+    model_name: str
+    model_version: str
+    kind: str  # data | prediction | concept
+    detector: str  # ADWIN, KSWIN, PageHinkley, PSI, KS
+    statistic: str  # mean, psi, ks, score_mean, error_rate
+    feature: str  # feature name, "score", or "" for the error stream
+    value: float
+    window_start_ms: int
+    at_ms: int
+    strong: bool = False  # enough on its own to ask for a retrain (confirmed concept drift)
+
+
+@dataclass(frozen=True, slots=True)
+class RetrainDecision:
+    model_name: str
+    model_version: str
+    request_id: str
+    reason: str
+    detector: str
+    statistic: str
+    feature: str
+    value: float
+    window_start_ms: int
+    window_end_ms: int
+    evidence: tuple[Detection, ...] = ()
+    evidence_traces: tuple[tuple[str, str], ...] = field(default=())  # (trace_id, span_id) of predictions

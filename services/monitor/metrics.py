@@ -1,0 +1,79 @@
+"""Prometheus metrics of the monitor (registered once per process) and the observer that feeds them."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+from services.monitor.domain import Detection, RetrainDecision
+from services.monitor.stats import WindowResult
+
+DRIFT_STATISTIC = Gauge(
+    "mlops_monitor_drift_statistic",
+    "Latest reference-vs-current window statistic per model, stream (feature or score) and statistic (psi, ks).",
+    ["model", "feature", "statistic"],
+)
+DETECTIONS = Counter(
+    "mlops_monitor_detections_total",
+    "Drift detections by detector; outcome is 'retrain' or why it did not (yet) ask for one.",
+    ["model", "kind", "detector", "outcome"],
+)
+RETRAIN_REQUESTS = Counter(
+    "mlops_monitor_retrain_requests_total", "RetrainRequests published.", ["model", "detector", "statistic"]
+)
+RECORDS = Counter("mlops_monitor_records_total", "Records consumed, by kind.", ["kind"])
+JOINED = Counter("mlops_monitor_labels_joined_total", "Labels joined to their prediction.")
+UNJOINED = Counter(
+    "mlops_monitor_join_evictions_total", "Join buffer evictions: predictions without label, labels without "
+    "prediction.", ["what"]
+)
+JOIN_RATIO = Gauge("mlops_monitor_join_ratio", "Joined labels / labels consumed, since start.")
+JOIN_BUFFER = Gauge("mlops_monitor_join_buffer", "Records held by the label join.", ["what"])
+EVENT_LAG = Gauge("mlops_monitor_event_lag_seconds", "Wall clock minus the last handled prediction's timestamp.")
+CONSUMER_LAG = Gauge("mlops_monitor_consumer_lag_records", "High watermark minus position, per topic.", ["topic"])
+MODEL_VERSION = Gauge("mlops_monitor_model_version_info", "The model version the monitor sees serving.",
+                      ["model", "version"])
+
+
+class PrometheusObserver:
+    """The DriftMonitor's observer for a service process."""
+
+    def on_detection(self, detection: Detection, suppressed: str | None) -> None:
+        DETECTIONS.labels(detection.model_name, detection.kind, detection.detector, suppressed or "retrain").inc()
+
+    def on_window(self, model_name: str, feature: str, result: WindowResult) -> None:
+        DRIFT_STATISTIC.labels(model_name, feature, "psi").set(result.psi)
+        DRIFT_STATISTIC.labels(model_name, feature, "ks").set(result.ks)
+
+    def on_version(self, model_name: str, version: str, previous: str | None) -> None:
+        if previous is not None:
+            MODEL_VERSION.labels(model_name, previous).set(0)
+        MODEL_VERSION.labels(model_name, version).set(1)
+
+    @staticmethod
+    def on_retrain(decision: RetrainDecision) -> None:
+        RETRAIN_REQUESTS.labels(decision.model_name, decision.detector, decision.statistic).inc()
+
+
+class CounterSync:
+    """Moves the core's plain counters into Prometheus by difference (the hot path never touches a metric)."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, int] = {}
+
+    def _delta(self, name: str, value: int) -> int:
+        d = value - self._last.get(name, 0)
+        self._last[name] = value
+        return d
+
+    def sync(self, monitor) -> None:  # noqa: ANN001 (DriftMonitor; avoids an import cycle)
+        RECORDS.labels("prediction").inc(self._delta("p", monitor.predictions))
+        RECORDS.labels("label").inc(self._delta("l", monitor.labels))
+        RECORDS.labels("stale_prediction").inc(self._delta("sp", monitor.stale_predictions))
+        RECORDS.labels("stale_label").inc(self._delta("sl", monitor.stale_labels))
+        c = monitor.joiner.counts
+        JOINED.inc(self._delta("j", c.joined))
+        UNJOINED.labels("prediction").inc(self._delta("pe", c.predictions_evicted))
+        UNJOINED.labels("label").inc(self._delta("le", c.labels_evicted))
+        JOIN_RATIO.set(c.joined / monitor.labels if monitor.labels else 0.0)
+        JOIN_BUFFER.labels("predictions").set(len(monitor.joiner))
+        JOIN_BUFFER.labels("labels").set(c.labels_waiting)

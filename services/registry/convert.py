@@ -1,0 +1,148 @@
+"""Protobuf ↔ domain converters: the only place the registry's core meets generated code."""
+
+from __future__ import annotations
+
+import numpy as np
+from mlops.contracts import common_pb2, models_pb2
+from mlops.contracts.v1 import registry_service_pb2 as api
+
+from services.registry.domain import (
+    AuditEntry,
+    CandidateInfo,
+    Event,
+    Holdout,
+    LineageInfo,
+    Promotion,
+    Range,
+    VersionState,
+)
+from services.registry.errors import InvalidCandidate
+
+STATE, AUDIT = "state", "audit"
+
+
+def _range_in(r: common_pb2.OffsetRange) -> Range:
+    return Range(r.topic, r.partition, r.start_offset, r.end_offset)
+
+
+def _range_out(r: Range) -> common_pb2.OffsetRange:
+    return common_pb2.OffsetRange(topic=r.topic, partition=r.partition, start_offset=r.start_offset,
+                                  end_offset=r.end_offset)
+
+
+def lineage_in(m: models_pb2.Lineage) -> LineageInfo:
+    return LineageInfo(
+        feature_log_offsets=tuple(_range_in(r) for r in m.feature_log_offsets),
+        label_offsets=tuple(_range_in(r) for r in m.label_offsets), feature_set=m.feature_set,
+        feature_set_version=m.feature_set_version, code_version=m.code_version, seed=m.seed,
+        row_count=m.row_count, data_start_ms=m.data_start_ms, data_end_ms=m.data_end_ms,
+        retrain_request_id=m.retrain_request_id, retrain_reason=m.retrain_reason,
+        coalesced_request_ids=tuple(m.coalesced_request_ids),
+    )
+
+
+def lineage_out(lin: LineageInfo) -> models_pb2.Lineage:
+    return models_pb2.Lineage(
+        feature_log_offsets=[_range_out(r) for r in lin.feature_log_offsets],
+        label_offsets=[_range_out(r) for r in lin.label_offsets], feature_set=lin.feature_set,
+        feature_set_version=lin.feature_set_version, code_version=lin.code_version, seed=lin.seed,
+        row_count=lin.row_count, data_start_ms=lin.data_start_ms, data_end_ms=lin.data_end_ms,
+        retrain_request_id=lin.retrain_request_id, retrain_reason=lin.retrain_reason,
+        coalesced_request_ids=list(lin.coalesced_request_ids),
+    )
+
+
+def _info(m: models_pb2.ModelCandidate) -> CandidateInfo:
+    return CandidateInfo(
+        model_name=m.model_name, candidate_id=m.candidate_id, sha256=m.artifact_sha256, size=m.artifact_size,
+        framework=m.framework, metrics=dict(m.metrics), params=dict(m.params),
+        feature_names=tuple(m.feature_names),
+        lineage=lineage_in(m.lineage), created_at_ms=m.created_at_ms, holdout_rows=m.holdout.rows,
+    )
+
+
+def candidate_in(m: models_pb2.ModelCandidate) -> tuple[CandidateInfo, Holdout]:
+    """The candidate and its holdout; a holdout whose bytes do not fit its shape is an InvalidCandidate."""
+    h = m.holdout
+    names = tuple(h.feature_names) or tuple(m.feature_names)
+    raw = h.features_f32
+    if len(raw) % 4 or (names and len(raw) // 4 != h.rows * len(names)) or h.rows != len(h.labels):
+        raise InvalidCandidate(f"holdout of {h.rows} rows x {len(names)} features does not match its "
+                               f"{len(raw)} feature bytes and {len(h.labels)} labels")
+    X = np.frombuffer(raw, dtype="<f4").reshape(h.rows, len(names)) if names else np.zeros((0, 0), np.float32)  # noqa: N806
+    info = _info(m)
+    return info, Holdout(names, X.astype(np.float32), np.asarray(h.labels, dtype=np.float64))
+
+
+def candidate_out(c: CandidateInfo) -> models_pb2.ModelCandidate:
+    """The candidate as stored on registry.log: without the holdout rows (only their count), which the gate has
+    already used; this keeps every state record small."""
+    return models_pb2.ModelCandidate(
+        model_name=c.model_name, candidate_id=c.candidate_id, artifact_sha256=c.sha256, artifact_size=c.size,
+        framework=c.framework, metrics=c.metrics, params=c.params, lineage=lineage_out(c.lineage),
+        feature_names=list(c.feature_names), holdout=models_pb2.Holdout(rows=c.holdout_rows),
+        created_at_ms=c.created_at_ms,
+    )
+
+
+# --- registry.log -----------------------------------------------------------------------------------------------
+
+
+def event_key(e: Event) -> str:
+    if isinstance(e, VersionState):
+        return f"{e.model_name}/{e.version}"
+    return f"{e.model_name}/audit/{e.sequence:012d}"
+
+
+def event_out(e: Event) -> models_pb2.RegistryEvent:
+    if isinstance(e, VersionState):
+        return models_pb2.RegistryEvent(
+            record_kind=STATE, model_name=e.model_name, version=e.version, status=e.status,
+            candidate=candidate_out(e.candidate), gate_decision=e.gate_decision, gate_reason=e.gate_reason,
+            champion_metrics=e.champion_metrics, gate_metrics=e.gate_metrics,
+            champion_version_at_gate=e.champion_version_at_gate, registered_at_ms=e.registered_at_ms,
+            promoted_sequence=e.promoted_sequence, sequence=e.sequence, at_ms=e.registered_at_ms,
+        )
+    return models_pb2.RegistryEvent(
+        record_kind=AUDIT, model_name=e.model_name, version=e.version, status=e.status, actor=e.actor,
+        action=e.action, why=e.why, at_ms=e.at_ms, sequence=e.sequence,
+    )
+
+
+def event_in(m: models_pb2.RegistryEvent) -> Event:
+    if m.record_kind == AUDIT:
+        return AuditEntry(m.model_name, m.sequence, m.version, m.action, m.actor, m.why, m.at_ms, m.status)
+    info = _info(m.candidate)
+    return VersionState(
+        model_name=m.model_name, version=m.version, status=m.status, candidate=info,
+        gate_decision=m.gate_decision, gate_reason=m.gate_reason, gate_metrics=dict(m.gate_metrics),
+        champion_metrics=dict(m.champion_metrics), champion_version_at_gate=m.champion_version_at_gate,
+        registered_at_ms=m.registered_at_ms, promoted_sequence=m.promoted_sequence, sequence=m.sequence,
+    )
+
+
+def promotion_out(p: Promotion) -> models_pb2.ModelPromoted:
+    return models_pb2.ModelPromoted(
+        model_name=p.model_name, version=p.version, artifact_sha256=p.sha256, previous_version=p.previous_version,
+        reason=p.reason, promoted_at_ms=p.at_ms, feature_names=list(p.feature_names), action=p.action,
+    )
+
+
+# --- the gRPC API -----------------------------------------------------------------------------------------------
+
+
+def version_out(v: VersionState) -> api.ModelVersion:
+    c = v.candidate
+    return api.ModelVersion(
+        version=v.version, status=v.status, artifact_sha256=c.sha256, artifact_size=c.size, framework=c.framework,
+        metrics=c.metrics, gate_metrics=v.gate_metrics, champion_metrics=v.champion_metrics,
+        champion_version_at_gate=v.champion_version_at_gate, gate_decision=v.gate_decision,
+        gate_reason=v.gate_reason, candidate_id=c.candidate_id, feature_names=list(c.feature_names),
+        params=c.params, lineage=lineage_out(c.lineage), registered_at_ms=v.registered_at_ms,
+        promoted_sequence=v.promoted_sequence,
+    )
+
+
+def audit_out(a: AuditEntry) -> api.AuditEntry:
+    return api.AuditEntry(sequence=a.sequence, version=a.version, action=a.action, actor=a.actor, why=a.why,
+                          at_ms=a.at_ms, status=a.status)

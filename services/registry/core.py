@@ -1,0 +1,217 @@
+"""The registry's transport-free core: commands → events → persisted → applied; queries over the state.
+
+Every command runs under one lock: validate against the current state, compute the events, persist them (the
+caller's `persist` writes them to registry.log and waits for the acknowledgement), and only then apply them. A
+command that raises has persisted nothing and changed nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from services.registry import gate
+from services.registry.cards import diff, model_card
+from services.registry.domain import (
+    CHAMPION,
+    REJECTED,
+    RETIRED,
+    ROLLED_BACK,
+    AuditEntry,
+    CandidateInfo,
+    Event,
+    Holdout,
+    Promotion,
+    RegistryState,
+    VersionState,
+)
+from services.registry.errors import (
+    ArtifactRejected,
+    DuplicateCandidate,
+    InvalidCandidate,
+    InvalidRequest,
+    ModelNotFound,
+    NothingToRollBack,
+    NotPromotable,
+    VersionNotFound,
+)
+
+log = logging.getLogger("mlops.registry")
+
+FetchArtifact = Callable[[str], bytes]  # sha256 → verified bytes; raises ArtifactRejected
+Persist = Callable[[list[Event]], None]
+Announce = Callable[[Promotion], None]
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Registry:
+    def __init__(self, state: RegistryState, fetch: FetchArtifact, persist: Persist, announce: Announce,
+                 policy: gate.GatePolicy, actor: str = "registry", clock: Callable[[], int] = _now_ms):
+        self.state = state
+        self.fetch = fetch
+        self.persist = persist
+        self.announce = announce
+        self.policy = policy
+        self.actor = actor
+        self.clock = clock
+        self._lock = threading.RLock()
+
+    # --- commands ----------------------------------------------------------------------------------------------
+
+    def register(self, cand: CandidateInfo, holdout: Holdout) -> VersionState:
+        """Version a candidate, gate it against the champion on its holdout, promote or reject it."""
+        self._validate(cand, holdout)
+        with self._lock:
+            dup = self.state.find_duplicate(cand.model_name, cand.candidate_id, cand.sha256)
+            if dup is not None:
+                raise DuplicateCandidate(cand.model_name, dup[0].version, dup[1])
+            onnx = self.fetch(cand.sha256)
+            try:
+                cand_metrics = gate.score(onnx, cand.feature_names, holdout)
+            except Exception as exc:
+                raise ArtifactRejected(cand.sha256, f"cannot be scored with onnxruntime: {exc}") from exc
+            champ = self.state.champion(cand.model_name)
+            champ_metrics: dict[str, float] | None = None
+            if champ is not None:
+                try:
+                    champ_metrics = gate.score(self.fetch(champ.candidate.sha256), champ.candidate.feature_names,
+                                               holdout)
+                except Exception as exc:  # the challenger is judged alone, and the reason says so
+                    log.warning("champion cannot be scored", extra={"fields": {"error": str(exc)}})
+            decision = gate.decide(self.policy, cand_metrics, champ_metrics, champ.version if champ else "")
+            if champ is not None and champ_metrics is None:
+                decision = gate.GateDecision(decision.promote, f"{decision.reason} (champion v{champ.version} "
+                                             "could not be scored on this holdout)")
+            name, now = cand.model_name, self.clock()
+            version, seq = self.state.next_version(name), self.state.next_sequence(name)
+            status = CHAMPION if decision.promote else REJECTED
+            new = VersionState(
+                model_name=name, version=version, status=status, candidate=cand,
+                gate_decision="promoted" if decision.promote else "rejected", gate_reason=decision.reason,
+                gate_metrics=cand_metrics, champion_metrics=champ_metrics or {},
+                champion_version_at_gate=champ.version if champ else "", registered_at_ms=now,
+                promoted_sequence=seq + 1 if decision.promote else 0, sequence=seq + 1,
+            )
+            events: list[Event] = [AuditEntry(name, seq, version, "register", self.actor,
+                                              f"candidate {cand.candidate_id} for request "
+                                              f"{cand.lineage.retrain_request_id or '-'}", now, "candidate")]
+            if decision.promote and champ is not None:
+                events.append(champ.with_status(RETIRED, seq + 1))
+            events.append(new)
+            events.append(AuditEntry(name, seq + 1, version, "promote" if decision.promote else "reject",
+                                     self.actor, decision.reason, now, status))
+            self._commit(events)
+            if decision.promote:
+                self.announce(Promotion(name, version, cand.sha256, champ.version if champ else "",
+                                        decision.reason, cand.feature_names, "promote", now))
+            log.info("candidate registered", extra={"fields": {
+                "model": name, "version": version, "decision": new.gate_decision, "reason": decision.reason}})
+            return new
+
+    def promote(self, name: str, version: str, actor: str, reason: str) -> tuple[Promotion, int]:
+        with self._lock:
+            target = self.get(name, version)
+            if target.status == CHAMPION:
+                raise NotPromotable(f"{name!r} v{version} is already the champion")
+            champ = self.state.champion(name)
+            seq, now = self.state.next_sequence(name), self.clock()
+            why = reason or "manual promotion"
+            events: list[Event] = []
+            if champ is not None:
+                events.append(champ.with_status(RETIRED, seq))
+            events += [target.with_status(CHAMPION, seq, promoted=True),
+                       AuditEntry(name, seq, version, "promote", actor or "unknown", why, now, CHAMPION)]
+            self._commit(events)
+            promo = Promotion(name, version, target.candidate.sha256, champ.version if champ else "", why,
+                              target.candidate.feature_names, "promote", now)
+            self.announce(promo)
+            return promo, seq
+
+    def rollback(self, name: str, actor: str, reason: str) -> tuple[Promotion, int]:
+        with self._lock:
+            if name not in self.state.versions:
+                raise ModelNotFound(name)
+            target = self.state.rollback_target(name)
+            if target is None:
+                raise NothingToRollBack(name)
+            champ = self.state.champion(name)
+            seq, now = self.state.next_sequence(name), self.clock()
+            why = reason or "manual rollback"
+            events: list[Event] = []
+            if champ is not None:
+                events.append(champ.with_status(ROLLED_BACK, seq))
+            events += [target.with_status(CHAMPION, seq, promoted=True),
+                       AuditEntry(name, seq, target.version, "rollback", actor or "unknown",
+                                  f"{why} (from v{champ.version if champ else '-'})", now, CHAMPION)]
+            self._commit(events)
+            promo = Promotion(name, target.version, target.candidate.sha256, champ.version if champ else "", why,
+                              target.candidate.feature_names, "rollback", now)
+            self.announce(promo)
+            return promo, seq
+
+    # --- queries -----------------------------------------------------------------------------------------------
+
+    def get(self, name: str, version: str) -> VersionState:
+        if name not in self.state.versions:
+            raise ModelNotFound(name)
+        v = self.state.get(name, version)
+        if v is None:
+            raise VersionNotFound(name, version)
+        return v
+
+    def model_card(self, name: str, version: str = "") -> str:
+        with self._lock:
+            if not version:
+                champ = self.state.champion(name)
+                if champ is None:
+                    if name not in self.state.versions:
+                        raise ModelNotFound(name)
+                    raise NotPromotable(f"model {name!r} has no champion; name a version")
+                version = champ.version
+            v = self.get(name, version)
+            return model_card(v, self.state.champion(name), self.state.audit_of(name))
+
+    def diff(self, name: str, a: str, b: str) -> list[tuple[str, str, str]]:
+        with self._lock:
+            return diff(self.get(name, a), self.get(name, b))
+
+    # --- internals ---------------------------------------------------------------------------------------------
+
+    def _commit(self, events: list[Event]) -> None:
+        self.persist(events)  # raises → nothing applied
+        for e in events:
+            self.state.apply(e)
+
+    @staticmethod
+    def _validate(cand: CandidateInfo, holdout: Holdout) -> None:
+        if not cand.model_name or "/" in cand.model_name:
+            raise InvalidCandidate(f"model name {cand.model_name!r} is empty or contains '/'")
+        if not cand.candidate_id:
+            raise InvalidCandidate("candidate_id is empty")
+        if not _SHA256.match(cand.sha256):
+            raise InvalidCandidate(f"artifact_sha256 {cand.sha256!r} is not 64 lowercase hex digits")
+        if not cand.feature_names:
+            raise InvalidCandidate("feature_names is empty")
+        n = len(holdout.y)
+        if n == 0:
+            raise InvalidCandidate("the holdout has no rows: the gate cannot score it")
+        if holdout.X.shape != (n, len(holdout.feature_names)):
+            raise InvalidCandidate(f"holdout features have shape {holdout.X.shape}, expected "
+                                   f"({n}, {len(holdout.feature_names)})")
+        if not np.isin(holdout.y, (0.0, 1.0)).all():
+            raise InvalidCandidate("holdout labels must be 0 or 1")
+
+
+def require(value: str, what: str) -> str:
+    if not value:
+        raise InvalidRequest(f"{what} is required")
+    return value

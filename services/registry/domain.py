@@ -1,0 +1,168 @@
+"""The registry's state as plain values, rebuilt by applying events in log order (event sourcing).
+
+Two kinds of events live on the compacted registry.log:
+- VersionState, keyed "<model>/<version>": the full current state of one version. Compaction keeps the latest,
+  which is all a rebuild needs (the champion is the version whose status is "champion"; rollback order comes from
+  `promoted_sequence`).
+- AuditEntry, keyed "<model>/audit/<sequence>": one per change, unique key, never overwritten, so compaction
+  never removes the trail.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+CANDIDATE, CHAMPION, REJECTED, RETIRED, ROLLED_BACK = "candidate", "champion", "rejected", "retired", "rolled_back"
+
+
+@dataclass(frozen=True)
+class Range:
+    topic: str
+    partition: int
+    start_offset: int
+    end_offset: int
+
+
+@dataclass(frozen=True)
+class LineageInfo:
+    feature_log_offsets: tuple[Range, ...] = ()
+    label_offsets: tuple[Range, ...] = ()
+    feature_set: str = ""
+    feature_set_version: int = 0
+    code_version: str = ""
+    seed: int = 0
+    row_count: int = 0
+    data_start_ms: int = 0
+    data_end_ms: int = 0
+    retrain_request_id: str = ""
+    retrain_reason: str = ""
+    coalesced_request_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CandidateInfo:
+    model_name: str
+    candidate_id: str
+    sha256: str
+    size: int = 0
+    framework: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+    feature_names: tuple[str, ...] = ()
+    lineage: LineageInfo = LineageInfo()
+    created_at_ms: int = 0
+    holdout_rows: int = 0
+
+
+@dataclass(frozen=True)
+class Holdout:
+    feature_names: tuple[str, ...]
+    X: np.ndarray  # float32 rows x k  # noqa: N815
+    y: np.ndarray  # float64 0/1
+
+
+@dataclass(frozen=True)
+class VersionState:
+    model_name: str
+    version: str
+    status: str
+    candidate: CandidateInfo
+    gate_decision: str = ""
+    gate_reason: str = ""
+    gate_metrics: dict[str, float] = field(default_factory=dict)
+    champion_metrics: dict[str, float] = field(default_factory=dict)
+    champion_version_at_gate: str = ""
+    registered_at_ms: int = 0
+    promoted_sequence: int = 0
+    sequence: int = 0  # sequence of the change that produced this state
+
+    def with_status(self, status: str, sequence: int, promoted: bool = False) -> VersionState:
+        return replace(self, status=status, sequence=sequence,
+                       promoted_sequence=sequence if promoted else self.promoted_sequence)
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    model_name: str
+    sequence: int
+    version: str
+    action: str  # register | promote | reject | rollback | retire
+    actor: str
+    why: str
+    at_ms: int
+    status: str
+
+
+Event = VersionState | AuditEntry
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """What model.promoted announces."""
+
+    model_name: str
+    version: str
+    sha256: str
+    previous_version: str
+    reason: str
+    feature_names: tuple[str, ...]
+    action: str  # promote | rollback
+    at_ms: int
+
+
+class RegistryState:
+    """Versions, champions and the audit trail of every model; changed only by `apply`."""
+
+    def __init__(self) -> None:
+        self.versions: dict[str, dict[str, VersionState]] = {}
+        self.audit: dict[str, dict[int, AuditEntry]] = {}
+        self.sequence: dict[str, int] = {}
+
+    def apply(self, event: Event) -> None:
+        name = event.model_name
+        self.sequence[name] = max(self.sequence.get(name, 0), event.sequence)
+        if isinstance(event, VersionState):
+            self.versions.setdefault(name, {})[event.version] = event
+        else:
+            self.audit.setdefault(name, {})[event.sequence] = event
+
+    # --- queries ---------------------------------------------------------------------------------------------
+
+    def models(self) -> list[str]:
+        return sorted(set(self.versions) | set(self.audit))
+
+    def versions_of(self, name: str) -> list[VersionState]:
+        return sorted(self.versions.get(name, {}).values(), key=lambda v: int(v.version))
+
+    def get(self, name: str, version: str) -> VersionState | None:
+        return self.versions.get(name, {}).get(version)
+
+    def champion(self, name: str) -> VersionState | None:
+        return next((v for v in self.versions_of(name) if v.status == CHAMPION), None)
+
+    def next_version(self, name: str) -> str:
+        return str(max((int(v) for v in self.versions.get(name, {})), default=0) + 1)
+
+    def next_sequence(self, name: str) -> int:
+        return self.sequence.get(name, 0) + 1
+
+    def audit_of(self, name: str) -> list[AuditEntry]:
+        return [self.audit[name][s] for s in sorted(self.audit.get(name, {}))]
+
+    def find_duplicate(self, name: str, candidate_id: str, sha256: str) -> tuple[VersionState, str] | None:
+        for v in self.versions_of(name):
+            if v.candidate.candidate_id == candidate_id:
+                return v, f"candidate id {candidate_id}"
+            if v.candidate.sha256 == sha256:
+                return v, f"artifact sha256 {sha256}"
+        return None
+
+    def rollback_target(self, name: str) -> VersionState | None:
+        """The most recently promoted earlier champion that was not itself rolled back."""
+        champ = self.champion(name)
+        current = champ.version if champ else None
+        earlier = [v for v in self.versions_of(name)
+                   if v.status == RETIRED and v.promoted_sequence > 0 and v.version != current]
+        return max(earlier, key=lambda v: v.promoted_sequence, default=None)

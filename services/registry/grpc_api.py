@@ -1,0 +1,143 @@
+"""The gRPC edge: mlops.v1.ModelRegistry → Registry; errors mapped to status codes in one table."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent import futures
+from typing import Any, TypeVar
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from mlops.contracts import models_pb2
+from mlops.contracts.v1 import registry_service_pb2 as api
+from mlops.contracts.v1 import registry_service_pb2_grpc as api_grpc
+
+from services.registry import errors
+from services.registry.convert import audit_out, candidate_in, promotion_out, version_out
+from services.registry.core import Registry, require
+
+log = logging.getLogger("mlops.registry")
+SERVICE_NAME = "mlops.v1.ModelRegistry"
+
+# the one table of exception → status code (most specific first)
+STATUS: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
+    (errors.ModelNotFound, grpc.StatusCode.NOT_FOUND),
+    (errors.VersionNotFound, grpc.StatusCode.NOT_FOUND),
+    (errors.InvalidCandidate, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.DuplicateCandidate, grpc.StatusCode.ALREADY_EXISTS),
+    (errors.ArtifactRejected, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.NotPromotable, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.NothingToRollBack, grpc.StatusCode.FAILED_PRECONDITION),
+)
+
+T = TypeVar("T")
+
+
+def _call(context: grpc.ServicerContext, fn: Callable[[], T]) -> T:
+    try:
+        return fn()
+    except errors.RegistryError as exc:
+        code = next((c for t, c in STATUS if isinstance(exc, t)), grpc.StatusCode.INTERNAL)
+        context.abort(code, str(exc))
+    except Exception as exc:  # an infrastructure failure (e.g. registry.log unwritable): nothing was applied
+        log.exception("registry call failed")
+        context.abort(grpc.StatusCode.UNAVAILABLE, f"{type(exc).__name__}: {exc}")
+    raise AssertionError("unreachable")
+
+
+class RegistryServicer(api_grpc.ModelRegistryServicer):
+    def __init__(self, registry: Registry):
+        self.registry = registry
+
+    def ListModels(self, request: api.ListModelsRequest, context: Any) -> api.ListModelsResponse:  # noqa: N802
+        st = self.registry.state
+        out = []
+        for name in st.models():
+            versions = st.versions_of(name)
+            champ = st.champion(name)
+            out.append(api.ModelSummary(
+                name=name, champion_version=champ.version if champ else "",
+                latest_version=versions[-1].version if versions else "", version_count=len(versions),
+                champion_sha256=champ.candidate.sha256 if champ else "",
+                updated_at_ms=max((a.at_ms for a in st.audit_of(name)), default=0)))
+        return api.ListModelsResponse(models=out)
+
+    def GetModel(self, request: api.GetModelRequest, context: Any) -> api.GetModelResponse:  # noqa: N802
+        def get() -> api.GetModelResponse:
+            name = require(request.name, "name")
+            st = self.registry.state
+            if name not in st.versions:
+                raise errors.ModelNotFound(name)
+            versions = [self.registry.get(name, request.version)] if request.version else st.versions_of(name)
+            champ = st.champion(name)
+            return api.GetModelResponse(
+                name=name, champion_version=champ.version if champ else "",
+                versions=[version_out(v) for v in versions], audit=[audit_out(a) for a in st.audit_of(name)])
+
+        return _call(context, get)
+
+    def Register(self, request: models_pb2.ModelCandidate, context: Any) -> api.RegisterResponse:  # noqa: N802
+        def register() -> api.RegisterResponse:
+            v = self.registry.register(*candidate_in(request))
+            return api.RegisterResponse(
+                model_name=v.model_name, version=v.version, decision=v.gate_decision, reason=v.gate_reason,
+                candidate_metrics=v.gate_metrics, champion_metrics=v.champion_metrics,
+                previous_version=v.champion_version_at_gate)
+
+        return _call(context, register)
+
+    def Promote(self, request: api.PromoteRequest, context: Any) -> api.ChangeResponse:  # noqa: N802
+        def promote() -> api.ChangeResponse:
+            promo, seq = self.registry.promote(require(request.name, "name"), require(request.version, "version"),
+                                               request.actor, request.reason)
+            return api.ChangeResponse(promoted=promotion_out(promo), sequence=seq)
+
+        return _call(context, promote)
+
+    def Rollback(self, request: api.RollbackRequest, context: Any) -> api.ChangeResponse:  # noqa: N802
+        def rollback() -> api.ChangeResponse:
+            promo, seq = self.registry.rollback(require(request.name, "name"), request.actor, request.reason)
+            return api.ChangeResponse(promoted=promotion_out(promo), sequence=seq)
+
+        return _call(context, rollback)
+
+    def Diff(self, request: api.DiffRequest, context: Any) -> api.DiffResponse:  # noqa: N802
+        def diff() -> api.DiffResponse:
+            rows = self.registry.diff(require(request.name, "name"), require(request.a, "a"),
+                                      require(request.b, "b"))
+            width = max((len(f) for f, _, _ in rows), default=5)
+            text = "\n".join(f"{f:<{width}}  v{request.a}: {a}\n{'':<{width}}  v{request.b}: {b}"
+                             for f, a, b in rows) or "no differences"
+            return api.DiffResponse(differences=[api.FieldDiff(field=f, a=a, b=b) for f, a, b in rows], text=text)
+
+        return _call(context, diff)
+
+    def GetModelCard(self, request: api.GetModelCardRequest, context: Any) -> api.ModelCard:  # noqa: N802
+        def card() -> api.ModelCard:
+            name = require(request.name, "name")
+            md = self.registry.model_card(name, request.version)
+            version = request.version or (self.registry.state.champion(name).version)  # type: ignore[union-attr]
+            return api.ModelCard(name=name, version=version, markdown=md)
+
+        return _call(context, card)
+
+
+def start_grpc_server(registry: Registry, host: str, port: int, workers: int = 4) -> tuple[grpc.Server, int,
+                                                                                         health.HealthServicer]:
+    """Serve the registry API, grpc.health.v1 and reflection; returns (server, bound port, health servicer)."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="registry-grpc"))
+    api_grpc.add_ModelRegistryServicer_to_server(RegistryServicer(registry), server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise OSError(f"cannot bind the registry gRPC API to {host}:{port}")
+    server.start()
+    for name in ("", SERVICE_NAME):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return server, bound, health_servicer

@@ -1,0 +1,30 @@
+"""The registry's settings (environment prefix MLOPS_REGISTRY_)."""
+
+from __future__ import annotations
+
+from mlops.settings import settings_config
+from pydantic import Field
+from pydantic_settings import BaseSettings
+
+
+class RegistrySettings(BaseSettings):
+    model_config = settings_config("MLOPS_REGISTRY_")
+
+    grpc_host: str = Field("0.0.0.0", description="Address the gRPC API binds.")
+    grpc_port: int = Field(8002, description="Port of the gRPC API (mlops.v1.ModelRegistry); 0 picks a free one.")
+    grpc_workers: int = Field(4, ge=1, description="Threads serving gRPC calls.")
+    group_id: str = Field("registry", description="Consumer group on model.candidates.")
+    gate_metric: str = Field("auc", description="Metric the gate compares: auc | accuracy | logloss.")
+    gate_margin: float = Field(
+        0.0, ge=0.0, description="A challenger is promoted only if it beats the champion by more than this."
+    )
+    gate_floor: float = Field(
+        0.6, description="Absolute bar for the first model (a minimum; a maximum for logloss)."
+    )
+    artifact_timeout_s: float = Field(
+        10.0, gt=0.0, description="How long to wait for a candidate's artifact to appear on model.artifacts."
+    )
+    actor: str = Field("registry", description="Actor recorded in audit entries of automatic decisions.")
+    replay_timeout_s: float = Field(
+        60.0, gt=0.0, description="Longest the start-up replay of registry.log may take."
+    )

@@ -1,0 +1,96 @@
+"""Point-in-time join (pure) and build_training_set against the real broker, with a leak trap."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from mlops.bus import Producer
+from mlops.contracts import events_pb2
+from mlops.offline_store import OffsetRange, build_training_set, point_in_time_join, snapshot_ranges
+from mlops.schema import FEATURE_SET
+from mlops.settings import KafkaSettings
+from mlops.topics import FEATURES_LOG, LABELS, topic_name
+
+NAMES = ("f",)
+
+
+@dataclass
+class V:
+    entity_id: str
+    as_of_ms: int
+    values: dict
+
+
+@dataclass
+class L:
+    entity_id: str
+    event_time_ms: int
+    label: float
+
+
+def test_join_never_takes_a_later_vector() -> None:
+    vectors = [
+        V("a", 100, {"f": 1.0}),
+        V("a", 200, {"f": 2.0}),
+        V("a", 300, {"f": 999.0}),
+        V("b", 150, {"f": 5.0}),
+    ]
+    labels = [L("a", 250, 1.0), L("a", 200, 0.0), L("a", 99, 1.0), L("b", 400, 1.0), L("c", 500, 0.0)]
+    rows = point_in_time_join(vectors, labels, NAMES)
+    assert [(r.entity_id, r.label_time_ms, r.values, r.vector_as_of_ms) for r in rows] == [
+        ("a", 200, (2.0,), 200),  # as_of == label time is allowed
+        ("a", 250, (2.0,), 200),  # the 300 vector (999) is after the label: never used
+        ("b", 400, (5.0,), 150),
+    ]
+    assert all(999.0 not in r.values for r in rows)
+
+
+def test_join_ties_take_the_later_log_record() -> None:
+    rows = point_in_time_join([V("a", 100, {"f": 1.0}), V("a", 100, {"f": 2.0})], [L("a", 100, 1.0)], NAMES)
+    assert rows[0].values == (2.0,)
+
+
+def _vector(entity: str, t: int, x: float) -> events_pb2.FeatureVector:
+    return events_pb2.FeatureVector(
+        entity_id=entity,
+        feature_set=FEATURE_SET.name,
+        feature_set_version=FEATURE_SET.version,
+        as_of_ms=t,
+        values={n: x for n in FEATURE_SET.names},
+        event_id=f"{entity}@{t}",
+    )
+
+
+def test_build_training_set_from_ranges(kafka_settings: KafkaSettings) -> None:
+    p = Producer(kafka_settings, client_id="offline-test")
+    flog, labels = topic_name(FEATURES_LOG, kafka_settings), topic_name(LABELS, kafka_settings)
+    for i in range(20):
+        p.send(flog, _vector(f"e{i % 4}", 1000 + i * 10, float(i)), key=f"e{i % 4}")
+    for i in range(8):
+        p.send(
+            labels,
+            events_pb2.Label(entity_id=f"e{i % 4}", event_time_ms=1100 + i * 5, label=float(i % 2)),
+            key=f"e{i % 4}",
+        )
+    p.flush()
+    f_ranges, l_ranges = snapshot_ranges(kafka_settings, FEATURES_LOG), snapshot_ranges(kafka_settings, LABELS)
+    assert sum(r.count for r in f_ranges) == 20 and all(isinstance(r, OffsetRange) for r in f_ranges)
+    # the leak trap: values written AFTER every label time, after the snapshot and inside a later range
+    for e in range(4):
+        p.send(flog, _vector(f"e{e}", 1_000_000, 777.0), key=f"e{e}")
+        p.send(flog, _vector(f"e{e}", 1101, 555.0), key=f"e{e}")  # in time, but outside the pinned ranges
+    p.flush()
+    ts = build_training_set(kafka_settings, FEATURE_SET, f_ranges, l_ranges)
+    assert ts.X.dtype == np.float32 and ts.X.shape == (8, len(FEATURE_SET.names)) and ts.y.dtype == np.float64
+    assert not np.isin(ts.X, [777.0, 555.0]).any()
+    assert list(ts.label_times_ms) == sorted(ts.label_times_ms)
+    # label (e0, 1100): latest e0 vector at or before 1100 is i=8 (t=1080) → value 8
+    row = [
+        i for i, (e, t) in enumerate(zip(ts.entity_ids, ts.label_times_ms, strict=True)) if (e, t) == ("e0", 1100)
+    ]
+    assert ts.X[row[0], 0] == 8.0
+    again = build_training_set(kafka_settings, FEATURE_SET, f_ranges, l_ranges)
+    assert np.array_equal(ts.X, again.X) and np.array_equal(ts.y, again.y) and ts.entity_ids == again.entity_ids
+    now = build_training_set(kafka_settings)  # default: a snapshot now, which includes the later records
+    assert now.vectors_read == 28 and not np.isin(now.X, [777.0]).any()  # 777 is after every label time

@@ -1,0 +1,151 @@
+"""Integration, on the real broker (fresh topic prefix): `mlops produce` writes raw events and delayed labels;
+predictions + labels into the monitor service give exactly one RetrainRequest naming its detector and statistic;
+a restarted monitor resumes from the committed offsets and keeps the cool-down."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+import uuid
+
+from mlops.bus import Consumer, Producer, Record, StopFlag
+from mlops.cli.produce_cmd import ProduceOptions, produce
+from mlops.contracts import events_pb2, models_pb2
+from mlops.datagen import SEA_THRESHOLDS, StreamConfig, generate
+from mlops.settings import KafkaSettings
+from mlops.telemetry import setup_tracing
+from mlops.topics import LABELS, PREDICTIONS, RAW_EVENTS, RETRAIN_REQUESTED, topic_name
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import REGISTRY
+
+from services.monitor.edge import MonitorService
+from services.monitor.settings import MonitorSettings
+
+EXPORTER = InMemorySpanExporter()
+
+
+def read(kafka: KafkaSettings, spec, want: int, timeout: float = 20.0, settle: float = 0.0) -> list[Record]:
+    """Records of `spec` from the beginning until `want` arrived (then `settle` s more) or `timeout` passed."""
+    c = Consumer(kafka, group_id=f"t-{uuid.uuid4().hex[:8]}", topics=[topic_name(spec, kafka)], client_id="t")
+    out: list[Record] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            out += c.consume(500, 0.5)
+            if len(out) >= want:
+                deadline = min(deadline, time.monotonic() + settle)
+                if settle == 0:
+                    break
+    finally:
+        c.close()
+    return out
+
+
+def send_predictions_and_labels(kafka: KafkaSettings, cfg: StreamConfig, version: str = "1") -> None:
+    """What inference (a model of SEA variant 2) and the label source would write for the stream `cfg`."""
+    p = Producer(kafka, client_id="t-inference")
+    pred_topic, label_topic = topic_name(PREDICTIONS, kafka), topic_name(LABELS, kafka)
+    for rec in generate(cfg):
+        s = rec.values["x0"] + rec.values["x1"]
+        score = 1.0 / (1.0 + math.exp(-(s - SEA_THRESHOLDS[2])))
+        p.send(pred_topic, models_pb2.PredictionRecord(
+            request_id=f"req-{rec.index}", entity_id=rec.entity_id, model_name="sea", model_version=version,
+            inputs=rec.values, score=score, predicted_label=float(score > 0.5), timestamp_ms=rec.event_time_ms,
+            features_as_of_ms=rec.event_time_ms, trace_id=f"{rec.index + 1:032x}", span_id=f"{rec.index + 1:016x}",
+        ), key=rec.entity_id)
+        p.send(label_topic, events_pb2.Label(entity_id=rec.entity_id, event_time_ms=rec.event_time_ms,
+                                             label=float(rec.label), event_id=rec.event_id), key=rec.entity_id)
+    p.flush()
+
+
+def run_service(service: MonitorService) -> tuple[StopFlag, threading.Thread]:
+    stop = StopFlag(install_signals=False)
+    t = threading.Thread(target=service.run, args=(stop,), daemon=True)
+    t.start()
+    return stop, t
+
+
+def test_produce_writes_json_raw_events_with_traceparent_and_delayed_labels(kafka_settings):
+    cfg = StreamConfig(count=40, drift_at=20, entities=5, seed=1)
+    t0 = time.monotonic()
+    counts = produce(cfg, kafka_settings, ProduceOptions(rate=0, label_delay_ms=300))
+    assert counts == {"events": 40, "labels": 40}
+    assert time.monotonic() - t0 >= 0.3  # the last labels waited for their delay
+    raw = read(kafka_settings, RAW_EVENTS, 40)
+    labels = read(kafka_settings, LABELS, 40)
+    assert len(raw) == 40 and len(labels) == 40
+    docs = {json.loads(r.value)["event_id"]: (r, json.loads(r.value)) for r in raw}
+    expected = {rec.event_id: rec for rec in generate(cfg)}
+    assert set(docs) == set(expected)
+    for event_id, (r, doc) in docs.items():
+        assert r.key.decode() == doc["entity_id"] == expected[event_id].entity_id
+        assert doc["values"] == expected[event_id].values and doc["schema_version"] == 1
+        assert r.header("traceparent") and r.header("traceparent").startswith("00-")
+    for r in labels:
+        lab = r.decode(events_pb2.Label)
+        rec = expected[lab.event_id]
+        assert (lab.label, lab.event_time_ms, lab.entity_id) == (rec.label, rec.event_time_ms, rec.entity_id)
+
+
+def test_produce_protobuf_format(kafka_settings):
+    produce(StreamConfig(count=5, drift_at=None, seed=2), kafka_settings,
+            ProduceOptions(rate=0, labels=False, fmt="protobuf"))
+    raw = read(kafka_settings, RAW_EVENTS, 5)
+    assert len(raw) == 5
+    assert {r.decode(events_pb2.RawEvent).schema_version for r in raw} == {1}
+
+
+def test_drift_gives_exactly_one_retrain_request_and_a_restart_keeps_the_cooldown(kafka_settings):
+    setup_tracing("monitor-test", exporter=EXPORTER)
+    settings = MonitorSettings(group_id=f"monitor-{uuid.uuid4().hex[:6]}", cooldown_ms=10**12,
+                               retrain_timeout_ms=10**12, poll_timeout_s=0.2)
+    cfg = StreamConfig(count=8_000, drift_at=3_500, covariate_shift=False, seed=9)
+    send_predictions_and_labels(kafka_settings, cfg)
+    before = REGISTRY.get_sample_value("mlops_monitor_retrain_requests_total",
+                                       {"model": "sea", "detector": "ADWIN", "statistic": "error_rate"}) or 0.0
+
+    service = MonitorService(settings, kafka_settings)
+    stop, thread = run_service(service)
+    try:
+        requests = read(kafka_settings, RETRAIN_REQUESTED, 1, timeout=60, settle=3)
+        deadline = time.monotonic() + 30
+        while service.monitor.predictions + service.monitor.labels < 16_000 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        requests = read(kafka_settings, RETRAIN_REQUESTED, 2, timeout=3)  # everything handled: still one?
+    finally:
+        stop.set()
+        thread.join(30)
+    assert not thread.is_alive()
+    assert service.monitor.predictions == 8_000 and service.monitor.labels == 8_000
+    assert len(requests) == 1
+    req = requests[0].decode(models_pb2.RetrainRequest)
+    named = (req.model_name, req.detector, req.statistic, req.requested_by)
+    assert named == ("sea", "ADWIN", "error_rate", "monitor")
+    assert req.value >= settings.error_min_increase and req.window_start_ms <= req.window_end_ms
+    assert "concept drift" in req.reason
+    assert len(req.trace_id) == 32 and requests[0].key == b"sea"
+    assert requests[0].header("traceparent").split("-")[1] == req.trace_id
+    spans = [s for s in EXPORTER.get_finished_spans() if format(s.context.trace_id, "032x") == req.trace_id]
+    assert spans and len(spans[0].links) >= 1  # linked to the mispredicted requests that were the evidence
+    assert spans[0].attributes["mlops.drift.statistic"] == "error_rate"
+    after = REGISTRY.get_sample_value("mlops_monitor_retrain_requests_total",
+                                      {"model": "sea", "detector": "ADWIN", "statistic": "error_rate"})
+    assert after == before + 1
+
+    # restart: same group → resumes after the committed offsets; the request is read back for the cool-down
+    more = StreamConfig(count=500, drift_at=0, covariate_shift=False, seed=10, start_ms=cfg.start_ms + 100_000)
+    send_predictions_and_labels(kafka_settings, more)
+    again = MonitorService(settings, kafka_settings)
+    stop, thread = run_service(again)
+    try:
+        deadline = time.monotonic() + 30
+        while again.monitor.predictions + again.monitor.labels < 1_000 and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        thread.join(30)
+    assert again.monitor.predictions == 500 and again.monitor.labels == 500  # nothing read twice
+    assert again.monitor.models["sea"].last_request_ms == req.window_end_ms
+    assert len(read(kafka_settings, RETRAIN_REQUESTED, 2, timeout=2)) == 1

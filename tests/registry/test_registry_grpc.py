@@ -1,0 +1,211 @@
+"""Integration: the registry against the real broker — candidates from model.candidates, the gRPC API,
+refusals with clear status codes, and a restart that rebuilds the same state from registry.log."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+import uuid
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from mlops.artifacts import publish_artifact
+from mlops.bus import Consumer, Producer, StopFlag
+from mlops.contracts import models_pb2
+from mlops.registry_client import RegistryCallError, RegistryClient
+from mlops.topics import MODEL_ARTIFACTS, MODEL_CANDIDATES, MODEL_PROMOTED, topic_name
+
+from services.registry.service import build, run
+from services.registry.settings import RegistrySettings
+
+NAMES = ("x0_last", "x1_last", "x2_last", "x0_mean_60s", "x1_mean_60s", "events_30s")
+SETTINGS = RegistrySettings(grpc_host="127.0.0.1", grpc_port=0, artifact_timeout_s=3.0, grpc_workers=2)
+
+
+def onnx_model(threshold: float, seed: int = 0) -> bytes:
+    from skl2onnx import to_onnx
+    from skl2onnx.common.data_types import FloatTensorType
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(0, 10, (1500, len(NAMES))).astype(np.float32)  # noqa: N806
+    m = LogisticRegression(max_iter=500).fit(X, (X[:, 0] + X[:, 1] > threshold).astype(np.int64))
+    return to_onnx(m, initial_types=[("input", FloatTensorType([None, len(NAMES)]))],
+                   options={id(m): {"zipmap": False}}, target_opset=17).SerializeToString()
+
+
+def candidate(data: bytes, threshold: float, name: str = "sea") -> models_pb2.ModelCandidate:
+    rng = np.random.default_rng(3)
+    X = rng.uniform(0, 10, (300, len(NAMES))).astype(np.float32)  # noqa: N806
+    y = (X[:, 0] + X[:, 1] > threshold).astype(np.float64)
+    return models_pb2.ModelCandidate(
+        model_name=name, candidate_id=uuid.uuid4().hex, artifact_sha256=hashlib.sha256(data).hexdigest(),
+        artifact_size=len(data), framework="sklearn.LogisticRegression", metrics={"auc": 0.9},
+        feature_names=list(NAMES), lineage=models_pb2.Lineage(seed=1, row_count=1500, retrain_reason="test"),
+        holdout=models_pb2.Holdout(feature_names=list(NAMES), rows=len(y), features_f32=X.astype("<f4").tobytes(),
+                                   labels=list(y)))
+
+
+@pytest.fixture(scope="module")
+def models() -> dict[str, bytes]:
+    return {"t7": onnx_model(7.0), "t9_5": onnx_model(9.5), "t9_5b": onnx_model(9.5, seed=2)}
+
+
+class Running:
+    """The registry in this process: real replay, real gRPC server on a free port, real candidate consumer."""
+
+    def __init__(self, kafka):
+        self.kafka = kafka
+        self.producer = Producer(kafka, client_id="test-registry")
+        self.app = build(SETTINGS, kafka, self.producer)
+        self.stop_flag = StopFlag(install_signals=False)
+        self.thread = threading.Thread(target=run, args=(self.app, SETTINGS, kafka, self.stop_flag), daemon=True)
+        self.thread.start()
+        self.client = RegistryClient(f"127.0.0.1:{self.app.grpc_port}", timeout=20)
+
+    def stop(self) -> None:
+        self.stop_flag.set()
+        self.thread.join(20)
+        self.client.close()
+        self.app.stop()
+
+
+@pytest.fixture
+def registry_factory(kafka_settings):
+    started: list[Running] = []
+
+    def make() -> Running:
+        started.append(Running(kafka_settings))
+        return started[-1]
+
+    yield make
+    for r in started:
+        r.stop()
+
+
+def publish(kafka, producer: Producer, data: bytes | None, cand: models_pb2.ModelCandidate | None = None) -> None:
+    if data is not None:
+        publish_artifact(producer, kafka, data)
+    if cand is not None:
+        producer.send(topic_name(MODEL_CANDIDATES, kafka), cand, key=cand.model_name)
+    producer.flush()
+
+
+def promoted_events(kafka, want: int, timeout: float) -> list[models_pb2.ModelPromoted]:
+    consumer = Consumer(kafka, group_id=f"t-{uuid.uuid4().hex[:6]}", topics=[topic_name(MODEL_PROMOTED, kafka)],
+                        client_id="test")
+    out: list = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and len(out) < want:
+            out += [r.decode(models_pb2.ModelPromoted) for r in consumer.consume(50, 0.5)]
+    finally:
+        consumer.close()
+    return out
+
+
+def state_of(client: RegistryClient) -> tuple:
+    models = client.list_models().models
+    detail = [client.get_model(m.name) for m in models]
+    return ([(m.name, m.champion_version, m.latest_version, m.version_count) for m in models],
+            [[(v.version, v.status, v.gate_decision, v.artifact_sha256) for v in d.versions] for d in detail],
+            [[(a.sequence, a.version, a.action, a.actor, a.why) for a in d.audit] for d in detail])
+
+
+def test_candidates_are_gated_promoted_and_the_state_survives_a_restart(kafka_settings, registry_factory, models):
+    reg = registry_factory()
+    publish(kafka_settings, reg.producer, models["t7"], candidate(models["t7"], 7.0))
+    first = promoted_events(kafka_settings, 1, 30)
+    assert [(p.version, p.previous_version, p.action) for p in first] == [("1", "", "promote")]
+    assert list(first[0].feature_names) == list(NAMES)
+    # a better model for the drifted concept (threshold 9.5) beats the champion on the new holdout
+    publish(kafka_settings, reg.producer, models["t9_5"], candidate(models["t9_5"], 9.5))
+    # a worse one is rejected, but gets a version and an audit entry
+    publish(kafka_settings, reg.producer, models["t9_5b"], candidate(models["t9_5b"], 7.0))
+    promos = promoted_events(kafka_settings, 2, 30)
+    assert promos[1].version == "2" and promos[1].artifact_sha256 == hashlib.sha256(models["t9_5"]).hexdigest()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and reg.client.list_models().models[0].version_count < 3:
+        time.sleep(0.2)
+    r = reg.client.get_model("sea")
+    assert [(v.version, v.status) for v in r.versions] == [("1", "retired"), ("2", "champion"), ("3", "rejected")]
+    assert "does not beat champion v2" in r.versions[2].gate_reason
+    assert r.versions[1].champion_metrics["auc"] < r.versions[1].gate_metrics["auc"]
+
+    change = reg.client.rollback("sea", "alice", "canary errors")
+    assert (change.promoted.version, change.promoted.previous_version, change.promoted.action) == ("1", "2",
+                                                                                                  "rollback")
+    card = reg.client.model_card("sea").markdown
+    assert "# Model card: sea v1" in card and "canary errors" in card and "x1_mean_60s" in card
+    assert "sha256" in reg.client.diff("sea", "1", "2").text
+    before = state_of(reg.client)
+    reg.stop()
+
+    again = registry_factory()  # a new instance: state rebuilt by replaying registry.log
+    assert again.app.replayed > 0
+    assert state_of(again.client) == before
+    assert again.client.get_model("sea").champion_version == "1"
+    # and it goes on numbering where the old one stopped
+    fresh = onnx_model(9.5, seed=5)
+    publish(kafka_settings, again.producer, fresh, candidate(fresh, 9.5))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and again.client.list_models().models[0].version_count < 4:
+        time.sleep(0.2)
+    assert again.client.get_model("sea").versions[-1].version == "4"
+
+
+def test_bad_requests_get_clear_status_codes_and_change_nothing(kafka_settings, registry_factory, models):
+    reg = registry_factory()
+    good = candidate(models["t7"], 7.0)
+    publish(kafka_settings, reg.producer, models["t7"])
+    assert reg.client.register(good).decision == "promoted"
+    before = state_of(reg.client)
+
+    def code(fn) -> tuple[grpc.StatusCode, str]:
+        with pytest.raises(RegistryCallError) as info:
+            fn()
+        return info.value.code, info.value.detail
+
+    assert code(lambda: reg.client.get_model("nope"))[0] == grpc.StatusCode.NOT_FOUND
+    assert code(lambda: reg.client.get_model("sea", "42")) == (grpc.StatusCode.NOT_FOUND,
+                                                              "model 'sea' has no version '42'")
+    assert code(lambda: reg.client.promote("sea", "7", "a", "b"))[0] == grpc.StatusCode.NOT_FOUND
+    assert code(lambda: reg.client.model_card("ghost"))[0] == grpc.StatusCode.NOT_FOUND
+    assert code(lambda: reg.client.get_model(""))[0] == grpc.StatusCode.INVALID_ARGUMENT
+    bad_sha = candidate(models["t7"], 7.0)
+    bad_sha.artifact_sha256 = "xyz"
+    assert code(lambda: reg.client.register(bad_sha))[0] == grpc.StatusCode.INVALID_ARGUMENT
+    assert code(lambda: reg.client.register(good)) == (
+        grpc.StatusCode.ALREADY_EXISTS,
+        f"duplicate candidate for 'sea': candidate id {good.candidate_id} already registered as version 1")
+    # corrupt: bytes on model.artifacts under a key that is not their hash
+    fake_sha = hashlib.sha256(b"the real bytes").hexdigest()
+    reg.producer.send(topic_name(MODEL_ARTIFACTS, kafka_settings), b"tampered bytes", key=fake_sha)
+    reg.producer.flush()
+    corrupt = candidate(models["t7"], 7.0)
+    corrupt.artifact_sha256 = fake_sha
+    status, detail = code(lambda: reg.client.register(corrupt))
+    assert status == grpc.StatusCode.FAILED_PRECONDITION and "do not match their address" in detail
+    missing = candidate(models["t7"], 7.0)
+    missing.artifact_sha256 = hashlib.sha256(b"never published").hexdigest()
+    status, detail = code(lambda: reg.client.register(missing))
+    assert status == grpc.StatusCode.FAILED_PRECONDITION and "not found" in detail
+    assert code(lambda: reg.client.rollback("sea", "a", "b"))[0] == grpc.StatusCode.FAILED_PRECONDITION
+    assert code(lambda: reg.client.promote("sea", "1", "a", "b"))[0] == grpc.StatusCode.FAILED_PRECONDITION
+    assert state_of(reg.client) == before
+
+
+def test_health_and_reflection(registry_factory):
+    reg = registry_factory()
+    with grpc.insecure_channel(f"127.0.0.1:{reg.app.grpc_port}") as channel:
+        health = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service="mlops.v1.ModelRegistry"), timeout=5)
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+        responses = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
+        names = {s.name for r in responses for s in r.list_services_response.service}
+        assert "mlops.v1.ModelRegistry" in names and "grpc.health.v1.Health" in names
