@@ -1,0 +1,7 @@
+"""`python -m mlops.cli` == `mlops`."""
+
+import sys
+
+from mlops.cli import main
+
+sys.exit(main())

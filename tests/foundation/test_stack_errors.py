@@ -1,0 +1,71 @@
+"""`mlops stack up` fails clearly: missing Java or Maven, a port held by someone else, a failed download."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlops.stack import Stack, StackError, StackSettings
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _stack(tmp_path: Path, **overrides) -> Stack:
+    settings = StackSettings(run_dir=tmp_path / "run", cache_dir=tmp_path / "cache", kafka_port=_free_port(),
+                             controller_port=_free_port(), redis_port=_free_port(), **overrides)
+    return Stack(settings)
+
+
+def test_missing_java_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # nothing on PATH
+    with pytest.raises(StackError, match="java not found: Java 17"):
+        _stack(tmp_path).fetch_kafka()
+
+
+def test_missing_maven_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "java").symlink_to(Path(subprocess.check_output(["sh", "-c", "command -v java"], text=True).strip()))
+    monkeypatch.setenv("PATH", str(bin_dir))
+    with pytest.raises(StackError, match="mvn not found: Maven"):
+        _stack(tmp_path).fetch_kafka()
+
+
+def test_failed_download_says_so(tmp_path: Path) -> None:
+    # a version that does not exist on Maven Central: Maven fails, and the error says what failed
+    with pytest.raises(StackError, match="downloading the Kafka 0.0.0-nonexistent jars with Maven failed"):
+        _stack(tmp_path, kafka_version="0.0.0-nonexistent").fetch_kafka()
+
+
+def test_port_taken_by_a_stranger(tmp_path: Path) -> None:
+    stack = _stack(tmp_path)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", stack.s.redis_port))
+        squatter.listen()
+        with pytest.raises(StackError, match=f"port 127.0.0.1:{stack.s.redis_port} is taken"):
+            stack.start_redis()
+    assert not stack.redis.pid_file.exists()
+
+
+def test_cli_exits_non_zero_with_the_message(tmp_path: Path) -> None:
+    env = {"PATH": str(tmp_path), "MLOPS_STACK_CACHE_DIR": str(tmp_path / "cache"),
+           "MLOPS_STACK_RUN_DIR": str(tmp_path / "run"), "MLOPS_STACK_KAFKA_PORT": str(_free_port()),
+           "MLOPS_STACK_CONTROLLER_PORT": str(_free_port()), "MLOPS_STACK_REDIS_PORT": str(_free_port())}
+    import shutil
+
+    redis = shutil.which("redis-server")
+    if redis is None:
+        pytest.skip("redis-server is installed by the stack fixture; run the integration tests first")
+    (tmp_path / "redis-server").symlink_to(redis)
+    proc = subprocess.run([sys.executable, "-m", "mlops.cli", "stack", "up"], env=env, capture_output=True,
+                          text=True, timeout=60)
+    subprocess.run([sys.executable, "-m", "mlops.cli", "stack", "down"], env=env, capture_output=True, timeout=60)
+    assert proc.returncode == 1
+    assert "mlops stack up: java not found" in proc.stderr
