@@ -7,12 +7,15 @@ Layout (one Redis hash per entity and feature-set version, with a TTL):
     field "<feature name>"       the value as text (for operators: `redis-cli HGETALL key` reads as a table)
     field "as_of_ms"             text
     field "feature_set_version"  text
+    field "tp"                   W3C traceparent of the update that wrote the view ("" when untraced), so a
+                                 reader (inference) can LINK its span to the feature update it used
 
 Writes set every field and the TTL in one MULTI/EXEC, so the packed and readable fields never disagree. Reads
-fetch only the packed field of all requested entities with ONE server-side call (a cached Lua script looping
-HGET over KEYS), so a 64-entity lookup costs one round trip and one flat reply of 64 bulk strings, as cheap to
-parse as MGET (a pipelined HGETALL of 64 hashes parses 64 maps and is several times slower; see the report of
-issue 4 and loadtests/bench_features.py). The version lives in the key, so a new feature-set version never
+fetch only the packed field, with the traceparent appended server-side (the record has a fixed size, so the
+reader splits them), of all requested entities with ONE server-side call (a cached Lua script looping HMGET over
+KEYS), so a 64-entity lookup costs one round trip and one flat reply of 64 bulk strings, as cheap to parse as
+MGET (a pipelined HGETALL of 64 hashes parses 64 maps and is several times slower; see the report of issue 4 and
+loadtests/bench_features.py). The version lives in the key, so a new feature-set version never
 reads vectors of the old one; the packed version is checked too.
 """
 
@@ -31,13 +34,17 @@ from mlops.settings import RedisSettings
 __all__ = ["AsyncOnlineStore", "OnlineFeatures", "OnlineStore", "OnlineStoreError", "pack", "unpack"]
 
 VECTOR_FIELD = "vec"
+TRACEPARENT_FIELD = "tp"
+_READ_ARGS = [VECTOR_FIELD, TRACEPARENT_FIELD]
 _HEADER = struct.Struct("<qI")
 
-# One call for N keys: HGET of the packed field of each key (false -> nil in the reply for a missing key).
+# One call for N keys: the packed field of each key with its traceparent appended (the record has a fixed size,
+# so the reader splits them), still one bulk string per entity; false -> nil in the reply for a missing key.
 _READ_SCRIPT = """
 local out = {}
 for i, key in ipairs(KEYS) do
-  out[i] = redis.call('HGET', key, ARGV[1])
+  local v = redis.call('HMGET', key, ARGV[1], ARGV[2])
+  if v[1] and v[2] then out[i] = v[1] .. v[2] else out[i] = v[1] end
 end
 return out
 """
@@ -53,6 +60,7 @@ class OnlineFeatures:
     values: dict[str, float]
     as_of_ms: int
     feature_set_version: int
+    traceparent: str = ""  # W3C traceparent of the feature update that wrote this view ("" if untraced/old)
 
 
 def pack(feature_set: FeatureSet, values: Mapping[str, float], as_of_ms: int) -> bytes:
@@ -71,7 +79,8 @@ def _record(feature_set: FeatureSet) -> struct.Struct:
 
 
 def unpack(feature_set: FeatureSet, entity_id: str, data: bytes) -> OnlineFeatures | None:
-    """Decode a packed vector; None when it belongs to another feature-set version or shape."""
+    """Decode a packed vector (optionally followed by the traceparent, as read_many's script returns it); None
+    when it belongs to another feature-set version or shape."""
     return _Layout.unpack_with(_record(feature_set), feature_set, entity_id, data)
 
 
@@ -84,10 +93,11 @@ class _Layout:
     def key(self, entity_id: str) -> str:
         return self._prefix + entity_id
 
-    def mapping(self, values: Mapping[str, float], as_of_ms: int) -> dict[str, bytes | str]:
+    def mapping(self, values: Mapping[str, float], as_of_ms: int, traceparent: str = "") -> dict[str, bytes | str]:
         fields: dict[str, bytes | str] = {VECTOR_FIELD: pack(self.feature_set, values, as_of_ms)}
         fields |= {n: repr(float(values[n])) for n in self.feature_set.names}
-        fields |= {"as_of_ms": str(int(as_of_ms)), "feature_set_version": str(self.feature_set.version)}
+        fields |= {"as_of_ms": str(int(as_of_ms)), "feature_set_version": str(self.feature_set.version),
+                   TRACEPARENT_FIELD: traceparent}  # always set: an untraced update clears an older one
         return fields
 
     def decode(self, entity_ids: Sequence[str], replies: Sequence[bytes | None]) -> list[OnlineFeatures | None]:
@@ -99,12 +109,14 @@ class _Layout:
 
     @staticmethod
     def unpack_with(rec: struct.Struct, fs: FeatureSet, entity_id: str, data: bytes) -> OnlineFeatures | None:
-        if len(data) != rec.size:
+        size = rec.size
+        if len(data) < size:
             return None
-        fields = rec.unpack(data)
+        fields = rec.unpack_from(data)
         if fields[1] != fs.version:
             return None
-        return OnlineFeatures(entity_id, dict(zip(fs.names, fields[2:], strict=True)), fields[0], fields[1])
+        tp = data[size:].decode("ascii", "replace") if len(data) > size else ""
+        return OnlineFeatures(entity_id, dict(zip(fs.names, fields[2:], strict=True)), fields[0], fields[1], tp)
 
 
 class OnlineStore:
@@ -119,11 +131,11 @@ class OnlineStore:
     def key(self, entity_id: str) -> str:
         return self._layout.key(entity_id)
 
-    def write(self, entity_id: str, values: dict[str, float], as_of_ms: int) -> None:
-        """Replace the entity's view and (re)arm its TTL atomically."""
+    def write(self, entity_id: str, values: dict[str, float], as_of_ms: int, traceparent: str = "") -> None:
+        """Replace the entity's view and (re)arm its TTL atomically; `traceparent` is the update's trace context."""
         key = self._layout.key(entity_id)
         pipe = self._redis.pipeline(transaction=True)
-        pipe.hset(key, mapping=self._layout.mapping(values, as_of_ms))
+        pipe.hset(key, mapping=self._layout.mapping(values, as_of_ms, traceparent))
         pipe.expire(key, self.feature_set.ttl_seconds)
         pipe.execute()
 
@@ -131,7 +143,7 @@ class OnlineStore:
         """The views of `entity_ids` in order (None: unknown, expired or another version) in one round trip."""
         if not entity_ids:
             return []
-        replies = self._read(keys=[self._layout.key(e) for e in entity_ids], args=[VECTOR_FIELD])
+        replies = self._read(keys=[self._layout.key(e) for e in entity_ids], args=_READ_ARGS)
         return self._layout.decode(entity_ids, replies)
 
     def close(self) -> None:
@@ -150,17 +162,17 @@ class AsyncOnlineStore:
     def key(self, entity_id: str) -> str:
         return self._layout.key(entity_id)
 
-    async def write(self, entity_id: str, values: dict[str, float], as_of_ms: int) -> None:
+    async def write(self, entity_id: str, values: dict[str, float], as_of_ms: int, traceparent: str = "") -> None:
         key = self._layout.key(entity_id)
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping=self._layout.mapping(values, as_of_ms))
+            pipe.hset(key, mapping=self._layout.mapping(values, as_of_ms, traceparent))
             pipe.expire(key, self.feature_set.ttl_seconds)
             await pipe.execute()
 
     async def read_many(self, entity_ids: Sequence[str]) -> list[OnlineFeatures | None]:
         if not entity_ids:
             return []
-        replies = await self._read(keys=[self._layout.key(e) for e in entity_ids], args=[VECTOR_FIELD])
+        replies = await self._read(keys=[self._layout.key(e) for e in entity_ids], args=_READ_ARGS)
         return self._layout.decode(entity_ids, replies)
 
     async def close(self) -> None:

@@ -39,13 +39,34 @@ class JsonLinesSpanExporter(SpanExporter):
         self._lock = threading.Lock()
 
     def export(self, spans: Iterable[ReadableSpan]) -> SpanExportResult:
-        lines = [span.to_json(indent=None) + "\n" for span in spans]
+        lines = [json.dumps(span_record(span), default=str, separators=(",", ":")) + "\n" for span in spans]
         with self._lock, self.path.open("a", encoding="utf-8") as fh:
             fh.writelines(lines)
         return SpanExportResult.SUCCESS
 
     def shutdown(self) -> None:
         return None
+
+
+def span_record(span: ReadableSpan) -> dict[str, Any]:
+    """A finished span as a compact dict in the shape of the SDK's `to_json` (times as epoch nanoseconds).
+    Hand-built because `ReadableSpan.to_json` costs ~130 µs a span — most of the file exporter's overhead."""
+    ctx = span.context
+    parent = span.parent
+    return {
+        "name": span.name,
+        "context": {"trace_id": f"0x{ctx.trace_id:032x}", "span_id": f"0x{ctx.span_id:016x}"},
+        "kind": str(span.kind),
+        "parent_id": f"0x{parent.span_id:016x}" if parent is not None else None,
+        "start_time_unix_nano": span.start_time,
+        "end_time_unix_nano": span.end_time,
+        "status": {"status_code": span.status.status_code.name, "description": span.status.description},
+        "attributes": dict(span.attributes or {}),
+        "events": [{"name": ev.name, "attributes": dict(ev.attributes or {})} for ev in span.events],
+        "links": [{"context": {"trace_id": f"0x{lk.context.trace_id:032x}", "span_id": f"0x{lk.context.span_id:016x}"},
+                   "attributes": dict(lk.attributes or {})} for lk in span.links],
+        "resource": {"attributes": {"service.name": span.resource.attributes.get("service.name", "?")}},
+    }
 
 
 def _exporter(settings: TelemetrySettings) -> SpanExporter | None:
@@ -124,6 +145,22 @@ def span_link(headers: Mapping[str, str | bytes] | None) -> trace.Link | None:
     """A span link to the context in `headers` (for batch consumers that fold many traces into one span)."""
     ctx = trace.get_current_span(extract_context(headers)).get_span_context()
     return trace.Link(ctx) if ctx.is_valid else None
+
+
+def link_to_ids(trace_id: str, span_id: str) -> trace.Link | None:
+    """A span link to a context carried in a message body as hex ids (RetrainRequest / ModelCandidate trace_id and
+    span_id); None when they are missing or malformed."""
+    try:
+        ctx = trace.SpanContext(int(trace_id, 16), int(span_id, 16), is_remote=True,
+                                trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED))
+    except (TypeError, ValueError):
+        return None
+    return trace.Link(ctx) if ctx.is_valid else None
+
+
+def traceparent_of_current() -> str:
+    """The W3C traceparent of the current span ("" when there is none), e.g. to store beside data it wrote."""
+    return inject_headers().get("traceparent", "")
 
 
 def current_trace_ids() -> tuple[str, str]:

@@ -24,6 +24,8 @@ class Span:
     attributes: dict[str, object]
     links: list[tuple[str, str]]  # (trace_id, span_id)
     children: list[Span] = field(default_factory=list)
+    status_message: str = ""
+    events: list[tuple[str, dict[str, object]]] = field(default_factory=list)  # (name, attributes)
 
     @property
     def duration_ms(self) -> float:
@@ -34,8 +36,12 @@ def _hex(value: str | None) -> str | None:
     return value[2:] if value and value.startswith("0x") else value
 
 
-def _micros(iso: str) -> int:
-    return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1_000_000)
+def _micros(raw: dict, which: str) -> int:
+    """Span time in µs: epoch nanoseconds (our exporter) or an ISO string (the SDK's own to_json)."""
+    nanos = raw.get(f"{which}_time_unix_nano")
+    if nanos is not None:
+        return int(nanos) // 1000
+    return int(datetime.fromisoformat(raw[f"{which}_time"].replace("Z", "+00:00")).timestamp() * 1_000_000)
 
 
 def parse_span(line: str) -> Span:
@@ -48,26 +54,32 @@ def parse_span(line: str) -> Span:
         name=raw["name"],
         service=str(raw.get("resource", {}).get("attributes", {}).get("service.name", "?")),
         kind=str(raw.get("kind", "")).removeprefix("SpanKind."),
-        start_us=_micros(raw["start_time"]),
-        end_us=_micros(raw["end_time"]),
+        start_us=_micros(raw, "start"),
+        end_us=_micros(raw, "end"),
         status=raw.get("status", {}).get("status_code", "UNSET"),
-        attributes=raw.get("attributes", {}),
+        attributes=raw.get("attributes") or {},
         links=[(_hex(lk["context"]["trace_id"]) or "", _hex(lk["context"]["span_id"]) or "")
-               for lk in raw.get("links", [])],
+               for lk in raw.get("links") or []],
+        status_message=str(raw.get("status", {}).get("description") or ""),
+        events=[(str(ev.get("name", "")), ev.get("attributes") or {}) for ev in raw.get("events") or []],
     )
 
 
 def load_spans(paths: Iterable[Path]) -> list[Span]:
-    spans = []
+    """Every span in the JSON-lines files (a span found twice, e.g. in overlapping files, counts once)."""
+    spans, seen = [], set()
     for path in paths:
         if not path.exists():
             continue
         for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
             if line.strip():
                 try:
-                    spans.append(parse_span(line))
-                except (ValueError, KeyError):
+                    span = parse_span(line)
+                except (ValueError, KeyError, TypeError, AttributeError):
                     continue  # a partly written last line
+                if (span.trace_id, span.span_id) not in seen:
+                    seen.add((span.trace_id, span.span_id))
+                    spans.append(span)
     return spans
 
 
@@ -79,20 +91,52 @@ def traces(spans: list[Span]) -> dict[str, list[Span]]:
 
 
 def find_trace(spans: list[Span], prefix: str) -> str | None:
-    """A trace id starting with `prefix` (ids are long; a unique prefix is enough)."""
-    matches = sorted({s.trace_id for s in spans if s.trace_id.startswith(prefix.lower())})
+    """A trace id starting with `prefix` (ids are long; a unique prefix is enough). A W3C traceparent
+    (`00-<trace>-<span>-01`, as the online view and Kafka headers hold it) or a span id also finds its trace."""
+    prefix = prefix.strip().lower()
+    parts = prefix.split("-")
+    if len(parts) == 4 and len(parts[1]) == 32:
+        prefix = parts[1]
+    matches = sorted({s.trace_id for s in spans if s.trace_id.startswith(prefix)})
+    if not matches and len(prefix) == 16:
+        matches = sorted({s.trace_id for s in spans if s.span_id == prefix})
     return matches[0] if len(matches) == 1 else None
 
 
-_KEY_ATTRS = ("messaging.destination.name", "messaging.destination.partition.id", "messaging.kafka.offset",
-              "rpc.method", "rpc.grpc.status_code", "mlops.model_version", "mlops.entity_id", "mlops.detector")
+# attributes worth a glance, with the short label they are shown under
+_KEY_ATTRS = {
+    "messaging.destination.name": "topic", "messaging.destination.partition.id": "partition",
+    "messaging.kafka.offset": "offset", "messaging.batch.message_count": "batch",
+    "rpc.method": "rpc", "rpc.grpc.status_code": "grpc_status", "db.system": "db",
+    "mlops.model": "model", "mlops.model_version": "version", "mlops.entity_id": "entity",
+    "mlops.detector": "detector", "mlops.decision": "decision", "mlops.action": "action",
+    "mlops.dlq.error_type": "dlq",
+}
+_BAR = 20
+
+
+def _bar(start: int, end: int, t0: int, total: int) -> str:
+    """A waterfall cell: where the span lies in the trace's time range."""
+    if total <= 0:
+        return "█".ljust(_BAR)
+    a = min(_BAR - 1, int((start - t0) * _BAR / total))
+    b = max(a + 1, min(_BAR, round((end - t0) * _BAR / total)))
+    return (" " * a + "█" * (b - a)).ljust(_BAR)
+
+
+def _describe(span: Span | None, span_id: str, trace_id: str, here: str) -> str:
+    where = "this trace" if trace_id == here else f"trace {trace_id[:16]}…"
+    return f"{span.name} [{span.service}] in {where}" if span else f"span {span_id} in {where} (not recorded)"
 
 
 def render(spans: list[Span], trace_id: str, width: int = 100) -> str:
-    """A timed tree of one trace; spans in other traces that link into it are listed after it."""
+    """A timed tree of one trace (offset from the trace start, waterfall, duration, key attributes); a span that
+    started after its parent ended shows the wait (a Kafka hop). Span links are resolved to the linked span's
+    name where it is recorded; spans in other traces that link into this one are listed after it."""
     members = [s for s in spans if s.trace_id == trace_id]
     if not members:
         return f"no spans for trace {trace_id}"
+    every = {(s.trace_id, s.span_id): s for s in spans}
     by_id = {s.span_id: s for s in members}
     for s in members:
         s.children = []
@@ -101,41 +145,70 @@ def render(spans: list[Span], trace_id: str, width: int = 100) -> str:
         parent = by_id.get(s.parent_id or "")
         (parent.children if parent else roots).append(s)
     t0 = min(s.start_us for s in members)
-    total = (max(s.end_us for s in members) - t0) / 1000
+    t1 = max(s.end_us for s in members)
     services = sorted({s.service for s in members})
+    errors = sum(1 for s in members if s.status == "ERROR")
     lines = [f"trace {trace_id}  {len(members)} spans, {len(services)} services ({', '.join(services)}), "
-             f"{total:.1f} ms"]
+             f"{(t1 - t0) / 1000:.1f} ms" + (f", {errors} failed" if errors else "")]
+    name_width = max(24, width - 40)
 
-    def walk(span: Span, prefix: str, last: bool) -> None:
+    def walk(span: Span, prefix: str, last: bool, parent: Span | None) -> None:
         branch = "└─ " if last else "├─ "
-        attrs = " ".join(f"{k.split('.')[-1]}={span.attributes[k]}" for k in _KEY_ATTRS if k in span.attributes)
+        inner = prefix + ("   " if last else "│  ")
+        attrs = " ".join(f"{label}={span.attributes[k]}" for k, label in _KEY_ATTRS.items() if k in span.attributes)
         mark = " ✗" if span.status == "ERROR" else ""
         label = f"{prefix}{branch}{span.name} [{span.service}]{mark}"
-        lines.append(f"{(span.start_us - t0) / 1000:9.1f} ms  {label:<{width - 40}} {span.duration_ms:8.2f} ms  "
-                     f"{attrs}".rstrip())
+        if parent is not None and span.start_us > parent.end_us:
+            attrs = f"(+{(span.start_us - parent.end_us) / 1000:.1f} ms after parent) {attrs}"
+        elif parent is None and span.parent_id:
+            attrs = f"(parent {span.parent_id} not recorded) {attrs}"
+        lines.append(f"{(span.start_us - t0) / 1000:9.1f} ms  {label:<{name_width}} "
+                     f"{_bar(span.start_us, span.end_us, t0, t1 - t0)} {span.duration_ms:9.2f} ms  {attrs}".rstrip())
+        if span.status == "ERROR":
+            why = span.status_message or next((str(a.get("exception.message", "")) for n, a in span.events
+                                               if n == "exception"), "")
+            if why:
+                lines.append(f"{'':13}{inner}✗ {why}")
         for link_trace, link_span in span.links:
-            where = "this trace" if link_trace == trace_id else f"trace {link_trace[:16]}…"
-            lines.append(f"{'':13}{prefix}{'   ' if last else '│  '}↪ links to span {link_span} in {where}")
+            target = _describe(every.get((link_trace, link_span)), link_span, link_trace, trace_id)
+            lines.append(f"{'':13}{inner}↪ links to {target}")
         for i, child in enumerate(span.children):
-            walk(child, prefix + ("   " if last else "│  "), i == len(span.children) - 1)
+            walk(child, inner, i == len(span.children) - 1, span)
 
     for i, root in enumerate(roots):
-        walk(root, "", i == len(roots) - 1)
+        walk(root, "", i == len(roots) - 1, None)
     linked_in = [s for s in spans if s.trace_id != trace_id and any(t == trace_id for t, _ in s.links)]
     if linked_in:
         lines.append("linked from other traces:")
         for s in sorted(linked_in, key=lambda s: s.start_us):
-            lines.append(f"  {s.name} [{s.service}] in trace {s.trace_id} ({s.duration_ms:.2f} ms)")
+            to = ", ".join(by_id[sid].name if sid in by_id else sid for t, sid in s.links if t == trace_id)
+            lines.append(f"  {s.name} [{s.service}] in trace {s.trace_id} ({s.duration_ms:.2f} ms) → {to}")
     return "\n".join(lines)
 
 
-def summary(spans: list[Span], limit: int = 20) -> str:
-    """The most recent traces, one line each."""
+def matching(spans: list[Span], contains: str = "") -> dict[str, list[Span]]:
+    """Traces with a span whose name or service contains `contains` (all traces when empty)."""
+    needle = contains.lower()
+    return {tid: members for tid, members in traces(spans).items()
+            if not needle or any(needle in s.name.lower() or needle in s.service.lower() for s in members)}
+
+
+def latest(spans: list[Span], contains: str = "") -> str | None:
+    """The id of the most recently started trace (with a span matching `contains`)."""
+    found = matching(spans, contains)
+    return max(found, key=lambda tid: min(s.start_us for s in found[tid])) if found else None
+
+
+def summary(spans: list[Span], limit: int = 20, contains: str = "") -> str:
+    """The most recent traces, one line each (only those with a span matching `contains`)."""
     rows = []
-    for trace_id, members in traces(spans).items():
+    for trace_id, members in matching(spans, contains).items():
         start = min(s.start_us for s in members)
         root = min(members, key=lambda s: s.start_us)
         services = sorted({s.service for s in members})
-        rows.append((start, f"{trace_id}  {len(members):3} spans  {root.name[:40]:40} {', '.join(services)}"))
+        took = (max(s.end_us for s in members) - start) / 1000
+        failed = " ✗" if any(s.status == "ERROR" for s in members) else "  "
+        rows.append((start, f"{trace_id}  {len(members):3} spans {took:9.1f} ms{failed} {root.name[:40]:40} "
+                            f"{', '.join(services)}"))
     rows.sort(reverse=True)
     return "\n".join(row for _, row in rows[:limit]) or "no traces recorded"

@@ -26,7 +26,7 @@ from mlops.contracts import events_pb2
 from mlops.online_store import AsyncOnlineStore
 from mlops.schema import FEATURE_SET, FeatureSet
 from mlops.settings import KafkaSettings, RedisSettings
-from mlops.telemetry import extract_context, inject_headers, messaging_attributes, tracer
+from mlops.telemetry import extract_context, inject_headers, messaging_attributes, traceparent_of_current, tracer
 from mlops.topics import EVENTS, FEATURES_LOG, topic_name
 from opentelemetry.trace import SpanKind
 
@@ -124,24 +124,43 @@ def create_app(
                 finally:
                     _event_time_s.reset(token)
                 vector = assemble(feature_set, state, read)
-                await store.write(entity, vector, ev.event_time_ms)
+                # the view carries this update's traceparent: a prediction that reads it links back here
+                traceparent = traceparent_of_current()
+                with _tracer.start_as_current_span("online_store write", kind=SpanKind.CLIENT,
+                                                   attributes={"db.system": "redis", "db.operation": "HSET",
+                                                               "mlops.entity_id": entity}):
+                    await store.write(entity, vector, ev.event_time_ms, traceparent)
                 if ev.ingest_time_ms:
                     metrics.FRESHNESS.observe(max(0.0, time.time() - ev.ingest_time_ms / 1000.0))
                 record = events_pb2.FeatureVector(
                     entity_id=entity, feature_set=feature_set.name, feature_set_version=feature_set.version,
                     as_of_ms=ev.event_time_ms, values=vector, event_id=ev.event_id,
                 )
-                headers = inject_headers({
-                    HEADER_CONTENT_TYPE: contracts.CONTENT_TYPE,
-                    HEADER_CONTRACT: str(contracts.CONTRACT_VERSION),
-                    HEADER_MESSAGE_TYPE: record.DESCRIPTOR.full_name,
-                })
-                await features_log.send(
-                    key=entity.encode(), value=contracts.encode(record),
-                    headers=[(k, v.encode()) for k, v in headers.items()],
-                )
+                with _tracer.start_as_current_span(f"{features_log_name} publish", kind=SpanKind.PRODUCER,
+                                                   attributes=messaging_attributes("publish", features_log_name,
+                                                                                   key=entity)):
+                    headers = inject_headers({
+                        HEADER_CONTENT_TYPE: contracts.CONTENT_TYPE,
+                        HEADER_CONTRACT: str(contracts.CONTRACT_VERSION),
+                        HEADER_MESSAGE_TYPE: record.DESCRIPTOR.full_name,
+                    })
+                    await features_log.send(
+                        key=entity.encode(), value=contracts.encode(record),
+                        headers=[(k, v.encode()) for k, v in headers.items()],
+                    )
             metrics.UPDATES.inc()
             metrics.PROCESSING.observe(time.perf_counter() - started)
+
+    @app.timer(interval=settings.commit_interval_s * 5)
+    async def _consumer_lag() -> None:
+        try:
+            for tp in app.consumer.assignment():
+                if tp.topic == events_name:
+                    position, high = await app.consumer.position(tp), app.consumer.highwater(tp)
+                    if position is not None and high is not None:
+                        metrics.CONSUMER_LAG.labels(str(tp.partition)).set(max(0, high - position))
+        except Exception as exc:  # metrics must never stop the worker
+            log.debug("lag refresh failed", extra={"fields": {"error": str(exc)}})
 
     @app.on_rebalance_complete.connect
     async def _assigned(sender: Any, **kwargs: Any) -> None:

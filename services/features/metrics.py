@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 UPDATES = Counter("mlops_features_updates_total", "Feature-vector updates written (Redis + features.log).")
 REJECTED = Counter("mlops_features_rejected_total", "Event records that could not be decoded.", ["reason"])
@@ -15,4 +15,7 @@ FRESHNESS = Histogram(
     "mlops_features_freshness_seconds",
     "Event ingest time → online view written in Redis.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+CONSUMER_LAG = Gauge(
+    "mlops_features_consumer_lag", "events high watermark minus the worker's position, per partition.", ["partition"]
 )

@@ -13,13 +13,19 @@ from mlops.artifacts import ArtifactError, ArtifactReader
 from mlops.bus import Producer, watermarks
 from mlops.contracts import models_pb2
 from mlops.settings import KafkaSettings
+from mlops.telemetry import messaging_attributes, tracer
 from mlops.topics import MODEL_PROMOTED, REGISTRY_LOG, topic_name
+from opentelemetry.trace import SpanKind
+from prometheus_client import Counter
 
 from services.registry.convert import event_in, event_key, event_out, promotion_out
 from services.registry.domain import Event, Promotion, RegistryState
 from services.registry.errors import ArtifactRejected
 
 log = logging.getLogger("mlops.registry")
+_tracer = tracer("mlops.registry")
+PROMOTIONS = Counter("mlops_registry_promotions_total", "Champion changes announced on model.promoted, by action",
+                     ["model", "action"])
 
 
 class EventLog:
@@ -36,8 +42,15 @@ class EventLog:
         self.producer.flush()  # raises BusError → the command fails and nothing is applied
 
     def announce(self, promotion: Promotion) -> None:
-        self.producer.send(self.promoted_topic, promotion_out(promotion), key=promotion.model_name)
-        self.producer.flush()
+        # the promote span: a child of the candidate's span (gate promotion, in the training trace) or of the
+        # gRPC call (manual promote / rollback); model.promoted carries its traceparent to inference
+        attrs = messaging_attributes("publish", self.promoted_topic, key=promotion.model_name) | {
+            "mlops.model": promotion.model_name, "mlops.model_version": promotion.version,
+            "mlops.previous_version": promotion.previous_version, "mlops.action": promotion.action}
+        with _tracer.start_as_current_span("registry.promote", kind=SpanKind.PRODUCER, attributes=attrs):
+            self.producer.send(self.promoted_topic, promotion_out(promotion), key=promotion.model_name)
+            self.producer.flush()
+        PROMOTIONS.labels(promotion.model_name, promotion.action).inc()
 
 
 def replay(kafka_settings: KafkaSettings, timeout: float = 60.0) -> tuple[RegistryState, int]:

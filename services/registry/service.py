@@ -9,7 +9,7 @@ import grpc
 from mlops.bus import Consumer, FailurePolicy, Producer, Record, StopFlag, run_loop
 from mlops.contracts import ContractError, models_pb2
 from mlops.settings import KafkaSettings
-from mlops.telemetry import extract_context, messaging_attributes, tracer
+from mlops.telemetry import extract_context, link_to_ids, messaging_attributes, tracer
 from mlops.topics import MODEL_CANDIDATES, topic_name
 from prometheus_client import Counter
 
@@ -62,9 +62,13 @@ def handle_candidate(app: RegistryApp, record: Record, group: str) -> None:
     ) as span:
         try:
             msg = record.decode(models_pb2.ModelCandidate)
+            training = link_to_ids(msg.trace_id, msg.span_id)  # the trainer's span that produced the candidate
+            if training is not None:
+                span.add_link(training.context, {"mlops.link": "training"})
             v = app.registry.register(*candidate_in(msg))
             CANDIDATES.labels(v.gate_decision).inc()
-            span.set_attributes({"mlops.version": v.version, "mlops.decision": v.gate_decision})
+            span.set_attributes({"mlops.version": v.version, "mlops.model_version": v.version,
+                                 "mlops.decision": v.gate_decision})
         except errors.DuplicateCandidate as exc:
             CANDIDATES.labels("duplicate").inc()
             log.warning("duplicate candidate ignored", extra={"fields": {"error": str(exc)}})

@@ -12,15 +12,19 @@ from mlops.settings import TelemetrySettings
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("trace", help="show a trace as a timed span tree (no ID: list recent traces)")
-    p.add_argument("trace_id", nargs="?", help="trace id or a unique prefix of one")
+    p.add_argument("trace_id", nargs="?",
+                   help="trace id or a unique prefix of one, a traceparent or span id, or 'last' for the newest")
     p.add_argument("--file", type=Path, action="append",
                    help="span file(s) (default: MLOPS_TELEMETRY_FILE_PATH, .run/traces.jsonl)")
     p.add_argument("--limit", type=int, default=20, help="how many traces to list")
+    p.add_argument("--span", default="", metavar="TEXT",
+                   help="only traces with a span whose name or service contains TEXT (e.g. registry.promote)")
+    p.add_argument("--width", type=int, default=100, help="width of the name column plus 40")
     p.set_defaults(func=_trace)
 
 
 def _trace(args: argparse.Namespace) -> int:
-    from mlops.traceview import find_trace, load_spans, render, summary
+    from mlops.traceview import find_trace, latest, load_spans, render, summary
 
     files = args.file or [TelemetrySettings().file_path]
     spans = load_spans(files)
@@ -29,11 +33,11 @@ def _trace(args: argparse.Namespace) -> int:
               "MLOPS_TELEMETRY_EXPORTER=file (the demo does)", file=sys.stderr)
         return 1
     if not args.trace_id:
-        print(summary(spans, args.limit))
+        print(summary(spans, args.limit, args.span))
         return 0
-    trace_id = find_trace(spans, args.trace_id)
+    trace_id = latest(spans, args.span) if args.trace_id == "last" else find_trace(spans, args.trace_id)
     if trace_id is None:
-        print(f"mlops trace: no single trace starts with {args.trace_id!r}", file=sys.stderr)
+        print(f"mlops trace: no single trace matches {args.trace_id!r}", file=sys.stderr)
         return 1
-    print(render(spans, trace_id))
+    print(render(spans, trace_id, args.width))
     return 0
