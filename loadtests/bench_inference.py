@@ -1,13 +1,23 @@
-"""Inference benchmark, all phases in one run: raw in-process onnxruntime, this service over gRPC (tritonclient),
-MLServer over gRPC (same client, same ONNX model, onnxruntime runtime), single-row latency at a fixed rate, and a
-hot swap under load.
+"""Inference benchmark, all phases in one run: raw in-process onnxruntime, the client's ceiling (an empty gRPC
+servicer), this service over gRPC, MLServer over gRPC (same client, same ONNX model, onnxruntime runtime),
+single-row latency at a fixed rate, and a hot swap under load.
 
     .venv/bin/python loadtests/bench_inference.py [--seconds 4] [--skip-mlserver] [--skip-swap]
+        [--client raw|triton] [--connections 1] [--workers 1] [--sampling RATIO]
 
 The model is what the trainer exports: HistGradientBoostingClassifier(max_iter=100, max_leaf_nodes=31) on the
 feature set, via skl2onnx (no ZipMap). Servers and the load client each run in their own process; the client is
 tritonclient.grpc.aio (closed loop with N requests in flight, or open loop at a fixed rate). MLServer runs from
-loadtests/.venv-mlserver (see loadtests/mlserver/). Targets: >= 2x MLServer throughput; >= 60% of raw ORT
+loadtests/.venv-mlserver (see loadtests/mlserver/).
+
+Fairness: every server is its own process, warmed up (50 requests) before each phase, driven by the same client
+process with the same payload; the client is the raw one by default (the request serialized once, each response
+parsed and checked) because on 2 cores the load generator shares the CPU with the server, and tritonclient's
+per-call request building takes CPU the server then lacks (`--client triton` for the old client). Process counts
+are equal: ours runs `--workers` processes, MLServer `parallel_workers` = the same (0 with one process: inference
+in its only process, its fastest setting here). The "client ceiling" phase is an empty grpc.aio servicer: no
+Python gRPC server can beat it with this client on this machine, so it bounds what "ours / raw ORT" can reach.
+Targets: >= 2x MLServer throughput; >= 60% of raw ORT
 throughput at batch 64; single-row p99 <= 3 ms at 1k req/s; zero failed requests during hot swaps.
 """
 
@@ -56,25 +66,74 @@ def make_model(seed: int = 0) -> bytes:
 # --- the load client (runs in its own process) ----------------------------------------------------------------
 
 
-async def _client(args: argparse.Namespace) -> dict:
-    import tritonclient.grpc.aio as tca
+class _RawClient:
+    """ModelInfer over a plain grpc.aio channel with the request serialized once (the same message tritonclient
+    builds) and every response parsed and checked: a load generator that spends less of the shared CPU than
+    tritonclient's per-call request building, so more of the machine measures the server."""
 
-    client = tca.InferenceServerClient(args.url)
+    def __init__(self, url: str, model: str, x: np.ndarray):
+        import grpc
+        from tritonclient.grpc import service_pb2
+
+        self._pb = service_pb2
+        # a local subchannel pool: each client is its own TCP connection (a multi-worker server sees several)
+        opts = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20),
+                ("grpc.use_local_subchannel_pool", 1)]
+        self._channel = grpc.aio.insecure_channel(url, options=opts)
+        self._call = self._channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+        req = service_pb2.ModelInferRequest(model_name=model)
+        req.inputs.add(name="input", datatype="FP32", shape=list(x.shape))
+        req.outputs.add(name="probabilities")
+        req.raw_input_contents.append(x.tobytes())
+        self._payload = req.SerializeToString()
+        self._expect = len(x) * 2 * 4  # [n, 2] FP32 probabilities
+
+    async def infer(self) -> None:
+        resp = self._pb.ModelInferResponse.FromString(await self._call(self._payload))
+        for i, out in enumerate(resp.outputs):  # servers may add outputs nobody asked for, or answer in `contents`
+            if out.name == "probabilities":
+                n = (len(resp.raw_output_contents[i]) if len(resp.raw_output_contents) > i
+                     else 4 * len(out.contents.fp32_contents))
+                if n == self._expect:
+                    return
+        raise RuntimeError(f"no FP32 probabilities of {self._expect} bytes in the response: {resp.outputs}"[:300])
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+
+class _TritonClient:
+    def __init__(self, url: str, model: str, x: np.ndarray):
+        import tritonclient.grpc.aio as tca
+
+        self._client = tca.InferenceServerClient(url)
+        self._model = model
+        self._inp = tca.InferInput("input", list(x.shape), "FP32")
+        self._inp.set_data_from_numpy(x)
+        self._outs = [tca.InferRequestedOutput("probabilities")]
+
+    async def infer(self) -> None:
+        await self._client.infer(self._model, [self._inp], outputs=self._outs)
+
+    async def close(self) -> None:
+        await self._client.close()
+
+
+async def _client(args: argparse.Namespace) -> dict:
     k = args.features
     x = np.random.default_rng(1).uniform(0, 10, (args.batch, k)).astype(np.float32)
-    inp = tca.InferInput("input", [args.batch, k], "FP32")
-    inp.set_data_from_numpy(x)
-    outs = [tca.InferRequestedOutput("probabilities")]
+    kind = _RawClient if args.client == "raw" else _TritonClient
+    clients = [kind(args.url, args.model, x) for _ in range(max(1, args.connections))]
     lat: list[float] = []
     stamps: list[float] = []
     failures: list[str] = []
-    for _ in range(50):  # warm-up
-        await client.infer(args.model, [inp], outputs=outs)
+    for i in range(50):  # warm-up
+        await clients[i % len(clients)].infer()
 
-    async def one() -> None:
+    async def one(i: int) -> None:
         t0 = time.perf_counter()
         try:
-            await client.infer(args.model, [inp], outputs=outs)
+            await clients[i % len(clients)].infer()
             lat.append(time.perf_counter() - t0)
             stamps.append(time.perf_counter())
         except Exception as exc:
@@ -92,17 +151,18 @@ async def _client(args: argparse.Namespace) -> dict:
             delay = due - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.ensure_future(one()))
+            tasks.append(asyncio.ensure_future(one(i)))
             i += 1
         await asyncio.gather(*tasks)
     else:  # closed loop: `concurrency` requests always in flight
-        async def worker() -> None:
+        async def worker(i: int) -> None:
             while time.perf_counter() < end:
-                await one()
+                await one(i)
 
-        await asyncio.gather(*(worker() for _ in range(args.concurrency)))
+        await asyncio.gather(*(worker(i) for i in range(args.concurrency)))
     elapsed = time.perf_counter() - start
-    await client.close()
+    for client in clients:
+        await client.close()
     arr = np.array(lat) * 1000 if lat else np.array([float("nan")])
     return {"requests": len(lat), "failures": len(failures), "failure_samples": failures[:3],
             "rows_per_s": len(lat) * args.batch / elapsed, "req_per_s": len(lat) / elapsed,
@@ -111,12 +171,17 @@ async def _client(args: argparse.Namespace) -> dict:
             if args.keep_samples else []}
 
 
+CLIENT = "raw"  # set from --client in main()
+CONNECTIONS = 1  # set from --connections in main()
+
+
 def run_client(url: str, *, batch: int, seconds: float, concurrency: int = 8, rate: float = 0.0,
                keep_samples: bool = False) -> dict:
     from mlops.schema import FEATURE_SET
 
     cmd = [sys.executable, __file__, "client", "--url", url, "--batch", str(batch), "--seconds", str(seconds),
-           "--concurrency", str(concurrency), "--rate", str(rate), "--features", str(len(FEATURE_SET.names))]
+           "--concurrency", str(concurrency), "--rate", str(rate), "--features", str(len(FEATURE_SET.names)),
+           "--client", CLIENT, "--connections", str(CONNECTIONS)]
     if keep_samples:
         cmd.append("--keep-samples")
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, cwd=ROOT)
@@ -126,6 +191,44 @@ def run_client(url: str, *, batch: int, seconds: float, concurrency: int = 8, ra
 
 
 # --- servers --------------------------------------------------------------------------------------------------
+
+
+def floor_server(port: int) -> None:
+    """The ceiling of this client on this machine: a grpc.aio servicer that parses the request and answers zeros of
+    the right shape without any model, batching, metrics or tracing. No server can beat it with this client."""
+    import grpc
+    from mlops.contracts.oip import pb2, pb2_grpc
+
+    class Floor(pb2_grpc.GRPCInferenceServiceServicer):
+        async def ServerReady(self, request: object, context: object) -> object:  # noqa: N802
+            return pb2.ServerReadyResponse(ready=True)
+
+        async def ModelReady(self, request: object, context: object) -> object:  # noqa: N802
+            return pb2.ModelReadyResponse(ready=True)
+
+        async def ModelInfer(self, request: object, context: object) -> object:  # noqa: N802
+            n = request.inputs[0].shape[0]  # type: ignore[attr-defined]
+            out = pb2.ModelInferResponse(model_name="sea")
+            out.outputs.add(name="probabilities", datatype="FP32", shape=[n, 2])
+            out.raw_output_contents.append(bytes(8 * n))
+            return out
+
+    async def run() -> None:
+        server = grpc.aio.server()
+        pb2_grpc.add_GRPCInferenceServiceServicer_to_server(Floor(), server)
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        await server.start()
+        await server.wait_for_termination()
+
+    asyncio.run(run())
+
+
+def start_floor() -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = os.environ | {"PYTHONPATH": f"{ROOT / 'libs'}:{ROOT}"}
+    proc = subprocess.Popen([sys.executable, __file__, "floor", "--url", str(port)], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=open(ROOT / ".run" / "bench-inference.log", "ab"))
+    return proc, f"127.0.0.1:{port}"
 
 
 def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> None:
@@ -169,7 +272,7 @@ def start_ours(model_path: Path | None, extra_env: dict[str, str] | None = None)
     return proc, f"127.0.0.1:{port}"
 
 
-def start_mlserver(model_path: Path, workdir: Path) -> tuple[subprocess.Popen, str]:
+def start_mlserver(model_path: Path, workdir: Path, parallel_workers: int = 0) -> tuple[subprocess.Popen, str]:
     port = free_port()
     model_dir = workdir / "sea"
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -177,7 +280,7 @@ def start_mlserver(model_path: Path, workdir: Path) -> tuple[subprocess.Popen, s
     (model_dir / "model-settings.json").write_text(json.dumps({
         "name": "sea", "implementation": "ort_runtime.OrtModel", "parameters": {"uri": "./model.onnx"}}))
     (workdir / "settings.json").write_text(json.dumps({
-        "grpc_port": port, "http_port": free_port(), "metrics_port": free_port(), "parallel_workers": 0,
+        "grpc_port": port, "http_port": free_port(), "metrics_port": free_port(), "parallel_workers": parallel_workers,
         "host": "127.0.0.1", "debug": False}))
     env = os.environ | {"PYTHONPATH": str(ROOT / "loadtests" / "mlserver")}
     proc = subprocess.Popen([str(MLSERVER_VENV / "bin" / "mlserver"), "start", str(workdir)], cwd=workdir, env=env,
@@ -186,6 +289,29 @@ def start_mlserver(model_path: Path, workdir: Path) -> tuple[subprocess.Popen, s
 
 
 # --- phases ---------------------------------------------------------------------------------------------------
+
+
+def _family(pid: int) -> list[int]:
+    """`pid` and its descendants (MLServer's and our workers)."""
+    out = [pid]
+    try:
+        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+            out += _family(int(child))
+    except OSError:
+        pass
+    return out
+
+
+def _cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes so far (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError):
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def raw_ort(data: bytes, batch: int, seconds: float) -> float:
@@ -262,7 +388,7 @@ def hot_swap(seconds: float, rate: float) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", nargs="?", default="bench", choices=["bench", "client"])
+    parser.add_argument("mode", nargs="?", default="bench", choices=["bench", "client", "floor"])
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--skip-mlserver", action="store_true")
     parser.add_argument("--skip-swap", action="store_true")
@@ -273,12 +399,28 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0.0)
     parser.add_argument("--features", type=int, default=6)
     parser.add_argument("--keep-samples", action="store_true")
+    parser.add_argument("--client", default="raw", choices=["raw", "triton"],
+                        help="load client: raw (pre-serialized request on a grpc.aio channel) or tritonclient.grpc.aio")
+    parser.add_argument("--connections", type=int, default=1, help="client connections (raw client only)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the server phases (medians)")
+    parser.add_argument("--sampling", type=float, default=None,
+                        help="our MLOPS_TELEMETRY_SAMPLING_RATIO (default: the service's default, 1.0; spans are "
+                        "never exported here: MLServer traces nothing)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="our server processes (MLOPS_INFERENCE_WORKERS); MLServer then gets the same number of "
+                        "parallel_workers (with 1: parallel_workers 0, inference in its one process)")
     args = parser.parse_args()
     if args.mode == "client":
         print(json.dumps(asyncio.run(_client(args))))
         return
+    if args.mode == "floor":
+        floor_server(int(args.url))
+        return
+    global CLIENT, CONNECTIONS
+    CLIENT, CONNECTIONS = args.client, args.connections
 
     (ROOT / ".run").mkdir(exist_ok=True)
+    load_before = os.getloadavg()[0]  # a busy machine (other jobs) lowers every figure: say so
     secs = args.seconds
     data = make_model()
     tmp = Path(tempfile.mkdtemp(prefix="bench-inference-"))
@@ -288,39 +430,74 @@ def main() -> None:
     raw64, raw1 = raw_ort(data, 64, secs), raw_ort(data, 1, secs)
     rows += [("raw onnxruntime, batch 64 (rows/s)", f"{raw64:,.0f}"), ("raw onnxruntime, batch 1 (rows/s)",
                                                                       f"{raw1:,.0f}")]
-    proc, url = start_ours(model_path)
+    ours_env = {"MLOPS_INFERENCE_WORKERS": str(args.workers), "MLOPS_INFERENCE_USE_CUDA": "false"}
+    if args.sampling is not None:
+        ours_env["MLOPS_TELEMETRY_SAMPLING_RATIO"] = str(args.sampling)
+    # All servers run side by side (idle ones cost nothing) and the phases interleave round by round, so a busy
+    # neighbour on this shared machine hurts every server alike; medians over the rounds are reported.
+    servers: dict[str, tuple[subprocess.Popen, str]] = {}
+    with_mlserver = not args.skip_mlserver and (MLSERVER_VENV / "bin" / "mlserver").exists()
+    if not args.skip_mlserver and not with_mlserver:
+        rows.append(("MLServer", f"not installed in {MLSERVER_VENV}"))
+    results: dict[str, dict[str, list[dict]]] = {}
+    paced: list[dict] = []
     try:
-        wait_ready(url, proc)
-        ours64 = run_client(url, batch=64, seconds=secs, concurrency=8)
-        ours1 = run_client(url, batch=1, seconds=secs, concurrency=16)
-        paced = run_client(url, batch=1, seconds=secs, rate=1000)
+        servers["ceiling"] = start_floor()
+        servers["ours"] = start_ours(model_path, ours_env)
+        if with_mlserver:
+            servers["MLServer"] = start_mlserver(model_path, tmp / "mlserver",
+                                                 args.workers if args.workers > 1 else 0)
+        for proc, url in servers.values():
+            wait_ready(url, proc)
+        if args.workers > 1:
+            time.sleep(5)  # our other workers load their model copies after worker 0 is ready
+        for _ in range(args.rounds):
+            for phase, batch, conc in (("b64", 64, 8), ("b1", 1, 16)):
+                for name, (proc, url) in servers.items():
+                    pids = _family(proc.pid)
+                    c0 = _cpu_s(pids)
+                    res = run_client(url, batch=batch, seconds=secs, concurrency=conc)
+                    res["cpu_us"] = (_cpu_s(pids) - c0) / max(1, res["requests"] + 50) * 1e6  # warm-up included
+                    results.setdefault(name, {}).setdefault(phase, []).append(res)
+            paced.append(run_client(servers["ours"][1], batch=1, seconds=secs, rate=1000))
     finally:
-        stop(proc)
-    rows += [("ours gRPC, batch 64, 8 in flight (rows/s)",
-              f"{ours64['rows_per_s']:,.0f}  p99 {ours64['p99_ms']:.2f} ms"),
-             ("ours gRPC, batch 1, 16 in flight (req/s)",
-              f"{ours1['req_per_s']:,.0f}  p99 {ours1['p99_ms']:.2f} ms"),
-             ("ours single row at 1k req/s: p50 / p99 (ms)",
-              f"{paced['p50_ms']:.2f} / {paced['p99_ms']:.2f}  ({paced['req_per_s']:,.0f} req/s achieved, "
-              f"{paced['failures']} failed)"),
-             ("ours / raw ORT at batch 64", f"{ours64['rows_per_s'] / raw64:.0%}  (target >= 60%)")]
-    if not args.skip_mlserver:
-        if not (MLSERVER_VENV / "bin" / "mlserver").exists():
-            rows.append(("MLServer", f"not installed in {MLSERVER_VENV}"))
-        else:
-            proc, url = start_mlserver(model_path, tmp / "mlserver")
-            try:
-                wait_ready(url, proc)
-                ml64 = run_client(url, batch=64, seconds=secs, concurrency=8)
-                ml1 = run_client(url, batch=1, seconds=secs, concurrency=16)
-            finally:
-                stop(proc)
-            rows += [("MLServer gRPC, batch 64 (rows/s)",
-                      f"{ml64['rows_per_s']:,.0f}  p99 {ml64['p99_ms']:.2f} ms"),
-                     ("MLServer gRPC, batch 1 (req/s)", f"{ml1['req_per_s']:,.0f}  p99 {ml1['p99_ms']:.2f} ms"),
-                     ("ours / MLServer, batch 64",
-                      f"{ours64['rows_per_s'] / ml64['rows_per_s']:.2f}x  (target >= 2x)"),
-                     ("ours / MLServer, batch 1", f"{ours1['req_per_s'] / ml1['req_per_s']:.2f}x  (target >= 2x)")]
+        for proc, _ in servers.values():
+            stop(proc)
+
+    def med(name: str, phase: str, key: str) -> float:
+        return float(np.median([r[key] for r in results[name][phase]]))
+
+    def show(name: str, phase: str) -> str:
+        rs = results[name][phase]
+        key = "rows_per_s" if phase == "b64" else "req_per_s"
+        lo, hi = min(r[key] for r in rs), max(r[key] for r in rs)
+        return (f"{med(name, phase, key):,.0f}  (range {lo:,.0f}-{hi:,.0f})  p99 {med(name, phase, 'p99_ms'):.2f} ms  "
+                f"server CPU {med(name, phase, 'cpu_us'):,.0f} us/req  ({sum(r['failures'] for r in rs)} failed)")
+
+    ours64, ours1 = med("ours", "b64", "rows_per_s"), med("ours", "b1", "req_per_s")
+    paced_p99s = ", ".join(f"{r['p99_ms']:.2f}" for r in paced)
+    ceil64, ceil1 = med("ceiling", "b64", "rows_per_s"), med("ceiling", "b1", "req_per_s")
+    rows += [("client ceiling: empty gRPC servicer, batch 64 (rows/s)", show("ceiling", "b64")),
+             ("client ceiling: empty gRPC servicer, batch 1 (req/s)", show("ceiling", "b1")),
+             ("ours gRPC, batch 64, 8 in flight (rows/s)", show("ours", "b64")),
+             ("ours gRPC, batch 1, 16 in flight (req/s)", show("ours", "b1")),
+             ("ours single row at 1k req/s: p50 / p99 (ms), median of rounds",
+              f"{np.median([r['p50_ms'] for r in paced]):.2f} / {np.median([r['p99_ms'] for r in paced]):.2f}  "
+              f"(p99 per round {paced_p99s}; "
+              f"{np.median([r['req_per_s'] for r in paced]):,.0f} req/s achieved, "
+              f"{sum(r['failures'] for r in paced)} failed)"),
+             ("ours / raw ORT at batch 64", f"{ours64 / raw64:.0%}  (target >= 60%)"),
+             ("ours / client ceiling, batch 64 / batch 1", f"{ours64 / ceil64:.0%} / {ours1 / ceil1:.0%}")]
+    if with_mlserver:
+        ml64, ml1 = med("MLServer", "b64", "rows_per_s"), med("MLServer", "b1", "req_per_s")
+        cpu64 = med("MLServer", "b64", "cpu_us") / med("ours", "b64", "cpu_us")
+        cpu1 = med("MLServer", "b1", "cpu_us") / med("ours", "b1", "cpu_us")
+        rows += [("MLServer gRPC, batch 64 (rows/s)", show("MLServer", "b64")),
+                 ("MLServer gRPC, batch 1 (req/s)", show("MLServer", "b1")),
+                 ("ours / MLServer, batch 64", f"{ours64 / ml64:.2f}x  (target >= 2x; {cpu64:.2f}x less server CPU "
+                                               "per request)"),
+                 ("ours / MLServer, batch 1", f"{ours1 / ml1:.2f}x  (target >= 2x; {cpu1:.2f}x less server CPU "
+                                              "per request)")]
     if not args.skip_swap:
         swap = hot_swap(max(secs * 2, 6.0), 500)
         rows += [("hot swap: swaps / requests / failed",
@@ -328,7 +505,11 @@ def main() -> None:
                  ("hot swap at 500 req/s: p99 overall / in the 1 s after each promotion (ms)",
                   f"{swap['p99_ms']:.2f} / {swap['swap_window_p99_ms']:.2f}")]
     width = max(len(r[0]) for r in rows)
-    print(f"inference benchmark ({secs:.0f} s per phase, {os.cpu_count()} cores)")
+    print(f"inference benchmark ({secs:.0f} s per phase, {args.rounds} rounds, {os.cpu_count()} cores, load "
+          f"average before {load_before:.2f}; client {CLIENT}, {CONNECTIONS} connection(s); ours {args.workers} "
+          f"process(es), "
+          f"MLServer parallel_workers {args.workers if args.workers > 1 else 0}; our trace sampling "
+          f"{'default' if args.sampling is None else args.sampling})")
     for name, value in rows:
         print(f"  {name:<{width}}  {value}")
 

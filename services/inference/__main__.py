@@ -1,29 +1,55 @@
-"""`python -m services.inference`: settings → logging → tracing → ops server → gRPC server until SIGTERM."""
+"""`python -m services.inference`: settings → logging → tracing → ops server → gRPC server until SIGTERM (with
+`MLOPS_INFERENCE_WORKERS` > 1, worker 0 then starts the other workers on the same port: see workers.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import sys
 
 from mlops.settings import KafkaSettings, RedisSettings, TelemetrySettings
 from mlops.telemetry import setup_logging, setup_tracing, start_ops_server
 
 from services.inference.server import InferenceServer
 from services.inference.settings import DEFAULT_METRICS_PORT, InferenceSettings
+from services.inference.workers import WorkerGroup, parent_gone
 
 log = logging.getLogger("mlops.inference")
 
 
-async def _serve(server: InferenceServer) -> None:
+async def _serve(server: InferenceServer, settings: InferenceSettings, metrics_port: int) -> int:
+    """Serve until SIGTERM/SIGINT; returns the exit code (1 when a worker of the group died on its own)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await server.start()
-    await stop.wait()
+    port = await server.start()
+    group: WorkerGroup | None = None
+    if settings.workers > 1 and settings.worker_index == 0:
+        group = WorkerGroup(settings.workers, port, metrics_port)
+        group.start()
+    ppid = os.getppid()
+    code = 0
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), 1.0)
+        except TimeoutError:
+            pass
+        if group is not None and (gone := group.exited()):
+            log.error("inference worker exited; stopping the group", extra={"fields": {"workers": gone}})
+            code = 1
+            break
+        if settings.worker_index > 0 and parent_gone(ppid):
+            log.error("worker 0 is gone; stopping", extra={"fields": {"worker": settings.worker_index}})
+            code = 1
+            break
     log.info("stopping")
     await server.stop()
+    if group is not None:
+        await asyncio.to_thread(group.stop)
+    return code
 
 
 def main() -> None:
@@ -34,10 +60,10 @@ def main() -> None:
     kafka = KafkaSettings() if (settings.watch_promotions or settings.log_predictions) else None
     redis = RedisSettings() if settings.online_join else None
     server = InferenceServer(settings, kafka, redis)
-    port = start_ops_server(telemetry.metrics_port if telemetry.metrics_port is not None else DEFAULT_METRICS_PORT,
-                            ready=server.ready)
-    log.info("ops endpoint", extra={"fields": {"port": port}})
-    asyncio.run(_serve(server))
+    metrics_port = telemetry.metrics_port if telemetry.metrics_port is not None else DEFAULT_METRICS_PORT
+    port = start_ops_server(metrics_port, ready=server.ready)
+    log.info("ops endpoint", extra={"fields": {"port": port, "worker": settings.worker_index}})
+    sys.exit(asyncio.run(_serve(server, settings, metrics_port)))
 
 
 if __name__ == "__main__":

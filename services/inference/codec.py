@@ -24,13 +24,6 @@ def parameter_value(p: Any) -> object:
     return getattr(p, which) if which else None
 
 
-def _count(shape: tuple[int, ...]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
-
-
 def decode_bytes_tensor(raw: bytes, count: int, name: str) -> list[bytes]:
     """BYTES raw contents: each element is a 4-byte little-endian length followed by that many bytes."""
     out: list[bytes] = []
@@ -55,40 +48,47 @@ def encode_bytes_tensor(items: list[bytes]) -> bytes:
 
 def decode_request(msg: Any) -> InferRequest:
     raw = msg.raw_input_contents
-    if raw and len(raw) != len(msg.inputs):
-        raise InvalidInput(f"raw_input_contents has {len(raw)} entries for {len(msg.inputs)} inputs")
+    n_raw = len(raw)
+    if n_raw and n_raw != len(msg.inputs):
+        raise InvalidInput(f"raw_input_contents has {n_raw} entries for {len(msg.inputs)} inputs")
     inputs = []
     for i, t in enumerate(msg.inputs):
         shape = tuple(t.shape)
-        if any(d < 0 for d in shape):
-            raise InvalidInput(f"input {t.name!r}: negative dimension in shape {list(shape)}")
-        count = _count(shape)
+        count = 1
+        for d in shape:
+            if d < 0:
+                raise InvalidInput(f"input {t.name!r}: negative dimension in shape {list(shape)}")
+            count *= d
         dt = t.datatype
-        if dt != "BYTES" and dt not in OIP_TO_NUMPY:
+        np_dt = OIP_TO_NUMPY.get(dt)
+        if np_dt is None and dt != "BYTES":
             raise InvalidInput(f"input {t.name!r}: unknown datatype {dt!r}")
         data: np.ndarray | list[bytes]
-        if raw:
+        if n_raw:
             if t.HasField("contents"):
                 raise InvalidInput(f"input {t.name!r}: both contents and raw_input_contents given")
             buf = raw[i]
-            if dt == "BYTES":
+            if np_dt is None:
                 data = decode_bytes_tensor(buf, count, t.name)
             else:
-                np_dt = OIP_TO_NUMPY[dt]
                 if len(buf) != count * np_dt.itemsize:
                     raise InvalidInput(f"input {t.name!r}: raw_input_contents[{i}] has {len(buf)} bytes; "
                                        f"{dt} {list(shape)} needs {count * np_dt.itemsize}")
-                data = np.frombuffer(buf, dtype=np_dt).reshape(shape)
+                data = np.frombuffer(buf, dtype=np_dt).reshape(shape)  # no copy: a view of the request bytes
         else:
-            values = getattr(t.contents, _CONTENTS_FIELD[dt])
+            field = _CONTENTS_FIELD.get(dt)
+            if field is None:
+                raise InvalidInput(f"input {t.name!r}: {dt} needs raw_input_contents (no typed contents field)")
+            values = getattr(t.contents, field)
             if len(values) != count:
                 raise InvalidInput(f"input {t.name!r}: {len(values)} values in contents for shape {list(shape)}")
-            data = list(values) if dt == "BYTES" else np.asarray(values, dtype=OIP_TO_NUMPY[dt]).reshape(shape)
+            data = list(values) if np_dt is None else np.asarray(values, dtype=np_dt).reshape(shape)
         inputs.append(Tensor(t.name, dt, shape, data))
+    params = msg.parameters
     return InferRequest(
         model_name=msg.model_name, model_version=msg.model_version, id=msg.id, inputs=inputs,
-        outputs=[o.name for o in msg.outputs],
-        parameters={k: parameter_value(v) for k, v in msg.parameters.items()},
+        outputs=[o.name for o in msg.outputs] if msg.outputs else [],
+        parameters={k: parameter_value(v) for k, v in params.items()} if params else {},
     )
 
 

@@ -32,6 +32,19 @@ class InferenceSettings(BaseSettings):
         0.0, ge=0.0, description="How long a batch waits for more rows; 0 merges only what queued meanwhile."
     )
     ort_workers: int = Field(2, ge=1, description="Threads running onnxruntime calls (merged batches in flight).")
+    inline_max_rows: int = Field(
+        16, ge=0, description="Merged batches of at most this many rows run on the event-loop thread (no thread "
+        "hop; cheaper for small batches); larger ones go to the ort_workers pool. 0: always the pool."
+    )
+    workers: int = Field(
+        1, ge=1, description="Server processes sharing the gRPC port (SO_REUSEPORT; the kernel spreads connections, "
+        "not requests, across them). Each loads its own model copy; worker i > 0 serves its ops endpoint on the "
+        "metrics port + i."
+    )
+    worker_index: int = Field(
+        0, ge=0, description="Set by worker 0 for the workers it starts (leave 0): a worker > 0 binds the port "
+        "worker 0 bound and starts no workers of its own."
+    )
     ort_intra_op_threads: int = Field(1, ge=0, description="onnxruntime intra-op threads per call (0: default).")
     use_cuda: bool = Field(True, description="Try CUDAExecutionProvider first; falls back to CPU when it fails.")
     allow_nan: bool = Field(False, description="Accept NaN/Inf feature values (the exported models reject them).")
