@@ -238,13 +238,20 @@ def build_training_set(
     feature_log_ranges: Sequence[OffsetRange] | None = None,
     label_ranges: Sequence[OffsetRange] | None = None,
     timeout: float = 60.0,
+    labels_within_features: bool = False,
 ) -> TrainingSet:
-    """Read exactly the given ranges (default: a snapshot now) and join them point-in-time."""
+    """Read exactly the given ranges (default: a snapshot now) and join them point-in-time.
+
+    `labels_within_features`: leave out labels newer than the feature log's watermark (the smallest, over its
+    partitions, of the newest as-of time): their feature vectors may not have been written yet when the snapshot
+    was taken (labels can overtake a lagging feature pipeline), and joining them would pair a label with an older,
+    unrelated vector of the entity. Deterministic for given ranges."""
     f_ranges = sorted(feature_log_ranges if feature_log_ranges is not None
                       else snapshot_ranges(kafka_settings, FEATURES_LOG))
     l_ranges = sorted(label_ranges if label_ranges is not None else snapshot_ranges(kafka_settings, LABELS))
     skipped = {"vectors_other_feature_set": 0, "undecodable": 0}
     vectors: list[_Vec] = []
+    newest: dict[tuple[str, int], int] = {}  # (topic, partition) → newest as-of time read there
     for r, off, _key, value in read_range(kafka_settings, f_ranges, timeout):
         try:
             fv = contracts.decode(events_pb2.FeatureVector, value, f"{r.topic}/{r.partition}@{off}")
@@ -256,6 +263,8 @@ def build_training_set(
             skipped["vectors_other_feature_set"] += 1
             continue
         vectors.append(_Vec(fv.entity_id, fv.as_of_ms, dict(fv.values)))
+        tp = (r.topic, r.partition)
+        newest[tp] = max(newest.get(tp, fv.as_of_ms), fv.as_of_ms)
     labels: list[_Lab] = []
     for r, off, _key, value in read_range(kafka_settings, l_ranges, timeout):
         try:
@@ -265,6 +274,11 @@ def build_training_set(
             log.warning("skipping label", extra={"fields": {"error": str(exc)}})
             continue
         labels.append(_Lab(lab.entity_id, lab.event_time_ms, lab.label))
+    if labels_within_features:
+        watermark = min(newest.values()) if newest else -1
+        kept = [lab for lab in labels if lab.event_time_ms <= watermark]
+        skipped["labels_after_feature_watermark"] = len(labels) - len(kept)
+        labels = kept
     names = feature_set.names
     rows = point_in_time_join(vectors, labels, names)
     k = len(names)

@@ -206,9 +206,10 @@ class DriftMonitor:
         if sc.update(p.score, t):
             self._detected(state, Detection(p.model_name, state.version, "prediction", sc.detector_label,
                                             "score_mean", SCORE_STREAM, sc.mean_z, sc.window_start_ms, t))
-        joins = self.joiner.add_prediction(p)
-        if joins:
-            self._joins(joins)
+        # labels that waited for this prediction join now; their decisions must reach the caller with the rest
+        # (draining them here and dropping the result lost the retrain decision of a confirmed concept drift)
+        for joined, label in self.joiner.add_prediction(p):
+            self._joined(joined, label)
         return self._drain()
 
     def observe_label(self, label: LabelEvent) -> list[RetrainDecision]:

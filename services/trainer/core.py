@@ -49,6 +49,7 @@ class TrainConfig:
     l2_regularization: float = 0.0
     parity_tolerance: float = 1e-4
     onnx_opset: int = 17
+    max_rows: int = 0  # train on at most the latest N rows by label time (0: every row)
 
     def estimator_params(self) -> dict[str, Any]:
         return {
@@ -153,10 +154,16 @@ def train_model(
     y = np.asarray(data.y, dtype=np.float64)
     if X.ndim != 2 or X.shape[1] != len(names) or len(y) != X.shape[0]:
         raise TrainerError(f"training set shapes disagree: X {X.shape}, y {y.shape}, {len(names)} feature names")
+    times = np.asarray(data.label_times_ms, dtype=np.int64)
+    if config.max_rows and len(y) > config.max_rows:
+        # a sliding window: only the latest rows by label time, so a retrain after a concept drift learns the
+        # current concept instead of being outvoted by the history
+        recent = np.sort(np.argsort(times, kind="stable")[-config.max_rows:])
+        X, y, times = X[recent], y[recent], times[recent]  # noqa: N806
     if len(y) < config.min_rows:
         raise InsufficientData(len(y), config.min_rows)
     progress("split", 0.05)
-    train_idx, hold_idx = time_ordered_split(np.asarray(data.label_times_ms), config.holdout_fraction)
+    train_idx, hold_idx = time_ordered_split(times, config.holdout_fraction)
     for where, idx in (("training", train_idx), ("holdout", hold_idx)):
         classes = np.unique(y[idx])
         if len(classes) < 2:
@@ -188,12 +195,13 @@ def train_model(
     metrics |= {"train_rows": float(len(train_idx)), "holdout_rows": float(len(hold_idx)),
                 "onnx_parity_max_diff": max_diff}
     keep = hold_idx[-config.holdout_max_rows:]  # the latest rows when the holdout is capped
-    times = np.asarray(data.label_times_ms, dtype=np.int64)
     timings["total"] = time.perf_counter() - t0
     progress("trained", 0.92)
     params = {k: ("None" if v is None else repr(v) if isinstance(v, float) else str(v))
               for k, v in sorted(config.estimator_params().items())}
     params |= {"holdout_fraction": repr(config.holdout_fraction), "onnx_opset": str(config.onnx_opset)}
+    if config.max_rows:
+        params["max_rows"] = str(config.max_rows)
     return TrainedModel(
         onnx_bytes=onnx_bytes,
         sha256=hashlib.sha256(onnx_bytes).hexdigest(),

@@ -14,9 +14,12 @@ from services.trainer.errors import DataUnavailable
 LoadData = Callable[[Sequence[Any] | None, Sequence[Any] | None], TrainingSetLike]
 
 
-def offline_store_loader(kafka_settings: KafkaSettings, timeout: float = 60.0) -> LoadData:
+def offline_store_loader(
+    kafka_settings: KafkaSettings, timeout: float = 60.0, labels_within_features: bool = False
+) -> LoadData:
     """A loader reading the offline store on the broker. The snapshot (high watermarks of features.log and labels
-    when the training starts) is the data version recorded in the candidate's lineage."""
+    when the training starts) is the data version recorded in the candidate's lineage. `labels_within_features`:
+    labels newer than the feature log's watermark wait for a later training (see build_training_set)."""
 
     def load(feature_ranges: Sequence[Any] | None, label_ranges: Sequence[Any] | None) -> TrainingSetLike:
         from mlops import offline_store
@@ -25,7 +28,7 @@ def offline_store_loader(kafka_settings: KafkaSettings, timeout: float = 60.0) -
         try:
             return offline_store.build_training_set(
                 kafka_settings, FEATURE_SET, feature_log_ranges=feature_ranges, label_ranges=label_ranges,
-                timeout=timeout,
+                timeout=timeout, labels_within_features=labels_within_features,
             )
         except offline_store.OfflineStoreError as exc:
             raise DataUnavailable(f"offline store: {exc}") from exc

@@ -17,7 +17,14 @@ from mlops.bus import Consumer, Producer, Record, StopFlag
 from mlops.contracts import ContractError, common_pb2, models_pb2
 from mlops.schema import FEATURE_SET
 from mlops.settings import KafkaSettings
-from mlops.telemetry import current_trace_ids, extract_context, messaging_attributes, span_link, tracer
+from mlops.telemetry import (
+    current_trace_ids,
+    extract_context,
+    link_to_ids,
+    messaging_attributes,
+    span_link,
+    tracer,
+)
 from mlops.topics import MODEL_CANDIDATES, RETRAIN_REQUESTED, TRAINING_FAILURES, topic_name
 from opentelemetry import trace
 from prometheus_client import Counter, Histogram
@@ -63,7 +70,7 @@ def train_config(settings: TrainerSettings, seed: int | None = None) -> TrainCon
         holdout_max_rows=settings.holdout_max_rows, min_rows=settings.min_rows, max_iter=settings.max_iter,
         learning_rate=settings.learning_rate, max_leaf_nodes=settings.max_leaf_nodes, max_depth=settings.max_depth,
         l2_regularization=settings.l2_regularization, parity_tolerance=settings.parity_tolerance,
-        onnx_opset=settings.onnx_opset,
+        onnx_opset=settings.onnx_opset, max_rows=settings.max_rows,
     )
 
 
@@ -172,14 +179,23 @@ class TrainerService:
         return outcome
 
 
-def _decode_asks(records: list[Record]) -> list[RetrainAsk]:
-    asks = []
+def _decode_asks(records: list[Record]) -> tuple[list[RetrainAsk], list[trace.Link]]:
+    """The asks, and span links to the drift evidence each request names in its body (trace_id / span_id) and
+    to the context in its headers (one link per distinct span)."""
+    asks, links, seen = [], [], set()
     for rec in records:
+        candidates = [span_link(rec.headers)]
         try:
-            asks.append(ask_from_proto(rec.decode(models_pb2.RetrainRequest)))
+            msg = rec.decode(models_pb2.RetrainRequest)
+            asks.append(ask_from_proto(msg))
+            candidates.append(link_to_ids(msg.trace_id, msg.span_id))
         except ContractError as exc:  # failure policy: skip and log (an undecodable request names no model)
             log.error("skipping undecodable retrain request", extra={"fields": {"error": str(exc)}})
-    return asks
+        for link in candidates:
+            if link is not None and (key := (link.context.trace_id, link.context.span_id)) not in seen:
+                seen.add(key)
+                links.append(link)
+    return asks, links
 
 
 def run(service: TrainerService, stop: StopFlag, on_ready: Callable[[], None] | None = None) -> int:
@@ -202,11 +218,10 @@ def run(service: TrainerService, stop: StopFlag, on_ready: Callable[[], None] | 
                 if not more:
                     break
                 records.extend(more)
-            asks = _decode_asks(records)
+            asks, links = _decode_asks(records)
             REQUESTS.inc(len(records))
             jobs = coalesce(asks, s.default_model, s.seed)
             COALESCED.inc(max(0, len(asks) - len(jobs)))
-            links = [link for link in (span_link(r.headers) for r in records) if link is not None]
             for job in jobs:
                 with _tracer.start_as_current_span(
                     "trainer.retrain", links=links, context=extract_context(records[-1].headers),

@@ -20,6 +20,14 @@ class TrainerSettings(BaseSettings):
         5000, ge=10, description="At most this many (latest) holdout rows travel in the ModelCandidate."
     )
     min_rows: int = Field(200, ge=10, description="Fewer labelled rows than this → TrainingFailed.")
+    max_rows: int = Field(
+        0, ge=0, description="Train on at most the latest N labelled rows by label time (a sliding window that "
+        "follows a concept drift; 0: every row of the snapshot)."
+    )
+    labels_within_features: bool = Field(
+        False, description="Leave out labels newer than the feature log's watermark (they may have overtaken a "
+        "lagging feature pipeline and would join an older, unrelated vector); they wait for the next training."
+    )
     max_iter: int = Field(100, ge=1, description="Boosting iterations of HistGradientBoostingClassifier.")
     learning_rate: float = Field(0.1, gt=0.0, description="Learning rate of the booster.")
     max_leaf_nodes: int = Field(31, ge=2, description="Leaves per tree.")
