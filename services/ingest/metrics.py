@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-RECORDS_IN = Counter("mlops_ingest_records_in_total", "Raw records consumed from raw.events.")
+# Published once per batch, after the batch is flushed (acknowledged) and committed — not per record (hot path).
+RECORDS_IN = Counter("mlops_ingest_records_in_total", "Raw records consumed from raw.events (and committed).")
 RECORDS_OUT = Counter("mlops_ingest_records_out_total", "Validated Event records produced to events.")
 RECORDS_DLQ = Counter(
     "mlops_ingest_records_dlq_total", "Rejected records produced to events.dlq, by error type.", ["error_type"]
 )
 PROCESSING = Histogram(
     "mlops_ingest_processing_seconds",
-    "Time to validate, convert and queue one record.",
+    "Mean time to validate, convert and queue one record, observed once per batch.",
     buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25),
 )
 BATCH = Histogram(

@@ -15,7 +15,7 @@ LoadData = Callable[[Sequence[Any] | None, Sequence[Any] | None], TrainingSetLik
 
 
 def offline_store_loader(
-    kafka_settings: KafkaSettings, timeout: float = 60.0, labels_within_features: bool = False
+    kafka_settings: KafkaSettings, timeout: float = 60.0, labels_within_features: bool = True
 ) -> LoadData:
     """A loader reading the offline store on the broker. The snapshot (high watermarks of features.log and labels
     when the training starts) is the data version recorded in the candidate's lineage. `labels_within_features`:

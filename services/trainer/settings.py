@@ -25,7 +25,7 @@ class TrainerSettings(BaseSettings):
         "follows a concept drift; 0: every row of the snapshot)."
     )
     labels_within_features: bool = Field(
-        False, description="Leave out labels newer than the feature log's watermark (they may have overtaken a "
+        True, description="Leave out labels newer than the feature log's watermark (they may have overtaken a "
         "lagging feature pipeline and would join an older, unrelated vector); they wait for the next training."
     )
     max_iter: int = Field(100, ge=1, description="Boosting iterations of HistGradientBoostingClassifier.")

@@ -131,3 +131,40 @@ def test_garbage_never_escapes_as_another_exception() -> None:
             check(blob)
         except Rejected:
             pass
+
+
+def test_fast_path_agrees_with_the_model() -> None:
+    """The JSON fast path never accepts what the model refuses, and gives the same ValidEvent when both accept."""
+    from services.ingest import validation
+
+    def via_model(value: bytes) -> object:
+        try:
+            m = validation.RawEventModel.model_validate_json(value)
+        except Exception:
+            return "rejected"
+        if int(m.event_time) > NOW + 24 * 3600 * 1000:
+            return "rejected"
+        vals = {k: v for k, v in m.values.model_dump().items() if v is not None}
+        return (m.event_id or "raw/0/7", m.entity_id, int(m.event_time), m.schema_version, vals)
+
+    cases = [
+        raw(), raw(event_id="x"), raw(event_id=None), raw(schema_version=1.0), raw(schema_version=True),
+        raw(event_time=1.5e12), raw(event_time=True), raw(event_time=0), raw(entity_id=" "), raw(entity_id=5),
+        raw(values={"x0": True, "x1": 1, "x2": 1}), raw(values={"x0": 1, "x1": 1, "x2": 1, "y": 1}),
+        raw(event_id="e" * 257), raw(event_id=7), raw(extra=1), raw(values={"x0": 1, "x1": 1, "x2": None}),
+        raw(event_time=NOW + 10**12), b'{"entity_id": "e", "entity_id": "f", "event_time": 5, "schema_version": 1,'
+        b' "values": {"x0": 1, "x1": 1, "x2": 1}}',
+    ]
+    for value in cases:
+        fast = validation._validate_fast(value, "raw/0/7", NOW, 24 * 3600 * 1000)
+        expected = via_model(value)
+        if fast is not None:
+            got = (fast.event_id, fast.entity_id, fast.event_time_ms, fast.schema_version, fast.values)
+            assert got == expected, value
+        if expected == "rejected":
+            assert fast is None, value
+            with pytest.raises(Rejected):
+                check(value)
+        else:
+            ev = check(value)
+            assert (ev.event_id, ev.entity_id, ev.event_time_ms, ev.schema_version, ev.values) == expected

@@ -158,7 +158,8 @@ def _train(args: argparse.Namespace) -> int:
             seed = settings.seed if args.seed is None else args.seed
             ask = RetrainAsk(args.model, request_id, args.reason, "manual", int(time.time() * 1000),
                              f"cli:{getpass.getuser()}", seed)
-            outcome = TrainerService(settings, kafka, producer, offline_store_loader(kafka)).run_job(
+            outcome = TrainerService(settings, kafka, producer, offline_store_loader(
+                kafka, labels_within_features=settings.labels_within_features)).run_job(
                 RetrainJob(args.model, seed, ask, (request_id,)), progress)
             progress.done()
             if outcome.failure is not None:
