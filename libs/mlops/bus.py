@@ -215,13 +215,13 @@ class Consumer:
 
     def consume(self, max_records: int = 500, timeout: float = 1.0) -> list[Record]:
         """Up to `max_records` records; partition EOFs are skipped, broker errors raise."""
-        out: list[Record] = []
-        for msg in self._consumer.consume(max_records, timeout):
-            err = msg.error()
-            if err is None:
-                out.append(Record(msg))
-            elif err.code() != KafkaError._PARTITION_EOF:
-                raise KafkaException(err)
+        msgs = self._consumer.consume(max_records, timeout)
+        out = [Record(msg) for msg in msgs if msg.error() is None]
+        if len(out) != len(msgs):  # errors are rare: only then look at them
+            for msg in msgs:
+                err = msg.error()
+                if err is not None and err.code() != KafkaError._PARTITION_EOF:
+                    raise KafkaException(err)
         return out
 
     def commit(self, records: Iterable[Record]) -> None:
