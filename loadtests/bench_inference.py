@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,15 +35,10 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+from mlops.procs import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 MLSERVER_VENV = ROOT / "loadtests" / ".venv-mlserver"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def make_model(seed: int = 0) -> bytes:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ from mlops import contracts  # noqa: E402
 from mlops.bus import Producer  # noqa: E402
 from mlops.contracts import events_pb2, models_pb2  # noqa: E402
 from mlops.datagen import StreamConfig, generate  # noqa: E402
+from mlops.procs import free_port  # noqa: E402
 from mlops.registry_client import RegistryClient  # noqa: E402
 from mlops.schema import FEATURE_SET  # noqa: E402
 from mlops.settings import KafkaSettings  # noqa: E402
@@ -38,12 +38,6 @@ from mlops.topics import (  # noqa: E402
     ensure_topics,
     topic_name,
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def feed(kafka: KafkaSettings, rows: int, start: int = 0) -> None:

@@ -23,6 +23,13 @@ def port_open(host: str, port: int, timeout: float = 0.3) -> bool:
         return False
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the OS reports free right now (tests and benchmarks bind their servers to it)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
 @dataclass(frozen=True)
 class ManagedProcess:
     name: str

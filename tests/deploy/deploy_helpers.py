@@ -69,3 +69,15 @@ class Validators:
         return subprocess.run(
             self.kubeconform_cmd() + ["-"], input=manifests, capture_output=True, text=True, timeout=120
         )
+
+
+# The documented default ports: ops endpoint (/metrics, /healthz, /readyz) per service, and the gRPC APIs.
+OPS_PORTS = {
+    "ingest": 9101,
+    "features": 9102,
+    "trainer": 9103,
+    "registry": 9104,
+    "inference": 9105,
+    "monitor": 9106,
+}
+GRPC_PORTS = {"inference": 8001, "registry": 8002}

@@ -13,18 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from deploy_helpers import COMPOSE, ROOT, load_yaml
+from deploy_helpers import COMPOSE, GRPC_PORTS, OPS_PORTS, ROOT, load_yaml
 from mlops.cli.services_cmd import SERVICES
-
-OPS_PORTS = {
-    "ingest": 9101,
-    "features": 9102,
-    "trainer": 9103,
-    "registry": 9104,
-    "inference": 9105,
-    "monitor": 9106,
-}
-GRPC_PORTS = {"inference": 8001, "registry": 8002}
 
 
 def check_compose_schema(path: Path) -> subprocess.CompletedProcess[str]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,18 +15,13 @@ from pathlib import Path
 import pytest
 from deploy_helpers import DEPLOY
 from mlops.cli.services_cmd import SERVICES
+from mlops.procs import free_port
 from mlops.settings import KafkaSettings, RedisSettings
 
 HELPER = DEPLOY / "docker" / "healthcheck.py"
 MLOPS = Path(sys.executable).with_name("mlops")  # the console script the image's ENTRYPOINT runs
 READY_WITHIN_S = 30.0
 STOP_WITHIN_S = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def deployment_env(kafka: KafkaSettings, redis: RedisSettings, metrics_port: int) -> dict[str, str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ import grpc
 import pytest
 from deploy_helpers import DEPLOY
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from mlops.procs import free_port
 from mlops.telemetry import start_ops_server
 
 HELPER = DEPLOY / "docker" / "healthcheck.py"
@@ -46,12 +46,6 @@ def grpc_health_server() -> Iterator[tuple[int, health.HealthServicer]]:
         yield port, servicer
     finally:
         server.stop(grace=None).wait(5)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_http_mode_follows_readyz(healthcheck: ModuleType, ops_server: tuple[int, dict[str, bool]]) -> None:

@@ -11,21 +11,12 @@ from __future__ import annotations
 import re
 
 import pytest
-from deploy_helpers import KUSTOMIZATIONS, Validators, load_yaml_documents
+from deploy_helpers import GRPC_PORTS, KUSTOMIZATIONS, OPS_PORTS, Validators, load_yaml_documents
 from mlops.cli.services_cmd import SERVICES
 from mlops.topics import ALL_TOPICS
 
 pytestmark = pytest.mark.timeout(1500)  # the first run installs the validators (go install, pip download)
 
-OPS_PORTS = {
-    "ingest": 9101,
-    "features": 9102,
-    "trainer": 9103,
-    "registry": 9104,
-    "inference": 9105,
-    "monitor": 9106,
-}
-GRPC_PORTS = {"inference": 8001, "registry": 8002}
 LAG_SCALED = ("ingest", "features", "monitor")
 GROUP_SETTING = {
     "ingest": "MLOPS_INGEST_GROUP_ID",

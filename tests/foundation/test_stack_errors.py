@@ -8,18 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from mlops.procs import free_port
 from mlops.stack import Stack, StackError, StackSettings
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _stack(tmp_path: Path, **overrides) -> Stack:
-    settings = StackSettings(run_dir=tmp_path / "run", cache_dir=tmp_path / "cache", kafka_port=_free_port(),
-                             controller_port=_free_port(), redis_port=_free_port(), **overrides)
+    settings = StackSettings(run_dir=tmp_path / "run", cache_dir=tmp_path / "cache", kafka_port=free_port(),
+                             controller_port=free_port(), redis_port=free_port(), **overrides)
     return Stack(settings)
 
 
@@ -56,8 +51,8 @@ def test_port_taken_by_a_stranger(tmp_path: Path) -> None:
 
 def test_cli_exits_non_zero_with_the_message(tmp_path: Path) -> None:
     env = {"PATH": str(tmp_path), "MLOPS_STACK_CACHE_DIR": str(tmp_path / "cache"),
-           "MLOPS_STACK_RUN_DIR": str(tmp_path / "run"), "MLOPS_STACK_KAFKA_PORT": str(_free_port()),
-           "MLOPS_STACK_CONTROLLER_PORT": str(_free_port()), "MLOPS_STACK_REDIS_PORT": str(_free_port())}
+           "MLOPS_STACK_RUN_DIR": str(tmp_path / "run"), "MLOPS_STACK_KAFKA_PORT": str(free_port()),
+           "MLOPS_STACK_CONTROLLER_PORT": str(free_port()), "MLOPS_STACK_REDIS_PORT": str(free_port())}
     import shutil
 
     redis = shutil.which("redis-server")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,16 +13,11 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from mlops.procs import free_port
 from mlops.settings import KafkaSettings, RedisSettings
 from mlops.traceview import Span, load_spans
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def service_env(name: str, kafka: KafkaSettings, redis: RedisSettings, tmp: Path, metrics_port: int) -> dict[str, str]:
