@@ -9,6 +9,7 @@ Record objects on consume), so the ratio is the cost of those guarantees. Target
 from __future__ import annotations
 
 import argparse
+import atexit
 import statistics
 import time
 import uuid
@@ -20,7 +21,7 @@ from mlops.bus import Consumer, Producer
 from mlops.contracts import events_pb2
 from mlops.settings import KafkaSettings
 from mlops.stack import Stack
-from mlops.topics import TopicSpec, ensure_topics
+from mlops.topics import TopicSpec, delete_topics, ensure_topics
 
 
 def _events(n: int) -> list[events_pb2.Event]:
@@ -99,6 +100,7 @@ def main() -> None:
     stack.up()
     settings = stack.kafka_settings().model_copy(update={"topic_prefix": f"bench{uuid.uuid4().hex[:6]}."})
     ensure_topics(settings, (TopicSpec("raw", "bench"), TopicSpec("wrapped", "bench")))
+    atexit.register(delete_topics, settings)  # leftover partitions slow the broker down
     raw_topic, wrapped_topic = f"{settings.topic_prefix}raw", f"{settings.topic_prefix}wrapped"
     events = _events(args.records)
     size = len(contracts.encode(events[0]))

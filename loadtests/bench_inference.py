@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import json
 import os
 import subprocess
@@ -333,12 +334,13 @@ def hot_swap(seconds: float, rate: float) -> dict:
     from mlops.contracts import models_pb2
     from mlops.schema import FEATURE_SET
     from mlops.stack import Stack
-    from mlops.topics import MODEL_PROMOTED, ensure_topics, topic_name
+    from mlops.topics import MODEL_PROMOTED, delete_topics, ensure_topics, topic_name
 
     stack = Stack()
     stack.up()
     kafka = stack.kafka_settings().model_copy(update={"topic_prefix": f"bench{uuid.uuid4().hex[:8]}."})
     ensure_topics(kafka)
+    atexit.register(delete_topics, kafka)  # leftover partitions slow the broker down
     producer = Producer(kafka, client_id="bench-registry")
     models = [make_model(seed) for seed in range(4)]
 

@@ -24,6 +24,7 @@ header (what an mlops.bus producer writes), so ingest continues traces instead o
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import multiprocessing as mp
 import statistics
@@ -43,7 +44,7 @@ from mlops import contracts  # noqa: E402
 from mlops.bus import StopFlag  # noqa: E402
 from mlops.contracts import common_pb2, events_pb2  # noqa: E402
 from mlops.settings import KafkaSettings, TelemetrySettings  # noqa: E402
-from mlops.topics import EVENTS, RAW_EVENTS, ensure_topics, topic_name  # noqa: E402
+from mlops.topics import EVENTS, RAW_EVENTS, delete_topics, ensure_topics, topic_name  # noqa: E402
 
 from services.ingest.errors import Rejected  # noqa: E402
 from services.ingest.validation import validate  # noqa: E402
@@ -205,7 +206,9 @@ def main() -> None:
     base = KafkaSettings(topic_prefix=f"bench{uuid.uuid4().hex[:6]}.")
     scratch = KafkaSettings(topic_prefix=f"benchout{uuid.uuid4().hex[:6]}.")
     ensure_topics(base)
+    atexit.register(delete_topics, base)  # leftover partitions slow the broker down
     ensure_topics(scratch)
+    atexit.register(delete_topics, scratch)  # leftover partitions slow the broker down
     raw_topic, out_topic = topic_name(RAW_EVENTS, base), topic_name(EVENTS, scratch)
     group = f"bench-ingest-{uuid.uuid4().hex[:6]}"
     committed = Committed(base, group)

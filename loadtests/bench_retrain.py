@@ -9,6 +9,7 @@ Usage: .venv/bin/python loadtests/bench_retrain.py [--rows 20000] [--rounds 2]
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import subprocess
 import sys
@@ -35,6 +36,7 @@ from mlops.topics import (  # noqa: E402
     REGISTRY_LOG,
     RETRAIN_REQUESTED,
     TRAINING_FAILURES,
+    delete_topics,
     ensure_topics,
     topic_name,
 )
@@ -97,6 +99,7 @@ def main() -> int:
     args = ap.parse_args()
     kafka = KafkaSettings().model_copy(update={"topic_prefix": f"bench{uuid.uuid4().hex[:8]}."})
     ensure_topics(kafka)
+    atexit.register(delete_topics, kafka)  # leftover partitions slow the broker down
     t = time.perf_counter()
     feed(kafka, args.rows)
     print(f"fed {args.rows} labelled SEA rows in {time.perf_counter() - t:.1f}s (prefix {kafka.topic_prefix})")

@@ -7,12 +7,12 @@ Integration tests never mock Kafka or Redis. Each test gets its own topic prefix
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 from mlops.settings import KafkaSettings, RedisSettings
 from mlops.stack import Stack
-from mlops.topics import ensure_topics
+from mlops.topics import delete_topics, ensure_topics
 
 
 @pytest.fixture(scope="session")
@@ -24,18 +24,26 @@ def stack() -> Stack:
 
 
 @pytest.fixture
-def kafka_settings_factory(stack: Stack) -> Callable[..., KafkaSettings]:
-    """Kafka settings with a fresh topic prefix whose topics (all of the registry) already exist."""
+def kafka_settings_factory(stack: Stack) -> Iterator[Callable[..., KafkaSettings]]:
+    """Kafka settings with a fresh topic prefix whose topics (all of the registry) already exist.
+
+    The topics are deleted after the test: left behind, a few thousand partitions made the broker's restart take
+    minutes and slowed every client's metadata refresh.
+    """
+    made: list[KafkaSettings] = []
 
     def make(partitions: int = 3) -> KafkaSettings:
         base = stack.kafka_settings()
         settings = base.model_copy(
             update={"topic_prefix": f"t{uuid.uuid4().hex[:10]}.", "default_partitions": partitions}
         )
+        made.append(settings)
         ensure_topics(settings)
         return settings
 
-    return make
+    yield make
+    for settings in made:
+        delete_topics(settings)
 
 
 @pytest.fixture

@@ -356,7 +356,7 @@ class Demo:
         }
         per = {
             "ingest": {"MLOPS_INGEST_GROUP_ID": f"{self.tag}-ingest"},
-            "features": {"MLOPS_FEATURES_APP_ID": f"{self.tag}-features",
+            "features": {"MLOPS_FEATURES_APP_ID": f"{self.kafka.topic_prefix}features",
                          "MLOPS_FEATURES_DATA_DIR": str(self.run_dir / "features")},
             "trainer": {"MLOPS_TRAINER_GROUP_ID": f"{self.tag}-trainer",
                         "MLOPS_TRAINER_MAX_ROWS": str(cfg.train_window_rows),

@@ -90,3 +90,29 @@ def ensure_topics(
                 if "TOPIC_ALREADY_EXISTS" not in str(exc):
                     raise
     return created
+
+
+def delete_topics(settings: KafkaSettings, timeout: float = 30.0) -> list[str]:
+    """Delete every topic under the settings' (non-empty) prefix; returns the names deleted.
+
+    For scratch prefixes of tests, benchmarks and demos: thousands of leftover partitions slow a broker's start
+    and every client's metadata refresh. Refuses an empty prefix, which would mean the real topics.
+    """
+    from confluent_kafka.admin import AdminClient
+
+    prefix = settings.topic_prefix
+    if not prefix:
+        raise ValueError("delete_topics needs a topic prefix; refusing to delete unprefixed topics")
+    admin = AdminClient(settings.client_config())
+    doomed = [name for name in admin.list_topics(timeout=timeout).topics if name.startswith(prefix)]
+    if not doomed:
+        return []
+    deleted: list[str] = []
+    for name, fut in admin.delete_topics(doomed, operation_timeout=timeout).items():
+        try:
+            fut.result()
+            deleted.append(name)
+        except Exception as exc:  # already gone (another cleanup) is fine
+            if "UNKNOWN_TOPIC_OR_PART" not in str(exc):
+                raise
+    return deleted

@@ -8,8 +8,11 @@ UPDATES = Counter("mlops_features_updates_total", "Feature-vector updates writte
 REJECTED = Counter("mlops_features_rejected_total", "Event records that could not be decoded.", ["reason"])
 PROCESSING = Histogram(
     "mlops_features_processing_seconds",
-    "Time to fold one event into the tables and write the online view.",
+    "Time per event to fold a batch into the tables and write the online view (batch time / batch size).",
     buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1),
+)
+BATCH_SIZE = Histogram(
+    "mlops_features_batch_size", "Events per processed batch.", buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000)
 )
 FRESHNESS = Histogram(
     "mlops_features_freshness_seconds",

@@ -26,3 +26,11 @@ class FeaturesSettings(BaseSettings):
     data_dir: str = Field(".run/features", description="faust's working directory (table stores, locks).")
     log_level: str = Field("info", description="faust worker log level.")
     commit_interval_s: float = Field(1.0, gt=0, description="How often processed offsets are committed.")
+    batch_max: int = Field(
+        500, ge=1, description="Most events folded per batch: one Redis round trip and one table write per key "
+        "per batch instead of per event.",
+    )
+    batch_wait_s: float = Field(
+        0.02, ge=0, description="Longest wait for more events before a partial batch is processed (the "
+        "freshness cost of batching when traffic is light).",
+    )

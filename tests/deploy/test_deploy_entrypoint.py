@@ -55,7 +55,8 @@ def test_entrypoint_becomes_ready_and_stops_on_sigterm(
     grpc_port = free_port()
     env |= {
         "ingest": {"MLOPS_INGEST_GROUP_ID": group},
-        "features": {"MLOPS_FEATURES_APP_ID": group, "MLOPS_FEATURES_DATA_DIR": str(tmp_path / "features")},
+        "features": {"MLOPS_FEATURES_APP_ID": f"{kafka_settings.topic_prefix}features",
+                     "MLOPS_FEATURES_DATA_DIR": str(tmp_path / "features")},
         "trainer": {"MLOPS_TRAINER_GROUP_ID": group},
         "registry": {
             "MLOPS_REGISTRY_GROUP_ID": group,

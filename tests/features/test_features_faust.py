@@ -32,7 +32,7 @@ def spawn_features(kafka: KafkaSettings, redis: RedisSettings, tmp: Path) -> sub
         "MLOPS_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
         "MLOPS_REDIS_URL": redis.url,
         "MLOPS_REDIS_KEY_PREFIX": redis.key_prefix,
-        "MLOPS_FEATURES_APP_ID": f"features-{uuid.uuid4().hex[:8]}",
+        "MLOPS_FEATURES_APP_ID": f"{kafka.topic_prefix}features",
         "MLOPS_FEATURES_DATA_DIR": str(tmp / "faust"),
         "MLOPS_TELEMETRY_METRICS_PORT": "0",
         "MLOPS_TELEMETRY_LOG_FORMAT": "text",

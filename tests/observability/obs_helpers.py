@@ -36,7 +36,8 @@ def service_env(name: str, kafka: KafkaSettings, redis: RedisSettings, tmp: Path
     }
     env |= {
         "ingest": {"MLOPS_INGEST_GROUP_ID": group, "MLOPS_INGEST_POLL_TIMEOUT_S": "0.2"},
-        "features": {"MLOPS_FEATURES_APP_ID": group, "MLOPS_FEATURES_DATA_DIR": str(tmp / "faust")},
+        "features": {"MLOPS_FEATURES_APP_ID": f"{kafka.topic_prefix}features",
+                     "MLOPS_FEATURES_DATA_DIR": str(tmp / "faust")},
         "monitor": {"MLOPS_MONITOR_GROUP_ID": group},
         "trainer": {"MLOPS_TRAINER_GROUP_ID": group},
     }.get(name, {})

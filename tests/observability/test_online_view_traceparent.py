@@ -1,11 +1,12 @@
 """Integration (real Redis): the online view stores the traceparent of the feature update that wrote it and
-read_many returns it, still in one round trip; an untraced update clears it; views written before the field
-existed read as before."""
+read_many returns it, still in one round trip; an untraced update clears it; a record that is not ours reads as
+missing instead of as garbage."""
 
 from __future__ import annotations
 
+import pytest
 import redis
-from mlops.online_store import TRACEPARENT_FIELD, VECTOR_FIELD, AsyncOnlineStore, OnlineStore, pack
+from mlops.online_store import TRACEPARENT_FIELD, AsyncOnlineStore, OnlineStore, OnlineStoreError, pack
 from mlops.schema import FEATURE_SET
 from mlops.settings import RedisSettings
 
@@ -31,13 +32,21 @@ def test_traceparent_round_trip_and_clear(redis_settings: RedisSettings) -> None
         store.close()
 
 
-def test_view_written_without_the_field_still_reads(redis_settings: RedisSettings) -> None:
+def test_record_of_another_shape_or_version_reads_as_missing(redis_settings: RedisSettings) -> None:
     store = OnlineStore(redis_settings)
     try:
         raw = redis.Redis.from_url(redis_settings.url)
-        raw.hset(store.key("old"), mapping={VECTOR_FIELD: pack(FEATURE_SET, VALUES, 5)})  # the layout before tp
-        got = store.read_many(["old"])[0]
-        assert got is not None and got.traceparent == "" and got.values == VALUES and got.as_of_ms == 5
+        vec_key = store.key("odd").replace(":online:", ":online-vec:")
+        good = pack(FEATURE_SET, VALUES, 5, TP)
+        raw.set(vec_key, good[:-1])  # truncated: not a record of this feature set
+        assert store.read_many(["odd"]) == [None]
+        raw.set(vec_key, good[:8] + (FEATURE_SET.version + 1).to_bytes(4, "little") + good[12:])  # other version
+        assert store.read_many(["odd"]) == [None]
+        raw.set(vec_key, good)
+        got = store.read_many(["odd"])[0]
+        assert got is not None and got.values == VALUES and got.as_of_ms == 5 and got.traceparent == TP
+        with pytest.raises(OnlineStoreError, match="traceparent longer"):
+            pack(FEATURE_SET, VALUES, 5, TP + "-extra")
     finally:
         store.close()
 

@@ -15,7 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     ssub.add_parser("up", help="fetch, start and wait for Kafka and Redis; create topics (idempotent)").set_defaults(
         func=_up
     )
-    ssub.add_parser("down", help="stop what `stack up` started").set_defaults(func=_down)
+    down = ssub.add_parser("down", help="stop what `stack up` started")
+    down.add_argument("--wipe", action="store_true", help="also delete the broker's data: every topic and offset")
+    down.set_defaults(func=_down)
     ssub.add_parser("status", help="state of each component").set_defaults(func=_status)
 
 
@@ -32,8 +34,8 @@ def _up(_args: argparse.Namespace) -> int:
     return 0
 
 
-def _down(_args: argparse.Namespace) -> int:
-    for name, state in Stack().down().items():
+def _down(args: argparse.Namespace) -> int:
+    for name, state in Stack().down(wipe=args.wipe).items():
         print(f"{name:8} {state}")
     return 0
 

@@ -222,11 +222,17 @@ class Stack:
         result["topics"] = f"created {len(created)}" if created else "all present"
         return result
 
-    def down(self) -> dict[str, str]:
-        return {
+    def down(self, wipe: bool = False) -> dict[str, str]:
+        """Stop what `up` started; with `wipe`, also delete the broker's log dirs (every topic and offset)."""
+        result = {
             name: ("stopped" if proc.stop() else "was not running")
             for name, proc in (("kafka", self.kafka), ("redis", self.redis))
         }
+        if wipe:
+            data = self._kafka_dir() / "data"
+            shutil.rmtree(data, ignore_errors=True)
+            result["data"] = f"wiped {data}"
+        return result
 
     def status(self) -> list[ComponentStatus]:
         out = []
