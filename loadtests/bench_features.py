@@ -215,7 +215,7 @@ def main() -> None:
     ensure_topics(kafka)
     atexit.register(delete_topics, kafka)  # leftover partitions slow the broker down
     sent, measured, p50, p99 = freshness(kafka, rs, args.events, args.rate)
-    print(f"\nevent -> Redis freshness ({args.rate:.0f} ev/s, {sent} events, {measured} observed through keyspace notifications)")
+    print(f"\nevent -> Redis freshness ({args.rate:.0f} ev/s, {sent} events, {measured} seen via keyspace events)")
     print(
         f"{'produce to events -> visible in Redis':44} {p50:8.1f} {p99:8.1f}   ms p50/p99 (target p99 <= 250 ms)"
     )
