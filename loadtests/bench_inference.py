@@ -28,6 +28,7 @@ import asyncio
 import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -183,6 +184,44 @@ def run_client(url: str, *, batch: int, seconds: float, concurrency: int = 8, ra
     if out.returncode != 0:
         raise RuntimeError(f"client failed: {out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# --- ghz: a Go load generator, for latency at a fixed rate without a Python client's own scheduling delays -------
+
+GHZ = "github.com/bojand/ghz/cmd/ghz@v0.120.0"
+OIP_PROTO = ROOT / "proto" / "mlops" / "contracts" / "oip" / "grpc_predict_v2.proto"
+
+
+def ghz_binary() -> str | None:
+    """ghz on PATH or in the tool cache; installed there from the Go module proxy on first use (None: no Go)."""
+    cached = Path(os.environ.get("MLOPS_STACK_CACHE_DIR", Path.home() / ".cache" / "mlops")) / "bin" / "ghz"
+    found = shutil.which("ghz") or (str(cached) if cached.exists() else None)
+    if found or shutil.which("go") is None:
+        return found
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    env = os.environ | {"GOBIN": str(cached.parent), "GOFLAGS": "-mod=mod", "GOTOOLCHAIN": "local"}
+    done = subprocess.run(["go", "install", GHZ], env=env, capture_output=True, text=True, timeout=900)
+    return str(cached) if done.returncode == 0 and cached.exists() else None
+
+
+def ghz_paced(binary: str, url: str, rate: int, seconds: float, features: int = 6) -> dict:
+    """Single-row ModelInfer at a fixed `rate` for `seconds`, sent and timed by ghz (open loop)."""
+    request = {"model_name": "sea", "inputs": [{"name": "input", "datatype": "FP32", "shape": [1, features],
+                                               "contents": {"fp32_contents": [1.0] * features}}],
+               "outputs": [{"name": "probabilities"}]}
+    cmd = [binary, "--insecure", "--proto", str(OIP_PROTO), "--import-paths", str(OIP_PROTO.parent),
+           "--call", "inference.GRPCInferenceService.ModelInfer", "-d", json.dumps(request),
+           "--rps", str(rate), "--total", str(int(rate * seconds)), "--concurrency", "16", "--connections", "1",
+           "--format", "json", url]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+    if out.returncode != 0:
+        raise RuntimeError(f"ghz failed: {out.stderr[-1500:]}")
+    report = json.loads(out.stdout)
+    dist = {d["percentage"]: d["latency"] / 1e6 for d in report.get("latencyDistribution") or []}
+    codes = report.get("statusCodeDistribution") or {}
+    return {"p50_ms": dist.get(50, float("nan")), "p99_ms": dist.get(99, float("nan")), "req_per_s": report["rps"],
+            "requests": report["count"], "failures": sum(n for code, n in codes.items() if code != "OK"),
+            "errors": report.get("errorDistribution") or {}}
 
 
 # --- servers --------------------------------------------------------------------------------------------------
@@ -437,6 +476,10 @@ def main() -> None:
         rows.append(("MLServer", f"not installed in {MLSERVER_VENV}"))
     results: dict[str, dict[str, list[dict]]] = {}
     paced: list[dict] = []
+    paced_ghz: list[dict] = []
+    ghz = ghz_binary()
+    if ghz is None:
+        rows.append(("ghz", "not available (no Go toolchain to install it)"))
     try:
         servers["ceiling"] = start_floor()
         servers["ours"] = start_ours(model_path, ours_env)
@@ -456,6 +499,8 @@ def main() -> None:
                     res["cpu_us"] = (_cpu_s(pids) - c0) / max(1, res["requests"] + 50) * 1e6  # warm-up included
                     results.setdefault(name, {}).setdefault(phase, []).append(res)
             paced.append(run_client(servers["ours"][1], batch=1, seconds=secs, rate=1000))
+            if ghz:
+                paced_ghz.append(ghz_paced(ghz, servers["ours"][1], 1000, secs))
     finally:
         for proc, _ in servers.values():
             stop(proc)
@@ -472,6 +517,7 @@ def main() -> None:
 
     ours64, ours1 = med("ours", "b64", "rows_per_s"), med("ours", "b1", "req_per_s")
     paced_p99s = ", ".join(f"{r['p99_ms']:.2f}" for r in paced)
+    ghz_p99s = ", ".join(f"{r['p99_ms']:.2f}" for r in paced_ghz)
     ceil64, ceil1 = med("ceiling", "b64", "rows_per_s"), med("ceiling", "b1", "req_per_s")
     rows += [("client ceiling: empty gRPC servicer, batch 64 (rows/s)", show("ceiling", "b64")),
              ("client ceiling: empty gRPC servicer, batch 1 (req/s)", show("ceiling", "b1")),
@@ -482,6 +528,11 @@ def main() -> None:
               f"(p99 per round {paced_p99s}; "
               f"{np.median([r['req_per_s'] for r in paced]):,.0f} req/s achieved, "
               f"{sum(r['failures'] for r in paced)} failed)"),
+             *([("ours single row at 1k req/s, sent by ghz (Go): p50 / p99 (ms)",
+                 f"{np.median([r['p50_ms'] for r in paced_ghz]):.2f} / "
+                 f"{np.median([r['p99_ms'] for r in paced_ghz]):.2f}  (p99 per round {ghz_p99s}; "
+                 f"{np.median([r['req_per_s'] for r in paced_ghz]):,.0f} req/s achieved, "
+                 f"{sum(r['failures'] for r in paced_ghz)} failed)")] if paced_ghz else []),
              ("ours / raw ORT at batch 64", f"{ours64 / raw64:.0%}  (target >= 60%)"),
              ("ours / client ceiling, batch 64 / batch 1", f"{ours64 / ceil64:.0%} / {ours1 / ceil1:.0%}")]
     if with_mlserver:
