@@ -31,6 +31,7 @@ class FeaturesSettings(BaseSettings):
         "per batch instead of per event.",
     )
     batch_wait_s: float = Field(
-        0.02, ge=0, description="Longest wait for more events before a partial batch is processed (the "
-        "freshness cost of batching when traffic is light).",
+        0.02, gt=0, description="Longest wait for more events before a partial batch is processed (the "
+        "freshness cost of batching when traffic is light). Must be > 0: faust's take_events without a timeout "
+        "holds a partial batch until it fills.",
     )
