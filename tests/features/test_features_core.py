@@ -57,3 +57,15 @@ def test_bad_aggregates_are_refused() -> None:
     assert math.isnan(
         ReferenceAggregator(FeatureSet("f", 1, (Aggregate("l", "x9", "last"),))).update("a", T, {"x0": 1.0})["l"]
     )
+
+
+def test_batch_settings_refuse_a_wait_that_would_stall() -> None:
+    from pydantic import ValidationError
+
+    from services.features.settings import FeaturesSettings
+
+    assert FeaturesSettings(batch_wait_s=0.001, batch_max=1).batch_max == 1
+    with pytest.raises(ValidationError, match="batch_wait_s"):
+        FeaturesSettings(batch_wait_s=0)
+    with pytest.raises(ValidationError, match="batch_max"):
+        FeaturesSettings(batch_max=0)
