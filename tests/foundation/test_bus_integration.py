@@ -18,7 +18,7 @@ from mlops.bus import Consumer, FailurePolicy, Producer, Record, StopFlag, run_l
 from mlops.contracts import ContractError, events_pb2
 from mlops.settings import KafkaSettings
 from mlops.telemetry import setup_tracing, tracer
-from mlops.topics import ALL_TOPICS, EVENTS, MODEL_ARTIFACTS, REGISTRY_LOG, topic_name
+from mlops.topics import ALL_TOPICS, EVENTS, MODEL_ARTIFACTS, REGISTRY_LOG, delete_topics, topic_name
 
 
 def _events(n: int) -> list[events_pb2.Event]:
@@ -238,3 +238,15 @@ def test_stack_up_is_idempotent(stack) -> None:
     assert stack.up()["kafka"] == "already running"
     assert {s.name: s.state for s in stack.status()} == {"kafka": "running", "redis": "running"}
     assert os.path.exists(stack.kafka.pid_file)
+
+
+def test_delete_topics_removes_only_its_prefix(kafka_settings_factory) -> None:  # noqa: ANN001
+    doomed, kept = kafka_settings_factory(), kafka_settings_factory()
+    names = {topic_name(s, doomed) for s in ALL_TOPICS}
+    assert set(delete_topics(doomed)) == names
+    listed = set(AdminClient(kept.client_config()).list_topics(timeout=10).topics)
+    assert not listed & names  # the broker's own view
+    assert {topic_name(s, kept) for s in ALL_TOPICS} <= listed  # another prefix is untouched
+    assert delete_topics(doomed) == []  # nothing left: a no-op
+    with pytest.raises(ValueError, match="prefix"):
+        delete_topics(kept.model_copy(update={"topic_prefix": ""}))  # never the unprefixed, real topics
