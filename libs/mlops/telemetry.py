@@ -158,9 +158,10 @@ def link_to_ids(trace_id: str, span_id: str) -> trace.Link | None:
     return trace.Link(ctx) if ctx.is_valid else None
 
 
-def traceparent_of_current() -> str:
-    """The W3C traceparent of the current span ("" when there is none), e.g. to store beside data it wrote."""
-    return inject_headers().get("traceparent", "")
+def traceparent_of_current(context: Context | None = None) -> str:
+    """The W3C traceparent of the current (or given context's) span ("" when there is none), e.g. to store beside
+    data it wrote."""
+    return inject_headers(context=context).get("traceparent", "")
 
 
 def current_trace_ids() -> tuple[str, str]:

@@ -34,7 +34,7 @@ from mlops.contracts import events_pb2
 from mlops.online_store import AsyncOnlineStore
 from mlops.schema import FEATURE_SET, FeatureSet
 from mlops.settings import KafkaSettings, RedisSettings
-from mlops.telemetry import extract_context, inject_headers, messaging_attributes, tracer
+from mlops.telemetry import extract_context, messaging_attributes, traceparent_of_current, tracer
 from mlops.topics import EVENTS, FEATURES_LOG, topic_name
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, set_span_in_context
@@ -107,7 +107,7 @@ def create_app(
         updates: list[_Update] = []
         try:
             for event in batch:
-                update = await fold_one(event, state)
+                update = fold_one(event, state)
                 if update is not None:
                     updates.append(update)
             state.write_back()
@@ -142,7 +142,7 @@ def create_app(
         metrics.BATCH_SIZE.observe(len(batch))
         metrics.PROCESSING.observe((time.perf_counter() - started) / len(batch))
 
-    async def fold_one(event: EventT, state: _BatchState) -> _Update | None:
+    def fold_one(event: EventT, state: _BatchState) -> _Update | None:
         msg = event.message
         where = f"topic={msg.topic} partition={msg.partition} offset={msg.offset}"
         try:
@@ -176,7 +176,7 @@ def create_app(
                                            attributes=messaging_attributes("publish", features_log_name, key=entity)):
             log_producer.send(features_log_name, record, key=entity)  # carries this span's traceparent
         # the view carries this update's traceparent: a prediction that reads it links back here
-        traceparent = inject_headers(context=context).get("traceparent", "")
+        traceparent = traceparent_of_current(context)
         return _Update(entity, vector, ev.event_time_ms, ev.ingest_time_ms, traceparent, span, context)
 
     @app.timer(interval=settings.commit_interval_s * 5)
