@@ -194,7 +194,9 @@ OIP_PROTO = ROOT / "proto" / "mlops" / "contracts" / "oip" / "grpc_predict_v2.pr
 
 def ghz_binary() -> str | None:
     """ghz on PATH or in the tool cache; installed there from the Go module proxy on first use (None: no Go)."""
-    cached = Path(os.environ.get("MLOPS_STACK_CACHE_DIR", Path.home() / ".cache" / "mlops")) / "bin" / "ghz"
+    from mlops.stack import StackSettings
+
+    cached = StackSettings().cache_dir.expanduser() / "bin" / "ghz"
     found = shutil.which("ghz") or (str(cached) if cached.exists() else None)
     if found or shutil.which("go") is None:
         return found

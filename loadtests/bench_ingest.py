@@ -104,19 +104,24 @@ def outputs(recs: list[tuple[bytes, bytes]], topic: str) -> list[tuple[str, byte
     return out
 
 
+def produce(p: KProducer, topic: str, value: bytes | None, key: bytes | None, headers: list | None = None) -> None:
+    """One raw produce, serving delivery callbacks while librdkafka's local queue is full (never dropping)."""
+    while True:
+        try:
+            p.produce(topic, value=value, key=key, headers=headers)
+            break
+        except BufferError:
+            p.poll(0.05)
+    p.poll(0)
+
+
 def raw_produce(kafka: KafkaSettings, topic: str, items: list[tuple[bytes, bytes, list | None]]) -> float:
     """Seconds to produce `items` (key, value, headers) and have them all acknowledged."""
     p = KProducer(kafka.client_config() | RAW_CONF)
     p.list_topics(topic, timeout=10)  # connect and learn the leaders before the clock starts
     t = time.perf_counter()
     for key, value, headers in items:
-        while True:
-            try:
-                p.produce(topic, value=value, key=key, headers=headers)
-                break
-            except BufferError:
-                p.poll(0.05)
-        p.poll(0)
+        produce(p, topic, value, key, headers)
     left = p.flush(60)
     elapsed = time.perf_counter() - t
     assert left == 0, f"{left} records not delivered"
@@ -132,14 +137,8 @@ def pass_through(consumer: KConsumer, producer: KProducer, topic: str, n: int) -
         for m in consumer.consume(500, 1.0):
             if m.error():
                 continue
-            while True:
-                try:
-                    producer.produce(topic, value=m.value(), key=m.key(), headers=m.headers())
-                    break
-                except BufferError:
-                    producer.poll(0.05)
+            produce(producer, topic, m.value(), m.key(), m.headers())
             got += 1
-        producer.poll(0)
     assert producer.flush(60) == 0, "pass-through records not delivered"
     consumer.commit(asynchronous=False)
     return time.perf_counter() - t
@@ -160,13 +159,7 @@ def minimal_work(kafka: KafkaSettings, topic: str, recs: list[tuple[bytes, bytes
             ingest_time_ms=now, schema_version=doc["schema_version"], values=doc["values"],
             source=common_pb2.SourcePosition(topic=source, partition=0, offset=offset),
         )
-        while True:
-            try:
-                p.produce(topic, value=ev.SerializeToString(), key=key)
-                break
-            except BufferError:
-                p.poll(0.05)
-        p.poll(0)
+        produce(p, topic, ev.SerializeToString(), key)
     assert p.flush(60) == 0, "records not delivered"
     return time.perf_counter() - t
 
