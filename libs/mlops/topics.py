@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from mlops.settings import KafkaSettings
@@ -115,4 +116,11 @@ def delete_topics(settings: KafkaSettings, timeout: float = 30.0) -> list[str]:
         except Exception as exc:  # already gone (another cleanup) is fine
             if "UNKNOWN_TOPIC_OR_PART" not in str(exc):
                 raise
+    # the broker acknowledges a deletion before its metadata stops listing the topic: wait for that, so a caller
+    # (or a test) that lists or re-creates topics next sees them gone
+    deadline = time.monotonic() + timeout
+    while left := set(doomed) & set(admin.list_topics(timeout=timeout).topics):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topics still listed {timeout}s after deletion: {sorted(left)[:5]}")
+        time.sleep(0.1)
     return deleted
