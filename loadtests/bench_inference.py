@@ -8,7 +8,7 @@ single-row latency at a fixed rate, and a hot swap under load.
 The model is what the trainer exports: HistGradientBoostingClassifier(max_iter=100, max_leaf_nodes=31) on the
 feature set, via skl2onnx (no ZipMap). Servers and the load client each run in their own process; the client is
 tritonclient.grpc.aio (closed loop with N requests in flight, or open loop at a fixed rate). MLServer runs from
-loadtests/.venv-mlserver (see loadtests/mlserver/).
+loadtests/.venv-mlserver, created from loadtests/mlserver/requirements.txt on first use.
 
 Fairness: every server is its own process, warmed up (50 requests) before each phase, driven by the same client
 process with the same payload; the client is the raw one by default (the request serialized once, each response
@@ -41,6 +41,7 @@ from mlops.procs import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 MLSERVER_VENV = ROOT / "loadtests" / ".venv-mlserver"
+MLSERVER_REQUIREMENTS = ROOT / "loadtests" / "mlserver" / "requirements.txt"
 
 
 def make_model(seed: int = 0) -> bytes:
@@ -308,6 +309,22 @@ def start_ours(model_path: Path | None, extra_env: dict[str, str] | None = None)
     return proc, f"127.0.0.1:{port}"
 
 
+def mlserver_binary() -> Path | None:
+    """MLServer's `mlserver` in its own virtualenv, (re)created from loadtests/mlserver/requirements.txt when missing
+    or made from another version of that file (None: the install failed; the reason is in the log)."""
+    binary, stamp = MLSERVER_VENV / "bin" / "mlserver", MLSERVER_VENV / "requirements.txt"
+    wanted = MLSERVER_REQUIREMENTS.read_text()
+    if binary.exists() and stamp.exists() and stamp.read_text() == wanted:
+        return binary
+    with open(ROOT / ".run" / "bench-mlserver.log", "ab") as log:
+        for cmd in ([sys.executable, "-m", "venv", "--clear", str(MLSERVER_VENV)],
+                    [str(MLSERVER_VENV / "bin" / "pip"), "install", "-q", "-r", str(MLSERVER_REQUIREMENTS)]):
+            if subprocess.run(cmd, stdout=log, stderr=log, timeout=1200).returncode != 0:
+                return None
+    stamp.write_text(wanted)
+    return binary
+
+
 def start_mlserver(model_path: Path, workdir: Path, parallel_workers: int = 0) -> tuple[subprocess.Popen, str]:
     port = free_port()
     model_dir = workdir / "sea"
@@ -473,9 +490,9 @@ def main() -> None:
     # All servers run side by side (idle ones cost nothing) and the phases interleave round by round, so a busy
     # neighbour on this shared machine hurts every server alike; medians over the rounds are reported.
     servers: dict[str, tuple[subprocess.Popen, str]] = {}
-    with_mlserver = not args.skip_mlserver and (MLSERVER_VENV / "bin" / "mlserver").exists()
+    with_mlserver = not args.skip_mlserver and mlserver_binary() is not None
     if not args.skip_mlserver and not with_mlserver:
-        rows.append(("MLServer", f"not installed in {MLSERVER_VENV}"))
+        rows.append(("MLServer", "could not be installed (see .run/bench-mlserver.log)"))
     results: dict[str, dict[str, list[dict]]] = {}
     paced: list[dict] = []
     paced_ghz: list[dict] = []

@@ -36,7 +36,7 @@ from services.inference.metrics import LATENCY, MODEL_IN_SERVICE, REQUESTS
 from services.inference.models import ModelRepository, ModelVersion, SessionOptions
 from services.inference.prediction_log import PredictionLog
 from services.inference.promotions import PromotionWatcher
-from services.inference.settings import InferenceSettings
+from services.inference.settings import InferenceSettings, effective_inline_max_rows
 from services.inference.tracing import infer_span
 
 log = logging.getLogger("mlops.inference")
@@ -188,9 +188,10 @@ class InferenceServer:
                                 extra={"queue.buffering.max.messages": 200_000})
             topic = topic_name(PREDICTIONS, self.kafka)
             self.predictions = PredictionLog(producer, topic, s.prediction_buffer_rows)
+        inline_rows = effective_inline_max_rows(s)
         self.batcher = Batcher(self._executor, enabled=s.batching, max_batch_size=s.max_batch_size,
                                max_wait_s=s.max_batch_wait_ms / 1000.0, max_in_flight=s.ort_workers,
-                               inline_max_rows=s.inline_max_rows)
+                               inline_max_rows=inline_rows)
         self.dataplane = DataPlane(s, self.repository, self.batcher, self._store, self.predictions)
         opts = [("grpc.max_receive_message_length", s.max_message_bytes),
                 ("grpc.max_send_message_length", s.max_message_bytes),
@@ -211,7 +212,8 @@ class InferenceServer:
             self.watcher = PromotionWatcher(self.kafka, self.repository, self.options, s.feature_names,
                                             s.artifact_timeout_s)
             self.watcher.start()
-        log.info("inference serving", extra={"fields": {"port": self.port, "models": self.repository.names()}})
+        log.info("inference serving", extra={"fields": {"port": self.port, "models": self.repository.names(),
+                                                        "inline_max_rows": inline_rows}})
         return self.port
 
     def ready(self) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 from pathlib import Path
 
 from mlops.schema import FEATURE_SET
@@ -32,9 +34,11 @@ class InferenceSettings(BaseSettings):
         0.0, ge=0.0, description="How long a batch waits for more rows; 0 merges only what queued meanwhile."
     )
     ort_workers: int = Field(2, ge=1, description="Threads running onnxruntime calls (merged batches in flight).")
-    inline_max_rows: int = Field(
-        16, ge=0, description="Merged batches of at most this many rows run on the event-loop thread (no thread "
-        "hop; cheaper for small batches); larger ones go to the ort_workers pool. 0: always the pool."
+    inline_max_rows: int | None = Field(
+        None, ge=0, description="Merged batches of at most this many rows run on the event-loop thread (no thread "
+        "hop); larger ones go to the ort_workers pool. 0: always the pool. Unset: max_batch_size where the "
+        "process has fewer than 3 usable CPUs (a pool thread has no core of its own there and only adds thread "
+        "hops and GIL hand-offs), else 16."
     )
     workers: int = Field(
         1, ge=1, description="Server processes sharing the gRPC port (SO_REUSEPORT; the kernel spreads connections, "
@@ -59,3 +63,23 @@ class InferenceSettings(BaseSettings):
         20_000, ge=1, description="Rows waiting for Kafka before new ones are dropped (and counted)."
     )
     artifact_timeout_s: float = Field(60.0, description="How long to wait for a promoted model's artifact bytes.")
+
+
+def usable_cpus(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """CPUs this process may use: its affinity mask, capped by a cgroup v2 CPU quota (a Kubernetes CPU limit)."""
+    n = len(os.sched_getaffinity(0))
+    try:
+        quota, period = cpu_max.read_text().split()
+        if quota != "max":
+            n = min(n, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return n
+
+
+def effective_inline_max_rows(settings: InferenceSettings, cpus: int | None = None) -> int:
+    """`inline_max_rows`, or its default for this machine. Requests above max_batch_size still go to the pool, so
+    one huge request does not stall the event loop for everyone else."""
+    if settings.inline_max_rows is not None:
+        return settings.inline_max_rows
+    return settings.max_batch_size if (cpus if cpus is not None else usable_cpus()) < 3 else 16

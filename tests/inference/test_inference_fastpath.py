@@ -5,6 +5,7 @@ No broker, no network."""
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +25,7 @@ from services.inference.dataplane import DataPlane
 from services.inference.domain import InferRequest, Tensor
 from services.inference.errors import NotReady
 from services.inference.models import ModelRepository, ModelVersion
-from services.inference.settings import InferenceSettings
+from services.inference.settings import InferenceSettings, effective_inline_max_rows, usable_cpus
 
 FEATURE_TRACE = "0af7651916cd43dd8448eb211c80319c"
 FEATURE_SPAN = "b7ad6b7169203331"
@@ -132,6 +133,20 @@ async def test_max_wait_collects_a_batch_and_a_full_batch_does_not_wait(model: M
         await asyncio.wait_for(asyncio.gather(*(batcher.submit(model, x) for x in xs)), 2.0)
         await batcher.close()
     assert [n for n, _ in rec.calls] == [8]
+
+
+def test_inline_rows_default_follows_the_cpus_the_process_may_use(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    s = InferenceSettings(max_batch_size=128)
+    assert effective_inline_max_rows(s, cpus=2) == 128  # no core for a pool thread: run merged batches inline
+    assert effective_inline_max_rows(s, cpus=8) == 16
+    assert effective_inline_max_rows(s.model_copy(update={"inline_max_rows": 0}), cpus=2) == 0  # set: kept
+    affinity = len(os.sched_getaffinity(0))
+    quota = tmp_path / "cpu.max"
+    quota.write_text("150000 100000\n")  # a Kubernetes limit of 1.5 CPUs: 2 usable
+    assert usable_cpus(quota) == min(affinity, 2)
+    quota.write_text("max 100000\n")
+    assert usable_cpus(quota) == affinity
+    assert usable_cpus(tmp_path / "absent") == affinity
 
 
 @dataclass(frozen=True)
