@@ -29,7 +29,6 @@ import asyncio
 import atexit
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -39,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 from mlops.procs import free_port
+from mlops.stack import go_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 MLSERVER_VENV = ROOT / "loadtests" / ".venv-mlserver"
@@ -194,26 +194,12 @@ GHZ = "github.com/bojand/ghz/cmd/ghz@v0.120.0"
 OIP_PROTO = ROOT / "proto" / "mlops" / "contracts" / "oip" / "grpc_predict_v2.proto"
 
 
-def ghz_binary() -> str | None:
-    """ghz on PATH or in the tool cache; installed there from the Go module proxy on first use (None: no Go)."""
-    from mlops.stack import StackSettings
-
-    cached = StackSettings().cache_dir.expanduser() / "bin" / "ghz"
-    found = shutil.which("ghz") or (str(cached) if cached.exists() else None)
-    if found or shutil.which("go") is None:
-        return found
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    env = os.environ | {"GOBIN": str(cached.parent), "GOFLAGS": "-mod=mod", "GOTOOLCHAIN": "local"}
-    done = subprocess.run(["go", "install", GHZ], env=env, capture_output=True, text=True, timeout=900)
-    return str(cached) if done.returncode == 0 and cached.exists() else None
-
-
-def ghz_paced(binary: str, url: str, rate: int, seconds: float, features: int = 6) -> dict:
+def ghz_paced(binary: Path, url: str, rate: int, seconds: float, features: int = 6) -> dict:
     """Single-row ModelInfer at a fixed `rate` for `seconds`, sent and timed by ghz (open loop)."""
     request = {"model_name": "sea", "inputs": [{"name": "input", "datatype": "FP32", "shape": [1, features],
                                                "contents": {"fp32_contents": [1.0] * features}}],
                "outputs": [{"name": "probabilities"}]}
-    cmd = [binary, "--insecure", "--proto", str(OIP_PROTO), "--import-paths", str(OIP_PROTO.parent),
+    cmd = [str(binary), "--insecure", "--proto", str(OIP_PROTO), "--import-paths", str(OIP_PROTO.parent),
            "--call", "inference.GRPCInferenceService.ModelInfer", "-d", json.dumps(request),
            "--rps", str(rate), "--total", str(int(rate * seconds)), "--concurrency", "16", "--connections", "1",
            "--format", "json", url]
@@ -326,7 +312,8 @@ def mlserver_binary() -> Path | None:
     return binary
 
 
-def start_mlserver(model_path: Path, workdir: Path, parallel_workers: int = 0) -> tuple[subprocess.Popen, str]:
+def start_mlserver(mlserver: Path, model_path: Path, workdir: Path,
+                   parallel_workers: int = 0) -> tuple[subprocess.Popen, str]:
     port = free_port()
     model_dir = workdir / "sea"
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -337,7 +324,7 @@ def start_mlserver(model_path: Path, workdir: Path, parallel_workers: int = 0) -
         "grpc_port": port, "http_port": free_port(), "metrics_port": free_port(), "parallel_workers": parallel_workers,
         "host": "127.0.0.1", "debug": False}))
     env = os.environ | {"PYTHONPATH": str(ROOT / "loadtests" / "mlserver")}
-    proc = subprocess.Popen([str(MLSERVER_VENV / "bin" / "mlserver"), "start", str(workdir)], cwd=workdir, env=env,
+    proc = subprocess.Popen([str(mlserver), "start", str(workdir)], cwd=workdir, env=env,
                             stdout=subprocess.DEVNULL, stderr=open(ROOT / ".run" / "bench-mlserver.log", "ab"))
     return proc, f"127.0.0.1:{port}"
 
@@ -491,19 +478,20 @@ def main() -> None:
     # All servers run side by side (idle ones cost nothing) and the phases interleave round by round, so a busy
     # neighbour on this shared machine hurts every server alike; medians over the rounds are reported.
     servers: dict[str, tuple[subprocess.Popen, str]] = {}
-    with_mlserver = not args.skip_mlserver and mlserver_binary() is not None
-    if not args.skip_mlserver and not with_mlserver:
+    mlserver = None if args.skip_mlserver else mlserver_binary()
+    with_mlserver = mlserver is not None
+    if not args.skip_mlserver and mlserver is None:
         rows.append(("MLServer", "could not be installed (see .run/bench-mlserver.log)"))
     results: dict[str, dict[str, list[dict]]] = {}
     paced: dict[tuple[str, str], list[dict]] = {}  # (server, client) -> one result per round
-    ghz = ghz_binary()
+    ghz = go_tool(GHZ, "ghz")
     if ghz is None:
-        rows.append(("ghz", "not available (no Go toolchain to install it)"))
+        rows.append(("ghz", "not available: no Go toolchain, or `go install` failed (see the warning above)"))
     try:
         servers["ceiling"] = start_floor()
         servers["ours"] = start_ours(model_path, ours_env)
         if with_mlserver:
-            servers["MLServer"] = start_mlserver(model_path, tmp / "mlserver",
+            servers["MLServer"] = start_mlserver(mlserver, model_path, tmp / "mlserver",
                                                  args.workers if args.workers > 1 else 0)
         for proc, url in servers.values():
             wait_ready(url, proc)

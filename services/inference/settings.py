@@ -82,4 +82,6 @@ def effective_inline_max_rows(settings: InferenceSettings, cpus: int | None = No
     one huge request does not stall the event loop for everyone else."""
     if settings.inline_max_rows is not None:
         return settings.inline_max_rows
-    return settings.max_batch_size if (cpus if cpus is not None else usable_cpus()) < 3 else 16
+    if cpus is None:
+        cpus = usable_cpus()
+    return settings.max_batch_size if cpus < 3 else 16

@@ -4,7 +4,6 @@ requests, grpc.health.v1, grpc-health-probe and reflection). No Kafka or Redis h
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import tritonclient.grpc as tc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from inference_helpers import K
+from mlops.stack import go_tool
 from mlops.telemetry import setup_tracing
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -135,18 +135,12 @@ HEALTH_PROBE = "github.com/grpc-ecosystem/grpc-health-probe@v0.4.61"
 
 
 def _health_probe() -> str:
-    """The standard grpc-health-probe binary: on PATH, in ~/go/bin, or installed now from the Go module proxy
-    (a fresh CI machine); skips with the reason only if the install fails."""
-    probe = shutil.which("grpc-health-probe") or str(Path.home() / "go" / "bin" / "grpc-health-probe")
-    if Path(probe).exists():
-        return probe
-    if shutil.which("go") is None:
-        pytest.skip("grpc-health-probe is not installed and Go is missing to install it")
-    gobin = Path(subprocess.run(["go", "env", "GOPATH"], capture_output=True, text=True).stdout.strip()) / "bin"
-    done = subprocess.run(["go", "install", HEALTH_PROBE], capture_output=True, text=True, timeout=300)
-    if done.returncode != 0 or not (gobin / "grpc-health-probe").exists():
-        pytest.skip(f"go install {HEALTH_PROBE} failed: {done.stderr[-500:]}")
-    return str(gobin / "grpc-health-probe")
+    """The standard grpc-health-probe binary: on PATH, in the tool cache, or installed there now from the Go module
+    proxy (a fresh CI machine); skips only when that is impossible (no Go, or the install failed: logged)."""
+    probe = go_tool(HEALTH_PROBE, "grpc-health-probe", timeout=300)
+    if probe is None:
+        pytest.skip(f"grpc-health-probe unavailable: no Go toolchain, or `go install {HEALTH_PROBE}` failed")
+    return str(probe)
 
 
 def test_client_traceparent_continues_in_server_span(served) -> None:  # type: ignore[no-untyped-def]

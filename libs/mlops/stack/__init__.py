@@ -260,6 +260,29 @@ class Stack:
                          f"{proc.log_tail()}")
 
 
+def go_tool(package: str, binary: str, timeout: float = 900.0) -> Path | None:
+    """A Go command-line tool that benchmarks and tests drive the services with (ghz, grpc-health-probe): on PATH,
+    in the tool cache, or installed there now from the Go module proxy (`package` is `module/cmd@version`). None
+    when Go is missing or the install fails (logged with go's own message)."""
+    found = shutil.which(binary)
+    if found:
+        return Path(found)
+    bin_dir = StackSettings().cache_dir.expanduser() / "bin"
+    cached = bin_dir / binary
+    if cached.exists():
+        return cached
+    if shutil.which("go") is None:
+        log.warning("go not found: cannot install %s", package)
+        return None
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    env = os.environ | {"GOBIN": str(bin_dir), "GOFLAGS": "-mod=mod", "GOTOOLCHAIN": "local"}
+    done = subprocess.run(["go", "install", package], env=env, capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0 or not cached.exists():
+        log.warning("go install %s failed: %s", package, done.stderr[-1000:])
+        return None
+    return cached
+
+
 def _require(binary: str, message: str) -> None:
     if shutil.which(binary) is None:
         raise StackError(f"{binary} not found: {message}")
