@@ -1,0 +1,40 @@
+"""What every service's `__main__` does before its own work: settings → logging → tracing → ops server.
+
+`start(name, default_metrics_port, ready)` returns a `ServiceStart` holding the telemetry settings, the bound ops
+port, the tracer provider (shut down on exit) and the service's named logger, so each `__main__` shows only what
+is its own.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from opentelemetry.sdk.trace import TracerProvider
+
+from mlops.settings import TelemetrySettings
+from mlops.telemetry import setup_logging, setup_tracing, start_ops_server
+
+__all__ = ["ServiceStart", "start"]
+
+
+@dataclass(frozen=True)
+class ServiceStart:
+    telemetry: TelemetrySettings
+    ops_port: int
+    provider: TracerProvider
+    log: logging.Logger
+
+
+def start(name: str, default_metrics_port: int, ready: Callable[[], bool]) -> ServiceStart:
+    """Set up logging and tracing for service `name` and serve /metrics, /healthz and /readyz (`ready()` decides
+    readiness) on the configured port, or `default_metrics_port` when none is set."""
+    telemetry = TelemetrySettings()
+    setup_logging(telemetry)
+    provider = setup_tracing(name, telemetry)
+    port = telemetry.metrics_port if telemetry.metrics_port is not None else default_metrics_port
+    ops_port = start_ops_server(port, ready=ready)
+    log = logging.getLogger(f"mlops.{name}")
+    log.info("ops endpoint", extra={"fields": {"port": ops_port}})
+    return ServiceStart(telemetry, ops_port, provider, log)
