@@ -103,7 +103,8 @@ def check_compatible(old: Definitions | None, new: Definitions) -> None:
             before = old.entity(entity.name)
             if before.id_field != entity.id_field:
                 problems.append((f"entities[{entity.name}].id_field",
-                                 f"{before.id_field!r} -> {entity.id_field!r} re-keys every view; declare a new entity"))
+                                 f"{before.id_field!r} -> {entity.id_field!r} re-keys every view; "
+                                 "declare a new entity"))
     for source in new.sources:
         if source.name not in {s.name for s in old.sources}:
             continue

@@ -346,7 +346,8 @@ class Definitions(_Strict):
             where = f"sources[{i}]"
             _known(source.entity, entities, f"{where}.entity", "entity")
             if source.topic in topics:
-                raise ValueError(f"{where}.topic: {source.topic!r} is already the topic of source {topics[source.topic]!r}")
+                raise ValueError(f"{where}.topic: {source.topic!r} is already the topic of source "
+                                 f"{topics[source.topic]!r}")
             topics[source.topic] = source.name
             if source.event_time_field in {f.name for f in source.fields}:
                 raise ValueError(f"{where}.event_time_field: {source.event_time_field!r} is also declared as a field")
