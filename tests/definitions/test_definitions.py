@@ -157,3 +157,20 @@ def test_a_revision_survives_its_contract_round_trip() -> None:
     record = decode(definitions_pb2.DefinitionsRevision, encode(revision.to_record()))
     again = d.Revision.from_record(record)
     assert again == revision and record.spec_sha256 == revision.sha256
+
+
+def test_labels_are_read_as_declared_and_checked_per_task() -> None:
+    from mlops.definitions.labels import LabelError, decode_label
+
+    delivery = d.load(ROOT / "examples" / "delivery" / "definitions.yaml").model("delivery_time")
+    row = decode_label(b'{"customer_id": "c1", "event_time": 1700000000000, "minutes": 31.5}', delivery,
+                       "customer_id")
+    assert (row.entity_id, row.event_time_ms, row.value) == ("c1", 1700000000000, 31.5)
+    sea = d.load(SEA).model("sea")
+    with pytest.raises(LabelError) as info:
+        decode_label(b'{"entity_id": "e1", "event_time": 1, "label": 2.0}', sea, "entity_id")
+    assert info.value.field == "label" and "not 0 or 1" in info.value.reason
+    with pytest.raises(LabelError, match="minutes: missing"):
+        decode_label(b'{"customer_id": "c1", "event_time": 1}', delivery, "customer_id")
+    with pytest.raises(LabelError, match="not a finite number"):
+        decode_label(b'{"customer_id": "c1", "event_time": 1, "minutes": NaN}', delivery, "customer_id")

@@ -218,8 +218,12 @@ class LabelJoin(StrEnum):
 
 
 class LabelSpec(_Strict):
+    """Where a model's ground truth arrives: `Label` protobufs, or JSON records holding the entity's id field,
+    `event_time_field` (the time the label is about), `field` (the value) and optionally `request_id`."""
+
     topic: str = Field("labels", min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
     field: str = Field("label", min_length=1)
+    event_time_field: str = Field("event_time", min_length=1)
     join: LabelJoin = LabelJoin.ENTITY_TIME
 
 
