@@ -90,7 +90,7 @@ class OnlineStore(Protocol):
     version, gone `feature_set.ttl_seconds` after its last write."""
 
     async def write_many(self, views: Sequence[View]) -> None:
-        """Replace each entity's view and re-arm its TTL; all views or none are written."""
+        """Replace each entity's view and re-arm its TTL; a view that cannot be written raises before any is."""
         ...
 
     async def read_many(self, entity_ids: Sequence[str]) -> list[OnlineFeatures | None]:

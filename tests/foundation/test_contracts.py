@@ -54,7 +54,7 @@ def test_decode_refuses_future_contract_and_tombstones() -> None:
         contracts.decode(events_pb2.Event, future.SerializeToString(), "events/0@7")
     with pytest.raises(ContractError, match="tombstone") as info:
         contracts.decode(events_pb2.Event, None, "events/0@8")
-    assert isinstance(info.value, MlopsError) and isinstance(info.value, ValueError)  # ValueError: older callers catch that
+    assert isinstance(info.value, MlopsError) and isinstance(info.value, ValueError)  # older callers catch ValueError
     assert info.value.where == "events/0@8"
 
 
