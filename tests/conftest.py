@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
+from mlops.bus import Bus, KafkaBus, MemoryBus
 from mlops.settings import KafkaSettings, RedisSettings
 from mlops.stack import Stack
 from mlops.topics import delete_topics, ensure_topics
@@ -54,6 +55,15 @@ def kafka_settings(kafka_settings_factory: Callable[..., KafkaSettings]) -> Kafk
 @pytest.fixture
 def redis_settings(stack: Stack) -> RedisSettings:
     return stack.redis_settings().model_copy(update={"key_prefix": f"t{uuid.uuid4().hex[:10]}"})
+
+
+# the broker variant is fetched by name at run time, so the integration mark is set here
+@pytest.fixture(params=["memory", pytest.param("kafka", marks=pytest.mark.integration)])
+def bus(request: pytest.FixtureRequest) -> Bus:
+    """The same assertions once on MemoryBus and once on the real broker (a fresh topic prefix)."""
+    if request.param == "memory":
+        return MemoryBus()
+    return KafkaBus(request.getfixturevalue("kafka_settings"))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -9,6 +9,7 @@ from mlops.settings import KafkaSettings
 
 __all__ = [
     "ALL_TOPICS",
+    "DEFINITIONS",
     "EVENTS",
     "EVENTS_DLQ",
     "FEATURES_LOG",
@@ -60,6 +61,10 @@ MODEL_ARTIFACTS = TopicSpec(
 REGISTRY_LOG = TopicSpec(
     "registry.log", "RegistryEvent: the registry's event-sourced state", compacted=True, partitions=1
 )
+DEFINITIONS = TopicSpec(
+    "definitions", "DefinitionsRevision per applied revision, keyed revision/<n> (never overwritten)",
+    compacted=True, partitions=1,
+)
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     RAW_EVENTS,
@@ -74,6 +79,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     MODEL_PROMOTED,
     MODEL_ARTIFACTS,
     REGISTRY_LOG,
+    DEFINITIONS,
 )
 
 

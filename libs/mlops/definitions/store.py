@@ -12,15 +12,24 @@ import logging
 import threading
 from collections.abc import Callable
 
-from mlops.bus import Bus, Record
+from mlops.bus import Bus, Reader, Record
 from mlops.contracts.v1 import definitions_pb2
 from mlops.definitions.load import DefinitionsError
+from mlops.definitions.model import Definitions
 from mlops.definitions.revision import Revision, revision_key
-from mlops.topics import DEFINITIONS
+from mlops.topics import DEFINITIONS, TopicSpec
 
-__all__ = ["DefinitionsFollower", "publish", "read_revisions"]
+__all__ = ["DefinitionsFollower", "declared_topics", "publish", "read_revisions"]
 
 log = logging.getLogger("mlops.definitions")
+
+
+def declared_topics(definitions: Definitions) -> tuple[TopicSpec, ...]:
+    """The topics the definitions name (each source's raw topic, each model's label topic), for `ensure_topics`."""
+    names = {s.topic: f"raw records of source {s.name!r}" for s in definitions.sources}
+    for model in definitions.models:
+        names.setdefault(model.label.topic, f"labels of model {model.name!r}")
+    return tuple(TopicSpec(name, description) for name, description in sorted(names.items()))
 
 
 def _decode(record: Record) -> Revision | None:
@@ -83,17 +92,17 @@ class DefinitionsFollower:
         if self._thread is not None:
             self._thread.join(5.0)
 
-    def _follow(self, reader: object) -> None:
+    def _follow(self, reader: Reader) -> None:
         try:
             while not self._stop.is_set():
-                for record in reader.consume(100, self._poll_timeout):  # type: ignore[attr-defined]
+                for record in reader.consume(100, self._poll_timeout):
                     self._offer(record)
         except BaseException as exc:  # surfaced through `failed` and `alive()`, never silently
             self.failed = exc
             log.exception("definitions follower stopped")
             raise
         finally:
-            reader.close()  # type: ignore[attr-defined]
+            reader.close()
 
     def _offer(self, record: Record) -> None:
         revision = _decode(record)
