@@ -31,7 +31,7 @@ class RawEvent(_message.Message):
     def __init__(self, contract_version: _Optional[int] = ..., entity_id: _Optional[str] = ..., event_time_ms: _Optional[int] = ..., schema_version: _Optional[int] = ..., values: _Optional[_Mapping[str, float]] = ..., event_id: _Optional[str] = ...) -> None: ...
 
 class Event(_message.Message):
-    __slots__ = ("contract_version", "event_id", "entity_id", "event_time_ms", "ingest_time_ms", "schema_version", "values", "source")
+    __slots__ = ("contract_version", "event_id", "entity_id", "event_time_ms", "ingest_time_ms", "schema_version", "values", "source", "source_name", "categories")
     class ValuesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -39,6 +39,13 @@ class Event(_message.Message):
         key: str
         value: float
         def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class CategoriesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     CONTRACT_VERSION_FIELD_NUMBER: _ClassVar[int]
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     ENTITY_ID_FIELD_NUMBER: _ClassVar[int]
@@ -47,6 +54,8 @@ class Event(_message.Message):
     SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
     VALUES_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_NAME_FIELD_NUMBER: _ClassVar[int]
+    CATEGORIES_FIELD_NUMBER: _ClassVar[int]
     contract_version: int
     event_id: str
     entity_id: str
@@ -55,7 +64,9 @@ class Event(_message.Message):
     schema_version: int
     values: _containers.ScalarMap[str, float]
     source: _common_pb2.SourcePosition
-    def __init__(self, contract_version: _Optional[int] = ..., event_id: _Optional[str] = ..., entity_id: _Optional[str] = ..., event_time_ms: _Optional[int] = ..., ingest_time_ms: _Optional[int] = ..., schema_version: _Optional[int] = ..., values: _Optional[_Mapping[str, float]] = ..., source: _Optional[_Union[_common_pb2.SourcePosition, _Mapping]] = ...) -> None: ...
+    source_name: str
+    categories: _containers.ScalarMap[str, str]
+    def __init__(self, contract_version: _Optional[int] = ..., event_id: _Optional[str] = ..., entity_id: _Optional[str] = ..., event_time_ms: _Optional[int] = ..., ingest_time_ms: _Optional[int] = ..., schema_version: _Optional[int] = ..., values: _Optional[_Mapping[str, float]] = ..., source: _Optional[_Union[_common_pb2.SourcePosition, _Mapping]] = ..., source_name: _Optional[str] = ..., categories: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class DeadLetter(_message.Message):
     __slots__ = ("contract_version", "original_key", "original_value", "reason", "field", "error_type", "source", "failed_at_ms", "service", "original_headers")
