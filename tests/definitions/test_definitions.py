@@ -147,7 +147,7 @@ def test_a_retired_model_frees_its_features() -> None:
     doc = sea_document()
     doc["models"] = []
     doc["feature_views"][0]["features"] = doc["feature_views"][0]["features"][:1]
-    result = d.plan(registered(), d.parse(doc), "bob")
+    result = d.plan(registered(), d.parse(doc), "bob", prune=True)
     assert result.revision is not None and result.revision.view_versions == {"entity_activity": 2}
     assert {(c.kind, c.action) for c in result.changes} == {("model", "removed"), ("feature view", "changed")}
 
@@ -174,3 +174,16 @@ def test_labels_are_read_as_declared_and_checked_per_task() -> None:
         decode_label(b'{"customer_id": "c1", "event_time": 1}', delivery, "customer_id")
     with pytest.raises(LabelError, match="not a finite number"):
         decode_label(b'{"customer_id": "c1", "event_time": 1, "minutes": NaN}', delivery, "customer_id")
+
+
+def test_apply_keeps_what_other_files_declared_unless_pruned() -> None:
+    delivery = d.load(ROOT / "examples" / "delivery" / "definitions.yaml")
+    both = d.plan(registered(), delivery, "carol")
+    assert both.revision is not None
+    assert [m.name for m in both.revision.definitions.models] == ["sea", "delivery_time"]
+    assert both.revision.view_versions == {"entity_activity": 1, "customer_orders": 1}
+    assert {(c.kind, c.name, c.action) for c in both.changes} >= {("model", "delivery_time", "added")}
+    pruned = d.plan(both.revision, delivery, "carol", prune=True)
+    assert pruned.revision is not None and [m.name for m in pruned.revision.definitions.models] == ["delivery_time"]
+    # a removed view keeps its number: declared again, it continues after it
+    assert pruned.revision.view_versions == {"entity_activity": 1, "customer_orders": 1}

@@ -1,6 +1,6 @@
 """Declarative definitions: entities, sources, feature views and models as validated data (`mlops apply`)."""
 
-from mlops.definitions.changes import Change, check_compatible, diff, view_versions
+from mlops.definitions.changes import Change, check_compatible, diff, merge, view_versions
 from mlops.definitions.load import DefinitionsError, from_json, load, parse, to_json
 from mlops.definitions.model import (
     Aggregation,
@@ -41,6 +41,7 @@ __all__ = [
     "json_schema",
     "latest",
     "load",
+    "merge",
     "parse",
     "plan",
     "revision_key",

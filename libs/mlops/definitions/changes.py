@@ -13,10 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mlops.definitions.load import DefinitionsError
+from mlops.definitions.load import DefinitionsError, parse
 from mlops.definitions.model import Definitions, FeatureView
 
-__all__ = ["Change", "check_compatible", "diff", "view_versions"]
+__all__ = ["Change", "check_compatible", "diff", "merge", "view_versions"]
 
 _KINDS = (("entity", "entities"), ("source", "sources"), ("feature view", "feature_views"), ("model", "models"))
 
@@ -77,6 +77,20 @@ def diff(old: Definitions | None, new: Definitions) -> list[Change]:
             if n in b and a[n] != b[n]:
                 changes.append(Change(kind, n, "changed", tuple(_value_diff("", b[n], a[n]))))
     return changes
+
+
+def merge(old: Definitions | None, new: Definitions, *, prune: bool = False) -> Definitions:
+    """What applying `new` over `old` leaves in force: as `kubectl apply`, the objects `new` declares replace
+    those of the same kind and name and the others stay (two teams apply their own files side by side); with
+    `prune`, only what `new` declares stays."""
+    if old is None or prune:
+        return new
+    before, after = old.model_dump(mode="json"), new.model_dump(mode="json")
+    merged = {}
+    for _, section in _KINDS:
+        items = _named(before[section]) | _named(after[section])
+        merged[section] = list(items.values())
+    return parse(merged, "the definitions in force merged with the applied file")
 
 
 def _columns(definitions: Definitions, view: FeatureView) -> dict[str, dict[str, Any]]:

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from mlops.contracts.v1 import definitions_pb2
-from mlops.definitions.changes import Change, check_compatible, diff, view_versions
+from mlops.definitions.changes import Change, check_compatible, diff, merge, view_versions
 from mlops.definitions.load import from_json, to_json
 from mlops.definitions.model import Definitions
 
@@ -66,10 +66,12 @@ class Plan:
     revision: Revision | None
 
 
-def plan(current: Revision | None, new: Definitions, applied_by: str, now_ms: int | None = None) -> Plan:
-    """Check `new` against the revision in force and build the next one; raises DefinitionsError when a change is
-    incompatible (see `changes.check_compatible`)."""
+def plan(current: Revision | None, applied: Definitions, applied_by: str, now_ms: int | None = None, *,
+         prune: bool = False) -> Plan:
+    """Merge `applied` into the revision in force (`changes.merge`), check the result and build the next
+    revision; raises DefinitionsError when a change is incompatible (see `changes.check_compatible`)."""
     old = current.definitions if current is not None else None
+    new = merge(old, applied, prune=prune)
     check_compatible(old, new)
     changes = tuple(diff(old, new))
     if not changes:

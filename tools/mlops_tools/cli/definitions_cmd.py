@@ -19,6 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     a = sub.add_parser("apply", help="validate, diff and publish a definitions file (or folder)")
     a.add_argument("path", help="a definitions YAML file, or a folder of them")
     a.add_argument("--dry-run", action="store_true", help="print the diff, publish nothing")
+    a.add_argument("--prune", action="store_true",
+                   help="remove what the file does not declare (default: keep objects other files declared)")
     a.add_argument("--actor", help="who applies (recorded in the revision; default: the OS user)")
     a.set_defaults(func=_apply)
     d = sub.add_parser("definitions", help="the applied definitions: list, show, diff, schema")
@@ -30,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(func=_show)
     f = dsub.add_parser("diff", help="what applying a file would change (apply --dry-run)")
     f.add_argument("path")
+    f.add_argument("--prune", action="store_true", help="as apply --prune")
     f.set_defaults(func=_diff)
     j = dsub.add_parser("schema", help="the JSON Schema of a definitions file, for editors")
     j.add_argument("--output", help="write it to this file instead of stdout")
@@ -48,13 +51,14 @@ def _fail(command: str, exc: Exception) -> int:
     return 2
 
 
-def _plan(path: str, actor: str):  # type: ignore[no-untyped-def]
+def _plan(path: str, actor: str, prune: bool = False):  # type: ignore[no-untyped-def]
     from mlops import definitions as d
     from mlops.definitions.store import read_revisions
 
     new = d.load(path)
     bus = _bus()
-    return bus, d.plan(d.latest(read_revisions(bus, client_id="mlops-cli-definitions")), new, actor)
+    current = d.latest(read_revisions(bus, client_id="mlops-cli-definitions"))
+    return bus, d.plan(current, new, actor, prune=prune)
 
 
 def _print_changes(changes) -> None:  # type: ignore[no-untyped-def]
@@ -64,10 +68,12 @@ def _print_changes(changes) -> None:  # type: ignore[no-untyped-def]
 
 def _apply(args: argparse.Namespace) -> int:
     from mlops.definitions import DefinitionsError
-    from mlops.definitions.store import publish
+    from mlops.definitions.store import declared_topics, publish
+    from mlops.settings import KafkaSettings
+    from mlops.topics import ensure_topics
 
     try:
-        bus, result = _plan(args.path, args.actor or getpass.getuser())
+        bus, result = _plan(args.path, args.actor or getpass.getuser(), args.prune)
     except DefinitionsError as exc:
         return _fail("apply", exc)
     if result.revision is None:
@@ -77,6 +83,9 @@ def _apply(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(f"(dry run: revision {result.revision.number} not published)")
         return 0
+    created = ensure_topics(KafkaSettings(), declared_topics(result.revision.definitions))
+    for topic in created:
+        print(f"created topic {topic}")
     publish(bus, result.revision, client_id="mlops-cli-apply")
     versions = ", ".join(f"{k} v{v}" for k, v in sorted(result.revision.view_versions.items()))
     print(f"applied revision {result.revision.number} ({result.revision.sha256[:12]}); feature views: {versions}")
@@ -87,7 +96,7 @@ def _diff(args: argparse.Namespace) -> int:
     from mlops.definitions import DefinitionsError
 
     try:
-        _, result = _plan(args.path, getpass.getuser())
+        _, result = _plan(args.path, getpass.getuser(), args.prune)
     except DefinitionsError as exc:
         return _fail("definitions diff", exc)
     if result.revision is None:

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from mlops.contracts.v1 import common_pb2 as mlops_dot_contracts_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fmlops/contracts/v1/events.proto\x12\x08mlops.v1\x1a\x1fmlops/contracts/v1/common.proto\"\xd7\x01\n\x08RawEvent\x12\x18\n\x10\x63ontract_version\x18\x01 \x01(\r\x12\x11\n\tentity_id\x18\x02 \x01(\t\x12\x15\n\revent_time_ms\x18\x03 \x01(\x03\x12\x16\n\x0eschema_version\x18\x04 \x01(\r\x12.\n\x06values\x18\x05 \x03(\x0b\x32\x1e.mlops.v1.RawEvent.ValuesEntry\x12\x10\n\x08\x65vent_id\x18\x06 \x01(\t\x1a-\n\x0bValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x90\x03\n\x05\x45vent\x12\x18\n\x10\x63ontract_version\x18\x01 \x01(\r\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x11\n\tentity_id\x18\x03 \x01(\t\x12\x15\n\revent_time_ms\x18\x04 \x01(\x03\x12\x16\n\x0eingest_time_ms\x18\x05 \x01(\x03\x12\x16\n\x0eschema_version\x18\x06 \x01(\r\x12+\n\x06values\x18\x07 \x03(\x0b\x32\x1b.mlops.v1.Event.ValuesEntry\x12(\n\x06source\x18\x08 \x01(\x0b\x32\x18.mlops.v1.SourcePosition\x12\x13\n\x0bsource_name\x18\t \x01(\t\x12\x33\n\ncategories\x18\n \x03(\x0b\x32\x1f.mlops.v1.Event.CategoriesEntry\x1a-\n\x0bValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x31\n\x0f\x43\x61tegoriesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xd5\x02\n\nDeadLetter\x12\x18\n\x10\x63ontract_version\x18\x01 \x01(\r\x12\x14\n\x0coriginal_key\x18\x02 \x01(\x0c\x12\x16\n\x0eoriginal_value\x18\x03 \x01(\x0c\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\r\n\x05\x66ield\x18\x05 \x01(\t\x12\x12\n\nerror_type\x18\x06 \x01(\t\x12(\n\x06source\x18\x07 \x01(\x0b\x32\x18.mlops.v1.SourcePosition\x12\x14\n\x0c\x66\x61iled_at_ms\x18\x08 \x01(\x03\x12\x0f\n\x07service\x18\t \x01(\t\x12\x43\n\x10original_headers\x18\n \x03(\x0b\x32).mlops.v1.DeadLetter.OriginalHeadersEntry\x1a\x36\n\x14OriginalHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xf6\x01\n\rFeatureVector\x12\x18\n\x10\x63ontract_version\x18\x01 \x01(\r\x12\x11\n\tentity_id\x18\x02 \x01(\t\x12\x13\n\x0b\x66\x65\x61ture_set\x18\x03 \x01(\t\x12\x1b\n\x13\x66\x65\x61ture_set_version\x18\x04 \x01(\r\x12\x10\n\x08\x61s_of_ms\x18\x05 \x01(\x03\x12\x33\n\x06values\x18\x06 \x03(\x0b\x32#.mlops.v1.FeatureVector.ValuesEntry\x12\x10\n\x08\x65vent_id\x18\x07 \x01(\t\x1a-\n\x0bValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x80\x01\n\x05Label\x12\x18\n\x10\x63ontract_version\x18\x01 \x01(\r\x12\x11\n\tentity_id\x18\x02 \x01(\t\x12\x15\n\revent_time_ms\x18\x03 \x01(\x03\x12\r\n\x05label\x18\x04 \x01(\x01\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x06 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fmlops/contracts/v1/events.proto\x12\x08mlops.v1\x1a\x1fmlops/contracts/v1/common.proto\"\xc2\x02\n\x08RawEvent\x12\x18\n\x10\x63ontract_version\x18\x01 \x01(\r\x12\x11\n\tentity_id\x18\x02 \x01(\t\x12\x15\n\revent_time_ms\x18\x03 \x01(\x03\x12\x16\n\x0eschema_version\x18\x04 \x01(\r\x12.\n\x06values\x18\x05 \x03(\x0b\x32\x1e.mlops.v1.RawEvent.ValuesEntry\x12\x10\n\x08\x65vent_id\x18\x06 \x01(\t\x12\x36\n\ncategories\x18\x07 \x03(\x0b\x32\".mlops.v1.RawEvent.CategoriesEntry\x1a-\n\x0bValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x31\n\x0f\x43\x61tegoriesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x90\x03\n\x05\x45vent\x12\x18\n\x10\x63ontract_version\x18\x01 \x01(\r\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x11\n\tentity_id\x18\x03 \x01(\t\x12\x15\n\revent_time_ms\x18\x04 \x01(\x03\x12\x16\n\x0eingest_time_ms\x18\x05 \x01(\x03\x12\x16\n\x0eschema_version\x18\x06 \x01(\r\x12+\n\x06values\x18\x07 \x03(\x0b\x32\x1b.mlops.v1.Event.ValuesEntry\x12(\n\x06source\x18\x08 \x01(\x0b\x32\x18.mlops.v1.SourcePosition\x12\x13\n\x0bsource_name\x18\t \x01(\t\x12\x33\n\ncategories\x18\n \x03(\x0b\x32\x1f.mlops.v1.Event.CategoriesEntry\x1a-\n\x0bValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x31\n\x0f\x43\x61tegoriesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xd5\x02\n\nDeadLetter\x12\x18\n\x10\x63ontract_version\x18\x01 \x01(\r\x12\x14\n\x0coriginal_key\x18\x02 \x01(\x0c\x12\x16\n\x0eoriginal_value\x18\x03 \x01(\x0c\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\r\n\x05\x66ield\x18\x05 \x01(\t\x12\x12\n\nerror_type\x18\x06 \x01(\t\x12(\n\x06source\x18\x07 \x01(\x0b\x32\x18.mlops.v1.SourcePosition\x12\x14\n\x0c\x66\x61iled_at_ms\x18\x08 \x01(\x03\x12\x0f\n\x07service\x18\t \x01(\t\x12\x43\n\x10original_headers\x18\n \x03(\x0b\x32).mlops.v1.DeadLetter.OriginalHeadersEntry\x1a\x36\n\x14OriginalHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xf6\x01\n\rFeatureVector\x12\x18\n\x10\x63ontract_version\x18\x01 \x01(\r\x12\x11\n\tentity_id\x18\x02 \x01(\t\x12\x13\n\x0b\x66\x65\x61ture_set\x18\x03 \x01(\t\x12\x1b\n\x13\x66\x65\x61ture_set_version\x18\x04 \x01(\r\x12\x10\n\x08\x61s_of_ms\x18\x05 \x01(\x03\x12\x33\n\x06values\x18\x06 \x03(\x0b\x32#.mlops.v1.FeatureVector.ValuesEntry\x12\x10\n\x08\x65vent_id\x18\x07 \x01(\t\x1a-\n\x0bValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x80\x01\n\x05Label\x12\x18\n\x10\x63ontract_version\x18\x01 \x01(\r\x12\x11\n\tentity_id\x18\x02 \x01(\t\x12\x15\n\revent_time_ms\x18\x03 \x01(\x03\x12\r\n\x05label\x18\x04 \x01(\x01\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x06 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,6 +34,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_RAWEVENT_VALUESENTRY']._loaded_options = None
   _globals['_RAWEVENT_VALUESENTRY']._serialized_options = b'8\001'
+  _globals['_RAWEVENT_CATEGORIESENTRY']._loaded_options = None
+  _globals['_RAWEVENT_CATEGORIESENTRY']._serialized_options = b'8\001'
   _globals['_EVENT_VALUESENTRY']._loaded_options = None
   _globals['_EVENT_VALUESENTRY']._serialized_options = b'8\001'
   _globals['_EVENT_CATEGORIESENTRY']._loaded_options = None
@@ -43,23 +45,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FEATUREVECTOR_VALUESENTRY']._loaded_options = None
   _globals['_FEATUREVECTOR_VALUESENTRY']._serialized_options = b'8\001'
   _globals['_RAWEVENT']._serialized_start=79
-  _globals['_RAWEVENT']._serialized_end=294
-  _globals['_RAWEVENT_VALUESENTRY']._serialized_start=249
-  _globals['_RAWEVENT_VALUESENTRY']._serialized_end=294
-  _globals['_EVENT']._serialized_start=297
-  _globals['_EVENT']._serialized_end=697
-  _globals['_EVENT_VALUESENTRY']._serialized_start=249
-  _globals['_EVENT_VALUESENTRY']._serialized_end=294
-  _globals['_EVENT_CATEGORIESENTRY']._serialized_start=648
-  _globals['_EVENT_CATEGORIESENTRY']._serialized_end=697
-  _globals['_DEADLETTER']._serialized_start=700
-  _globals['_DEADLETTER']._serialized_end=1041
-  _globals['_DEADLETTER_ORIGINALHEADERSENTRY']._serialized_start=987
-  _globals['_DEADLETTER_ORIGINALHEADERSENTRY']._serialized_end=1041
-  _globals['_FEATUREVECTOR']._serialized_start=1044
-  _globals['_FEATUREVECTOR']._serialized_end=1290
-  _globals['_FEATUREVECTOR_VALUESENTRY']._serialized_start=249
-  _globals['_FEATUREVECTOR_VALUESENTRY']._serialized_end=294
-  _globals['_LABEL']._serialized_start=1293
-  _globals['_LABEL']._serialized_end=1421
+  _globals['_RAWEVENT']._serialized_end=401
+  _globals['_RAWEVENT_VALUESENTRY']._serialized_start=305
+  _globals['_RAWEVENT_VALUESENTRY']._serialized_end=350
+  _globals['_RAWEVENT_CATEGORIESENTRY']._serialized_start=352
+  _globals['_RAWEVENT_CATEGORIESENTRY']._serialized_end=401
+  _globals['_EVENT']._serialized_start=404
+  _globals['_EVENT']._serialized_end=804
+  _globals['_EVENT_VALUESENTRY']._serialized_start=305
+  _globals['_EVENT_VALUESENTRY']._serialized_end=350
+  _globals['_EVENT_CATEGORIESENTRY']._serialized_start=352
+  _globals['_EVENT_CATEGORIESENTRY']._serialized_end=401
+  _globals['_DEADLETTER']._serialized_start=807
+  _globals['_DEADLETTER']._serialized_end=1148
+  _globals['_DEADLETTER_ORIGINALHEADERSENTRY']._serialized_start=1094
+  _globals['_DEADLETTER_ORIGINALHEADERSENTRY']._serialized_end=1148
+  _globals['_FEATUREVECTOR']._serialized_start=1151
+  _globals['_FEATUREVECTOR']._serialized_end=1397
+  _globals['_FEATUREVECTOR_VALUESENTRY']._serialized_start=305
+  _globals['_FEATUREVECTOR_VALUESENTRY']._serialized_end=350
+  _globals['_LABEL']._serialized_start=1400
+  _globals['_LABEL']._serialized_end=1528
 # @@protoc_insertion_point(module_scope)

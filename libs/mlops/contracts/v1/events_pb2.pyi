@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RawEvent(_message.Message):
-    __slots__ = ("contract_version", "entity_id", "event_time_ms", "schema_version", "values", "event_id")
+    __slots__ = ("contract_version", "entity_id", "event_time_ms", "schema_version", "values", "event_id", "categories")
     class ValuesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -16,19 +16,28 @@ class RawEvent(_message.Message):
         key: str
         value: float
         def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class CategoriesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     CONTRACT_VERSION_FIELD_NUMBER: _ClassVar[int]
     ENTITY_ID_FIELD_NUMBER: _ClassVar[int]
     EVENT_TIME_MS_FIELD_NUMBER: _ClassVar[int]
     SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
     VALUES_FIELD_NUMBER: _ClassVar[int]
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    CATEGORIES_FIELD_NUMBER: _ClassVar[int]
     contract_version: int
     entity_id: str
     event_time_ms: int
     schema_version: int
     values: _containers.ScalarMap[str, float]
     event_id: str
-    def __init__(self, contract_version: _Optional[int] = ..., entity_id: _Optional[str] = ..., event_time_ms: _Optional[int] = ..., schema_version: _Optional[int] = ..., values: _Optional[_Mapping[str, float]] = ..., event_id: _Optional[str] = ...) -> None: ...
+    categories: _containers.ScalarMap[str, str]
+    def __init__(self, contract_version: _Optional[int] = ..., entity_id: _Optional[str] = ..., event_time_ms: _Optional[int] = ..., schema_version: _Optional[int] = ..., values: _Optional[_Mapping[str, float]] = ..., event_id: _Optional[str] = ..., categories: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Event(_message.Message):
     __slots__ = ("contract_version", "event_id", "entity_id", "event_time_ms", "ingest_time_ms", "schema_version", "values", "source", "source_name", "categories")
