@@ -37,8 +37,8 @@ import uuid
 from pathlib import Path
 
 import numpy as np
-from mlops.procs import free_port
-from mlops.stack import go_tool
+from mlops_tools.procs import free_port
+from mlops_tools.stack import go_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 MLSERVER_VENV = ROOT / "loadtests" / ".venv-mlserver"
@@ -379,7 +379,7 @@ def hot_swap(seconds: float, rate: float) -> dict:
     from mlops.bus import Producer
     from mlops.contracts import models_pb2
     from mlops.schema import FEATURE_SET
-    from mlops.stack import Stack
+    from mlops_tools.stack import Stack
     from mlops.topics import MODEL_PROMOTED, delete_topics, ensure_topics, topic_name
 
     stack = Stack()

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-from mlops.datagen import StreamConfig, generate
+from mlops_tools.datagen import StreamConfig, generate
 
 from services.monitor import DriftMonitor, LabelEvent, MonitorSettings, Prediction
 from services.monitor.join import LabelJoiner

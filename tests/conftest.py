@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from mlops.settings import KafkaSettings, RedisSettings
-from mlops.stack import Stack
+from mlops_tools.stack import Stack
 from mlops.topics import delete_topics, ensure_topics
 
 

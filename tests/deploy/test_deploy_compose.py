@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from deploy_helpers import COMPOSE, GRPC_PORTS, OPS_PORTS, ROOT, load_yaml
-from mlops.cli.services_cmd import SERVICES
+from mlops_tools.cli.services_cmd import SERVICES
 
 
 def check_compose_schema(path: Path) -> subprocess.CompletedProcess[str]:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 from deploy_helpers import DEPLOY
-from mlops.cli.services_cmd import SERVICES
-from mlops.procs import free_port
+from mlops_tools.cli.services_cmd import SERVICES
+from mlops_tools.procs import free_port
 from mlops.settings import KafkaSettings, RedisSettings
 
 HELPER = DEPLOY / "docker" / "healthcheck.py"

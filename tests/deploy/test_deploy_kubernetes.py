@@ -12,7 +12,7 @@ import re
 
 import pytest
 from deploy_helpers import GRPC_PORTS, KUSTOMIZATIONS, OPS_PORTS, Validators, load_yaml_documents
-from mlops.cli.services_cmd import SERVICES
+from mlops_tools.cli.services_cmd import SERVICES
 from mlops.topics import ALL_TOPICS
 
 pytestmark = pytest.mark.timeout(1500)  # the first run installs the validators (go install, pip download)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from mlops.bus import Producer
 from mlops.contracts import events_pb2
-from mlops.demo import DemoConfig, DemoResult
+from mlops_tools.demo import DemoConfig, DemoResult
 from mlops.offline_store import build_training_set
 from mlops.schema import FEATURE_SET
 from mlops.settings import KafkaSettings
@@ -118,7 +118,7 @@ def test_demo_config_rejects_a_drift_point_outside_the_stream() -> None:
 def test_demo_status_is_one_line_on_a_terminal_and_periodic_lines_otherwise() -> None:
     import io
 
-    from mlops.demo import _Status
+    from mlops_tools.demo import _Status
 
     class Tty(io.StringIO):
         def isatty(self) -> bool:

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from mlops.procs import free_port
-from mlops.stack import Stack, StackError, StackSettings
+from mlops_tools.procs import free_port
+from mlops_tools.stack import Stack, StackError, StackSettings
 
 
 def _stack(tmp_path: Path, **overrides) -> Stack:
@@ -59,8 +59,8 @@ def test_cli_exits_non_zero_with_the_message(tmp_path: Path) -> None:
     if redis is None:
         pytest.skip("redis-server is installed by the stack fixture; run the integration tests first")
     (tmp_path / "redis-server").symlink_to(redis)
-    proc = subprocess.run([sys.executable, "-m", "mlops.cli", "stack", "up"], env=env, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "mlops_tools.cli", "stack", "up"], env=env, capture_output=True,
                           text=True, timeout=60)
-    subprocess.run([sys.executable, "-m", "mlops.cli", "stack", "down"], env=env, capture_output=True, timeout=60)
+    subprocess.run([sys.executable, "-m", "mlops_tools.cli", "stack", "down"], env=env, capture_output=True, timeout=60)
     assert proc.returncode == 1
     assert "mlops stack up: java not found" in proc.stderr

@@ -6,7 +6,7 @@ import itertools
 import json
 
 import pytest
-from mlops.datagen import StreamConfig, expected_accuracy_drop, generate, measure_accuracy_drop, sea_label
+from mlops_tools.datagen import StreamConfig, expected_accuracy_drop, generate, measure_accuracy_drop, sea_label
 from mlops.schema import RAW_FIELDS, SCHEMA_VERSION
 
 

@@ -13,9 +13,9 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from mlops.procs import free_port
+from mlops_tools.procs import free_port
 from mlops.settings import KafkaSettings, RedisSettings
-from mlops.traceview import Span, load_spans
+from mlops_tools.traceview import Span, load_spans
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -20,7 +20,7 @@ from mlops.online_store import OnlineStore
 from mlops.settings import KafkaSettings, RedisSettings
 from mlops.telemetry import JsonLinesSpanExporter, current_trace_ids, messaging_attributes, setup_tracing, tracer
 from mlops.topics import FEATURES_LOG, RAW_EVENTS, topic_name
-from mlops.traceview import Span, render
+from mlops_tools.traceview import Span, render
 from obs_helpers import ROOT, ServiceProcess, metric_names, spans_in, wait_for
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
@@ -137,7 +137,7 @@ def test_one_trace_from_producer_to_features_log(
     tree = render(spans, trace_id)
     assert "3 services" in tree and "online_store write" in tree
     out = subprocess.run(
-        [sys.executable, "-c", "import sys; from mlops.cli import main; sys.exit(main(sys.argv[1:]))", "trace",
+        [sys.executable, "-c", "import sys; from mlops_tools.cli import main; sys.exit(main(sys.argv[1:]))", "trace",
          trace_id[:12], *(arg for f in files for arg in ("--file", str(f)))],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )

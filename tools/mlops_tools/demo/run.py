@@ -5,7 +5,7 @@
 1. `Stack().up()` (Kafka + Redis, idempotent); a fresh topic prefix and Redis key prefix for this run (its topics
    created first), so runs never see each other's records; the six services started as background processes with
    that prefix, their own consumer groups, file-exported traces and default (or free) ports; each awaited (/readyz).
-2. The synthetic SEA stream (mlops.datagen) with a KNOWN drift point is produced to raw.events at `rate`/s, its
+2. The synthetic SEA stream (mlops_tools.datagen) with a KNOWN drift point is produced to raw.events at `rate`/s, its
    labels to `labels` `label_delay_ms` later. Event time advances `event_interval_ms` per record (faster than the
    wall clock by default, so the 30 s / 60 s feature windows fill in seconds and the monitor's reference windows
    span several of them).
@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from mlops.procs import ManagedProcess, port_open
+from mlops_tools.procs import ManagedProcess, port_open
 
 SERVICES = ("ingest", "features", "trainer", "registry", "inference", "monitor")
 DEFAULT_OPS_PORTS = {"ingest": 9101, "features": 9102, "trainer": 9103, "registry": 9104, "inference": 9105,
@@ -315,9 +315,9 @@ class Demo:
 
     # --- start: stack, topics, services --------------------------------------------------------------------------
     def start(self) -> None:
-        from mlops.cli.services_cmd import service_process, stop_services
+        from mlops_tools.cli.services_cmd import service_process, stop_services
         from mlops.settings import RedisSettings, TelemetrySettings
-        from mlops.stack import Stack
+        from mlops_tools.stack import Stack
         from mlops.telemetry import setup_tracing
         from mlops.topics import ensure_topics
 
@@ -383,7 +383,7 @@ class Demo:
 
     def _start_service(self, name: str, env: dict[str, str]) -> tuple[ManagedProcess, str]:
         if self.cfg.process_dir is None:
-            from mlops.cli.services_cmd import service_process, start_services
+            from mlops_tools.cli.services_cmd import service_process, start_services
 
             return service_process(name), start_services([name], env=env)[name]
         proc = ManagedProcess(f"svc-{name}", self.cfg.process_dir.resolve())
@@ -553,7 +553,7 @@ class Demo:
     def _produce(self) -> None:
         from opentelemetry.trace import SpanKind
 
-        from mlops import datagen
+        from mlops_tools import datagen
         from mlops.bus import Producer
         from mlops.contracts import events_pb2
         from mlops.telemetry import messaging_attributes, tracer

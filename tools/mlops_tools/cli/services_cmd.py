@@ -8,8 +8,8 @@ import runpy
 import sys
 import time
 
-from mlops.procs import ManagedProcess
-from mlops.stack import StackSettings
+from mlops_tools.procs import ManagedProcess
+from mlops_tools.stack import StackSettings
 
 SERVICES = ("ingest", "features", "trainer", "registry", "inference", "monitor")
 

@@ -226,13 +226,13 @@ def _follow(follower: _Follower, args: argparse.Namespace, request_id: str, cand
 
 
 def _client(args: argparse.Namespace) -> Any:
-    from mlops.registry_client import RegistryClient
+    from mlops_tools.registry_client import RegistryClient
 
     return RegistryClient(args.registry)
 
 
 def _run(args: argparse.Namespace, fn: Any) -> int:
-    from mlops.registry_client import RegistryCallError
+    from mlops_tools.registry_client import RegistryCallError
 
     try:
         with _client(args) as client:

@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from mlops.stack import Stack, StackError
+from mlops_tools.stack import Stack, StackError
 
 
 def register(sub: argparse._SubParsersAction) -> None:

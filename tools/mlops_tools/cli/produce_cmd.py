@@ -1,4 +1,4 @@
-"""`mlops produce`: stream the synthetic SEA data set (mlops.datagen) into raw.events, and its labels into `labels`
+"""`mlops produce`: stream the synthetic SEA data set (mlops_tools.datagen) into raw.events, and its labels into `labels`
 after a delay — the way an external producer and a delayed ground-truth source would."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
-    from mlops.datagen import StreamConfig
+    from mlops_tools.datagen import StreamConfig
     from mlops.settings import KafkaSettings
 
 
@@ -54,7 +54,7 @@ def produce(
     Returns {"events": n, "labels": m}. This is what `mlops produce` and the demo call."""
     from opentelemetry.trace import SpanKind
 
-    from mlops import datagen
+    from mlops_tools import datagen
     from mlops.bus import Producer
     from mlops.contracts import events_pb2
     from mlops.settings import KafkaSettings
@@ -117,7 +117,7 @@ def produce(
 
 
 def _produce(args: argparse.Namespace) -> int:
-    from mlops.datagen import StreamConfig
+    from mlops_tools.datagen import StreamConfig
 
     rate = args.rate
     try:

@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _trace(args: argparse.Namespace) -> int:
-    from mlops.traceview import find_trace, latest, load_spans, render, summary
+    from mlops_tools.traceview import find_trace, latest, load_spans, render, summary
 
     files = args.file or [TelemetrySettings().file_path]
     spans = load_spans(files)

@@ -1,0 +1,7 @@
+"""`python -m mlops_tools.cli` == `mlops`."""
+
+import sys
+
+from mlops_tools.cli import main
+
+sys.exit(main())
