@@ -379,8 +379,8 @@ def hot_swap(seconds: float, rate: float) -> dict:
     from mlops.bus import Producer
     from mlops.contracts import models_pb2
     from mlops.schema import FEATURE_SET
-    from mlops_tools.stack import Stack
     from mlops.topics import MODEL_PROMOTED, delete_topics, ensure_topics, topic_name
+    from mlops_tools.stack import Stack
 
     stack = Stack()
     stack.up()

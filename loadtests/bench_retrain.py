@@ -24,9 +24,6 @@ sys.path[:0] = [str(ROOT), str(ROOT / "libs")]
 from mlops import contracts  # noqa: E402
 from mlops.bus import Producer  # noqa: E402
 from mlops.contracts import events_pb2, models_pb2  # noqa: E402
-from mlops_tools.datagen import StreamConfig, generate  # noqa: E402
-from mlops_tools.procs import free_port  # noqa: E402
-from mlops_tools.registry_client import RegistryClient  # noqa: E402
 from mlops.schema import FEATURE_SET  # noqa: E402
 from mlops.settings import KafkaSettings  # noqa: E402
 from mlops.topics import (  # noqa: E402
@@ -40,6 +37,9 @@ from mlops.topics import (  # noqa: E402
     ensure_topics,
     topic_name,
 )
+from mlops_tools.datagen import StreamConfig, generate  # noqa: E402
+from mlops_tools.procs import free_port  # noqa: E402
+from mlops_tools.registry_client import RegistryClient  # noqa: E402
 
 
 def feed(kafka: KafkaSettings, rows: int, start: int = 0) -> None:

@@ -18,7 +18,7 @@ __all__ = ["main", "service_names"]
 def service_names() -> tuple[str, ...]:
     """Every service package next to this module (each has its own `__main__`)."""
     here = Path(__file__).parent
-    return tuple(sorted(m.name for m in pkgutil.iter_modules([str(here))
+    return tuple(sorted(m.name for m in pkgutil.iter_modules([str(here)])
                         if m.ispkg and (here / m.name / "__main__.py").exists()))
 
 

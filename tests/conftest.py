@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from mlops.settings import KafkaSettings, RedisSettings
-from mlops_tools.stack import Stack
 from mlops.topics import delete_topics, ensure_topics
+from mlops_tools.stack import Stack
 
 
 @pytest.fixture(scope="session")

@@ -13,8 +13,8 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from mlops_tools.procs import free_port
 from mlops.settings import KafkaSettings, RedisSettings
+from mlops_tools.procs import free_port
 from mlops_tools.traceview import Span, load_spans
 
 ROOT = Path(__file__).resolve().parents[2]

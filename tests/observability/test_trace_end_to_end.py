@@ -137,8 +137,8 @@ def test_one_trace_from_producer_to_features_log(
     tree = render(spans, trace_id)
     assert "3 services" in tree and "online_store write" in tree
     out = subprocess.run(
-        [sys.executable, "-c", "import sys; from mlops_tools.cli import main; sys.exit(main(sys.argv[1:]))", "trace",
-         trace_id[:12], *(arg for f in files for arg in ("--file", str(f)))],
+        [sys.executable, "-m", "mlops_tools.cli", "trace", trace_id[:12],
+         *(arg for f in files for arg in ("--file", str(f)))],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )
     assert out.returncode == 0, out.stderr

@@ -11,12 +11,15 @@ import argparse
 import importlib
 import sys
 
+__all__ = ["COMMAND_MODULES", "build_parser", "main"]
+
 # the order is the order of `mlops --help`
 COMMAND_MODULES: tuple[str, ...] = (
     "mlops_tools.cli.stack_cmd",  # stack up|down|status
     "mlops_tools.cli.services_cmd",  # up, down, status, service NAME
     "mlops_tools.cli.produce_cmd",  # produce (raw events, labels)
-    "mlops_tools.cli.models_cmd",  # train, models list|show|promote|rollback|diff|card
+    "mlops_tools.cli.train_cmd",  # train
+    "mlops_tools.cli.models_cmd",  # models list|show|promote|rollback|diff|card
     "mlops_tools.cli.demo_cmd",  # demo
     "mlops_tools.cli.trace_cmd",  # trace ID
     "mlops_tools.cli.bench_cmd",  # bench NAME

@@ -7,6 +7,7 @@ import argparse
 import signal
 import sys
 
+__all__ = ["register"]
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the closed-loop drift → retrain → promote demo on the local stack")

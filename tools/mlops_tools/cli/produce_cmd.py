@@ -1,18 +1,23 @@
-"""`mlops produce`: stream the synthetic SEA data set (mlops_tools.datagen) into raw.events, and its labels into `labels`
-after a delay — the way an external producer and a delayed ground-truth source would."""
+"""`mlops produce`: stream the synthetic SEA data set (mlops_tools.datagen) into raw.events, and its labels into
+`labels` after a delay — the way an external producer and a delayed ground-truth source would."""
 
 from __future__ import annotations
 
 import argparse
 import heapq
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
-    from mlops_tools.datagen import StreamConfig
     from mlops.settings import KafkaSettings
+
+    from mlops_tools.datagen import StreamConfig, SyntheticRecord
+
+__all__ = ["ProduceOptions", "produce", "register"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,18 +53,25 @@ def produce(
     kafka_settings: KafkaSettings | None = None,
     options: ProduceOptions | None = None,
     out: TextIO | None = None,
+    *,
+    on_record: Callable[[SyntheticRecord], None] | None = None,
+    counts: dict[str, int] | None = None,
+    stop: threading.Event | None = None,
 ) -> dict[str, int]:
     """Produce the stream described by `stream_config` to raw.events (one producer span per event, so each record
     carries `traceparent`) and its labels to `labels` `label_delay_ms` later (wall clock), paced at `rate`/s.
-    Returns {"events": n, "labels": m}. This is what `mlops produce` and the demo call."""
-    from opentelemetry.trace import SpanKind
+    Returns {"events": n, "labels": m}. This is what `mlops produce` and the demo call.
 
-    from mlops_tools import datagen
+    `on_record(record)` runs after each event is sent; `counts` (a dict the caller may read meanwhile) is counted
+    into as records go out; `stop`, once set, ends the stream at once (without waiting for pending labels)."""
     from mlops.bus import Producer
     from mlops.contracts import events_pb2
     from mlops.settings import KafkaSettings
     from mlops.telemetry import messaging_attributes, setup_tracing, tracer
     from mlops.topics import LABELS, RAW_EVENTS, topic_name
+    from opentelemetry.trace import SpanKind
+
+    from mlops_tools import datagen
 
     opts = options or ProduceOptions()
     ks = kafka_settings or KafkaSettings()
@@ -68,8 +80,12 @@ def produce(
     raw_topic, label_topic = topic_name(RAW_EVENTS, ks), topic_name(LABELS, ks)
     producer = Producer(ks, client_id="mlops-produce")
     pending: list[tuple[float, int, object, str]] = []  # (due monotonic time, index, Label, key)
-    counts = {"events": 0, "labels": 0}
+    counts = {"events": 0, "labels": 0} if counts is None else counts
+    counts.update(events=0, labels=0)
     started = time.monotonic()
+
+    def stopped() -> bool:
+        return stop is not None and stop.is_set()
 
     def send_due_labels(now: float) -> None:
         while pending and pending[0][0] <= now:
@@ -78,6 +94,8 @@ def produce(
             counts["labels"] += 1
 
     for rec in datagen.generate(stream_config):
+        if stopped():
+            return counts
         if opts.rate > 0:
             wait = started + rec.index / opts.rate - time.monotonic()
             if wait > 0:
@@ -99,6 +117,8 @@ def produce(
             producer.send(raw_topic, value, key=rec.entity_id,  # type: ignore[arg-type]
                           headers=None if opts.fmt == "protobuf" else {"content-type": "application/json"})
         counts["events"] += 1
+        if on_record is not None:
+            on_record(rec)
         if opts.labels:
             label = events_pb2.Label(
                 entity_id=rec.entity_id, event_time_ms=rec.event_time_ms, label=float(rec.label),
@@ -110,6 +130,8 @@ def produce(
         if out is not None and rec.index and rec.index % 10_000 == 0:
             print(f"produced {rec.index} events, {counts['labels']} labels", file=out)
     while pending:  # the last labels come after their delay, as they would
+        if stopped():
+            return counts
         time.sleep(max(0.0, min(0.2, pending[0][0] - time.monotonic())))
         send_due_labels(time.monotonic())
     producer.flush()

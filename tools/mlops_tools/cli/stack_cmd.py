@@ -8,6 +8,7 @@ import time
 
 from mlops_tools.stack import Stack, StackError
 
+__all__ = ["register"]
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("stack", help="local Kafka (KRaft) + Redis + topics")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from mlops.settings import TelemetrySettings
 
+__all__ = ["register"]
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("trace", help="show a trace as a timed span tree (no ID: list recent traces)")

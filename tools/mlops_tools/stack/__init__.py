@@ -18,17 +18,20 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from mlops.errors import MlopsError
+from mlops.settings import KafkaSettings, RedisSettings, settings_config
+from mlops.topics import ensure_topics
 from pydantic import Field
 from pydantic_settings import BaseSettings
 
 from mlops_tools.procs import ManagedProcess, port_open
-from mlops.settings import KafkaSettings, RedisSettings, settings_config
-from mlops.topics import ensure_topics
+
+__all__ = ["ComponentStatus", "Stack", "StackError", "StackSettings", "go_tool"]
 
 log = logging.getLogger("mlops_tools.stack")
 
 
-class StackError(RuntimeError):
+class StackError(MlopsError):
     """The stack could not be brought up; the message says what to do."""
 
 
