@@ -1,7 +1,7 @@
 """Follow the platform's outcome topics as decoded messages: what `mlops train --wait` and the demo watch.
 
-A `TopicFollower` reads with `mlops.bus.Reader` (assigned partitions, no consumer group, never commits), so
-watching leaves nothing behind on the broker.
+A `TopicFollower` reads through a bus reader (assigned partitions, no consumer group, never commits), so watching
+leaves nothing behind on the broker; given a `MemoryBus`, it follows an in-process bus the same way.
 """
 
 from __future__ import annotations
@@ -10,9 +10,8 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from mlops import contracts
-from mlops.bus import Reader
+from mlops.bus import Bus
 from mlops.contracts import models_pb2
-from mlops.settings import KafkaSettings
 from mlops.topics import (
     EVENTS_DLQ,
     MODEL_CANDIDATES,
@@ -22,7 +21,6 @@ from mlops.topics import (
     RETRAIN_REQUESTED,
     TRAINING_FAILURES,
     TopicSpec,
-    topic_name,
 )
 
 __all__ = ["MESSAGE_TYPES", "TopicFollower"]
@@ -43,10 +41,10 @@ class TopicFollower:
     """Decoded records of `specs` (topics of `MESSAGE_TYPES`) as `(topic spec name, message)` pairs, from the
     beginning or from the end as it is when the follower is made (so nothing sent after that is missed)."""
 
-    def __init__(self, kafka: KafkaSettings, specs: Sequence[TopicSpec], *, client_id: str,
+    def __init__(self, bus: Bus, specs: Sequence[TopicSpec], *, client_id: str,
                  start: Literal["beginning", "end"] = "end"):
-        self._by_topic = {topic_name(spec, kafka): spec.name for spec in specs}
-        self._reader = Reader(kafka, list(self._by_topic), client_id=client_id, start=start)
+        self._by_topic = {bus.topic(spec): spec.name for spec in specs}
+        self._reader = bus.reader(list(self._by_topic), client_id=client_id, start=start)
 
     def poll(self, timeout: float, max_records: int = 500) -> list[tuple[str, Any]]:
         out: list[tuple[str, Any]] = []

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
+    from mlops.bus import Bus
     from mlops.settings import KafkaSettings
 
     from mlops_tools.datagen import StreamConfig, SyntheticRecord
@@ -54,6 +55,7 @@ def produce(
     options: ProduceOptions | None = None,
     out: TextIO | None = None,
     *,
+    bus: Bus | None = None,
     on_record: Callable[[SyntheticRecord], None] | None = None,
     counts: dict[str, int] | None = None,
     stop: threading.Event | None = None,
@@ -62,23 +64,24 @@ def produce(
     carries `traceparent`) and its labels to `labels` `label_delay_ms` later (wall clock), paced at `rate`/s.
     Returns {"events": n, "labels": m}. This is what `mlops produce` and the demo call.
 
-    `on_record(record)` runs after each event is sent; `counts` (a dict the caller may read meanwhile) is counted
-    into as records go out; `stop`, once set, ends the stream at once (without waiting for pending labels)."""
-    from mlops.bus import Producer
+    `bus`, when given, is used instead of `kafka_settings` (the demo's, or an in-process one); `on_record(record)`
+    runs after each event is sent; `counts` (a dict the caller may read meanwhile) is counted into as records go
+    out; `stop`, once set, ends the stream at once (without waiting for pending labels)."""
+    from mlops.bus import KafkaBus
     from mlops.contracts import events_pb2
     from mlops.settings import KafkaSettings
     from mlops.telemetry import messaging_attributes, setup_tracing, tracer
-    from mlops.topics import LABELS, RAW_EVENTS, topic_name
+    from mlops.topics import LABELS, RAW_EVENTS
     from opentelemetry.trace import SpanKind
 
     from mlops_tools import datagen
 
     opts = options or ProduceOptions()
-    ks = kafka_settings or KafkaSettings()
+    bus = bus or KafkaBus(kafka_settings or KafkaSettings())
     setup_tracing("mlops-produce")  # an SDK provider, so the producer span has ids to put in traceparent
     tr = tracer("mlops.produce")
-    raw_topic, label_topic = topic_name(RAW_EVENTS, ks), topic_name(LABELS, ks)
-    producer = Producer(ks, client_id="mlops-produce")
+    raw_topic, label_topic = bus.topic(RAW_EVENTS), bus.topic(LABELS)
+    producer = bus.producer(client_id="mlops-produce")
     pending: list[tuple[float, int, object, str]] = []  # (due monotonic time, index, Label, key)
     counts = {"events": 0, "labels": 0} if counts is None else counts
     counts.update(events=0, labels=0)

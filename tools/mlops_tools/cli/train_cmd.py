@@ -66,24 +66,17 @@ def describe(result: dict[str, Any]) -> str:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from mlops.bus import Producer
+    from mlops.bus import KafkaBus
     from mlops.contracts import models_pb2
     from mlops.settings import KafkaSettings
-    from mlops.topics import (
-        MODEL_CANDIDATES,
-        MODEL_PROMOTED,
-        REGISTRY_LOG,
-        RETRAIN_REQUESTED,
-        TRAINING_FAILURES,
-        topic_name,
-    )
+    from mlops.topics import MODEL_CANDIDATES, MODEL_PROMOTED, REGISTRY_LOG, RETRAIN_REQUESTED, TRAINING_FAILURES
 
     from mlops_tools.follow import TopicFollower
 
-    kafka = KafkaSettings()
+    bus = KafkaBus(KafkaSettings())
     request_id = f"cli-{uuid.uuid4().hex[:12]}"
     # positions taken before anything is sent, so the outcome cannot slip past
-    follower = TopicFollower(kafka, (MODEL_CANDIDATES, TRAINING_FAILURES, MODEL_PROMOTED, REGISTRY_LOG),
+    follower = TopicFollower(bus, (MODEL_CANDIDATES, TRAINING_FAILURES, MODEL_PROMOTED, REGISTRY_LOG),
                              client_id="mlops-cli-train", start="end") if args.wait else None
     try:
         expected_sha: str | None = None
@@ -101,8 +94,8 @@ def _train(args: argparse.Namespace) -> int:
                 requested_at_ms=int(time.time() * 1000), requested_by=f"cli:{getpass.getuser()}")
             if args.seed is not None:
                 req.seed = args.seed
-            producer = Producer(kafka, client_id="mlops-cli")
-            producer.send(topic_name(RETRAIN_REQUESTED, kafka), req, key=args.model)
+            producer = bus.producer(client_id="mlops-cli")
+            producer.send(bus.topic(RETRAIN_REQUESTED), req, key=args.model)
             producer.flush()
             print(f"retrain requested: model={args.model} request_id={request_id}")
         if follower is None:

@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlops.settings import KafkaSettings
+from mlops.bus import Bus
 
 from mlops_tools.demo.config import MODEL, DemoConfig
 from mlops_tools.demo.summary import DemoResult
@@ -25,7 +25,7 @@ class Traffic:
     ground truth and counters, and the stop flag every thread obeys."""
 
     cfg: DemoConfig
-    kafka: KafkaSettings
+    bus: Bus
     inference_port: int
     result: DemoResult
     timeline: Timeline
@@ -56,7 +56,8 @@ class Traffic:
                               start_ms=int(time.time() * 1000), interval_ms=cfg.event_interval_ms)
         options = ProduceOptions(rate=cfg.rate, label_delay_ms=cfg.label_delay_ms)
         try:
-            produce(stream, self.kafka, options, on_record=self._on_produced, counts=self.counts, stop=self.stop)
+            produce(stream, options=options, bus=self.bus, on_record=self._on_produced, counts=self.counts,
+                    stop=self.stop)
             if not self.stop.is_set():
                 self.timeline.event(f"stream done: {self.produced} records, {self.labels} labels")
         except Exception as exc:
@@ -75,10 +76,9 @@ class Traffic:
     def bootstrap_v1(self, stream: threading.Thread) -> None:
         """Ask for v1 once enough labels exist; wait until it is promoted and served (ModelReady)."""
         import grpc
-        from mlops.bus import Producer
         from mlops.contracts import models_pb2
         from mlops.contracts.oip import pb2, pb2_grpc
-        from mlops.topics import RETRAIN_REQUESTED, topic_name
+        from mlops.topics import RETRAIN_REQUESTED
 
         cfg = self.cfg
         while self.labels < cfg.bootstrap_rows:
@@ -86,7 +86,7 @@ class Traffic:
                 raise RuntimeError("the stream ended before enough labels for v1")
             self.show_status()
             time.sleep(0.2)
-        producer = Producer(self.kafka, client_id="mlops-demo")
+        producer = self.bus.producer(client_id="mlops-demo")
         deadline = time.monotonic() + cfg.v1_timeout_s
         attempt = 0
         with grpc.insecure_channel(f"127.0.0.1:{self.inference_port}") as channel:
@@ -105,7 +105,7 @@ class Traffic:
                     model_name=MODEL, request_id=f"{self.bootstrap_id}-{attempt}",
                     reason="demo: bootstrap model v1", detector="manual", requested_at_ms=int(time.time() * 1000),
                     requested_by="demo")
-                producer.send(topic_name(RETRAIN_REQUESTED, self.kafka), req, key=MODEL)
+                producer.send(self.bus.topic(RETRAIN_REQUESTED), req, key=MODEL)
                 producer.flush()
                 self.timeline.event(f"bootstrap: {self.labels} labels sent, v1 requested ({req.request_id})")
                 while not ready():

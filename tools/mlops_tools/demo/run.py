@@ -67,6 +67,7 @@ class Demo:
 
     # --- start: stack, topics, services --------------------------------------------------------------------------
     def start(self) -> None:
+        from mlops.bus import KafkaBus
         from mlops.settings import RedisSettings, TelemetrySettings
         from mlops.telemetry import setup_tracing
         from mlops.topics import ensure_topics
@@ -96,7 +97,7 @@ class Demo:
 
         self.ports = {f"ops-{n}": _port(p, cfg.default_ports) for n, p in OPS_PORTS.items()}
         self.ports |= {n: _port(p, cfg.default_ports) for n, p in GRPC_PORTS.items()}
-        self.traffic = Traffic(cfg, kafka, self.ports["inference"], self.result, self.timeline, self._stop)
+        self.traffic = Traffic(cfg, KafkaBus(kafka), self.ports["inference"], self.result, self.timeline, self._stop)
         common = {
             "MLOPS_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
             "MLOPS_KAFKA_TOPIC_PREFIX": kafka.topic_prefix,

@@ -27,7 +27,7 @@ WATCHED = (RETRAIN_REQUESTED, MODEL_CANDIDATES, TRAINING_FAILURES, REGISTRY_LOG,
 
 def watch(traffic: Traffic) -> None:
     """Follow the run's outcome topics until the traffic stops (thread body)."""
-    follower = TopicFollower(traffic.kafka, WATCHED, client_id="mlops-demo-watch", start="beginning")
+    follower = TopicFollower(traffic.bus, WATCHED, client_id="mlops-demo-watch", start="beginning")
     try:
         while not traffic.stop.is_set():
             for kind, message in follower.poll(0.2):
