@@ -35,7 +35,7 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "libs")]
+sys.path[:0] = [str(ROOT), str(ROOT / "libs"), str(ROOT / "tools")]
 
 from confluent_kafka import Consumer as KConsumer  # noqa: E402
 from confluent_kafka import Producer as KProducer  # noqa: E402

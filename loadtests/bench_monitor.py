@@ -52,6 +52,20 @@ def _best(fn: Callable[[], int], repeat: int) -> tuple[float, int]:
     return best, items
 
 
+def _timed_labels(observe: Callable[[LabelEvent], object], labels: list[LabelEvent]) -> tuple[int, float]:
+    """(labels, seconds) of feeding every label to `observe`: the measured section of a run whose set-up (the
+    predictions the labels join) is not timed."""
+    t = time.perf_counter()
+    for lab in labels:
+        observe(lab)
+    return len(labels), time.perf_counter() - t
+
+
+def _best_section(run: Callable[[], tuple[int, float]], repeat: int) -> float:
+    """The best seconds over `repeat` runs of `run`, which times its own measured section."""
+    return min(run()[1] for _ in range(repeat))
+
+
 def _component_rows(n: int, repeat: int) -> list[tuple[str, float, float]]:
     rng = random.Random(0)
     xs = [rng.gauss(0.0, 1.0) for _ in range(n)]
@@ -95,20 +109,13 @@ def _component_rows(n: int, repeat: int) -> list[tuple[str, float, float]]:
     secs, items = _best(join, repeat)
     rows.append(("label join: add prediction", items / secs, secs / items * 1e6))
 
-    def join_labels() -> int:
+    def join_labels() -> tuple[int, float]:
         j = LabelJoiner(600_000, 2_000, 200_000, 50_000)
         for p in preds:
             j.add_prediction(p)
-        t = time.perf_counter()
-        for lab in labels:
-            j.add_label(lab)
-        join_labels.secs = time.perf_counter() - t  # type: ignore[attr-defined]
-        return len(labels)
+        return _timed_labels(j.add_label, labels)
 
-    best = float("inf")
-    for _ in range(repeat):
-        join_labels()
-        best = min(best, join_labels.secs)  # type: ignore[attr-defined]
+    best = _best_section(join_labels, repeat)
     rows.append(("label join: match label (entity, time)", len(labels) / best, best / len(labels) * 1e6))
     return rows
 
@@ -134,20 +141,13 @@ def _core_rows(preds: list[Prediction], labels: list[LabelEvent], repeat: int) -
         secs, items = _best(run, repeat)
         rows.append((f"predictions, {name}", items / secs, secs / items * 1e6))
 
-    def with_labels() -> int:
+    def with_labels() -> tuple[int, float]:
         m = DriftMonitor(MonitorSettings())
         for p in preds:
             m.observe_prediction(p)
-        t = time.perf_counter()
-        for lab in labels:
-            m.observe_label(lab)
-        with_labels.secs = time.perf_counter() - t  # type: ignore[attr-defined]
-        return len(labels)
+        return _timed_labels(m.observe_label, labels)
 
-    best = float("inf")
-    for _ in range(repeat):
-        with_labels()
-        best = min(best, with_labels.secs)  # type: ignore[attr-defined]
+    best = _best_section(with_labels, repeat)
     rows.append(("labels: join + error stream (ADWIN)", len(labels) / best, best / len(labels) * 1e6))
     return rows
 

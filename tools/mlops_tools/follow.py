@@ -23,9 +23,9 @@ from mlops.topics import (
     TopicSpec,
 )
 
-__all__ = ["MESSAGE_TYPES", "TopicFollower"]
+__all__ = ["FOLLOWED", "MESSAGE_TYPES", "TopicFollower"]
 
-# the message each followed topic carries; None: the raw bytes (a dead letter holds whatever failed to decode)
+# the message each topic a follower can follow carries; None: the raw bytes (a dead letter holds whatever failed)
 MESSAGE_TYPES: dict[str, type | None] = {
     RETRAIN_REQUESTED.name: models_pb2.RetrainRequest,
     MODEL_CANDIDATES.name: models_pb2.ModelCandidate,
@@ -35,6 +35,8 @@ MESSAGE_TYPES: dict[str, type | None] = {
     PREDICTIONS.name: models_pb2.PredictionRecord,
     EVENTS_DLQ.name: None,
 }
+FOLLOWED = (RETRAIN_REQUESTED, MODEL_CANDIDATES, TRAINING_FAILURES, REGISTRY_LOG, MODEL_PROMOTED, PREDICTIONS,
+            EVENTS_DLQ)
 
 
 class TopicFollower:

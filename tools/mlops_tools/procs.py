@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ManagedProcess", "free_port", "port_open"]
+__all__ = ["ManagedProcess", "free_port", "port_open", "stop_child"]
 
 
 def port_open(host: str, port: int, timeout: float = 0.3) -> bool:
@@ -49,6 +49,18 @@ def free_port(host: str = "127.0.0.1") -> int:
             _handed_out.add(port)
         return port
     raise RuntimeError(f"no free port found on {host} in 20000-32000")
+
+
+def stop_child(proc: subprocess.Popen, timeout: float = 20.0) -> int:
+    """Stop a child process this process started (a server under a benchmark): SIGTERM, wait up to `timeout`,
+    then SIGKILL. Returns its exit status."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            return proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return proc.wait(5)
 
 
 @dataclass(frozen=True)
