@@ -25,29 +25,30 @@ def test_every_command_is_registered() -> None:
 
 def _run_result(stdout: str, code: int):
     def run(argv, **kwargs):
-        run.argv, run.env = argv, kwargs["env"]
+        run.argv = argv
         return subprocess.CompletedProcess(argv, code, stdout=stdout)
 
     return run
 
 
 def test_train_local_runs_the_trainer_once_in_a_child_process(monkeypatch: pytest.MonkeyPatch) -> None:
-    line = {"model": "sea", "candidate_id": "c1", "artifact_sha256": "ab" * 32, "metrics": {"auc": 0.9}}
+    line = {"model": "sea", "request_id": "cli-1", "version": "c1", "candidate_id": "c1", "sha256": "ab" * 32,
+            "rows": 600, "metrics": {"auc": 0.9, "accuracy": 0.8}, "seconds": 2.345}
     fake = _run_result("log line\n" + json.dumps(line) + "\n", 0)
     monkeypatch.setattr(train_cmd.subprocess, "run", fake)
-    result = train_cmd.train_locally("sea", seed=7)
-    assert fake.argv[1:] == ["-m", "services.trainer", "--once", "sea"]
-    assert fake.env["MLOPS_TRAINER_SEED"] == "7"
+    result = train_cmd.train_locally("sea", "cli-1", "why not", seed=7)
+    assert fake.argv[1:] == ["-m", "services.trainer", "--once", "sea", "--reason", "why not", "--request-id",
+                             "cli-1", "--seed", "7"]
     assert result == line
-    described = train_cmd.describe(result)
-    assert described == f"trained sea: candidate_id=c1 artifact_sha256={'ab' * 32}; metrics: auc=0.9000"
+    assert train_cmd.describe(result) == (f"candidate c1 sha256={'ab' * 32} rows=600 in 2.3s; "
+                                          "metrics: accuracy=0.8000, auc=0.9000")
 
 
 def test_train_local_reports_a_failure(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(train_cmd.subprocess, "run", _run_result('{"model": "sea", "error": "too few rows"}', 1))
-    assert train_cmd.train_locally("sea")["error"] == "too few rows"
+    assert train_cmd.train_locally("sea", "cli-1", "r")["error"] == "too few rows"
     monkeypatch.setattr(train_cmd.subprocess, "run", _run_result("Traceback ...", 1))
-    assert "exited 1 without a result" in train_cmd.train_locally("sea")["error"]
+    assert "exited 1 without a result" in train_cmd.train_locally("sea", "cli-1", "r")["error"]
 
 
 class _Follower:
@@ -62,14 +63,15 @@ def test_wait_after_a_local_retrain_follows_its_candidate_to_the_promotion(capsy
     from mlops.contracts import models_pb2
 
     other = models_pb2.ModelCandidate(model_name="sea", candidate_id="x", artifact_sha256="other")
-    ours = models_pb2.ModelCandidate(model_name="sea", candidate_id="c1", artifact_sha256="mine")
+    ours = models_pb2.ModelCandidate(model_name="sea", candidate_id="c1", artifact_sha256="mine",
+                                     lineage=models_pb2.Lineage(retrain_request_id="cli-1"))
     follower = _Follower(
         [("training.failures", models_pb2.TrainingFailed(model_name="sea", reason="the service's own retrain"))],
         [("model.candidates", other), ("model.candidates", ours)],
         [("model.promoted", models_pb2.ModelPromoted(model_name="sea", version="2", artifact_sha256="mine",
                                                      reason="gate passed"))],
     )
-    args = SimpleNamespace(model="sea", timeout=5.0)
-    code = train_cmd._follow(follower, args, "cli-1", "mine", Progress(io.StringIO()))
+    args = SimpleNamespace(model="sea", timeout=5.0, local=True)
+    code = train_cmd._follow(follower, args, "cli-1", Progress(io.StringIO()))
     assert code == 0
     assert "promoted: sea v2 (previous v-): gate passed" in capsys.readouterr().out

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-import os
 import subprocess
 import sys
 import time
@@ -35,12 +34,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.set_defaults(func=_train)
 
 
-def train_locally(model: str, seed: int | None = None) -> dict[str, Any]:
-    """One retrain of `model` in a child process with this environment (plus MLOPS_TRAINER_SEED for `seed`);
-    returns the trainer's one-line JSON result, which holds "error" when the retrain failed."""
-    env = os.environ | ({"MLOPS_TRAINER_SEED": str(seed)} if seed is not None else {})
-    done = subprocess.run([sys.executable, "-m", "services.trainer", "--once", model], env=env,
-                          stdout=subprocess.PIPE, text=True)  # the trainer's log stays on our stderr
+def train_locally(model: str, request_id: str, reason: str, seed: int | None = None) -> dict[str, Any]:
+    """One retrain of `model` in a child process with this environment: `python -m services.trainer --once`, which
+    publishes its candidate (or failure) exactly as the service would. Returns the trainer's one-line JSON result,
+    which holds "error" when the retrain failed."""
+    argv = [sys.executable, "-m", "services.trainer", "--once", model, "--reason", reason, "--request-id", request_id]
+    argv += ["--seed", str(seed)] if seed is not None else []
+    done = subprocess.run(argv, stdout=subprocess.PIPE, text=True)  # the trainer's log stays on our stderr
     lines = [ln for ln in done.stdout.splitlines() if ln.strip()]
     try:
         result = json.loads(lines[-1]) if lines else None
@@ -55,14 +55,11 @@ def train_locally(model: str, seed: int | None = None) -> dict[str, Any]:
 
 
 def describe(result: dict[str, Any]) -> str:
-    """One line for a successful local retrain: its identifying fields, then its metrics."""
-    metrics = result.get("metrics") if isinstance(result.get("metrics"), dict) else {}
-    fields = " ".join(f"{k}={v}" for k, v in result.items()
-                      if k not in ("model", "metrics") and not isinstance(v, dict | list))
-    text = f"trained {result.get('model', '?')}: {fields}"
-    if metrics:
-        text += "; metrics: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()))
-    return text
+    """One line for a successful local retrain: the candidate, its data and time, then its metrics."""
+    metrics = result.get("metrics") or {}
+    return (f"candidate {result.get('candidate_id')} sha256={result.get('sha256')} rows={result.get('rows')} "
+            f"in {float(result.get('seconds', 0.0)):.1f}s; metrics: "
+            + ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -79,15 +76,12 @@ def _train(args: argparse.Namespace) -> int:
     follower = TopicFollower(bus, (MODEL_CANDIDATES, TRAINING_FAILURES, MODEL_PROMOTED, REGISTRY_LOG),
                              client_id="mlops-cli-train", start="end") if args.wait else None
     try:
-        expected_sha: str | None = None
         if args.local:
-            print(f"training {args.model} locally: python -m services.trainer --once {args.model}", file=sys.stderr)
-            result = train_locally(args.model, args.seed)
+            result = train_locally(args.model, request_id, args.reason, args.seed)
             if "error" in result:
                 print(f"training failed: {result['error']}", file=sys.stderr)
                 return 1
             print(describe(result))
-            expected_sha = result.get("artifact_sha256") or result.get("sha256") or ""
         else:
             req = models_pb2.RetrainRequest(
                 model_name=args.model, request_id=request_id, reason=args.reason, detector="manual",
@@ -100,31 +94,25 @@ def _train(args: argparse.Namespace) -> int:
             print(f"retrain requested: model={args.model} request_id={request_id}")
         if follower is None:
             return 0
-        return _follow(follower, args, request_id, expected_sha, Progress())
+        return _follow(follower, args, request_id, Progress())
     finally:
         if follower is not None:
             follower.close()
 
 
-def _is_ours(msg: Any, args: argparse.Namespace, request_id: str, expected_sha: str | None) -> bool:
-    """Our candidate: the one answering our request, or (local) the one the child process just published."""
-    if expected_sha is None:
-        return request_id in msg.lineage.coalesced_request_ids or msg.lineage.retrain_request_id == request_id
-    return msg.model_name == args.model and (not expected_sha or msg.artifact_sha256 == expected_sha)
-
-
-def _follow(follower: Any, args: argparse.Namespace, request_id: str, expected_sha: str | None,
-            progress: Progress) -> int:
+def _follow(follower: Any, args: argparse.Namespace, request_id: str, progress: Progress) -> int:
     deadline = time.monotonic() + args.timeout
     candidate: Any = None
     stage, base = "waiting for the trainer", 0.1
     while time.monotonic() < deadline:
         progress(stage, base)
         for topic, msg in follower.poll(1.0):
-            if candidate is None and topic == "model.candidates" and _is_ours(msg, args, request_id, expected_sha):
+            ours = topic == "model.candidates" and (request_id in msg.lineage.coalesced_request_ids
+                                                    or msg.lineage.retrain_request_id == request_id)
+            if candidate is None and ours:
                 candidate, stage, base = msg, "waiting for the registry", 0.5
                 progress(f"candidate {msg.artifact_sha256[:12]}", base)
-            elif candidate is None and expected_sha is None and topic == "training.failures" \
+            elif candidate is None and not args.local and topic == "training.failures" \
                     and msg.model_name == args.model:
                 progress.done()
                 print(f"training failed: {msg.reason}", file=sys.stderr)
