@@ -1,6 +1,8 @@
 # syntax=docker/dockerfile:1
-# One image for the six services. `docker run IMAGE NAME` runs `mlops service NAME` (= `python -m services.NAME`)
+# One image for the six services. `docker run IMAGE NAME` runs `python -m services NAME` (= `python -m services.NAME`)
 # in the foreground; compose.yaml and deploy/ (Kubernetes) pass the service name as the command.
+# The image holds the runtime only: the `mlops` library and the services. The tooling (tools/: command line, demo,
+# local stack) is never copied in, and the build fails if it were installed anyway.
 #
 #   docker build -t mlops-platform:dev .
 #   docker run --rm -e MLOPS_KAFKA_BOOTSTRAP_SERVERS=kafka:9092 mlops-platform:dev inference
@@ -16,13 +18,17 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-# pip installs the project and its pinned dependencies from pyproject.toml
+# pip installs the project and its pinned dependencies from pyproject.toml (no extras: no tools, no tests)
 COPY pyproject.toml README.md ./
 COPY libs/ libs/
 COPY services/ services/
 # (pip byte-compiles what it installs: the read-only runtime filesystem never needs to write .pyc files)
+# Without tools/ in the build context, setuptools finds no mlops_tools package; the `mlops` console script it still
+# writes would point at that missing package, so it goes too.
 RUN pip install --upgrade pip \
- && pip install .
+ && pip install . \
+ && rm -f /opt/venv/bin/mlops \
+ && python -c "import importlib.util as u; assert u.find_spec('mlops_tools') is None, 'tooling in the image'"
 
 # ---- runtime: the virtual environment, a health-check helper and an unprivileged user; no compilers, no pip cache
 FROM ${PYTHON_IMAGE} AS runtime
@@ -47,5 +53,5 @@ EXPOSE 9101 9102 9103 9104 9105 9106 8001 8002
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
   CMD ["mlops-healthcheck", "http-env"]
 STOPSIGNAL SIGTERM
-ENTRYPOINT ["mlops", "service"]
+ENTRYPOINT ["python", "-m", "services"]
 CMD ["inference"]

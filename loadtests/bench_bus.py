@@ -20,8 +20,8 @@ from mlops import contracts
 from mlops.bus import Consumer, Producer
 from mlops.contracts import events_pb2
 from mlops.settings import KafkaSettings
-from mlops.stack import Stack
 from mlops.topics import TopicSpec, delete_topics, ensure_topics
+from mlops_tools.stack import Stack
 
 
 def _events(n: int) -> list[events_pb2.Event]:

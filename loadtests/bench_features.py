@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import os
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -24,7 +21,7 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "libs")]
+sys.path[:0] = [str(ROOT), str(ROOT / "libs"), str(ROOT / "tools")]
 
 import numpy as np  # noqa: E402
 import redis  # noqa: E402
@@ -34,6 +31,7 @@ from mlops.online_store import SyncRedisOnlineStore, pack  # noqa: E402
 from mlops.schema import FEATURE_SET  # noqa: E402
 from mlops.settings import KafkaSettings, RedisSettings  # noqa: E402
 from mlops.topics import EVENTS, delete_topics, ensure_topics, topic_name  # noqa: E402
+from mlops_tools.cli.services_cmd import start_service  # noqa: E402
 
 
 def pct(samples: list[float]) -> tuple[float, float]:
@@ -81,8 +79,7 @@ def lookups(redis_settings: RedisSettings, n: int) -> list[tuple[str, float, flo
 
 def freshness(kafka: KafkaSettings, redis_settings: RedisSettings, events: int, rate: float) -> tuple:
     tmp = Path(tempfile.mkdtemp(prefix="bench-features-"))
-    env = {
-        **os.environ,
+    proc, _ = start_service("features", {
         "MLOPS_KAFKA_TOPIC_PREFIX": kafka.topic_prefix,
         "MLOPS_REDIS_KEY_PREFIX": redis_settings.key_prefix,
         "MLOPS_FEATURES_APP_ID": f"{kafka.topic_prefix}features",
@@ -90,15 +87,7 @@ def freshness(kafka: KafkaSettings, redis_settings: RedisSettings, events: int, 
         "MLOPS_TELEMETRY_METRICS_PORT": "0",
         "MLOPS_TELEMETRY_LOG_FORMAT": "text",
         "PYTHONPATH": f"{ROOT}:{ROOT / 'libs'}",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "services.features"],
-        cwd=ROOT,
-        env=env,
-        stdout=(tmp / "features.out").open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    }, run_dir=tmp)  # its log: tmp/logs/svc-features.log
     store = SyncRedisOnlineStore(redis_settings)
     producer = Producer(kafka, client_id="bench-features")
     topic = topic_name(EVENTS, kafka)
@@ -187,11 +176,7 @@ def freshness(kafka: KafkaSettings, redis_settings: RedisSettings, events: int, 
     finally:
         pubsub.close()
         raw.config_set("notify-keyspace-events", old_notify)
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        proc.stop(timeout=30)
     lat = [seen[k] - sent[k] for k in sent if k in seen]
     return len(sent), len(lat), *pct(lat)
 

@@ -37,8 +37,8 @@ import uuid
 from pathlib import Path
 
 import numpy as np
-from mlops.procs import free_port
-from mlops.stack import go_tool
+from mlops_tools.procs import free_port, stop_child
+from mlops_tools.stack import go_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 MLSERVER_VENV = ROOT / "loadtests" / ".venv-mlserver"
@@ -274,15 +274,6 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> None:
     raise RuntimeError(f"server at {url} not ready after {timeout}s")
 
 
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
-
-
 def start_ours(model_path: Path | None, extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = os.environ | {
@@ -379,8 +370,8 @@ def hot_swap(seconds: float, rate: float) -> dict:
     from mlops.bus import Producer
     from mlops.contracts import models_pb2
     from mlops.schema import FEATURE_SET
-    from mlops.stack import Stack
     from mlops.topics import MODEL_PROMOTED, delete_topics, ensure_topics, topic_name
+    from mlops_tools.stack import Stack
 
     stack = Stack()
     stack.up()
@@ -419,7 +410,7 @@ def hot_swap(seconds: float, rate: float) -> dict:
         res = run_client(url, batch=1, seconds=seconds, rate=rate, keep_samples=True)
         t.join()
     finally:
-        stop(proc)
+        stop_child(proc, 15)
     # latency of requests completed in the second after each promotion was published (load + warm + swap)
     window = [lat for ts, lat in res["stamps_lat"] for s in swap_times if s <= ts <= s + 1.0]
     res["swap_window_p99_ms"] = float(np.percentile(np.array(window) * 1000, 99)) if window else float("nan")
@@ -512,7 +503,7 @@ def main() -> None:
                     paced.setdefault((name, "ghz (Go)"), []).append(ghz_paced(ghz, url, 1000, secs))
     finally:
         for proc, _ in servers.values():
-            stop(proc)
+            stop_child(proc, 15)
 
     def med(name: str, phase: str, key: str) -> float:
         return float(np.median([r[key] for r in results[name][phase]]))

@@ -3,11 +3,11 @@
     .venv/bin/python loadtests/bench_ingest.py [--records 30000] [--rounds 5] [--tracing sdk|off] [--sampling 1.0]
                                                [--traceparent] [--processes 1]
 
-Target (issue 4): ingest ≥ 50% of the raw produce rate of the same records.
+Target: ingest ≥ 50% of the raw produce rate of the same records.
 
 What is measured, per round (rounds interleave baseline and ingest; medians are reported — the machine is shared):
 - raw (same input): raw confluent-kafka produce (idempotent, acks=all, lz4, linger 5 ms: the mlops.bus Producer's
-  settings) of the round's raw JSON records into raw.events. This is the issue's baseline; the target uses it.
+  settings) of the round's raw JSON records into raw.events. This is the baseline the target is measured against.
 - raw (same output): the same raw produce of exactly what ingest writes — the Event / DeadLetter protobuf bytes and
   headers (content-type, contract-version, message-type, traceparent) — into a scratch topic. Shown for reference.
 - ingest: a warm ingest (group joined, a warm-up batch done; paused while the baselines run) consumes the round,
@@ -15,8 +15,8 @@ What is measured, per round (rounds interleave baseline and ingest; medians are 
 
 Tracing as the service runs it: `python -m services.ingest` always installs the SDK tracer provider
 (setup_tracing; sampling ratio 1.0 by default), so `--tracing sdk` (default) records one span per record like
-production (no exporter: export cost is not included). `--tracing off` leaves OpenTelemetry's no-op tracer (what
-this benchmark measured before: spans cost nothing there). `--traceparent` gives every input record a traceparent
+production (no exporter: export cost is not included). `--tracing off` leaves OpenTelemetry's no-op tracer (spans
+cost nothing there). `--traceparent` gives every input record a traceparent
 header (what an mlops.bus producer writes), so ingest continues traces instead of starting them.
 `--processes 2` runs that many ingest processes in one consumer group (scale-out; each its own interpreter).
 """
@@ -35,7 +35,7 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "libs")]
+sys.path[:0] = [str(ROOT), str(ROOT / "libs"), str(ROOT / "tools")]
 
 from confluent_kafka import Consumer as KConsumer  # noqa: E402
 from confluent_kafka import Producer as KProducer  # noqa: E402

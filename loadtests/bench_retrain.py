@@ -1,7 +1,7 @@
 """End-to-end retrain time: RetrainRequest published → ModelPromoted (or the registry's rejection) seen, with
 the trainer and the registry as real processes (`python -m services.trainer|registry`) on the local broker.
 
-Data: N labelled rows of river's SEA stream (mlops.datagen, no drift) written to features.log + labels under a
+Data: N labelled rows of river's SEA stream (mlops_tools.datagen, no drift) written to features.log + labels under a
 fresh topic prefix. Baseline: the same training in this process (offline-store read + fit/export/verify), no bus.
 Usage: .venv/bin/python loadtests/bench_retrain.py [--rows 20000] [--rounds 2]
 """
@@ -19,14 +19,11 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "libs")]
+sys.path[:0] = [str(ROOT), str(ROOT / "libs"), str(ROOT / "tools")]
 
 from mlops import contracts  # noqa: E402
 from mlops.bus import Producer  # noqa: E402
 from mlops.contracts import events_pb2, models_pb2  # noqa: E402
-from mlops.datagen import StreamConfig, generate  # noqa: E402
-from mlops.procs import free_port  # noqa: E402
-from mlops.registry_client import RegistryClient  # noqa: E402
 from mlops.schema import FEATURE_SET  # noqa: E402
 from mlops.settings import KafkaSettings  # noqa: E402
 from mlops.topics import (  # noqa: E402
@@ -40,6 +37,9 @@ from mlops.topics import (  # noqa: E402
     ensure_topics,
     topic_name,
 )
+from mlops_tools.datagen import StreamConfig, generate  # noqa: E402
+from mlops_tools.procs import free_port  # noqa: E402
+from mlops_tools.registry_client import RegistryClient  # noqa: E402
 
 
 def feed(kafka: KafkaSettings, rows: int, start: int = 0) -> None:

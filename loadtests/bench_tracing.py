@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from mlops_tools.procs import stop_child
 
 ROOT = Path(__file__).resolve().parent.parent
 MODES: dict[str, dict[str, str]] = {
@@ -207,12 +208,7 @@ def run_mode(mode: str, model: Path, spans: Path, args: argparse.Namespace) -> d
         res["server_cpu_us"] = (server_cpu() - cpu_before) / max(1, res["served"]) * 1e6
         return res
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(5)
+        stop_child(server, 30)
 
 
 def main() -> int:

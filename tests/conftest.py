@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterator
 import pytest
 from mlops.bus import Bus, KafkaBus, MemoryBus
 from mlops.settings import KafkaSettings, RedisSettings
-from mlops.stack import Stack
 from mlops.topics import delete_topics, ensure_topics
+from mlops_tools.stack import Stack
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ Kubernetes JSON schemas installed from PyPI by install_validators.sh (cached und
 
 from __future__ import annotations
 
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,18 @@ DEPLOY = ROOT / "deploy"
 COMPOSE = ROOT / "compose.yaml"
 INSTALL_SCRIPT = Path(__file__).with_name("install_validators.sh")
 KUSTOMIZATIONS = ("base", "overlays/production")
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with line continuations joined and comments dropped."""
+    text = re.sub(r"\\\n", " ", (ROOT / "Dockerfile").read_text())
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            out.append((word.upper(), rest.strip()))
+    return out
 
 
 def load_yaml_documents(text: str) -> list[Any]:

@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from deploy_helpers import COMPOSE, GRPC_PORTS, OPS_PORTS, ROOT, load_yaml
-from mlops.cli.services_cmd import SERVICES
+from deploy_helpers import COMPOSE, GRPC_PORTS, OPS_PORTS, ROOT, dockerfile_instructions, load_yaml
+from mlops_tools.cli.services_cmd import SERVICES
 
 
 def check_compose_schema(path: Path) -> subprocess.CompletedProcess[str]:
@@ -54,8 +54,8 @@ def test_compose_runs_each_service_from_the_repository_image(compose: dict) -> N
     for name in SERVICES:
         svc = services[name]
         assert svc["build"]["context"] == "." and svc["build"]["dockerfile"] == "Dockerfile", name
-        assert svc["command"] == [name], f"{name} must run `mlops service {name}`"
-        assert "entrypoint" not in svc, f"{name} must keep the image's `mlops service` entrypoint"
+        assert svc["command"] == [name], f"{name} must run `python -m services {name}`"
+        assert "entrypoint" not in svc, f"{name} must keep the image's `python -m services` entrypoint"
         env = svc["environment"]
         assert env["MLOPS_TELEMETRY_METRICS_PORT"] == str(OPS_PORTS[name]), name
         assert env["MLOPS_KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092", name
@@ -108,19 +108,7 @@ def test_compose_publishes_the_grpc_apis_but_no_ops_port(compose: dict) -> None:
 # ---- Dockerfile / .dockerignore -------------------------------------------------------------------------------
 
 
-def dockerfile_instructions() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) with line continuations joined and comments dropped."""
-    text = re.sub(r"\\\n", " ", (ROOT / "Dockerfile").read_text())
-    out = []
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            word, _, rest = line.partition(" ")
-            out.append((word.upper(), rest.strip()))
-    return out
-
-
-def test_dockerfile_is_multi_stage_pinned_non_root_and_runs_mlops_service() -> None:
+def test_dockerfile_is_multi_stage_pinned_non_root_and_runs_a_service() -> None:
     instructions = dockerfile_instructions()
     args = dict(a.split("=", 1) for i, a in instructions if i == "ARG" and "=" in a)
     froms = [a for i, a in instructions if i == "FROM"]
@@ -130,7 +118,7 @@ def test_dockerfile_is_multi_stage_pinned_non_root_and_runs_mlops_service() -> N
     assert all(f.startswith("${PYTHON_IMAGE}") for f in froms)
     user = [a for i, a in instructions if i == "USER"][-1]
     assert user.split(":")[0] not in ("root", "0"), user
-    assert [a for i, a in instructions if i == "ENTRYPOINT"] == ['["mlops", "service"]']
+    assert [a for i, a in instructions if i == "ENTRYPOINT"] == ['["python", "-m", "services"]']
     assert any(i == "RUN" and "pip install ." in a for i, a in instructions), "installs the project from pyproject"
     # the runtime stage copies the built environment, not the build tools
     runtime = instructions[[n for n, (i, _) in enumerate(instructions) if i == "FROM"][-1] :]

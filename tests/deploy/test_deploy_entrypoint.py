@@ -1,9 +1,10 @@
-"""The container contract, without a container: the image's ENTRYPOINT (`mlops service NAME`) started with a
+"""The container contract, without a container: the image's ENTRYPOINT (`python -m services NAME`) started with a
 deployment-style environment becomes ready (as the image's health check sees it) and stops cleanly on SIGTERM
 (what `docker stop` and Kubernetes send). Runs against the real local Kafka and Redis."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -13,13 +14,15 @@ import uuid
 from pathlib import Path
 
 import pytest
-from deploy_helpers import DEPLOY
-from mlops.cli.services_cmd import SERVICES
-from mlops.procs import free_port
+from deploy_helpers import DEPLOY, dockerfile_instructions
 from mlops.settings import KafkaSettings, RedisSettings
+from mlops_tools.cli.services_cmd import SERVICES
+from mlops_tools.procs import free_port
 
 HELPER = DEPLOY / "docker" / "healthcheck.py"
-MLOPS = Path(sys.executable).with_name("mlops")  # the console script the image's ENTRYPOINT runs
+# the image's ENTRYPOINT, with this interpreter in place of the image's `python`
+ENTRYPOINT = [sys.executable if word == "python" else word
+              for word in json.loads(next(a for i, a in dockerfile_instructions() if i == "ENTRYPOINT"))]
 READY_WITHIN_S = 30.0
 STOP_WITHIN_S = 30.0
 
@@ -48,8 +51,6 @@ def healthcheck(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[
 def test_entrypoint_becomes_ready_and_stops_on_sigterm(
     service: str, kafka_settings: KafkaSettings, redis_settings: RedisSettings, tmp_path: Path
 ) -> None:
-    if not MLOPS.exists():
-        pytest.skip(f"console script {MLOPS} not installed (pip install -e .)")
     env = deployment_env(kafka_settings, redis_settings, free_port())
     group = f"deploy-{uuid.uuid4().hex[:8]}"
     grpc_port = free_port()
@@ -72,7 +73,7 @@ def test_entrypoint_becomes_ready_and_stops_on_sigterm(
     }[service]
     log = (tmp_path / f"{service}.log").open("w+")
     proc = subprocess.Popen(
-        [str(MLOPS), "service", service], env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT
+        [*ENTRYPOINT, service], env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT
     )
     try:
         # inference is ready (and /readyz says 200) only with a model loaded: without one it must be alive, and its
@@ -99,3 +100,10 @@ def test_entrypoint_becomes_ready_and_stops_on_sigterm(
             proc.kill()
             proc.wait(timeout=10)
         log.close()
+
+
+def test_entrypoint_names_the_six_services_when_given_another() -> None:
+    for argv in ([], ["nope"]):
+        proc = subprocess.run([*ENTRYPOINT, *argv], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2
+        assert "run one of: " + ", ".join(sorted(SERVICES)) in proc.stderr, proc.stderr

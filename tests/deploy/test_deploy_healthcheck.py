@@ -13,8 +13,8 @@ import grpc
 import pytest
 from deploy_helpers import DEPLOY
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from mlops.procs import free_port
 from mlops.telemetry import start_ops_server
+from mlops_tools.procs import free_port
 
 HELPER = DEPLOY / "docker" / "healthcheck.py"
 

@@ -12,8 +12,8 @@ import re
 
 import pytest
 from deploy_helpers import GRPC_PORTS, KUSTOMIZATIONS, OPS_PORTS, Validators, load_yaml_documents
-from mlops.cli.services_cmd import SERVICES
 from mlops.topics import ALL_TOPICS
+from mlops_tools.cli.services_cmd import SERVICES
 
 pytestmark = pytest.mark.timeout(1500)  # the first run installs the validators (go install, pip download)
 
@@ -74,7 +74,7 @@ def test_every_service_is_probed_on_its_own_ports(rendered: dict[str, str], kust
     for name in SERVICES:
         deployment = kinds["Deployment"][f"mlops-{name}"]
         c = container(deployment)
-        assert c["args"] == [name], f"{name} must run `mlops service {name}`"
+        assert c["args"] == [name], f"{name} must run `python -m services {name}`"
         ports = {p["name"]: p["containerPort"] for p in c["ports"]}
         assert ports["ops"] == OPS_PORTS[name], name
         assert configmaps[f"mlops-{name}"]["data"]["MLOPS_TELEMETRY_METRICS_PORT"] == str(OPS_PORTS[name]), name

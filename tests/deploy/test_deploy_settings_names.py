@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 from deploy_helpers import COMPOSE, DEPLOY, ROOT, load_yaml, load_yaml_documents
-from mlops.cli.services_cmd import SERVICES
 from mlops.settings import KafkaSettings, RedisSettings, TelemetrySettings
+from mlops_tools.cli.services_cmd import SERVICES
 from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 

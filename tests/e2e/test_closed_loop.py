@@ -1,4 +1,4 @@
-"""End to end: the closed loop on the real stack with the six services as real processes (mlops.demo, smaller).
+"""End to end: the closed loop on the real stack with the six services as real processes (mlops_tools.demo, smaller).
 
 Drift run: SEA variant 2 → 3 (plus an x2 shift) at a known record; the monitor must detect it within a bounded
 delay, ask for exactly one retrain, the registry must promote v2, and v2 must beat v1 on the post-drift stream,
@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from mlops.demo import Demo, DemoConfig, DemoResult
-from mlops.stack import Stack
+from mlops_tools.demo import Demo, DemoConfig, DemoResult
+from mlops_tools.stack import Stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.timeout(360)]
 

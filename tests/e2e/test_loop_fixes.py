@@ -12,11 +12,11 @@ from __future__ import annotations
 import numpy as np
 from mlops.bus import Producer
 from mlops.contracts import events_pb2
-from mlops.demo import DemoConfig, DemoResult
 from mlops.offline_store import build_training_set
 from mlops.schema import FEATURE_SET
 from mlops.settings import KafkaSettings
 from mlops.topics import FEATURES_LOG, LABELS, topic_name
+from mlops_tools.demo import DemoConfig, DemoResult
 
 from services.monitor.core import DriftMonitor
 from services.monitor.domain import LabelEvent, Prediction
@@ -118,14 +118,14 @@ def test_demo_config_rejects_a_drift_point_outside_the_stream() -> None:
 def test_demo_status_is_one_line_on_a_terminal_and_periodic_lines_otherwise() -> None:
     import io
 
-    from mlops.demo import _Status
+    from mlops_tools.console import StatusLine
 
     class Tty(io.StringIO):
         def isatty(self) -> bool:
             return True
 
     tty = Tty()
-    ui = _Status(tty)
+    ui = StatusLine(tty)
     ui.status("[   1.0s] produced 10")
     ui.status("[   1.5s] produced 20")
     ui.event("[   2.0s] v1 promoted")
@@ -133,7 +133,7 @@ def test_demo_status_is_one_line_on_a_terminal_and_periodic_lines_otherwise() ->
     assert "\n" not in text.split("v1 promoted")[0]  # status lines overwrite each other (\r), no scrolling
     assert text.endswith("[   2.0s] v1 promoted\n")
     plain = io.StringIO()
-    ui = _Status(plain, every_s=60)
+    ui = StatusLine(plain, every_s=60)
     for i in range(5):
         ui.status(f"status {i}")
     ui.event("event")

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from mlops.procs import free_port
-from mlops.stack import Stack, StackError, StackSettings
+from mlops_tools.procs import free_port
+from mlops_tools.stack import Stack, StackError, StackSettings
 
 
 def _stack(tmp_path: Path, **overrides) -> Stack:
@@ -53,14 +54,16 @@ def test_cli_exits_non_zero_with_the_message(tmp_path: Path) -> None:
     env = {"PATH": str(tmp_path), "MLOPS_STACK_CACHE_DIR": str(tmp_path / "cache"),
            "MLOPS_STACK_RUN_DIR": str(tmp_path / "run"), "MLOPS_STACK_KAFKA_PORT": str(free_port()),
            "MLOPS_STACK_CONTROLLER_PORT": str(free_port()), "MLOPS_STACK_REDIS_PORT": str(free_port())}
+    if "PYTHONPATH" in os.environ:  # a checkout run without installing it
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     import shutil
 
     redis = shutil.which("redis-server")
     if redis is None:
         pytest.skip("redis-server is installed by the stack fixture; run the integration tests first")
     (tmp_path / "redis-server").symlink_to(redis)
-    proc = subprocess.run([sys.executable, "-m", "mlops.cli", "stack", "up"], env=env, capture_output=True,
-                          text=True, timeout=60)
-    subprocess.run([sys.executable, "-m", "mlops.cli", "stack", "down"], env=env, capture_output=True, timeout=60)
+    cli = [sys.executable, "-m", "mlops_tools.cli", "stack"]
+    proc = subprocess.run([*cli, "up"], env=env, capture_output=True, text=True, timeout=60)
+    subprocess.run([*cli, "down"], env=env, capture_output=True, timeout=60)
     assert proc.returncode == 1
     assert "mlops stack up: java not found" in proc.stderr

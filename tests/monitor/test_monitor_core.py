@@ -8,7 +8,7 @@ from collections import deque
 from collections.abc import Iterator
 
 import pytest
-from mlops.datagen import SEA_THRESHOLDS, StreamConfig, SyntheticRecord, generate
+from mlops_tools.datagen import SEA_THRESHOLDS, StreamConfig, SyntheticRecord, generate
 
 from services.monitor import DriftMonitor, LabelEvent, MonitorSettings, Prediction, RetrainDecision
 

@@ -6,8 +6,8 @@ import itertools
 import json
 
 import pytest
-from mlops.datagen import StreamConfig, expected_accuracy_drop, generate, measure_accuracy_drop, sea_label
 from mlops.schema import RAW_FIELDS, SCHEMA_VERSION
+from mlops_tools.datagen import StreamConfig, expected_accuracy_drop, generate, measure_accuracy_drop, sea_label
 
 
 def test_same_seed_same_records_other_seed_other_records():

@@ -11,12 +11,12 @@ import time
 import uuid
 
 from mlops.bus import Consumer, Producer, Record, StopFlag
-from mlops.cli.produce_cmd import ProduceOptions, produce
 from mlops.contracts import events_pb2, models_pb2
-from mlops.datagen import SEA_THRESHOLDS, StreamConfig, generate
 from mlops.settings import KafkaSettings
 from mlops.telemetry import setup_tracing
 from mlops.topics import LABELS, PREDICTIONS, RAW_EVENTS, RETRAIN_REQUESTED, topic_name
+from mlops_tools.cli.produce_cmd import ProduceOptions, produce
+from mlops_tools.datagen import SEA_THRESHOLDS, StreamConfig, generate
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import REGISTRY
 

@@ -3,6 +3,7 @@ ops endpoint, read their span files."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -10,12 +11,12 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from mlops.procs import free_port
 from mlops.settings import KafkaSettings, RedisSettings
-from mlops.traceview import Span, load_spans
+from mlops_tools.procs import free_port
+from mlops_tools.traceview import Span, load_spans
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -92,6 +93,24 @@ class ServiceProcess:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
+
+
+@contextlib.contextmanager
+def running(names: Iterable[str], kafka: KafkaSettings, redis: RedisSettings, tmp: Path,
+            ready_s: float | None = None) -> Iterator[dict[str, ServiceProcess]]:
+    """The named services as real processes (each awaited for `ready_s` when given), stopped on the way out
+    whatever happened."""
+    procs: dict[str, ServiceProcess] = {}
+    try:
+        for name in names:
+            procs[name] = ServiceProcess(name, kafka, redis, tmp)
+        if ready_s is not None:
+            for p in procs.values():
+                p.wait_ready(ready_s)
+        yield procs
+    finally:
+        for p in procs.values():
+            p.stop()
 
 
 def wait_for(predicate: Callable[[], object], timeout: float, interval: float = 0.2) -> object:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from mlops.settings import KafkaSettings, RedisSettings
-from obs_helpers import ServiceProcess, metric_names, wait_for
+from obs_helpers import ServiceProcess, metric_names, running, wait_for
 
 KEY_METRICS = {
     "trainer": {"mlops_trainer_trainings_total", "mlops_trainer_training_seconds", "mlops_trainer_requests_total"},
@@ -23,14 +23,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def processes(kafka_settings: KafkaSettings, redis_settings: RedisSettings,
               tmp_path: Path) -> Iterator[dict[str, ServiceProcess]]:
-    procs: dict[str, ServiceProcess] = {}
-    try:
-        for name in KEY_METRICS:
-            procs[name] = ServiceProcess(name, kafka_settings, redis_settings, tmp_path)
+    with running(KEY_METRICS, kafka_settings, redis_settings, tmp_path) as procs:
         yield procs
-    finally:
-        for p in procs.values():
-            p.stop()
 
 
 def test_each_service_serves_its_key_metrics(processes: dict[str, ServiceProcess]) -> None:

@@ -13,15 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer as KConsumer
-from confluent_kafka import TopicPartition
-from mlops.bus import Producer
+from mlops.bus import Producer, Reader, Record
 from mlops.online_store import SyncRedisOnlineStore
 from mlops.settings import KafkaSettings, RedisSettings
 from mlops.telemetry import JsonLinesSpanExporter, current_trace_ids, messaging_attributes, setup_tracing, tracer
 from mlops.topics import FEATURES_LOG, RAW_EVENTS, topic_name
-from mlops.traceview import Span, render
-from obs_helpers import ROOT, ServiceProcess, metric_names, spans_in, wait_for
+from mlops_tools.traceview import Span, render
+from obs_helpers import ROOT, ServiceProcess, metric_names, running, spans_in, wait_for
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
@@ -35,30 +33,20 @@ pytestmark = pytest.mark.slow
 def pipeline(kafka_settings: KafkaSettings, redis_settings: RedisSettings,
              tmp_path: Path) -> Iterator[dict[str, ServiceProcess]]:
     """ingest, features and monitor as real processes; terminated even when the test fails."""
-    procs: dict[str, ServiceProcess] = {}
-    try:
-        for name in ("ingest", "features", "monitor"):
-            procs[name] = ServiceProcess(name, kafka_settings, redis_settings, tmp_path)
-        for p in procs.values():
-            p.wait_ready(READY_S)
+    with running(("ingest", "features", "monitor"), kafka_settings, redis_settings, tmp_path, READY_S) as procs:
         yield procs
-    finally:
-        for p in procs.values():
-            p.stop()
 
 
-def _read_features_log(kafka: KafkaSettings, entity: str, timeout: float) -> object:
-    name = topic_name(FEATURES_LOG, kafka)
-    c = KConsumer(kafka.client_config() | {"group.id": f"obs-{uuid.uuid4().hex[:6]}", "enable.auto.commit": False})
-    c.assign([TopicPartition(name, p, 0) for p in range(kafka.default_partitions)])
+def _read_features_log(kafka: KafkaSettings, entity: str, timeout: float) -> Record | None:
+    reader = Reader(kafka, [topic_name(FEATURES_LOG, kafka)], client_id="obs-test")
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
-            for m in c.consume(100, 0.5):
-                if m.error() is None and m.key() == entity.encode():
-                    return m
+            for record in reader.consume(100, 0.5):
+                if record.key == entity.encode():
+                    return record
     finally:
-        c.close()
+        reader.close()
     return None
 
 
@@ -92,7 +80,7 @@ def test_one_trace_from_producer_to_features_log(
     # the record reaches features.log, carrying the same trace in its headers
     msg = _read_features_log(kafka_settings, entity, FLOW_S)
     assert msg is not None, f"no features.log record for {entity}:\n{pipeline['features'].log_tail()}"
-    headers = {k: v.decode() for k, v in (msg.headers() or [])}
+    headers = {k: v.decode() for k, v in msg.headers.items()}
     assert headers.get("traceparent", "").split("-")[1] == trace_id
 
     # the online view carries the traceparent of the feature update
@@ -137,8 +125,8 @@ def test_one_trace_from_producer_to_features_log(
     tree = render(spans, trace_id)
     assert "3 services" in tree and "online_store write" in tree
     out = subprocess.run(
-        [sys.executable, "-c", "import sys; from mlops.cli import main; sys.exit(main(sys.argv[1:]))", "trace",
-         trace_id[:12], *(arg for f in files for arg in ("--file", str(f)))],
+        [sys.executable, "-m", "mlops_tools.cli", "trace", trace_id[:12],
+         *(arg for f in files for arg in ("--file", str(f)))],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )
     assert out.returncode == 0, out.stderr

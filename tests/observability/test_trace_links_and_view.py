@@ -20,7 +20,7 @@ from mlops.telemetry import (
     setup_tracing,
     traceparent_of_current,
 )
-from mlops.traceview import find_trace, latest, load_spans, render, summary
+from mlops_tools.traceview import find_trace, latest, load_spans, render, summary
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider

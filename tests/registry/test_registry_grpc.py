@@ -16,8 +16,8 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from mlops.artifacts import publish_artifact
 from mlops.bus import Consumer, Producer, StopFlag
 from mlops.contracts import models_pb2
-from mlops.registry_client import RegistryCallError, RegistryClient
 from mlops.topics import MODEL_ARTIFACTS, MODEL_CANDIDATES, MODEL_PROMOTED, topic_name
+from mlops_tools.registry_client import RegistryCallError, RegistryClient
 
 from services.registry.service import build, run
 from services.registry.settings import RegistrySettings

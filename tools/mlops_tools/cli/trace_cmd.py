@@ -9,6 +9,7 @@ from pathlib import Path
 
 from mlops.settings import TelemetrySettings
 
+__all__ = ["register"]
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("trace", help="show a trace as a timed span tree (no ID: list recent traces)")
@@ -24,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _trace(args: argparse.Namespace) -> int:
-    from mlops.traceview import find_trace, latest, load_spans, render, summary
+    from mlops_tools.traceview import find_trace, latest, load_spans, render, summary
 
     files = args.file or [TelemetrySettings().file_path]
     spans = load_spans(files)

@@ -1,6 +1,6 @@
 """`mlops`: the one command line of the platform.
 
-Each command group lives in its own module under mlops.cli and exposes `register(subparsers)`; a command sets
+Each command group lives in its own module under mlops_tools.cli and exposes `register(subparsers)`; a command sets
 `func(args) -> int` on its parser. Command modules import heavy libraries (onnxruntime, sklearn, river) inside
 their functions, so `mlops stack up` stays fast.
 """
@@ -11,15 +11,18 @@ import argparse
 import importlib
 import sys
 
+__all__ = ["COMMAND_MODULES", "build_parser", "main"]
+
 # the order is the order of `mlops --help`
 COMMAND_MODULES: tuple[str, ...] = (
-    "mlops.cli.stack_cmd",  # stack up|down|status
-    "mlops.cli.services_cmd",  # up, down, status, service NAME
-    "mlops.cli.produce_cmd",  # produce (raw events, labels)
-    "mlops.cli.models_cmd",  # train, models list|show|promote|rollback|diff|card
-    "mlops.cli.demo_cmd",  # demo
-    "mlops.cli.trace_cmd",  # trace ID
-    "mlops.cli.bench_cmd",  # bench NAME
+    "mlops_tools.cli.stack_cmd",  # stack up|down|status
+    "mlops_tools.cli.services_cmd",  # up, down, status, service NAME
+    "mlops_tools.cli.produce_cmd",  # produce (raw events, labels)
+    "mlops_tools.cli.train_cmd",  # train
+    "mlops_tools.cli.models_cmd",  # models list|show|promote|rollback|diff|card
+    "mlops_tools.cli.demo_cmd",  # demo
+    "mlops_tools.cli.trace_cmd",  # trace ID
+    "mlops_tools.cli.bench_cmd",  # bench NAME
 )
 
 

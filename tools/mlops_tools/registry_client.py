@@ -8,10 +8,10 @@ from __future__ import annotations
 import os
 
 import grpc
-
 from mlops.contracts import models_pb2
 from mlops.contracts.v1 import registry_service_pb2 as api
 from mlops.contracts.v1 import registry_service_pb2_grpc as api_grpc
+from mlops.errors import MlopsError
 
 DEFAULT_ADDRESS = "127.0.0.1:8002"
 
@@ -23,7 +23,7 @@ def default_address() -> str:
     return os.environ.get("MLOPS_REGISTRY_ADDRESS", DEFAULT_ADDRESS)
 
 
-class RegistryCallError(RuntimeError):
+class RegistryCallError(MlopsError):
     def __init__(self, method: str, code: grpc.StatusCode, detail: str):
         super().__init__(f"{method}: {code.name}: {detail}")
         self.method, self.code, self.detail = method, code, detail

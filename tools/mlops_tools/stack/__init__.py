@@ -18,17 +18,20 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from mlops.errors import MlopsError
+from mlops.settings import KafkaSettings, RedisSettings, settings_config
+from mlops.topics import ensure_topics
 from pydantic import Field
 from pydantic_settings import BaseSettings
 
-from mlops.procs import ManagedProcess, port_open
-from mlops.settings import KafkaSettings, RedisSettings, settings_config
-from mlops.topics import ensure_topics
+from mlops_tools.procs import ManagedProcess, port_open
 
-log = logging.getLogger("mlops.stack")
+__all__ = ["ComponentStatus", "Stack", "StackError", "StackSettings", "go_tool"]
+
+log = logging.getLogger("mlops_tools.stack")
 
 
-class StackError(RuntimeError):
+class StackError(MlopsError):
     """The stack could not be brought up; the message says what to do."""
 
 
@@ -83,7 +86,7 @@ class Stack:
         _require("java", "Java 17+ is required to run the Kafka 4.x broker (Debian: apt-get install openjdk-17-jre)")
         _require("mvn", "Maven is required to fetch the Kafka jars (Debian: apt-get install maven)")
         self.jar_dir.mkdir(parents=True, exist_ok=True)
-        pom = resources.files("mlops.stack") / "kafka-pom.xml"
+        pom = resources.files("mlops_tools.stack") / "kafka-pom.xml"
         with resources.as_file(pom) as pom_path:
             cmd = [
                 "mvn", "-q", "-B", "-f", str(pom_path), "dependency:copy-dependencies",
@@ -139,7 +142,7 @@ class Stack:
             )
         )
         log4j = kdir / "log4j2.properties"
-        log4j.write_text((resources.files("mlops.stack") / "log4j2.properties").read_text())
+        log4j.write_text((resources.files("mlops_tools.stack") / "log4j2.properties").read_text())
         return props
 
     def _java_cmd(self, main: str, *args: str, heap: str | None = None) -> list[str]:

@@ -7,12 +7,16 @@ so `down` never kills something it did not start (even when the pid was reused).
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+__all__ = ["ManagedProcess", "free_port", "port_open", "stop_child"]
 
 
 def port_open(host: str, port: int, timeout: float = 0.3) -> bool:
@@ -23,11 +27,40 @@ def port_open(host: str, port: int, timeout: float = 0.3) -> bool:
         return False
 
 
+_handed_out: set[int] = set()
+_handed_out_lock = threading.Lock()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port the OS reports free right now (tests and benchmarks bind their servers to it)."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    """A port free on `host` right now, never one handed out before in this process, for a server that binds it a
+    little later (tests, benchmarks, the demo's services). It lies below the ephemeral range (32768+), where the
+    outgoing connections of a busy machine (Kafka clients) cannot grab it between this check and the bind."""
+    rng = random.Random()
+    for _ in range(1000):
+        port = rng.randint(20_000, 32_000)
+        with _handed_out_lock:
+            if port in _handed_out:
+                continue
+            with socket.socket() as s:
+                try:
+                    s.bind((host, port))
+                except OSError:
+                    continue
+            _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port found on {host} in 20000-32000")
+
+
+def stop_child(proc: subprocess.Popen, timeout: float = 20.0) -> int:
+    """Stop a child process this process started (a server under a benchmark): SIGTERM, wait up to `timeout`,
+    then SIGKILL. Returns its exit status."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            return proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return proc.wait(5)
 
 
 @dataclass(frozen=True)

@@ -1,17 +1,27 @@
-"""`mlops up|down|status` (the six services as background processes) and `mlops service NAME` (foreground)."""
+"""`mlops up|down|status` (the six services as background processes) and `mlops service NAME` (foreground).
+
+The service table (names and default ports) and the start/stop helpers here are also what the demo uses. Tooling
+starts services only as processes (`python -m services.NAME`), never by importing them.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
-import runpy
 import sys
 import time
+from pathlib import Path
 
-from mlops.procs import ManagedProcess
-from mlops.stack import StackSettings
+from mlops_tools.procs import ManagedProcess
+from mlops_tools.stack import StackSettings
+
+__all__ = ["GRPC_PORTS", "OPS_PORTS", "SERVICES", "register", "service_process", "start_service", "start_services",
+           "stop_services"]
 
 SERVICES = ("ingest", "features", "trainer", "registry", "inference", "monitor")
+# default ports: the ops endpoint (/metrics, /healthz, /readyz) of each service, and the two gRPC APIs
+OPS_PORTS = {"ingest": 9101, "features": 9102, "trainer": 9103, "registry": 9104, "inference": 9105, "monitor": 9106}
+GRPC_PORTS = {"inference": 8001, "registry": 8002}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,20 +37,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     svc.set_defaults(func=_service)
 
 
-def service_process(name: str, settings: StackSettings | None = None) -> ManagedProcess:
-    return ManagedProcess(f"svc-{name}", (settings or StackSettings()).run_dir.resolve())
+def service_process(name: str, run_dir: Path | None = None) -> ManagedProcess:
+    """The managed process of service `name`: pid and log under `run_dir` (default: the stack's run folder)."""
+    return ManagedProcess(f"svc-{name}", (run_dir or StackSettings().run_dir).resolve())
+
+
+def start_service(name: str, env: dict[str, str] | None = None,
+                  run_dir: Path | None = None) -> tuple[ManagedProcess, str]:
+    """Start service `name` in the background unless it runs already; returns its process and what happened."""
+    proc = service_process(name, run_dir)
+    if proc.running():
+        return proc, f"already running (pid {proc.pid()})"
+    pid = proc.start([sys.executable, "-m", f"services.{name}"], env=env)
+    return proc, f"started (pid {pid}, log {proc.log_file})"
 
 
 def start_services(names: tuple[str, ...] | list[str] = SERVICES, env: dict[str, str] | None = None) -> dict[str, str]:
-    result = {}
-    for name in names:
-        proc = service_process(name)
-        if proc.running():
-            result[name] = f"already running (pid {proc.pid()})"
-            continue
-        pid = proc.start([sys.executable, "-m", f"services.{name}"], env=env)
-        result[name] = f"started (pid {pid}, log {proc.log_file})"
-    return result
+    return {name: start_service(name, env)[1] for name in names}
 
 
 def stop_services(names: tuple[str, ...] | list[str] = SERVICES) -> dict[str, str]:
@@ -74,6 +87,6 @@ def _status(_args: argparse.Namespace) -> int:
 
 
 def _service(args: argparse.Namespace) -> int:
-    os.environ.setdefault("MLOPS_SERVICE_NAME", args.name)
-    runpy.run_module(f"services.{args.name}", run_name="__main__", alter_sys=True)
-    return 0
+    # the container's entry point, run in place of this process: signals and the exit status are the service's
+    sys.stdout.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "services", args.name])

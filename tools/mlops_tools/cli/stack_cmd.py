@@ -6,8 +6,9 @@ import argparse
 import sys
 import time
 
-from mlops.stack import Stack, StackError
+from mlops_tools.stack import Stack, StackError
 
+__all__ = ["register"]
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("stack", help="local Kafka (KRaft) + Redis + topics")

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+__all__ = ["Span", "find_trace", "latest", "load_spans", "matching", "parse_span", "render", "summary", "traces"]
+
 
 @dataclass
 class Span:

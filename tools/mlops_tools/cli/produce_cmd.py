@@ -1,18 +1,24 @@
-"""`mlops produce`: stream the synthetic SEA data set (mlops.datagen) into raw.events, and its labels into `labels`
-after a delay — the way an external producer and a delayed ground-truth source would."""
+"""`mlops produce`: stream the synthetic SEA data set (mlops_tools.datagen) into raw.events, and its labels into
+`labels` after a delay — the way an external producer and a delayed ground-truth source would."""
 
 from __future__ import annotations
 
 import argparse
 import heapq
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
-    from mlops.datagen import StreamConfig
+    from mlops.bus import Bus
     from mlops.settings import KafkaSettings
+
+    from mlops_tools.datagen import StreamConfig, SyntheticRecord
+
+__all__ = ["ProduceOptions", "produce", "register"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,28 +54,41 @@ def produce(
     kafka_settings: KafkaSettings | None = None,
     options: ProduceOptions | None = None,
     out: TextIO | None = None,
+    *,
+    bus: Bus | None = None,
+    on_record: Callable[[SyntheticRecord], None] | None = None,
+    counts: dict[str, int] | None = None,
+    stop: threading.Event | None = None,
 ) -> dict[str, int]:
     """Produce the stream described by `stream_config` to raw.events (one producer span per event, so each record
     carries `traceparent`) and its labels to `labels` `label_delay_ms` later (wall clock), paced at `rate`/s.
-    Returns {"events": n, "labels": m}. This is what `mlops produce` and the demo call."""
-    from opentelemetry.trace import SpanKind
+    Returns {"events": n, "labels": m}. This is what `mlops produce` and the demo call.
 
-    from mlops import datagen
-    from mlops.bus import Producer
+    `bus`, when given, is used instead of `kafka_settings` (the demo's, or an in-process one); `on_record(record)`
+    runs after each event is sent; `counts` (a dict the caller may read meanwhile) is counted into as records go
+    out; `stop`, once set, ends the stream at once (without waiting for pending labels)."""
+    from mlops.bus import KafkaBus
     from mlops.contracts import events_pb2
     from mlops.settings import KafkaSettings
     from mlops.telemetry import messaging_attributes, setup_tracing, tracer
-    from mlops.topics import LABELS, RAW_EVENTS, topic_name
+    from mlops.topics import LABELS, RAW_EVENTS
+    from opentelemetry.trace import SpanKind
+
+    from mlops_tools import datagen
 
     opts = options or ProduceOptions()
-    ks = kafka_settings or KafkaSettings()
+    bus = bus or KafkaBus(kafka_settings or KafkaSettings())
     setup_tracing("mlops-produce")  # an SDK provider, so the producer span has ids to put in traceparent
     tr = tracer("mlops.produce")
-    raw_topic, label_topic = topic_name(RAW_EVENTS, ks), topic_name(LABELS, ks)
-    producer = Producer(ks, client_id="mlops-produce")
+    raw_topic, label_topic = bus.topic(RAW_EVENTS), bus.topic(LABELS)
+    producer = bus.producer(client_id="mlops-produce")
     pending: list[tuple[float, int, object, str]] = []  # (due monotonic time, index, Label, key)
-    counts = {"events": 0, "labels": 0}
+    counts = {"events": 0, "labels": 0} if counts is None else counts
+    counts.update(events=0, labels=0)
     started = time.monotonic()
+
+    def stopped() -> bool:
+        return stop is not None and stop.is_set()
 
     def send_due_labels(now: float) -> None:
         while pending and pending[0][0] <= now:
@@ -78,6 +97,8 @@ def produce(
             counts["labels"] += 1
 
     for rec in datagen.generate(stream_config):
+        if stopped():
+            return counts
         if opts.rate > 0:
             wait = started + rec.index / opts.rate - time.monotonic()
             if wait > 0:
@@ -99,6 +120,8 @@ def produce(
             producer.send(raw_topic, value, key=rec.entity_id,  # type: ignore[arg-type]
                           headers=None if opts.fmt == "protobuf" else {"content-type": "application/json"})
         counts["events"] += 1
+        if on_record is not None:
+            on_record(rec)
         if opts.labels:
             label = events_pb2.Label(
                 entity_id=rec.entity_id, event_time_ms=rec.event_time_ms, label=float(rec.label),
@@ -110,6 +133,8 @@ def produce(
         if out is not None and rec.index and rec.index % 10_000 == 0:
             print(f"produced {rec.index} events, {counts['labels']} labels", file=out)
     while pending:  # the last labels come after their delay, as they would
+        if stopped():
+            return counts
         time.sleep(max(0.0, min(0.2, pending[0][0] - time.monotonic())))
         send_due_labels(time.monotonic())
     producer.flush()
@@ -117,7 +142,7 @@ def produce(
 
 
 def _produce(args: argparse.Namespace) -> int:
-    from mlops.datagen import StreamConfig
+    from mlops_tools.datagen import StreamConfig
 
     rate = args.rate
     try:

@@ -1,5 +1,5 @@
 """`mlops demo`: the closed loop live — stream with a known drift point → detection → retrain → gate → hot swap —
-with a timeline and a closing summary (mlops.demo does the work; this module only parses and prints)."""
+with a timeline and a closing summary (mlops_tools.demo does the work; this module only parses and prints)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import argparse
 import signal
 import sys
 
+__all__ = ["register"]
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the closed-loop drift → retrain → promote demo on the local stack")
@@ -22,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from mlops.demo import Demo, DemoConfig
+    from mlops_tools.demo import Demo, DemoConfig
 
     drift_at = args.records // 2 if args.drift_at is None else (None if args.drift_at < 0 else args.drift_at)
     try:

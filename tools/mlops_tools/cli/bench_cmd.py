@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+__all__ = ["register"]
+
 LOADTESTS = Path(__file__).resolve().parents[3] / "loadtests"
 
 

@@ -1,0 +1,69 @@
+"""The demo's traffic and watcher without a broker: the stream goes out through `mlops produce`'s code onto an
+in-process bus, and the outcome topics become the timeline and the figures of the summary."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+
+from mlops.bus import MemoryBus
+from mlops.contracts import models_pb2
+from mlops.topics import EVENTS_DLQ, LABELS, MODEL_PROMOTED, PREDICTIONS, RAW_EVENTS, RETRAIN_REQUESTED
+from mlops_tools.demo import DemoConfig, DemoResult
+from mlops_tools.demo.loop import Traffic
+from mlops_tools.demo.timeline import Timeline
+from mlops_tools.demo.watch import watch
+
+
+def _traffic(bus: MemoryBus, out: io.StringIO) -> Traffic:
+    cfg = DemoConfig(records=40, rate=10_000, drift_at=20, bootstrap_rows=5, entities=5, label_delay_ms=0)
+    result = DemoResult("demo-test", cfg.drift_at)
+    timeline = Timeline(result, out)
+    timeline.start_clock()
+    return Traffic(cfg, bus, 0, result, timeline)
+
+
+def test_the_stream_goes_out_with_its_labels_and_marks_the_drift() -> None:
+    bus, out = MemoryBus(), io.StringIO()
+    traffic = _traffic(bus, out)
+    traffic.stream()
+    assert (traffic.produced, traffic.labels) == (40, 40)
+    assert len(bus.records(bus.topic(RAW_EVENTS))) == 40 and len(bus.records(bus.topic(LABELS))) == 40
+    assert len(traffic.truth) == 40 and len(traffic.entities) == 5
+    assert traffic.result.drift_t_s is not None
+    assert "DRIFT injected at record 20" in out.getvalue() and "stream done: 40 records, 40 labels" in out.getvalue()
+
+
+def test_a_stopped_stream_ends_at_once() -> None:
+    traffic = _traffic(MemoryBus(), io.StringIO())
+    traffic.stop.set()
+    traffic.stream()
+    assert traffic.produced == 0
+
+
+def test_the_watcher_turns_outcomes_into_the_timeline_and_figures() -> None:
+    bus, out = MemoryBus(), io.StringIO()
+    traffic = _traffic(bus, out)
+    traffic.stream()
+    r = traffic.result
+    (entity, as_of), (_, label, drifted) = next((k, v) for k, v in traffic.truth.items() if v[2])
+    producer = bus.producer(client_id="test")
+    producer.send(bus.topic(PREDICTIONS), models_pb2.PredictionRecord(
+        entity_id=entity, features_as_of_ms=as_of, model_version="1", predicted_label=float(label), trace_id="t1"))
+    producer.send(bus.topic(RETRAIN_REQUESTED), models_pb2.RetrainRequest(
+        model_name="sea", requested_by="monitor", reason="error rate rose"), key="sea")
+    producer.send(bus.topic(MODEL_PROMOTED), models_pb2.ModelPromoted(model_name="sea", version="2"), key="sea")
+    producer.send(bus.topic(EVENTS_DLQ), b"not an event")
+    producer.flush()
+    watcher = threading.Thread(target=watch, args=(traffic,), daemon=True)
+    watcher.start()
+    deadline = time.monotonic() + 10
+    while not (r.promoted and r.dlq and r.accuracy) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    traffic.stop.set()
+    watcher.join(5)
+    assert r.accuracy == {("1", drifted): [1, 1]} and r.example_trace_id == "t1"
+    assert r.monitor_requests == 1 and r.detections and r.detections[0][2] == "error rate rose"
+    assert [v for _, v in r.promoted] == ["2"] and r.dlq == 1
+    assert "DRIFT DETECTED by the monitor" in out.getvalue() and "v2 promoted (previous v-)" in out.getvalue()

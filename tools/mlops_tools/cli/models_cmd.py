@@ -1,0 +1,125 @@
+"""`mlops models list|show|promote|rollback|diff|card`: the registry's gRPC API (MLOPS_REGISTRY_ADDRESS or
+--registry, default 127.0.0.1:8002)."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+import time
+from typing import Any
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    m = sub.add_parser("models", help="the model registry: list, show, promote, rollback, diff, card")
+    m.add_argument("--registry", default=None, help="registry gRPC address (default $MLOPS_REGISTRY_ADDRESS "
+                                                    "or 127.0.0.1:8002)")
+    msub = m.add_subparsers(dest="action", required=True)
+    msub.add_parser("list", help="every model with its champion").set_defaults(func=_list)
+    p = msub.add_parser("show", help="versions, gate decisions and audit trail of a model")
+    p.add_argument("name")
+    p.add_argument("--version", default="", help="only this version")
+    p.set_defaults(func=_show)
+    p = msub.add_parser("promote", help="make a version the champion")
+    p.add_argument("name")
+    p.add_argument("version")
+    p.add_argument("--reason", default="manual promotion")
+    p.add_argument("--actor", default=None, help="who (default: your user name)")
+    p.set_defaults(func=_promote)
+    p = msub.add_parser("rollback", help="go back to the previous champion")
+    p.add_argument("name")
+    p.add_argument("--reason", default="manual rollback")
+    p.add_argument("--actor", default=None, help="who (default: your user name)")
+    p.set_defaults(func=_rollback)
+    p = msub.add_parser("diff", help="what differs between two versions")
+    p.add_argument("name")
+    p.add_argument("a")
+    p.add_argument("b")
+    p.set_defaults(func=_diff)
+    p = msub.add_parser("card", help="the Markdown model card of a version (default: the champion)")
+    p.add_argument("name")
+    p.add_argument("--version", default="")
+    p.set_defaults(func=_card)
+
+
+# --- mlops models ... -------------------------------------------------------------------------------------------
+
+
+def _client(args: argparse.Namespace) -> Any:
+    from mlops_tools.registry_client import RegistryClient
+
+    return RegistryClient(args.registry)
+
+
+def _run(args: argparse.Namespace, fn: Any) -> int:
+    from mlops_tools.registry_client import RegistryCallError
+
+    try:
+        with _client(args) as client:
+            fn(client)
+        return 0
+    except RegistryCallError as exc:
+        print(f"mlops models {args.action}: {exc.code.name}: {exc.detail}", file=sys.stderr)
+        return 1
+
+
+def _metrics(m: Any) -> str:
+    return " ".join(f"{k}={v:.4f}" for k, v in sorted(m.items()) if k in ("auc", "accuracy", "logloss"))
+
+
+def _list(args: argparse.Namespace) -> int:
+    def show(client: Any) -> None:
+        models = client.list_models().models
+        if not models:
+            print("no models registered")
+        print(f"{'MODEL':<20} {'CHAMPION':>8} {'LATEST':>6} {'VERSIONS':>8}  SHA256")
+        for m in models:
+            print(f"{m.name:<20} {m.champion_version or '-':>8} {m.latest_version:>6} {m.version_count:>8}  "
+                  f"{m.champion_sha256[:16] or '-'}")
+
+    return _run(args, show)
+
+
+def _show(args: argparse.Namespace) -> int:
+    def show(client: Any) -> None:
+        r = client.get_model(args.name, args.version)
+        print(f"model {r.name}: champion v{r.champion_version or '-'}")
+        print(f"{'VER':>4} {'STATUS':<12} {'DECISION':<9} {'ROWS':>7}  {'SHA256':<16}  GATE METRICS / REASON")
+        for v in r.versions:
+            print(f"{v.version:>4} {v.status:<12} {v.gate_decision:<9} {v.lineage.row_count:>7}  "
+                  f"{v.artifact_sha256[:16]}  {_metrics(v.gate_metrics)}\n{'':>54}{v.gate_reason}")
+        print("audit:")
+        for a in r.audit:
+            if not args.version or a.version == args.version:
+                ts = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(a.at_ms / 1000))
+                print(f"  #{a.sequence:<4} {ts}Z v{a.version:<4} {a.action:<9} by {a.actor}: {a.why}")
+
+    return _run(args, show)
+
+
+def _promote(args: argparse.Namespace) -> int:
+    def do(client: Any) -> None:
+        r = client.promote(args.name, args.version, args.actor or getpass.getuser(), args.reason)
+        print(f"promoted {r.promoted.model_name} v{r.promoted.version} "
+              f"(previous v{r.promoted.previous_version or '-'}), audit #{r.sequence}")
+
+    return _run(args, do)
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    def do(client: Any) -> None:
+        r = client.rollback(args.name, args.actor or getpass.getuser(), args.reason)
+        print(f"rolled back {r.promoted.model_name} to v{r.promoted.version} "
+              f"(from v{r.promoted.previous_version}), audit #{r.sequence}")
+
+    return _run(args, do)
+
+
+def _diff(args: argparse.Namespace) -> int:
+    return _run(args, lambda client: print(client.diff(args.name, args.a, args.b).text))
+
+
+def _card(args: argparse.Namespace) -> int:
+    return _run(args, lambda client: print(client.model_card(args.name, args.version).markdown, end=""))

@@ -1,0 +1,42 @@
+"""What one demo run does: stream size and pace, the drift point, the services' settings for the loop, timeouts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["MODEL", "DemoConfig"]
+
+MODEL = "sea"
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    records: int = 12_000
+    rate: float = 100.0  # records per second into raw.events
+    drift_at: int | None = 6_000  # index of the first record of the new concept; None: a no-drift control run
+    seed: int = 42
+    entities: int = 100
+    label_delay_ms: int = 1_000
+    predict_rate: float = 50.0  # gRPC requests per second once v1 serves
+    event_interval_ms: float = 100.0  # event time between two records (the wall clock does 1000 / rate)
+    bootstrap_rows: int = 600  # labels sent before v1 is requested
+    train_window_rows: int = 600  # MLOPS_TRAINER_MAX_ROWS: the trainer's sliding window (0: every row)
+    train_max_iter: int = 50  # MLOPS_TRAINER_MAX_ITER
+    monitor_window: int = 500  # MLOPS_MONITOR_WINDOW_SIZE (predictions per reference / current window)
+    monitor_min_records: int = 1_000  # MLOPS_MONITOR_MIN_RECORDS (predictions of a version before a retrain)
+    default_ports: bool = True  # the conventional ports when free (else free ones); False: always free ones
+    process_dir: Path | None = None  # None: pids/logs in the stack's run folder like `mlops up`; else there
+    run_dir: Path | None = None  # traces and the faust data of this run (default .run/demo-<ts>)
+    ready_timeout_s: float = 120.0
+    v1_timeout_s: float = 120.0
+    v2_wait_s: float = 30.0  # after the stream ends, how long to wait for a pending v2
+    extra_env: dict[str, str] = field(default_factory=dict)  # more MLOPS_* settings for every service
+
+    def __post_init__(self) -> None:
+        if self.records < 1 or self.rate <= 0 or self.predict_rate <= 0:
+            raise ValueError("records, rate and predict_rate must be positive")
+        if self.drift_at is not None and not 0 < self.drift_at < self.records:
+            raise ValueError(f"drift_at must lie in (0, {self.records}), got {self.drift_at}")
+        if self.bootstrap_rows >= (self.drift_at if self.drift_at is not None else self.records):
+            raise ValueError("bootstrap_rows must come before the drift point (and the end of the stream)")

@@ -1,0 +1,234 @@
+"""The closed-loop demo as a plain API: drift → detection → retrain → gate → hot swap, on the real stack.
+
+`Demo(config).run()` does what `mlops demo` shows, at any scale (the end-to-end test runs it smaller):
+
+1. `Stack().up()` (Kafka + Redis, idempotent); a fresh topic prefix and Redis key prefix for this run (its topics
+   created first), so runs never see each other's records; the six services started as background processes with
+   that prefix, their own consumer groups, file-exported traces and default (or free) ports; each awaited (/readyz).
+2. The synthetic SEA stream (mlops_tools.datagen) with a KNOWN drift point is produced to raw.events at `rate`/s,
+   its labels to `labels` `label_delay_ms` later. Event time advances `event_interval_ms` per record (faster than
+   the wall clock by default, so the 30 s / 60 s feature windows fill in seconds and the monitor's reference
+   windows span several of them).
+3. Model v1 is bootstrapped by a RetrainRequest once `bootstrap_rows` labels exist; once it is promoted and served
+   (gRPC ModelReady), a thread sends OIP ModelInfer requests by entity id at `predict_rate`/s, counting failures.
+4. A watcher reads the run's outcome topics and builds the timeline: drift detected, retrain, gate decision, v2
+   promoted, v2 serving (demo.watch).
+
+The result is a `DemoResult` (figures + timeline) whose `table()` is the demo's closing summary. Ctrl-C (or any
+exception) leaves `run()` with a partial result; `close()` stops what `start()` started.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import TextIO
+
+from mlops_tools.cli.services_cmd import GRPC_PORTS, OPS_PORTS, SERVICES, service_process, start_service, stop_services
+from mlops_tools.demo.config import DemoConfig
+from mlops_tools.demo.loop import Traffic
+from mlops_tools.demo.summary import DemoResult
+from mlops_tools.demo.timeline import Timeline
+from mlops_tools.demo.watch import watch
+from mlops_tools.procs import ManagedProcess, free_port, port_open
+
+__all__ = ["Demo"]
+
+
+def _port(default: int, prefer_default: bool) -> int:
+    return default if prefer_default and not port_open("127.0.0.1", default) else free_port("0.0.0.0")
+
+
+def _http_ok(url: str, timeout: float = 1.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (loopback)
+            return bool(resp.status == 200)
+    except Exception:
+        return False
+
+
+class Demo:
+    def __init__(self, config: DemoConfig | None = None, out: TextIO | None = None):
+        self.cfg = config or DemoConfig()
+        self.tag = f"demo-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
+        self.result = DemoResult(self.tag, self.cfg.drift_at)
+        self.timeline = Timeline(self.result, out or sys.stdout)
+        self.traffic: Traffic | None = None  # set by start()
+        self.ports: dict[str, int] = {}
+        self.run_dir = (self.cfg.run_dir or Path(".run") / self.tag).resolve()
+        self._stop = threading.Event()
+        self._started_procs: list[tuple[str, ManagedProcess]] = []
+        self._stack_started: list[str] = []
+        self._threads: list[threading.Thread] = []
+
+    # --- start: stack, topics, services --------------------------------------------------------------------------
+    def start(self) -> None:
+        from mlops.bus import KafkaBus
+        from mlops.settings import RedisSettings, TelemetrySettings
+        from mlops.telemetry import setup_tracing
+        from mlops.topics import ensure_topics
+
+        from mlops_tools.stack import Stack
+
+        cfg, say = self.cfg, self.timeline.say
+        say(f"mlops demo {self.tag}: starting Kafka + Redis (idempotent)...")
+        stack = Stack()
+        states = stack.up()
+        self._stack_started = [k for k in ("kafka", "redis") if states.get(k) == "started"]
+        self._stack = stack
+        say("  " + ", ".join(f"{k}: {v}" for k, v in states.items()))
+        kafka = stack.kafka_settings().model_copy(update={"topic_prefix": f"{self.tag}."})
+        redis = RedisSettings(url=stack.redis_settings().url, key_prefix=self.tag)
+        ensure_topics(kafka)
+        say(f"  topics created under prefix {kafka.topic_prefix!r}; Redis key prefix {self.tag!r}")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        traces = self.run_dir / "traces.jsonl"
+        self.result.traces_file = str(traces)
+
+        if cfg.process_dir is None:
+            running = [n for n in SERVICES if service_process(n).running()]
+            if running:
+                say(f"  stopping services started by `mlops up` first: {', '.join(running)}")
+                stop_services(running)
+
+        self.ports = {f"ops-{n}": _port(p, cfg.default_ports) for n, p in OPS_PORTS.items()}
+        self.ports |= {n: _port(p, cfg.default_ports) for n, p in GRPC_PORTS.items()}
+        self.traffic = Traffic(cfg, KafkaBus(kafka), self.ports["inference"], self.result, self.timeline, self._stop)
+        common = {
+            "MLOPS_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+            "MLOPS_KAFKA_TOPIC_PREFIX": kafka.topic_prefix,
+            "MLOPS_REDIS_URL": redis.url,
+            "MLOPS_REDIS_KEY_PREFIX": redis.key_prefix,
+            "MLOPS_TELEMETRY_EXPORTER": "file",
+            "MLOPS_TELEMETRY_FILE_PATH": str(traces),
+        }
+        per = {
+            "ingest": {"MLOPS_INGEST_GROUP_ID": f"{self.tag}-ingest"},
+            "features": {"MLOPS_FEATURES_APP_ID": f"{kafka.topic_prefix}features",
+                         "MLOPS_FEATURES_DATA_DIR": str(self.run_dir / "features")},
+            "trainer": {"MLOPS_TRAINER_GROUP_ID": f"{self.tag}-trainer",
+                        "MLOPS_TRAINER_MAX_ROWS": str(cfg.train_window_rows),
+                        "MLOPS_TRAINER_MAX_ITER": str(cfg.train_max_iter),
+                        "MLOPS_TRAINER_LABELS_WITHIN_FEATURES": "true"},
+            "registry": {"MLOPS_REGISTRY_GROUP_ID": f"{self.tag}-registry", "MLOPS_REGISTRY_GRPC_HOST": "127.0.0.1",
+                         "MLOPS_REGISTRY_GRPC_PORT": str(self.ports["registry"])},
+            "inference": {"MLOPS_INFERENCE_HOST": "127.0.0.1", "MLOPS_INFERENCE_PORT": str(self.ports["inference"])},
+            "monitor": {"MLOPS_MONITOR_GROUP_ID": f"{self.tag}-monitor",
+                        "MLOPS_MONITOR_WINDOW_SIZE": str(cfg.monitor_window),
+                        "MLOPS_MONITOR_MIN_RECORDS": str(cfg.monitor_min_records)},
+        }
+        say("starting the six services:")
+        for name in SERVICES:
+            env = common | per[name] | {"MLOPS_TELEMETRY_METRICS_PORT": str(self.ports[f"ops-{name}"])} \
+                | cfg.extra_env
+            proc, state = start_service(name, env, cfg.process_dir)
+            self._started_procs.append((name, proc))
+            grpc = f", gRPC {self.ports[name]}" if name in GRPC_PORTS else ""
+            say(f"  {name:10} {state} (ops {self.ports[f'ops-{name}']}{grpc})")
+        # the demo's own spans (one producer span per raw event) go to the same file
+        setup_tracing("mlops-demo", TelemetrySettings(exporter="file", file_path=traces))
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.cfg.ready_timeout_s
+        waiting = list(SERVICES)
+        t0 = time.monotonic()
+        while waiting:
+            for name in list(waiting):
+                proc = dict(self._started_procs)[name]
+                if proc.exited_early():
+                    raise RuntimeError(f"{name} exited at start; last log lines:\n{proc.log_tail()}")
+                # inference is ready only with a model: until v1, it is enough that it answers
+                path = "healthz" if name == "inference" else "readyz"
+                if _http_ok(f"http://127.0.0.1:{self.ports[f'ops-{name}']}/{path}"):
+                    waiting.remove(name)
+                    self.timeline.say(f"  {name:10} ready after {time.monotonic() - t0:.1f}s")
+            if not waiting:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"services not ready after {self.cfg.ready_timeout_s:.0f}s: {waiting}")
+            self.timeline.status(f"waiting for {', '.join(waiting)} ({time.monotonic() - t0:.0f}s)")
+            time.sleep(0.5)
+        self.timeline.clear()
+
+    # --- run ------------------------------------------------------------------------------------------------------
+    def run(self) -> DemoResult:
+        """Start (if not yet), stream, drive and watch; returns the result (partial after Ctrl-C or a failure)."""
+        started = time.monotonic()
+        try:
+            if self.traffic is None:
+                self.start()
+            self._loop()
+        except KeyboardInterrupt:
+            self.result.interrupted = True
+            self.timeline.say("interrupted: stopping (partial summary follows)")
+        except Exception as exc:
+            self.result.error = f"{type(exc).__name__}: {exc}"
+            self.timeline.say(f"demo failed: {self.result.error}")
+        finally:
+            self._stop.set()
+            for t in self._threads:
+                t.join(10)
+            self.timeline.clear()
+            self.result.elapsed_s = time.monotonic() - started
+            if self.traffic is not None:
+                self.result.records_produced, self.result.labels_sent = self.traffic.produced, self.traffic.labels
+                self.result.requests = len(self.traffic.request_times) + self.result.failed_requests
+        return self.result
+
+    def _loop(self) -> None:
+        cfg, traffic = self.cfg, self.traffic
+        assert traffic is not None
+        self.timeline.say(
+            f"streaming {cfg.records} SEA records at {cfg.rate:g}/s"
+            + (f", concept drift (SEA variant 2 → 3, x2 shifted) at record {cfg.drift_at}"
+               f" (~{cfg.drift_at / cfg.rate:.0f}s)" if cfg.drift_at is not None else ", no drift (control)")
+            + f"; labels {cfg.label_delay_ms} ms late")
+        self.timeline.start_clock()
+        watcher = threading.Thread(target=watch, args=(traffic,), name="demo-watch", daemon=True)
+        stream = threading.Thread(target=traffic.stream, name="demo-produce", daemon=True)
+        self._threads += [watcher, stream]
+        watcher.start()
+        stream.start()
+        traffic.bootstrap_v1(stream)
+        predictor = threading.Thread(target=traffic.predict, name="demo-predict", daemon=True)
+        self._threads.append(predictor)
+        predictor.start()
+        while stream.is_alive():
+            traffic.show_status()
+            stream.join(0.5)
+        if cfg.drift_at is not None:  # the stream is over; give a pending v2 a little time
+            deadline = time.monotonic() + cfg.v2_wait_s
+            while self.result.loop_time_s is None and time.monotonic() < deadline and not self._stop.is_set():
+                if not self._pending_after_drift():
+                    break
+                traffic.show_status()
+                time.sleep(0.5)
+        time.sleep(min(3.0, cfg.label_delay_ms / 1000 + 1))  # the last predictions reach the watcher
+        self._stop.set()
+
+    def _pending_after_drift(self) -> bool:
+        """A retrain was requested after the drift and its outcome is still due (or v2 not served yet)."""
+        r = self.result
+        if not r.detections:
+            return False
+        if r.v2 is not None:
+            return r.v2 not in r.serving
+        return not any(d == "rejected" for _, d, _ in r.gate) and not r.training_failures
+
+    # --- stop -----------------------------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop every service this demo started (and the stack components it started)."""
+        self._stop.set()
+        for t in self._threads:
+            t.join(5)
+        for _name, proc in reversed(self._started_procs):
+            proc.stop(timeout=15)
+        self._started_procs.clear()
+        for name in self._stack_started:
+            getattr(self._stack, name).stop()
+        self._stack_started = []
