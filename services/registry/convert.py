@@ -6,7 +6,7 @@ import numpy as np
 from mlops.contracts import common_pb2, models_pb2
 from mlops.contracts.v1 import registry_service_pb2 as api
 
-from services.registry.domain import (
+from services.registry.core import (
     AuditEntry,
     CandidateInfo,
     Event,

@@ -29,9 +29,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client import REGISTRY
 
-from services.registry import eventlog
-from services.registry.domain import Promotion
-from services.registry.service import handle_candidate
+from services.registry.core import Promotion
+from services.registry.edge import eventlog, handle_candidate
 from services.trainer.service import _decode_asks
 
 EVIDENCE_TRACE, EVIDENCE_SPAN = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"

@@ -9,11 +9,18 @@ import uuid
 import numpy as np
 import pytest
 
-from services.registry import gate
-from services.registry.cards import model_card
 from services.registry.convert import candidate_out, event_in, event_key, event_out
-from services.registry.core import Registry
-from services.registry.domain import CandidateInfo, Holdout, LineageInfo, Range, RegistryState
+from services.registry.core import (
+    CandidateInfo,
+    GatePolicy,
+    Holdout,
+    LineageInfo,
+    Range,
+    Registry,
+    RegistryState,
+    decide,
+    model_card,
+)
 from services.registry.errors import (
     ArtifactRejected,
     DuplicateCandidate,
@@ -78,7 +85,7 @@ class World:
         self.log.extend((event_key(e), event_out(e)) for e in events)
 
     def make(self, state: RegistryState) -> Registry:
-        return Registry(state, self.fetch, self.persist, self.promoted.append, gate.GatePolicy("auc", 0.0, 0.6))
+        return Registry(state, self.fetch, self.persist, self.promoted.append, GatePolicy("auc", 0.0, 0.6))
 
     def replay(self, compact: bool = False) -> Registry:
         records = self.log
@@ -208,11 +215,11 @@ def test_model_card_and_diff(models) -> None:
 
 
 def test_gate_margin_and_lower_is_better_metrics() -> None:
-    p = gate.GatePolicy("auc", 0.05, 0.6)
-    assert not gate.decide(p, {"auc": 0.93}, {"auc": 0.9}, "1").promote
-    assert gate.decide(p, {"auc": 0.96}, {"auc": 0.9}, "1").promote
-    ll = gate.GatePolicy("logloss", 0.0, 0.5)
-    assert gate.decide(ll, {"logloss": 0.2}, {"logloss": 0.3}, "1").promote
-    assert not gate.decide(ll, {"logloss": 0.6}, None).promote
+    p = GatePolicy("auc", 0.05, 0.6)
+    assert not decide(p, {"auc": 0.93}, {"auc": 0.9}, "1").promote
+    assert decide(p, {"auc": 0.96}, {"auc": 0.9}, "1").promote
+    ll = GatePolicy("logloss", 0.0, 0.5)
+    assert decide(ll, {"logloss": 0.2}, {"logloss": 0.3}, "1").promote
+    assert not decide(ll, {"logloss": 0.6}, None).promote
     with pytest.raises(ValueError):
-        gate.GatePolicy("f1")
+        GatePolicy("f1")

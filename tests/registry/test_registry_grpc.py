@@ -19,7 +19,7 @@ from mlops.contracts import models_pb2
 from mlops.registry_client import RegistryCallError, RegistryClient
 from mlops.topics import MODEL_ARTIFACTS, MODEL_CANDIDATES, MODEL_PROMOTED, topic_name
 
-from services.registry.service import build, run
+from services.registry.edge import build, run
 from services.registry.settings import RegistrySettings
 
 NAMES = ("x0_last", "x1_last", "x2_last", "x0_mean_60s", "x1_mean_60s", "events_30s")

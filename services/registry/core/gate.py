@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from services.registry.domain import Holdout
+from services.registry.core.state import Holdout
 
 LOWER_IS_BETTER = frozenset({"logloss"})
 METRICS = ("auc", "accuracy", "logloss")

@@ -12,12 +12,13 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from services.registry import gate
-from services.registry.cards import diff, model_card
-from services.registry.domain import (
+from services.registry.core import gate
+from services.registry.core.cards import diff, model_card
+from services.registry.core.state import (
     CHAMPION,
     REJECTED,
     RETIRED,
@@ -31,13 +32,14 @@ from services.registry.domain import (
     VersionState,
 )
 from services.registry.errors import (
+    AlreadyChampion,
     ArtifactRejected,
     DuplicateCandidate,
     InvalidCandidate,
     InvalidRequest,
     ModelNotFound,
+    NoChampion,
     NothingToRollBack,
-    NotPromotable,
     VersionNotFound,
 )
 
@@ -53,17 +55,19 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+@dataclass(eq=False)
 class Registry:
-    def __init__(self, state: RegistryState, fetch: FetchArtifact, persist: Persist, announce: Announce,
-                 policy: gate.GatePolicy, actor: str = "registry", clock: Callable[[], int] = _now_ms):
-        self.state = state
-        self.fetch = fetch
-        self.persist = persist
-        self.announce = announce
-        self.policy = policy
-        self.actor = actor
-        self.clock = clock
-        self._lock = threading.RLock()
+    """Commands and queries over `state`. `persist` returns once the events are durable, `fetch` gives verified
+    artifact bytes, `announce` tells the world of a new champion."""
+
+    state: RegistryState
+    fetch: FetchArtifact
+    persist: Persist
+    announce: Announce
+    policy: gate.GatePolicy
+    actor: str = "registry"
+    clock: Callable[[], int] = _now_ms
+    _lock: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False)
 
     # --- commands ----------------------------------------------------------------------------------------------
 
@@ -121,7 +125,7 @@ class Registry:
         with self._lock:
             target = self.get(name, version)
             if target.status == CHAMPION:
-                raise NotPromotable(f"{name!r} v{version} is already the champion")
+                raise AlreadyChampion(name, version)
             champ = self.state.champion(name)
             seq, now = self.state.next_sequence(name), self.clock()
             why = reason or "manual promotion"
@@ -175,7 +179,7 @@ class Registry:
                 if champ is None:
                     if name not in self.state.versions:
                         raise ModelNotFound(name)
-                    raise NotPromotable(f"model {name!r} has no champion; name a version")
+                    raise NoChampion(name)
                 version = champ.version
             v = self.get(name, version)
             return model_card(v, self.state.champion(name), self.state.audit_of(name))
@@ -213,5 +217,5 @@ class Registry:
 
 def require(value: str, what: str) -> str:
     if not value:
-        raise InvalidRequest(f"{what} is required")
+        raise InvalidRequest(what)
     return value

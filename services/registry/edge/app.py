@@ -11,20 +11,18 @@ from mlops.contracts import ContractError, models_pb2
 from mlops.settings import KafkaSettings
 from mlops.telemetry import extract_context, link_to_ids, messaging_attributes, tracer
 from mlops.topics import MODEL_CANDIDATES, topic_name
-from prometheus_client import Counter
 
-from services.registry import errors, gate
+from services.registry import errors
 from services.registry.convert import candidate_in
-from services.registry.core import Registry
-from services.registry.domain import CHAMPION, Promotion
-from services.registry.eventlog import EventLog, artifact_fetcher, replay
-from services.registry.grpc_api import start_grpc_server
+from services.registry.core import CHAMPION, GatePolicy, Promotion, Registry
+from services.registry.edge.eventlog import EventLog, artifact_fetcher, replay
+from services.registry.edge.grpc_api import start_grpc_server
+from services.registry.metrics import CANDIDATES
 from services.registry.settings import RegistrySettings
 
 log = logging.getLogger("mlops.registry")
 _tracer = tracer("mlops.registry")
 
-CANDIDATES = Counter("mlops_registry_candidates_total", "Candidates consumed, by outcome", ["outcome"])
 
 
 @dataclass
@@ -44,7 +42,7 @@ def build(settings: RegistrySettings, kafka: KafkaSettings, producer: Producer) 
     state, replayed = replay(kafka, settings.replay_timeout_s)
     events = EventLog(kafka, producer)
     registry = Registry(state, artifact_fetcher(kafka, settings.artifact_timeout_s), events.persist,
-                        events.announce, gate.GatePolicy(settings.gate_metric, settings.gate_margin,
+                        events.announce, GatePolicy(settings.gate_metric, settings.gate_margin,
                                                          settings.gate_floor), actor=settings.actor)
     server, port, _ = start_grpc_server(registry, settings.grpc_host, settings.grpc_port, settings.grpc_workers)
     log.info("registry state rebuilt", extra={"fields": {"records": replayed, "models": state.models(),

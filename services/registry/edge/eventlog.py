@@ -16,16 +16,14 @@ from mlops.settings import KafkaSettings
 from mlops.telemetry import messaging_attributes, tracer
 from mlops.topics import MODEL_PROMOTED, REGISTRY_LOG, topic_name
 from opentelemetry.trace import SpanKind
-from prometheus_client import Counter
 
 from services.registry.convert import event_in, event_key, event_out, promotion_out
-from services.registry.domain import Event, Promotion, RegistryState
+from services.registry.core import Event, Promotion, RegistryState
 from services.registry.errors import ArtifactRejected
+from services.registry.metrics import PROMOTIONS
 
 log = logging.getLogger("mlops.registry")
 _tracer = tracer("mlops.registry")
-PROMOTIONS = Counter("mlops_registry_promotions_total", "Champion changes announced on model.promoted, by action",
-                     ["model", "action"])
 
 
 class EventLog:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from services.registry.domain import AuditEntry, VersionState
+from services.registry.core.state import AuditEntry, VersionState
 
 
 def _ts(ms: int) -> str:

@@ -1,0 +1,31 @@
+"""The registry's transport-free core: the event-sourced state, the champion/challenger gate, the commands that
+change the state, and the readable views (model card, diff). Plain values in and out; no Kafka, gRPC or protobuf."""
+
+from __future__ import annotations
+
+from services.registry.core.cards import diff, flatten, model_card
+from services.registry.core.gate import METRICS, GateDecision, GatePolicy, decide, score
+from services.registry.core.registry import Announce, FetchArtifact, Persist, Registry, require
+from services.registry.core.state import (
+    CANDIDATE,
+    CHAMPION,
+    REJECTED,
+    RETIRED,
+    ROLLED_BACK,
+    AuditEntry,
+    CandidateInfo,
+    Event,
+    Holdout,
+    LineageInfo,
+    Promotion,
+    Range,
+    RegistryState,
+    VersionState,
+)
+
+__all__ = [
+    "CANDIDATE", "CHAMPION", "METRICS", "REJECTED", "RETIRED", "ROLLED_BACK",
+    "Announce", "AuditEntry", "CandidateInfo", "Event", "FetchArtifact", "GateDecision", "GatePolicy", "Holdout",
+    "LineageInfo", "Persist", "Promotion", "Range", "Registry", "RegistryState", "VersionState",
+    "decide", "diff", "flatten", "model_card", "require", "score",
+]
