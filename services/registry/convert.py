@@ -6,16 +6,7 @@ import numpy as np
 from mlops.contracts import common_pb2, models_pb2
 from mlops.contracts.v1 import registry_service_pb2 as api
 
-from services.registry.core import (
-    AuditEntry,
-    CandidateInfo,
-    Event,
-    Holdout,
-    LineageInfo,
-    Promotion,
-    Range,
-    VersionState,
-)
+from services.registry.core import AuditEntry, CandidateInfo, Holdout, LineageInfo, Promotion, Range, VersionState
 from services.registry.errors import InvalidCandidate
 
 STATE, AUDIT = "state", "audit"
@@ -88,13 +79,13 @@ def candidate_out(c: CandidateInfo) -> models_pb2.ModelCandidate:
 # --- registry.log -----------------------------------------------------------------------------------------------
 
 
-def event_key(e: Event) -> str:
+def event_key(e: VersionState | AuditEntry) -> str:
     if isinstance(e, VersionState):
         return f"{e.model_name}/{e.version}"
     return f"{e.model_name}/audit/{e.sequence:012d}"
 
 
-def event_out(e: Event) -> models_pb2.RegistryEvent:
+def event_out(e: VersionState | AuditEntry) -> models_pb2.RegistryEvent:
     if isinstance(e, VersionState):
         return models_pb2.RegistryEvent(
             record_kind=STATE, model_name=e.model_name, version=e.version, status=e.status,
@@ -109,7 +100,7 @@ def event_out(e: Event) -> models_pb2.RegistryEvent:
     )
 
 
-def event_in(m: models_pb2.RegistryEvent) -> Event:
+def event_in(m: models_pb2.RegistryEvent) -> VersionState | AuditEntry:
     if m.record_kind == AUDIT:
         return AuditEntry(m.model_name, m.sequence, m.version, m.action, m.actor, m.why, m.at_ms, m.status)
     info = _info(m.candidate)

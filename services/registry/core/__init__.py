@@ -7,11 +7,6 @@ from services.registry.core.cards import diff, flatten, model_card
 from services.registry.core.gate import METRICS, GateDecision, GatePolicy, decide, score
 from services.registry.core.registry import Announce, FetchArtifact, Persist, Registry, require
 from services.registry.core.state import (
-    CANDIDATE,
-    CHAMPION,
-    REJECTED,
-    RETIRED,
-    ROLLED_BACK,
     AuditEntry,
     CandidateInfo,
     Event,
@@ -20,12 +15,12 @@ from services.registry.core.state import (
     Promotion,
     Range,
     RegistryState,
+    Status,
     VersionState,
 )
 
 __all__ = [
-    "CANDIDATE", "CHAMPION", "METRICS", "REJECTED", "RETIRED", "ROLLED_BACK",
-    "Announce", "AuditEntry", "CandidateInfo", "Event", "FetchArtifact", "GateDecision", "GatePolicy", "Holdout",
-    "LineageInfo", "Persist", "Promotion", "Range", "Registry", "RegistryState", "VersionState",
+    "METRICS", "Announce", "AuditEntry", "CandidateInfo", "Event", "FetchArtifact", "GateDecision", "GatePolicy",
+    "Holdout", "LineageInfo", "Persist", "Promotion", "Range", "Registry", "RegistryState", "Status", "VersionState",
     "decide", "diff", "flatten", "model_card", "require", "score",
 ]

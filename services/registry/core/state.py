@@ -11,10 +11,19 @@ Two kinds of events live on the compacted registry.log:
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 
 import numpy as np
 
-CANDIDATE, CHAMPION, REJECTED, RETIRED, ROLLED_BACK = "candidate", "champion", "rejected", "retired", "rolled_back"
+
+class Status(StrEnum):
+    """Where a version stands; the values are what registry.log and the API carry."""
+
+    CANDIDATE = "candidate"
+    CHAMPION = "champion"
+    REJECTED = "rejected"
+    RETIRED = "retired"
+    ROLLED_BACK = "rolled_back"
 
 
 @dataclass(frozen=True)
@@ -140,7 +149,7 @@ class RegistryState:
         return self.versions.get(name, {}).get(version)
 
     def champion(self, name: str) -> VersionState | None:
-        return next((v for v in self.versions_of(name) if v.status == CHAMPION), None)
+        return next((v for v in self.versions_of(name) if v.status == Status.CHAMPION), None)
 
     def next_version(self, name: str) -> str:
         return str(max((int(v) for v in self.versions.get(name, {})), default=0) + 1)
@@ -164,5 +173,5 @@ class RegistryState:
         champ = self.champion(name)
         current = champ.version if champ else None
         earlier = [v for v in self.versions_of(name)
-                   if v.status == RETIRED and v.promoted_sequence > 0 and v.version != current]
+                   if v.status == Status.RETIRED and v.promoted_sequence > 0 and v.version != current]
         return max(earlier, key=lambda v: v.promoted_sequence, default=None)

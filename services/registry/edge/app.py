@@ -14,7 +14,7 @@ from mlops.topics import MODEL_CANDIDATES, topic_name
 
 from services.registry import errors
 from services.registry.convert import candidate_in
-from services.registry.core import CHAMPION, GatePolicy, Promotion, Registry
+from services.registry.core import GatePolicy, Promotion, Registry, Status
 from services.registry.edge.eventlog import EventLog, artifact_fetcher, replay
 from services.registry.edge.grpc_api import start_grpc_server
 from services.registry.metrics import CANDIDATES
@@ -72,7 +72,7 @@ def handle_candidate(app: RegistryApp, record: Record, group: str) -> None:
             log.warning("duplicate candidate ignored", extra={"fields": {"error": str(exc)}})
             # a crash between registry.log and model.promoted re-delivers the candidate: announce again
             existing = app.registry.state.get(exc.name, exc.version)
-            if exc.same_candidate and existing is not None and existing.status == CHAMPION \
+            if exc.same_candidate and existing is not None and existing.status == Status.CHAMPION \
                     and existing.gate_decision == "promoted":
                 c = existing.candidate
                 app.events.announce(Promotion(c.model_name, existing.version, c.sha256,
