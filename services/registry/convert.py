@@ -6,7 +6,16 @@ import numpy as np
 from mlops.contracts import common_pb2, models_pb2
 from mlops.contracts.v1 import registry_service_pb2 as api
 
-from services.registry.core import AuditEntry, CandidateInfo, Holdout, LineageInfo, Promotion, Range, VersionState
+from services.registry.core import (
+    AuditEntry,
+    CandidateInfo,
+    Holdout,
+    LineageInfo,
+    ModelSummary,
+    Promotion,
+    Range,
+    VersionState,
+)
 from services.registry.errors import InvalidCandidate
 
 STATE, AUDIT = "state", "audit"
@@ -137,3 +146,10 @@ def version_out(v: VersionState) -> api.ModelVersion:
 def audit_out(a: AuditEntry) -> api.AuditEntry:
     return api.AuditEntry(sequence=a.sequence, version=a.version, action=a.action, actor=a.actor, why=a.why,
                           at_ms=a.at_ms, status=a.status)
+
+
+def summary_out(s: ModelSummary) -> api.ModelSummary:
+    return api.ModelSummary(
+        name=s.name, champion_version=s.champion.version if s.champion else "",
+        latest_version=s.latest.version if s.latest else "", version_count=s.version_count,
+        champion_sha256=s.champion.candidate.sha256 if s.champion else "", updated_at_ms=s.updated_at_ms)

@@ -34,22 +34,9 @@ from services.registry.errors import (
 NAMES = ("x0_last", "x1_last", "x2_last", "x0_mean_60s", "x1_mean_60s", "events_30s")
 
 
-def onnx_model(threshold: float, seed: int = 0, n: int = 1500) -> bytes:
-    from skl2onnx import to_onnx
-    from skl2onnx.common.data_types import FloatTensorType
-    from sklearn.linear_model import LogisticRegression
-
-    rng = np.random.default_rng(seed)
-    X = rng.uniform(0, 10, (n, len(NAMES))).astype(np.float32)  # noqa: N806
-    y = (X[:, 0] + X[:, 1] > threshold).astype(np.int64)
-    m = LogisticRegression(max_iter=500).fit(X, y)
-    return to_onnx(m, initial_types=[("input", FloatTensorType([None, len(NAMES)]))],
-                   options={id(m): {"zipmap": False}}, target_opset=17).SerializeToString()
-
-
 @pytest.fixture(scope="module")
-def models() -> dict[str, bytes]:
-    return {"t7": onnx_model(7.0), "t9_5": onnx_model(9.5), "t9_5b": onnx_model(9.5, seed=1)}
+def models(onnx_model_factory) -> dict[str, bytes]:
+    return {"t7": onnx_model_factory(7.0), "t9_5": onnx_model_factory(9.5), "t9_5b": onnx_model_factory(9.5, seed=1)}
 
 
 def holdout(threshold: float, n: int = 400, seed: int = 5) -> Holdout:

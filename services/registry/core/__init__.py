@@ -3,7 +3,7 @@ change the state, and the readable views (model card, diff). Plain values in and
 
 from __future__ import annotations
 
-from services.registry.core.cards import diff, flatten, model_card
+from services.registry.core.cards import diff, diff_text, flatten, model_card
 from services.registry.core.gate import METRICS, GateDecision, GatePolicy, decide, score
 from services.registry.core.registry import Announce, FetchArtifact, Persist, Registry, require
 from services.registry.core.state import (
@@ -12,6 +12,7 @@ from services.registry.core.state import (
     Event,
     Holdout,
     LineageInfo,
+    ModelSummary,
     Promotion,
     Range,
     RegistryState,
@@ -21,6 +22,6 @@ from services.registry.core.state import (
 
 __all__ = [
     "METRICS", "Announce", "AuditEntry", "CandidateInfo", "Event", "FetchArtifact", "GateDecision", "GatePolicy",
-    "Holdout", "LineageInfo", "Persist", "Promotion", "Range", "Registry", "RegistryState", "Status", "VersionState",
-    "decide", "diff", "flatten", "model_card", "require", "score",
+    "Holdout", "LineageInfo", "ModelSummary", "Persist", "Promotion", "Range", "Registry", "RegistryState", "Status",
+    "VersionState", "decide", "diff", "diff_text", "flatten", "model_card", "require", "score",
 ]

@@ -23,6 +23,7 @@ from services.registry.core.state import (
     CandidateInfo,
     Event,
     Holdout,
+    ModelSummary,
     Promotion,
     RegistryState,
     Status,
@@ -123,6 +124,19 @@ class Registry:
             return self._crown(target, Status.ROLLED_BACK, "rollback", actor, why,
                                f"{why} (from v{champ.version if champ else '-'})")
 
+    def reannounce(self, dup: DuplicateCandidate) -> bool:
+        """Announce again a champion the gate promoted when its candidate is delivered twice: a crash between
+        registry.log and model.promoted leaves the promotion persisted but perhaps never announced."""
+        with self._lock:
+            existing = self.state.get(dup.name, dup.version)
+            if not dup.same_candidate or existing is None or existing.status != Status.CHAMPION \
+                    or existing.gate_decision != "promoted":
+                return False
+            c = existing.candidate
+            self.announce(Promotion(c.model_name, existing.version, c.sha256, existing.champion_version_at_gate,
+                                    existing.gate_reason, c.feature_names, "promote", existing.registered_at_ms))
+            return True
+
     # --- queries -----------------------------------------------------------------------------------------------
 
     def get(self, name: str, version: str) -> VersionState:
@@ -133,16 +147,32 @@ class Registry:
             raise VersionNotFound(name, version)
         return v
 
+    def resolve(self, name: str, version: str = "") -> VersionState:
+        """`version` of `name`, or its champion when no version is named."""
+        with self._lock:
+            if version:
+                return self.get(name, version)
+            champ = self.state.champion(name)
+            if champ is not None:
+                return champ
+            if name not in self.state.versions:
+                raise ModelNotFound(name)
+            raise NoChampion(name)
+
+    def summaries(self) -> list[ModelSummary]:
+        with self._lock:
+            return [self.state.summary(name) for name in self.state.models()]
+
+    def versions(self, name: str, version: str = "") -> list[VersionState]:
+        """One version of `name`, or all of them in version order when none is named."""
+        with self._lock:
+            if name not in self.state.versions:
+                raise ModelNotFound(name)
+            return [self.get(name, version)] if version else self.state.versions_of(name)
+
     def model_card(self, name: str, version: str = "") -> str:
         with self._lock:
-            if not version:
-                champ = self.state.champion(name)
-                if champ is None:
-                    if name not in self.state.versions:
-                        raise ModelNotFound(name)
-                    raise NoChampion(name)
-                version = champ.version
-            v = self.get(name, version)
+            v = self.resolve(name, version)
             return model_card(v, self.state.champion(name), self.state.audit_of(name))
 
     def diff(self, name: str, a: str, b: str) -> list[tuple[str, str, str]]:

@@ -121,6 +121,17 @@ class Promotion:
     at_ms: int
 
 
+@dataclass(frozen=True)
+class ModelSummary:
+    """One line of the model list."""
+
+    name: str
+    champion: VersionState | None
+    latest: VersionState | None
+    version_count: int
+    updated_at_ms: int  # of the latest audited change
+
+
 class RegistryState:
     """Versions, champions and the audit trail of every model; changed only by `apply`."""
 
@@ -159,6 +170,11 @@ class RegistryState:
 
     def audit_of(self, name: str) -> list[AuditEntry]:
         return [self.audit[name][s] for s in sorted(self.audit.get(name, {}))]
+
+    def summary(self, name: str) -> ModelSummary:
+        versions = self.versions_of(name)
+        return ModelSummary(name, self.champion(name), versions[-1] if versions else None, len(versions),
+                            max((a.at_ms for a in self.audit_of(name)), default=0))
 
     def find_duplicate(self, name: str, candidate_id: str, sha256: str) -> tuple[VersionState, str] | None:
         for v in self.versions_of(name):
