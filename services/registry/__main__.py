@@ -6,10 +6,11 @@ from __future__ import annotations
 import threading
 
 from mlops import service
-from mlops.bus import Producer, StopFlag, wait_for_broker
+from mlops.artifacts import ArtifactReader
+from mlops.bus import KafkaBus, StopFlag, wait_for_broker
 from mlops.settings import KafkaSettings
 
-from services.registry.edge import build, run
+from services.registry.edge import artifact_fetcher, build, run
 from services.registry.settings import RegistrySettings
 
 DEFAULT_METRICS_PORT = 9104
@@ -21,12 +22,12 @@ def main() -> int:
     started = service.start("registry", DEFAULT_METRICS_PORT, ready.is_set)
     stop = StopFlag()
     wait_for_broker(kafka)
-    app = build(settings, kafka, Producer(kafka, client_id="registry"))
+    app = build(settings, KafkaBus(kafka), artifact_fetcher(ArtifactReader(kafka), settings.artifact_timeout_s))
     ready.set()
     started.log.info("registry started", extra={"fields": {
         "grpc_port": app.grpc_port, "ops_port": started.ops_port, "topic_prefix": kafka.topic_prefix}})
     try:
-        handled = run(app, settings, kafka, stop)
+        handled = run(app, settings, stop)
     finally:
         app.stop()
         started.provider.shutdown()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from services.registry.edge.app import RegistryApp, build, handle_candidate, run
+from services.registry.edge.app import RegistryApp, build, run
+from services.registry.edge.candidates import CandidateHandler
 from services.registry.edge.eventlog import EventLog, artifact_fetcher, replay
 from services.registry.edge.grpc_api import STATUS, RegistryServicer, start_grpc_server
 
-__all__ = ["STATUS", "EventLog", "RegistryApp", "RegistryServicer", "artifact_fetcher", "build", "handle_candidate",
+__all__ = ["STATUS", "CandidateHandler", "EventLog", "RegistryApp", "RegistryServicer", "artifact_fetcher", "build",
            "replay", "run", "start_grpc_server"]

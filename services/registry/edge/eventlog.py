@@ -1,26 +1,23 @@
-"""registry.log on the broker: write events (and wait for the acknowledgement), replay them on start."""
+"""registry.log and model.promoted on the bus: write events (acknowledged before they count), announce champions,
+and replay the compacted log on start."""
 
 from __future__ import annotations
 
 import logging
-import time
-import uuid
 
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
-from confluent_kafka import Consumer as _KafkaConsumer
-from mlops import contracts
 from mlops.artifacts import ArtifactError, ArtifactReader
-from mlops.bus import Producer, watermarks
-from mlops.contracts import models_pb2
-from mlops.settings import KafkaSettings
+from mlops.bus import Bus, Producer
+from mlops.contracts import ContractError, models_pb2
 from mlops.telemetry import messaging_attributes, tracer
-from mlops.topics import MODEL_PROMOTED, REGISTRY_LOG, topic_name
+from mlops.topics import MODEL_PROMOTED, REGISTRY_LOG
 from opentelemetry.trace import SpanKind
 
 from services.registry.convert import event_in, event_key, event_out, promotion_out
-from services.registry.core import Event, Promotion, RegistryState
+from services.registry.core import Event, FetchArtifact, Promotion, RegistryState
 from services.registry.errors import ArtifactRejected
 from services.registry.metrics import PROMOTIONS
+
+__all__ = ["EventLog", "artifact_fetcher", "replay"]
 
 log = logging.getLogger("mlops.registry")
 _tracer = tracer("mlops.registry")
@@ -29,10 +26,10 @@ _tracer = tracer("mlops.registry")
 class EventLog:
     """Persists events to registry.log and announces promotions on model.promoted."""
 
-    def __init__(self, kafka_settings: KafkaSettings, producer: Producer):
+    def __init__(self, bus: Bus, producer: Producer):
         self.producer = producer
-        self.log_topic = topic_name(REGISTRY_LOG, kafka_settings)
-        self.promoted_topic = topic_name(MODEL_PROMOTED, kafka_settings)
+        self.log_topic = bus.topic(REGISTRY_LOG)
+        self.promoted_topic = bus.topic(MODEL_PROMOTED)
 
     def persist(self, events: list[Event]) -> None:
         for e in events:
@@ -51,61 +48,29 @@ class EventLog:
         PROMOTIONS.labels(promotion.model_name, promotion.action).inc()
 
 
-def replay(kafka_settings: KafkaSettings, timeout: float = 60.0) -> tuple[RegistryState, int]:
-    """Rebuild the state from registry.log: read every partition from the beginning to its high watermark (as of
-    now) with an assigned consumer (no group, nothing committed). Returns (state, records applied)."""
-    topic = topic_name(REGISTRY_LOG, kafka_settings)
-    consumer = _KafkaConsumer(kafka_settings.client_config() | {
-        "group.id": f"registry-replay-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
-        "enable.partition.eof": True, "isolation.level": "read_committed",
-        "fetch.max.bytes": kafka_settings.max_message_bytes,
-        "max.partition.fetch.bytes": kafka_settings.max_message_bytes,
-    })
-    state, applied = RegistryState(), 0
+def replay(bus: Bus, timeout: float = 60.0) -> tuple[RegistryState, int]:
+    """Rebuild the state from registry.log up to its end as of now. Returns (state, records applied)."""
+    reader = bus.reader([bus.topic(REGISTRY_LOG)], client_id="registry-replay", start="beginning")
     try:
-        meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
-        if meta is None or meta.error is not None:
-            raise KafkaException(f"registry.log topic {topic} missing: {meta.error if meta else 'no metadata'}")
-        ends: dict[int, int] = {}
-        for p in meta.partitions:
-            low, high = watermarks(consumer, topic, p, timeout)
-            if high > low:
-                ends[p] = high
-        if not ends:
-            return state, 0
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
-        deadline = time.monotonic() + timeout
-        pending = set(ends)
-        while pending:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"replaying {topic} took longer than {timeout}s")
-            for msg in consumer.consume(500, 0.5):
-                err = msg.error()
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        pending.discard(msg.partition())
-                        continue
-                    raise KafkaException(err)
-                if msg.offset() >= ends[msg.partition()] - 1:
-                    pending.discard(msg.partition())
-                if msg.offset() >= ends[msg.partition()] or msg.value() is None:
-                    continue
-                try:
-                    event = event_in(contracts.decode(models_pb2.RegistryEvent, msg.value(),
-                                                      f"{topic}/{msg.partition()}@{msg.offset()}"))
-                except (contracts.ContractError, ValueError) as exc:
-                    log.error("skipping unreadable registry.log record", extra={"fields": {"error": str(exc)}})
-                    continue
-                state.apply(event)
-                applied += 1
+        records = reader.read_to_end(timeout)
     finally:
-        consumer.close()
+        reader.close()
+    state, applied = RegistryState(), 0
+    for record in records:
+        if record.value is None:  # a tombstone: the registry never writes one, compaction may leave one
+            continue
+        try:
+            event = event_in(record.decode(models_pb2.RegistryEvent))
+        except (ContractError, ValueError) as exc:
+            log.error("skipping unreadable registry.log record", extra={"fields": {"error": str(exc)}})
+            continue
+        state.apply(event)
+        applied += 1
     return state, applied
 
 
-def artifact_fetcher(kafka_settings: KafkaSettings, timeout: float):
+def artifact_fetcher(reader: ArtifactReader, timeout: float) -> FetchArtifact:
     """sha256 → verified bytes from model.artifacts; missing or corrupt → ArtifactRejected."""
-    reader = ArtifactReader(kafka_settings)
 
     def fetch(sha256: str) -> bytes:
         try:
