@@ -1,4 +1,4 @@
-"""Protobuf ↔ domain converters: the only place the registry's core meets generated code."""
+"""Protobuf ↔ domain converters: with the edge, the only modules of the registry that touch generated messages."""
 
 from __future__ import annotations
 
@@ -17,6 +17,11 @@ from services.registry.core import (
     VersionState,
 )
 from services.registry.errors import InvalidCandidate
+
+__all__ = [
+    "AUDIT", "STATE", "audit_out", "candidate_in", "candidate_out", "event_in", "event_key", "event_out",
+    "lineage_in", "lineage_out", "promotion_out", "summary_out", "version_out",
+]
 
 STATE, AUDIT = "state", "audit"
 

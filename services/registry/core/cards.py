@@ -6,6 +6,8 @@ import datetime as dt
 
 from services.registry.core.state import AuditEntry, VersionState
 
+__all__ = ["diff", "diff_text", "flatten", "model_card"]
+
 
 def _ts(ms: int) -> str:
     if not ms:

@@ -41,6 +41,8 @@ from services.registry.errors import (
     VersionNotFound,
 )
 
+__all__ = ["Announce", "FetchArtifact", "Persist", "Registry", "require"]
+
 log = logging.getLogger("mlops.registry")
 
 FetchArtifact = Callable[[str], bytes]  # sha256 → verified bytes; raises ArtifactRejected

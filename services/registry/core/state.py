@@ -15,6 +15,11 @@ from enum import StrEnum
 
 import numpy as np
 
+__all__ = [
+    "AuditEntry", "CandidateInfo", "Event", "Holdout", "LineageInfo", "ModelSummary", "Promotion", "Range",
+    "RegistryState", "Status", "VersionState",
+]
+
 
 class Status(StrEnum):
     """Where a version stands; the values are what registry.log and the API carry."""

@@ -18,6 +18,8 @@ from services.registry import errors
 from services.registry.convert import audit_out, candidate_in, promotion_out, summary_out, version_out
 from services.registry.core import Registry, diff_text, require
 
+__all__ = ["SERVICE_NAME", "STATUS", "RegistryServicer", "start_grpc_server"]
+
 log = logging.getLogger("mlops.registry")
 SERVICE_NAME = "mlops.v1.ModelRegistry"
 
