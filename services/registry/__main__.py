@@ -6,11 +6,10 @@ from __future__ import annotations
 import threading
 
 from mlops import service
-from mlops.artifacts import ArtifactReader
 from mlops.bus import KafkaBus, StopFlag, wait_for_broker
 from mlops.settings import KafkaSettings
 
-from services.registry.edge import artifact_fetcher, build, run
+from services.registry.edge import build, run
 from services.registry.settings import RegistrySettings
 
 DEFAULT_METRICS_PORT = 9104
@@ -22,7 +21,7 @@ def main() -> int:
     started = service.start("registry", DEFAULT_METRICS_PORT, ready.is_set)
     stop = StopFlag()
     wait_for_broker(kafka)
-    app = build(settings, KafkaBus(kafka), artifact_fetcher(ArtifactReader(kafka), settings.artifact_timeout_s))
+    app = build(settings, KafkaBus(kafka))
     ready.set()
     started.log.info("registry started", extra={"fields": {
         "grpc_port": app.grpc_port, "ops_port": started.ops_port, "topic_prefix": kafka.topic_prefix}})

@@ -9,6 +9,7 @@ import threading
 import time
 
 import pytest
+from mlops.artifacts import publish_artifact
 from mlops.bus import MemoryBus, StopFlag
 from mlops.contracts import models_pb2
 from mlops.registry_client import RegistryClient
@@ -19,30 +20,17 @@ from opentelemetry.trace import SpanKind
 from prometheus_client import REGISTRY
 
 from services.registry.edge import RegistryApp, build, run
-from services.registry.errors import ArtifactRejected
 from services.registry.settings import RegistrySettings
 
 SETTINGS = RegistrySettings(grpc_host="127.0.0.1", grpc_port=0, grpc_workers=2, replay_timeout_s=5.0)
 TRAINING_TRACE, TRAINING_SPAN = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
 
 
-class Artifacts:
-    """model.artifacts as the registry sees it: verified bytes by sha256."""
-
-    def __init__(self, *blobs: bytes):
-        self.by_sha = {hashlib.sha256(b).hexdigest(): b for b in blobs}
-
-    def __call__(self, sha256: str) -> bytes:
-        if sha256 not in self.by_sha:
-            raise ArtifactRejected(sha256, "not found")
-        return self.by_sha[sha256]
-
-
 class Running:
     """build + run on a MemoryBus, the candidate loop in a thread."""
 
-    def __init__(self, bus: MemoryBus, artifacts: Artifacts):
-        self.app: RegistryApp = build(SETTINGS, bus, artifacts)
+    def __init__(self, bus: MemoryBus):
+        self.app: RegistryApp = build(SETTINGS, bus)
         self.stop_flag = StopFlag(install_signals=False)
         self.thread = threading.Thread(target=run, args=(self.app, SETTINGS, self.stop_flag), daemon=True)
         self.thread.start()
@@ -57,8 +45,8 @@ class Running:
 def running_factory():
     started: list[Running] = []
 
-    def make(bus: MemoryBus, artifacts: Artifacts) -> Running:
-        started.append(Running(bus, artifacts))
+    def make(bus: MemoryBus) -> Running:
+        started.append(Running(bus))
         return started[-1]
 
     yield make
@@ -71,6 +59,13 @@ def spans() -> InMemorySpanExporter:
     exporter = InMemorySpanExporter()
     setup_tracing("registry-unit", exporter=exporter)
     return exporter
+
+
+def publish(bus: MemoryBus, *artifacts: bytes) -> None:
+    producer = bus.producer(client_id="trainer")
+    for data in artifacts:
+        publish_artifact(producer, bus, data)
+    producer.flush()
 
 
 def offer(bus: MemoryBus, *candidates: models_pb2.ModelCandidate, headers: dict[str, str] | None = None) -> None:
@@ -98,7 +93,8 @@ def snapshot(app: RegistryApp) -> tuple:
 def test_a_candidate_becomes_registry_log_records_and_a_promotion(running_factory, onnx_model_factory,
                                                                   candidate_factory) -> None:
     bus, first, better = MemoryBus(), onnx_model_factory(7.0), onnx_model_factory(9.5)
-    running_factory(bus, Artifacts(first, better))
+    publish(bus, first, better)
+    running_factory(bus)
     offer(bus, candidate_factory(first, 7.0), candidate_factory(better, 9.5))
     promos = promoted(bus, 2)
     assert [(p.version, p.previous_version, p.action) for p in promos] == [("1", "", "promote"), ("2", "1", "promote")]
@@ -117,8 +113,8 @@ def test_a_restart_replays_registry_log_into_the_same_state(running_factory, onn
                                                             candidate_factory) -> None:
     bus = MemoryBus()
     models = [onnx_model_factory(7.0), onnx_model_factory(9.5), onnx_model_factory(9.5, seed=2)]
-    artifacts = Artifacts(*models)
-    first = running_factory(bus, artifacts)
+    publish(bus, *models)
+    first = running_factory(bus)
     offer(bus, candidate_factory(models[0], 7.0), candidate_factory(models[1], 9.5),
           candidate_factory(models[2], 7.0))
     deadline = time.monotonic() + 30
@@ -128,7 +124,7 @@ def test_a_restart_replays_registry_log_into_the_same_state(running_factory, onn
     before = snapshot(first.app)
     first.stop()
 
-    again = running_factory(bus, artifacts)
+    again = running_factory(bus)
     assert again.app.replayed == len(bus.records(bus.topic(REGISTRY_LOG)))
     assert snapshot(again.app) == before
     assert again.app.registry.state.champion("sea").version == "1"
@@ -140,7 +136,8 @@ def test_a_restart_replays_registry_log_into_the_same_state(running_factory, onn
 def test_a_redelivered_promoted_candidate_is_announced_again(running_factory, onnx_model_factory,
                                                              candidate_factory) -> None:
     bus, model = MemoryBus(), onnx_model_factory(7.0)
-    reg = running_factory(bus, Artifacts(model))
+    publish(bus, model)
+    reg = running_factory(bus)
     cand = candidate_factory(model, 7.0)
     offer(bus, cand, cand)  # a crash between registry.log and model.promoted delivers it again
     assert [(p.version, p.action) for p in promoted(bus, 2)] == [("1", "promote"), ("1", "promote")]
@@ -149,7 +146,8 @@ def test_a_redelivered_promoted_candidate_is_announced_again(running_factory, on
 
 def test_the_grpc_api_answers_over_a_memory_bus(running_factory, onnx_model_factory, candidate_factory) -> None:
     bus, model = MemoryBus(), onnx_model_factory(7.0)
-    reg = running_factory(bus, Artifacts(model))
+    publish(bus, model)
+    reg = running_factory(bus)
     client = RegistryClient(f"127.0.0.1:{reg.app.grpc_port}", timeout=10)
     try:
         assert client.register(candidate_factory(model, 7.0)).decision == "promoted"
@@ -165,7 +163,8 @@ def test_the_candidate_span_continues_the_training_trace_and_parents_the_promote
     spans: InMemorySpanExporter, running_factory, onnx_model_factory, candidate_factory,
 ) -> None:
     bus, model = MemoryBus(topic_prefix="obs."), onnx_model_factory(7.0)
-    running_factory(bus, Artifacts(model))
+    publish(bus, model)
+    running_factory(bus)
     spans.clear()
     before = REGISTRY.get_sample_value("mlops_registry_promotions_total", {"model": "m", "action": "promote"}) or 0
     cand = candidate_factory(model, 7.0, name="m")

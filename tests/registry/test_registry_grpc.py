@@ -11,13 +11,13 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from mlops.artifacts import ArtifactReader, publish_artifact
+from mlops.artifacts import publish_artifact
 from mlops.bus import KafkaBus, Producer, StopFlag
 from mlops.contracts import models_pb2
 from mlops.registry_client import RegistryCallError, RegistryClient
 from mlops.topics import MODEL_ARTIFACTS, MODEL_CANDIDATES, MODEL_PROMOTED, topic_name
 
-from services.registry.edge import artifact_fetcher, build, run
+from services.registry.edge import build, run
 from services.registry.settings import RegistrySettings
 
 NAMES = ("x0_last", "x1_last", "x2_last", "x0_mean_60s", "x1_mean_60s", "events_30s")  # as in conftest
@@ -36,7 +36,7 @@ class Running:
         self.kafka = kafka
         bus = KafkaBus(kafka)
         self.producer = bus.producer(client_id="test-registry")
-        self.app = build(SETTINGS, bus, artifact_fetcher(ArtifactReader(kafka), SETTINGS.artifact_timeout_s))
+        self.app = build(SETTINGS, bus)
         self.stop_flag = StopFlag(install_signals=False)
         self.thread = threading.Thread(target=run, args=(self.app, SETTINGS, self.stop_flag), daemon=True)
         self.thread.start()

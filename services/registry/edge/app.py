@@ -6,12 +6,13 @@ import logging
 from dataclasses import dataclass
 
 import grpc
+from mlops.artifacts import ArtifactReader
 from mlops.bus import Bus, FailurePolicy, StopFlag, run_loop
 from mlops.topics import MODEL_CANDIDATES
 
-from services.registry.core import FetchArtifact, GatePolicy, Registry
+from services.registry.core import GatePolicy, Registry
 from services.registry.edge.candidates import CandidateHandler
-from services.registry.edge.eventlog import EventLog, replay
+from services.registry.edge.eventlog import EventLog, artifact_fetcher, replay
 from services.registry.edge.grpc_api import start_grpc_server
 from services.registry.settings import RegistrySettings
 
@@ -33,9 +34,10 @@ class RegistryApp:
         self.server.stop(grace=2).wait(5)
 
 
-def build(settings: RegistrySettings, bus: Bus, fetch: FetchArtifact) -> RegistryApp:
-    """Rebuild the state from registry.log, then serve the gRPC API. `fetch` gives verified artifact bytes."""
+def build(settings: RegistrySettings, bus: Bus) -> RegistryApp:
+    """Rebuild the state from registry.log, then serve the gRPC API."""
     state, replayed = replay(bus, settings.replay_timeout_s)
+    fetch = artifact_fetcher(ArtifactReader(bus), settings.artifact_timeout_s)
     events = EventLog(bus, bus.producer(client_id="registry"))
     policy = GatePolicy(settings.gate_metric, settings.gate_margin, settings.gate_floor)
     registry = Registry(state, fetch, events.persist, events.announce, policy, actor=settings.actor)
