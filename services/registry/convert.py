@@ -1,4 +1,4 @@
-"""Protobuf ↔ domain converters: the only place the registry's core meets generated code."""
+"""Protobuf ↔ domain converters: with the edge, the only modules of the registry that touch generated messages."""
 
 from __future__ import annotations
 
@@ -6,17 +6,22 @@ import numpy as np
 from mlops.contracts import common_pb2, models_pb2
 from mlops.contracts.v1 import registry_service_pb2 as api
 
-from services.registry.domain import (
+from services.registry.core import (
     AuditEntry,
     CandidateInfo,
-    Event,
     Holdout,
     LineageInfo,
+    ModelSummary,
     Promotion,
     Range,
     VersionState,
 )
 from services.registry.errors import InvalidCandidate
+
+__all__ = [
+    "AUDIT", "STATE", "audit_out", "candidate_in", "candidate_out", "event_in", "event_key", "event_out",
+    "lineage_in", "lineage_out", "promotion_out", "summary_out", "version_out",
+]
 
 STATE, AUDIT = "state", "audit"
 
@@ -88,13 +93,13 @@ def candidate_out(c: CandidateInfo) -> models_pb2.ModelCandidate:
 # --- registry.log -----------------------------------------------------------------------------------------------
 
 
-def event_key(e: Event) -> str:
+def event_key(e: VersionState | AuditEntry) -> str:
     if isinstance(e, VersionState):
         return f"{e.model_name}/{e.version}"
     return f"{e.model_name}/audit/{e.sequence:012d}"
 
 
-def event_out(e: Event) -> models_pb2.RegistryEvent:
+def event_out(e: VersionState | AuditEntry) -> models_pb2.RegistryEvent:
     if isinstance(e, VersionState):
         return models_pb2.RegistryEvent(
             record_kind=STATE, model_name=e.model_name, version=e.version, status=e.status,
@@ -109,7 +114,7 @@ def event_out(e: Event) -> models_pb2.RegistryEvent:
     )
 
 
-def event_in(m: models_pb2.RegistryEvent) -> Event:
+def event_in(m: models_pb2.RegistryEvent) -> VersionState | AuditEntry:
     if m.record_kind == AUDIT:
         return AuditEntry(m.model_name, m.sequence, m.version, m.action, m.actor, m.why, m.at_ms, m.status)
     info = _info(m.candidate)
@@ -146,3 +151,10 @@ def version_out(v: VersionState) -> api.ModelVersion:
 def audit_out(a: AuditEntry) -> api.AuditEntry:
     return api.AuditEntry(sequence=a.sequence, version=a.version, action=a.action, actor=a.actor, why=a.why,
                           at_ms=a.at_ms, status=a.status)
+
+
+def summary_out(s: ModelSummary) -> api.ModelSummary:
+    return api.ModelSummary(
+        name=s.name, champion_version=s.champion.version if s.champion else "",
+        latest_version=s.latest.version if s.latest else "", version_count=s.version_count,
+        champion_sha256=s.champion.candidate.sha256 if s.champion else "", updated_at_ms=s.updated_at_ms)

@@ -1,53 +1,80 @@
-"""The registry's exceptions. The gRPC edge maps them to status codes in one table (grpc_api.STATUS)."""
+"""The registry's errors. Every one leaves the state unchanged; the gRPC edge maps each class to a status code in
+one table (`services.registry.edge.grpc_api.STATUS`)."""
 
 from __future__ import annotations
 
+from mlops.errors import MlopsError
 
-class RegistryError(Exception):
-    """Root of registry errors; a raised command leaves the registry's state unchanged."""
+__all__ = [
+    "AlreadyChampion", "ArtifactRejected", "DuplicateCandidate", "InvalidCandidate", "InvalidRequest",
+    "ModelNotFound", "NoChampion", "NotPromotable", "NothingToRollBack", "RegistryError", "VersionNotFound",
+]
+
+
+class RegistryError(MlopsError):
+    """Root of the registry's errors: a command that raises one has persisted and changed nothing."""
 
 
 class ModelNotFound(RegistryError):
     def __init__(self, name: str):
-        super().__init__(f"unknown model {name!r}")
         self.name = name
+        super().__init__(f"unknown model {name!r}")
 
 
 class VersionNotFound(RegistryError):
     def __init__(self, name: str, version: str):
-        super().__init__(f"model {name!r} has no version {version!r}")
         self.name, self.version = name, version
+        super().__init__(f"model {name!r} has no version {version!r}")
 
 
 class InvalidCandidate(RegistryError):
+    """A candidate the gate cannot judge: its identity or holdout is malformed."""
+
     def __init__(self, detail: str):
         super().__init__(f"invalid candidate: {detail}")
 
 
 class InvalidRequest(RegistryError):
-    pass
+    """An API call left out a field it needs."""
+
+    def __init__(self, field: str):
+        self.field = field
+        super().__init__(f"{field} is required")
 
 
 class DuplicateCandidate(RegistryError):
     def __init__(self, name: str, version: str, what: str):
-        super().__init__(f"duplicate candidate for {name!r}: {what} already registered as version {version}")
         self.name, self.version = name, version
-        self.same_candidate = what.startswith("candidate id")  # a redelivery, not a new identical model
+        # the same candidate id is a redelivery; the same bytes under a new id is a retrain that changed nothing
+        self.same_candidate = what.startswith("candidate id")
+        super().__init__(f"duplicate candidate for {name!r}: {what} already registered as version {version}")
 
 
 class ArtifactRejected(RegistryError):
     """The artifact is missing from model.artifacts or its bytes do not match its sha256."""
 
     def __init__(self, sha256: str, detail: str):
-        super().__init__(f"artifact {sha256} refused: {detail}")
         self.sha256 = sha256
+        super().__init__(f"artifact {sha256} refused: {detail}")
 
 
 class NotPromotable(RegistryError):
-    pass
+    """The requested champion change cannot happen in the model's current state."""
+
+
+class AlreadyChampion(NotPromotable):
+    def __init__(self, name: str, version: str):
+        self.name, self.version = name, version
+        super().__init__(f"{name!r} v{version} is already the champion")
+
+
+class NoChampion(NotPromotable):
+    def __init__(self, name: str):
+        self.name = name
+        super().__init__(f"model {name!r} has no champion; name a version")
 
 
 class NothingToRollBack(RegistryError):
     def __init__(self, name: str):
-        super().__init__(f"model {name!r} has no earlier champion to roll back to")
         self.name = name
+        super().__init__(f"model {name!r} has no earlier champion to roll back to")

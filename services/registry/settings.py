@@ -6,6 +6,8 @@ from mlops.settings import settings_config
 from pydantic import Field
 from pydantic_settings import BaseSettings
 
+__all__ = ["RegistrySettings"]
+
 
 class RegistrySettings(BaseSettings):
     model_config = settings_config("MLOPS_REGISTRY_")

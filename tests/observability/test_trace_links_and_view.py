@@ -1,17 +1,15 @@
-"""Unit: span links of the trainer (to the RetrainRequest's drift evidence) and the registry (to the training span,
-the promote span), and the `mlops trace` renderer on spans written by the JSON-lines exporter. No broker."""
+"""Unit: span links of the trainer (to the RetrainRequest's drift evidence) and the `mlops trace` renderer on spans
+written by the JSON-lines exporter. No broker. (The registry's spans are tested in tests/registry.)"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from mlops import contracts
 from mlops.bus import Record
 from mlops.contracts import models_pb2
-from mlops.settings import KafkaSettings
 from mlops.telemetry import (
     JsonLinesSpanExporter,
     extract_context,
@@ -27,11 +25,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from prometheus_client import REGISTRY
 
-from services.registry import eventlog
-from services.registry.domain import Promotion
-from services.registry.service import handle_candidate
 from services.trainer.service import _decode_asks
 
 EVIDENCE_TRACE, EVIDENCE_SPAN = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
@@ -89,39 +83,6 @@ def test_trainer_links_body_and_header_contexts_once_each() -> None:
     assert [a.request_id for a in asks] == ["r1", "r2"]
     got = {(format(lk.context.trace_id, "032x"), format(lk.context.span_id, "016x")) for lk in links}
     assert got == {(HEADER_TRACE, HEADER_SPAN), (EVIDENCE_TRACE, EVIDENCE_SPAN)} and len(links) == 2
-
-
-def test_registry_candidate_span_links_training_and_promote_span_is_its_child(
-    memory: InMemorySpanExporter,
-) -> None:
-    memory.clear()
-    sent: list[tuple[str, object]] = []
-    producer = SimpleNamespace(send=lambda topic, msg, key=None: sent.append((topic, msg)), flush=lambda: None)
-    log = eventlog.EventLog(KafkaSettings(topic_prefix="obs."), producer)  # type: ignore[arg-type]
-
-    def register(cand: object, holdout: object) -> SimpleNamespace:  # promotes at once, as the gate would
-        log.announce(Promotion("m", "3", "ab" * 32, "2", "better", ("x0",), "promote", 1))
-        return SimpleNamespace(version="3", gate_decision="promoted")
-
-    app = SimpleNamespace(registry=SimpleNamespace(register=register), events=log)
-    candidate = models_pb2.ModelCandidate(model_name="m", candidate_id="c", artifact_sha256="ab" * 32,
-                                          trace_id=EVIDENCE_TRACE, span_id=EVIDENCE_SPAN)
-    tp = f"00-{EVIDENCE_TRACE}-{EVIDENCE_SPAN}-01".encode()
-    before = REGISTRY.get_sample_value("mlops_registry_promotions_total", {"model": "m", "action": "promote"}) or 0
-    handle_candidate(app, Record(FakeMessage(contracts.encode(candidate), [("traceparent", tp)],  # type: ignore[arg-type]
-                                             topic="obs.model.candidates")), "g")
-    spans = {s.name: s for s in memory.get_finished_spans()}
-    cand, promote = spans["registry.candidate"], spans["registry.promote"]
-    assert format(cand.context.trace_id, "032x") == EVIDENCE_TRACE  # continues the training trace
-    assert [(format(lk.context.trace_id, "032x"), format(lk.context.span_id, "016x")) for lk in cand.links] == [
-        (EVIDENCE_TRACE, EVIDENCE_SPAN)]
-    assert cand.attributes["mlops.model_version"] == "3"
-    assert promote.parent is not None and promote.parent.span_id == cand.context.span_id
-    assert promote.kind == SpanKind.PRODUCER
-    assert promote.attributes["messaging.destination.name"] == "obs.model.promoted"
-    assert promote.attributes["mlops.model_version"] == "3" and sent and sent[0][0] == "obs.model.promoted"
-    after = REGISTRY.get_sample_value("mlops_registry_promotions_total", {"model": "m", "action": "promote"})
-    assert after == before + 1
 
 
 def _write_story(path: Path) -> tuple[str, str]:

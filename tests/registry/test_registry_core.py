@@ -9,11 +9,18 @@ import uuid
 import numpy as np
 import pytest
 
-from services.registry import gate
-from services.registry.cards import model_card
 from services.registry.convert import candidate_out, event_in, event_key, event_out
-from services.registry.core import Registry
-from services.registry.domain import CandidateInfo, Holdout, LineageInfo, Range, RegistryState
+from services.registry.core import (
+    CandidateInfo,
+    GatePolicy,
+    Holdout,
+    LineageInfo,
+    Range,
+    Registry,
+    RegistryState,
+    decide,
+    model_card,
+)
 from services.registry.errors import (
     ArtifactRejected,
     DuplicateCandidate,
@@ -27,22 +34,9 @@ from services.registry.errors import (
 NAMES = ("x0_last", "x1_last", "x2_last", "x0_mean_60s", "x1_mean_60s", "events_30s")
 
 
-def onnx_model(threshold: float, seed: int = 0, n: int = 1500) -> bytes:
-    from skl2onnx import to_onnx
-    from skl2onnx.common.data_types import FloatTensorType
-    from sklearn.linear_model import LogisticRegression
-
-    rng = np.random.default_rng(seed)
-    X = rng.uniform(0, 10, (n, len(NAMES))).astype(np.float32)  # noqa: N806
-    y = (X[:, 0] + X[:, 1] > threshold).astype(np.int64)
-    m = LogisticRegression(max_iter=500).fit(X, y)
-    return to_onnx(m, initial_types=[("input", FloatTensorType([None, len(NAMES)]))],
-                   options={id(m): {"zipmap": False}}, target_opset=17).SerializeToString()
-
-
 @pytest.fixture(scope="module")
-def models() -> dict[str, bytes]:
-    return {"t7": onnx_model(7.0), "t9_5": onnx_model(9.5), "t9_5b": onnx_model(9.5, seed=1)}
+def models(onnx_model_factory) -> dict[str, bytes]:
+    return {"t7": onnx_model_factory(7.0), "t9_5": onnx_model_factory(9.5), "t9_5b": onnx_model_factory(9.5, seed=1)}
 
 
 def holdout(threshold: float, n: int = 400, seed: int = 5) -> Holdout:
@@ -78,7 +72,7 @@ class World:
         self.log.extend((event_key(e), event_out(e)) for e in events)
 
     def make(self, state: RegistryState) -> Registry:
-        return Registry(state, self.fetch, self.persist, self.promoted.append, gate.GatePolicy("auc", 0.0, 0.6))
+        return Registry(state, self.fetch, self.persist, self.promoted.append, GatePolicy("auc", 0.0, 0.6))
 
     def replay(self, compact: bool = False) -> Registry:
         records = self.log
@@ -208,11 +202,11 @@ def test_model_card_and_diff(models) -> None:
 
 
 def test_gate_margin_and_lower_is_better_metrics() -> None:
-    p = gate.GatePolicy("auc", 0.05, 0.6)
-    assert not gate.decide(p, {"auc": 0.93}, {"auc": 0.9}, "1").promote
-    assert gate.decide(p, {"auc": 0.96}, {"auc": 0.9}, "1").promote
-    ll = gate.GatePolicy("logloss", 0.0, 0.5)
-    assert gate.decide(ll, {"logloss": 0.2}, {"logloss": 0.3}, "1").promote
-    assert not gate.decide(ll, {"logloss": 0.6}, None).promote
+    p = GatePolicy("auc", 0.05, 0.6)
+    assert not decide(p, {"auc": 0.93}, {"auc": 0.9}, "1").promote
+    assert decide(p, {"auc": 0.96}, {"auc": 0.9}, "1").promote
+    ll = GatePolicy("logloss", 0.0, 0.5)
+    assert decide(ll, {"logloss": 0.2}, {"logloss": 0.3}, "1").promote
+    assert not decide(ll, {"logloss": 0.6}, None).promote
     with pytest.raises(ValueError):
-        gate.GatePolicy("f1")
+        GatePolicy("f1")

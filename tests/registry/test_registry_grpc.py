@@ -6,53 +6,27 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-import uuid
 
 import grpc
-import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from mlops.artifacts import publish_artifact
-from mlops.bus import Consumer, Producer, StopFlag
+from mlops.bus import KafkaBus, Producer, StopFlag
 from mlops.contracts import models_pb2
 from mlops.topics import MODEL_ARTIFACTS, MODEL_CANDIDATES, MODEL_PROMOTED, topic_name
 from mlops_tools.registry_client import RegistryCallError, RegistryClient
 
-from services.registry.service import build, run
+from services.registry.edge import build, run
 from services.registry.settings import RegistrySettings
 
-NAMES = ("x0_last", "x1_last", "x2_last", "x0_mean_60s", "x1_mean_60s", "events_30s")
+NAMES = ("x0_last", "x1_last", "x2_last", "x0_mean_60s", "x1_mean_60s", "events_30s")  # as in conftest
 SETTINGS = RegistrySettings(grpc_host="127.0.0.1", grpc_port=0, artifact_timeout_s=3.0, grpc_workers=2)
 
 
-def onnx_model(threshold: float, seed: int = 0) -> bytes:
-    from skl2onnx import to_onnx
-    from skl2onnx.common.data_types import FloatTensorType
-    from sklearn.linear_model import LogisticRegression
-
-    rng = np.random.default_rng(seed)
-    X = rng.uniform(0, 10, (1500, len(NAMES))).astype(np.float32)  # noqa: N806
-    m = LogisticRegression(max_iter=500).fit(X, (X[:, 0] + X[:, 1] > threshold).astype(np.int64))
-    return to_onnx(m, initial_types=[("input", FloatTensorType([None, len(NAMES)]))],
-                   options={id(m): {"zipmap": False}}, target_opset=17).SerializeToString()
-
-
-def candidate(data: bytes, threshold: float, name: str = "sea") -> models_pb2.ModelCandidate:
-    rng = np.random.default_rng(3)
-    X = rng.uniform(0, 10, (300, len(NAMES))).astype(np.float32)  # noqa: N806
-    y = (X[:, 0] + X[:, 1] > threshold).astype(np.float64)
-    return models_pb2.ModelCandidate(
-        model_name=name, candidate_id=uuid.uuid4().hex, artifact_sha256=hashlib.sha256(data).hexdigest(),
-        artifact_size=len(data), framework="sklearn.LogisticRegression", metrics={"auc": 0.9},
-        feature_names=list(NAMES), lineage=models_pb2.Lineage(seed=1, row_count=1500, retrain_reason="test"),
-        holdout=models_pb2.Holdout(feature_names=list(NAMES), rows=len(y), features_f32=X.astype("<f4").tobytes(),
-                                   labels=list(y)))
-
-
 @pytest.fixture(scope="module")
-def models() -> dict[str, bytes]:
-    return {"t7": onnx_model(7.0), "t9_5": onnx_model(9.5), "t9_5b": onnx_model(9.5, seed=2)}
+def models(onnx_model_factory) -> dict[str, bytes]:
+    return {"t7": onnx_model_factory(7.0), "t9_5": onnx_model_factory(9.5), "t9_5b": onnx_model_factory(9.5, seed=2)}
 
 
 class Running:
@@ -60,10 +34,11 @@ class Running:
 
     def __init__(self, kafka):
         self.kafka = kafka
-        self.producer = Producer(kafka, client_id="test-registry")
-        self.app = build(SETTINGS, kafka, self.producer)
+        bus = KafkaBus(kafka)
+        self.producer = bus.producer(client_id="test-registry")
+        self.app = build(SETTINGS, bus)
         self.stop_flag = StopFlag(install_signals=False)
-        self.thread = threading.Thread(target=run, args=(self.app, SETTINGS, kafka, self.stop_flag), daemon=True)
+        self.thread = threading.Thread(target=run, args=(self.app, SETTINGS, self.stop_flag), daemon=True)
         self.thread.start()
         self.client = RegistryClient(f"127.0.0.1:{self.app.grpc_port}", timeout=20)
 
@@ -96,16 +71,16 @@ def publish(kafka, producer: Producer, data: bytes | None, cand: models_pb2.Mode
 
 
 def promoted_events(kafka, want: int, timeout: float) -> list[models_pb2.ModelPromoted]:
-    consumer = Consumer(kafka, group_id=f"t-{uuid.uuid4().hex[:6]}", topics=[topic_name(MODEL_PROMOTED, kafka)],
-                        client_id="test")
-    out: list = []
+    """The first `want` announcements on model.promoted (fewer if they do not come within `timeout`)."""
+    reader = KafkaBus(kafka).reader([topic_name(MODEL_PROMOTED, kafka)], client_id="test")
+    seen: list[models_pb2.ModelPromoted] = []
     deadline = time.monotonic() + timeout
     try:
-        while time.monotonic() < deadline and len(out) < want:
-            out += [r.decode(models_pb2.ModelPromoted) for r in consumer.consume(50, 0.5)]
+        while len(seen) < want and time.monotonic() < deadline:
+            seen.extend(r.decode(models_pb2.ModelPromoted) for r in reader.consume(50, 0.5))
     finally:
-        consumer.close()
-    return out
+        reader.close()
+    return seen
 
 
 def state_of(client: RegistryClient) -> tuple:
@@ -116,16 +91,17 @@ def state_of(client: RegistryClient) -> tuple:
             [[(a.sequence, a.version, a.action, a.actor, a.why) for a in d.audit] for d in detail])
 
 
-def test_candidates_are_gated_promoted_and_the_state_survives_a_restart(kafka_settings, registry_factory, models):
+def test_candidates_are_gated_promoted_and_the_state_survives_a_restart(kafka_settings, registry_factory, models,
+                                                                            onnx_model_factory, candidate_factory):
     reg = registry_factory()
-    publish(kafka_settings, reg.producer, models["t7"], candidate(models["t7"], 7.0))
+    publish(kafka_settings, reg.producer, models["t7"], candidate_factory(models["t7"], 7.0))
     first = promoted_events(kafka_settings, 1, 30)
     assert [(p.version, p.previous_version, p.action) for p in first] == [("1", "", "promote")]
     assert list(first[0].feature_names) == list(NAMES)
     # a better model for the drifted concept (threshold 9.5) beats the champion on the new holdout
-    publish(kafka_settings, reg.producer, models["t9_5"], candidate(models["t9_5"], 9.5))
+    publish(kafka_settings, reg.producer, models["t9_5"], candidate_factory(models["t9_5"], 9.5))
     # a worse one is rejected, but gets a version and an audit entry
-    publish(kafka_settings, reg.producer, models["t9_5b"], candidate(models["t9_5b"], 7.0))
+    publish(kafka_settings, reg.producer, models["t9_5b"], candidate_factory(models["t9_5b"], 7.0))
     promos = promoted_events(kafka_settings, 2, 30)
     assert promos[1].version == "2" and promos[1].artifact_sha256 == hashlib.sha256(models["t9_5"]).hexdigest()
     deadline = time.monotonic() + 30
@@ -150,17 +126,18 @@ def test_candidates_are_gated_promoted_and_the_state_survives_a_restart(kafka_se
     assert state_of(again.client) == before
     assert again.client.get_model("sea").champion_version == "1"
     # and it goes on numbering where the old one stopped
-    fresh = onnx_model(9.5, seed=5)
-    publish(kafka_settings, again.producer, fresh, candidate(fresh, 9.5))
+    fresh = onnx_model_factory(9.5, seed=5)
+    publish(kafka_settings, again.producer, fresh, candidate_factory(fresh, 9.5))
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and again.client.list_models().models[0].version_count < 4:
         time.sleep(0.2)
     assert again.client.get_model("sea").versions[-1].version == "4"
 
 
-def test_bad_requests_get_clear_status_codes_and_change_nothing(kafka_settings, registry_factory, models):
+def test_bad_requests_get_clear_status_codes_and_change_nothing(kafka_settings, registry_factory, models,
+                                                                  candidate_factory):
     reg = registry_factory()
-    good = candidate(models["t7"], 7.0)
+    good = candidate_factory(models["t7"], 7.0)
     publish(kafka_settings, reg.producer, models["t7"])
     assert reg.client.register(good).decision == "promoted"
     before = state_of(reg.client)
@@ -176,7 +153,7 @@ def test_bad_requests_get_clear_status_codes_and_change_nothing(kafka_settings, 
     assert code(lambda: reg.client.promote("sea", "7", "a", "b"))[0] == grpc.StatusCode.NOT_FOUND
     assert code(lambda: reg.client.model_card("ghost"))[0] == grpc.StatusCode.NOT_FOUND
     assert code(lambda: reg.client.get_model(""))[0] == grpc.StatusCode.INVALID_ARGUMENT
-    bad_sha = candidate(models["t7"], 7.0)
+    bad_sha = candidate_factory(models["t7"], 7.0)
     bad_sha.artifact_sha256 = "xyz"
     assert code(lambda: reg.client.register(bad_sha))[0] == grpc.StatusCode.INVALID_ARGUMENT
     assert code(lambda: reg.client.register(good)) == (
@@ -186,11 +163,11 @@ def test_bad_requests_get_clear_status_codes_and_change_nothing(kafka_settings, 
     fake_sha = hashlib.sha256(b"the real bytes").hexdigest()
     reg.producer.send(topic_name(MODEL_ARTIFACTS, kafka_settings), b"tampered bytes", key=fake_sha)
     reg.producer.flush()
-    corrupt = candidate(models["t7"], 7.0)
+    corrupt = candidate_factory(models["t7"], 7.0)
     corrupt.artifact_sha256 = fake_sha
     status, detail = code(lambda: reg.client.register(corrupt))
     assert status == grpc.StatusCode.FAILED_PRECONDITION and "do not match their address" in detail
-    missing = candidate(models["t7"], 7.0)
+    missing = candidate_factory(models["t7"], 7.0)
     missing.artifact_sha256 = hashlib.sha256(b"never published").hexdigest()
     status, detail = code(lambda: reg.client.register(missing))
     assert status == grpc.StatusCode.FAILED_PRECONDITION and "not found" in detail

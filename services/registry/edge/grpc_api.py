@@ -15,8 +15,10 @@ from mlops.contracts.v1 import registry_service_pb2 as api
 from mlops.contracts.v1 import registry_service_pb2_grpc as api_grpc
 
 from services.registry import errors
-from services.registry.convert import audit_out, candidate_in, promotion_out, version_out
-from services.registry.core import Registry, require
+from services.registry.convert import audit_out, candidate_in, promotion_out, summary_out, version_out
+from services.registry.core import Registry, diff_text, require
+
+__all__ = ["SERVICE_NAME", "STATUS", "RegistryServicer", "start_grpc_server"]
 
 log = logging.getLogger("mlops.registry")
 SERVICE_NAME = "mlops.v1.ModelRegistry"
@@ -53,29 +55,17 @@ class RegistryServicer(api_grpc.ModelRegistryServicer):
         self.registry = registry
 
     def ListModels(self, request: api.ListModelsRequest, context: Any) -> api.ListModelsResponse:  # noqa: N802
-        st = self.registry.state
-        out = []
-        for name in st.models():
-            versions = st.versions_of(name)
-            champ = st.champion(name)
-            out.append(api.ModelSummary(
-                name=name, champion_version=champ.version if champ else "",
-                latest_version=versions[-1].version if versions else "", version_count=len(versions),
-                champion_sha256=champ.candidate.sha256 if champ else "",
-                updated_at_ms=max((a.at_ms for a in st.audit_of(name)), default=0)))
-        return api.ListModelsResponse(models=out)
+        return api.ListModelsResponse(models=[summary_out(s) for s in self.registry.summaries()])
 
     def GetModel(self, request: api.GetModelRequest, context: Any) -> api.GetModelResponse:  # noqa: N802
         def get() -> api.GetModelResponse:
             name = require(request.name, "name")
-            st = self.registry.state
-            if name not in st.versions:
-                raise errors.ModelNotFound(name)
-            versions = [self.registry.get(name, request.version)] if request.version else st.versions_of(name)
-            champ = st.champion(name)
+            versions = self.registry.versions(name, request.version)
+            summary = self.registry.state.summary(name)
             return api.GetModelResponse(
-                name=name, champion_version=champ.version if champ else "",
-                versions=[version_out(v) for v in versions], audit=[audit_out(a) for a in st.audit_of(name)])
+                name=name, champion_version=summary.champion.version if summary.champion else "",
+                versions=[version_out(v) for v in versions],
+                audit=[audit_out(a) for a in self.registry.state.audit_of(name)])
 
         return _call(context, get)
 
@@ -108,19 +98,16 @@ class RegistryServicer(api_grpc.ModelRegistryServicer):
         def diff() -> api.DiffResponse:
             rows = self.registry.diff(require(request.name, "name"), require(request.a, "a"),
                                       require(request.b, "b"))
-            width = max((len(f) for f, _, _ in rows), default=5)
-            text = "\n".join(f"{f:<{width}}  v{request.a}: {a}\n{'':<{width}}  v{request.b}: {b}"
-                             for f, a, b in rows) or "no differences"
-            return api.DiffResponse(differences=[api.FieldDiff(field=f, a=a, b=b) for f, a, b in rows], text=text)
+            return api.DiffResponse(differences=[api.FieldDiff(field=f, a=a, b=b) for f, a, b in rows],
+                                    text=diff_text(rows, request.a, request.b))
 
         return _call(context, diff)
 
     def GetModelCard(self, request: api.GetModelCardRequest, context: Any) -> api.ModelCard:  # noqa: N802
         def card() -> api.ModelCard:
             name = require(request.name, "name")
-            md = self.registry.model_card(name, request.version)
-            version = request.version or (self.registry.state.champion(name).version)  # type: ignore[union-attr]
-            return api.ModelCard(name=name, version=version, markdown=md)
+            version = self.registry.resolve(name, request.version).version
+            return api.ModelCard(name=name, version=version, markdown=self.registry.model_card(name, version))
 
         return _call(context, card)
 

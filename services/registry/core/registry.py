@@ -12,34 +12,36 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from services.registry import gate
-from services.registry.cards import diff, model_card
-from services.registry.domain import (
-    CHAMPION,
-    REJECTED,
-    RETIRED,
-    ROLLED_BACK,
+from services.registry.core import gate
+from services.registry.core.cards import diff, model_card
+from services.registry.core.state import (
     AuditEntry,
     CandidateInfo,
     Event,
     Holdout,
+    ModelSummary,
     Promotion,
     RegistryState,
+    Status,
     VersionState,
 )
 from services.registry.errors import (
+    AlreadyChampion,
     ArtifactRejected,
     DuplicateCandidate,
     InvalidCandidate,
     InvalidRequest,
     ModelNotFound,
+    NoChampion,
     NothingToRollBack,
-    NotPromotable,
     VersionNotFound,
 )
+
+__all__ = ["Announce", "FetchArtifact", "Persist", "Registry", "require"]
 
 log = logging.getLogger("mlops.registry")
 
@@ -53,17 +55,19 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+@dataclass(eq=False)
 class Registry:
-    def __init__(self, state: RegistryState, fetch: FetchArtifact, persist: Persist, announce: Announce,
-                 policy: gate.GatePolicy, actor: str = "registry", clock: Callable[[], int] = _now_ms):
-        self.state = state
-        self.fetch = fetch
-        self.persist = persist
-        self.announce = announce
-        self.policy = policy
-        self.actor = actor
-        self.clock = clock
-        self._lock = threading.RLock()
+    """Commands and queries over `state`. `persist` returns once the events are durable, `fetch` gives verified
+    artifact bytes, `announce` tells the world of a new champion."""
+
+    state: RegistryState
+    fetch: FetchArtifact
+    persist: Persist
+    announce: Announce
+    policy: gate.GatePolicy
+    actor: str = "registry"
+    clock: Callable[[], int] = _now_ms
+    _lock: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False)
 
     # --- commands ----------------------------------------------------------------------------------------------
 
@@ -74,26 +78,11 @@ class Registry:
             dup = self.state.find_duplicate(cand.model_name, cand.candidate_id, cand.sha256)
             if dup is not None:
                 raise DuplicateCandidate(cand.model_name, dup[0].version, dup[1])
-            onnx = self.fetch(cand.sha256)
-            try:
-                cand_metrics = gate.score(onnx, cand.feature_names, holdout)
-            except Exception as exc:
-                raise ArtifactRejected(cand.sha256, f"cannot be scored with onnxruntime: {exc}") from exc
             champ = self.state.champion(cand.model_name)
-            champ_metrics: dict[str, float] | None = None
-            if champ is not None:
-                try:
-                    champ_metrics = gate.score(self.fetch(champ.candidate.sha256), champ.candidate.feature_names,
-                                               holdout)
-                except Exception as exc:  # the challenger is judged alone, and the reason says so
-                    log.warning("champion cannot be scored", extra={"fields": {"error": str(exc)}})
-            decision = gate.decide(self.policy, cand_metrics, champ_metrics, champ.version if champ else "")
-            if champ is not None and champ_metrics is None:
-                decision = gate.GateDecision(decision.promote, f"{decision.reason} (champion v{champ.version} "
-                                             "could not be scored on this holdout)")
+            cand_metrics, champ_metrics, decision = self._judge(cand, holdout, champ)
             name, now = cand.model_name, self.clock()
             version, seq = self.state.next_version(name), self.state.next_sequence(name)
-            status = CHAMPION if decision.promote else REJECTED
+            status = Status.CHAMPION if decision.promote else Status.REJECTED
             new = VersionState(
                 model_name=name, version=version, status=status, candidate=cand,
                 gate_decision="promoted" if decision.promote else "rejected", gate_reason=decision.reason,
@@ -103,9 +92,9 @@ class Registry:
             )
             events: list[Event] = [AuditEntry(name, seq, version, "register", self.actor,
                                               f"candidate {cand.candidate_id} for request "
-                                              f"{cand.lineage.retrain_request_id or '-'}", now, "candidate")]
+                                              f"{cand.lineage.retrain_request_id or '-'}", now, Status.CANDIDATE)]
             if decision.promote and champ is not None:
-                events.append(champ.with_status(RETIRED, seq + 1))
+                events.append(champ.with_status(Status.RETIRED, seq + 1))
             events.append(new)
             events.append(AuditEntry(name, seq + 1, version, "promote" if decision.promote else "reject",
                                      self.actor, decision.reason, now, status))
@@ -120,21 +109,10 @@ class Registry:
     def promote(self, name: str, version: str, actor: str, reason: str) -> tuple[Promotion, int]:
         with self._lock:
             target = self.get(name, version)
-            if target.status == CHAMPION:
-                raise NotPromotable(f"{name!r} v{version} is already the champion")
-            champ = self.state.champion(name)
-            seq, now = self.state.next_sequence(name), self.clock()
+            if target.status == Status.CHAMPION:
+                raise AlreadyChampion(name, version)
             why = reason or "manual promotion"
-            events: list[Event] = []
-            if champ is not None:
-                events.append(champ.with_status(RETIRED, seq))
-            events += [target.with_status(CHAMPION, seq, promoted=True),
-                       AuditEntry(name, seq, version, "promote", actor or "unknown", why, now, CHAMPION)]
-            self._commit(events)
-            promo = Promotion(name, version, target.candidate.sha256, champ.version if champ else "", why,
-                              target.candidate.feature_names, "promote", now)
-            self.announce(promo)
-            return promo, seq
+            return self._crown(target, Status.RETIRED, "promote", actor, why, why)
 
     def rollback(self, name: str, actor: str, reason: str) -> tuple[Promotion, int]:
         with self._lock:
@@ -144,19 +122,22 @@ class Registry:
             if target is None:
                 raise NothingToRollBack(name)
             champ = self.state.champion(name)
-            seq, now = self.state.next_sequence(name), self.clock()
             why = reason or "manual rollback"
-            events: list[Event] = []
-            if champ is not None:
-                events.append(champ.with_status(ROLLED_BACK, seq))
-            events += [target.with_status(CHAMPION, seq, promoted=True),
-                       AuditEntry(name, seq, target.version, "rollback", actor or "unknown",
-                                  f"{why} (from v{champ.version if champ else '-'})", now, CHAMPION)]
-            self._commit(events)
-            promo = Promotion(name, target.version, target.candidate.sha256, champ.version if champ else "", why,
-                              target.candidate.feature_names, "rollback", now)
-            self.announce(promo)
-            return promo, seq
+            return self._crown(target, Status.ROLLED_BACK, "rollback", actor, why,
+                               f"{why} (from v{champ.version if champ else '-'})")
+
+    def reannounce(self, dup: DuplicateCandidate) -> bool:
+        """Announce again a champion the gate promoted when its candidate is delivered twice: a crash between
+        registry.log and model.promoted leaves the promotion persisted but perhaps never announced."""
+        with self._lock:
+            existing = self.state.get(dup.name, dup.version)
+            if not dup.same_candidate or existing is None or existing.status != Status.CHAMPION \
+                    or existing.gate_decision != "promoted":
+                return False
+            c = existing.candidate
+            self.announce(Promotion(c.model_name, existing.version, c.sha256, existing.champion_version_at_gate,
+                                    existing.gate_reason, c.feature_names, "promote", existing.registered_at_ms))
+            return True
 
     # --- queries -----------------------------------------------------------------------------------------------
 
@@ -168,16 +149,32 @@ class Registry:
             raise VersionNotFound(name, version)
         return v
 
+    def resolve(self, name: str, version: str = "") -> VersionState:
+        """`version` of `name`, or its champion when no version is named."""
+        with self._lock:
+            if version:
+                return self.get(name, version)
+            champ = self.state.champion(name)
+            if champ is not None:
+                return champ
+            if name not in self.state.versions:
+                raise ModelNotFound(name)
+            raise NoChampion(name)
+
+    def summaries(self) -> list[ModelSummary]:
+        with self._lock:
+            return [self.state.summary(name) for name in self.state.models()]
+
+    def versions(self, name: str, version: str = "") -> list[VersionState]:
+        """One version of `name`, or all of them in version order when none is named."""
+        with self._lock:
+            if name not in self.state.versions:
+                raise ModelNotFound(name)
+            return [self.get(name, version)] if version else self.state.versions_of(name)
+
     def model_card(self, name: str, version: str = "") -> str:
         with self._lock:
-            if not version:
-                champ = self.state.champion(name)
-                if champ is None:
-                    if name not in self.state.versions:
-                        raise ModelNotFound(name)
-                    raise NotPromotable(f"model {name!r} has no champion; name a version")
-                version = champ.version
-            v = self.get(name, version)
+            v = self.resolve(name, version)
             return model_card(v, self.state.champion(name), self.state.audit_of(name))
 
     def diff(self, name: str, a: str, b: str) -> list[tuple[str, str, str]]:
@@ -185,6 +182,44 @@ class Registry:
             return diff(self.get(name, a), self.get(name, b))
 
     # --- internals ---------------------------------------------------------------------------------------------
+
+    def _judge(self, cand: CandidateInfo, holdout: Holdout, champ: VersionState | None
+               ) -> tuple[dict[str, float], dict[str, float] | None, gate.GateDecision]:
+        """Score the candidate and the champion on the same holdout rows and decide; a champion that cannot be
+        scored leaves the challenger judged alone, and the reason says so."""
+        onnx = self.fetch(cand.sha256)
+        try:
+            cand_metrics = gate.score(onnx, cand.feature_names, holdout)
+        except Exception as exc:
+            raise ArtifactRejected(cand.sha256, f"cannot be scored with onnxruntime: {exc}") from exc
+        champ_metrics: dict[str, float] | None = None
+        if champ is not None:
+            try:
+                champ_metrics = gate.score(self.fetch(champ.candidate.sha256), champ.candidate.feature_names, holdout)
+            except Exception as exc:
+                log.warning("champion cannot be scored", extra={"fields": {"error": str(exc)}})
+        decision = gate.decide(self.policy, cand_metrics, champ_metrics, champ.version if champ else "")
+        if champ is not None and champ_metrics is None:
+            decision = gate.GateDecision(decision.promote, f"{decision.reason} (champion v{champ.version} "
+                                         "could not be scored on this holdout)")
+        return cand_metrics, champ_metrics, decision
+
+    def _crown(self, target: VersionState, demote_to: Status, action: str, actor: str, why: str,
+               audit_why: str) -> tuple[Promotion, int]:
+        """Make `target` the champion, the current champion (if any) becoming `demote_to`; persist and announce."""
+        name = target.model_name
+        champ = self.state.champion(name)
+        seq, now = self.state.next_sequence(name), self.clock()
+        events: list[Event] = []
+        if champ is not None:
+            events.append(champ.with_status(demote_to, seq))
+        events += [target.with_status(Status.CHAMPION, seq, promoted=True),
+                   AuditEntry(name, seq, target.version, action, actor or "unknown", audit_why, now, Status.CHAMPION)]
+        self._commit(events)
+        promo = Promotion(name, target.version, target.candidate.sha256, champ.version if champ else "", why,
+                          target.candidate.feature_names, action, now)
+        self.announce(promo)
+        return promo, seq
 
     def _commit(self, events: list[Event]) -> None:
         self.persist(events)  # raises → nothing applied
@@ -213,5 +248,5 @@ class Registry:
 
 def require(value: str, what: str) -> str:
     if not value:
-        raise InvalidRequest(f"{what} is required")
+        raise InvalidRequest(what)
     return value

@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from services.registry.domain import Holdout
+from services.registry.core.state import Holdout
+
+__all__ = ["LOWER_IS_BETTER", "METRICS", "GateDecision", "GatePolicy", "decide", "score"]
 
 LOWER_IS_BETTER = frozenset({"logloss"})
 METRICS = ("auc", "accuracy", "logloss")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from services.registry.domain import AuditEntry, VersionState
+from services.registry.core.state import AuditEntry, VersionState
+
+__all__ = ["diff", "diff_text", "flatten", "model_card"]
 
 
 def _ts(ms: int) -> str:
@@ -88,3 +90,9 @@ def flatten(v: VersionState) -> dict[str, str]:
 def diff(a: VersionState, b: VersionState) -> list[tuple[str, str, str]]:
     fa, fb = flatten(a), flatten(b)
     return [(k, fa.get(k, ""), fb.get(k, "")) for k in sorted(set(fa) | set(fb)) if fa.get(k, "") != fb.get(k, "")]
+
+
+def diff_text(rows: list[tuple[str, str, str]], a: str, b: str) -> str:
+    """The rows of `diff` as aligned text: each field, then its value in v`a` and v`b`."""
+    width = max((len(f) for f, _, _ in rows), default=5)
+    return "\n".join(f"{f:<{width}}  v{a}: {va}\n{'':<{width}}  v{b}: {vb}" for f, va, vb in rows) or "no differences"

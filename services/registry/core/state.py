@@ -11,10 +11,24 @@ Two kinds of events live on the compacted registry.log:
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 
 import numpy as np
 
-CANDIDATE, CHAMPION, REJECTED, RETIRED, ROLLED_BACK = "candidate", "champion", "rejected", "retired", "rolled_back"
+__all__ = [
+    "AuditEntry", "CandidateInfo", "Event", "Holdout", "LineageInfo", "ModelSummary", "Promotion", "Range",
+    "RegistryState", "Status", "VersionState",
+]
+
+
+class Status(StrEnum):
+    """Where a version stands; the values are what registry.log and the API carry."""
+
+    CANDIDATE = "candidate"
+    CHAMPION = "champion"
+    REJECTED = "rejected"
+    RETIRED = "retired"
+    ROLLED_BACK = "rolled_back"
 
 
 @dataclass(frozen=True)
@@ -112,6 +126,17 @@ class Promotion:
     at_ms: int
 
 
+@dataclass(frozen=True)
+class ModelSummary:
+    """One line of the model list."""
+
+    name: str
+    champion: VersionState | None
+    latest: VersionState | None
+    version_count: int
+    updated_at_ms: int  # of the latest audited change
+
+
 class RegistryState:
     """Versions, champions and the audit trail of every model; changed only by `apply`."""
 
@@ -140,7 +165,7 @@ class RegistryState:
         return self.versions.get(name, {}).get(version)
 
     def champion(self, name: str) -> VersionState | None:
-        return next((v for v in self.versions_of(name) if v.status == CHAMPION), None)
+        return next((v for v in self.versions_of(name) if v.status == Status.CHAMPION), None)
 
     def next_version(self, name: str) -> str:
         return str(max((int(v) for v in self.versions.get(name, {})), default=0) + 1)
@@ -150,6 +175,11 @@ class RegistryState:
 
     def audit_of(self, name: str) -> list[AuditEntry]:
         return [self.audit[name][s] for s in sorted(self.audit.get(name, {}))]
+
+    def summary(self, name: str) -> ModelSummary:
+        versions = self.versions_of(name)
+        return ModelSummary(name, self.champion(name), versions[-1] if versions else None, len(versions),
+                            max((a.at_ms for a in self.audit_of(name)), default=0))
 
     def find_duplicate(self, name: str, candidate_id: str, sha256: str) -> tuple[VersionState, str] | None:
         for v in self.versions_of(name):
@@ -164,5 +194,5 @@ class RegistryState:
         champ = self.champion(name)
         current = champ.version if champ else None
         earlier = [v for v in self.versions_of(name)
-                   if v.status == RETIRED and v.promoted_sequence > 0 and v.version != current]
+                   if v.status == Status.RETIRED and v.promoted_sequence > 0 and v.version != current]
         return max(earlier, key=lambda v: v.promoted_sequence, default=None)

@@ -1,0 +1,50 @@
+"""The model.candidates consumer: decode a candidate, hand it to the registry, count the outcome."""
+
+from __future__ import annotations
+
+import logging
+
+from mlops.bus import Record
+from mlops.contracts import ContractError, models_pb2
+from mlops.telemetry import extract_context, link_to_ids, messaging_attributes, tracer
+
+from services.registry import errors
+from services.registry.convert import candidate_in
+from services.registry.core import Registry
+from services.registry.metrics import CANDIDATES
+
+__all__ = ["CandidateHandler"]
+
+log = logging.getLogger("mlops.registry")
+_tracer = tracer("mlops.registry")
+
+
+class CandidateHandler:
+    """Handles one model.candidates record. Refusals (duplicate, corrupt or missing artifact, invalid) are logged
+    and counted and change nothing; infrastructure errors propagate, so the record is read again after a restart."""
+
+    def __init__(self, registry: Registry, group: str):
+        self.registry = registry
+        self.group = group
+
+    def __call__(self, record: Record) -> None:
+        attrs = messaging_attributes("process", record.topic, record.partition, record.offset, record.key,
+                                     self.group)
+        with _tracer.start_as_current_span("registry.candidate", context=extract_context(record.headers),
+                                           attributes=attrs) as span:
+            try:
+                msg = record.decode(models_pb2.ModelCandidate)
+                training = link_to_ids(msg.trace_id, msg.span_id)  # the trainer's span that produced it
+                if training is not None:
+                    span.add_link(training.context, {"mlops.link": "training"})
+                v = self.registry.register(*candidate_in(msg))
+                CANDIDATES.labels(v.gate_decision).inc()
+                span.set_attributes({"mlops.version": v.version, "mlops.model_version": v.version,
+                                     "mlops.decision": v.gate_decision})
+            except errors.DuplicateCandidate as exc:
+                CANDIDATES.labels("duplicate").inc()
+                log.warning("duplicate candidate ignored", extra={"fields": {"error": str(exc)}})
+                self.registry.reannounce(exc)
+            except (errors.RegistryError, ContractError) as exc:
+                CANDIDATES.labels("refused").inc()
+                log.error("candidate refused", extra={"fields": {"where": record.where, "error": str(exc)}})

@@ -1,0 +1,188 @@
+"""The registry's edges on an in-process bus (MemoryBus): candidates in → registry.log and model.promoted out, a
+restart that replays registry.log into the same state, the gRPC API over it, and the spans a candidate leaves.
+No broker."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+
+import pytest
+from mlops.artifacts import publish_artifact
+from mlops.bus import MemoryBus, StopFlag
+from mlops.contracts import models_pb2
+from mlops.registry_client import RegistryClient
+from mlops.telemetry import setup_tracing
+from mlops.topics import MODEL_CANDIDATES, MODEL_PROMOTED, REGISTRY_LOG
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+from prometheus_client import REGISTRY
+
+from services.registry.edge import RegistryApp, build, run
+from services.registry.settings import RegistrySettings
+
+SETTINGS = RegistrySettings(grpc_host="127.0.0.1", grpc_port=0, grpc_workers=2, replay_timeout_s=5.0)
+TRAINING_TRACE, TRAINING_SPAN = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+
+
+class Running:
+    """build + run on a MemoryBus, the candidate loop in a thread."""
+
+    def __init__(self, bus: MemoryBus):
+        self.app: RegistryApp = build(SETTINGS, bus)
+        self.stop_flag = StopFlag(install_signals=False)
+        self.thread = threading.Thread(target=run, args=(self.app, SETTINGS, self.stop_flag), daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stop_flag.set()
+        self.thread.join(10)
+        self.app.stop()
+
+
+@pytest.fixture
+def running_factory():
+    started: list[Running] = []
+
+    def make(bus: MemoryBus) -> Running:
+        started.append(Running(bus))
+        return started[-1]
+
+    yield make
+    for r in started:
+        r.stop()
+
+
+@pytest.fixture(scope="module")
+def spans() -> InMemorySpanExporter:
+    exporter = InMemorySpanExporter()
+    setup_tracing("registry-unit", exporter=exporter)
+    return exporter
+
+
+def publish(bus: MemoryBus, *artifacts: bytes) -> None:
+    producer = bus.producer(client_id="trainer")
+    for data in artifacts:
+        publish_artifact(producer, bus, data)
+    producer.flush()
+
+
+def offer(bus: MemoryBus, *candidates: models_pb2.ModelCandidate, headers: dict[str, str] | None = None) -> None:
+    producer = bus.producer(client_id="trainer")
+    for c in candidates:
+        producer.send(bus.topic(MODEL_CANDIDATES), c, key=c.model_name, headers=headers)
+    producer.flush()
+
+
+def promoted(bus: MemoryBus, want: int, timeout: float = 30.0) -> list[models_pb2.ModelPromoted]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and len(bus.records(bus.topic(MODEL_PROMOTED))) < want:
+        time.sleep(0.05)
+    return [r.decode(models_pb2.ModelPromoted) for r in bus.records(bus.topic(MODEL_PROMOTED))]
+
+
+def snapshot(app: RegistryApp) -> tuple:
+    st = app.registry.state
+    return ({n: {v: (s.status, s.promoted_sequence, s.gate_reason) for v, s in d.items()}
+             for n, d in st.versions.items()},
+            {n: [(a.sequence, a.action, a.version, a.why) for a in st.audit_of(n)] for n in st.audit},
+            dict(st.sequence))
+
+
+def test_a_candidate_becomes_registry_log_records_and_a_promotion(running_factory, onnx_model_factory,
+                                                                  candidate_factory) -> None:
+    bus, first, better = MemoryBus(), onnx_model_factory(7.0), onnx_model_factory(9.5)
+    publish(bus, first, better)
+    running_factory(bus)
+    offer(bus, candidate_factory(first, 7.0), candidate_factory(better, 9.5))
+    promos = promoted(bus, 2)
+    assert [(p.version, p.previous_version, p.action) for p in promos] == [("1", "", "promote"), ("2", "1", "promote")]
+    assert promos[1].artifact_sha256 == hashlib.sha256(better).hexdigest()
+    keys = [r.key.decode() for r in bus.records(bus.topic(REGISTRY_LOG))]
+    # per candidate: the register audit entry, the retired champion (second only), the new state, the decision
+    assert keys == ["sea/audit/000000000001", "sea/1", "sea/audit/000000000002",
+                    "sea/audit/000000000003", "sea/1", "sea/2", "sea/audit/000000000004"]
+    events = [r.decode(models_pb2.RegistryEvent) for r in bus.records(bus.topic(REGISTRY_LOG))]
+    assert [(e.record_kind, e.status) for e in events if e.record_kind == "state"] == [
+        ("state", "champion"), ("state", "retired"), ("state", "champion")]
+    assert all(not e.candidate.holdout.features_f32 for e in events)  # holdout rows stay off the log
+
+
+def test_a_restart_replays_registry_log_into_the_same_state(running_factory, onnx_model_factory,
+                                                            candidate_factory) -> None:
+    bus = MemoryBus()
+    models = [onnx_model_factory(7.0), onnx_model_factory(9.5), onnx_model_factory(9.5, seed=2)]
+    publish(bus, *models)
+    first = running_factory(bus)
+    offer(bus, candidate_factory(models[0], 7.0), candidate_factory(models[1], 9.5),
+          candidate_factory(models[2], 7.0))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and first.app.registry.state.next_version("sea") != "4":
+        time.sleep(0.05)
+    first.app.registry.rollback("sea", "alice", "canary errors")
+    before = snapshot(first.app)
+    first.stop()
+
+    again = running_factory(bus)
+    assert again.app.replayed == len(bus.records(bus.topic(REGISTRY_LOG)))
+    assert snapshot(again.app) == before
+    assert again.app.registry.state.champion("sea").version == "1"
+    # the group committed what the first instance handled: nothing is gated twice
+    time.sleep(0.3)
+    assert snapshot(again.app) == before
+
+
+def test_a_redelivered_promoted_candidate_is_announced_again(running_factory, onnx_model_factory,
+                                                             candidate_factory) -> None:
+    bus, model = MemoryBus(), onnx_model_factory(7.0)
+    publish(bus, model)
+    reg = running_factory(bus)
+    cand = candidate_factory(model, 7.0)
+    offer(bus, cand, cand)  # a crash between registry.log and model.promoted delivers it again
+    assert [(p.version, p.action) for p in promoted(bus, 2)] == [("1", "promote"), ("1", "promote")]
+    assert reg.app.registry.state.next_version("sea") == "2"
+
+
+def test_the_grpc_api_answers_over_a_memory_bus(running_factory, onnx_model_factory, candidate_factory) -> None:
+    bus, model = MemoryBus(), onnx_model_factory(7.0)
+    publish(bus, model)
+    reg = running_factory(bus)
+    client = RegistryClient(f"127.0.0.1:{reg.app.grpc_port}", timeout=10)
+    try:
+        assert client.register(candidate_factory(model, 7.0)).decision == "promoted"
+        [summary] = client.list_models().models
+        assert (summary.name, summary.champion_version, summary.version_count) == ("sea", "1", 1)
+        assert client.model_card("sea").version == "1"
+    finally:
+        client.close()
+    assert [p.version for p in promoted(bus, 1)] == ["1"]
+
+
+def test_the_candidate_span_continues_the_training_trace_and_parents_the_promote_span(
+    spans: InMemorySpanExporter, running_factory, onnx_model_factory, candidate_factory,
+) -> None:
+    bus, model = MemoryBus(topic_prefix="obs."), onnx_model_factory(7.0)
+    publish(bus, model)
+    running_factory(bus)
+    spans.clear()
+    before = REGISTRY.get_sample_value("mlops_registry_promotions_total", {"model": "m", "action": "promote"}) or 0
+    cand = candidate_factory(model, 7.0, name="m")
+    cand.trace_id, cand.span_id = TRAINING_TRACE, TRAINING_SPAN
+    offer(bus, cand, headers={"traceparent": f"00-{TRAINING_TRACE}-{TRAINING_SPAN}-01"})
+    promoted(bus, 1)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and "registry.candidate" not in {s.name for s in spans.get_finished_spans()}:
+        time.sleep(0.05)
+    by_name = {s.name: s for s in spans.get_finished_spans()}
+    candidate, promote = by_name["registry.candidate"], by_name["registry.promote"]
+    assert format(candidate.context.trace_id, "032x") == TRAINING_TRACE
+    assert [(format(lk.context.trace_id, "032x"), format(lk.context.span_id, "016x")) for lk in candidate.links] == [
+        (TRAINING_TRACE, TRAINING_SPAN)]
+    assert candidate.attributes["mlops.model_version"] == "1"
+    assert promote.parent is not None and promote.parent.span_id == candidate.context.span_id
+    assert promote.kind == SpanKind.PRODUCER
+    assert promote.attributes["messaging.destination.name"] == "obs.model.promoted"
+    assert promote.attributes["mlops.model_version"] == "1"
+    after = REGISTRY.get_sample_value("mlops_registry_promotions_total", {"model": "m", "action": "promote"})
+    assert after == before + 1
