@@ -34,40 +34,11 @@ from opentelemetry import trace
 from opentelemetry.trace import Link, SpanContext, SpanKind, TraceFlags
 
 from services.monitor import metrics
-from services.monitor.core import DriftMonitor
-from services.monitor.domain import LabelEvent, Prediction, RetrainDecision
+from services.monitor.convert import label_from_pb, prediction_from_pb, request_time_ms, retrain_to_pb
+from services.monitor.core import DriftMonitor, RetrainDecision
 from services.monitor.settings import MonitorSettings
 
 log = logging.getLogger("mlops.monitor")
-SERVICE = "monitor"
-
-
-# --- converters (protobuf ↔ domain) -----------------------------------------------------------------------------
-
-
-def prediction_from_pb(msg: models_pb2.PredictionRecord) -> Prediction:
-    return Prediction(
-        request_id=msg.request_id, entity_id=msg.entity_id, model_name=msg.model_name,
-        model_version=msg.model_version, inputs=dict(msg.inputs), score=msg.score,
-        predicted_label=msg.predicted_label, timestamp_ms=msg.timestamp_ms,
-        features_as_of_ms=msg.features_as_of_ms, trace_id=msg.trace_id, span_id=msg.span_id,
-    )
-
-
-def label_from_pb(msg: events_pb2.Label) -> LabelEvent:
-    return LabelEvent(entity_id=msg.entity_id, event_time_ms=msg.event_time_ms, label=msg.label,
-                      request_id=msg.request_id, event_id=msg.event_id)
-
-
-def retrain_to_pb(
-    d: RetrainDecision, requested_at_ms: int, trace_id: str, span_id: str
-) -> models_pb2.RetrainRequest:
-    return models_pb2.RetrainRequest(
-        model_name=d.model_name, request_id=d.request_id, reason=d.reason, detector=d.detector,
-        statistic=d.statistic, feature=d.feature, value=d.value, window_start_ms=d.window_start_ms,
-        window_end_ms=d.window_end_ms, requested_at_ms=requested_at_ms, requested_by=SERVICE,
-        trace_id=trace_id, span_id=span_id,
-    )
 
 
 def _link(trace_id: str, span_id: str) -> Link | None:
@@ -109,7 +80,7 @@ def restore_cooldowns(monitor: DriftMonitor, kafka: KafkaSettings, timeout: floa
                 req = contracts.decode(models_pb2.RetrainRequest, msg.value(), f"{topic} offset {msg.offset()}")
             except ValueError:
                 continue
-            monitor.restore_request(req.model_name, req.window_end_ms or req.requested_at_ms)
+            monitor.restore_request(req.model_name, request_time_ms(req))
             read += 1
             if msg.offset() + 1 >= high:
                 break

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge
 
-from services.monitor.domain import Detection, RetrainDecision
-from services.monitor.stats import WindowResult
+from services.monitor.core import Detection, DriftMonitor, RetrainDecision, WindowResult
 
 DRIFT_STATISTIC = Gauge(
     "mlops_monitor_drift_statistic",
@@ -65,7 +64,7 @@ class CounterSync:
         self._last[name] = value
         return d
 
-    def sync(self, monitor) -> None:  # noqa: ANN001 (DriftMonitor; avoids an import cycle)
+    def sync(self, monitor: DriftMonitor) -> None:
         RECORDS.labels("prediction").inc(self._delta("p", monitor.predictions))
         RECORDS.labels("label").inc(self._delta("l", monitor.labels))
         RECORDS.labels("stale_prediction").inc(self._delta("sp", monitor.stale_predictions))
