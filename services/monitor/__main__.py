@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from mlops import service
-from mlops.bus import StopFlag, wait_for_broker
+from mlops.bus import KafkaBus, StopFlag, wait_for_broker
 from mlops.settings import KafkaSettings
 
 from services.monitor.edge import MonitorService
@@ -15,7 +15,7 @@ from services.monitor.settings import DEFAULT_METRICS_PORT, MonitorSettings
 def main() -> int:
     settings, kafka = MonitorSettings(), KafkaSettings()
     stop = StopFlag()
-    monitor = MonitorService(settings, kafka)
+    monitor = MonitorService(settings, KafkaBus(kafka))
     log = service.start("monitor", DEFAULT_METRICS_PORT, ready=monitor.ready).log
     log.info("monitor starting", extra={"fields": {"settings": settings.model_dump()}})
     wait_for_broker(kafka)

@@ -28,7 +28,6 @@ UNJOINED = Counter(
 JOIN_RATIO = Gauge("mlops_monitor_join_ratio", "Joined labels / labels consumed, since start.")
 JOIN_BUFFER = Gauge("mlops_monitor_join_buffer", "Records held by the label join.", ["what"])
 EVENT_LAG = Gauge("mlops_monitor_event_lag_seconds", "Wall clock minus the last handled prediction's timestamp.")
-CONSUMER_LAG = Gauge("mlops_monitor_consumer_lag_records", "High watermark minus position, per topic.", ["topic"])
 MODEL_VERSION = Gauge("mlops_monitor_model_version_info", "The model version the monitor sees serving.",
                       ["model", "version"])
 

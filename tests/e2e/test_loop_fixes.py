@@ -18,8 +18,7 @@ from mlops.schema import FEATURE_SET
 from mlops.settings import KafkaSettings
 from mlops.topics import FEATURES_LOG, LABELS, topic_name
 
-from services.monitor.core import DriftMonitor
-from services.monitor.domain import LabelEvent, Prediction
+from services.monitor.core import DriftMonitor, LabelEvent, Prediction
 from services.monitor.settings import MonitorSettings
 from services.trainer.core import TrainConfig, onnx_probabilities, train_model
 
