@@ -23,8 +23,7 @@ import numpy as np
 from mlops_tools.datagen import StreamConfig, generate
 
 from services.monitor import DriftMonitor, LabelEvent, MonitorSettings, Prediction
-from services.monitor.join import LabelJoiner
-from services.monitor.stats import StreamStats, make_detector
+from services.monitor.core import LabelJoiner, StreamStats, make_detector
 
 TARGET = 100_000
 

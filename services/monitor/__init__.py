@@ -1,8 +1,7 @@
 """The drift monitor: joins labels to predictions, watches features, scores and errors for drift with river
 detectors and reference-vs-current window statistics, and asks for a retrain — once per drift episode."""
 
-from services.monitor.core import DriftMonitor, MonitorObserver
-from services.monitor.domain import Detection, LabelEvent, Prediction, RetrainDecision
+from services.monitor.core import Detection, DriftMonitor, LabelEvent, MonitorObserver, Prediction, RetrainDecision
 from services.monitor.settings import MonitorSettings
 
 __all__ = [

@@ -1,31 +1,25 @@
-"""`python -m services.monitor`: settings → logging → tracing → ops server → consume until SIGTERM."""
+"""`python -m services.monitor`: the shared start-up, then consume until SIGTERM."""
 
 from __future__ import annotations
 
-import logging
 import sys
 
-from mlops.bus import StopFlag, wait_for_broker
-from mlops.settings import KafkaSettings, TelemetrySettings
-from mlops.telemetry import setup_logging, setup_tracing, start_ops_server
+from mlops import service
+from mlops.bus import KafkaBus, StopFlag, wait_for_broker
+from mlops.settings import KafkaSettings
 
 from services.monitor.edge import MonitorService
 from services.monitor.settings import DEFAULT_METRICS_PORT, MonitorSettings
 
 
 def main() -> int:
-    settings, kafka, telemetry = MonitorSettings(), KafkaSettings(), TelemetrySettings()
-    setup_logging(telemetry)
-    setup_tracing("monitor", telemetry)
-    log = logging.getLogger("mlops.monitor")
+    settings, kafka = MonitorSettings(), KafkaSettings()
     stop = StopFlag()
-    service = MonitorService(settings, kafka)
-    port = start_ops_server(
-        telemetry.metrics_port if telemetry.metrics_port is not None else DEFAULT_METRICS_PORT, ready=service.ready
-    )
-    log.info("monitor starting", extra={"fields": {"metrics_port": port, "settings": settings.model_dump()}})
+    monitor = MonitorService(settings, KafkaBus(kafka))
+    log = service.start("monitor", DEFAULT_METRICS_PORT, ready=monitor.ready).log
+    log.info("monitor starting", extra={"fields": {"settings": settings.model_dump()}})
     wait_for_broker(kafka)
-    handled = service.run(stop)
+    handled = monitor.run(stop)
     log.info("monitor stopped", extra={"fields": {"records": handled}})
     return 0
 

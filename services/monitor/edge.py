@@ -1,5 +1,5 @@
-"""The Kafka edge: predictions + labels in, RetrainRequest out. Converts protobuf ↔ domain and delegates to the
-DriftMonitor core.
+"""The Kafka edge: predictions + labels in, RetrainRequest out. Decodes, delegates to the DriftMonitor core,
+encodes.
 
 Delivery and restart: offsets are committed after each batch has been handled and any RetrainRequest it caused was
 acknowledged (mlops.bus.run_loop), so a restart resumes from the committed offsets. Detector state is NOT
@@ -7,134 +7,79 @@ checkpointed: after a restart each model's state is reset and its reference is r
 predictions read (the same rule as a model-version change). Reasons: the state is cheap to rebuild (one window),
 a stale reference carried across a restart would be just as wrong as a fresh one after a promotion, and the
 `min_records` warm-up means a restart cannot produce a retrain from half-built state. What must survive a restart
-is the debounce: the last RetrainRequest per model is read back from retrain.requested (one partition, keyed by
-model) before consuming, so the cool-down still holds. The cost: a drift that began shortly before the restart
-is measured against a reference that may already contain it; the error-stream detector (reference error rate
-from labels) still sees concept drift unless the whole reference window was drifted.
+is the debounce: the earlier RetrainRequests are read back from retrain.requested (one partition, keyed by model)
+before consuming, so the cool-down still holds. The cost: a drift that began shortly before the restart is
+measured against a reference that may already contain it; the error-stream detector (reference error rate from
+labels) still sees concept drift unless the whole reference window was drifted.
 
 The monitor never holds up anyone: producers of predictions and labels are decoupled by Kafka, sends are
-asynchronous, and its own lag is exported (mlops_monitor_consumer_lag_records, mlops_monitor_event_lag_seconds).
+asynchronous, and its own lag is exported (mlops_consumer_lag_records by the bus, mlops_monitor_event_lag_seconds).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-import uuid
 
-from confluent_kafka import Consumer as _KafkaConsumer
-from confluent_kafka import KafkaException, TopicPartition
-from mlops import contracts
-from mlops.bus import Consumer, FailurePolicy, Producer, Record, StopFlag, run_loop, watermarks
-from mlops.contracts import events_pb2, models_pb2
-from mlops.settings import KafkaSettings
-from mlops.telemetry import current_trace_ids, messaging_attributes, span_link, tracer
-from mlops.topics import LABELS, PREDICTIONS, RETRAIN_REQUESTED, topic_name
+from mlops.bus import Bus, BusError, FailurePolicy, Producer, Record, StopFlag, run_loop
+from mlops.contracts import ContractError, events_pb2, models_pb2
+from mlops.telemetry import current_trace_ids, link_to_ids, messaging_attributes, span_link, tracer
+from mlops.topics import LABELS, PREDICTIONS, RETRAIN_REQUESTED
 from opentelemetry import trace
-from opentelemetry.trace import Link, SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace import Link, SpanKind
 
 from services.monitor import metrics
-from services.monitor.core import DriftMonitor
-from services.monitor.domain import LabelEvent, Prediction, RetrainDecision
+from services.monitor.convert import label_from_pb, prediction_from_pb, request_time_ms, retrain_to_pb
+from services.monitor.core import DriftMonitor, RetrainDecision
 from services.monitor.settings import MonitorSettings
 
 log = logging.getLogger("mlops.monitor")
-SERVICE = "monitor"
+CLIENT_ID = "monitor"
 
 
-# --- converters (protobuf ↔ domain) -----------------------------------------------------------------------------
+def _evidence_link(trace_id: str, span_id: str) -> Link | None:
+    # a prediction logged without a span id still names its trace, which is what the link is followed by
+    link = link_to_ids(trace_id, span_id or "1")
+    return Link(link.context, {"mlops.link": "drift evidence"}) if link is not None else None
 
 
-def prediction_from_pb(msg: models_pb2.PredictionRecord) -> Prediction:
-    return Prediction(
-        request_id=msg.request_id, entity_id=msg.entity_id, model_name=msg.model_name,
-        model_version=msg.model_version, inputs=dict(msg.inputs), score=msg.score,
-        predicted_label=msg.predicted_label, timestamp_ms=msg.timestamp_ms,
-        features_as_of_ms=msg.features_as_of_ms, trace_id=msg.trace_id, span_id=msg.span_id,
-    )
-
-
-def label_from_pb(msg: events_pb2.Label) -> LabelEvent:
-    return LabelEvent(entity_id=msg.entity_id, event_time_ms=msg.event_time_ms, label=msg.label,
-                      request_id=msg.request_id, event_id=msg.event_id)
-
-
-def retrain_to_pb(
-    d: RetrainDecision, requested_at_ms: int, trace_id: str, span_id: str
-) -> models_pb2.RetrainRequest:
-    return models_pb2.RetrainRequest(
-        model_name=d.model_name, request_id=d.request_id, reason=d.reason, detector=d.detector,
-        statistic=d.statistic, feature=d.feature, value=d.value, window_start_ms=d.window_start_ms,
-        window_end_ms=d.window_end_ms, requested_at_ms=requested_at_ms, requested_by=SERVICE,
-        trace_id=trace_id, span_id=span_id,
-    )
-
-
-def _link(trace_id: str, span_id: str) -> Link | None:
+def restore_cooldowns(monitor: DriftMonitor, bus: Bus, timeout: float = 10.0) -> int:
+    """Re-apply the cool-down of the RetrainRequests already on retrain.requested; returns how many were read.
+    Best effort: without the topic (nothing requested yet) or within `timeout`, the monitor starts without them."""
+    topic = bus.topic(RETRAIN_REQUESTED)
     try:
-        ctx = SpanContext(int(trace_id, 16), int(span_id or "1", 16), is_remote=True,
-                          trace_flags=TraceFlags(TraceFlags.SAMPLED))
-    except ValueError:
-        return None
-    return Link(ctx, {"mlops.link": "drift evidence"}) if ctx.is_valid else None
-
-
-# --- restart: the debounce state read back ---------------------------------------------------------------
-
-
-def restore_cooldowns(monitor: DriftMonitor, kafka: KafkaSettings, timeout: float = 10.0, tail: int = 1000) -> int:
-    """Re-apply the cool-down of the last RetrainRequests (the newest `tail` of retrain.requested); returns how
-    many were read. The topic has one partition (mlops.topics), read without a consumer group."""
-    topic = topic_name(RETRAIN_REQUESTED, kafka)
-    c = _KafkaConsumer(kafka.client_config() | {"group.id": f"monitor-restore-{uuid.uuid4().hex[:8]}",
-                                                 "enable.auto.commit": False, "enable.partition.eof": True})
-    try:
+        reader = bus.reader([topic], client_id=f"{CLIENT_ID}-restore")
         try:
-            low, high = watermarks(c, topic, 0, timeout)
-        except KafkaException as exc:  # best effort: no topic yet means no earlier request to honour
-            log.warning("cannot read back earlier retrain requests", extra={"fields": {
-                "topic": topic, "error": str(exc)}})
-            return 0
-        if high <= low:
-            return 0
-        c.assign([TopicPartition(topic, 0, max(low, high - tail))])
-        read, deadline = 0, time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            msg = c.poll(0.5)
-            if msg is None:
-                continue
-            if msg.error():
-                break  # partition EOF (or an error: the cool-down is best effort)
-            try:
-                req = contracts.decode(models_pb2.RetrainRequest, msg.value(), f"{topic} offset {msg.offset()}")
-            except ValueError:
-                continue
-            monitor.restore_request(req.model_name, req.window_end_ms or req.requested_at_ms)
-            read += 1
-            if msg.offset() + 1 >= high:
-                break
-        return read
-    finally:
-        c.close()
-
-
-# --- the service loop -------------------------------------------------------------------------------------------
+            records = reader.read_to_end(timeout)
+        finally:
+            reader.close()
+    except BusError as exc:
+        log.warning("cannot read back earlier retrain requests", extra={"fields": {"topic": topic, "error": str(exc)}})
+        return 0
+    read = 0
+    for record in records:
+        try:
+            req = record.decode(models_pb2.RetrainRequest)
+        except ContractError:
+            continue
+        monitor.restore_request(req.model_name, request_time_ms(req))
+        read += 1
+    return read
 
 
 class MonitorService:
-    def __init__(self, settings: MonitorSettings, kafka: KafkaSettings, monitor: DriftMonitor | None = None):
+    def __init__(self, settings: MonitorSettings, bus: Bus, monitor: DriftMonitor | None = None):
         self.settings = settings
-        self.kafka = kafka
+        self.bus = bus
         self.observer = metrics.PrometheusObserver()
         self.monitor = monitor or DriftMonitor(settings, self.observer)
-        self.predictions_topic = topic_name(PREDICTIONS, kafka)
-        self.labels_topic = topic_name(LABELS, kafka)
-        self.retrain_topic = topic_name(RETRAIN_REQUESTED, kafka)
+        self.predictions_topic = bus.topic(PREDICTIONS)
+        self.labels_topic = bus.topic(LABELS)
+        self.retrain_topic = bus.topic(RETRAIN_REQUESTED)
         self.tracer = tracer("mlops.monitor")
         self.published: list[str] = []  # request ids, newest last (bounded)
         self._sync = metrics.CounterSync()
         self._last_sync = 0.0
-        self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self._polled = False
 
@@ -144,15 +89,15 @@ class MonitorService:
         return self._polled
 
     def run(self, stop: StopFlag) -> int:
-        restored = restore_cooldowns(self.monitor, self.kafka)
-        self._producer = Producer(self.kafka, client_id="monitor")
-        self._consumer = Consumer(self.kafka, group_id=self.settings.group_id,
-                                  topics=[self.predictions_topic, self.labels_topic], client_id="monitor")
+        restored = restore_cooldowns(self.monitor, self.bus)
+        self._producer = self.bus.producer(client_id=CLIENT_ID)
+        consumer = self.bus.consumer(group_id=self.settings.group_id,
+                                     topics=[self.predictions_topic, self.labels_topic], client_id=CLIENT_ID)
         log.info("monitor consuming", extra={"fields": {
             "topics": [self.predictions_topic, self.labels_topic], "group": self.settings.group_id,
             "restored_requests": restored}})
         return run_loop(
-            self._consumer, self.handle, stop=stop, policy=FailurePolicy.SKIP_AND_LOG, producer=self._producer,
+            consumer, self.handle, stop=stop, policy=FailurePolicy.SKIP_AND_LOG, producer=self._producer,
             batch_size=self.settings.batch_size, poll_timeout=self.settings.poll_timeout_s,
             on_idle=self._idle,
         )
@@ -175,7 +120,7 @@ class MonitorService:
 
     def _publish(self, d: RetrainDecision, record: Record) -> None:
         assert self._producer is not None
-        links = [lk for lk in (_link(t, s) for t, s in d.evidence_traces) if lk is not None]
+        links = [lk for lk in (_evidence_link(t, s) for t, s in d.evidence_traces) if lk is not None]
         here = span_link(record.headers)
         if here is not None:
             links.append(here)
@@ -209,14 +154,3 @@ class MonitorService:
             return
         self._last_sync = now
         self._sync.sync(self.monitor)
-        if self._consumer is not None:
-            lag: dict[str, int] = {}
-            try:
-                for tp in self._consumer.raw.position(self._consumer.raw.assignment()):
-                    _low, high = self._consumer.raw.get_watermark_offsets(tp, cached=True)
-                    if tp.offset >= 0 and high >= 0:
-                        lag[tp.topic] = lag.get(tp.topic, 0) + max(0, high - tp.offset)
-            except Exception as exc:  # lag is best-effort telemetry, never a reason to stop
-                log.debug("lag unavailable", extra={"fields": {"error": str(exc)}})
-            for topic, value in lag.items():
-                metrics.CONSUMER_LAG.labels(topic).set(value)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge
 
-from services.monitor.domain import Detection, RetrainDecision
-from services.monitor.stats import WindowResult
+from services.monitor.core import Detection, DriftMonitor, RetrainDecision, WindowResult
 
 DRIFT_STATISTIC = Gauge(
     "mlops_monitor_drift_statistic",
@@ -29,7 +28,6 @@ UNJOINED = Counter(
 JOIN_RATIO = Gauge("mlops_monitor_join_ratio", "Joined labels / labels consumed, since start.")
 JOIN_BUFFER = Gauge("mlops_monitor_join_buffer", "Records held by the label join.", ["what"])
 EVENT_LAG = Gauge("mlops_monitor_event_lag_seconds", "Wall clock minus the last handled prediction's timestamp.")
-CONSUMER_LAG = Gauge("mlops_monitor_consumer_lag_records", "High watermark minus position, per topic.", ["topic"])
 MODEL_VERSION = Gauge("mlops_monitor_model_version_info", "The model version the monitor sees serving.",
                       ["model", "version"])
 
@@ -65,7 +63,7 @@ class CounterSync:
         self._last[name] = value
         return d
 
-    def sync(self, monitor) -> None:  # noqa: ANN001 (DriftMonitor; avoids an import cycle)
+    def sync(self, monitor: DriftMonitor) -> None:
         RECORDS.labels("prediction").inc(self._delta("p", monitor.predictions))
         RECORDS.labels("label").inc(self._delta("l", monitor.labels))
         RECORDS.labels("stale_prediction").inc(self._delta("sp", monitor.stale_predictions))

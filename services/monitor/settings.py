@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from mlops.settings import settings_config
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings
 
 DetectorName = Literal["adwin", "kswin", "pagehinkley", "none"]
+# Durations are stream time (prediction timestamps), so replays and tests behave like live runs.
+StreamMs = Annotated[int, Field(ge=0)]
+# Significance levels, detector confidences and rate increases: strictly between 0 and 1.
+Fraction = Annotated[float, Field(gt=0, lt=1)]
 
 DEFAULT_METRICS_PORT = 9106
 
@@ -25,8 +29,8 @@ class MonitorSettings(BaseSettings):
         "adwin", description="Per-feature detector on standardized inputs: adwin | kswin | pagehinkley | none."
     )
     score_detector: DetectorName = Field("adwin", description="Detector on the prediction-score stream.")
-    adwin_delta: float = Field(0.0002, gt=0, lt=1, description="ADWIN confidence for feature and score streams.")
-    error_adwin_delta: float = Field(0.002, gt=0, lt=1, description="ADWIN confidence on the 0/1 error stream.")
+    adwin_delta: Fraction = Field(0.0002, description="ADWIN confidence for feature and score streams.")
+    error_adwin_delta: Fraction = Field(0.002, description="ADWIN confidence on the 0/1 error stream.")
     pagehinkley_delta: float = Field(
         0.25, ge=0, description="PageHinkley tolerated drift magnitude, in reference standard deviations."
     )
@@ -34,7 +38,7 @@ class MonitorSettings(BaseSettings):
         40.0, gt=0, description="PageHinkley alarm threshold, in reference standard deviations (defaults of river "
         "false-alarm on noise; these are tuned on standardized values)."
     )
-    kswin_alpha: float = Field(0.0001, gt=0, lt=1, description="KSWIN significance level.")
+    kswin_alpha: Fraction = Field(0.0001, description="KSWIN significance level.")
     kswin_window: int = Field(300, ge=60, description="KSWIN window size.")
     kswin_stride: int = Field(10, ge=1, description="KSWIN sees every k-th value (it costs ~0.5 ms per update).")
 
@@ -45,22 +49,20 @@ class MonitorSettings(BaseSettings):
     )
     psi_bins: int = Field(10, ge=2, description="PSI bins (reference quantiles).")
     psi_threshold: float = Field(0.25, gt=0, description="PSI above this is a detection (0.25 = major shift).")
-    ks_alpha: float = Field(0.0001, gt=0, lt=1, description="Two-sample KS significance for a window detection.")
+    ks_alpha: Fraction = Field(0.0001, description="Two-sample KS significance for a window detection.")
 
     # --- concept drift on the error stream ---------------------------------------------------------------------
     error_reference_labels: int = Field(
         200, ge=20, description="Joined labels that set a model version's reference error rate."
     )
     error_recent_labels: int = Field(200, ge=20, description="Labels in the recent error-rate window.")
-    error_min_increase: float = Field(
-        0.05, gt=0, lt=1, description="A concept drift is confirmed when the recent error rate exceeds the "
-        "reference by at least this much after the error detector fired."
+    error_min_increase: Fraction = Field(
+        0.05, description="A concept drift is confirmed when the recent error rate exceeds the reference by at "
+        "least this much after the error detector fired."
     )
 
     # --- debounce ----------------------------------------------------------------------------------------------
-    min_records: int = Field(
-        2000, ge=0, description="Predictions of a model version seen before it may trigger a retrain."
-    )
+    min_records: int = Field(2000, ge=0, description="Predictions of a model version before it may trigger a retrain.")
     min_agreeing: int = Field(
         2, ge=1, description="Distinct data/prediction-drift signals (detector × stream) needed without a "
         "confirmed concept drift."
@@ -68,22 +70,22 @@ class MonitorSettings(BaseSettings):
     evidence_records: int = Field(
         3000, ge=1, description="Data-drift signals count as agreeing if fired within this many predictions."
     )
-    cooldown_ms: int = Field(60_000, ge=0, description="Least stream time between two retrain requests.")
-    retrain_timeout_ms: int = Field(
-        600_000, ge=0, description="After a request, no new one until the model version changes or this passes."
+    cooldown_ms: StreamMs = Field(60_000, description="Least stream time between two retrain requests.")
+    retrain_timeout_ms: StreamMs = Field(
+        600_000, description="After a request, no new one until the model version changes or this passes."
     )
-    version_grace_ms: int = Field(
-        30_000, ge=0, description="After a version change, predictions of the previous version (in flight) are "
-        "ignored for this long instead of being taken for a rollback."
+    version_grace_ms: StreamMs = Field(
+        30_000, description="After a version change, predictions of the previous version (in flight) are ignored "
+        "for this long instead of being taken for a rollback."
     )
 
     # --- label join (bounded memory) ---------------------------------------------------------------------------
-    join_window_ms: int = Field(
-        600_000, gt=0, description="Predictions wait this long (stream time) for their label, then are evicted."
+    join_window_ms: StreamMs = Field(
+        600_000, gt=0, description="Predictions wait this long for their label, then are evicted."
     )
-    join_tolerance_ms: int = Field(
-        2_000, ge=0, description="A label without request id joins the entity's prediction whose as-of time is "
-        "closest to its event time, if within this tolerance."
+    join_tolerance_ms: StreamMs = Field(
+        2_000, description="A label without request id joins the entity's prediction whose as-of time is closest "
+        "to its event time, if within this tolerance."
     )
     join_capacity: int = Field(200_000, ge=100, description="Most predictions held for the join.")
     label_capacity: int = Field(50_000, ge=100, description="Most early labels held waiting for their prediction.")

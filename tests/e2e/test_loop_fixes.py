@@ -18,8 +18,7 @@ from mlops.settings import KafkaSettings
 from mlops.topics import FEATURES_LOG, LABELS, topic_name
 from mlops_tools.demo import DemoConfig, DemoResult
 
-from services.monitor.core import DriftMonitor
-from services.monitor.domain import LabelEvent, Prediction
+from services.monitor.core import DriftMonitor, LabelEvent, Prediction
 from services.monitor.settings import MonitorSettings
 from services.trainer.core import TrainConfig, onnx_probabilities, train_model
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from services.monitor.domain import LabelEvent, Prediction
-from services.monitor.join import LabelJoiner
-from services.monitor.stats import ks_critical, ks_statistic, psi
+from services.monitor.core import LabelEvent, LabelJoiner, Prediction, ks_critical, ks_statistic, psi
 
 
 def pred(rid: str, entity: str, t: int, as_of: int | None = None) -> Prediction:

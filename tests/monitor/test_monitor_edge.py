@@ -1,6 +1,7 @@
-"""Integration, on the real broker (fresh topic prefix): `mlops produce` writes raw events and delayed labels;
-predictions + labels into the monitor service give exactly one RetrainRequest naming its detector and statistic;
-a restarted monitor resumes from the committed offsets and keeps the cool-down."""
+"""The monitor's edge. Broker-free on MemoryBus: predictions + labels in give one RetrainRequest out and commit
+every offset. Integration, on the real broker (fresh topic prefix): `mlops produce` writes raw events and delayed
+labels; predictions + labels into the monitor service give exactly one RetrainRequest naming its detector and
+statistic; a restarted monitor resumes from the committed offsets and keeps the cool-down."""
 
 from __future__ import annotations
 
@@ -43,10 +44,11 @@ def read(kafka: KafkaSettings, spec, want: int, timeout: float = 20.0, settle: f
     return out
 
 
-def send_predictions_and_labels(kafka: KafkaSettings, cfg: StreamConfig, version: str = "1") -> None:
-    """What inference (a model of SEA variant 2) and the label source would write for the stream `cfg`."""
-    p = Producer(kafka, client_id="t-inference")
-    pred_topic, label_topic = topic_name(PREDICTIONS, kafka), topic_name(LABELS, kafka)
+def send_predictions_and_labels(bus, cfg: StreamConfig, version: str = "1") -> None:
+    """What inference (a model of SEA variant 2) and the label source would write for the stream `cfg`, onto
+    `bus` (a MemoryBus or KafkaBus)."""
+    p: Producer = bus.producer(client_id="t-inference")
+    pred_topic, label_topic = bus.topic(PREDICTIONS), bus.topic(LABELS)
     for rec in generate(cfg):
         s = rec.values["x0"] + rec.values["x1"]
         score = 1.0 / (1.0 + math.exp(-(s - SEA_THRESHOLDS[2])))
@@ -65,6 +67,46 @@ def run_service(service: MonitorService) -> tuple[StopFlag, threading.Thread]:
     t = threading.Thread(target=service.run, args=(stop,), daemon=True)
     t.start()
     return stop, t
+
+
+def handle_all(service: MonitorService, records: int, timeout: float = 30.0) -> None:
+    """Run `service` until it has handled `records` predictions + labels (or `timeout` passed), then stop it."""
+    stop, thread = run_service(service)
+    try:
+        deadline = time.monotonic() + timeout
+        while service.monitor.predictions + service.monitor.labels < records and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join(30)
+    assert not thread.is_alive()
+
+
+def test_memory_bus_predictions_and_labels_in_one_retrain_request_out_offsets_committed(memory_bus):
+    settings = MonitorSettings(cooldown_ms=10**12, retrain_timeout_ms=10**12, poll_timeout_s=0.05)
+    cfg = StreamConfig(count=8_000, drift_at=3_500, covariate_shift=False, seed=9)
+    send_predictions_and_labels(memory_bus, cfg)
+    service = MonitorService(settings, memory_bus)
+    handle_all(service, 16_000)
+    assert service.monitor.predictions == 8_000 and service.monitor.labels == 8_000
+
+    [request] = memory_bus.records(memory_bus.topic(RETRAIN_REQUESTED))
+    req = request.decode(models_pb2.RetrainRequest)
+    assert (req.model_name, req.detector, req.statistic, req.requested_by) == ("sea", "ADWIN", "error_rate", "monitor")
+    assert request.key == b"sea" and "concept drift" in req.reason
+    for spec in (PREDICTIONS, LABELS):
+        topic = memory_bus.topic(spec)
+        ends: dict[int, int] = {}
+        for r in memory_bus.records(topic):
+            ends[r.partition] = r.offset + 1
+        assert ends and {p: memory_bus.committed(settings.group_id, topic, p) for p in ends} == ends
+
+    # a restart reads the request back: the cool-down holds for the model's first predictions
+    send_predictions_and_labels(memory_bus, StreamConfig(count=10, seed=10, start_ms=cfg.start_ms + 100_000))
+    again = MonitorService(settings, memory_bus)
+    handle_all(again, 20)
+    assert again.monitor.predictions == 10  # nothing read twice
+    assert again.monitor.models["sea"].last_request_ms == req.window_end_ms
 
 
 def test_produce_writes_json_raw_events_with_traceparent_and_delayed_labels(kafka_settings):
@@ -97,16 +139,16 @@ def test_produce_protobuf_format(kafka_settings):
     assert {r.decode(events_pb2.RawEvent).schema_version for r in raw} == {1}
 
 
-def test_drift_gives_exactly_one_retrain_request_and_a_restart_keeps_the_cooldown(kafka_settings):
+def test_drift_gives_exactly_one_retrain_request_and_a_restart_keeps_the_cooldown(kafka_settings, kafka_bus):
     setup_tracing("monitor-test", exporter=EXPORTER)
     settings = MonitorSettings(group_id=f"monitor-{uuid.uuid4().hex[:6]}", cooldown_ms=10**12,
                                retrain_timeout_ms=10**12, poll_timeout_s=0.2)
     cfg = StreamConfig(count=8_000, drift_at=3_500, covariate_shift=False, seed=9)
-    send_predictions_and_labels(kafka_settings, cfg)
+    send_predictions_and_labels(kafka_bus, cfg)
     before = REGISTRY.get_sample_value("mlops_monitor_retrain_requests_total",
                                        {"model": "sea", "detector": "ADWIN", "statistic": "error_rate"}) or 0.0
 
-    service = MonitorService(settings, kafka_settings)
+    service = MonitorService(settings, kafka_bus)
     stop, thread = run_service(service)
     try:
         requests = read(kafka_settings, RETRAIN_REQUESTED, 1, timeout=60, settle=3)
@@ -136,16 +178,9 @@ def test_drift_gives_exactly_one_retrain_request_and_a_restart_keeps_the_cooldow
 
     # restart: same group → resumes after the committed offsets; the request is read back for the cool-down
     more = StreamConfig(count=500, drift_at=0, covariate_shift=False, seed=10, start_ms=cfg.start_ms + 100_000)
-    send_predictions_and_labels(kafka_settings, more)
-    again = MonitorService(settings, kafka_settings)
-    stop, thread = run_service(again)
-    try:
-        deadline = time.monotonic() + 30
-        while again.monitor.predictions + again.monitor.labels < 1_000 and time.monotonic() < deadline:
-            time.sleep(0.2)
-    finally:
-        stop.set()
-        thread.join(30)
+    send_predictions_and_labels(kafka_bus, more)
+    again = MonitorService(settings, kafka_bus)
+    handle_all(again, 1_000)
     assert again.monitor.predictions == 500 and again.monitor.labels == 500  # nothing read twice
     assert again.monitor.models["sea"].last_request_ms == req.window_end_ms
     assert len(read(kafka_settings, RETRAIN_REQUESTED, 2, timeout=2)) == 1

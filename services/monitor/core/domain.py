@@ -1,4 +1,4 @@
-"""The monitor's domain objects: plain values, no protobuf (converters live in the edge)."""
+"""The monitor's domain objects: plain values, no protobuf (services.monitor.convert maps the contracts onto them)."""
 
 from __future__ import annotations
 

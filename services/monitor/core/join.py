@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from services.monitor.domain import LabelEvent, Prediction
+from services.monitor.core.domain import LabelEvent, Prediction
 
 
 class _Waiting:

@@ -21,10 +21,10 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from services.monitor.domain import Detection, LabelEvent, Prediction, RetrainDecision
-from services.monitor.join import LabelJoiner
+from services.monitor.core.domain import Detection, LabelEvent, Prediction, RetrainDecision
+from services.monitor.core.join import LabelJoiner
+from services.monitor.core.stats import StreamStats, WindowResult
 from services.monitor.settings import MonitorSettings
-from services.monitor.stats import StreamStats, WindowResult
 
 SCORE_STREAM = "score"
 
@@ -207,7 +207,6 @@ class DriftMonitor:
             self._detected(state, Detection(p.model_name, state.version, "prediction", sc.detector_label,
                                             "score_mean", SCORE_STREAM, sc.mean_z, sc.window_start_ms, t))
         # labels that waited for this prediction join now; their decisions must reach the caller with the rest
-        # (draining them here and dropping the result lost the retrain decision of a confirmed concept drift)
         for joined, label in self.joiner.add_prediction(p):
             self._joined(joined, label)
         return self._drain()
