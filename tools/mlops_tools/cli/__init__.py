@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "mlops_tools.cli.services_cmd",  # up, down, status, service NAME
     "mlops_tools.cli.produce_cmd",  # produce (raw events, labels)
     "mlops_tools.cli.train_cmd",  # train
+    "mlops_tools.cli.definitions_cmd",  # apply, definitions list|show|diff|schema
     "mlops_tools.cli.models_cmd",  # models list|show|promote|rollback|diff|card
     "mlops_tools.cli.demo_cmd",  # demo
     "mlops_tools.cli.trace_cmd",  # trace ID
