@@ -152,7 +152,7 @@ def check_compatible(old: Definitions | None, new: Definitions) -> None:
                                  f"redefined while registered model {model.name!r} reads it; add a feature with a "
                                  "new name instead"))
     if problems:
-        raise DefinitionsError(problems, "apply")
+        raise DefinitionsError(problems, head="refused: incompatible with the definitions in force")
 
 
 def view_versions(old: Definitions | None, old_versions: dict[str, int], new: Definitions) -> dict[str, int]:

@@ -25,11 +25,11 @@ SECTIONS = ("entities", "sources", "feature_views", "models")
 class DefinitionsError(MlopsError):
     """Definitions that cannot be used as they are; `problems` lists (field path, message)."""
 
-    def __init__(self, problems: Iterable[tuple[str, str]], origin: str = ""):
+    def __init__(self, problems: Iterable[tuple[str, str]], origin: str = "", head: str = ""):
         self.problems = list(problems)
         self.origin = origin
         lines = [f"{path}: {message}" if path else message for path, message in self.problems]
-        head = f"invalid definitions{f' in {origin}' if origin else ''}"
+        head = head or f"invalid definitions{f' in {origin}' if origin else ''}"
         super().__init__(head + ":\n  " + "\n  ".join(lines))
 
 

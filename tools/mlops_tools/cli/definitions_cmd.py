@@ -54,8 +54,11 @@ def _fail(command: str, exc: Exception) -> int:
 def _plan(path: str, actor: str, prune: bool = False):  # type: ignore[no-untyped-def]
     from mlops import definitions as d
     from mlops.definitions.store import read_revisions
+    from mlops.settings import KafkaSettings
+    from mlops.topics import DEFINITIONS, ensure_topics
 
     new = d.load(path)
+    ensure_topics(KafkaSettings(), (DEFINITIONS,))  # the first apply on a cluster creates it
     bus = _bus()
     current = d.latest(read_revisions(bus, client_id="mlops-cli-definitions"))
     return bus, d.plan(current, new, actor, prune=prune)
@@ -67,6 +70,7 @@ def _print_changes(changes) -> None:  # type: ignore[no-untyped-def]
 
 
 def _apply(args: argparse.Namespace) -> int:
+    from mlops.bus import BusError
     from mlops.definitions import DefinitionsError
     from mlops.definitions.store import declared_topics, publish
     from mlops.settings import KafkaSettings
@@ -74,7 +78,7 @@ def _apply(args: argparse.Namespace) -> int:
 
     try:
         bus, result = _plan(args.path, args.actor or getpass.getuser(), args.prune)
-    except DefinitionsError as exc:
+    except (DefinitionsError, BusError) as exc:
         return _fail("apply", exc)
     if result.revision is None:
         print("no changes: the definitions in force are the same")
@@ -93,11 +97,12 @@ def _apply(args: argparse.Namespace) -> int:
 
 
 def _diff(args: argparse.Namespace) -> int:
+    from mlops.bus import BusError
     from mlops.definitions import DefinitionsError
 
     try:
         _, result = _plan(args.path, getpass.getuser(), args.prune)
-    except DefinitionsError as exc:
+    except (DefinitionsError, BusError) as exc:
         return _fail("definitions diff", exc)
     if result.revision is None:
         print("no changes")
@@ -105,12 +110,26 @@ def _diff(args: argparse.Namespace) -> int:
     return 0
 
 
+def _revisions(command: str):  # type: ignore[no-untyped-def]
+    """Every applied revision, or None after printing why they cannot be read."""
+    from mlops.bus import BusError
+    from mlops.definitions.store import read_revisions
+
+    try:
+        return read_revisions(_bus(), client_id="mlops-cli-definitions")
+    except BusError as exc:
+        _fail(f"definitions {command}", exc)
+        print("(nothing applied yet on this cluster? mlops apply FILE creates the definitions topic)",
+              file=sys.stderr)
+        return None
+
+
 def _list(args: argparse.Namespace) -> int:
     import time
 
-    from mlops.definitions.store import read_revisions
-
-    revisions = read_revisions(_bus(), client_id="mlops-cli-definitions")
+    revisions = _revisions("list")
+    if revisions is None:
+        return 1
     if not revisions:
         print("no definitions applied yet: mlops apply FILE")
         return 0
@@ -124,9 +143,10 @@ def _list(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace) -> int:
     import yaml
-    from mlops.definitions.store import read_revisions
 
-    revisions = read_revisions(_bus(), client_id="mlops-cli-definitions")
+    revisions = _revisions("show")
+    if revisions is None:
+        return 1
     chosen = [r for r in revisions if args.revision in (None, r.number)]
     if not chosen:
         which = f"revision {args.revision}" if args.revision is not None else "any revision"
