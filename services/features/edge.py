@@ -29,7 +29,7 @@ from faust.streams import _current_event  # the one private faust API: see Faust
 from faust.types import EventT
 from mlops import contracts
 from mlops.bus import Producer
-from mlops.online_store import AsyncOnlineStore
+from mlops.online_store import OnlineStore
 from mlops.schema import FEATURE_SET, FeatureSet
 from mlops.settings import KafkaSettings
 from mlops.telemetry import extract_context, messaging_attributes, traceparent_of_current, tracer
@@ -56,7 +56,7 @@ class FeaturesApp:
 def build(
     settings: FeaturesSettings,
     kafka: KafkaSettings,
-    store: AsyncOnlineStore,
+    store: OnlineStore,
     *,
     feature_set: FeatureSet = FEATURE_SET,
     on_assigned: Callable[[], None] = lambda: None,
@@ -190,7 +190,7 @@ class Featurizer:
     """The agent's work on one batch: decode each event, fold it, publish its vector to features.log, then write
     the newest view of each entity to the store and flush features.log before returning."""
 
-    def __init__(self, plan: Plan, store: AsyncOnlineStore, producer: Producer, features_log: str, group: str):
+    def __init__(self, plan: Plan, store: OnlineStore, producer: Producer, features_log: str, group: str):
         self.plan = plan
         self._store = store
         self._producer = producer

@@ -3,7 +3,7 @@ an in-memory store and producer; and the window ranges core computes are faust's
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -11,6 +11,7 @@ import pytest
 from faust.windows import HoppingWindow, TumblingWindow
 from mlops import contracts
 from mlops.contracts import events_pb2
+from mlops.online_store import MemoryOnlineStore, View
 from mlops.schema import FEATURE_SET
 
 from services.features import metrics
@@ -41,15 +42,19 @@ class Tables(DictState):
         self.write_backs += 1
 
 
-class Store:
+class Store(MemoryOnlineStore):
+    """The in-memory online store, counting its writes (one per batch), or failing them."""
+
     def __init__(self, fail: bool = False) -> None:
-        self.writes: list[list[tuple[str, Mapping[str, float], int, str]]] = []
+        super().__init__(FEATURE_SET)
+        self.writes: list[list[str]] = []
         self.fail = fail
 
-    async def write_many(self, views: Sequence[tuple[str, Mapping[str, float], int, str]]) -> None:
+    async def write_many(self, views: Sequence[View]) -> None:
         if self.fail:
             raise ConnectionError("redis is down")
-        self.writes.append(list(views))
+        self.writes.append([entity for entity, *_ in views])
+        await super().write_many(views)
 
 
 class Producer:
@@ -99,9 +104,11 @@ async def test_a_batch_folds_publishes_and_writes_the_newest_view_once() -> None
     assert producer.sent[3][1].as_of_ms == T + 1000 and producer.sent[3][1].feature_set == FEATURE_SET.name
     assert metrics.REJECTED.labels("undecodable")._value.get() == rejected + 1
     # one store write per batch: the newest update of each entity
-    assert len(store.writes) == 1
-    assert [(e, dict(v), t) for e, v, t, _ in store.writes[0]] == [("a", want[3], T + 1000), ("b", want[1], T + 10)]
-    assert want[3]["x0_last"] == 3.0
+    assert store.writes == [["a", "b"]]
+    a, b = await store.read_many(["a", "b"])
+    assert a is not None and a.as_of_ms == T + 1000 and a.values == pytest.approx(want[3])
+    assert b is not None and b.as_of_ms == T + 10 and b.values == pytest.approx(want[1])
+    assert a.values["x0_last"] == 3.0
     # one write-back per batch; each key owned by the last event that touched it
     assert tables.write_backs == 1
     assert tables.owner[("latest", "a")] is batch[4] and tables.owner[("latest", "b")] is batch[1]
