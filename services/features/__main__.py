@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 import faust
-from mlops.bus import wait_for_broker
+from mlops.bus import KafkaBus, wait_for_broker
 from mlops.online_store import RedisOnlineStore
 from mlops.service import start
 from mlops.settings import KafkaSettings, RedisSettings
@@ -19,7 +19,7 @@ def main() -> int:
     assigned = threading.Event()
     service = start("features", DEFAULT_METRICS_PORT, ready=assigned.is_set)
     wait_for_broker(kafka)
-    features = build(settings, kafka, RedisOnlineStore(redis), on_assigned=assigned.set)
+    features = build(settings, KafkaBus(kafka), RedisOnlineStore(redis), on_assigned=assigned.set)
     service.log.info(
         "features starting",
         extra={"fields": {"app_id": settings.app_id, "events": features.events_topic,

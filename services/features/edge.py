@@ -28,12 +28,11 @@ import faust
 from faust.streams import _current_event  # the one private faust API: see FaustTables
 from faust.types import EventT
 from mlops import contracts
-from mlops.bus import Producer
+from mlops.bus import KafkaBus, Producer, set_lag
 from mlops.online_store import OnlineStore
 from mlops.schema import FEATURE_SET, FeatureSet
-from mlops.settings import KafkaSettings
 from mlops.telemetry import extract_context, messaging_attributes, traceparent_of_current, tracer
-from mlops.topics import EVENTS, FEATURES_LOG, topic_name
+from mlops.topics import EVENTS, FEATURES_LOG
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, set_span_in_context
 
@@ -55,15 +54,15 @@ class FeaturesApp:
 
 def build(
     settings: FeaturesSettings,
-    kafka: KafkaSettings,
+    bus: KafkaBus,
     store: OnlineStore,
     *,
     feature_set: FeatureSet = FEATURE_SET,
     on_assigned: Callable[[], None] = lambda: None,
 ) -> FeaturesApp:
-    """The faust app of features on `kafka`'s topics (their prefix included), writing views to `store`;
-    `on_assigned` is called once partitions are assigned (readiness)."""
-    plan = Plan.of(feature_set)
+    """The faust app of features on `bus`'s broker and topics, writing views to `store`; `on_assigned` is called
+    once partitions are assigned (readiness). faust is its own Kafka client, so this takes the real bus only."""
+    plan, kafka = Plan.of(feature_set), bus.settings
 
     # --- app -------------------------------------------------------------------------------------------------
     app = faust.App(
@@ -79,7 +78,7 @@ def build(
     )
 
     # --- topics ----------------------------------------------------------------------------------------------
-    events_name, features_log_name = topic_name(EVENTS, kafka), topic_name(FEATURES_LOG, kafka)
+    events_name, features_log_name = bus.topic(EVENTS), bus.topic(FEATURES_LOG)
     events = app.topic(events_name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
     # --- tables ----------------------------------------------------------------------------------------------
@@ -89,7 +88,7 @@ def build(
     # --- agent -----------------------------------------------------------------------------------------------
     # features.log goes out through the C client (librdkafka): faust's pure-Python producer cost more per record
     # than the fold
-    producer = Producer(kafka, client_id=f"{settings.app_id}-features-log")
+    producer = bus.producer(client_id=f"{settings.app_id}-features-log")
     featurizer = Featurizer(plan, store, producer, features_log_name, settings.app_id)
 
     @app.agent(events, name="featurize")
@@ -105,7 +104,7 @@ def build(
                 if tp.topic == events_name:
                     position, high = await app.consumer.position(tp), app.consumer.highwater(tp)
                     if position is not None and high is not None:
-                        metrics.CONSUMER_LAG.labels(str(tp.partition)).set(max(0, high - position))
+                        set_lag(settings.app_id, tp.topic, tp.partition, high - position)
         except Exception as exc:  # metrics must never stop the worker
             log.debug("lag refresh failed", extra={"fields": {"error": str(exc)}})
 

@@ -10,16 +10,17 @@ from typing import Any
 import pytest
 from faust.windows import HoppingWindow, TumblingWindow
 from mlops import contracts
+from mlops.bus import MemoryBus
 from mlops.contracts import events_pb2
 from mlops.online_store import MemoryOnlineStore, View
 from mlops.schema import FEATURE_SET
+from mlops.topics import FEATURES_LOG
 
 from services.features import metrics
 from services.features.core import DictState, Plan, ReferenceAggregator, WindowSpec, ranges
 from services.features.edge import Featurizer
 
 T = 1_700_000_000_000
-TOPIC = "t.features.log"
 
 
 class Tables(DictState):
@@ -57,19 +58,6 @@ class Store(MemoryOnlineStore):
         await super().write_many(views)
 
 
-class Producer:
-    def __init__(self) -> None:
-        self.queued: list[tuple[str, Any, Any]] = []
-        self.sent: list[tuple[str, Any, Any]] = []
-
-    def send(self, topic: str, value: Any, *, key: Any = None, headers: Any = None) -> None:
-        self.queued.append((topic, value, key))
-
-    def flush(self, timeout: float = 30.0) -> None:
-        self.sent += self.queued
-        self.queued = []
-
-
 def event(offset: int, entity: str, t_ms: int, x0: float) -> SimpleNamespace:
     value = contracts.encode(events_pb2.Event(event_id=f"ev{offset}", entity_id=entity, event_time_ms=t_ms,
                                               ingest_time_ms=T, schema_version=1,
@@ -78,30 +66,35 @@ def event(offset: int, entity: str, t_ms: int, x0: float) -> SimpleNamespace:
                            value=value)
 
 
-def featurizer(store: Store, producer: Producer) -> Featurizer:
-    return Featurizer(Plan.of(FEATURE_SET), store, producer, TOPIC, "features-test")  # type: ignore[arg-type]
+def featurizer(bus: MemoryBus, store: Store) -> Featurizer:
+    producer = bus.producer(client_id="features-test")
+    return Featurizer(Plan.of(FEATURE_SET), store, producer, bus.topic(FEATURES_LOG), "features-test")
+
+
+def features_log(bus: MemoryBus) -> list[tuple[bytes | None, events_pb2.FeatureVector]]:
+    """features.log's (key, record) pairs."""
+    return [(r.key, r.decode(events_pb2.FeatureVector)) for r in bus.records(bus.topic(FEATURES_LOG))]
 
 
 async def test_a_batch_folds_publishes_and_writes_the_newest_view_once() -> None:
-    store, producer, tables = Store(), Producer(), Tables()
-    batch = [event(0, "a", T, 1.0), event(1, "b", T + 10, 5.0), event(2, "a", T + 2000, 3.0),
-             SimpleNamespace(message=SimpleNamespace(topic="t.events", partition=0, offset=3, headers=[]),
-                             value=b"\xffnot a record"),
-             event(4, "a", T + 1000, 2.0)]  # late: counts in its windows, does not overwrite the last values
+    bus, store, tables = MemoryBus(), Store(), Tables()
+    # the last event of "a" is late: it counts in its windows but does not overwrite the last values
+    sent = [(0, "a", T, 1.0), (1, "b", T + 10, 5.0), (2, "a", T + 2000, 3.0), (4, "a", T + 1000, 2.0)]
+    batch = [event(*e) for e in sent]
+    batch.insert(3, SimpleNamespace(message=SimpleNamespace(topic="t.events", partition=0, offset=3, headers=[]),
+                                    value=b"\xffnot a record"))
     rejected = metrics.REJECTED.labels("undecodable")._value.get()
 
-    await featurizer(store, producer).handle(batch, tables)
+    await featurizer(bus, store).handle(batch, tables)
 
     ref = ReferenceAggregator(FEATURE_SET)
-    want = [ref.update("a", T, {"x0": 1.0, "x1": 1.0, "x2": 2.0}), ref.update("b", T + 10, {"x0": 5.0, "x1": 1.0,
-            "x2": 2.0}), ref.update("a", T + 2000, {"x0": 3.0, "x1": 1.0, "x2": 2.0}),
-            ref.update("a", T + 1000, {"x0": 2.0, "x1": 1.0, "x2": 2.0})]
+    want = [ref.update(entity, t, {"x0": x0, "x1": 1.0, "x2": 2.0}) for _, entity, t, x0 in sent]
     # every decodable event is on features.log, flushed before handle returned
-    assert producer.queued == []
-    assert [(topic, key, rec.event_id) for topic, rec, key in producer.sent] == [
-        (TOPIC, "a", "ev0"), (TOPIC, "b", "ev1"), (TOPIC, "a", "ev2"), (TOPIC, "a", "ev4")]
-    assert [dict(rec.values) for _, rec, _ in producer.sent] == want
-    assert producer.sent[3][1].as_of_ms == T + 1000 and producer.sent[3][1].feature_set == FEATURE_SET.name
+    log = {rec.event_id: (key, rec) for key, rec in features_log(bus)}
+    assert sorted(log) == ["ev0", "ev1", "ev2", "ev4"]
+    assert [dict(log[e][1].values) for e in ("ev0", "ev1", "ev2", "ev4")] == want
+    assert log["ev4"][0] == b"a" and log["ev4"][1].as_of_ms == T + 1000
+    assert log["ev4"][1].feature_set == FEATURE_SET.name and log["ev1"][0] == b"b"
     assert metrics.REJECTED.labels("undecodable")._value.get() == rejected + 1
     # one store write per batch: the newest update of each entity
     assert store.writes == [["a", "b"]]
@@ -115,10 +108,10 @@ async def test_a_batch_folds_publishes_and_writes_the_newest_view_once() -> None
 
 
 async def test_a_failed_store_write_fails_the_batch() -> None:
-    producer = Producer()
+    bus = MemoryBus()
     with pytest.raises(ConnectionError):
-        await featurizer(Store(fail=True), producer).handle([event(0, "a", T, 1.0)], Tables())
-    assert producer.queued == [] and len(producer.sent) == 1  # features.log was still flushed
+        await featurizer(bus, Store(fail=True)).handle([event(0, "a", T, 1.0)], Tables())
+    assert len(features_log(bus)) == 1  # features.log was still flushed
 
 
 @pytest.mark.parametrize("spec", [WindowSpec("tumbling", 60, 60), WindowSpec("hopping", 30, 10)])
