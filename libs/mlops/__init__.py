@@ -1,4 +1,5 @@
-"""Shared code of the streaming MLOps platform: contracts, the Kafka bus, topics, telemetry, settings, the CLI."""
+"""Shared code of the streaming MLOps platform: contracts, the Kafka bus, topics, settings, telemetry, errors and
+the online and offline feature stores."""
 
 __all__ = ["__version__"]
 

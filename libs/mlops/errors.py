@@ -9,7 +9,9 @@ The library's errors, each defined in the module whose failures it names:
     MlopsError                                   mlops.errors
     ├── BusError                                 mlops.bus            a record not delivered or not committed
     ├── ContractError (also ValueError)          mlops.contracts      bytes that are not a valid contract record
-    ├── OnlineStoreError                         mlops.online_store   a view that cannot be written or read
+    ├── OnlineStoreError                         mlops.online_store   a view that cannot be written
+    │   ├── MissingFeatures                                           a view lacking features of its set
+    │   └── TraceparentTooLong                                        a traceparent longer than W3C's 55 bytes
     ├── OfflineStoreError                        mlops.offline_store  offset ranges not read completely
     ├── UnknownExporter (also ValueError)        mlops.telemetry      MLOPS_TELEMETRY_EXPORTER names no exporter
     └── ArtifactError                            mlops.artifacts

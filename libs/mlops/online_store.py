@@ -90,7 +90,7 @@ class OnlineStore(Protocol):
     version, gone `feature_set.ttl_seconds` after its last write."""
 
     async def write_many(self, views: Sequence[View]) -> None:
-        """Replace each entity's view and re-arm its TTL; all views or none are written."""
+        """Replace each entity's view and re-arm its TTL; a view that cannot be written raises before any is."""
         ...
 
     async def read_many(self, entity_ids: Sequence[str]) -> list[OnlineFeatures | None]:
@@ -163,17 +163,22 @@ class _Layout:
         return out
 
 
-class RedisOnlineStore:
-    """The online store in Redis for asyncio code (redis.asyncio; hiredis parses replies when installed)."""
-
-    def __init__(self, settings: RedisSettings, feature_set: FeatureSet = FEATURE_SET):
+class _RedisKeys:
+    def __init__(self, settings: RedisSettings, feature_set: FeatureSet):
         self._layout = _Layout(settings.key_prefix, feature_set)
         self.feature_set = feature_set
-        self._redis = aredis.Redis.from_url(settings.url)
 
     def key(self, entity_id: str) -> str:
         """The entity's operator-readable hash key."""
         return self._layout.key(entity_id)
+
+
+class RedisOnlineStore(_RedisKeys):
+    """The online store in Redis for asyncio code (redis.asyncio; hiredis parses replies when installed)."""
+
+    def __init__(self, settings: RedisSettings, feature_set: FeatureSet = FEATURE_SET):
+        super().__init__(settings, feature_set)
+        self._redis = aredis.Redis.from_url(settings.url)
 
     async def write(self, entity_id: str, values: Mapping[str, float], as_of_ms: int, traceparent: str = "") -> None:
         await self.write_many([(entity_id, values, as_of_ms, traceparent)])
@@ -200,17 +205,12 @@ class RedisOnlineStore:
 AsyncOnlineStore = RedisOnlineStore  # the name features and inference import
 
 
-class SyncRedisOnlineStore:
+class SyncRedisOnlineStore(_RedisKeys):
     """The same Redis store with a blocking client (redis-py), for scripts, tests and benchmarks."""
 
     def __init__(self, settings: RedisSettings, feature_set: FeatureSet = FEATURE_SET):
-        self._layout = _Layout(settings.key_prefix, feature_set)
-        self.feature_set = feature_set
+        super().__init__(settings, feature_set)
         self._redis = redis.Redis.from_url(settings.url)
-
-    def key(self, entity_id: str) -> str:
-        """The entity's operator-readable hash key."""
-        return self._layout.key(entity_id)
 
     def write(self, entity_id: str, values: Mapping[str, float], as_of_ms: int, traceparent: str = "") -> None:
         """Replace the entity's view and (re)arm its TTL atomically; `traceparent` is the update's trace context."""

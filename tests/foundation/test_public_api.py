@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import ast
 import importlib
+import inspect
 from pathlib import Path
 
 import pytest
+from mlops import errors
 
 LIBS = Path(__file__).resolve().parents[2] / "libs"
 GENERATED = ("mlops/contracts/v1", "mlops/contracts/oip")
@@ -51,6 +53,22 @@ def test_module_declares_its_public_api(path: Path) -> None:
     assert not missing, f"{name}.__all__ names what the module does not define: {missing}"
     undeclared = sorted(_public_definitions(ast.parse(path.read_text())) - set(exported))
     assert not undeclared, f"{name} defines public {undeclared} but leaves them out of __all__ (or prefix with _)"
+
+
+def test_every_library_error_roots_at_mlops_error_and_is_listed_in_the_tree() -> None:
+    """One root (catching MlopsError catches every expected failure) and mlops.errors documents the whole tree."""
+    unrooted, unlisted = [], []
+    for path in MODULES:
+        module = importlib.import_module(_module_name(path))
+        for name, cls in vars(module).items():
+            if not (inspect.isclass(cls) and issubclass(cls, BaseException) and cls.__module__ == module.__name__):
+                continue
+            if not issubclass(cls, errors.MlopsError):
+                unrooted.append(f"{module.__name__}.{name}")
+            if name not in (errors.__doc__ or ""):
+                unlisted.append(f"{module.__name__}.{name}")
+    assert not unrooted, f"errors outside the MlopsError tree: {unrooted}"
+    assert not unlisted, f"errors missing from the tree in mlops.errors' docstring: {unlisted}"
 
 
 def _imports(tree: ast.AST) -> list[tuple[int, str]]:
