@@ -1,1 +1,1 @@
-"""features: faust-streaming agents and windowed tables per entity → Redis online view + features.log."""
+"""features: a faust app folding events into windowed tables per entity → the online view + features.log."""

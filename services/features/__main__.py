@@ -1,38 +1,35 @@
-"""`python -m services.features`: settings → logging → tracing → ops server → the faust worker until SIGTERM."""
+"""`python -m services.features`: the shared service start-up, then the faust worker until SIGTERM."""
 
 from __future__ import annotations
 
-import logging
+import threading
 
 import faust
-from mlops.bus import wait_for_broker
-from mlops.settings import KafkaSettings, RedisSettings, TelemetrySettings
-from mlops.telemetry import setup_logging, setup_tracing, start_ops_server
+from mlops.bus import KafkaBus, wait_for_broker
+from mlops.online_store import RedisOnlineStore
+from mlops.service import start
+from mlops.settings import KafkaSettings, RedisSettings
 
-from .app import create_app
-from .settings import DEFAULT_METRICS_PORT, FeaturesSettings
+from services.features.edge import build
+from services.features.settings import DEFAULT_METRICS_PORT, FeaturesSettings
 
 
 def main() -> int:
-    settings, kafka, redis, telemetry = FeaturesSettings(), KafkaSettings(), RedisSettings(), TelemetrySettings()
-    setup_logging(telemetry)
-    provider = setup_tracing("features", telemetry)
+    settings, kafka, redis = FeaturesSettings(), KafkaSettings(), RedisSettings()
+    assigned = threading.Event()
+    service = start("features", DEFAULT_METRICS_PORT, ready=assigned.is_set)
     wait_for_broker(kafka)
-    features = create_app(settings, kafka, redis)
-    port = start_ops_server(
-        telemetry.metrics_port if telemetry.metrics_port is not None else DEFAULT_METRICS_PORT,
-        ready=lambda: features.ready["assigned"],
-    )
-    logging.getLogger("mlops.features").info(
+    features = build(settings, KafkaBus(kafka), RedisOnlineStore(redis), on_assigned=assigned.set)
+    service.log.info(
         "features starting",
-        extra={"fields": {"ops_port": port, "app_id": settings.app_id, "events": features.events_topic,
+        extra={"fields": {"app_id": settings.app_id, "events": features.events_topic,
                           "features_log": features.features_log_topic}},
     )
     worker = faust.Worker(features.app, loglevel=settings.log_level, override_logging=False)
     try:
         worker.execute_from_commandline()  # returns (via SystemExit) after SIGTERM/SIGINT and a clean stop
     finally:
-        provider.shutdown()
+        service.provider.shutdown()
     return 0
 
 

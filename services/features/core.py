@@ -1,9 +1,13 @@
 """The transport-free core of features: how one event folds into per-entity state and what vector comes out.
 
-State per entity (held by the faust tables at the edge, plain values here):
-- `latest`: {"as_of_ms": int, "<source>": float, ...}: the values of the newest event by event time (an event that
-  arrives late does not overwrite newer `last` values, but still counts in its windows);
-- per window spec and window range: {feature name: [count, sum, min, max]}.
+`fold` is the whole computation for one event. It keeps its state in a `State` (get / put by table and key):
+the faust tables at the edge, plain dicts in `DictState`, so `ReferenceAggregator` and the agent run the same
+code.
+
+State per entity:
+- table `LATEST`, key entity: {"as_of_ms": int, "<source>": float, ...}: the values of the newest event by event
+  time (an event that arrives late does not overwrite newer `last` values, but still counts in its windows);
+- table <WindowSpec>, key (entity, window range): {feature name: [count, sum, min, max]}.
 
 Window ranges are (start_s, end_s) as faust builds them. A tumbling feature reads the window of the event time;
 a hopping feature reads the OLDEST window holding it (the one covering the most history: for 30 s / 10 s, the
@@ -14,15 +18,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from mlops.schema import Aggregate, FeatureSet
 
-from .errors import UnsupportedAggregate
+from services.features.errors import UnsupportedAggregate
 
 Acc = list[float]  # [count, sum, min, max]
 WindowState = dict[str, Acc]
+WindowRange = tuple[float, float]
 FUNCTIONS = ("last", "mean", "count", "min", "max", "sum")
+LATEST = "latest"  # the table of the newest values per entity (faust table name too)
 
 
 @dataclass(frozen=True)
@@ -59,14 +66,86 @@ class WindowSpec:
         raise UnsupportedAggregate(agg.name, f"bad window {agg.window!r}")
 
 
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One raw event, as the features service sees it."""
+
+    event_id: str
+    entity_id: str
+    event_time_ms: int
+    ingest_time_ms: int  # 0 when unknown
+    values: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureVector:
+    """The features of one entity right after an event: `values` in feature-set order, as of the event's time."""
+
+    entity_id: str
+    event_id: str
+    as_of_ms: int
+    values: dict[str, float]
+
+
+class State(Protocol):
+    """Where `fold` keeps per-entity state: `table` is `LATEST` or a `WindowSpec`; a missing key reads as
+    None or an empty dict."""
+
+    def get(self, table: Any, key: Any) -> Any: ...
+
+    def put(self, table: Any, key: Any, value: Any) -> None: ...
+
+
+@dataclass
+class DictState:
+    """A `State` in one dict: the reference's state and the edge's unit-test tables."""
+
+    values: dict[tuple[Any, Any], Any] = field(default_factory=dict)
+
+    def get(self, table: Any, key: Any) -> Any:
+        return self.values.get((table, key))
+
+    def put(self, table: Any, key: Any, value: Any) -> None:
+        self.values[(table, key)] = value
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A feature set parsed once: the window spec of each feature and the windowed aggregates per spec (one
+    table per spec)."""
+
+    feature_set: FeatureSet
+    specs: tuple[tuple[Aggregate, WindowSpec | None], ...]
+    groups: dict[WindowSpec, tuple[Aggregate, ...]]
+
+    @classmethod
+    def of(cls, feature_set: FeatureSet) -> Plan:
+        specs = tuple((agg, WindowSpec.parse(agg)) for agg in feature_set.features)
+        groups: dict[WindowSpec, list[Aggregate]] = {}
+        for agg, spec in specs:
+            if spec is not None:
+                groups.setdefault(spec, []).append(agg)
+        return cls(feature_set, specs, {spec: tuple(aggs) for spec, aggs in groups.items()})
+
+
 def window_groups(feature_set: FeatureSet) -> dict[WindowSpec, tuple[Aggregate, ...]]:
     """The windowed aggregates grouped by window spec: one faust table per spec."""
-    groups: dict[WindowSpec, list[Aggregate]] = {}
-    for agg in feature_set.features:
-        spec = WindowSpec.parse(agg)
-        if spec is not None:
-            groups.setdefault(spec, []).append(agg)
-    return {spec: tuple(aggs) for spec, aggs in groups.items()}
+    return Plan.of(feature_set).groups
+
+
+def fold(plan: Plan, state: State, event: Event) -> FeatureVector:
+    """Fold `event` into its entity's state and return the entity's features as of the event."""
+    entity, values = event.entity_id, event.values
+    latest = fold_latest(state.get(LATEST, entity), values, event.event_time_ms)
+    state.put(LATEST, entity, latest)
+    t_s = event.event_time_ms / 1000.0
+    read: dict[WindowSpec, Any] = {}
+    for spec, aggs in plan.groups.items():
+        held = ranges(spec, t_s)
+        for rng in held:
+            state.put(spec, (entity, rng), fold_window(state.get(spec, (entity, rng)), aggs, values))
+        read[spec] = state.get(spec, (entity, held[0]))  # the oldest window holding t
+    return FeatureVector(entity, event.event_id, event.event_time_ms, assemble(plan, latest, read))
 
 
 def fold_latest(latest: Mapping[str, float] | None, values: Mapping[str, float], event_time_ms: int) -> dict:
@@ -105,12 +184,11 @@ def finish(agg: Aggregate, acc: Acc | None) -> float:
 
 
 def assemble(
-    feature_set: FeatureSet, latest: Mapping[str, float], windows: Mapping[WindowSpec, Mapping[str, Acc] | None]
+    plan: Plan, latest: Mapping[str, float], windows: Mapping[WindowSpec, Mapping[str, Acc] | None]
 ) -> dict[str, float]:
     """The feature vector, in feature-set order, from the latest values and the read window of each spec."""
     out: dict[str, float] = {}
-    for agg in feature_set.features:
-        spec = WindowSpec.parse(agg)
+    for agg, spec in plan.specs:
         if spec is None:
             out[agg.name] = float(latest.get(agg.source, math.nan))
         else:
@@ -118,36 +196,23 @@ def assemble(
     return out
 
 
-# --- window ranges, identical to faust's (faust.windows.HoppingWindow), for the pure reference ----------------
-
-
-def ranges(spec: WindowSpec, t_s: float) -> list[tuple[float, float]]:
-    """Every window range holding `t_s`."""
+def ranges(spec: WindowSpec, t_s: float) -> list[WindowRange]:
+    """Every window range holding `t_s`, oldest first: the same ranges as faust's HoppingWindow.ranges."""
     first = (t_s // spec.step_s) * spec.step_s - spec.size_s + spec.step_s
     return [(float(s), float(s) + spec.size_s - 0.1) for s in range(int(first), int(t_s) + 1, int(spec.step_s))]
 
 
-def read_range(spec: WindowSpec, t_s: float) -> tuple[float, float]:
+def read_range(spec: WindowSpec, t_s: float) -> WindowRange:
     """The range a feature reads at `t_s`: the oldest window holding it (the only one when tumbling)."""
     return ranges(spec, t_s)[0]
 
 
 class ReferenceAggregator:
-    """The whole computation on plain dicts: the spec the faust app is tested against (and a fallback)."""
+    """The whole computation on plain dicts, one entity at a time: what the faust app is tested against."""
 
     def __init__(self, feature_set: FeatureSet):
-        self.feature_set = feature_set
-        self.groups = window_groups(feature_set)
-        self.latest: dict[str, dict] = {}
-        self.windows: dict[tuple[WindowSpec, str, tuple[float, float]], dict] = {}
+        self.plan = Plan.of(feature_set)
+        self.state = DictState()
 
     def update(self, entity_id: str, event_time_ms: int, values: Mapping[str, float]) -> dict[str, float]:
-        self.latest[entity_id] = fold_latest(self.latest.get(entity_id), values, event_time_ms)
-        t_s = event_time_ms / 1000.0
-        read: dict[WindowSpec, dict | None] = {}
-        for spec, aggs in self.groups.items():
-            for rng in ranges(spec, t_s):
-                key = (spec, entity_id, rng)
-                self.windows[key] = fold_window(self.windows.get(key), aggs, values)
-            read[spec] = self.windows.get((spec, entity_id, read_range(spec, t_s)))
-        return assemble(self.feature_set, self.latest[entity_id], read)
+        return fold(self.plan, self.state, Event("", entity_id, event_time_ms, 0, dict(values))).values

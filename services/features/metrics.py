@@ -1,8 +1,8 @@
-"""Prometheus metrics of the features service."""
+"""Prometheus metrics of the features service (its consumer lag is the shared `mlops.bus.CONSUMER_LAG`)."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Histogram
 
 UPDATES = Counter("mlops_features_updates_total", "Feature-vector updates written (Redis + features.log).")
 REJECTED = Counter("mlops_features_rejected_total", "Event records that could not be decoded.", ["reason"])
@@ -18,7 +18,4 @@ FRESHNESS = Histogram(
     "mlops_features_freshness_seconds",
     "Event ingest time → online view written in Redis.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-)
-CONSUMER_LAG = Gauge(
-    "mlops_features_consumer_lag", "events high watermark minus the worker's position, per partition.", ["partition"]
 )

@@ -10,15 +10,12 @@ import time
 import uuid
 from pathlib import Path
 
-from confluent_kafka import Consumer as KConsumer
-from confluent_kafka import TopicPartition
-from mlops import contracts
-from mlops.bus import Producer
+from mlops.bus import KafkaBus, Producer, Record
 from mlops.contracts import events_pb2
 from mlops.online_store import SyncRedisOnlineStore
 from mlops.schema import FEATURE_SET
 from mlops.settings import KafkaSettings, RedisSettings
-from mlops.topics import EVENTS, FEATURES_LOG, topic_name
+from mlops.topics import EVENTS, FEATURES_LOG, TopicSpec, topic_name
 
 from services.features.core import ReferenceAggregator
 
@@ -58,17 +55,15 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait(5)
 
 
-def read_all(kafka: KafkaSettings, spec, expected: int, timeout: float) -> list:
-    name = topic_name(spec, kafka)
-    c = KConsumer(kafka.client_config() | {"group.id": f"r-{uuid.uuid4().hex[:6]}", "enable.auto.commit": False})
-    c.assign([TopicPartition(name, p, 0) for p in range(kafka.default_partitions)])
-    out: list = []
+def read_all(kafka: KafkaSettings, spec: TopicSpec, expected: int, timeout: float) -> list[Record]:
+    reader = KafkaBus(kafka).reader([topic_name(spec, kafka)], client_id="test-features-read")
+    out: list[Record] = []
     deadline = time.monotonic() + timeout
     try:
         while len(out) < expected and time.monotonic() < deadline:
-            out.extend(m for m in c.consume(500, 0.5) if m.error() is None)
+            out.extend(reader.consume(500, 0.5))
     finally:
-        c.close()
+        reader.close()
     return out
 
 
@@ -106,10 +101,10 @@ def test_faust_app_writes_redis_and_features_log(
         producer.flush()
         log = read_all(kafka_settings, FEATURES_LOG, n, timeout=90)
         assert len(log) == n, (tmp_path / "features.log").read_text()[-3000:]
-        vectors = [contracts.decode(events_pb2.FeatureVector, m.value()) for m in log]
+        vectors = [m.decode(events_pb2.FeatureVector) for m in log]
         assert {v.event_id for v in vectors} == {f"ev{i}" for i in range(n)}
         first = next(m for m, v in zip(log, vectors, strict=True) if v.event_id == "ev0")
-        assert dict(first.headers())["traceparent"].decode().split("-")[1] == trace_id
+        assert (first.header("traceparent") or "").split("-")[1] == trace_id
         store = SyncRedisOnlineStore(redis_settings)
         got = store.read_many(sorted(expected))
         for feats, entity in zip(got, sorted(expected), strict=True):

@@ -1,0 +1,23 @@
+"""Protobuf <-> features domain: an `Event` record in, a `FeatureVector` record out."""
+
+from __future__ import annotations
+
+from mlops import contracts
+from mlops.contracts import events_pb2
+from mlops.schema import FeatureSet
+
+from services.features.core import Event, FeatureVector
+
+
+def event_from_bytes(value: bytes, where: str) -> Event:
+    """The domain event of an `events` record; raises contracts.ContractError naming `where`."""
+    ev = contracts.decode(events_pb2.Event, value, where)
+    return Event(ev.event_id, ev.entity_id, ev.event_time_ms, ev.ingest_time_ms, dict(ev.values))
+
+
+def feature_vector_record(feature_set: FeatureSet, vector: FeatureVector) -> events_pb2.FeatureVector:
+    """The features.log record of a vector."""
+    return events_pb2.FeatureVector(
+        entity_id=vector.entity_id, feature_set=feature_set.name, feature_set_version=feature_set.version,
+        as_of_ms=vector.as_of_ms, values=vector.values, event_id=vector.event_id,
+    )
