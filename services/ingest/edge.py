@@ -19,52 +19,20 @@ from typing import Any
 
 from confluent_kafka import TopicPartition
 from mlops.bus import HEADER_CONTENT_TYPE, Consumer, FailurePolicy, Producer, Record, StopFlag, run_loop
-from mlops.contracts import common_pb2, events_pb2
 from mlops.settings import KafkaSettings
 from mlops.telemetry import extract_context, messaging_attributes, tracer
 from mlops.topics import EVENTS, EVENTS_DLQ, RAW_EVENTS, topic_name
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from . import metrics
-from .errors import Rejected
-from .settings import IngestSettings
-from .validation import ValidEvent, validate
+from services.ingest import metrics
+from services.ingest.convert import to_dead_letter, to_event, validate
+from services.ingest.errors import Rejected
+from services.ingest.settings import IngestSettings
 
 log = logging.getLogger("mlops.ingest")
 _tracer = tracer("mlops.ingest")
-SERVICE = "ingest"
 _NO_PARENT = Context()  # records without a traceparent start a new trace (never the loop thread's context)
-
-
-def to_event(ev: ValidEvent, record: Record, ingest_time_ms: int) -> events_pb2.Event:
-    return _event(ev, record.topic, record.partition, record.offset, ingest_time_ms)
-
-
-def _event(ev: ValidEvent, topic: str, partition: int, offset: int, ingest_time_ms: int) -> events_pb2.Event:
-    return events_pb2.Event(
-        event_id=ev.event_id,
-        entity_id=ev.entity_id,
-        event_time_ms=ev.event_time_ms,
-        ingest_time_ms=ingest_time_ms,
-        schema_version=ev.schema_version,
-        values=ev.values,
-        source=common_pb2.SourcePosition(topic=topic, partition=partition, offset=offset),
-    )
-
-
-def to_dead_letter(record: Record, error_type: str, field: str, reason: str, now_ms: int) -> events_pb2.DeadLetter:
-    return events_pb2.DeadLetter(
-        original_key=record.key or b"",
-        original_value=record.value or b"",
-        reason=reason,
-        field=field,
-        error_type=error_type,
-        source=common_pb2.SourcePosition(topic=record.topic, partition=record.partition, offset=record.offset),
-        failed_at_ms=now_ms,
-        service=SERVICE,
-        original_headers={k: v.decode("utf-8", "replace") for k, v in record.headers.items()},
-    )
 
 
 def trace_headers(span: Span, incoming: dict[str, bytes]) -> dict[str, str] | None:
@@ -169,7 +137,7 @@ class Ingest:
             try:
                 self.producer.send(
                     self.events_topic,
-                    _event(ev, topic, partition, offset, now_ms),
+                    to_event(ev, topic, partition, offset, now_ms),
                     key=ev.entity_id,
                     headers=trace_headers(span, headers),
                 )

@@ -27,7 +27,7 @@ from mlops.telemetry import setup_tracing
 from mlops.topics import EVENTS, EVENTS_DLQ, RAW_EVENTS, topic_name
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from services.ingest.service import Ingest
+from services.ingest.edge import Ingest
 from services.ingest.settings import IngestSettings
 
 ROOT = Path(__file__).resolve().parents[2]
