@@ -1,5 +1,5 @@
 """The trainer's edge: retrain.requested → (coalesce) → train → model.artifacts + model.candidates, or
-training.failures. Converts protobuf ↔ plain values and delegates to core.train_model."""
+training.failures. Decodes requests, delegates to core, encodes and publishes the outcome."""
 
 from __future__ import annotations
 
@@ -8,13 +8,14 @@ import logging
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mlops.artifacts import publish_artifact
 from mlops.bus import Consumer, Producer, Record, StopFlag
-from mlops.contracts import ContractError, common_pb2, models_pb2
+from mlops.contracts import ContractError, models_pb2
 from mlops.schema import FEATURE_SET
 from mlops.settings import KafkaSettings
 from mlops.telemetry import (
@@ -27,23 +28,25 @@ from mlops.telemetry import (
 )
 from mlops.topics import MODEL_CANDIDATES, RETRAIN_REQUESTED, TRAINING_FAILURES, topic_name
 from opentelemetry import trace
-from prometheus_client import Counter, Histogram
 
-from services.trainer.core import Progress, TrainConfig, TrainedModel, TrainingSetLike, train_model
-from services.trainer.data import LoadData
-from services.trainer.errors import TrainerError
-from services.trainer.jobs import RetrainAsk, RetrainJob, coalesce
+from services.trainer import metrics
+from services.trainer.convert import ask_from_proto, candidate_to_proto, failure_to_proto
+from services.trainer.core import (
+    LoadData,
+    Progress,
+    RetrainAsk,
+    RetrainJob,
+    TrainingSetLike,
+    coalesce,
+    failure_reason,
+    train_config,
+    train_model,
+)
+from services.trainer.errors import DataUnavailable
 from services.trainer.settings import TrainerSettings
 
 log = logging.getLogger("mlops.trainer")
 _tracer = tracer("mlops.trainer")
-
-TRAININGS = Counter("mlops_trainer_trainings_total", "Trainings run, by outcome", ["outcome"])
-REQUESTS = Counter("mlops_trainer_requests_total", "Retrain requests consumed")
-COALESCED = Counter("mlops_trainer_requests_coalesced_total", "Retrain requests answered by another's training")
-DURATION = Histogram("mlops_trainer_training_seconds", "Wall time of one training (data → candidate)",
-                     buckets=(0.5, 1, 2, 5, 10, 20, 40, 80, 160))
-
 
 @functools.cache
 def code_version() -> str:
@@ -64,53 +67,25 @@ def code_version() -> str:
         return "unknown"
 
 
-def train_config(settings: TrainerSettings, seed: int | None = None) -> TrainConfig:
-    return TrainConfig(
-        seed=settings.seed if seed is None else seed, holdout_fraction=settings.holdout_fraction,
-        holdout_max_rows=settings.holdout_max_rows, min_rows=settings.min_rows, max_iter=settings.max_iter,
-        learning_rate=settings.learning_rate, max_leaf_nodes=settings.max_leaf_nodes, max_depth=settings.max_depth,
-        l2_regularization=settings.l2_regularization, parity_tolerance=settings.parity_tolerance,
-        onnx_opset=settings.onnx_opset, max_rows=settings.max_rows,
-    )
+def offline_store_loader(
+    kafka_settings: KafkaSettings, timeout: float = 60.0, labels_within_features: bool = True
+) -> LoadData:
+    """A loader reading the offline store on the broker. The snapshot (high watermarks of features.log and labels
+    when the training starts) is the data version recorded in the candidate's lineage. `labels_within_features`:
+    labels newer than the feature log's watermark wait for a later training (see build_training_set)."""
 
+    def load(feature_ranges: Sequence[Any] | None, label_ranges: Sequence[Any] | None) -> TrainingSetLike:
+        from mlops import offline_store
 
-# --- converters ------------------------------------------------------------------------------------------
+        try:
+            return offline_store.build_training_set(
+                kafka_settings, FEATURE_SET, feature_log_ranges=feature_ranges, label_ranges=label_ranges,
+                timeout=timeout, labels_within_features=labels_within_features,
+            )
+        except offline_store.OfflineStoreError as exc:
+            raise DataUnavailable("offline store", str(exc)) from exc
 
-
-def ask_from_proto(msg: models_pb2.RetrainRequest) -> RetrainAsk:
-    return RetrainAsk(
-        model_name=msg.model_name, request_id=msg.request_id, reason=msg.reason, detector=msg.detector,
-        requested_at_ms=msg.requested_at_ms, requested_by=msg.requested_by,
-        seed=msg.seed if msg.HasField("seed") else None,
-    )
-
-
-def _ranges(ranges: object) -> list[common_pb2.OffsetRange]:
-    return [common_pb2.OffsetRange(topic=r.topic, partition=r.partition, start_offset=r.start_offset,
-                                   end_offset=r.end_offset) for r in ranges]  # type: ignore[attr-defined]
-
-
-def candidate_to_proto(
-    job: RetrainJob, model: TrainedModel, data: TrainingSetLike, version_of_code: str
-) -> models_pb2.ModelCandidate:
-    trace_id, span_id = current_trace_ids()
-    lineage = models_pb2.Lineage(
-        feature_log_offsets=_ranges(data.feature_log_ranges), label_offsets=_ranges(data.label_ranges),
-        feature_set=FEATURE_SET.name, feature_set_version=FEATURE_SET.version, code_version=version_of_code,
-        seed=job.seed, row_count=model.train_rows + model.holdout_rows, data_start_ms=model.data_start_ms,
-        data_end_ms=model.data_end_ms, retrain_request_id=job.primary.request_id,
-        retrain_reason=job.primary.reason, coalesced_request_ids=list(job.request_ids),
-    )
-    holdout = models_pb2.Holdout(
-        feature_names=list(model.feature_names), rows=len(model.holdout_y),
-        features_f32=model.holdout_X.astype("<f4").tobytes(), labels=[float(v) for v in model.holdout_y],
-    )
-    return models_pb2.ModelCandidate(
-        model_name=job.model_name, candidate_id=uuid.uuid4().hex, artifact_sha256=model.sha256,
-        artifact_size=len(model.onnx_bytes), framework=model.framework, metrics=model.metrics,
-        params=model.params, lineage=lineage, feature_names=list(model.feature_names), holdout=holdout,
-        created_at_ms=int(time.time() * 1000), trace_id=trace_id, span_id=span_id,
-    )
+    return load
 
 
 @dataclass(frozen=True)
@@ -120,10 +95,22 @@ class Outcome:
     failure: models_pb2.TrainingFailed | None = None
     seconds: float = 0.0
 
+    def summary(self) -> dict[str, Any]:
+        """The outcome as plain JSON values: what `python -m services.trainer --once` prints."""
+        out: dict[str, Any] = {"model": self.job.model_name, "request_id": self.job.primary.request_id}
+        if self.candidate is not None:
+            c = self.candidate
+            out |= {"version": c.candidate_id, "candidate_id": c.candidate_id, "sha256": c.artifact_sha256,
+                    "rows": c.lineage.row_count, "metrics": dict(sorted(c.metrics.items()))}
+        else:
+            out["error"] = self.failure.reason if self.failure is not None else "no outcome"
+        out["seconds"] = round(self.seconds, 3)
+        return out
+
 
 class TrainerService:
-    """Runs retrain jobs: load the data version, train, publish. Used by the Kafka loop and by `mlops train
-    --local`; `load_data` is injectable (the offline store in production)."""
+    """Runs retrain jobs: load the data version, train, publish. Used by the Kafka loop and by `--once`;
+    `load_data` is injectable (the offline store in production)."""
 
     def __init__(self, settings: TrainerSettings, kafka_settings: KafkaSettings, producer: Producer,
                  load_data: LoadData, version_of_code: str | None = None):
@@ -135,6 +122,14 @@ class TrainerService:
         self.candidates_topic = topic_name(MODEL_CANDIDATES, kafka_settings)
         self.failures_topic = topic_name(TRAINING_FAILURES, kafka_settings)
         self.last_outcome: Outcome | None = None
+
+    def run_once(self, model: str, *, reason: str, seed: int | None = None, request_id: str | None = None,
+                 progress: Progress = lambda s, f: None) -> Outcome:
+        """One retrain of `model` asked for in-process (no retrain.requested record), published like any other."""
+        request_id = request_id or f"once-{uuid.uuid4().hex[:12]}"
+        seed = self.settings.seed if seed is None else seed
+        ask = RetrainAsk(model, request_id, reason, "manual", int(time.time() * 1000), "trainer --once", seed)
+        return self.run_job(RetrainJob(model, seed, ask, (request_id,)), progress)
 
     def run_job(self, job: RetrainJob, progress: Progress = lambda s, f: None) -> Outcome:
         """Train once for `job` and publish the candidate (artifact first) or a TrainingFailed; flushes."""
@@ -148,38 +143,35 @@ class TrainerService:
                 data = self.load_data(None, None)
                 model = train_model(data, train_config(self.settings, job.seed), FEATURE_SET.names, progress)
                 progress("publish", 0.95)
-                candidate = candidate_to_proto(job, model, data, self.code_version)
+                candidate = candidate_to_proto(job, model, data, self.code_version, current_trace_ids())
                 digest = publish_artifact(self.producer, self.kafka_settings, model.onnx_bytes)
                 assert digest == model.sha256
                 self.producer.send(self.candidates_topic, candidate, key=job.model_name)
                 self.producer.flush()
                 outcome = Outcome(job, candidate=candidate, seconds=time.perf_counter() - started)
                 span.set_attributes({"mlops.sha256": model.sha256, "mlops.rows": candidate.lineage.row_count})
-                TRAININGS.labels("candidate").inc()
+                metrics.TRAININGS.labels("candidate").inc()
                 log.info("candidate published", extra={"fields": {
                     "model": job.model_name, "sha256": model.sha256, "rows": candidate.lineage.row_count,
                     "metrics": dict(model.metrics), "seconds": round(outcome.seconds, 3),
                     "requests": list(job.request_ids)}})
             except Exception as exc:  # every failure becomes a TrainingFailed with a clear reason
-                reason = str(exc) if isinstance(exc, TrainerError) else f"{type(exc).__name__}: {exc}"
+                reason = failure_reason(exc)
                 span.record_exception(exc)
                 span.set_status(trace.Status(trace.StatusCode.ERROR, reason))
-                failure = models_pb2.TrainingFailed(
-                    model_name=job.model_name, retrain_request_id=job.primary.request_id, reason=reason,
-                    failed_at_ms=int(time.time() * 1000),
-                )
+                failure = failure_to_proto(job, reason)
                 self.producer.send(self.failures_topic, failure, key=job.model_name)
                 self.producer.flush()
                 outcome = Outcome(job, failure=failure, seconds=time.perf_counter() - started)
-                TRAININGS.labels("failed").inc()
+                metrics.TRAININGS.labels("failed").inc()
                 log.error("training failed", extra={"fields": {"model": job.model_name, "reason": reason,
                                                                "requests": list(job.request_ids)}})
-        DURATION.observe(outcome.seconds)
+        metrics.DURATION.observe(outcome.seconds)
         self.last_outcome = outcome
         return outcome
 
 
-def _decode_asks(records: list[Record]) -> tuple[list[RetrainAsk], list[trace.Link]]:
+def decode_asks(records: list[Record]) -> tuple[list[RetrainAsk], list[trace.Link]]:
     """The asks, and span links to the drift evidence each request names in its body (trace_id / span_id) and
     to the context in its headers (one link per distinct span)."""
     asks, links, seen = [], [], set()
@@ -218,10 +210,10 @@ def run(service: TrainerService, stop: StopFlag, on_ready: Callable[[], None] | 
                 if not more:
                     break
                 records.extend(more)
-            asks, links = _decode_asks(records)
-            REQUESTS.inc(len(records))
+            asks, links = decode_asks(records)
+            metrics.REQUESTS.inc(len(records))
             jobs = coalesce(asks, s.default_model, s.seed)
-            COALESCED.inc(max(0, len(asks) - len(jobs)))
+            metrics.COALESCED.inc(max(0, len(asks) - len(jobs)))
             for job in jobs:
                 with _tracer.start_as_current_span(
                     "trainer.retrain", links=links, context=extract_context(records[-1].headers),

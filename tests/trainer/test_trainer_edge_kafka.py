@@ -15,9 +15,8 @@ from mlops.schema import FEATURE_SET
 from mlops.settings import KafkaSettings
 from mlops.topics import FEATURES_LOG, LABELS, MODEL_CANDIDATES, RETRAIN_REQUESTED, TRAINING_FAILURES, topic_name
 
-from services.trainer.data import offline_store_loader
-from services.trainer.jobs import RetrainAsk, RetrainJob
-from services.trainer.service import TrainerService, run
+from services.trainer.core import RetrainAsk, RetrainJob
+from services.trainer.edge import TrainerService, offline_store_loader, run
 from services.trainer.settings import TrainerSettings
 
 T0 = 1_700_000_000_000
