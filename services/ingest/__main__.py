@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mlops.bus import StopFlag, wait_for_broker
+from mlops.bus import KafkaBus, StopFlag, wait_for_broker
 from mlops.service import start
 from mlops.settings import KafkaSettings
 
@@ -16,7 +16,7 @@ def main() -> int:
     started = start("ingest", DEFAULT_METRICS_PORT, ready=lambda: ingest is not None and ingest.assigned)
     stop = StopFlag()
     wait_for_broker(kafka)
-    ingest = Ingest(settings, kafka)
+    ingest = Ingest(settings, KafkaBus(kafka))
     try:
         ingest.run(stop)
     finally:
