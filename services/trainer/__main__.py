@@ -12,7 +12,7 @@ import json
 import logging
 import threading
 
-from mlops.bus import Producer, StopFlag, wait_for_broker
+from mlops.bus import KafkaBus, StopFlag, wait_for_broker
 from mlops.service import start
 from mlops.settings import KafkaSettings, TelemetrySettings
 from mlops.telemetry import setup_logging, setup_tracing
@@ -34,7 +34,7 @@ def preload() -> None:
 
 def _service(settings: TrainerSettings, kafka: KafkaSettings) -> TrainerService:
     loader = offline_store_loader(kafka, labels_within_features=settings.labels_within_features)
-    return TrainerService(settings, kafka, Producer(kafka, client_id="trainer"), loader)
+    return TrainerService(settings, KafkaBus(kafka), loader)
 
 
 def serve() -> int:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops.artifacts import publish_artifact
-from mlops.bus import Consumer, Producer, Record, StopFlag
+from mlops.bus import Bus, Consumer, FailurePolicy, Record, StopFlag, run_loop
 from mlops.contracts import ContractError, models_pb2
 from mlops.schema import FEATURE_SET
 from mlops.settings import KafkaSettings
@@ -26,7 +26,7 @@ from mlops.telemetry import (
     span_link,
     tracer,
 )
-from mlops.topics import MODEL_CANDIDATES, RETRAIN_REQUESTED, TRAINING_FAILURES, topic_name
+from mlops.topics import MODEL_CANDIDATES, RETRAIN_REQUESTED, TRAINING_FAILURES
 from opentelemetry import trace
 
 from services.trainer import metrics
@@ -112,15 +112,15 @@ class TrainerService:
     """Runs retrain jobs: load the data version, train, publish. Used by the Kafka loop and by `--once`;
     `load_data` is injectable (the offline store in production)."""
 
-    def __init__(self, settings: TrainerSettings, kafka_settings: KafkaSettings, producer: Producer,
-                 load_data: LoadData, version_of_code: str | None = None):
+    def __init__(self, settings: TrainerSettings, bus: Bus, load_data: LoadData, version_of_code: str | None = None):
         self.settings = settings
-        self.kafka_settings = kafka_settings
-        self.producer = producer
+        self.bus = bus
+        self.producer = bus.producer(client_id="trainer")
         self.load_data = load_data
         self.code_version = version_of_code or settings.code_version or code_version()
-        self.candidates_topic = topic_name(MODEL_CANDIDATES, kafka_settings)
-        self.failures_topic = topic_name(TRAINING_FAILURES, kafka_settings)
+        self.requests_topic = bus.topic(RETRAIN_REQUESTED)
+        self.candidates_topic = bus.topic(MODEL_CANDIDATES)
+        self.failures_topic = bus.topic(TRAINING_FAILURES)
         self.last_outcome: Outcome | None = None
 
     def run_once(self, model: str, *, reason: str, seed: int | None = None, request_id: str | None = None,
@@ -144,7 +144,7 @@ class TrainerService:
                 model = train_model(data, train_config(self.settings, job.seed), FEATURE_SET.names, progress)
                 progress("publish", 0.95)
                 candidate = candidate_to_proto(job, model, data, self.code_version, current_trace_ids())
-                digest = publish_artifact(self.producer, self.kafka_settings, model.onnx_bytes)
+                digest = publish_artifact(self.producer, self.bus.settings, model.onnx_bytes)
                 assert digest == model.sha256
                 self.producer.send(self.candidates_topic, candidate, key=job.model_name)
                 self.producer.flush()
@@ -170,6 +170,21 @@ class TrainerService:
         self.last_outcome = outcome
         return outcome
 
+    def answer(self, records: list[Record]) -> int:
+        """Train once per (model, seed) the requests in `records` ask for; returns the number of trainings."""
+        s = self.settings
+        asks, links = decode_asks(records)
+        metrics.REQUESTS.inc(len(records))
+        jobs = coalesce(asks, s.default_model, s.seed)
+        metrics.COALESCED.inc(max(0, len(asks) - len(jobs)))
+        for job in jobs:
+            with _tracer.start_as_current_span(
+                "trainer.retrain", links=links, context=extract_context(records[-1].headers),
+                attributes=messaging_attributes("process", self.requests_topic, group=s.group_id),
+            ):
+                self.run_job(job)
+        return len(jobs)
+
 
 def decode_asks(records: list[Record]) -> tuple[list[RetrainAsk], list[trace.Link]]:
     """The asks, and span links to the drift evidence each request names in its body (trace_id / span_id) and
@@ -190,38 +205,53 @@ def decode_asks(records: list[Record]) -> tuple[list[RetrainAsk], list[trace.Lin
     return asks, links
 
 
+class _Bursts:
+    """The retrain.requested consumer as run_loop sees it: once records arrive, `consume` keeps reading until the
+    topic has been `coalesce_window_s` quiet (at most `coalesce_max_s`), so a burst of requests for a model is one
+    batch, trained once and committed after its outcomes are published."""
+
+    def __init__(self, consumer: Consumer, settings: TrainerSettings, stop: StopFlag):
+        self._consumer, self._settings, self._stop = consumer, settings, stop
+        self.group_id = consumer.group_id
+
+    def consume(self, max_records: int = 100, timeout: float = 1.0) -> list[Record]:
+        records = self._consumer.consume(max_records, timeout)
+        if not records:
+            return records
+        s = self._settings
+        burst_end = time.monotonic() + s.coalesce_max_s
+        while not self._stop.is_set() and time.monotonic() < burst_end:
+            quiet = min(s.coalesce_window_s, max(0.0, burst_end - time.monotonic()))
+            more = self._consumer.consume(max_records, quiet)
+            if not more:
+                break
+            records.extend(more)
+        return records
+
+    def commit(self, records: list[Record]) -> None:
+        self._consumer.commit(records)
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        return self._consumer.lag()
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
 def run(service: TrainerService, stop: StopFlag, on_ready: Callable[[], None] | None = None) -> int:
-    """Consume retrain.requested until `stop`: collect a burst (until the topic is `coalesce_window_s` quiet, at
-    most `coalesce_max_s`), train once per (model, seed), then commit. Returns the number of trainings."""
+    """Answer retrain.requested until `stop`: each burst of requests trains once per (model, seed), then the bus
+    loop commits it (every outcome, candidate or failure, is flushed first). Returns the number of trainings."""
     s = service.settings
-    topic = topic_name(RETRAIN_REQUESTED, service.kafka_settings)
-    consumer = Consumer(service.kafka_settings, group_id=s.group_id, topics=[topic], client_id="trainer")
+    consumer = service.bus.consumer(group_id=s.group_id, topics=[service.requests_topic], client_id="trainer")
     trainings = 0
-    try:
-        if on_ready is not None:
-            on_ready()
-        while not stop.is_set():
-            records = consumer.consume(100, s.poll_timeout_s)
-            if not records:
-                continue
-            burst_end = time.monotonic() + s.coalesce_max_s
-            while not stop.is_set() and time.monotonic() < burst_end:
-                more = consumer.consume(100, min(s.coalesce_window_s, max(0.0, burst_end - time.monotonic())))
-                if not more:
-                    break
-                records.extend(more)
-            asks, links = decode_asks(records)
-            metrics.REQUESTS.inc(len(records))
-            jobs = coalesce(asks, s.default_model, s.seed)
-            metrics.COALESCED.inc(max(0, len(asks) - len(jobs)))
-            for job in jobs:
-                with _tracer.start_as_current_span(
-                    "trainer.retrain", links=links, context=extract_context(records[-1].headers),
-                    attributes=messaging_attributes("process", topic, group=s.group_id),
-                ):
-                    service.run_job(job)
-                trainings += 1
-            consumer.commit(records)  # outcomes (candidate or failure) are flushed: the requests are answered
-    finally:
-        consumer.close()
+
+    def answer(records: list[Record]) -> None:
+        nonlocal trainings
+        trainings += service.answer(records)
+
+    if on_ready is not None:
+        on_ready()
+    # an outcome that cannot be published stops the service uncommitted: the requests are read again
+    run_loop(_Bursts(consumer, s, stop), handle_batch=answer, stop=stop, policy=FailurePolicy.STOP,
+             producer=service.producer, batch_size=100, poll_timeout=s.poll_timeout_s)
     return trainings

@@ -8,7 +8,7 @@ import uuid
 
 import numpy as np
 from mlops.artifacts import ArtifactReader
-from mlops.bus import Consumer, Producer, StopFlag
+from mlops.bus import Consumer, KafkaBus, Producer, StopFlag
 from mlops.contracts import events_pb2, models_pb2
 from mlops.offline_store import OffsetRange
 from mlops.schema import FEATURE_SET
@@ -60,11 +60,11 @@ def job(model: str = "sea", rid: str | None = None) -> RetrainJob:
 
 def test_candidate_lineage_artifact_and_reproducible_bytes_from_recorded_offsets(kafka_settings) -> None:
     feed(kafka_settings, 600)
-    producer = Producer(kafka_settings, client_id="test-trainer")
+    bus = KafkaBus(kafka_settings)
     # every label of this hand-made feed is 1 ms after its own feature row: keep all of them (the default leaves out
     # labels beyond the feature log's watermark, which is the lagging-pipeline guard, not what this test is about)
     loader = offline_store_loader(kafka_settings, timeout=30, labels_within_features=False)
-    service = TrainerService(FAST, kafka_settings, producer, loader)
+    service = TrainerService(FAST, bus, loader)
     first = service.run_job(job())
     assert first.failure is None, first.failure
     cand = first.candidate
@@ -82,7 +82,7 @@ def test_candidate_lineage_artifact_and_reproducible_bytes_from_recorded_offsets
     # more data arrives; retraining on the RECORDED offsets with the same seed gives the same bytes
     feed(kafka_settings, 200, start=600)
     load = offline_store_loader(kafka_settings, timeout=30, labels_within_features=False)
-    pinned = TrainerService(FAST, kafka_settings, producer, lambda f, lab: load(
+    pinned = TrainerService(FAST, bus, lambda f, lab: load(
         [OffsetRange.from_proto(r) for r in lin.feature_log_offsets],
         [OffsetRange.from_proto(r) for r in lin.label_offsets]))
     again = pinned.run_job(job())
@@ -100,7 +100,7 @@ def test_a_burst_of_requests_trains_once(kafka_settings) -> None:
         producer.send(topic_name(RETRAIN_REQUESTED, kafka_settings), models_pb2.RetrainRequest(
             model_name="sea", request_id=rid, reason=f"drift {i}", requested_at_ms=T0 + i), key="sea")
     producer.flush()
-    service = TrainerService(FAST, kafka_settings, producer, offline_store_loader(kafka_settings, timeout=30))
+    service = TrainerService(FAST, KafkaBus(kafka_settings), offline_store_loader(kafka_settings, timeout=30))
     stop = StopFlag(install_signals=False)
     trainings: list[int] = []
     thread = threading.Thread(target=lambda: trainings.append(run(service, stop)), daemon=True)
@@ -118,8 +118,7 @@ def test_a_burst_of_requests_trains_once(kafka_settings) -> None:
 
 
 def test_training_without_data_publishes_training_failed(kafka_settings) -> None:
-    producer = Producer(kafka_settings, client_id="test-fail")
-    service = TrainerService(FAST, kafka_settings, producer, offline_store_loader(kafka_settings, timeout=10))
+    service = TrainerService(FAST, KafkaBus(kafka_settings), offline_store_loader(kafka_settings, timeout=10))
     outcome = service.run_job(job(rid="r-empty"))
     assert outcome.candidate is None
     failures = read_all(kafka_settings, TRAINING_FAILURES, models_pb2.TrainingFailed, 1, 10)
@@ -132,7 +131,7 @@ def test_undecodable_request_is_skipped_not_fatal(kafka_settings) -> None:
     producer = Producer(kafka_settings, client_id="test-bad")
     producer.send(topic_name(RETRAIN_REQUESTED, kafka_settings), bad, key="sea")
     producer.flush()
-    service = TrainerService(FAST, kafka_settings, producer, offline_store_loader(kafka_settings, timeout=10))
+    service = TrainerService(FAST, KafkaBus(kafka_settings), offline_store_loader(kafka_settings, timeout=10))
     stop = StopFlag(install_signals=False)
     thread = threading.Thread(target=run, args=(service, stop), daemon=True)
     thread.start()
