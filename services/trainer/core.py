@@ -183,7 +183,7 @@ def export_onnx(model: Any, n_features: int, opset: int) -> bytes:
 
     with warnings.catch_warnings():
         # skl2onnx 1.20 passes booleans as ints for tree attributes: a DeprecationWarning under protobuf 6.33, an
-        # error under protobuf 7 (LIBS.md) — the reason protobuf is pinned to 6.33
+        # error under protobuf 7 — the reason protobuf is pinned to 6.33 (README, "Dependency pins")
         warnings.filterwarnings("ignore", message=".*Expected an int, got a boolean.*",
                                 category=DeprecationWarning)
         onx = to_onnx(
