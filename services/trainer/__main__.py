@@ -13,11 +13,12 @@ import logging
 import threading
 
 from mlops.bus import KafkaBus, StopFlag, wait_for_broker
+from mlops.offline_store import KafkaTrainingData
 from mlops.service import start
 from mlops.settings import KafkaSettings, TelemetrySettings
 from mlops.telemetry import setup_logging, setup_tracing
 
-from services.trainer.edge import TrainerService, offline_store_loader, run
+from services.trainer.edge import TrainerService, run
 from services.trainer.settings import DEFAULT_METRICS_PORT, TrainerSettings
 
 log = logging.getLogger("mlops.trainer")
@@ -33,8 +34,9 @@ def preload() -> None:
 
 
 def _service(settings: TrainerSettings, kafka: KafkaSettings) -> TrainerService:
-    loader = offline_store_loader(kafka, labels_within_features=settings.labels_within_features)
-    return TrainerService(settings, KafkaBus(kafka), loader)
+    bus = KafkaBus(kafka)
+    data = KafkaTrainingData(bus, labels_within_features=settings.labels_within_features)
+    return TrainerService(settings, bus, data)
 
 
 def serve() -> int:

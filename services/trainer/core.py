@@ -34,7 +34,7 @@ ONNX_INPUT = "input"
 
 
 class TrainingSetLike(Protocol):
-    """What mlops.offline_store.TrainingSet provides (kept structural so the core needs no broker)."""
+    """What mlops.offline_store.TrainingSet provides (structural: the core imports nothing that reaches a broker)."""
 
     X: np.ndarray
     y: np.ndarray
@@ -43,11 +43,6 @@ class TrainingSetLike(Protocol):
     label_times_ms: np.ndarray
     feature_log_ranges: Sequence[Any]
     label_ranges: Sequence[Any]
-
-
-# (feature_log_ranges, label_ranges) → training set; None ranges mean "snapshot the topics now". The edge hands
-# the offline store's reader; tests hand rows in memory.
-LoadData = Callable[[Sequence[Any] | None, Sequence[Any] | None], TrainingSetLike]
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import logging
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,8 +16,8 @@ from typing import Any
 from mlops.artifacts import publish_artifact
 from mlops.bus import Bus, Consumer, FailurePolicy, Record, StopFlag, run_loop
 from mlops.contracts import ContractError, models_pb2
+from mlops.offline_store import OfflineStoreError, TrainingDataSource, TrainingSet
 from mlops.schema import FEATURE_SET
-from mlops.settings import KafkaSettings
 from mlops.telemetry import (
     current_trace_ids,
     extract_context,
@@ -32,11 +32,9 @@ from opentelemetry import trace
 from services.trainer import metrics
 from services.trainer.convert import ask_from_proto, candidate_to_proto, failure_to_proto
 from services.trainer.core import (
-    LoadData,
     Progress,
     RetrainAsk,
     RetrainJob,
-    TrainingSetLike,
     coalesce,
     failure_reason,
     train_config,
@@ -67,27 +65,6 @@ def code_version() -> str:
         return "unknown"
 
 
-def offline_store_loader(
-    kafka_settings: KafkaSettings, timeout: float = 60.0, labels_within_features: bool = True
-) -> LoadData:
-    """A loader reading the offline store on the broker. The snapshot (high watermarks of features.log and labels
-    when the training starts) is the data version recorded in the candidate's lineage. `labels_within_features`:
-    labels newer than the feature log's watermark wait for a later training (see build_training_set)."""
-
-    def load(feature_ranges: Sequence[Any] | None, label_ranges: Sequence[Any] | None) -> TrainingSetLike:
-        from mlops import offline_store
-
-        try:
-            return offline_store.build_training_set(
-                kafka_settings, FEATURE_SET, feature_log_ranges=feature_ranges, label_ranges=label_ranges,
-                timeout=timeout, labels_within_features=labels_within_features,
-            )
-        except offline_store.OfflineStoreError as exc:
-            raise DataUnavailable("offline store", str(exc)) from exc
-
-    return load
-
-
 @dataclass(frozen=True)
 class Outcome:
     job: RetrainJob
@@ -109,14 +86,15 @@ class Outcome:
 
 
 class TrainerService:
-    """Runs retrain jobs: load the data version, train, publish. Used by the Kafka loop and by `--once`;
-    `load_data` is injectable (the offline store in production)."""
+    """Runs retrain jobs: snapshot the training data (its offsets are the data version), train, publish. Used by
+    the consume loop and by `--once`; `data` is the offline store on the bus in production."""
 
-    def __init__(self, settings: TrainerSettings, bus: Bus, load_data: LoadData, version_of_code: str | None = None):
+    def __init__(self, settings: TrainerSettings, bus: Bus, data: TrainingDataSource,
+                 version_of_code: str | None = None):
         self.settings = settings
         self.bus = bus
         self.producer = bus.producer(client_id="trainer")
-        self.load_data = load_data
+        self.data = data
         self.code_version = version_of_code or settings.code_version or code_version()
         self.requests_topic = bus.topic(RETRAIN_REQUESTED)
         self.candidates_topic = bus.topic(MODEL_CANDIDATES)
@@ -140,11 +118,11 @@ class TrainerService:
                                  "mlops.coalesced_requests": len(job.request_ids)})
             try:
                 progress("load", 0.0)
-                data = self.load_data(None, None)
+                data = self._training_set()
                 model = train_model(data, train_config(self.settings, job.seed), FEATURE_SET.names, progress)
                 progress("publish", 0.95)
                 candidate = candidate_to_proto(job, model, data, self.code_version, current_trace_ids())
-                digest = publish_artifact(self.producer, self.bus.settings, model.onnx_bytes)
+                digest = publish_artifact(self.producer, self.bus, model.onnx_bytes)
                 assert digest == model.sha256
                 self.producer.send(self.candidates_topic, candidate, key=job.model_name)
                 self.producer.flush()
@@ -169,6 +147,12 @@ class TrainerService:
         metrics.DURATION.observe(outcome.seconds)
         self.last_outcome = outcome
         return outcome
+
+    def _training_set(self) -> TrainingSet:
+        try:
+            return self.data.training_set()
+        except OfflineStoreError as exc:
+            raise DataUnavailable("offline store", str(exc)) from exc
 
     def answer(self, records: list[Record]) -> int:
         """Train once per (model, seed) the requests in `records` ask for; returns the number of trainings."""
