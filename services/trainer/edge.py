@@ -46,6 +46,7 @@ from services.trainer.settings import TrainerSettings
 log = logging.getLogger("mlops.trainer")
 _tracer = tracer("mlops.trainer")
 
+
 @functools.cache
 def code_version() -> str:
     """`git describe --always --dirty` of the checkout, else the installed package version."""
@@ -67,6 +68,8 @@ def code_version() -> str:
 
 @dataclass(frozen=True)
 class Outcome:
+    """What one training published: the candidate, or the failure."""
+
     job: RetrainJob
     candidate: models_pb2.ModelCandidate | None = None
     failure: models_pb2.TrainingFailed | None = None
