@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from inference_helpers import make_onnx
 
-from services.inference.server import InferenceServer
+from services.inference.edge import InferenceServer
 from services.inference.settings import InferenceSettings
 
 

@@ -14,7 +14,7 @@ from mlops.schema import FEATURE_SET
 from mlops.telemetry import setup_tracing
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from services.inference.tracing import INFER_METHOD
+from services.inference.edge.tracing import INFER_METHOD
 
 UPDATE_TRACE, UPDATE_SPAN = "5b8efff798038103d269b633813fc60c", "eee19b7ec3c1b174"
 

@@ -20,9 +20,18 @@ from mlops.settings import KafkaSettings, RedisSettings
 from mlops.topics import PREDICTIONS, topic_name
 from opentelemetry.trace import Status, StatusCode
 
-from services.inference import codec
-from services.inference.batching import Batcher
-from services.inference.dataplane import DataPlane
+from services.inference import convert
+from services.inference.core import (
+    Batcher,
+    BatchPolicy,
+    DataPlane,
+    ModelRepository,
+    ModelVersion,
+    SessionOptions,
+)
+from services.inference.edge.prediction_log import PredictionLog
+from services.inference.edge.promotions import PromotionWatcher
+from services.inference.edge.tracing import infer_span, link_feature_updates
 from services.inference.errors import (
     EntityNotFound,
     InferenceError,
@@ -33,11 +42,7 @@ from services.inference.errors import (
     TooLarge,
 )
 from services.inference.metrics import LATENCY, MODEL_IN_SERVICE, REQUESTS
-from services.inference.models import ModelRepository, ModelVersion, SessionOptions
-from services.inference.prediction_log import PredictionLog
-from services.inference.promotions import PromotionWatcher
-from services.inference.settings import InferenceSettings, effective_inline_max_rows
-from services.inference.tracing import infer_span
+from services.inference.settings import InferenceSettings
 
 log = logging.getLogger("mlops.inference")
 
@@ -80,7 +85,7 @@ class InferenceServicer(pb2_grpc.GRPCInferenceServiceServicer):
 
     async def ModelMetadata(self, request: Any, context: Any) -> Any:  # noqa: N802
         try:
-            return codec.encode_metadata(self._dp.model_metadata(request.name, request.version))
+            return convert.encode_metadata(self._dp.model_metadata(request.name, request.version))
         except InferenceError as exc:
             await context.abort(status_code(exc), str(exc))
 
@@ -103,7 +108,7 @@ class InferenceServicer(pb2_grpc.GRPCInferenceServiceServicer):
         started = time.perf_counter()
         with infer_span(context.invocation_metadata()) as span:
             try:
-                response = codec.encode_response(await self._dp.infer(codec.decode_request(request)))
+                response = convert.encode_response(await self._dp.infer(convert.decode_request(request)))
             except InferenceError as exc:
                 code, message = status_code(exc), str(exc)
             except Exception as exc:
@@ -188,17 +193,15 @@ class InferenceServer:
                                 extra={"queue.buffering.max.messages": 200_000})
             topic = topic_name(PREDICTIONS, self.kafka)
             self.predictions = PredictionLog(producer, topic, s.prediction_buffer_rows)
-        inline_rows = effective_inline_max_rows(s)
-        self.batcher = Batcher(self._executor, enabled=s.batching, max_batch_size=s.max_batch_size,
-                               max_wait_s=s.max_batch_wait_ms / 1000.0, max_in_flight=s.ort_workers,
-                               inline_max_rows=inline_rows)
-        self.dataplane = DataPlane(s, self.repository, self.batcher, self._store, self.predictions)
+        self.batcher = Batcher(self._executor, BatchPolicy.from_settings(s))
+        self.dataplane = DataPlane(s, self.repository, self.batcher, self._store, self.predictions,
+                                   on_features=link_feature_updates)
         opts = [("grpc.max_receive_message_length", s.max_message_bytes),
                 ("grpc.max_send_message_length", s.max_message_bytes),
                 ("grpc.so_reuseport", 1 if s.workers > 1 or s.worker_index > 0 else 0)]
         # No gRPC interceptor: any aio interceptor (even the OTel one filtered down to nothing) puts a Python
         # coroutine chain in front of every call, 30-50 us of CPU a request here. ModelInfer makes its own server
-        # span (tracing.infer_span); the control-plane RPCs (health, metadata, reflection) are not traced.
+        # span (infer_span); the control-plane RPCs (health, metadata, reflection) are not traced.
         self._server = grpc.aio.server(options=opts)
         pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(self.dataplane, s), self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
@@ -213,7 +216,7 @@ class InferenceServer:
                                             s.artifact_timeout_s)
             self.watcher.start()
         log.info("inference serving", extra={"fields": {"port": self.port, "models": self.repository.names(),
-                                                        "inline_max_rows": inline_rows}})
+                                                        "inline_max_rows": self.batcher.policy.inline_max_rows}})
         return self.port
 
     def ready(self) -> bool:

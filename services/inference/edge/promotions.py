@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Callable
 
 from mlops.artifacts import ArtifactReader
 from mlops.bus import Consumer, Record
@@ -20,35 +19,11 @@ from mlops.settings import KafkaSettings
 from mlops.telemetry import extract_context, messaging_attributes, tracer
 from mlops.topics import MODEL_PROMOTED, topic_name
 
-from services.inference.metrics import MODEL_IN_SERVICE, MODEL_SWAPS
-from services.inference.models import ModelRepository, ModelVersion, SessionOptions
+from services.inference import convert
+from services.inference.core import ModelRepository, SessionOptions, apply_promotion
 
 log = logging.getLogger("mlops.inference")
 _tracer = tracer("mlops.inference")
-
-
-def apply_promotion(
-    repository: ModelRepository, promoted: models_pb2.ModelPromoted, fetch: Callable[[str], bytes],
-    options: SessionOptions, default_features: tuple[str, ...],
-) -> ModelVersion:
-    """Load the promoted version (or reuse it when retained) and make it the champion."""
-    if repository.has(promoted.model_name, promoted.version):
-        model = repository.get(promoted.model_name, promoted.version)
-    else:
-        data = fetch(promoted.artifact_sha256)
-        model = ModelVersion.load(promoted.model_name, promoted.version, data,
-                                  tuple(promoted.feature_names) or default_features,
-                                  sha256=promoted.artifact_sha256, options=options)
-    previous = repository.promote(model)
-    if previous is not model:
-        if previous is not None:
-            MODEL_IN_SERVICE.labels(previous.name, previous.version).set(0)
-        MODEL_IN_SERVICE.labels(model.name, model.version).set(1)
-        MODEL_SWAPS.labels(model.name).inc()
-        log.info("champion swapped", extra={"fields": {
-            "model": model.name, "version": model.version, "previous": previous.version if previous else None,
-            "action": promoted.action or "promote"}})
-    return model
 
 
 class PromotionWatcher:
@@ -93,7 +68,7 @@ class PromotionWatcher:
             consumer.close()
 
     def _handle(self, record: Record) -> None:
-        promoted = record.decode(models_pb2.ModelPromoted)
+        promoted = convert.promotion(record.decode(models_pb2.ModelPromoted))
         with _tracer.start_as_current_span(
             "inference.swap", context=extract_context(record.headers),
             attributes=messaging_attributes("process", record.topic, record.partition, record.offset, record.key)
