@@ -1,0 +1,252 @@
+"""Producer and consumer-group member over confluent-kafka, and the broker queries they share.
+
+- `Producer`: idempotent (acks=all), stamps each record with `traceparent`, content type and contract version.
+- `Consumer`: manual commits only — a record's offset is committed after its handler returned, so a crash before
+  the commit means the record is read again (at-least-once).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer as _KafkaConsumer
+from confluent_kafka import Producer as _KafkaProducer
+from google.protobuf.message import Message as PbMessage
+
+from mlops import contracts
+from mlops.bus._record import (
+    HEADER_CONTENT_TYPE,
+    HEADER_CONTRACT,
+    HEADER_MESSAGE_TYPE,
+    BusError,
+    Record,
+    next_offsets,
+)
+from mlops.settings import KafkaSettings
+from mlops.telemetry import inject_headers
+
+__all__ = ["Consumer", "DeliveryCallback", "Producer", "wait_for_broker", "watermarks"]
+
+DeliveryCallback = Callable[[KafkaError | None, Message], None]
+
+
+def as_bytes(key: str | bytes | None) -> bytes | None:
+    return key.encode("utf-8") if isinstance(key, str) else key
+
+
+class Producer:
+    """Idempotent producer. `send` never blocks on the network; `flush` waits for acknowledgements."""
+
+    def __init__(self, settings: KafkaSettings, *, client_id: str, extra: dict[str, object] | None = None):
+        conf = settings.client_config() | {
+            "client.id": client_id,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 5,
+            "compression.type": "lz4",
+        }
+        self._producer = _KafkaProducer(conf | (extra or {}))
+        self._errors: list[str] = []
+        self._static_headers: dict[type, dict[str, str]] = {}
+
+    def send(
+        self,
+        topic: str,
+        value: PbMessage | bytes | None,
+        *,
+        key: str | bytes | None = None,
+        headers: dict[str, str] | None = None,
+        on_delivery: DeliveryCallback | None = None,
+    ) -> None:
+        """Queue one record. Protobuf values are encoded with the contract version; the current trace context
+        goes into `traceparent`. Delivery failures are kept and raised by `flush`."""
+        payload, hdrs = self._encode(value, headers)
+        callback = self._on_delivery if on_delivery is None else self._chain(on_delivery)
+        while True:
+            try:
+                self._producer.produce(
+                    topic, value=payload, key=as_bytes(key), headers=list(hdrs.items()), on_delivery=callback
+                )
+                break
+            except BufferError:  # local queue full: serve delivery callbacks, then retry
+                self._producer.poll(0.05)
+        self._producer.poll(0)
+
+    def _encode(self, value: PbMessage | bytes | None, headers: dict[str, str] | None) -> tuple[
+            bytes | None, dict[str, str]]:
+        """The payload and the headers to send: contract headers for protobuf values, then the trace context."""
+        if isinstance(value, PbMessage):
+            static = self._static_headers.get(type(value))
+            if static is None:
+                static = self._static_headers[type(value)] = {
+                    HEADER_CONTENT_TYPE: contracts.CONTENT_TYPE,
+                    HEADER_CONTRACT: str(contracts.CONTRACT_VERSION),
+                    HEADER_MESSAGE_TYPE: type(value).DESCRIPTOR.full_name,
+                }
+            return contracts.encode(value), inject_headers(static | (headers or {}))
+        return value, inject_headers(dict(headers or {}))
+
+    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self._errors.append(f"{msg.topic()}: {err}")
+
+    def _chain(self, user: DeliveryCallback) -> DeliveryCallback:
+        def both(err: KafkaError | None, msg: Message) -> None:
+            self._on_delivery(err, msg)
+            user(err, msg)
+
+        return both
+
+    def poll(self, timeout: float = 0.0) -> int:
+        return self._producer.poll(timeout)
+
+    def flush(self, timeout: float = 30.0) -> None:
+        """Wait until every queued record is acknowledged; raise BusError if any failed or are still queued."""
+        remaining = self._producer.flush(timeout)
+        errors, self._errors = self._errors, []
+        if remaining:
+            errors.append(f"{remaining} record(s) still queued after {timeout}s")
+        if errors:
+            raise BusError("delivery failed: " + "; ".join(errors[:5]))
+
+    def __len__(self) -> int:
+        return len(self._producer)
+
+
+def _assign_from_beginning(consumer: _KafkaConsumer, partitions: list[TopicPartition]) -> None:
+    for tp in partitions:
+        tp.offset = OFFSET_BEGINNING
+    consumer.assign(partitions)
+
+
+def consumer_config(settings: KafkaSettings, client_id: str) -> dict[str, object]:
+    """What every consuming client sets: its id, no automatic commits, committed data only, large records."""
+    return settings.client_config() | {
+        "client.id": client_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "isolation.level": "read_committed",
+        "fetch.max.bytes": settings.max_message_bytes,
+        "max.partition.fetch.bytes": settings.max_message_bytes,
+    }
+
+
+class Consumer:
+    """A consumer-group member with manual, synchronous commits."""
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        *,
+        group_id: str,
+        topics: Iterable[str],
+        client_id: str,
+        from_beginning: bool = True,
+        rewind: bool = False,
+        extra: dict[str, object] | None = None,
+    ):
+        """`rewind=True` re-reads every assigned partition from the start whatever was committed: how a service
+        rebuilds its state from a compacted topic."""
+        conf = consumer_config(settings, client_id) | {
+            "group.id": group_id,
+            "auto.offset.reset": "earliest" if from_beginning else "latest",
+            "session.timeout.ms": settings.session_timeout_ms,
+            "heartbeat.interval.ms": max(1000, settings.session_timeout_ms // 4),
+        }
+        self.group_id = group_id
+        self._consumer = _KafkaConsumer(conf | (extra or {}))
+        if rewind:
+            self._consumer.subscribe(list(topics), on_assign=_assign_from_beginning)
+        else:
+            self._consumer.subscribe(list(topics))
+
+    def poll(self, timeout: float = 1.0) -> Record | None:
+        return next(iter(self.consume(1, timeout)), None)
+
+    def consume(self, max_records: int = 500, timeout: float = 1.0) -> list[Record]:
+        """Up to `max_records` records; partition EOFs are skipped, broker errors raise."""
+        msgs = self._consumer.consume(max_records, timeout)
+        out = [Record(msg) for msg in msgs if msg.error() is None]
+        if len(out) != len(msgs):  # errors are rare: only then look at them
+            for msg in msgs:
+                err = msg.error()
+                if err is not None and err.code() != KafkaError._PARTITION_EOF:
+                    raise KafkaException(err)
+        return out
+
+    def commit(self, records: Iterable[Record]) -> None:
+        """Commit past the highest offset of each partition in `records` (synchronously)."""
+        offsets = next_offsets(records)
+        if offsets:
+            self._consumer.commit(
+                offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=False
+            )
+
+    def assignment(self) -> list[tuple[str, int]]:
+        """The (topic, partition)s this member holds now."""
+        return [(tp.topic, tp.partition) for tp in self._consumer.assignment()]
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        """(topic, partition) → high watermark minus position, for each assigned partition whose position and
+        watermark are known (the watermark the last fetch brought: no broker round trip)."""
+        out: dict[tuple[str, int], int] = {}
+        for tp in self._consumer.position(self._consumer.assignment()):
+            if tp.offset < 0:
+                continue
+            _low, high = self._consumer.get_watermark_offsets(tp, cached=True)
+            if high >= 0:
+                out[(tp.topic, tp.partition)] = max(0, high - tp.offset)
+        return out
+
+    @property
+    def raw(self) -> _KafkaConsumer:
+        return self._consumer
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def wait_for_broker(settings: KafkaSettings, timeout: float = 60.0) -> None:
+    """Block until the broker answers a metadata request."""
+    from confluent_kafka.admin import AdminClient
+
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    admin = AdminClient(settings.client_config())
+    while time.monotonic() < deadline:
+        try:
+            admin.list_topics(timeout=2)
+            return
+        except KafkaException as exc:
+            last = exc
+            time.sleep(0.5)
+    raise BusError(f"Kafka at {settings.bootstrap_servers} not reachable after {timeout}s: {last}")
+
+
+RETRIABLE = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError._TRANSPORT,
+    KafkaError._TIMED_OUT,
+}
+
+
+def watermarks(consumer: Any, topic: str, partition: int, timeout: float = 10.0) -> tuple[int, int]:
+    """(low, high) watermark of one partition from the broker, retrying the transient errors a just-created
+    topic gives while its leader is elected. `consumer`: a bus Consumer or Reader, or a confluent-kafka one."""
+    raw: _KafkaConsumer = getattr(consumer, "raw", consumer)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            low, high = raw.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=max(0.5, deadline - time.monotonic()), cached=False
+            )
+            return int(low), int(high)
+        except KafkaException as exc:
+            if exc.args[0].code() not in RETRIABLE or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
