@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 import redis  # noqa: E402
 from mlops.bus import Producer  # noqa: E402
 from mlops.contracts import events_pb2  # noqa: E402
-from mlops.online_store import OnlineStore, pack  # noqa: E402
+from mlops.online_store import SyncRedisOnlineStore, pack  # noqa: E402
 from mlops.schema import FEATURE_SET  # noqa: E402
 from mlops.settings import KafkaSettings, RedisSettings  # noqa: E402
 from mlops.topics import EVENTS, delete_topics, ensure_topics, topic_name  # noqa: E402
@@ -53,7 +53,7 @@ def timed(fn, n: int) -> tuple[float, float]:
 
 
 def lookups(redis_settings: RedisSettings, n: int) -> list[tuple[str, float, float]]:
-    store = OnlineStore(redis_settings)
+    store = SyncRedisOnlineStore(redis_settings)
     raw = redis.Redis.from_url(redis_settings.url)
     ids = [f"look{i}" for i in range(64)]
     packed_keys = [f"{redis_settings.key_prefix}:raw:{e}" for e in ids]
@@ -62,9 +62,9 @@ def lookups(redis_settings: RedisSettings, n: int) -> list[tuple[str, float, flo
         raw.set(k, pack(FEATURE_SET, {name: 1.0 for name in FEATURE_SET.names}, 1, "0" * 55), ex=600)  # same size
     rows = [
         ("raw redis GET, 1 key (baseline)", *timed(lambda: raw.get(packed_keys[0]), n)),
-        ("OnlineStore.read_many, 1 entity", *timed(lambda: store.read_many(ids[:1]), n)),
+        ("SyncRedisOnlineStore.read_many, 1 entity", *timed(lambda: store.read_many(ids[:1]), n)),
         ("raw redis MGET, 64 keys (baseline)", *timed(lambda: raw.mget(packed_keys), n)),
-        ("OnlineStore.read_many, 64 entities", *timed(lambda: store.read_many(ids), n)),
+        ("SyncRedisOnlineStore.read_many, 64 entities", *timed(lambda: store.read_many(ids), n)),
     ]
 
     def hgetall64() -> None:
@@ -99,7 +99,7 @@ def freshness(kafka: KafkaSettings, redis_settings: RedisSettings, events: int, 
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    store = OnlineStore(redis_settings)
+    store = SyncRedisOnlineStore(redis_settings)
     producer = Producer(kafka, client_id="bench-features")
     topic = topic_name(EVENTS, kafka)
     entities = [f"f{i}" for i in range(32)]

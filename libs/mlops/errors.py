@@ -1,9 +1,24 @@
 """The root of every error the platform raises on purpose.
 
-Each library module and each service keeps its own small tree under `MlopsError` (`errors.py` per service), with
-constructors that take structured arguments and build the message. Catching `MlopsError` catches any of them and
-nothing else: a bug (a `TypeError`, a `KeyError`) is never mistaken for an expected failure. Edges map these
-classes to transport statuses (gRPC codes, dead-letter reasons) in one table each, never inside the exceptions.
+Catching `MlopsError` catches any of them and nothing else: a bug (a `TypeError`, a `KeyError`) is never mistaken
+for an expected failure. Constructors take structured arguments and build the message; edges map these classes to
+transport statuses (gRPC codes, dead-letter reasons) in one table each, never inside the exceptions.
+
+The library's errors, each defined in the module whose failures it names:
+
+    MlopsError                                   mlops.errors
+    ├── BusError                                 mlops.bus            a record not delivered or not committed
+    ├── ContractError (also ValueError)          mlops.contracts      bytes that are not a valid contract record
+    ├── OnlineStoreError                         mlops.online_store   a view that cannot be written
+    │   ├── MissingFeatures                                           a view lacking features of its set
+    │   └── TraceparentTooLong                                        a traceparent longer than W3C's 55 bytes
+    ├── OfflineStoreError                        mlops.offline_store  offset ranges not read completely
+    ├── UnknownExporter (also ValueError)        mlops.telemetry      MLOPS_TELEMETRY_EXPORTER names no exporter
+    └── ArtifactError                            mlops.artifacts
+        ├── ArtifactNotFound                                          no artifact under that sha256
+        └── ArtifactCorrupt                                           bytes that do not match their sha256
+
+Each service keeps its own small tree under `MlopsError` in `services/<name>/errors.py`.
 """
 
 from __future__ import annotations

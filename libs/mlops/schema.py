@@ -9,6 +9,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+__all__ = [
+    "FEATURE_SET",
+    "MAX_ENTITY_ID_LENGTH",
+    "MAX_RAW_RECORD_BYTES",
+    "RAW_FIELDS",
+    "SCHEMA_VERSION",
+    "SUPPORTED_SCHEMA_VERSIONS",
+    "Aggregate",
+    "FeatureSet",
+    "RawField",
+]
+
 SCHEMA_VERSION = 1
 SUPPORTED_SCHEMA_VERSIONS = frozenset({1})
 

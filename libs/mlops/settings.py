@@ -12,6 +12,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+__all__ = ["MAX_MESSAGE_BYTES", "KafkaSettings", "RedisSettings", "TelemetrySettings", "settings_config"]
+
 # One limit for broker, topics, producers and consumers: they must agree or large records fail silently.
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 

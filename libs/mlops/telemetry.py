@@ -23,10 +23,37 @@ from opentelemetry.sdk.trace.export import (
 )
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
+from mlops.errors import MlopsError
 from mlops.settings import TelemetrySettings
+
+__all__ = [
+    "JsonFormatter",
+    "JsonLinesSpanExporter",
+    "UnknownExporter",
+    "current_trace_ids",
+    "extract_context",
+    "inject_headers",
+    "link_to_ids",
+    "messaging_attributes",
+    "setup_logging",
+    "setup_tracing",
+    "span_link",
+    "span_record",
+    "start_ops_server",
+    "traceparent_of_current",
+    "tracer",
+]
+
+_EXPORTERS = ("none", "console", "otlp-grpc", "otlp-http", "file")
 
 _setup_lock = threading.Lock()
 _configured_service: str | None = None
+
+
+class UnknownExporter(MlopsError, ValueError):
+    def __init__(self, exporter: str):
+        super().__init__(f"MLOPS_TELEMETRY_EXPORTER: unknown exporter {exporter!r} (one of: {' | '.join(_EXPORTERS)})")
+        self.exporter = exporter
 
 
 class JsonLinesSpanExporter(SpanExporter):
@@ -85,7 +112,7 @@ def _exporter(settings: TelemetrySettings) -> SpanExporter | None:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
 
         return HttpExporter(endpoint=settings.otlp_endpoint) if settings.otlp_endpoint else HttpExporter()
-    raise ValueError(f"MLOPS_TELEMETRY_EXPORTER: unknown exporter {settings.exporter!r}")
+    raise UnknownExporter(settings.exporter)
 
 
 def setup_tracing(

@@ -15,7 +15,7 @@ from confluent_kafka import TopicPartition
 from mlops import contracts
 from mlops.bus import Producer
 from mlops.contracts import events_pb2
-from mlops.online_store import OnlineStore
+from mlops.online_store import SyncRedisOnlineStore
 from mlops.schema import FEATURE_SET
 from mlops.settings import KafkaSettings, RedisSettings
 from mlops.topics import EVENTS, FEATURES_LOG, topic_name
@@ -110,7 +110,7 @@ def test_faust_app_writes_redis_and_features_log(
         assert {v.event_id for v in vectors} == {f"ev{i}" for i in range(n)}
         first = next(m for m, v in zip(log, vectors, strict=True) if v.event_id == "ev0")
         assert dict(first.headers())["traceparent"].decode().split("-")[1] == trace_id
-        store = OnlineStore(redis_settings)
+        store = SyncRedisOnlineStore(redis_settings)
         got = store.read_many(sorted(expected))
         for feats, entity in zip(got, sorted(expected), strict=True):
             want, t = expected[entity]

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from mlops import contracts
 from mlops.contracts import ContractError, events_pb2, models_pb2
+from mlops.errors import MlopsError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,8 +52,10 @@ def test_decode_refuses_future_contract_and_tombstones() -> None:
     future = events_pb2.Event(contract_version=contracts.CONTRACT_VERSION + 1, event_id="x")
     with pytest.raises(ContractError, match="contract version 2"):
         contracts.decode(events_pb2.Event, future.SerializeToString(), "events/0@7")
-    with pytest.raises(ContractError, match="tombstone"):
+    with pytest.raises(ContractError, match="tombstone") as info:
         contracts.decode(events_pb2.Event, None, "events/0@8")
+    assert isinstance(info.value, MlopsError) and isinstance(info.value, ValueError)  # older callers catch ValueError
+    assert info.value.where == "events/0@8"
 
 
 def test_encoding_is_deterministic() -> None:

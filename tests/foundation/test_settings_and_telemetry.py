@@ -7,9 +7,11 @@ import urllib.error
 import urllib.request
 
 import pytest
+from mlops.errors import MlopsError
 from mlops.settings import KafkaSettings, TelemetrySettings
 from mlops.telemetry import (
     JsonLinesSpanExporter,
+    UnknownExporter,
     extract_context,
     inject_headers,
     setup_tracing,
@@ -32,6 +34,15 @@ def test_env_overrides_and_unknown_keys_refused(monkeypatch: pytest.MonkeyPatch)
         KafkaSettings(bootstrap_serverz="typo:9092")
     with pytest.raises(ValidationError):
         TelemetrySettings(sampling_ratio=1.5)
+
+
+def test_unknown_exporter_is_refused_with_the_choices() -> None:
+    from mlops.telemetry import _exporter
+
+    with pytest.raises(UnknownExporter, match="'zipkin'.*otlp-grpc") as info:
+        _exporter(TelemetrySettings(exporter="zipkin"))
+    assert isinstance(info.value, MlopsError) and isinstance(info.value, ValueError)
+    assert info.value.exporter == "zipkin"
 
 
 def test_sasl_credentials_only_from_settings() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tritonclient.grpc as tc
-from mlops.online_store import OnlineStore
+from mlops.online_store import SyncRedisOnlineStore
 from mlops.schema import FEATURE_SET
 from mlops.telemetry import setup_tracing
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -20,11 +20,11 @@ UPDATE_TRACE, UPDATE_SPAN = "5b8efff798038103d269b633813fc60c", "eee19b7ec3c1b17
 
 
 def test_prediction_links_to_the_feature_update(server_factory, model_file: Path, redis_settings) -> None:  # type: ignore[no-untyped-def]
-    if "traceparent" not in inspect.signature(OnlineStore.write).parameters:
+    if "traceparent" not in inspect.signature(SyncRedisOnlineStore.write).parameters:
         pytest.skip("this online store does not carry trace context yet")
     exporter = InMemorySpanExporter()
     setup_tracing("inference-test", exporter=exporter)
-    store = OnlineStore(redis_settings)
+    store = SyncRedisOnlineStore(redis_settings)
     values = dict.fromkeys(FEATURE_SET.names, 3.0)
     store.write("linked", values, as_of_ms=1_700_000_000_000, traceparent=f"00-{UPDATE_TRACE}-{UPDATE_SPAN}-01")
     store.write("plain", values, as_of_ms=1_700_000_000_000)

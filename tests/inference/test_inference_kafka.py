@@ -15,7 +15,7 @@ from inference_helpers import K, make_onnx
 from mlops.artifacts import publish_artifact
 from mlops.bus import Consumer, Producer
 from mlops.contracts import models_pb2
-from mlops.online_store import OnlineStore
+from mlops.online_store import SyncRedisOnlineStore
 from mlops.schema import FEATURE_SET
 from mlops.topics import MODEL_PROMOTED, PREDICTIONS, topic_name
 from tritonclient.utils import InferenceServerException
@@ -47,7 +47,7 @@ def _entity_input(ids: list[str]) -> tc.InferInput:
 
 def test_entity_join_and_prediction_records(server_factory, kafka_settings, redis_settings) -> None:  # type: ignore[no-untyped-def]
     _promote(kafka_settings, make_onnx(), "1")  # published before start: the champion is rebuilt from the topic
-    store = OnlineStore(redis_settings)
+    store = SyncRedisOnlineStore(redis_settings)
     values = {n: float(i + 1) for i, n in enumerate(FEATURE_SET.names)}
     store.write("user-1", values, as_of_ms=1_700_000_000_000)
     store.write("user-2", {n: 9.0 for n in FEATURE_SET.names}, as_of_ms=1_700_000_000_500)

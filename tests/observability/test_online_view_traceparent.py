@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import redis
-from mlops.online_store import TRACEPARENT_FIELD, AsyncOnlineStore, OnlineStore, OnlineStoreError, pack
+from mlops.online_store import TRACEPARENT_FIELD, AsyncOnlineStore, OnlineStoreError, SyncRedisOnlineStore, pack
 from mlops.schema import FEATURE_SET
 from mlops.settings import RedisSettings
 
@@ -15,7 +15,7 @@ TP = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
 def test_traceparent_round_trip_and_clear(redis_settings: RedisSettings) -> None:
-    store = OnlineStore(redis_settings)
+    store = SyncRedisOnlineStore(redis_settings)
     try:
         store.write("a", VALUES, 10, TP)
         store.write("b", VALUES, 11)
@@ -33,7 +33,7 @@ def test_traceparent_round_trip_and_clear(redis_settings: RedisSettings) -> None
 
 
 def test_record_of_another_shape_or_version_reads_as_missing(redis_settings: RedisSettings) -> None:
-    store = OnlineStore(redis_settings)
+    store = SyncRedisOnlineStore(redis_settings)
     try:
         raw = redis.Redis.from_url(redis_settings.url)
         vec_key = store.key("odd").replace(":online:", ":online-vec:")

@@ -16,7 +16,7 @@ import pytest
 from confluent_kafka import Consumer as KConsumer
 from confluent_kafka import TopicPartition
 from mlops.bus import Producer
-from mlops.online_store import OnlineStore
+from mlops.online_store import SyncRedisOnlineStore
 from mlops.settings import KafkaSettings, RedisSettings
 from mlops.telemetry import JsonLinesSpanExporter, current_trace_ids, messaging_attributes, setup_tracing, tracer
 from mlops.topics import FEATURES_LOG, RAW_EVENTS, topic_name
@@ -96,7 +96,7 @@ def test_one_trace_from_producer_to_features_log(
     assert headers.get("traceparent", "").split("-")[1] == trace_id
 
     # the online view carries the traceparent of the feature update
-    store = OnlineStore(redis_settings)
+    store = SyncRedisOnlineStore(redis_settings)
     try:
         view = store.read_many([entity])[0]
     finally:

@@ -13,6 +13,7 @@ from google.protobuf.message import DecodeError as _PbDecodeError
 from google.protobuf.message import Message
 
 from mlops.contracts.v1 import common_pb2, events_pb2, models_pb2
+from mlops.errors import MlopsError
 
 CONTRACT_VERSION = 1
 CONTENT_TYPE = "application/x-protobuf"
@@ -27,12 +28,14 @@ __all__ = [
     "decode",
     "encode",
     "events_pb2",
+    "is_versioned",
     "models_pb2",
 ]
 
 
-class ContractError(ValueError):
-    """Bytes that are not a valid record of the expected contract; the message says what and where."""
+class ContractError(MlopsError, ValueError):
+    """Bytes that are not a valid record of the expected contract; the message says what and where (a ValueError
+    too, so callers that caught bad input as ValueError still do)."""
 
     def __init__(self, message_type: str, where: str, detail: str):
         self.message_type = message_type
