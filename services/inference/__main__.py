@@ -10,6 +10,8 @@ import os
 import signal
 import sys
 
+from mlops.bus import KafkaBus
+from mlops.online_store import RedisOnlineStore
 from mlops.service import start
 from mlops.settings import KafkaSettings, RedisSettings
 
@@ -59,9 +61,9 @@ async def _serve(server: InferenceServer, settings: InferenceSettings, metrics_p
 
 def main() -> None:
     settings = InferenceSettings()
-    kafka = KafkaSettings() if (settings.watch_promotions or settings.log_predictions) else None
-    redis = RedisSettings() if settings.online_join else None
-    server = InferenceServer(settings, kafka, redis)
+    bus = KafkaBus(KafkaSettings()) if (settings.watch_promotions or settings.log_predictions) else None
+    store = RedisOnlineStore(RedisSettings()) if settings.online_join else None
+    server = InferenceServer(settings, bus, store)
     started = start("inference", DEFAULT_METRICS_PORT, server.ready)
     # the configured port, not the bound one: workers serve theirs at this + index (0 stays 0, ephemeral)
     metrics_port = started.telemetry.metrics_port

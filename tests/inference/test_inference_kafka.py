@@ -13,9 +13,9 @@ import pytest
 import tritonclient.grpc as tc
 from inference_helpers import K, make_onnx
 from mlops.artifacts import publish_artifact
-from mlops.bus import Consumer, Producer
+from mlops.bus import Consumer, KafkaBus, Producer
 from mlops.contracts import models_pb2
-from mlops.online_store import SyncRedisOnlineStore
+from mlops.online_store import RedisOnlineStore, SyncRedisOnlineStore
 from mlops.schema import FEATURE_SET
 from mlops.topics import MODEL_PROMOTED, PREDICTIONS, topic_name
 from tritonclient.utils import InferenceServerException
@@ -52,7 +52,8 @@ def test_entity_join_and_prediction_records(server_factory, kafka_settings, redi
     store.write("user-1", values, as_of_ms=1_700_000_000_000)
     store.write("user-2", {n: 9.0 for n in FEATURE_SET.names}, as_of_ms=1_700_000_000_500)
     store.close()
-    running = server_factory(kafka_settings, redis_settings, watch_promotions=True, log_predictions=True)
+    running = server_factory(KafkaBus(kafka_settings), RedisOnlineStore(redis_settings), watch_promotions=True,
+                             log_predictions=True)
     client = tc.InferenceServerClient(running.url)
     _wait(client.is_server_ready)
     assert running.server.repository.champion_version("sea") == "1"
@@ -88,7 +89,7 @@ def test_entity_join_and_prediction_records(server_factory, kafka_settings, redi
 def test_hot_swap_under_concurrent_load(server_factory, kafka_settings) -> None:  # type: ignore[no-untyped-def]
     models = [make_onnx(seed=s, flip=bool(s % 2)) for s in range(4)]
     _promote(kafka_settings, models[0], "1")
-    running = server_factory(kafka_settings, watch_promotions=True, retain_versions=2)
+    running = server_factory(KafkaBus(kafka_settings), watch_promotions=True, retain_versions=2)
     client = tc.InferenceServerClient(running.url)
     _wait(client.is_server_ready)
 

@@ -2,7 +2,7 @@
 onnxruntime model versions and their repository, and the domain values they pass around."""
 
 from services.inference.core.batching import Batcher, BatchPolicy
-from services.inference.core.dataplane import DataPlane, FeatureReader, FeaturesSeen, PredictionSink
+from services.inference.core.dataplane import DataPlane, FeaturesSeen, PredictionSink
 from services.inference.core.domain import (
     ENTITY_INPUT,
     NUMPY_TO_OIP,
@@ -26,8 +26,26 @@ from services.inference.core.models import (
 )
 
 __all__ = [
-    "ENTITY_INPUT", "NUMPY_TO_OIP", "OIP_TO_NUMPY", "BatchPolicy", "Batcher", "DataPlane", "FeatureReader",
-    "FeaturesSeen", "InferRequest", "InferResponse", "ModelInfo", "ModelRepository", "ModelVersion",
-    "PredictionSink", "Promotion", "ServedBatch", "SessionOptions", "Tensor", "TensorInfo", "TensorSpec",
-    "apply_promotion", "build_session", "make_champion",
+    "ENTITY_INPUT",
+    "NUMPY_TO_OIP",
+    "OIP_TO_NUMPY",
+    "BatchPolicy",
+    "Batcher",
+    "DataPlane",
+    "FeaturesSeen",
+    "InferRequest",
+    "InferResponse",
+    "ModelInfo",
+    "ModelRepository",
+    "ModelVersion",
+    "PredictionSink",
+    "Promotion",
+    "ServedBatch",
+    "SessionOptions",
+    "Tensor",
+    "TensorInfo",
+    "TensorSpec",
+    "apply_promotion",
+    "build_session",
+    "make_champion",
 ]

@@ -10,11 +10,11 @@ from __future__ import annotations
 import itertools
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
-from mlops.online_store import OnlineFeatures
+from mlops.online_store import OnlineFeatures, OnlineStore
 
 from services.inference.core.batching import Batcher
 from services.inference.core.domain import (
@@ -30,10 +30,6 @@ from services.inference.core.domain import (
 from services.inference.core.models import ModelRepository, ModelVersion
 from services.inference.errors import EntityNotFound, InvalidInput, NoOnlineStore, TooLarge
 from services.inference.settings import InferenceSettings
-
-
-class FeatureReader(Protocol):
-    async def read_many(self, entity_ids: Sequence[str]) -> list[OnlineFeatures | None]: ...
 
 
 class PredictionSink(Protocol):
@@ -64,7 +60,7 @@ def _entity_ids(request: InferRequest) -> list[str] | None:
 
 class DataPlane:
     def __init__(self, settings: InferenceSettings, repository: ModelRepository, batcher: Batcher,
-                 features: FeatureReader | None = None, predictions: PredictionSink | None = None,
+                 features: OnlineStore | None = None, predictions: PredictionSink | None = None,
                  on_features: FeaturesSeen | None = None):
         self.settings = settings
         self.repository = repository

@@ -1,23 +1,22 @@
 """Follows `model.promoted` and hot-swaps champions.
 
-Every replica must see every promotion, so each process reads the topic with its own consumer group from the
-beginning (`rewind`): on start that replays the history and the last record per model name is the current
-champion; afterwards each new record is applied as it arrives. Loading (artifact fetch by sha256, session build,
-warm-up) happens here in the background thread; the swap itself is one reference assignment in the repository.
+Every replica must see every promotion, so each process reads the topic with a `Reader` (no consumer group, no
+commits) from the beginning: on start it replays the history up to the end, where the last record per model name
+is the current champion; afterwards each new record is applied as it arrives. Loading (artifact fetch by sha256,
+session build, warm-up) happens here in the background thread; the swap itself is one reference assignment in
+the repository.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import uuid
+from collections.abc import Callable
 
-from mlops.artifacts import ArtifactReader
-from mlops.bus import Consumer, Record
+from mlops.bus import Bus, BusError, Reader, Record
 from mlops.contracts import ContractError, models_pb2
-from mlops.settings import KafkaSettings
 from mlops.telemetry import extract_context, messaging_attributes, tracer
-from mlops.topics import MODEL_PROMOTED, topic_name
+from mlops.topics import MODEL_PROMOTED
 
 from services.inference import convert
 from services.inference.core import ModelRepository, SessionOptions, apply_promotion
@@ -25,61 +24,78 @@ from services.inference.core import ModelRepository, SessionOptions, apply_promo
 log = logging.getLogger("mlops.inference")
 _tracer = tracer("mlops.inference")
 
+FetchArtifact = Callable[[str], bytes]  # sha256 -> the verified bytes
 
-class PromotionWatcher:
-    def __init__(self, kafka: KafkaSettings, repository: ModelRepository, options: SessionOptions,
-                 default_features: tuple[str, ...], artifact_timeout_s: float = 60.0):
-        self._kafka, self._repository, self._options = kafka, repository, options
+
+class PromotionFollower:
+    def __init__(self, bus: Bus, repository: ModelRepository, fetch: FetchArtifact, options: SessionOptions,
+                 default_features: tuple[str, ...], replay_timeout_s: float = 60.0):
+        self._bus, self._repository, self._fetch, self._options = bus, repository, fetch, options
         self._default_features = default_features
-        self._reader = ArtifactReader(kafka)
-        self._timeout = artifact_timeout_s
-        self._topic = topic_name(MODEL_PROMOTED, kafka)
+        self._replay_timeout = replay_timeout_s
+        self._topic = bus.topic(MODEL_PROMOTED)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="promotion-watcher", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="promotion-follower", daemon=True)
         self.errors = 0
 
     def start(self) -> None:
         self._thread.start()
 
-    def _fetch(self, sha256: str) -> bytes:
-        return self._reader.get(sha256, timeout=self._timeout)
-
     def _run(self) -> None:
-        consumer = Consumer(self._kafka, group_id=f"inference-{uuid.uuid4().hex[:12]}", topics=[self._topic],
-                            client_id="inference-promotions", rewind=True)
+        reader = self._replay()
+        if reader is None:
+            return
         try:
             while not self._stop.is_set():
-                records = consumer.consume(500, 0.5)
-                if not records:
-                    continue
-                latest: dict[str, Record] = {}
-                for r in records:  # a replayed history collapses to the last record per model name
-                    try:
-                        latest[r.decode(models_pb2.ModelPromoted).model_name] = r
-                    except ContractError as exc:
-                        self.errors += 1
-                        log.error("bad model.promoted record", extra={"fields": {"error": str(exc)}})
-                for record in latest.values():
-                    self._handle(record)
-                consumer.commit(records)
+                self._apply(reader.consume(500, 0.5))
         except Exception as exc:
-            log.exception("promotion watcher stopped", extra={"fields": {"error": str(exc)}})
+            log.exception("promotion follower stopped", extra={"fields": {"error": str(exc)}})
         finally:
-            consumer.close()
+            reader.close()
 
-    def _handle(self, record: Record) -> None:
-        promoted = convert.promotion(record.decode(models_pb2.ModelPromoted))
+    def _replay(self) -> Reader | None:
+        """A reader positioned after the history, once the history's champions are applied (None when stopped).
+        A replay that cannot finish (broker or topic not there yet) starts over: a half-read history could name
+        an old champion."""
+        while not self._stop.is_set():
+            reader: Reader | None = None
+            try:
+                reader = self._bus.reader([self._topic], client_id="inference-promotions", start="beginning")
+                self._apply(reader.read_to_end(timeout=self._replay_timeout))
+                return reader
+            except BusError as exc:
+                log.warning("replaying model.promoted failed; retrying", extra={"fields": {"error": str(exc)}})
+                if reader is not None:
+                    reader.close()
+                self._stop.wait(1.0)
+        return None
+
+    def _apply(self, records: list[Record]) -> None:
+        latest: dict[str, tuple[Record, models_pb2.ModelPromoted]] = {}
+        for r in records:  # a replayed history collapses to the last record per model name
+            try:
+                promoted = r.decode(models_pb2.ModelPromoted)
+            except ContractError as exc:
+                self.errors += 1
+                log.error("bad model.promoted record", extra={"fields": {"error": str(exc)}})
+                continue
+            latest[promoted.model_name] = (r, promoted)
+        for record, promoted in latest.values():
+            self._handle(record, promoted)
+
+    def _handle(self, record: Record, message: models_pb2.ModelPromoted) -> None:
+        promotion = convert.promotion(message)
         with _tracer.start_as_current_span(
             "inference.swap", context=extract_context(record.headers),
             attributes=messaging_attributes("process", record.topic, record.partition, record.offset, record.key)
-            | {"mlops.model": promoted.model_name, "mlops.version": promoted.version},
+            | {"mlops.model": promotion.model_name, "mlops.version": promotion.version},
         ):
             try:
-                apply_promotion(self._repository, promoted, self._fetch, self._options, self._default_features)
+                apply_promotion(self._repository, promotion, self._fetch, self._options, self._default_features)
             except Exception as exc:  # the old champion keeps serving; the failure is loud
                 self.errors += 1
                 log.error("promotion not applied", extra={"fields": {
-                    "model": promoted.model_name, "version": promoted.version, "error": str(exc)}})
+                    "model": promotion.model_name, "version": promotion.version, "error": str(exc)}})
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()

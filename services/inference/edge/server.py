@@ -14,10 +14,11 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection, reflection_pb2
-from mlops.bus import Producer
+from mlops.artifacts import ArtifactReader
+from mlops.bus import Bus
 from mlops.contracts.oip import POOL, SERVICE_NAME, pb2, pb2_grpc
-from mlops.settings import KafkaSettings, RedisSettings
-from mlops.topics import PREDICTIONS, topic_name
+from mlops.online_store import OnlineStore
+from mlops.topics import PREDICTIONS
 from opentelemetry.trace import Status, StatusCode
 
 from services.inference import convert
@@ -30,7 +31,7 @@ from services.inference.core import (
     SessionOptions,
 )
 from services.inference.edge.prediction_log import PredictionLog
-from services.inference.edge.promotions import PromotionWatcher
+from services.inference.edge.promotions import FetchArtifact, PromotionFollower
 from services.inference.edge.tracing import infer_span, link_feature_updates
 from services.inference.errors import (
     EntityNotFound,
@@ -138,19 +139,22 @@ def _reflection_pool() -> Any:
 class InferenceServer:
     """The whole service in one object: `await start()` returns the bound port, `await stop()` ends everything."""
 
-    def __init__(self, settings: InferenceSettings, kafka: KafkaSettings | None = None,
-                 redis: RedisSettings | None = None):
+    def __init__(self, settings: InferenceSettings, bus: Bus | None = None, store: OnlineStore | None = None, *,
+                 fetch_artifact: FetchArtifact | None = None):
+        """`bus` carries promotions in and predictions out (None: neither), `store` the online features (None: no
+        entity ids); `fetch_artifact` defaults to reading `model.artifacts` on the bus's broker."""
         self.settings = settings
-        self.kafka, self.redis = kafka, redis
+        self.bus = bus
         self.options = SessionOptions(settings.ort_intra_op_threads, settings.use_cuda)
         self.repository = ModelRepository(settings.retain_versions)
         self.health = HealthServicer()
         self.port = 0
-        self.watcher: PromotionWatcher | None = None
+        self.promotions: PromotionFollower | None = None
         self.predictions: PredictionLog | None = None
+        self._fetch_artifact = fetch_artifact
         self._executor = ThreadPoolExecutor(settings.ort_workers, thread_name_prefix="ort")
         self._server: grpc.aio.Server | None = None
-        self._store: Any = None
+        self._store = store if settings.online_join else None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._health_tasks: set[asyncio.Task[None]] = set()
         self.batcher: Batcher | None = None
@@ -184,15 +188,10 @@ class InferenceServer:
         self.repository.set_on_change(self._on_change)
         if s.model_path is not None:
             self.load_file(s.model_path)
-        if self.redis is not None and s.online_join:
-            from mlops.online_store import AsyncOnlineStore
-
-            self._store = AsyncOnlineStore(self.redis)
-        if self.kafka is not None and s.log_predictions:
-            producer = Producer(self.kafka, client_id="inference-predictions",
-                                extra={"queue.buffering.max.messages": 200_000})
-            topic = topic_name(PREDICTIONS, self.kafka)
-            self.predictions = PredictionLog(producer, topic, s.prediction_buffer_rows)
+        if self.bus is not None and s.log_predictions:
+            producer = self.bus.producer(client_id="inference-predictions",
+                                         extra={"queue.buffering.max.messages": 200_000})
+            self.predictions = PredictionLog(producer, self.bus.topic(PREDICTIONS), s.prediction_buffer_rows)
         self.batcher = Batcher(self._executor, BatchPolicy.from_settings(s))
         self.dataplane = DataPlane(s, self.repository, self.batcher, self._store, self.predictions,
                                    on_features=link_feature_updates)
@@ -211,13 +210,21 @@ class InferenceServer:
         self.port = self._server.add_insecure_port(f"{s.host}:{s.port}")
         await self._update_health()
         await self._server.start()
-        if self.kafka is not None and s.watch_promotions:
-            self.watcher = PromotionWatcher(self.kafka, self.repository, self.options, s.feature_names,
-                                            s.artifact_timeout_s)
-            self.watcher.start()
+        if self.bus is not None and s.watch_promotions:
+            self.promotions = PromotionFollower(self.bus, self.repository, self._artifact_fetcher(self.bus),
+                                                self.options, s.feature_names)
+            self.promotions.start()
         log.info("inference serving", extra={"fields": {"port": self.port, "models": self.repository.names(),
                                                         "inline_max_rows": self.batcher.policy.inline_max_rows}})
         return self.port
+
+    def _artifact_fetcher(self, bus: Bus) -> FetchArtifact:
+        if self._fetch_artifact is not None:
+            return self._fetch_artifact
+        if bus.settings is None:
+            raise ValueError(f"{bus!r} has no broker to read model.artifacts from: pass fetch_artifact")
+        reader, timeout = ArtifactReader(bus.settings), self.settings.artifact_timeout_s
+        return lambda sha256: reader.get(sha256, timeout=timeout)
 
     def ready(self) -> bool:
         return not self.repository.empty()
@@ -230,8 +237,8 @@ class InferenceServer:
         if self._server is not None:
             await self.health.enter_graceful_shutdown()
             await self._server.stop(grace)
-        if self.watcher is not None:
-            await asyncio.to_thread(self.watcher.stop)
+        if self.promotions is not None:
+            await asyncio.to_thread(self.promotions.stop)
         if self.batcher is not None:
             await self.batcher.close()
         if self.predictions is not None:

@@ -1,0 +1,104 @@
+"""The server's Kafka edges driven by a MemoryBus (no broker): promotions replayed and followed, hot swaps served,
+PredictionRecords produced with the request's trace; artifacts come from an in-process map."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import tritonclient.grpc as tc
+from inference_helpers import K, make_onnx
+from mlops.bus import MemoryBus
+from mlops.contracts import models_pb2
+from mlops.schema import FEATURE_SET
+from mlops.topics import MODEL_PROMOTED, PREDICTIONS
+
+
+class Artifacts:
+    """sha256 → bytes, counting fetches."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+        self.fetched: list[str] = []
+
+    def add(self, data: bytes) -> str:
+        sha = hashlib.sha256(data).hexdigest()
+        self.data[sha] = data
+        return sha
+
+    def fetch(self, sha256: str) -> bytes:
+        self.fetched.append(sha256)
+        return self.data[sha256]
+
+
+def _promote(bus: MemoryBus, artifacts: Artifacts, data: bytes, version: str, name: str = "sea") -> str:
+    sha = artifacts.add(data)
+    producer = bus.producer(client_id="test-registry")
+    producer.send(bus.topic(MODEL_PROMOTED), models_pb2.ModelPromoted(
+        model_name=name, version=version, artifact_sha256=sha, feature_names=list(FEATURE_SET.names),
+        action="promote"), key=name)
+    producer.flush()
+    return sha
+
+
+def _wait(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError("condition not met in time")
+
+
+def _row_input(n: int = 1) -> tc.InferInput:
+    inp = tc.InferInput("input", [n, K], "FP32")
+    inp.set_data_from_numpy(np.ones((n, K), np.float32))
+    return inp
+
+
+def test_replayed_history_serves_the_last_promotion_then_follows_new_ones(server_factory) -> None:  # type: ignore[no-untyped-def]
+    bus, artifacts = MemoryBus(), Artifacts()
+    _promote(bus, artifacts, make_onnx(seed=1), "1")
+    second = _promote(bus, artifacts, make_onnx(seed=2), "2")
+    running = server_factory(bus, fetch_artifact=artifacts.fetch, watch_promotions=True)
+    client = tc.InferenceServerClient(running.url)
+    _wait(client.is_server_ready)
+    assert running.server.repository.champion_version("sea") == "2"
+    assert artifacts.fetched == [second]  # the history collapses: version 1 is never loaded
+
+    _promote(bus, artifacts, make_onnx(seed=3, flip=True), "3")
+    _wait(lambda: running.server.repository.champion_version("sea") == "3")
+    assert client.infer("sea", [_row_input()]).get_response().model_version == "3"
+    assert client.infer("sea", [_row_input()], model_version="2").get_response().model_version == "2"
+    client.close()
+
+
+def test_a_bad_promotion_keeps_the_champion(server_factory) -> None:  # type: ignore[no-untyped-def]
+    bus, artifacts = MemoryBus(), Artifacts()
+    _promote(bus, artifacts, make_onnx(), "1")
+    running = server_factory(bus, fetch_artifact=artifacts.fetch, watch_promotions=True)
+    _wait(lambda: running.server.repository.champion_version("sea") == "1")
+    _promote(bus, artifacts, b"not an onnx model", "2")
+    follower = running.server.promotions
+    _wait(lambda: follower.errors == 1)
+    assert running.server.repository.champion_version("sea") == "1"
+
+
+def test_served_rows_land_on_the_predictions_topic(server_factory, model_file: Path) -> None:  # type: ignore[no-untyped-def]
+    bus = MemoryBus()
+    running = server_factory(bus, model_path=model_file, log_predictions=True)
+    client = tc.InferenceServerClient(running.url)
+    trace_id = uuid.uuid4().hex
+    client.infer("sea", [_row_input(3)], request_id="mem-1",
+                 headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"})
+    client.close()
+    topic = bus.topic(PREDICTIONS)
+    _wait(lambda: len(bus.records(topic)) == 3)
+    records = [r.decode(models_pb2.PredictionRecord) for r in bus.records(topic)]
+    assert sorted(r.request_id for r in records) == ["mem-1/0", "mem-1/1", "mem-1/2"]
+    assert {r.trace_id for r in records} == {trace_id} and all(len(r.span_id) == 16 for r in records)
+    assert all(r.model_name == "sea" and r.inputs == dict.fromkeys(FEATURE_SET.names, 1.0) for r in records)
+    assert {r.header("traceparent").split("-")[1] for r in bus.records(topic)} == {trace_id}
