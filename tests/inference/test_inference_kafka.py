@@ -11,7 +11,7 @@ import uuid
 import numpy as np
 import pytest
 import tritonclient.grpc as tc
-from inference_helpers import K, make_onnx
+from inference_helpers import K, make_onnx, wait_until
 from mlops.artifacts import publish_artifact
 from mlops.bus import Consumer, KafkaBus, Producer
 from mlops.contracts import models_pb2
@@ -30,15 +30,6 @@ def _promote(kafka, data: bytes, version: str, name: str = "sea") -> None:  # ty
     producer.flush()
 
 
-def _wait(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
-
-
 def _entity_input(ids: list[str]) -> tc.InferInput:
     inp = tc.InferInput("entity_id", [len(ids)], "BYTES")
     inp.set_data_from_numpy(np.array([i.encode() for i in ids], dtype=np.object_))
@@ -55,7 +46,7 @@ def test_entity_join_and_prediction_records(server_factory, kafka_settings, redi
     running = server_factory(KafkaBus(kafka_settings), RedisOnlineStore(redis_settings), watch_promotions=True,
                              log_predictions=True)
     client = tc.InferenceServerClient(running.url)
-    _wait(client.is_server_ready)
+    wait_until(client.is_server_ready)
     assert running.server.repository.champion_version("sea") == "1"
 
     trace_id = uuid.uuid4().hex
@@ -91,7 +82,7 @@ def test_hot_swap_under_concurrent_load(server_factory, kafka_settings) -> None:
     _promote(kafka_settings, models[0], "1")
     running = server_factory(KafkaBus(kafka_settings), watch_promotions=True, retain_versions=2)
     client = tc.InferenceServerClient(running.url)
-    _wait(client.is_server_ready)
+    wait_until(client.is_server_ready)
 
     stop = threading.Event()
     failures: list[str] = []
@@ -117,8 +108,8 @@ def test_hot_swap_under_concurrent_load(server_factory, kafka_settings) -> None:
     try:
         for i, data in enumerate(models[1:], start=2):
             _promote(kafka_settings, data, str(i))
-            _wait(lambda v=str(i): running.server.repository.champion_version("sea") == v)
-            _wait(lambda v=str(i): v in served_versions)
+            wait_until(lambda v=str(i): running.server.repository.champion_version("sea") == v)
+            wait_until(lambda v=str(i): v in served_versions)
     finally:
         stop.set()
         for w in workers:

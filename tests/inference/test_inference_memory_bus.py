@@ -4,13 +4,12 @@ PredictionRecords produced with the request's trace; artifacts come from an in-p
 from __future__ import annotations
 
 import hashlib
-import time
 import uuid
 from pathlib import Path
 
 import numpy as np
 import tritonclient.grpc as tc
-from inference_helpers import K, make_onnx
+from inference_helpers import K, make_onnx, wait_until
 from mlops.bus import MemoryBus
 from mlops.contracts import models_pb2
 from mlops.schema import FEATURE_SET
@@ -44,15 +43,6 @@ def _promote(bus: MemoryBus, artifacts: Artifacts, data: bytes, version: str, na
     return sha
 
 
-def _wait(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")
-
-
 def _row_input(n: int = 1) -> tc.InferInput:
     inp = tc.InferInput("input", [n, K], "FP32")
     inp.set_data_from_numpy(np.ones((n, K), np.float32))
@@ -65,12 +55,12 @@ def test_replayed_history_serves_the_last_promotion_then_follows_new_ones(server
     second = _promote(bus, artifacts, make_onnx(seed=2), "2")
     running = server_factory(bus, fetch_artifact=artifacts.fetch, watch_promotions=True)
     client = tc.InferenceServerClient(running.url)
-    _wait(client.is_server_ready)
+    wait_until(client.is_server_ready)
     assert running.server.repository.champion_version("sea") == "2"
     assert artifacts.fetched == [second]  # the history collapses: version 1 is never loaded
 
     _promote(bus, artifacts, make_onnx(seed=3, flip=True), "3")
-    _wait(lambda: running.server.repository.champion_version("sea") == "3")
+    wait_until(lambda: running.server.repository.champion_version("sea") == "3")
     assert client.infer("sea", [_row_input()]).get_response().model_version == "3"
     assert client.infer("sea", [_row_input()], model_version="2").get_response().model_version == "2"
     client.close()
@@ -80,10 +70,10 @@ def test_a_bad_promotion_keeps_the_champion(server_factory) -> None:  # type: ig
     bus, artifacts = MemoryBus(), Artifacts()
     _promote(bus, artifacts, make_onnx(), "1")
     running = server_factory(bus, fetch_artifact=artifacts.fetch, watch_promotions=True)
-    _wait(lambda: running.server.repository.champion_version("sea") == "1")
+    wait_until(lambda: running.server.repository.champion_version("sea") == "1")
     _promote(bus, artifacts, b"not an onnx model", "2")
     follower = running.server.promotions
-    _wait(lambda: follower.errors == 1)
+    wait_until(lambda: follower.errors == 1)
     assert running.server.repository.champion_version("sea") == "1"
 
 
@@ -96,7 +86,7 @@ def test_served_rows_land_on_the_predictions_topic(server_factory, model_file: P
                  headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"})
     client.close()
     topic = bus.topic(PREDICTIONS)
-    _wait(lambda: len(bus.records(topic)) == 3)
+    wait_until(lambda: len(bus.records(topic)) == 3)
     records = [r.decode(models_pb2.PredictionRecord) for r in bus.records(topic)]
     assert sorted(r.request_id for r in records) == ["mem-1/0", "mem-1/1", "mem-1/2"]
     assert {r.trace_id for r in records} == {trace_id} and all(len(r.span_id) == 16 for r in records)

@@ -1,14 +1,14 @@
 """Adaptive batching: concurrent requests for the same model version merged into one onnxruntime call.
 
 Requests append themselves to a pending list; the first one schedules a flush on the event loop (`call_soon`, or
-`call_later(max_wait_s)`). The flush takes everything pending (up to `max_batch_size` rows), merges it per model
-version and runs it — on the event-loop thread itself when the merged batch is small (`inline_max_rows`: an
-onnxruntime call of a few rows costs less than the hop to a worker thread and back), else in the worker pool. A
-small request that finds the batcher idle (nothing pending, no pool call running) runs at once without suspending:
-measured on 2 cores, merging single rows saved fewer onnxruntime calls than the extra event-loop turns cost.
-While `max_in_flight` pool calls run, new requests keep pending and form the next batch when one finishes: at low
-load a request runs alone at once, under load batches grow by themselves. No queue, no collector task: a request
-costs one future and one list append.
+`call_later(max_wait_s)`). The flush takes everything pending (up to `max_rows`), merges it per model version
+and runs it — on the event-loop thread itself when the merged batch is small (`inline_max_rows`: an onnxruntime
+call of a few rows costs less than the hop to a worker thread and back), else in the worker pool. A small request
+that finds the batcher idle (nothing pending, no pool call running) runs at once without suspending: merging it
+would save fewer onnxruntime calls than the extra event-loop turns cost. While `max_in_flight` pool calls run,
+new requests keep pending and form the next batch when one finishes: at low load a request runs alone at once,
+under load batches grow by themselves. No queue, no collector task: a request costs one future and one list
+append.
 """
 
 from __future__ import annotations

@@ -59,17 +59,16 @@ def _entity_ids(request: InferRequest) -> list[str] | None:
 
 
 class DataPlane:
+    """The service's decisions on plain values. `features` answers entity ids (None: only tensors are served),
+    `predictions` receives each served batch, `on_features` sees what the store returned for a request."""
+
     def __init__(self, settings: InferenceSettings, repository: ModelRepository, batcher: Batcher,
                  features: OnlineStore | None = None, predictions: PredictionSink | None = None,
                  on_features: FeaturesSeen | None = None):
-        self.settings = settings
-        self.repository = repository
-        self._batcher = batcher
-        self._features = features
-        self._predictions = predictions
-        self._on_features = on_features
-        # ids for requests that bring none: a per-process random prefix and a counter (uuid4 per request cost
-        # ~7% of the event loop under load: it reads os.urandom every time)
+        self.settings, self.repository, self._batcher = settings, repository, batcher
+        self._features, self._predictions, self._on_features = features, predictions, on_features
+        # ids for requests that bring none: a per-process random prefix and a counter (uuid4 reads os.urandom on
+        # every call, too dear per request)
         self._id_prefix = uuid.uuid4().hex[:16]
         self._ids = itertools.count(1)
 

@@ -199,8 +199,8 @@ class InferenceServer:
                 ("grpc.max_send_message_length", s.max_message_bytes),
                 ("grpc.so_reuseport", 1 if s.workers > 1 or s.worker_index > 0 else 0)]
         # No gRPC interceptor: any aio interceptor (even the OTel one filtered down to nothing) puts a Python
-        # coroutine chain in front of every call, 30-50 us of CPU a request here. ModelInfer makes its own server
-        # span (infer_span); the control-plane RPCs (health, metadata, reflection) are not traced.
+        # coroutine chain in front of every call. ModelInfer makes its own server span (infer_span); the
+        # control-plane RPCs (health, metadata, reflection) are not traced.
         self._server = grpc.aio.server(options=opts)
         pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(self.dataplane, s), self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
