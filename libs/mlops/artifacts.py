@@ -8,23 +8,30 @@ from __future__ import annotations
 
 import hashlib
 import time
-import uuid
 
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
-from confluent_kafka import Consumer as _KafkaConsumer
-
-from mlops.bus import Producer
+from mlops.bus import Bus, BusError, KafkaBus, Producer
+from mlops.errors import MlopsError
 from mlops.settings import KafkaSettings
-from mlops.topics import MODEL_ARTIFACTS, topic_name
+from mlops.topics import MODEL_ARTIFACTS
+
+__all__ = [
+    "ArtifactCorrupt",
+    "ArtifactError",
+    "ArtifactNotFound",
+    "ArtifactReader",
+    "publish_artifact",
+    "sha256_hex",
+    "verify",
+]
 
 
-class ArtifactError(LookupError):
+class ArtifactError(MlopsError):
     """Root of artifact errors."""
 
 
 class ArtifactNotFound(ArtifactError):
-    def __init__(self, sha256: str, topic: str):
-        super().__init__(f"artifact sha256={sha256} not found on topic {topic}")
+    def __init__(self, sha256: str, topic: str, reason: str = "not found"):
+        super().__init__(f"artifact sha256={sha256} {reason} on topic {topic}")
         self.sha256 = sha256
 
 
@@ -45,53 +52,51 @@ def verify(data: bytes, expected_sha256: str) -> bytes:
     return data
 
 
-def publish_artifact(producer: Producer, settings: KafkaSettings, data: bytes) -> str:
+def _bus(where: KafkaSettings | Bus) -> Bus:
+    return KafkaBus(where) if isinstance(where, KafkaSettings) else where
+
+
+def publish_artifact(producer: Producer, where: KafkaSettings | Bus, data: bytes) -> str:
     """Queue `data` on the artifacts topic under its sha256 and return the hash (flush the producer to wait)."""
     digest = sha256_hex(data)
     producer.send(
-        topic_name(MODEL_ARTIFACTS, settings), data, key=digest,
+        _bus(where).topic(MODEL_ARTIFACTS), data, key=digest,
         headers={"content-type": "application/onnx", "sha256": digest},
     )
     return digest
 
 
 class ArtifactReader:
-    """Reads artifacts by hash from the compacted topic (no consumer group: assigns partitions and scans), keeping
-    a cache of what it has verified."""
+    """Reads artifacts by hash from the compacted topic with a bus Reader (no consumer group), keeping a cache of
+    what it has verified."""
 
-    def __init__(self, settings: KafkaSettings):
-        self.settings = settings
-        self.topic = topic_name(MODEL_ARTIFACTS, settings)
+    def __init__(self, where: KafkaSettings | Bus):
+        self.bus = _bus(where)
+        self.topic = self.bus.topic(MODEL_ARTIFACTS)
         self._cache: dict[str, bytes] = {}
 
     def get(self, sha256: str, timeout: float = 30.0) -> bytes:
         """The verified bytes of artifact `sha256`; waits up to `timeout` for it to appear on the topic."""
         if sha256 in self._cache:
             return self._cache[sha256]
-        consumer = _KafkaConsumer(
-            self.settings.client_config()
-            | {
-                "group.id": f"artifact-reader-{uuid.uuid4().hex[:8]}",
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-                "fetch.max.bytes": self.settings.max_message_bytes,
-                "max.partition.fetch.bytes": self.settings.max_message_bytes,
-            }
-        )
+        deadline = time.monotonic() + timeout
+        wanted = sha256.encode()
         try:
-            meta = consumer.list_topics(self.topic, timeout=10).topics[self.topic]
-            consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in meta.partitions])
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                msg = consumer.poll(0.5)
-                if msg is None or (msg.error() and msg.error().code() == KafkaError._PARTITION_EOF):
-                    continue
-                if msg.error():
-                    raise ArtifactError(f"reading {self.topic}: {msg.error()}")
-                key = (msg.key() or b"").decode()
-                if key == sha256 and msg.value() is not None:
-                    self._cache[sha256] = verify(msg.value(), sha256)
-                    return self._cache[sha256]
+            reader = self.bus.reader([self.topic], client_id="artifact-reader")
+        except BusError as exc:
+            raise ArtifactNotFound(sha256, self.topic, f"unreadable ({exc})") from exc
+        try:
+            records = reader.read_to_end(timeout)
+            while True:
+                for record in records:
+                    if record.key == wanted and record.value is not None:
+                        self._cache[sha256] = verify(record.value, sha256)
+                        return self._cache[sha256]
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise ArtifactNotFound(sha256, self.topic)
+                records = reader.consume(500, min(0.5, remaining))
+        except BusError as exc:
+            raise ArtifactNotFound(sha256, self.topic, f"not read within {timeout}s ({exc})") from exc
         finally:
-            consumer.close()
-        raise ArtifactNotFound(sha256, self.topic)
+            reader.close()

@@ -11,27 +11,31 @@ from __future__ import annotations
 import bisect
 import logging
 import math
-import time
-from collections.abc import Iterable, Mapping, Sequence
+import zlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
-from confluent_kafka import Consumer as _KafkaConsumer
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from mlops import contracts
-from mlops.bus import watermarks
+from mlops.bus import Bus, BusError, KafkaBus
 from mlops.contracts import common_pb2, events_pb2
+from mlops.errors import MlopsError
 from mlops.schema import FEATURE_SET, FeatureSet
 from mlops.settings import KafkaSettings
-from mlops.topics import FEATURES_LOG, LABELS, TopicSpec, topic_name
+from mlops.topics import FEATURES_LOG, LABELS, TopicSpec
 
 __all__ = [
     "JoinedRow",
+    "KafkaTrainingData",
+    "LabelLike",
+    "MemoryTrainingData",
     "OffsetRange",
     "OfflineStoreError",
+    "TrainingDataSource",
     "TrainingSet",
+    "VectorLike",
     "build_training_set",
     "point_in_time_join",
     "read_range",
@@ -40,9 +44,15 @@ __all__ = [
 
 log = logging.getLogger("mlops.offline_store")
 
+PB = TypeVar("PB", events_pb2.FeatureVector, events_pb2.Label)
 
-class OfflineStoreError(RuntimeError):
+
+class OfflineStoreError(MlopsError):
     """The requested offset ranges could not be read completely."""
+
+    def __init__(self, what: object, reason: str):
+        super().__init__(f"offline store cannot read {what}: {reason}")
+        self.what, self.reason = what, reason
 
 
 @dataclass(frozen=True, order=True)
@@ -136,86 +146,24 @@ def point_in_time_join(
     return rows
 
 
-# --- reading exact offset ranges ---------------------------------------------------------------------------------
+# --- the training data a trainer reads --------------------------------------------------------------------------
 
 
-def _assigned_consumer(settings: KafkaSettings) -> _KafkaConsumer:
-    """A consumer that is only ever assigned partitions: it joins no group and commits nothing."""
-    return _KafkaConsumer(
-        settings.client_config()
-        | {
-            "group.id": "mlops-offline-reader",  # required by librdkafka's config; unused without subscribe/commit
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "enable.partition.eof": True,
-            "isolation.level": "read_committed",
-            "fetch.max.bytes": settings.max_message_bytes,
-            "max.partition.fetch.bytes": settings.max_message_bytes,
-        }
-    )
+class TrainingDataSource(Protocol):
+    """Where a trainer gets point-in-time training rows and the offsets they came from (its data version)."""
 
+    def snapshot(self) -> tuple[list[OffsetRange], list[OffsetRange]]:
+        """(feature-log ranges, label ranges) of everything written so far: what a training run pins."""
+        ...
 
-def snapshot_ranges(kafka_settings: KafkaSettings, spec: TopicSpec) -> list[OffsetRange]:
-    """[low, high watermark) of every partition of `spec` now: what a training run pins as its data version."""
-    consumer = _assigned_consumer(kafka_settings)
-    try:
-        name = topic_name(spec, kafka_settings)
-        meta = consumer.list_topics(name, timeout=10)
-        tmeta = meta.topics.get(name)
-        if tmeta is None or tmeta.error is not None:
-            raise OfflineStoreError(f"topic {name} not found: {tmeta.error if tmeta else 'no metadata'}")
-        ranges = []
-        for p in sorted(tmeta.partitions):
-            low, high = watermarks(consumer, name, p)
-            ranges.append(OffsetRange(name, p, low, high))
-        return ranges
-    finally:
-        consumer.close()
-
-
-def read_range(
-    kafka_settings: KafkaSettings, ranges: Sequence[OffsetRange], timeout: float = 60.0
-) -> list[tuple[OffsetRange, int, bytes | None, bytes | None]]:
-    """Every record in `ranges` as (range, offset, key, value), by partition then offset."""
-    todo = {(r.topic, r.partition): r for r in ranges if r.count > 0}
-    if not todo:
-        return []
-    consumer = _assigned_consumer(kafka_settings)
-    out: list[tuple[OffsetRange, int, bytes | None, bytes | None]] = []
-    try:
-        consumer.assign([TopicPartition(t, p, r.start_offset) for (t, p), r in todo.items()])
-        pending = set(todo)
-        deadline = time.monotonic() + timeout
-        while pending:
-            if time.monotonic() > deadline:
-                raise OfflineStoreError(f"timed out after {timeout}s reading {sorted(pending)}")
-            for msg in consumer.consume(1000, 0.5):
-                tp = (msg.topic(), msg.partition())
-                r = todo.get(tp)
-                if r is None:
-                    continue
-                err = msg.error()
-                if err is not None:
-                    if err.code() != KafkaError._PARTITION_EOF:
-                        raise KafkaException(err)
-                    if msg.offset() >= r.end_offset:
-                        pending.discard(tp)
-                    elif tp in pending:  # EOF before the end of the range: the range was never written
-                        raise OfflineStoreError(f"{r} ends past the log end {msg.offset()}")
-                    continue
-                off = msg.offset()
-                if off < r.end_offset:
-                    out.append((r, off, msg.key(), msg.value()))
-                if off >= r.end_offset - 1:
-                    pending.discard(tp)
-            for tp in list(pending):  # control records (transactions) can end a range without a data record
-                pos = consumer.position([TopicPartition(*tp)])[0].offset
-                if pos >= todo[tp].end_offset:
-                    pending.discard(tp)
-    finally:
-        consumer.close()
-    out.sort(key=lambda item: (item[0].topic, item[0].partition, item[1]))
-    return out
+    def training_set(
+        self,
+        feature_log_ranges: Sequence[OffsetRange] | None = None,
+        label_ranges: Sequence[OffsetRange] | None = None,
+    ) -> TrainingSet:
+        """Exactly the rows of the given ranges (default: a snapshot now), joined point-in-time; the same ranges
+        give the same arrays, row for row."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -232,8 +180,91 @@ class _Lab:
     label: float
 
 
+def _assemble(
+    feature_set: FeatureSet,
+    vectors: Sequence[tuple[OffsetRange, _Vec]],
+    labels: Sequence[_Lab],
+    f_ranges: list[OffsetRange],
+    l_ranges: list[OffsetRange],
+    labels_within_features: bool,
+    skipped: dict[str, int],
+) -> TrainingSet:
+    """Join what was read (both in log order: by partition, then offset) into a training set."""
+    if labels_within_features:
+        newest: dict[tuple[str, int], int] = {}  # (topic, partition) → newest as-of time read there
+        for r, v in vectors:
+            newest[(r.topic, r.partition)] = max(newest.get((r.topic, r.partition), v.as_of_ms), v.as_of_ms)
+        watermark = min(newest.values()) if newest else -1
+        kept = [lab for lab in labels if lab.event_time_ms <= watermark]
+        skipped["labels_after_feature_watermark"] = len(labels) - len(kept)
+        labels = kept
+    names = feature_set.names
+    rows = point_in_time_join([v for _r, v in vectors], labels, names)
+    X = np.array([r.values for r in rows], dtype=np.float32).reshape(len(rows), len(names))  # noqa: N806
+    return TrainingSet(
+        X=X,
+        y=np.array([r.label for r in rows], dtype=np.float64),
+        feature_names=names,
+        entity_ids=[r.entity_id for r in rows],
+        label_times_ms=np.array([r.label_time_ms for r in rows], dtype=np.int64),
+        feature_log_ranges=f_ranges,
+        label_ranges=l_ranges,
+        labels_without_features=len(labels) - len(rows),
+        vectors_read=len(vectors),
+        labels_read=len(labels),
+        stats=skipped,
+    )
+
+
+# --- on the broker: exact offset ranges read with a bus Reader ----------------------------------------------------
+
+
+def _bus(where: KafkaSettings | Bus) -> Bus:
+    return KafkaBus(where) if isinstance(where, KafkaSettings) else where
+
+
+def snapshot_ranges(where: KafkaSettings | Bus, spec: TopicSpec) -> list[OffsetRange]:
+    """[low, high watermark) of every partition of `spec` now: what a training run pins as its data version."""
+    bus = _bus(where)
+    name = bus.topic(spec)
+    try:
+        reader = bus.reader([name], client_id="mlops-offline-store", start={})  # assigned nothing: only asks
+        try:
+            marks = reader.watermarks([name])
+        finally:
+            reader.close()
+    except BusError as exc:
+        raise OfflineStoreError(name, str(exc)) from exc
+    return [OffsetRange(t, p, low, high) for (t, p), (low, high) in sorted(marks.items())]
+
+
+def read_range(
+    where: KafkaSettings | Bus, ranges: Sequence[OffsetRange], timeout: float = 60.0
+) -> list[tuple[OffsetRange, int, bytes | None, bytes | None]]:
+    """Every record in `ranges` as (range, offset, key, value), by partition then offset."""
+    todo = {(r.topic, r.partition): r for r in ranges if r.count > 0}
+    if not todo:
+        return []
+    try:
+        reader = _bus(where).reader(sorted({t for t, _p in todo}), client_id="mlops-offline-store",
+                                    start={tp: r.start_offset for tp, r in todo.items()})
+    except BusError as exc:
+        raise OfflineStoreError(sorted(todo.values()), str(exc)) from exc
+    try:
+        highs = reader.watermarks()
+        for tp, r in todo.items():
+            if r.end_offset > highs[tp][1]:
+                raise OfflineStoreError(r, f"it ends past the log end {highs[tp][1]}")
+        records = reader.read_until({tp: r.end_offset for tp, r in todo.items()}, timeout)
+    except BusError as exc:
+        raise OfflineStoreError(sorted(todo.values()), str(exc)) from exc
+    finally:
+        reader.close()
+    return [(todo[(rec.topic, rec.partition)], rec.offset, rec.key, rec.value) for rec in records]
+
+
 def build_training_set(
-    kafka_settings: KafkaSettings,
+    where: KafkaSettings | Bus,
     feature_set: FeatureSet = FEATURE_SET,
     feature_log_ranges: Sequence[OffsetRange] | None = None,
     label_ranges: Sequence[OffsetRange] | None = None,
@@ -246,53 +277,121 @@ def build_training_set(
     partitions, of the newest as-of time): their feature vectors may not have been written yet when the snapshot
     was taken (labels can overtake a lagging feature pipeline), and joining them would pair a label with an older,
     unrelated vector of the entity. Deterministic for given ranges."""
-    f_ranges = sorted(feature_log_ranges if feature_log_ranges is not None
-                      else snapshot_ranges(kafka_settings, FEATURES_LOG))
-    l_ranges = sorted(label_ranges if label_ranges is not None else snapshot_ranges(kafka_settings, LABELS))
-    skipped = {"vectors_other_feature_set": 0, "undecodable": 0}
-    vectors: list[_Vec] = []
-    newest: dict[tuple[str, int], int] = {}  # (topic, partition) → newest as-of time read there
-    for r, off, _key, value in read_range(kafka_settings, f_ranges, timeout):
-        try:
-            fv = contracts.decode(events_pb2.FeatureVector, value, f"{r.topic}/{r.partition}@{off}")
-        except contracts.ContractError as exc:
-            skipped["undecodable"] += 1
-            log.warning("skipping feature vector", extra={"fields": {"error": str(exc)}})
-            continue
-        if fv.feature_set != feature_set.name or fv.feature_set_version != feature_set.version:
-            skipped["vectors_other_feature_set"] += 1
-            continue
-        vectors.append(_Vec(fv.entity_id, fv.as_of_ms, dict(fv.values)))
-        tp = (r.topic, r.partition)
-        newest[tp] = max(newest.get(tp, fv.as_of_ms), fv.as_of_ms)
-    labels: list[_Lab] = []
-    for r, off, _key, value in read_range(kafka_settings, l_ranges, timeout):
-        try:
-            lab = contracts.decode(events_pb2.Label, value, f"{r.topic}/{r.partition}@{off}")
-        except contracts.ContractError as exc:
-            skipped["undecodable"] += 1
-            log.warning("skipping label", extra={"fields": {"error": str(exc)}})
-            continue
-        labels.append(_Lab(lab.entity_id, lab.event_time_ms, lab.label))
-    if labels_within_features:
-        watermark = min(newest.values()) if newest else -1
-        kept = [lab for lab in labels if lab.event_time_ms <= watermark]
-        skipped["labels_after_feature_watermark"] = len(labels) - len(kept)
-        labels = kept
-    names = feature_set.names
-    rows = point_in_time_join(vectors, labels, names)
-    k = len(names)
-    X = np.array([r.values for r in rows], dtype=np.float32).reshape(len(rows), k)  # noqa: N806
-    return TrainingSet(
-        X=X,
-        y=np.array([r.label for r in rows], dtype=np.float64),
-        feature_names=names,
-        entity_ids=[r.entity_id for r in rows],
-        label_times_ms=np.array([r.label_time_ms for r in rows], dtype=np.int64),
-        feature_log_ranges=list(f_ranges),
-        label_ranges=list(l_ranges),
-        labels_without_features=len(labels) - len(rows),
-        vectors_read=len(vectors),
-        labels_read=len(labels),
-        stats=skipped,
-    )
+    source = KafkaTrainingData(where, feature_set, timeout=timeout, labels_within_features=labels_within_features)
+    return source.training_set(feature_log_ranges, label_ranges)
+
+
+Read = tuple[list[tuple[OffsetRange, _Vec]], list[_Lab], dict[str, int]]  # vectors, labels, skipped counts
+
+
+class _RangeSource:
+    """A TrainingDataSource that can snapshot a topic and read exact ranges; the rest is the same for all."""
+
+    def __init__(self, feature_set: FeatureSet, labels_within_features: bool):
+        self.feature_set, self.labels_within_features = feature_set, labels_within_features
+
+    def _snapshot(self, spec: TopicSpec) -> list[OffsetRange]:
+        raise NotImplementedError(f"{type(self).__name__}._snapshot")
+
+    def _read(self, f_ranges: list[OffsetRange], l_ranges: list[OffsetRange]) -> Read:
+        raise NotImplementedError(f"{type(self).__name__}._read")
+
+    def _wanted(self, name: str, version: int) -> bool:
+        return (name, version) == (self.feature_set.name, self.feature_set.version)
+
+    def snapshot(self) -> tuple[list[OffsetRange], list[OffsetRange]]:
+        return self._snapshot(FEATURES_LOG), self._snapshot(LABELS)
+
+    def training_set(
+        self,
+        feature_log_ranges: Sequence[OffsetRange] | None = None,
+        label_ranges: Sequence[OffsetRange] | None = None,
+    ) -> TrainingSet:
+        f_ranges = sorted(feature_log_ranges if feature_log_ranges is not None else self._snapshot(FEATURES_LOG))
+        l_ranges = sorted(label_ranges if label_ranges is not None else self._snapshot(LABELS))
+        vectors, labels, skipped = self._read(f_ranges, l_ranges)
+        return _assemble(self.feature_set, vectors, labels, f_ranges, l_ranges, self.labels_within_features,
+                         skipped)
+
+
+class KafkaTrainingData(_RangeSource):
+    """The offline store on a bus: features.log and labels (KafkaBus in a service, MemoryBus in a test)."""
+
+    def __init__(self, where: KafkaSettings | Bus, feature_set: FeatureSet = FEATURE_SET, *, timeout: float = 60.0,
+                 labels_within_features: bool = False):
+        super().__init__(feature_set, labels_within_features)
+        self.bus, self.timeout = _bus(where), timeout
+
+    def _snapshot(self, spec: TopicSpec) -> list[OffsetRange]:
+        return snapshot_ranges(self.bus, spec)
+
+    def _read(self, f_ranges: list[OffsetRange], l_ranges: list[OffsetRange]) -> Read:
+        skipped = {"vectors_other_feature_set": 0, "undecodable": 0}
+        vectors: list[tuple[OffsetRange, _Vec]] = []
+        for r, fv in self._decoded(f_ranges, events_pb2.FeatureVector, skipped):
+            if self._wanted(fv.feature_set, fv.feature_set_version):
+                vectors.append((r, _Vec(fv.entity_id, fv.as_of_ms, dict(fv.values))))
+            else:
+                skipped["vectors_other_feature_set"] += 1
+        labels = [_Lab(lab.entity_id, lab.event_time_ms, lab.label)
+                  for _r, lab in self._decoded(l_ranges, events_pb2.Label, skipped)]
+        return vectors, labels, skipped
+
+    def _decoded(self, ranges: list[OffsetRange], message_type: type[PB], skipped: dict[str, int]
+                 ) -> Iterator[tuple[OffsetRange, PB]]:
+        for r, off, _key, value in read_range(self.bus, ranges, self.timeout):
+            try:
+                yield r, contracts.decode(message_type, value, f"{r.topic}/{r.partition}@{off}")
+            except contracts.ContractError as exc:
+                skipped["undecodable"] += 1
+                log.warning("skipping undecodable record", extra={"fields": {"error": str(exc)}})
+
+
+# --- in process: plain values in partitioned logs -----------------------------------------------------------------
+
+
+class MemoryTrainingData(_RangeSource):
+    """A feature log and labels held in memory as plain values, partitioned by entity and addressed by offset like
+    the topics: a trainer test feeds rows without a broker or protobuf."""
+
+    def __init__(self, feature_set: FeatureSet = FEATURE_SET, *, partitions: int = 3,
+                 labels_within_features: bool = False):
+        super().__init__(feature_set, labels_within_features)
+        self._logs: dict[str, list[list]] = {
+            FEATURES_LOG.name: [[] for _ in range(partitions)],  # (feature set name, version, _Vec)
+            LABELS.name: [[] for _ in range(partitions)],  # _Lab
+        }
+
+    def _append(self, spec: TopicSpec, entity_id: str, item: object) -> None:
+        logs = self._logs[spec.name]
+        logs[zlib.crc32(entity_id.encode()) % len(logs)].append(item)
+
+    def add_vector(self, entity_id: str, as_of_ms: int, values: Mapping[str, float], *,
+                   feature_set: FeatureSet | None = None) -> None:
+        fs = feature_set or self.feature_set
+        self._append(FEATURES_LOG, entity_id, (fs.name, fs.version, _Vec(entity_id, as_of_ms, dict(values))))
+
+    def add_label(self, entity_id: str, event_time_ms: int, label: float) -> None:
+        self._append(LABELS, entity_id, _Lab(entity_id, event_time_ms, label))
+
+    def _snapshot(self, spec: TopicSpec) -> list[OffsetRange]:
+        return [OffsetRange(spec.name, p, 0, len(log)) for p, log in enumerate(self._logs[spec.name])]
+
+    def _read(self, f_ranges: list[OffsetRange], l_ranges: list[OffsetRange]) -> Read:
+        skipped = {"vectors_other_feature_set": 0, "undecodable": 0}
+        vectors: list[tuple[OffsetRange, _Vec]] = []
+        for r in f_ranges:
+            for name, version, vec in self._slice(r):
+                if self._wanted(name, version):
+                    vectors.append((r, vec))
+                else:
+                    skipped["vectors_other_feature_set"] += 1
+        return vectors, [lab for r in l_ranges for lab in self._slice(r)], skipped
+
+    def _slice(self, r: OffsetRange) -> list:
+        logs = self._logs.get(r.topic, [])
+        if not 0 <= r.partition < len(logs):
+            raise OfflineStoreError(r, "no such topic partition")
+        if r.end_offset > len(logs[r.partition]):
+            raise OfflineStoreError(r, f"it ends past the log end {len(logs[r.partition])}")
+        return logs[r.partition][r.start_offset:r.end_offset]

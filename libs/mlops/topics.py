@@ -7,6 +7,26 @@ from dataclasses import dataclass, field
 
 from mlops.settings import KafkaSettings
 
+__all__ = [
+    "ALL_TOPICS",
+    "EVENTS",
+    "EVENTS_DLQ",
+    "FEATURES_LOG",
+    "LABELS",
+    "MODEL_ARTIFACTS",
+    "MODEL_CANDIDATES",
+    "MODEL_PROMOTED",
+    "PREDICTIONS",
+    "RAW_EVENTS",
+    "REGISTRY_LOG",
+    "RETRAIN_REQUESTED",
+    "TRAINING_FAILURES",
+    "TopicSpec",
+    "delete_topics",
+    "ensure_topics",
+    "topic_name",
+]
+
 
 @dataclass(frozen=True)
 class TopicSpec:
@@ -90,6 +110,17 @@ def ensure_topics(
             except Exception as exc:  # another process may have created it in between
                 if "TOPIC_ALREADY_EXISTS" not in str(exc):
                     raise
+    # the controller acknowledges a creation before the broker serves the topic's metadata (describe_configs, a
+    # producer's first send): wait for that, as delete_topics waits for deletions
+    deadline = time.monotonic() + timeout
+    while missing:
+        listed = admin.list_topics(timeout=timeout).topics
+        missing = [t for t in missing if t.topic not in listed or listed[t.topic].error is not None
+                   or not listed[t.topic].partitions]
+        if missing and time.monotonic() > deadline:
+            raise TimeoutError(f"topics not served {timeout}s after creation: {[t.topic for t in missing][:5]}")
+        if missing:
+            time.sleep(0.1)
     return created
 
 

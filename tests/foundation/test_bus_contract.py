@@ -14,8 +14,6 @@ from mlops.bus import (
     Bus,
     Consumer,
     FailurePolicy,
-    KafkaBus,
-    MemoryBus,
     Reader,
     Record,
     StopFlag,
@@ -23,13 +21,6 @@ from mlops.bus import (
 )
 from mlops.contracts import events_pb2, models_pb2
 from mlops.topics import EVENTS, PREDICTIONS, REGISTRY_LOG
-
-
-@pytest.fixture(params=["memory", "kafka"])
-def bus(request: pytest.FixtureRequest) -> Bus:
-    if request.param == "memory":
-        return MemoryBus()
-    return KafkaBus(request.getfixturevalue("kafka_settings"))
 
 
 def _events(n: int, start: int = 0) -> list[events_pb2.Event]:

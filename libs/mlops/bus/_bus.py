@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Protocol
+from typing import Any, Protocol
 
 from mlops.bus._kafka import Consumer, Producer
 from mlops.bus._reader import Reader, Start
@@ -57,18 +57,9 @@ class KafkaBus:
     def producer(self, *, client_id: str, extra: dict[str, object] | None = None) -> Producer:
         return Producer(self._settings, client_id=client_id, extra=extra)
 
-    def consumer(
-        self,
-        *,
-        group_id: str,
-        topics: Iterable[str],
-        client_id: str,
-        from_beginning: bool = True,
-        rewind: bool = False,
-        extra: dict[str, object] | None = None,
-    ) -> Consumer:
-        return Consumer(self._settings, group_id=group_id, topics=topics, client_id=client_id,
-                        from_beginning=from_beginning, rewind=rewind, extra=extra)
+    def consumer(self, **options: Any) -> Consumer:
+        """A group member; takes Bus.consumer's keywords."""
+        return Consumer(self._settings, **options)
 
     def reader(self, topics: Iterable[str], *, client_id: str, start: Start = "beginning") -> Reader:
         return Reader(self._settings, topics, client_id=client_id, start=start)

@@ -64,12 +64,15 @@ class Producer:
         """Queue one record. Protobuf values are encoded with the contract version; the current trace context
         goes into `traceparent`. Delivery failures are kept and raised by `flush`."""
         payload, hdrs = self._encode(value, headers)
+        self._produce(topic, payload, as_bytes(key), hdrs, on_delivery)
+
+    def _produce(self, topic: str, payload: bytes | None, key: bytes | None, headers: dict[str, str],
+                 on_delivery: DeliveryCallback | None) -> None:
         callback = self._on_delivery if on_delivery is None else self._chain(on_delivery)
         while True:
             try:
-                self._producer.produce(
-                    topic, value=payload, key=as_bytes(key), headers=list(hdrs.items()), on_delivery=callback
-                )
+                self._producer.produce(topic, value=payload, key=key, headers=list(headers.items()),
+                                       on_delivery=callback)
                 break
             except BufferError:  # local queue full: serve delivery callbacks, then retry
                 self._producer.poll(0.05)
@@ -134,7 +137,20 @@ def consumer_config(settings: KafkaSettings, client_id: str) -> dict[str, object
     }
 
 
-class Consumer:
+class ConfluentClient:
+    """What the bus's consuming clients share: the confluent-kafka consumer under them."""
+
+    _consumer: _KafkaConsumer
+
+    @property
+    def raw(self) -> _KafkaConsumer:
+        return self._consumer
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+class Consumer(ConfluentClient):
     """A consumer-group member with manual, synchronous commits."""
 
     def __init__(
@@ -200,13 +216,6 @@ class Consumer:
             if high >= 0:
                 out[(tp.topic, tp.partition)] = max(0, high - tp.offset)
         return out
-
-    @property
-    def raw(self) -> _KafkaConsumer:
-        return self._consumer
-
-    def close(self) -> None:
-        self._consumer.close()
 
 
 def wait_for_broker(settings: KafkaSettings, timeout: float = 60.0) -> None:

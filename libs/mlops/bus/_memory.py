@@ -9,11 +9,9 @@ import threading
 import time
 import zlib
 from collections.abc import Iterable, Mapping
-from typing import NoReturn
+from typing import Any, NoReturn
 
-from google.protobuf.message import Message as PbMessage
-
-from mlops.bus._kafka import Consumer, DeliveryCallback, Producer, as_bytes
+from mlops.bus._kafka import Consumer, DeliveryCallback, Producer
 from mlops.bus._reader import Position, Reader, Start
 from mlops.bus._record import BusError, Record, next_offsets
 from mlops.topics import TopicSpec
@@ -92,18 +90,10 @@ class MemoryBus:
     def producer(self, *, client_id: str, extra: dict[str, object] | None = None) -> MemoryProducer:
         return MemoryProducer(self, client_id=client_id)
 
-    def consumer(
-        self,
-        *,
-        group_id: str,
-        topics: Iterable[str],
-        client_id: str,
-        from_beginning: bool = True,
-        rewind: bool = False,
-        extra: dict[str, object] | None = None,
-    ) -> MemoryConsumer:
-        return MemoryConsumer(self, group_id=group_id, topics=topics, client_id=client_id,
-                              from_beginning=from_beginning, rewind=rewind)
+    def consumer(self, **options: Any) -> MemoryConsumer:
+        """A group member; takes Bus.consumer's keywords (`extra`, librdkafka settings, is ignored)."""
+        options.pop("extra", None)
+        return MemoryConsumer(self, **options)
 
     def reader(self, topics: Iterable[str], *, client_id: str, start: Start = "beginning") -> MemoryReader:
         return MemoryReader(self, topics, client_id=client_id, start=start)
@@ -179,17 +169,9 @@ class MemoryProducer(Producer):
         self._static_headers: dict[type, dict[str, str]] = {}
         self._queued: list[tuple[str, bytes | None, bytes | None, dict[str, str], DeliveryCallback | None]] = []
 
-    def send(
-        self,
-        topic: str,
-        value: PbMessage | bytes | None,
-        *,
-        key: str | bytes | None = None,
-        headers: dict[str, str] | None = None,
-        on_delivery: DeliveryCallback | None = None,
-    ) -> None:
-        payload, hdrs = self._encode(value, headers)
-        self._queued.append((topic, as_bytes(key), payload, hdrs, on_delivery))
+    def _produce(self, topic: str, payload: bytes | None, key: bytes | None, headers: dict[str, str],
+                 on_delivery: DeliveryCallback | None) -> None:
+        self._queued.append((topic, key, payload, headers, on_delivery))
 
     def poll(self, timeout: float = 0.0) -> int:
         queued, self._queued = self._queued, []

@@ -10,7 +10,7 @@ from typing import Literal
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 from confluent_kafka import Consumer as _KafkaConsumer
 
-from mlops.bus._kafka import RETRIABLE, consumer_config, watermarks
+from mlops.bus._kafka import RETRIABLE, ConfluentClient, consumer_config, watermarks
 from mlops.bus._record import BusError, Record
 from mlops.settings import KafkaSettings
 
@@ -24,7 +24,7 @@ Start = Literal["beginning", "end"] | Mapping[Position, int]
 READER_GROUP = "mlops-reader"
 
 
-class Reader:
+class Reader(ConfluentClient):
     """Assigned partitions, no consumer group, never commits."""
 
     def __init__(
@@ -125,10 +125,3 @@ class Reader:
             else:
                 raise BusError(f"reading {tp[0]}/{tp[1]}: {err}")
         return out
-
-    @property
-    def raw(self) -> _KafkaConsumer:
-        return self._consumer
-
-    def close(self) -> None:
-        self._consumer.close()
