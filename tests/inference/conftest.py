@@ -54,10 +54,10 @@ class RunningServer:
 def server_factory() -> Iterator[Callable[..., RunningServer]]:
     started: list[RunningServer] = []
 
-    def make(bus=None, store=None, fetch_artifact=None, **overrides) -> RunningServer:  # type: ignore[no-untyped-def]
+    def make(bus=None, store=None, **overrides) -> RunningServer:  # type: ignore[no-untyped-def]
         settings = InferenceSettings(**({"host": "127.0.0.1", "port": 0, "watch_promotions": False,
                                          "log_predictions": False} | overrides))
-        running = RunningServer(InferenceServer(settings, bus, store, fetch_artifact=fetch_artifact))
+        running = RunningServer(InferenceServer(settings, bus, store))
         started.append(running)
         return running
 

@@ -1,46 +1,28 @@
 """The server's Kafka edges driven by a MemoryBus (no broker): promotions replayed and followed, hot swaps served,
-PredictionRecords produced with the request's trace; artifacts come from an in-process map."""
+PredictionRecords produced with the request's trace."""
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from pathlib import Path
 
 import numpy as np
 import tritonclient.grpc as tc
 from inference_helpers import K, make_onnx, wait_until
+from mlops.artifacts import publish_artifact
 from mlops.bus import MemoryBus
 from mlops.contracts import models_pb2
 from mlops.schema import FEATURE_SET
 from mlops.topics import MODEL_PROMOTED, PREDICTIONS
 
 
-class Artifacts:
-    """sha256 → bytes, counting fetches."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, bytes] = {}
-        self.fetched: list[str] = []
-
-    def add(self, data: bytes) -> str:
-        sha = hashlib.sha256(data).hexdigest()
-        self.data[sha] = data
-        return sha
-
-    def fetch(self, sha256: str) -> bytes:
-        self.fetched.append(sha256)
-        return self.data[sha256]
-
-
-def _promote(bus: MemoryBus, artifacts: Artifacts, data: bytes, version: str, name: str = "sea") -> str:
-    sha = artifacts.add(data)
+def _promote(bus: MemoryBus, data: bytes, version: str, name: str = "sea") -> None:
     producer = bus.producer(client_id="test-registry")
+    sha = publish_artifact(producer, bus, data)
     producer.send(bus.topic(MODEL_PROMOTED), models_pb2.ModelPromoted(
         model_name=name, version=version, artifact_sha256=sha, feature_names=list(FEATURE_SET.names),
         action="promote"), key=name)
     producer.flush()
-    return sha
 
 
 def _row_input(n: int = 1) -> tc.InferInput:
@@ -50,16 +32,16 @@ def _row_input(n: int = 1) -> tc.InferInput:
 
 
 def test_replayed_history_serves_the_last_promotion_then_follows_new_ones(server_factory) -> None:  # type: ignore[no-untyped-def]
-    bus, artifacts = MemoryBus(), Artifacts()
-    _promote(bus, artifacts, make_onnx(seed=1), "1")
-    second = _promote(bus, artifacts, make_onnx(seed=2), "2")
-    running = server_factory(bus, fetch_artifact=artifacts.fetch, watch_promotions=True)
+    bus = MemoryBus()
+    _promote(bus, make_onnx(seed=1), "1")
+    _promote(bus, make_onnx(seed=2), "2")
+    running = server_factory(bus, watch_promotions=True)
     client = tc.InferenceServerClient(running.url)
     wait_until(client.is_server_ready)
     assert running.server.repository.champion_version("sea") == "2"
-    assert artifacts.fetched == [second]  # the history collapses: version 1 is never loaded
+    assert running.server.repository.versions("sea") == ["2"]  # the history collapses: version 1 is never loaded
 
-    _promote(bus, artifacts, make_onnx(seed=3, flip=True), "3")
+    _promote(bus, make_onnx(seed=3, flip=True), "3")
     wait_until(lambda: running.server.repository.champion_version("sea") == "3")
     assert client.infer("sea", [_row_input()]).get_response().model_version == "3"
     assert client.infer("sea", [_row_input()], model_version="2").get_response().model_version == "2"
@@ -67,11 +49,11 @@ def test_replayed_history_serves_the_last_promotion_then_follows_new_ones(server
 
 
 def test_a_bad_promotion_keeps_the_champion(server_factory) -> None:  # type: ignore[no-untyped-def]
-    bus, artifacts = MemoryBus(), Artifacts()
-    _promote(bus, artifacts, make_onnx(), "1")
-    running = server_factory(bus, fetch_artifact=artifacts.fetch, watch_promotions=True)
+    bus = MemoryBus()
+    _promote(bus, make_onnx(), "1")
+    running = server_factory(bus, watch_promotions=True)
     wait_until(lambda: running.server.repository.champion_version("sea") == "1")
-    _promote(bus, artifacts, b"not an onnx model", "2")
+    _promote(bus, b"not an onnx model", "2")
     follower = running.server.promotions
     wait_until(lambda: follower.errors == 1)
     assert running.server.repository.champion_version("sea") == "1"

@@ -31,7 +31,7 @@ from services.inference.core import (
     SessionOptions,
 )
 from services.inference.edge.prediction_log import PredictionLog
-from services.inference.edge.promotions import FetchArtifact, PromotionFollower
+from services.inference.edge.promotions import PromotionFollower
 from services.inference.edge.tracing import infer_span, link_feature_updates
 from services.inference.errors import (
     EntityNotFound,
@@ -139,10 +139,9 @@ def _reflection_pool() -> Any:
 class InferenceServer:
     """The whole service in one object: `await start()` returns the bound port, `await stop()` ends everything."""
 
-    def __init__(self, settings: InferenceSettings, bus: Bus | None = None, store: OnlineStore | None = None, *,
-                 fetch_artifact: FetchArtifact | None = None):
-        """`bus` carries promotions in and predictions out (None: neither), `store` the online features (None: no
-        entity ids); `fetch_artifact` defaults to reading `model.artifacts` on the bus's broker."""
+    def __init__(self, settings: InferenceSettings, bus: Bus | None = None, store: OnlineStore | None = None):
+        """`bus` carries promotions and artifacts in and predictions out (None: none of them), `store` the online
+        features (None: no entity ids)."""
         self.settings = settings
         self.bus = bus
         self.options = SessionOptions(settings.ort_intra_op_threads, settings.use_cuda)
@@ -151,7 +150,6 @@ class InferenceServer:
         self.port = 0
         self.promotions: PromotionFollower | None = None
         self.predictions: PredictionLog | None = None
-        self._fetch_artifact = fetch_artifact
         self._executor = ThreadPoolExecutor(settings.ort_workers, thread_name_prefix="ort")
         self._server: grpc.aio.Server | None = None
         self._store = store if settings.online_join else None
@@ -211,20 +209,14 @@ class InferenceServer:
         await self._update_health()
         await self._server.start()
         if self.bus is not None and s.watch_promotions:
-            self.promotions = PromotionFollower(self.bus, self.repository, self._artifact_fetcher(self.bus),
+            artifacts, timeout = ArtifactReader(self.bus), s.artifact_timeout_s
+            self.promotions = PromotionFollower(self.bus, self.repository,
+                                                lambda sha256: artifacts.get(sha256, timeout=timeout),
                                                 self.options, s.feature_names)
             self.promotions.start()
         log.info("inference serving", extra={"fields": {"port": self.port, "models": self.repository.names(),
                                                         "inline_max_rows": self.batcher.policy.inline_max_rows}})
         return self.port
-
-    def _artifact_fetcher(self, bus: Bus) -> FetchArtifact:
-        if self._fetch_artifact is not None:
-            return self._fetch_artifact
-        if bus.settings is None:
-            raise ValueError(f"{bus!r} has no broker to read model.artifacts from: pass fetch_artifact")
-        reader, timeout = ArtifactReader(bus.settings), self.settings.artifact_timeout_s
-        return lambda sha256: reader.get(sha256, timeout=timeout)
 
     def ready(self) -> bool:
         return not self.repository.empty()
