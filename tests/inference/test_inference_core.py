@@ -1,14 +1,18 @@
-"""Unit tests of the transport-free parts: codec, repository, batcher, data plane (no broker, no network)."""
+"""Unit tests of the transport-free parts and the conversions around them: convert, repository, batcher, data plane,
+the error tree and its one status table (no broker, no network)."""
 
 from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
+import grpc
 import numpy as np
 import pytest
 from inference_helpers import K, make_onnx
+from mlops.contracts import models_pb2
 from mlops.contracts.oip import pb2
+from mlops.errors import MlopsError
 from mlops.online_store import OnlineFeatures
 from mlops.schema import FEATURE_SET
 
@@ -20,9 +24,20 @@ from services.inference.core import (
     InferRequest,
     ModelRepository,
     ModelVersion,
+    Promotion,
     Tensor,
 )
-from services.inference.errors import EntityNotFound, InvalidInput, ModelNotFound, TooLarge
+from services.inference.edge import STATUS_CODES, status_code
+from services.inference.errors import (
+    EntityNotFound,
+    InferenceError,
+    InvalidInput,
+    ModelLoadError,
+    ModelNotFound,
+    NoOnlineStore,
+    ShuttingDown,
+    TooLarge,
+)
 from services.inference.settings import InferenceSettings
 
 
@@ -149,3 +164,19 @@ async def test_batcher_merges_concurrent_requests(model: ModelVersion) -> None:
     for x, outs in zip(xs, results, strict=True):  # every caller got exactly its own rows
         assert np.allclose(outs[1], original(x)[1], atol=1e-6)
     assert sum(calls) == sum(len(x) for x in xs) and len(calls) < len(xs)
+
+
+def test_errors_root_at_mlops_error_and_each_has_its_status() -> None:
+    assert issubclass(InferenceError, MlopsError)
+    classes = {InvalidInput, ModelNotFound, EntityNotFound, TooLarge, ShuttingDown, NoOnlineStore, ModelLoadError}
+    assert {type(e) for e in (InvalidInput("x"), ModelNotFound("m"), EntityNotFound(["e"]), TooLarge(2, 1),
+                              ShuttingDown(), NoOnlineStore(), ModelLoadError("m:1", "x"))} == classes
+    assert status_code(ShuttingDown()) == status_code(NoOnlineStore()) == grpc.StatusCode.UNAVAILABLE
+    assert status_code(InvalidInput("bad", tensor="input")) == grpc.StatusCode.INVALID_ARGUMENT
+    assert str(InvalidInput("bad", tensor="input")) == "input 'input': bad"
+    assert set(STATUS_CODES.values()) >= {grpc.StatusCode.NOT_FOUND, grpc.StatusCode.RESOURCE_EXHAUSTED}
+
+
+def test_promotion_from_its_message() -> None:
+    msg = models_pb2.ModelPromoted(model_name="sea", version="3", artifact_sha256="ab", feature_names=["x0", "x1"])
+    assert convert.promotion(msg) == Promotion("sea", "3", "ab", ("x0", "x1"), "promote")
