@@ -214,8 +214,9 @@ class InferenceServer:
                                                 lambda sha256: artifacts.get(sha256, timeout=timeout),
                                                 self.options, s.feature_names)
             self.promotions.start()
-        log.info("inference serving", extra={"fields": {"port": self.port, "models": self.repository.names(),
-                                                        "inline_max_rows": self.batcher.policy.inline_max_rows}})
+        log.info("inference serving", extra={"fields": {
+            "port": self.port, "worker": s.worker_index, "models": self.repository.names(),
+            "inline_max_rows": self.batcher.policy.inline_max_rows}})
         return self.port
 
     def ready(self) -> bool:
