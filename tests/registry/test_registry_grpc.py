@@ -14,13 +14,14 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from mlops.artifacts import publish_artifact
 from mlops.bus import KafkaBus, Producer, StopFlag
 from mlops.contracts import models_pb2
+from mlops.definitions.store import read_revisions
 from mlops.topics import MODEL_ARTIFACTS, MODEL_CANDIDATES, MODEL_PROMOTED, topic_name
 from mlops_tools.registry_client import RegistryCallError, RegistryClient
+from registry_helpers import NAMES, apply_definitions
 
 from services.registry.edge import build, run
 from services.registry.settings import RegistrySettings
 
-NAMES = ("x0_last", "x1_last", "x2_last", "x0_mean_60s", "x1_mean_60s", "events_30s")  # as in conftest
 SETTINGS = RegistrySettings(grpc_host="127.0.0.1", grpc_port=0, artifact_timeout_s=3.0, grpc_workers=2)
 
 
@@ -35,6 +36,8 @@ class Running:
     def __init__(self, kafka):
         self.kafka = kafka
         bus = KafkaBus(kafka)
+        if not read_revisions(bus, client_id="test-registry", timeout=10):  # the session may have applied them
+            apply_definitions(bus)
         self.producer = bus.producer(client_id="test-registry")
         self.app = build(SETTINGS, bus)
         self.stop_flag = StopFlag(install_signals=False)
