@@ -61,10 +61,11 @@ def model_card(v: VersionState, champion: VersionState | None, audit: list[Audit
         "",
         "## Why it was trained",
         "",
-        f"- Retrain request `{lin.retrain_request_id or '-'}`: {lin.retrain_reason or '-'}",
     ]
-    if c.byo:
+    if c.byo:  # not trained here: who brought it is the reason it exists
         lines.append(f"- Bring-your-own ONNX model registered by {c.registered_by}")
+    if lin.retrain_request_id or not c.byo:
+        lines.append(f"- Retrain request `{lin.retrain_request_id or '-'}`: {lin.retrain_reason or '-'}")
     if len(lin.coalesced_request_ids) > 1:
         lines.append(f"- Answers {len(lin.coalesced_request_ids)} coalesced requests: "
                      + ", ".join(f"`{r}`" for r in lin.coalesced_request_ids))
