@@ -132,15 +132,16 @@ def test_a_bring_your_own_model_goes_through_the_same_gate_and_the_audit_names_w
     w = World(trained, byo)
     w.registry.register(cand(trained, "delivery_time", DELIVERY), regression_holdout(2.0))
     v2 = w.registry.register(cand(byo, "delivery_time", DELIVERY, framework="onnx:byo",
-                                  params={"registered_by": "alice", "definitions_revision": "1"}),
+                                  params={"requested_by": "cli:alice", "definitions_revision": "1",
+                                          "view_versions": "customer_orders:1"}),
                              regression_holdout(2.0))
     assert v2.status == "champion" and "beats champion v1 mae" in v2.gate_reason
     register = [a for a in w.registry.state.audit_of("delivery_time") if a.version == "2"][0]
-    assert (register.action, register.actor) == ("register", "alice")
-    assert "bring-your-own ONNX candidate" in register.why and "registered by alice" in register.why
+    assert (register.action, register.actor) == ("register", "cli:alice")
+    assert "bring-your-own ONNX candidate" in register.why and "registered by cli:alice" in register.why
     card = w.registry.model_card("delivery_time")
-    for needle in ("framework onnx:byo", "Bring-your-own ONNX model registered by alice",
-                   "**Trained on:** definitions revision 1, feature view customer_orders v1",
+    for needle in ("framework onnx:byo", "Bring-your-own ONNX model registered by cli:alice",
+                   "**Trained on:** definitions revision 1, feature views customer_orders v1",
                    "**Task:** regression", "**Gate policy:** mae (lower is better), margin 0, floor <= 12",
                    "field `minutes` on topic `orders.delivered`"):
         assert needle in card, needle

@@ -22,6 +22,15 @@ def _fmt(v: float) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
+def _views(c: CandidateInfo) -> str:
+    """The feature view(s) and version(s) the version was trained on: every view when the trainer lists them
+    (`view_versions` param, `view:version,...`), else the lineage's view."""
+    listed = [p.partition(":") for p in c.params.get("view_versions", "").split(",") if p]
+    if listed:
+        return "feature views " + ", ".join(f"{view} v{version}" for view, _, version in listed)
+    return f"feature view {c.lineage.feature_set or '-'} v{c.lineage.feature_set_version}"
+
+
 def _declared(c: CandidateInfo, model: Model | None, revision: int) -> list[str]:
     """What the definitions in force declare for the model: task, features, label, gate policy."""
     lines = ["", f"## Declared (definitions revision {revision or '-'} in force)", ""]
@@ -52,8 +61,8 @@ def model_card(v: VersionState, champion: VersionState | None, audit: list[Audit
         f"- **Status:** {v.status}" + (" (serving)" if champion and champion.version == v.version else ""),
         f"- **Artifact:** ONNX, sha256 `{c.sha256}` ({c.size} bytes), framework {c.framework or '-'}",
         f"- **Registered:** {_ts(v.registered_at_ms)}; candidate id `{c.candidate_id}`",
-        f"- **Trained on:** definitions revision {c.params.get('definitions_revision') or '-'}, feature view "
-        f"{lin.feature_set or '-'} v{lin.feature_set_version}",
+        f"- **Trained on:** definitions revision {c.params.get('definitions_revision') or '-'}, "
+        f"{_views(c)}",
         f"- **Gate:** {v.gate_decision or '-'}: {v.gate_reason or '-'}",
     ]
     lines += _declared(c, model, revision)
