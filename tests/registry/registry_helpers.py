@@ -3,6 +3,8 @@ delivery domain's REGRESSION model and a MULTICLASS one), the concepts test mode
 
 from __future__ import annotations
 
+import hashlib
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +12,7 @@ import numpy as np
 import yaml
 from mlops import definitions as d
 from mlops.bus import Bus
+from mlops.contracts import models_pb2
 from mlops.definitions.store import publish, read_revisions
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,9 +47,13 @@ def revise(previous: d.Revision | None, gates: dict[str, dict[str, Any]] | None 
 
 
 def apply_definitions(bus: Bus, gates: dict[str, dict[str, Any]] | None = None) -> d.Revision:
-    """Publish the test definitions as the next revision on `bus` (the first if none is there)."""
+    """`mlops apply` of the test definitions on `bus`: merged into the revision in force (if any, e.g. the SEA
+    revision the session applies), published as the next one; the one in force when nothing changes."""
     current = d.latest(read_revisions(bus, client_id="test-apply", timeout=10))
-    revision = revise(current, gates)
+    revision = d.plan(current, d.parse(document(gates)), "test").revision
+    if revision is None:
+        assert current is not None
+        return current
     publish(bus, revision, client_id="test-apply")
     return revision
 
@@ -69,3 +76,22 @@ def segment_of(X: np.ndarray, threshold: float) -> np.ndarray:  # noqa: N803
 def delivery_minutes(X: np.ndarray, weight: float) -> np.ndarray:  # noqa: N803
     """The regression concept: minutes grow with the first input, and with the second by `weight`."""
     return 10 + 3 * X[:, 0] + weight * X[:, 1]
+
+
+def regression_candidate(data: bytes, weight: float, **fields: Any) -> models_pb2.ModelCandidate:
+    """A `delivery_time` candidate for the artifact, with a 300-row holdout labelled by
+    `delivery_minutes(X, weight)`; `fields` override the message's (framework, params, ...)."""
+    X = np.random.default_rng(3).uniform(0, 10, (300, len(DELIVERY))).astype(np.float32)  # noqa: N806
+    y = delivery_minutes(X, weight).astype(np.float64)
+    message = models_pb2.ModelCandidate(
+        model_name="delivery_time", candidate_id=uuid.uuid4().hex, artifact_sha256=hashlib.sha256(data).hexdigest(),
+        artifact_size=len(data), framework="sklearn.LinearRegression", feature_names=list(DELIVERY),
+        lineage=models_pb2.Lineage(row_count=1500, feature_set="customer_orders", feature_set_version=1),
+        holdout=models_pb2.Holdout(feature_names=list(DELIVERY), rows=len(y), features_f32=X.astype("<f4").tobytes(),
+                                   labels=list(y)))
+    for name, value in fields.items():
+        if isinstance(value, dict):
+            getattr(message, name).update(value)
+        else:
+            setattr(message, name, value)
+    return message
