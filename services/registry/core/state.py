@@ -16,8 +16,8 @@ from enum import StrEnum
 import numpy as np
 
 __all__ = [
-    "AuditEntry", "CandidateInfo", "Event", "Holdout", "LineageInfo", "ModelSummary", "Promotion", "Range",
-    "RegistryState", "Status", "VersionState",
+    "BYO_FRAMEWORK", "AuditEntry", "CandidateInfo", "Event", "Holdout", "LineageInfo", "ModelSummary", "Promotion",
+    "Range", "RegistryState", "Status", "VersionState",
 ]
 
 
@@ -55,6 +55,12 @@ class LineageInfo:
     coalesced_request_ids: tuple[str, ...] = ()
 
 
+BYO_FRAMEWORK = "onnx:byo"  # a bring-your-own ONNX model, checked and carried by the trainer
+# where a bring-your-own candidate names who registered it, most specific first (the trainer copies the request's
+# requester into the candidate's params)
+REGISTRAR_PARAMS = ("registered_by", "requested_by")
+
+
 @dataclass(frozen=True)
 class CandidateInfo:
     model_name: str
@@ -68,6 +74,17 @@ class CandidateInfo:
     lineage: LineageInfo = LineageInfo()
     created_at_ms: int = 0
     holdout_rows: int = 0
+
+    @property
+    def byo(self) -> bool:
+        return self.framework == BYO_FRAMEWORK
+
+    @property
+    def registered_by(self) -> str:
+        """Who registered a bring-your-own candidate ("unknown" if its params do not say); empty if trained."""
+        if not self.byo:
+            return ""
+        return next((self.params[k] for k in REGISTRAR_PARAMS if self.params.get(k)), "unknown")
 
 
 @dataclass(frozen=True)
