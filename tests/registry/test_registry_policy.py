@@ -160,3 +160,18 @@ def test_a_newer_revision_applies_to_the_next_candidate(onnx_model_factory) -> N
     w.revision = revise(w.revision, {"delivery_time": {"margin": 100.0}})
     v2 = w.registry.register(cand(better, "delivery_time", DELIVERY), regression_holdout(2.0))
     assert v2.status == "rejected" and "margin 100" in v2.gate_reason and "definitions revision 2" in v2.gate_reason
+
+
+def test_the_judging_revision_and_the_lineage_survive_registry_log(onnx_model_factory) -> None:
+    from services.registry.convert import event_in, event_out
+
+    model = onnx_model_factory(2.0, task="regression")
+    w = World(model)
+    c = cand(model, "delivery_time", DELIVERY)
+    lineage = LineageInfo(feature_set="customer_orders", feature_set_version=3, row_count=1000,
+                          view_versions=(("customer_orders", 3),), definitions_revision=7, requested_by="cli:bob")
+    v1 = w.registry.register(CandidateInfo(**{**c.__dict__, "lineage": lineage}), regression_holdout(2.0))
+    assert v1.gate_definitions_revision == w.revision.number
+    again = event_in(event_out(v1))
+    assert again == v1  # what a restarted registry rebuilds from registry.log
+    assert again.candidate.lineage.view_versions == (("customer_orders", 3),)

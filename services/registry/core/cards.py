@@ -23,11 +23,13 @@ def _fmt(v: float) -> str:
 
 
 def _views(c: CandidateInfo) -> str:
-    """The feature view(s) and version(s) the version was trained on: every view when the trainer lists them
-    (`view_versions` param, `view:version,...`), else the lineage's view."""
-    listed = [p.partition(":") for p in c.params.get("view_versions", "").split(",") if p]
+    """The feature view(s) and version(s) the version was trained on: every view of the lineage (or of the
+    trainer's `view_versions` param, `view:version,...`), else the lineage's one view."""
+    listed = [(view, str(version)) for view, version in c.lineage.view_versions]
+    param = c.params.get("view_versions", "")
+    listed = listed or [(v, n) for v, _, n in (p.partition(":") for p in param.split(",") if p)]
     if listed:
-        return "feature views " + ", ".join(f"{view} v{version}" for view, _, version in listed)
+        return "feature views " + ", ".join(f"{view} v{version}" for view, version in listed)
     return f"feature view {c.lineage.feature_set or '-'} v{c.lineage.feature_set_version}"
 
 
@@ -61,7 +63,8 @@ def model_card(v: VersionState, champion: VersionState | None, audit: list[Audit
         f"- **Status:** {v.status}" + (" (serving)" if champion and champion.version == v.version else ""),
         f"- **Artifact:** ONNX, sha256 `{c.sha256}` ({c.size} bytes), framework {c.framework or '-'}",
         f"- **Registered:** {_ts(v.registered_at_ms)}; candidate id `{c.candidate_id}`",
-        f"- **Trained on:** definitions revision {c.params.get('definitions_revision') or '-'}, "
+        f"- **Trained on:** definitions revision "
+        f"{lin.definitions_revision or c.params.get('definitions_revision') or '-'}, "
         f"{_views(c)}",
         f"- **Gate:** {v.gate_decision or '-'}: {v.gate_reason or '-'}",
     ]

@@ -98,6 +98,7 @@ class Registry:
                 gate_metrics=cand_metrics, champion_metrics=champ_metrics or {},
                 champion_version_at_gate=champ.version if champ else "", registered_at_ms=now,
                 promoted_sequence=seq + 1 if decision.promote else 0, sequence=seq + 1,
+                gate_definitions_revision=revision.number,
             )
             events: list[Event] = [AuditEntry(name, seq, version, "register", cand.registered_by or self.actor,
                                               _submission(cand), now, Status.CANDIDATE)]

@@ -53,6 +53,9 @@ class LineageInfo:
     retrain_request_id: str = ""
     retrain_reason: str = ""
     coalesced_request_ids: tuple[str, ...] = ()
+    view_versions: tuple[tuple[str, int], ...] = ()  # every view the model read, with its version
+    definitions_revision: int = 0
+    requested_by: str = ""
 
 
 BYO_FRAMEWORK = "onnx:byo"  # a bring-your-own ONNX model, checked and carried by the trainer
@@ -84,6 +87,8 @@ class CandidateInfo:
         """Who registered a bring-your-own candidate ("unknown" if its params do not say); empty if trained."""
         if not self.byo:
             return ""
+        if self.lineage.requested_by:
+            return self.lineage.requested_by
         return next((self.params[k] for k in REGISTRAR_PARAMS if self.params.get(k)), "unknown")
 
 
@@ -108,6 +113,7 @@ class VersionState:
     registered_at_ms: int = 0
     promoted_sequence: int = 0
     sequence: int = 0  # sequence of the change that produced this state
+    gate_definitions_revision: int = 0  # the definitions revision whose gate policy judged this version
 
     def with_status(self, status: str, sequence: int, promoted: bool = False) -> VersionState:
         return replace(self, status=status, sequence=sequence,
