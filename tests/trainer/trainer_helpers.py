@@ -60,3 +60,19 @@ def delivery_values(rng: np.random.Generator) -> tuple[dict[str, float], float]:
     values |= {f"channel={c}": float(c == channel) for c in ("web", "app", "store")}
     minutes = 15 + 2.5 * items + 0.004 * amount + {"web": 10, "app": 5, "store": 0}[channel] - 8 * express
     return values, float(minutes + rng.normal(0, 1.0))
+
+
+def sea_onnx(width: int = len(SEA_COLUMNS), input_name: str = "features", regression: bool = False) -> bytes:
+    """A team's own model of the SEA concept, trained outside the platform: a logistic regression (or, to fit the
+    wrong task, a linear regression) exported with skl2onnx, input `input_name` FP32 [N, width]."""
+    from skl2onnx import to_onnx
+    from skl2onnx.common.data_types import FloatTensorType
+    from sklearn.linear_model import LinearRegression, LogisticRegression
+
+    rng = np.random.default_rng(7)
+    X = rng.uniform(0, 10, (1000, width)).astype(np.float32)  # noqa: N806
+    y = (X[:, 0] + X[:, 1] > 8.0).astype(np.int64)
+    model = LinearRegression().fit(X, y) if regression else LogisticRegression(max_iter=500).fit(X, y)
+    options = {} if regression else {id(model): {"zipmap": False}}
+    return to_onnx(model, initial_types=[(input_name, FloatTensorType([None, width]))], options=options,
+                   target_opset=17).SerializeToString()
