@@ -1,6 +1,6 @@
-"""Protobuf ↔ the trainer's plain values: RetrainRequest → RetrainAsk; a trained (or registered) model →
-ModelCandidate; a failure → TrainingFailed. With the edge, the only module of the trainer that touches generated
-`mlops.contracts` messages.
+"""Protobuf ↔ the trainer's plain values: RetrainRequest or ModelRegistration → RetrainAsk; a trained (or
+registered) model → ModelCandidate; a failure → TrainingFailed. With the edge, the only module of the trainer that
+touches generated `mlops.contracts` messages.
 """
 
 from __future__ import annotations
@@ -15,30 +15,25 @@ from mlops.definitions import Revision
 
 from services.trainer.core import RetrainAsk, RetrainJob, TrainedModel, TrainingSetLike
 
-__all__ = ["BYO_DETECTOR", "ask_from_proto", "byo_request", "candidate_to_proto", "failure_to_proto"]
-
-# Until a registration message of its own exists (asked for in the lead's requests), a bring-your-own model travels
-# as a RetrainRequest with this detector and the artifact's sha256 in `statistic`; only this module and
-# `mlops models register` know that.
-BYO_DETECTOR = "byo"
+__all__ = ["ask_from_proto", "ask_from_registration", "candidate_to_proto", "failure_to_proto"]
 
 
 def ask_from_proto(msg: models_pb2.RetrainRequest) -> RetrainAsk:
-    byo = msg.detector == BYO_DETECTOR
     return RetrainAsk(
         model_name=msg.model_name, request_id=msg.request_id, reason=msg.reason, detector=msg.detector,
         requested_at_ms=msg.requested_at_ms, requested_by=msg.requested_by,
-        seed=msg.seed if msg.HasField("seed") and not byo else None,
-        artifact_sha256=msg.statistic if byo else "",
+        seed=msg.seed if msg.HasField("seed") else None,
     )
 
 
-def byo_request(model: str, sha256: str, request_id: str, requested_by: str, reason: str = ""
-                ) -> models_pb2.RetrainRequest:
-    """The record `mlops models register` publishes (after the ONNX bytes, on model.artifacts)."""
-    return models_pb2.RetrainRequest(
-        model_name=model, request_id=request_id, reason=reason or f"bring your own model, sha256={sha256}",
-        detector=BYO_DETECTOR, statistic=sha256, requested_at_ms=int(time.time() * 1000), requested_by=requested_by)
+def ask_from_registration(msg: models_pb2.ModelRegistration) -> RetrainAsk:
+    """A bring-your-own model (`mlops models register`): checked and scored like a retrain, never trained."""
+    return RetrainAsk(
+        model_name=msg.model_name, request_id=msg.request_id,
+        reason=msg.description or f"bring your own model, sha256={msg.artifact_sha256}", detector="byo",
+        requested_at_ms=msg.requested_at_ms, requested_by=msg.requested_by, seed=None,
+        artifact_sha256=msg.artifact_sha256,
+    )
 
 
 def _ranges(ranges: Iterable[Any]) -> list[common_pb2.OffsetRange]:
@@ -63,12 +58,14 @@ def candidate_to_proto(job: RetrainJob, model: TrainedModel, data: TrainingSetLi
         row_count=model.train_rows + model.holdout_rows, data_start_ms=model.data_start_ms,
         data_end_ms=model.data_end_ms, retrain_request_id=ask.request_id, retrain_reason=reason,
         coalesced_request_ids=list(job.request_ids),
+        view_versions={v: revision.view_versions.get(v, 0) for v in views},
+        definitions_revision=revision.number, requested_by=ask.requested_by,
     )
     holdout = models_pb2.Holdout(
         feature_names=list(model.feature_names), rows=len(model.holdout_y),
         features_f32=model.holdout_X.astype("<f4").tobytes(), labels=[float(v) for v in model.holdout_y],
     )
-    # what Lineage has no field for yet (asked for): the revision, every view's version, who asked
+    # also in the lineage; kept in params for readers of candidates written before those fields existed
     params = dict(model.params) | {
         "definitions_revision": str(revision.number),
         "view_versions": ",".join(f"{v}:{revision.view_versions.get(v, 0)}" for v in views),

@@ -30,11 +30,11 @@ from mlops.telemetry import (
     span_link,
     tracer,
 )
-from mlops.topics import MODEL_CANDIDATES, RETRAIN_REQUESTED, TRAINING_FAILURES
+from mlops.topics import MODEL_CANDIDATES, MODEL_REGISTRATIONS, RETRAIN_REQUESTED, TRAINING_FAILURES
 from opentelemetry import trace
 
 from services.trainer import metrics
-from services.trainer.convert import ask_from_proto, candidate_to_proto, failure_to_proto
+from services.trainer.convert import ask_from_proto, ask_from_registration, candidate_to_proto, failure_to_proto
 from services.trainer.core import (
     Progress,
     RetrainAsk,
@@ -108,6 +108,7 @@ class TrainerService:
         self.definitions = definitions
         self.code_version = version_of_code or settings.code_version or code_version()
         self.requests_topic = bus.topic(RETRAIN_REQUESTED)
+        self.registrations_topic = bus.topic(MODEL_REGISTRATIONS)
         self.candidates_topic = bus.topic(MODEL_CANDIDATES)
         self.failures_topic = bus.topic(TRAINING_FAILURES)
         self.last_outcome: Outcome | None = None
@@ -205,7 +206,7 @@ class TrainerService:
     def answer(self, records: list[Record]) -> int:
         """Run once per (model, seed, artifact) the requests in `records` ask for; returns the number of jobs."""
         s = self.settings
-        asks, links = decode_asks(records)
+        asks, links = decode_asks(records, self.registrations_topic)
         metrics.REQUESTS.inc(len(records))
         jobs = coalesce(asks, s.default_model)
         metrics.COALESCED.inc(max(0, len(asks) - len(jobs)))
@@ -218,15 +219,21 @@ class TrainerService:
         return len(jobs)
 
 
-def decode_asks(records: list[Record]) -> tuple[list[RetrainAsk], list[trace.Link]]:
-    """The asks, and span links to the drift evidence each request names in its body (trace_id / span_id) and
-    to the context in its headers (one link per distinct span)."""
+def decode_asks(records: list[Record], registrations_topic: str = "") -> tuple[list[RetrainAsk], list[trace.Link]]:
+    """The asks (retrain requests, and model registrations from `registrations_topic`), and span links to the
+    drift evidence each request names in its body (trace_id / span_id) and to the context in its headers (one link
+    per distinct span)."""
     asks, links, seen = [], [], set()
     for rec in records:
         candidates = [span_link(rec.headers)]
         try:
-            msg = rec.decode(models_pb2.RetrainRequest)
-            asks.append(ask_from_proto(msg))
+            msg: models_pb2.RetrainRequest | models_pb2.ModelRegistration
+            if rec.topic == registrations_topic:
+                msg = rec.decode(models_pb2.ModelRegistration)
+                asks.append(ask_from_registration(msg))
+            else:
+                msg = rec.decode(models_pb2.RetrainRequest)
+                asks.append(ask_from_proto(msg))
             candidates.append(link_to_ids(msg.trace_id, msg.span_id))
         except ContractError as exc:  # failure policy: skip and log (an undecodable request names no model)
             log.error("skipping undecodable retrain request", extra={"fields": {"error": str(exc)}})
@@ -290,7 +297,8 @@ def run(service: TrainerService, stop: StopFlag, on_ready: Callable[[], None] | 
         stop.wait(s.poll_timeout_s)
     if stop.is_set():
         return 0
-    consumer = service.bus.consumer(group_id=s.group_id, topics=[service.requests_topic], client_id="trainer")
+    consumer = service.bus.consumer(group_id=s.group_id, topics=[service.requests_topic, service.registrations_topic],
+                                    client_id="trainer")
     trainings = 0
 
     def answer(records: list[Record]) -> None:

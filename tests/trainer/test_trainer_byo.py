@@ -8,7 +8,7 @@ import pytest
 from mlops.artifacts import publish_artifact, sha256_hex
 from mlops.bus import MemoryBus
 from mlops.contracts import models_pb2
-from mlops.topics import MODEL_ARTIFACTS, MODEL_CANDIDATES, RETRAIN_REQUESTED, TRAINING_FAILURES
+from mlops.topics import MODEL_ARTIFACTS, MODEL_CANDIDATES, MODEL_REGISTRATIONS, TRAINING_FAILURES
 from test_trainer_edge_memory import FAST, SEA, sea_rows
 from trainer_helpers import SEA_FEATURES, sea_onnx
 
@@ -23,12 +23,12 @@ def register(bus: MemoryBus, onnx_bytes: bytes, rid: str = "byo-1", model: str =
     producer = bus.producer(client_id="cli")
     if publish:
         publish_artifact(producer, bus, onnx_bytes)
-    producer.send(bus.topic(RETRAIN_REQUESTED), models_pb2.RetrainRequest(
-        model_name=model, request_id=rid, detector="byo", statistic=sha256_hex(onnx_bytes), requested_at_ms=1,
-        requested_by="cli:alice", reason="our own model"), key=model)
+    producer.send(bus.topic(MODEL_REGISTRATIONS), models_pb2.ModelRegistration(
+        model_name=model, request_id=rid, artifact_sha256=sha256_hex(onnx_bytes), requested_at_ms=1,
+        requested_by="cli:alice", description="our own model"), key=model)
     producer.flush()
     service = TrainerService(FAST.model_copy(update={"artifact_timeout_s": 0.5}), bus, sea_rows(ROWS), lambda: SEA)
-    service.answer(bus.records(bus.topic(RETRAIN_REQUESTED)))
+    service.answer(bus.records(bus.topic(MODEL_REGISTRATIONS)))
     return service
 
 
@@ -42,6 +42,8 @@ def test_a_fitting_model_becomes_an_onnx_byo_candidate_scored_on_the_latest_rows
     assert tuple(c.feature_names) == SEA_FEATURES and c.lineage.feature_set == "entity_activity"
     assert c.lineage.retrain_request_id == "byo-1" and "registered by cli:alice" in c.lineage.retrain_reason
     assert c.params["registered_by"] == "cli:alice" and c.params["definitions_revision"] == "1"
+    assert (c.lineage.requested_by, c.lineage.definitions_revision) == ("cli:alice", 1)
+    assert dict(c.lineage.view_versions) == {"entity_activity": 1}
     assert len(bus.records(bus.topic(MODEL_ARTIFACTS))) == 1  # its bytes are not published twice
     assert not bus.records(bus.topic(TRAINING_FAILURES))
     # the holdout is the one a retrain of the same data would carry: the latest 20 % by label time

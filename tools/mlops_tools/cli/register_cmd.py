@@ -6,8 +6,7 @@ holdout a retrain would build (the latest labelled rows, point-in-time correct) 
 `ModelCandidate` (framework `onnx:byo`) that the registry gates like any other. `--wait` follows it to the gate's
 decision (or the trainer's refusal, which names what does not fit).
 
-Until the registration has a message of its own it travels as a RetrainRequest with detector "byo" and the sha256
-in `statistic` (the trainer's `convert.py` reads it back); the command line never imports a service.
+The registration is a `ModelRegistration` on `model.registrations`; the command line never imports a service.
 """
 
 from __future__ import annotations
@@ -20,9 +19,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BYO_DETECTOR", "register"]
-
-BYO_DETECTOR = "byo"  # the trainer's services/trainer/convert.py reads the same
+__all__ = ["register"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,7 +44,7 @@ def _register(args: argparse.Namespace) -> int:
     from mlops.bus import KafkaBus
     from mlops.contracts import models_pb2
     from mlops.settings import KafkaSettings
-    from mlops.topics import MODEL_CANDIDATES, MODEL_PROMOTED, REGISTRY_LOG, RETRAIN_REQUESTED, TRAINING_FAILURES
+    from mlops.topics import MODEL_CANDIDATES, MODEL_PROMOTED, MODEL_REGISTRATIONS, REGISTRY_LOG, TRAINING_FAILURES
 
     from mlops_tools.follow import TopicFollower
 
@@ -64,10 +61,10 @@ def _register(args: argparse.Namespace) -> int:
     try:
         producer = bus.producer(client_id="mlops-cli")
         sha256 = publish_artifact(producer, bus, data)  # the bytes first: the request names them
-        producer.send(bus.topic(RETRAIN_REQUESTED), models_pb2.RetrainRequest(
-            model_name=args.model, request_id=request_id, detector=BYO_DETECTOR, statistic=sha256,
-            reason=args.reason or f"bring your own model {args.onnx.name}", requested_at_ms=int(time.time() * 1000),
-            requested_by=f"cli:{getpass.getuser()}"), key=args.model)
+        producer.send(bus.topic(MODEL_REGISTRATIONS), models_pb2.ModelRegistration(
+            model_name=args.model, request_id=request_id, artifact_sha256=sha256, artifact_size=len(data),
+            description=args.reason or f"bring your own model {args.onnx.name}",
+            requested_at_ms=int(time.time() * 1000), requested_by=f"cli:{getpass.getuser()}"), key=args.model)
         producer.flush()
         print(f"registered: model={args.model} sha256={sha256} ({len(data)} bytes) request_id={request_id}")
         return _follow(follower, request_id, sha256, args.timeout) if follower is not None else 0
