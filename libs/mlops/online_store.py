@@ -45,8 +45,7 @@ from mlops.errors import MlopsError
 from mlops.settings import RedisSettings
 
 if TYPE_CHECKING:
-    from mlops.definitions.model import Definitions, FeatureView
-    from mlops.definitions.revision import Revision
+    from mlops.definitions import Definitions, FeatureView, Revision
 
 __all__ = [
     "TRACEPARENT_FIELD",
