@@ -4,8 +4,9 @@ and the bounds on state.
 
 The oracle recomputes each feature from the raw events every time (no state, no accumulators): for the event i of
 entity e, the events of e that arrived so far (j <= i) holding the field, filtered by the window as of t_i —
-whole: all; tumbling: the same [k*size, (k+1)*size) bucket; hopping: the newest window [s, s + size) holding t_i,
-s = t_i - t_i mod step; sliding: (t_i - size, t_i] — then aggregated with the standard library.
+whole: all; tumbling: the same [k*size, (k+1)*size) bucket; hopping: the oldest window [s, s + size) holding t_i,
+s the smallest multiple of step above t_i - size; sliding: (t_i - size, t_i] — then aggregated with the standard
+library.
 """
 
 from __future__ import annotations
@@ -88,7 +89,8 @@ def in_window(window: dict[str, Any] | None, t: int, tj: int) -> bool:
         return tj // size == t // size
     if window["kind"] == "hopping":
         step = round(window["step_s"] * 1000)
-        start = t - t % step
+        holding = [s for s in range((t - size) // step * step, t + 1, step) if s <= t < s + size]
+        start = min(holding)  # the oldest window holding t
         return start <= tj < start + size
     return t - size < tj <= t
 

@@ -2,8 +2,9 @@
 
 - whole: the entity's whole history (no window declared);
 - tumbling `size`: the bucket [k*size, (k+1)*size) holding t;
-- hopping `size` every `step`: windows [k*step, k*step + size); a feature reads the NEWEST window holding t (the one
-  starting at floor(t/step)*step; `hopping_start`);
+- hopping `size` every `step`: windows [k*step, k*step + size); a feature reads the OLDEST window holding t, the one
+  covering the most history (`hopping_start`): for 30 s every 10 s, the events of the last 20-30 s, so `events_30s`
+  means "about the last 30 s" (the newest window holding t would only hold the last 0-10 s);
 - sliding `size`: the events in (t - size, t], kept in a bounded buffer per entity (at most `max_events`: the
   oldest go first).
 
@@ -23,9 +24,9 @@ from services.features.core.aggregations import Acc, Aggregator, Value
 State = Any  # a JSON-friendly value
 
 
-def hopping_start(t: int, step: int) -> int:
-    """The start of the window a hopping feature reads at `t`: the newest window holding it."""
-    return t - t % step
+def hopping_start(t: int, size: int, step: int) -> int:
+    """The start of the window a hopping feature reads at `t`: the oldest window holding it."""
+    return ((t - size) // step + 1) * step
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ class Hopping:
 
     def starts(self, t: int) -> range:
         """Every window start holding `t`, oldest first."""
-        return range(((t - self.size) // self.step + 1) * self.step, t + 1, self.step)
+        return range(hopping_start(t, self.size, self.step), t + 1, self.step)
 
     def update(self, state: State, x: Value, t: int, newest: int, agg: Aggregator) -> State:
         held = self.starts(t)
@@ -97,7 +98,7 @@ class Hopping:
         return windows
 
     def read(self, state: State, t: int, agg: Aggregator) -> Acc | None:
-        return _find(state, hopping_start(t, self.step)) if state else None
+        return _find(state, hopping_start(t, self.size, self.step)) if state else None
 
 
 @dataclass(frozen=True)
