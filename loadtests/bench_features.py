@@ -26,15 +26,15 @@ sys.path[:0] = [str(ROOT), str(ROOT / "libs"), str(ROOT / "tools")]
 import numpy as np  # noqa: E402
 import redis  # noqa: E402
 from mlops import definitions as d  # noqa: E402
-from mlops.bus import KafkaBus, Producer  # noqa: E402
+from mlops.bus import Producer  # noqa: E402
 from mlops.contracts import events_pb2  # noqa: E402
-from mlops.definitions.store import publish  # noqa: E402
 from mlops.online_store import SyncRedisOnlineStore, ViewLayout, pack  # noqa: E402
 from mlops.settings import KafkaSettings, RedisSettings  # noqa: E402
 from mlops.topics import EVENTS, delete_topics, ensure_topics, topic_name  # noqa: E402
 from mlops_tools.cli.services_cmd import start_service  # noqa: E402
+from mlops_tools.examples import apply_definitions, definitions_path  # noqa: E402
 
-SEA = d.load(ROOT / "examples" / "sea" / "definitions.yaml")
+SEA = d.load(definitions_path("sea"))
 LAYOUT = ViewLayout.of(SEA, "entity_activity", 1)  # the version of the first revision
 
 
@@ -84,9 +84,8 @@ def lookups(redis_settings: RedisSettings, n: int) -> list[tuple[str, float, flo
 def freshness(kafka: KafkaSettings, redis_settings: RedisSettings, events: int, rate: float) -> tuple:
     tmp = Path(tempfile.mkdtemp(prefix="bench-features-"))
     # the demo's definitions as revision 1 (features computes only what is declared)
-    revision = d.plan(None, SEA, "bench").revision
+    revision = apply_definitions(kafka, definitions_path("sea"), applied_by="bench")
     assert revision is not None and revision.view_versions["entity_activity"] == LAYOUT.version
-    publish(KafkaBus(kafka), revision, client_id="bench-features")
     proc, _ = start_service("features", {
         "MLOPS_KAFKA_TOPIC_PREFIX": kafka.topic_prefix,
         "MLOPS_REDIS_KEY_PREFIX": redis_settings.key_prefix,

@@ -14,26 +14,22 @@ from pathlib import Path
 from mlops import definitions as d
 from mlops.bus import KafkaBus, Producer, Reader
 from mlops.contracts import events_pb2
-from mlops.definitions.store import publish, read_revisions
+from mlops.definitions.store import read_revisions
 from mlops.online_store import SyncRedisOnlineStore, ViewLayout
 from mlops.settings import KafkaSettings, RedisSettings
 from mlops.topics import EVENTS, FEATURES_LOG, topic_name
+from mlops_tools.examples import apply_definitions, definitions_path
 
 from services.features.core import Event, FeaturesConfig, ReferenceFeatures
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def apply(kafka: KafkaSettings, example: str) -> d.Revision:
-    """`mlops apply examples/<example>/definitions.yaml` on this test's topics; the revision in force after it."""
-    bus = KafkaBus(kafka)
-    current = d.latest(read_revisions(bus, client_id="test-features-defs", timeout=10))
-    plan = d.plan(current, d.load(ROOT / "examples" / example / "definitions.yaml"), "test")
-    if plan.revision is None:
-        assert current is not None
-        return current
-    publish(bus, plan.revision, client_id="test-features-defs")
-    return plan.revision
+def in_force(kafka: KafkaSettings) -> d.Revision:
+    """The revision in force on this test's topics (the fixture applied the SEA example)."""
+    revision = d.latest(read_revisions(KafkaBus(kafka), client_id="test-features-defs", timeout=10))
+    assert revision is not None and revision.definitions.feature_views[0].name == "entity_activity"
+    return revision
 
 
 def spawn_features(kafka: KafkaSettings, redis: RedisSettings, tmp: Path) -> subprocess.Popen:
@@ -69,10 +65,11 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait(5)
 
 
-def read_log(reader: Reader, expected: int, timeout: float) -> list[events_pb2.FeatureVector]:
+def read_log(reader: Reader, expected: int, timeout: float, prefix: str = "") -> list[events_pb2.FeatureVector]:
+    """features.log records until `expected` of events whose id starts with `prefix` were read (or `timeout`)."""
     out: list[events_pb2.FeatureVector] = []
     deadline = time.monotonic() + timeout
-    while len(out) < expected and time.monotonic() < deadline:
+    while sum(v.event_id.startswith(prefix) for v in out) < expected and time.monotonic() < deadline:
         out.extend(m.decode(events_pb2.FeatureVector) for m in reader.consume(500, 0.5))
     return out
 
@@ -95,7 +92,7 @@ def check_online(store: SyncRedisOnlineStore, revision: d.Revision, ref: Referen
 def test_faust_app_writes_redis_and_features_log(
     kafka_settings: KafkaSettings, redis_settings: RedisSettings, tmp_path: Path
 ) -> None:
-    revision = apply(kafka_settings, "sea")
+    revision = in_force(kafka_settings)
     proc = spawn_features(kafka_settings, redis_settings, tmp_path)
     reader = KafkaBus(kafka_settings).reader([topic_name(FEATURES_LOG, kafka_settings)], client_id="test-read")
     try:
@@ -137,7 +134,7 @@ def test_a_second_domain_applied_while_running(
 ) -> None:
     """The delivery example applied beside SEA while the app runs: its order events (categorical fields, sliding,
     tumbling and hopping windows, one_hot) fold into `customer_orders` without a restart."""
-    apply(kafka_settings, "sea")
+    in_force(kafka_settings)
     proc = spawn_features(kafka_settings, redis_settings, tmp_path)
     reader = KafkaBus(kafka_settings).reader([topic_name(FEATURES_LOG, kafka_settings)], client_id="test-read")
     producer = Producer(kafka_settings, client_id="test-features")
@@ -161,7 +158,8 @@ def test_a_second_domain_applied_while_running(
     try:
         now = int(time.time() * 1000)
         until_folded(Event("sea", "sea_events", "e", now, 0, {"x0": 1.0, "x1": 1.0, "x2": 1.0}), "entity_activity")
-        revision = apply(kafka_settings, "delivery")  # the app is running SEA's revision: now apply the second
+        # the app is running SEA's revision: now apply the second, as `mlops apply` would
+        revision = apply_definitions(kafka_settings, definitions_path("delivery"), applied_by="test")
         assert {s.name for s in revision.definitions.sources} == {"sea_events", "orders"}
         probe = Event("probe", "orders", "probe", now, 0, {"amount": 1.0, "items": 1, "express": 0}, {})
         until_folded(probe, "customer_orders")  # probes before the app follows the new revision are skipped
@@ -177,7 +175,7 @@ def test_a_second_domain_applied_while_running(
             ev = Event(f"o{i}", "orders", customer, t, 0, values, categories)
             ref.update(ev)
             send(ev)
-        vectors = read_log(reader, n, timeout=90)
+        vectors = read_log(reader, n, timeout=90, prefix="o")  # probes may still be arriving: count the orders
         orders = [v for v in vectors if v.feature_set == "customer_orders" and v.event_id.startswith("o")]
         assert len({v.event_id for v in orders}) == n, (tmp_path / "features.log").read_text()[-3000:]
         check_online(SyncRedisOnlineStore(redis_settings), revision, ref, "customer_orders", ["c0", "c1", "c2"])
