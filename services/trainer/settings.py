@@ -13,7 +13,8 @@ DEFAULT_METRICS_PORT = 9103
 class TrainerSettings(BaseSettings):
     model_config = settings_config("MLOPS_TRAINER_")
 
-    default_model: str = Field("sea", description="Model name used when a retrain request names none.")
+    default_model: str = Field("", description="Model trained when a retrain request names none (empty: such a "
+                               "request fails, naming the declared models).")
     group_id: str = Field("trainer", description="Consumer group on retrain.requested.")
     holdout_max_rows: int = Field(
         5000, ge=10, description="At most this many (latest) holdout rows travel in the ModelCandidate."
