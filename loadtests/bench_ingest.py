@@ -1,7 +1,7 @@
 """Ingest throughput with validation vs raw confluent-kafka produce (same run, same broker, interleaved rounds).
 
     .venv/bin/python loadtests/bench_ingest.py [--records 30000] [--rounds 5] [--tracing sdk|off] [--sampling 1.0]
-                                               [--traceparent] [--processes 1]
+                                               [--traceparent] [--processes 1] [--example sea|delivery]
 
 Target: ingest ≥ 50% of the raw produce rate of the same records.
 
@@ -19,6 +19,9 @@ production (no exporter: export cost is not included). `--tracing off` leaves Op
 cost nothing there). `--traceparent` gives every input record a traceparent
 header (what an mlops.bus producer writes), so ingest continues traces instead of starting them.
 `--processes 2` runs that many ingest processes in one consumer group (scale-out; each its own interpreter).
+`--example` picks the declared definitions (examples/<name>/definitions.yaml) applied before ingest starts, and so
+the records: SEA's three floats (the default, today's demo) or delivery's orders (float, int, bool and categorical
+fields, one of them optional).
 """
 
 from __future__ import annotations
@@ -40,32 +43,38 @@ sys.path[:0] = [str(ROOT), str(ROOT / "libs"), str(ROOT / "tools")]
 from confluent_kafka import Consumer as KConsumer  # noqa: E402
 from confluent_kafka import Producer as KProducer  # noqa: E402
 from confluent_kafka import TopicPartition  # noqa: E402
-from mlops import contracts  # noqa: E402
+from mlops import contracts, definitions  # noqa: E402
 from mlops.bus import KafkaBus, StopFlag  # noqa: E402
 from mlops.contracts import common_pb2, events_pb2  # noqa: E402
+from mlops.definitions.store import declared_topics, publish  # noqa: E402
 from mlops.settings import KafkaSettings, TelemetrySettings  # noqa: E402
-from mlops.topics import EVENTS, EVENTS_DLQ, RAW_EVENTS, delete_topics, ensure_topics, topic_name  # noqa: E402
+from mlops.topics import EVENTS, EVENTS_DLQ, TopicSpec, delete_topics, ensure_topics, topic_name  # noqa: E402
 
-from services.ingest.convert import validate  # noqa: E402
+from services.ingest.convert import to_event, validate  # noqa: E402
+from services.ingest.core import SourceValidator, compile_sources  # noqa: E402
 from services.ingest.errors import Rejected  # noqa: E402
 
 RAW_CONF = {"enable.idempotence": True, "acks": "all", "linger.ms": 5, "compression.type": "lz4"}
 TRACEPARENT = "00-{:032x}-{:016x}-01"
+HEADLINES = ("raw confluent-kafka produce, same input", "raw confluent-kafka produce, same output",
+             "pass-through: consume+produce, no work", "least per-record work: json+Event+produce",
+             "ingest: validate+convert+produce+commit")
 
 
-def records(n: int, round_no: int = 0) -> list[tuple[bytes, bytes]]:
+def records(n: int, round_no: int = 0, example: str = "sea") -> list[tuple[bytes, bytes]]:
+    """`n` records of the example's source, 2% invalid (exercises the DLQ path)."""
     t0 = int(time.time() * 1000)
     out = []
     for i in range(n):
-        doc = {
-            "entity_id": f"e{i % 1000}",
-            "event_time": t0 + i,
-            "schema_version": 1,
-            "values": {"x0": (i % 100) / 10, "x1": 5.0, "x2": (i % 7) * 1.0},
-        }
-        if i % 50 == 0:
-            doc["values"]["x1"] = 42  # 2% invalid: exercised DLQ path
-        out.append((doc["entity_id"].encode(), json.dumps(doc).encode()))
+        if example == "sea":
+            key, values = f"e{i % 1000}", {"x0": (i % 100) / 10, "x1": 42 if i % 50 == 0 else 5.0, "x2": (i % 7) * 1.0}
+            doc = {"entity_id": key, "event_time": t0 + i, "schema_version": 1, "values": values}
+        else:  # delivery: float, int, bool and categorical fields; the optional `payment` absent every 4th record
+            key, payment = f"c{i % 1000}", {} if i % 4 == 0 else {"payment": ("card", "cash", "voucher")[i % 3]}
+            values = {"amount": (i % 500) / 4, "items": 420 if i % 50 == 0 else 1 + i % 9, "express": i % 3 == 0,
+                      "channel": ("web", "app", "store")[i % 3]} | payment
+            doc = {"customer_id": key, "ordered_at": t0 + i, "schema_version": 1, "values": values}
+        out.append((key.encode(), json.dumps(doc).encode()))
     return out
 
 
@@ -75,19 +84,19 @@ def input_headers(n: int, with_traceparent: bool) -> list[list[tuple[str, bytes]
     return [[("traceparent", TRACEPARENT.format(uuid.uuid4().int, i + 1).encode())] for i in range(n)]
 
 
-def outputs(recs: list[tuple[bytes, bytes]], topic: str) -> list[tuple[str, bytes, bytes, list[tuple[str, str]]]]:
+def outputs(recs: list[tuple[bytes, bytes]], topic: str, validator: SourceValidator
+            ) -> list[tuple[str, bytes, bytes, list[tuple[str, str]]]]:
     """What ingest writes for `recs` (Event or DeadLetter bytes, key, headers), built untimed with its own code."""
     now = int(time.time() * 1000)
     out = []
     for offset, (key, value) in enumerate(recs):
         tp = [("traceparent", TRACEPARENT.format(uuid.uuid4().int, offset + 1))]
         src = common_pb2.SourcePosition(topic=topic, partition=offset % 3, offset=offset)
+        msg: events_pb2.Event | events_pb2.DeadLetter
         try:
-            ev = validate(value, content_type=None, fallback_event_id=f"{topic}/{offset % 3}/{offset}", now_ms=now)
-            msg = events_pb2.Event(
-                event_id=ev.event_id, entity_id=ev.entity_id, event_time_ms=ev.event_time_ms, ingest_time_ms=now,
-                schema_version=ev.schema_version, values=ev.values, source=src,
-            )
+            ev = validate(value, validator, content_type=None, fallback_event_id=f"{topic}/{offset % 3}/{offset}",
+                          now_ms=now)
+            msg = to_event(ev, topic, offset % 3, offset, now)
             out_key = ev.entity_id.encode()
         except Rejected as rej:
             msg = events_pb2.DeadLetter(
@@ -144,20 +153,23 @@ def pass_through(consumer: KConsumer, producer: KProducer, topic: str, n: int) -
     return time.perf_counter() - t
 
 
-def minimal_work(kafka: KafkaSettings, topic: str, recs: list[tuple[bytes, bytes]], source: str) -> float:
+def minimal_work(kafka: KafkaSettings, topic: str, recs: list[tuple[bytes, bytes]], source: str,
+                 validator: SourceValidator) -> float:
     """Seconds for the least per-record Python any JSON → Event service must do, timed like raw_produce: json.loads,
     build and serialize the Event, produce it; no validation, tracing, consume or commit. Its gap to raw produce
     is the cost of doing per-record work in Python at all."""
     p = KProducer(kafka.client_config() | RAW_CONF)
     p.list_topics(topic, timeout=10)
     now = int(time.time() * 1000)
+    id_field, time_field, name = validator.id_field, validator.time_field, validator.source_name
     t = time.perf_counter()
     for offset, (key, value) in enumerate(recs):
         doc = json.loads(value)
         ev = events_pb2.Event(
-            event_id=f"{source}/0/{offset}", entity_id=doc["entity_id"], event_time_ms=doc["event_time"],
-            ingest_time_ms=now, schema_version=doc["schema_version"], values=doc["values"],
-            source=common_pb2.SourcePosition(topic=source, partition=0, offset=offset),
+            event_id=f"{source}/0/{offset}", entity_id=doc[id_field], event_time_ms=doc[time_field],
+            ingest_time_ms=now, schema_version=doc["schema_version"],
+            values={k: v for k, v in doc["values"].items() if not isinstance(v, str)},
+            source=common_pb2.SourcePosition(topic=source, partition=0, offset=offset), source_name=name,
         )
         produce(p, topic, ev.SerializeToString(), key)
     assert p.flush(60) == 0, "records not delivered"
@@ -165,11 +177,11 @@ def minimal_work(kafka: KafkaSettings, topic: str, recs: list[tuple[bytes, bytes
 
 
 class Committed:
-    """The group's committed offsets on raw.events (one long-lived client: polling it is cheap)."""
+    """The group's committed offsets on the source's raw topic (one long-lived client: polling it is cheap)."""
 
-    def __init__(self, kafka: KafkaSettings, group: str):
+    def __init__(self, kafka: KafkaSettings, group: str, raw: TopicSpec):
         self._c = KConsumer(kafka.client_config() | {"group.id": group, "enable.auto.commit": False})
-        name = topic_name(RAW_EVENTS, kafka)
+        name = topic_name(raw, kafka)
         self._tps = [TopicPartition(name, p) for p in range(kafka.default_partitions)]
 
     def __call__(self) -> int:
@@ -189,7 +201,7 @@ def gate(ingest, paused) -> threading.Event:  # noqa: ANN001
     """Make `ingest`'s loop pause its partitions while `paused` is set. librdkafka's pause/resume are called from
     the loop's own thread (called from another thread while the loop consumes, pause() starves on the consumer's
     lock); a paused loop fetches nothing, so nothing is prefetched while the baselines run. Returns an event that
-    is set while the partitions are paused."""
+    is set while the partitions are paused. Call it once the loop has subscribed (`ingest.consumer` is set)."""
     consumer, is_paused = ingest.consumer, threading.Event()
     consume = consumer.consume
 
@@ -221,10 +233,10 @@ def _member(prefix: str, group: str, tracing: str, sampling: float, ready, pause
     from services.ingest.settings import IngestSettings
 
     ingest = Ingest(IngestSettings(group_id=group, poll_timeout_s=0.1), KafkaBus(kafka))
-    is_paused = gate(ingest, paused)
     flag = StopFlag(install_signals=False)
     th = threading.Thread(target=ingest.run, args=(flag,), daemon=True)
     th.start()
+    is_paused = gate(ingest, paused) if subscribed(ingest) else threading.Event()
     while not stop.is_set():
         if ingest.assigned:
             ready.set()
@@ -232,6 +244,26 @@ def _member(prefix: str, group: str, tracing: str, sampling: float, ready, pause
         time.sleep(0.005)
     flag.set()
     th.join(30)
+
+
+def subscribed(ingest, timeout: float = 60.0) -> bool:  # noqa: ANN001
+    """Wait until `ingest` has read the definitions and subscribed to the source topics."""
+    deadline = time.monotonic() + timeout
+    while ingest.consumer is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return ingest.consumer is not None
+
+
+def apply_example(kafka: KafkaSettings, example: str) -> tuple[SourceValidator, TopicSpec]:
+    """Publish examples/<example>/definitions.yaml as revision 1 on the bench's prefix (what `mlops apply` does,
+    topics included); returns its one source's validator, as ingest will build it, and raw topic."""
+    declared = definitions.load(ROOT / "examples" / example / "definitions.yaml")
+    revision = definitions.plan(None, declared, "bench").revision
+    assert revision is not None
+    ensure_topics(kafka, declared_topics(declared))
+    publish(KafkaBus(kafka), revision, client_id="bench-apply")
+    [validator] = compile_sources(declared).values()
+    return validator, TopicSpec(declared.sources[0].topic, "raw records")
 
 
 def main() -> None:
@@ -242,17 +274,18 @@ def main() -> None:
     ap.add_argument("--sampling", type=float, default=1.0, help="trace sampling ratio (MLOPS_TELEMETRY_...)")
     ap.add_argument("--traceparent", action="store_true", help="input records carry a traceparent header")
     ap.add_argument("--processes", type=int, default=1, help="ingest processes in the group (1: in-process)")
+    ap.add_argument("--example", choices=("sea", "delivery"), default="sea", help="declared definitions and records")
     args = ap.parse_args()
     n = args.records
     base = KafkaSettings(topic_prefix=f"bench{uuid.uuid4().hex[:6]}.")
     scratch = KafkaSettings(topic_prefix=f"benchout{uuid.uuid4().hex[:6]}.")
-    ensure_topics(base)
-    atexit.register(delete_topics, base)  # leftover partitions slow the broker down
-    ensure_topics(scratch)
-    atexit.register(delete_topics, scratch)  # leftover partitions slow the broker down
-    raw_topic, out_topic = topic_name(RAW_EVENTS, base), topic_name(EVENTS, scratch)
+    for prefix in (base, scratch):
+        ensure_topics(prefix)
+        atexit.register(delete_topics, prefix)  # leftover partitions slow the broker down
+    validator, raw_spec = apply_example(base, args.example)
+    raw_topic, out_topic = topic_name(raw_spec, base), topic_name(EVENTS, scratch)
     group = f"bench-ingest-{uuid.uuid4().hex[:6]}"
-    committed = Committed(base, group)
+    committed = Committed(base, group, raw_spec)
 
     # the ingest group: in-process thread, or N processes; paused/resumed around the baselines
     members: list = []
@@ -266,10 +299,11 @@ def main() -> None:
 
         ingest = Ingest(IngestSettings(group_id=group, poll_timeout_s=0.1), KafkaBus(base))
         pause_req = threading.Event()
-        is_paused = gate(ingest, pause_req)
         flag = StopFlag(install_signals=False)
         th = threading.Thread(target=ingest.run, args=(flag,), daemon=True)
         th.start()
+        assert subscribed(ingest), "ingest did not subscribe: are the definitions published?"
+        is_paused = gate(ingest, pause_req)
 
         def assigned() -> bool:
             return ingest.assigned
@@ -283,14 +317,9 @@ def main() -> None:
         paused, stop_all = ctx.Event(), ctx.Event()
         readies = [ctx.Event() for _ in range(args.processes)]
         acks = [ctx.Event() for _ in range(args.processes)]
-        members = [
-            ctx.Process(
-                target=_member,
-                args=(base.topic_prefix, group, args.tracing, args.sampling, readies[i], paused, acks[i], stop_all),
-                daemon=True,
-            )
-            for i in range(args.processes)
-        ]
+        members = [ctx.Process(target=_member, daemon=True, args=(
+            base.topic_prefix, group, args.tracing, args.sampling, readies[i], paused, acks[i], stop_all))
+            for i in range(args.processes)]
         for m in members:
             m.start()
 
@@ -310,7 +339,7 @@ def main() -> None:
         time.sleep(3)  # let the group settle (a member joining late triggers one more rebalance)
 
     # warm-up: the group is joined, connections and caches are warm
-    warm = records(3000)
+    warm = records(3000, example=args.example)
     raw_produce(base, raw_topic, [(k, v, None) for k, v in warm])
     total = committed.wait(len(warm), 60)
     assert total >= len(warm), f"warm-up not committed: {total}/{len(warm)}"
@@ -323,14 +352,14 @@ def main() -> None:
 
     rows: list[tuple[float, float, float]] = []
     for r in range(args.rounds):
-        recs = records(n, r + 1)
+        recs = records(n, r + 1, args.example)
         heads = input_headers(n, args.traceparent)
-        outs = outputs(recs, raw_topic)
+        outs = outputs(recs, raw_topic, validator)
         pause(True)
         raw_in = raw_produce(base, raw_topic, [(k, v, h) for (k, v), h in zip(recs, heads, strict=True)])
         raw_out = raw_produce(scratch, out_topic, [(k, v, h) for _, k, v, h in outs])
         copy_s = pass_through(copier, copy_out, pass_topic, n)
-        least_s = minimal_work(scratch, pass_topic, recs, raw_topic)
+        least_s = minimal_work(scratch, pass_topic, recs, raw_topic, validator)
         t = time.perf_counter()
         pause(False)
         total += n
@@ -338,12 +367,9 @@ def main() -> None:
         ingest_s = time.perf_counter() - t
         assert done >= total, f"round {r}: only {done}/{total} committed"
         rows.append((n / raw_in, n / raw_out, n / copy_s, n / least_s, n / ingest_s))
-        print(
-            f"round {r + 1}: raw(same input) {n / raw_in:8.0f}/s  raw(same output) {n / raw_out:8.0f}/s  "
-            f"pass-through {n / copy_s:8.0f}/s  least work {n / least_s:8.0f}/s  ingest {n / ingest_s:8.0f}/s  "
-            f"ratio {n / ingest_s / (n / raw_in):6.1%}",
-            flush=True,
-        )
+        print(f"round {r + 1}: raw(same input) {n / raw_in:8.0f}/s  raw(same output) {n / raw_out:8.0f}/s  "
+              f"pass-through {n / copy_s:8.0f}/s  least work {n / least_s:8.0f}/s  ingest {n / ingest_s:8.0f}/s  "
+              f"ratio {n / ingest_s / (n / raw_in):6.1%}", flush=True)
 
     if args.processes == 1:
         flag.set()
@@ -358,21 +384,14 @@ def main() -> None:
     med = [statistics.median(col) for col in zip(*rows, strict=True)]
     ratios = [ing / raw for raw, _, _, _, ing in rows]
     least = [work / raw for raw, _, _, work, _ in rows]
-    print(
-        f"\n{n} records x {args.rounds} rounds, tracing={args.tracing} sampling={args.sampling} "
-        f"traceparent={args.traceparent} processes={args.processes}"
-    )
+    print(f"\n{n} records x {args.rounds} rounds, tracing={args.tracing} sampling={args.sampling} "
+          f"traceparent={args.traceparent} processes={args.processes} example={args.example}")
     print(f"{'measure (median of rounds)':44} {'rec/s':>10}")
-    print(f"{'raw confluent-kafka produce, same input':44} {med[0]:10.0f}")
-    print(f"{'raw confluent-kafka produce, same output':44} {med[1]:10.0f}")
-    print(f"{'pass-through: consume+produce, no work':44} {med[2]:10.0f}")
-    print(f"{'least per-record work: json+Event+produce':44} {med[3]:10.0f}")
-    print(f"{'ingest: validate+convert+produce+commit':44} {med[4]:10.0f}")
-    print(
-        f"ratio ingest/raw(same input) = {statistics.median(ratios):.1%} median of rounds "
-        f"(min {min(ratios):.1%}, max {max(ratios):.1%}); vs raw(same output) = {med[4] / med[1]:.1%}; "
-        f"vs least per-record work = {med[4] / med[3]:.1%} (target >= 50% of raw same input)"
-    )
+    for label, value in zip(HEADLINES, med, strict=True):
+        print(f"{label:44} {value:10.0f}")
+    print(f"ratio ingest/raw(same input) = {statistics.median(ratios):.1%} median of rounds "
+          f"(min {min(ratios):.1%}, max {max(ratios):.1%}); vs raw(same output) = {med[4] / med[1]:.1%}; "
+          f"vs least per-record work = {med[4] / med[3]:.1%} (target >= 50% of raw same input)")
     print(f"least per-record work / raw(same input) = {statistics.median(least):.1%} median of rounds: the most any "
           f"per-record Python service reaches here, before validation, tracing, consume and commit")
 

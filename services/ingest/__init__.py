@@ -1,1 +1,2 @@
-"""ingest: validates raw.events (JSON or RawEvent) into typed Event records; rejects go to events.dlq."""
+"""ingest: validates each declared source's raw topic (JSON or RawEvent) into typed Event records; rejects go
+to events.dlq."""

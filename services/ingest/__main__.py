@@ -1,4 +1,4 @@
-"""`python -m services.ingest`: consume raw.events until SIGTERM."""
+"""`python -m services.ingest`: validate the declared sources' raw topics until SIGTERM."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from services.ingest.settings import DEFAULT_METRICS_PORT, IngestSettings
 def main() -> int:
     settings, kafka = IngestSettings(), KafkaSettings()
     ingest: Ingest | None = None
-    started = start("ingest", DEFAULT_METRICS_PORT, ready=lambda: ingest is not None and ingest.assigned)
+    started = start("ingest", DEFAULT_METRICS_PORT, ready=lambda: ingest is not None and ingest.ready)
     stop = StopFlag()
     wait_for_broker(kafka)
     ingest = Ingest(settings, KafkaBus(kafka))

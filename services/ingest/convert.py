@@ -14,11 +14,10 @@ from mlops.contracts import common_pb2, events_pb2
 from services.ingest.core import (
     DEFAULT_MAX_FUTURE_SKEW_MS,
     JSON,
+    SourceValidator,
     ValidEvent,
     check_size,
     detect_format,
-    validate_fields,
-    validate_json,
 )
 from services.ingest.errors import Rejected
 
@@ -29,38 +28,46 @@ SERVICE = "ingest"
 
 def validate(
     value: bytes | None,
+    validator: SourceValidator,
     *,
     content_type: str | None,
     fallback_event_id: str,
     now_ms: int,
     max_future_skew_ms: int = DEFAULT_MAX_FUTURE_SKEW_MS,
 ) -> ValidEvent:
-    """One raw record, JSON or protobuf (the content type decides, else the first byte), as a `ValidEvent`; raise
-    `Rejected` naming the field (never anything else for bad input)."""
+    """One raw record of `validator`'s source, JSON or protobuf (the content type decides, else the first byte),
+    as a `ValidEvent`; raise `Rejected` naming the field (never anything else for bad input)."""
     value = check_size(value)
     if detect_format(value, content_type) == JSON:
-        return validate_json(
+        return validator.validate_json(
             value, fallback_event_id=fallback_event_id, now_ms=now_ms, max_future_skew_ms=max_future_skew_ms
         )
-    return validate_fields(
-        raw_event_fields(value),
+    return validator.validate_fields(
+        raw_event_fields(value, validator),
         fallback_event_id=fallback_event_id,
         now_ms=now_ms,
         max_future_skew_ms=max_future_skew_ms,
     )
 
 
-def raw_event_fields(value: bytes) -> dict[str, Any]:
-    """A `RawEvent`'s fields under the JSON form's names (so both forms share one model)."""
+def raw_event_fields(value: bytes, validator: SourceValidator) -> dict[str, Any]:
+    """A `RawEvent`'s fields under the source's JSON names (so both forms share one validator): the entity id
+    under its id field, the event time under the source's time field, `values` and `categories` together."""
     try:
         raw = contracts.decode(events_pb2.RawEvent, value)
     except contracts.ContractError as exc:
         raise Rejected("malformed_protobuf", "", exc.detail) from exc
+    values: dict[str, Any] = dict(raw.values)
+    if raw.categories:
+        both = sorted(set(values) & set(raw.categories))
+        if both:
+            raise Rejected("invalid_value", f"values.{both[0]}", "given both as a value and as a category")
+        values.update(raw.categories)
     return {
-        "entity_id": raw.entity_id,
-        "event_time": raw.event_time_ms,
+        validator.id_field: raw.entity_id,
+        validator.time_field: raw.event_time_ms,
         "schema_version": raw.schema_version,
-        "values": dict(raw.values),
+        "values": values,
         "event_id": raw.event_id or None,
     }
 
@@ -74,7 +81,9 @@ def to_event(ev: ValidEvent, topic: str, partition: int, offset: int, ingest_tim
         ingest_time_ms=ingest_time_ms,
         schema_version=ev.schema_version,
         values=ev.values,
+        categories=ev.categories or None,
         source=common_pb2.SourcePosition(topic=topic, partition=partition, offset=offset),
+        source_name=ev.source_name,
     )
 
 

@@ -1,162 +1,333 @@
-"""The transport-free core of ingest: a raw record's JSON bytes or decoded fields in, a typed `ValidEvent` out, or
-`Rejected` naming the field.
+"""The transport-free core of ingest: a declared source compiled into a `SourceValidator`, which turns a raw
+record's JSON bytes (or the fields of a decoded `RawEvent`) into a typed `ValidEvent`, or raises `Rejected` naming
+the field.
 
-The JSON form is `{"entity_id", "event_time" (epoch ms int or ISO-8601 string), "schema_version", "values": {...},
-"event_id"?}`; the protobuf form is `RawEvent`, whose fields `convert.raw_event_fields` hands to `validate_fields`.
-Both go through the same pydantic model, built from the declared RAW_FIELDS (types, ranges, required fields;
-NaN/inf refused; unknown fields refused).
+A source's JSON record is `{<entity id_field>, <event_time_field> (epoch ms int or ISO-8601 string),
+"schema_version", "values": {<declared field>: value, ...}, "event_id"?}`. Field types: float and int with their
+ranges (an int must be integral), bool (JSON true/false only), categorical (a string; outside the vocabulary the
+field's `unknown` policy rejects it, keeps it as `__other__` or treats the field as absent), timestamp (epoch ms
+int or ISO-8601 string, kept as epoch ms). Required fields must be there; an optional one may be absent or null;
+unknown fields, NaN and infinities are refused; `schema_version` must be the source's.
 
-Hot path: JSON records are first checked by `_FAST`, a strict TypedDict validator built from the same RAW_FIELDS
-(pydantic-core parses and validates the bytes in one pass and returns plain dicts: no model instance, no
-model_dump). It accepts only a subset of what `RawEventModel` accepts (integer event_time, every check at least as
-strict), so anything it refuses — an ISO time, or any error — goes through `RawEventModel`, which either accepts
-it or names the offending field. Accepting the fast path therefore never accepts something the model refuses.
+Two validators per source, both built once per definitions revision (never per record):
+- `_fast`, a strict TypedDict validator of the common valid record: pydantic-core parses and checks the bytes in
+  one pass and returns plain dicts (no model instance, no dump). It accepts a subset of what `_full` accepts
+  (integer times, vocabulary values only, every check at least as strict).
+- `_full`, the same layout with the lenient cases (ISO times, integral floats for ints, the unknown-category
+  policies) and a precise error for everything else; each refusal names its field.
+Anything `_fast` refuses goes through `_full`, which accepts it the slow way or names the field, so the fast path
+never accepts what `_full` refuses. Only sources with categorical, bool or optional fields pay for splitting the
+values afterwards.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from types import MappingProxyType
+from typing import Annotated, Any, Literal
 
-from mlops.schema import MAX_ENTITY_ID_LENGTH, MAX_RAW_RECORD_BYTES, RAW_FIELDS, SUPPORTED_SCHEMA_VERSIONS
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model, field_validator
+from mlops.definitions import Definitions, FieldType, Source, SourceField
+from mlops.definitions.model import UnknownCategory
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic_core import PydanticCustomError
 from typing_extensions import NotRequired, TypedDict  # noqa: UP035 (pydantic needs this TypedDict on 3.11)
 
 from services.ingest.errors import Rejected
 
+__all__ = [
+    "DEFAULT_MAX_FUTURE_SKEW_MS",
+    "JSON",
+    "MAX_ENTITY_ID_LENGTH",
+    "MAX_RAW_RECORD_BYTES",
+    "OTHER",
+    "PROTOBUF",
+    "SourceValidator",
+    "ValidEvent",
+    "check_size",
+    "compile_sources",
+    "detect_format",
+]
+
 JSON = "json"
 PROTOBUF = "protobuf"
 DEFAULT_MAX_FUTURE_SKEW_MS = 24 * 3600 * 1000
+MAX_ENTITY_ID_LENGTH = 128
+MAX_EVENT_ID_LENGTH = 256
+MAX_CATEGORY_LENGTH = 256
+MAX_RAW_RECORD_BYTES = 64 * 1024  # larger raw records are dead-lettered as oversize
+OTHER = "__other__"  # what a categorical value outside the vocabulary becomes under `unknown: other`
+RESERVED_KEYS = ("schema_version", "values", "event_id")  # the record's own keys beside the id and time fields
+_NO_CATEGORIES: Mapping[str, str] = MappingProxyType({})
+_STRICT = ConfigDict(extra="forbid", strict=True)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ValidEvent:
+    source_name: str
     event_id: str
     entity_id: str
     event_time_ms: int
     schema_version: int
-    values: dict[str, float]
+    values: dict[str, float]  # numeric, bool (0/1) and timestamp (epoch ms) fields
+    categories: Mapping[str, str] = field(default_factory=dict)  # categorical fields: the value or OTHER
 
 
-def _values_model() -> type[BaseModel]:
-    fields: dict[str, Any] = {
-        f.name: (
-            float | None if not f.required else float,
-            Field(None if not f.required else ..., ge=f.minimum, le=f.maximum, allow_inf_nan=False, strict=True,
-                  description=f.description),
-        )
-        for f in RAW_FIELDS
-    }
-    return create_model("RawValues", __config__=ConfigDict(extra="forbid", frozen=True), **fields)
+# --- the lenient checks of the full path (errors carry our own error types) --------------------------------
+def _fail(error_type: str, message: str) -> PydanticCustomError:
+    # the message is final text, not a template: double the braces a value may contain
+    return PydanticCustomError(error_type, message.replace("{", "{{").replace("}", "}}"))
 
 
-RawValues = _values_model()
+def _epoch_ms(v: Any, error_type: str, what: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int | str):
+        raise _fail(error_type, f"{what} must be epoch milliseconds (integer) or an ISO-8601 string")
+    if isinstance(v, str):
+        try:
+            dt = datetime.fromisoformat(v.replace("Z", "+00:00") if v.endswith("Z") else v)
+        except ValueError:
+            raise _fail(error_type, f"not an ISO-8601 time: {v[:40]!r}") from None
+        v = int((dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)).timestamp() * 1000)
+    if v <= 0:
+        raise _fail(error_type, f"{what} must be after 1970-01-01")
+    return v
 
 
-def _fast_adapter() -> TypeAdapter[Any]:
-    """The strict fast-path validator of the common valid JSON record (see the module docstring)."""
-    strict = ConfigDict(extra="forbid", strict=True)
-
-    def number(f: Any) -> Any:
-        return Annotated[float, Field(ge=f.minimum, le=f.maximum, allow_inf_nan=False)]
-
-    values: dict[str, Any] = {
-        f.name: number(f) if f.required else NotRequired[number(f) | None] for f in RAW_FIELDS  # type: ignore[misc]
-    }
-    values_td = TypedDict("FastRawValues", values)  # type: ignore[operator]
-    values_td.__pydantic_config__ = strict  # type: ignore[attr-defined]
-    event_td = TypedDict(  # type: ignore[operator]  # noqa: UP013 (functional: built at run time)
-        "FastRawEvent",
-        {
-            "entity_id": Annotated[str, Field(min_length=1, max_length=MAX_ENTITY_ID_LENGTH)],
-            "event_time": Annotated[int, Field(gt=0)],  # ISO strings take the model path
-            "schema_version": int,  # membership in SUPPORTED_SCHEMA_VERSIONS is checked by the caller
-            "values": values_td,
-            "event_id": NotRequired[Annotated[str, Field(max_length=256)] | None],
-        },
-    )
-    event_td.__pydantic_config__ = strict  # type: ignore[attr-defined]
-    return TypeAdapter(event_td)
+def _integral(v: Any) -> Any:
+    """An int field takes integral numbers (2 or 2.0); a fraction, NaN or infinity is refused."""
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            raise _fail("non_finite", "an int field needs a finite number")
+        if not v.is_integer():
+            raise _fail("invalid_value", f"an int field needs an integral number, got {v!r}")
+        return int(v)
+    return v
 
 
-_FAST = _fast_adapter()
-_OPTIONAL_VALUES = any(not f.required for f in RAW_FIELDS)
+def _categorical(f: SourceField) -> Callable[[Any], str | None]:
+    known = frozenset(f.vocabulary or ())
+    policy = f.unknown
+
+    def check(v: Any) -> str | None:
+        if v is None and not f.required:
+            return None
+        if not isinstance(v, str):
+            raise _fail("invalid_type", f"a categorical value must be a string, got {type(v).__name__}")
+        if len(v) > MAX_CATEGORY_LENGTH:
+            raise _fail("invalid_value", f"longer than {MAX_CATEGORY_LENGTH} characters")
+        if not known or v in known:
+            return v
+        if policy is UnknownCategory.OTHER:
+            return OTHER
+        if policy is UnknownCategory.MISSING:
+            return None
+        raise _fail("unknown_category", f"{v[:40]!r} is not in the vocabulary {sorted(known)}")
+
+    return check
 
 
-class RawEventModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+def _bool_from_double(v: Any) -> Any:
+    return bool(v) if isinstance(v, float) and v in (0.0, 1.0) else v
 
-    entity_id: str = Field(min_length=1, max_length=MAX_ENTITY_ID_LENGTH, strict=True)
-    event_time: int | str
-    schema_version: int = Field(strict=True)
-    values: RawValues  # type: ignore[valid-type]
-    event_id: str | None = Field(None, max_length=256)
 
-    @field_validator("entity_id")
-    @classmethod
-    def _entity_not_blank(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("entity id is blank")
+def _int_from_double(v: Any) -> Any:
+    return int(v) if isinstance(v, float) and v.is_integer() else v
+
+
+def _not_blank(v: str) -> str:
+    if not v.strip():
+        raise _fail("invalid_value", "entity id is blank")
+    return v
+
+
+def _schema(source: Source) -> Callable[[int], int]:
+    def check(v: int) -> int:
+        if v != source.schema_version:
+            raise _fail("unsupported_schema_version",
+                        f"unsupported schema_version {v}; source {source.name!r} is at {source.schema_version}")
         return v
 
-    @field_validator("schema_version")
-    @classmethod
-    def _known_schema(cls, v: int) -> int:
-        if v not in SUPPORTED_SCHEMA_VERSIONS:
-            raise ValueError(f"unsupported schema_version {v}; supported: {sorted(SUPPORTED_SCHEMA_VERSIONS)}")
-        return v
-
-    @field_validator("event_time", mode="before")
-    @classmethod
-    def _event_time_ms(cls, v: Any) -> int:
-        if isinstance(v, bool) or not isinstance(v, int | str):
-            raise ValueError("event_time must be epoch milliseconds (integer) or an ISO-8601 string")
-        if isinstance(v, str):
-            try:
-                dt = datetime.fromisoformat(v.replace("Z", "+00:00") if v.endswith("Z") else v)
-            except ValueError as exc:
-                raise ValueError(f"not an ISO-8601 time: {v[:40]!r}") from exc
-            if dt.tzinfo is None:
-                dt = dt.replace(tzinfo=UTC)
-            v = int(dt.timestamp() * 1000)
-        if v <= 0:
-            raise ValueError("event_time must be after 1970-01-01")
-        return v
+    return check
 
 
-# pydantic error type -> our machine-readable error_type
+# --- per-field types -------------------------------------------------------------------------------------------
+def _bounds(f: SourceField) -> dict[str, Any]:
+    if f.type is FieldType.INT:  # integer bounds, so the error message reads like the declaration
+        return {"ge": None if f.minimum is None else math.ceil(f.minimum),
+                "le": None if f.maximum is None else math.floor(f.maximum)}
+    return {"ge": f.minimum, "le": f.maximum}
+
+
+def _field_type(f: SourceField, *, fast: bool) -> Any:
+    if f.type is FieldType.FLOAT:
+        t: Any = Annotated[float, Field(allow_inf_nan=False, **_bounds(f))]
+    elif f.type is FieldType.INT:
+        t = Annotated[int, Field(**_bounds(f))] if fast else Annotated[int, BeforeValidator(_integral),
+                                                                        Field(**_bounds(f))]
+    elif f.type is FieldType.BOOL:
+        t = bool
+    elif f.type is FieldType.TIMESTAMP:
+        t = Annotated[int, Field(gt=0)] if fast else Annotated[
+            int, BeforeValidator(lambda v: _epoch_ms(v, "invalid_value", "a timestamp"))]
+    elif f.vocabulary is None:
+        t = Annotated[str, Field(max_length=MAX_CATEGORY_LENGTH)]
+    elif fast:  # only the vocabulary: anything else takes the full path and its `unknown` policy
+        t = Literal[f.vocabulary]  # type: ignore[valid-type]
+    else:
+        return Annotated[Any, AfterValidator(_categorical(f))] if f.required else NotRequired[
+            Annotated[Any, AfterValidator(_categorical(f))]]
+    return t if f.required else NotRequired[t | None]
+
+
+def _layout(source: Source, id_field: str, *, fast: bool) -> TypeAdapter[Any]:
+    """The record's TypedDict validator: the id and time fields under their declared names, then the record's
+    own keys."""
+    values = TypedDict(f"{source.name}_values", {f.name: _field_type(f, fast=fast) for f in source.fields})  # type: ignore[operator]
+    values.__pydantic_config__ = _STRICT  # type: ignore[attr-defined]
+    entity_id: Any = Annotated[str, Field(min_length=1, max_length=MAX_ENTITY_ID_LENGTH)]
+    if fast:  # blank ids, schema versions and future times are checked by the caller
+        event_time: Any = Annotated[int, Field(gt=0)]
+        schema_version: Any = int
+    else:
+        entity_id = Annotated[entity_id, AfterValidator(_not_blank)]
+        time_field = source.event_time_field
+        event_time = Annotated[int, BeforeValidator(lambda v: _epoch_ms(v, "invalid_event_time", time_field))]
+        schema_version = Annotated[int, AfterValidator(_schema(source))]
+    record = TypedDict(f"{source.name}_record", {  # type: ignore[operator]  # noqa: UP013 (built at run time)
+        id_field: entity_id,
+        source.event_time_field: event_time,
+        "schema_version": schema_version,
+        "values": values,
+        "event_id": NotRequired[Annotated[str, Field(max_length=MAX_EVENT_ID_LENGTH)] | None],
+    })
+    record.__pydantic_config__ = _STRICT  # type: ignore[attr-defined]
+    return TypeAdapter(record)
+
+
+# pydantic error type -> our machine-readable error_type (our own checks already raise with ours)
 _ERROR_TYPES = {
     "missing": "missing_field",
     "extra_forbidden": "unknown_field",
     "finite_number": "non_finite",
     "less_than_equal": "out_of_range",
     "greater_than_equal": "out_of_range",
+    "greater_than": "out_of_range",
     "string_too_short": "invalid_value",
     "string_too_long": "invalid_value",
-    "json_invalid": "malformed_json",
-    "model_type": "malformed_json",
-    "model_attributes_type": "malformed_json",
 }
+_OWN_TYPES = frozenset({"invalid_value", "invalid_type", "non_finite", "unknown_category", "invalid_event_time",
+                        "unsupported_schema_version"})
 
 
 def _rejection(err: ValidationError) -> Rejected:
     first = err.errors(include_url=False)[0]
-    loc = ".".join(str(p) for p in first["loc"])
-    # union members add their type to the location (event_time.int); keep the field path only
-    field = loc.split(".function-")[0]
-    for suffix in (".int", ".str"):
-        field = field.removesuffix(suffix)
-    kind = first["type"]
-    error_type = _ERROR_TYPES.get(kind, "invalid_type" if kind.endswith("_type") else "invalid_value")
-    if field == "schema_version" and kind == "value_error":
-        error_type = "unsupported_schema_version"
-    if field == "event_time" and kind == "value_error":
-        error_type = "invalid_event_time"
-    if error_type == "malformed_json":
-        field = ""
-    return Rejected(error_type, field, first["msg"].removeprefix("Value error, "))
+    loc, kind = first["loc"], first["type"]
+    if kind == "json_invalid" or not loc:  # not JSON, or not a JSON object
+        return Rejected("malformed_json", "", first["msg"])
+    error_type = _ERROR_TYPES.get(kind) or (
+        kind if kind in _OWN_TYPES else "invalid_type" if kind.endswith("_type") else "invalid_value")
+    return Rejected(error_type, ".".join(str(p) for p in loc), first["msg"])
+
+
+class SourceValidator:
+    """One declared source's records → `ValidEvent`, or `Rejected` naming the field. Immutable once built."""
+
+    def __init__(self, source: Source, id_field: str):
+        clash = {id_field, source.event_time_field} & set(RESERVED_KEYS)
+        if clash or id_field == source.event_time_field:
+            raise ValueError(f"source {source.name!r}: its id field {id_field!r} and event time field "
+                             f"{source.event_time_field!r} must differ from each other and from {RESERVED_KEYS}")
+        self.source_name = source.name
+        self.schema_version = source.schema_version
+        self.id_field = id_field
+        self.time_field = source.event_time_field
+        self._fast = _layout(source, id_field, fast=True)
+        self._full = _layout(source, id_field, fast=False)
+        self._categorical = tuple(f.name for f in source.fields if f.type is FieldType.CATEGORICAL)
+        self._bools = tuple(f.name for f in source.fields if f.type is FieldType.BOOL)
+        self._optional = any(not f.required for f in source.fields)
+        # a RawEvent carries every number as a double: how bool and timestamp fields read one
+        self._doubles: dict[str, Callable[[Any], Any]] = {
+            f.name: _bool_from_double if f.type is FieldType.BOOL else _int_from_double
+            for f in source.fields if f.type in (FieldType.BOOL, FieldType.TIMESTAMP)}
+        # a source of required float/int/timestamp fields only (SEA): the validated values are the event's as is
+        self._split = bool(self._categorical or self._bools or self._optional)
+
+    def validate_json(self, value: bytes, *, fallback_event_id: str, now_ms: int,
+                      max_future_skew_ms: int = DEFAULT_MAX_FUTURE_SKEW_MS) -> ValidEvent:
+        """Validate one JSON record; raise `Rejected` (never anything else for bad input)."""
+        fast = self._validate_fast(value, fallback_event_id, now_ms, max_future_skew_ms)
+        if fast is not None:
+            return fast
+        try:
+            doc = self._full.validate_json(value)
+        except ValidationError as exc:
+            raise _rejection(exc) from None
+        return self._event(doc, fallback_event_id, now_ms, max_future_skew_ms)
+
+    def validate_fields(self, fields: Mapping[str, Any], *, fallback_event_id: str, now_ms: int,
+                        max_future_skew_ms: int = DEFAULT_MAX_FUTURE_SKEW_MS) -> ValidEvent:
+        """Validate one record already decoded into the JSON form's fields (e.g. from a RawEvent, whose numbers
+        are all doubles: a bool field's 0/1 is taken as false/true); raise `Rejected`."""
+        values = fields.get("values")
+        if self._doubles and isinstance(values, dict):
+            fields = {**fields, "values": {k: self._doubles[k](v) if k in self._doubles else v
+                                           for k, v in values.items()}}
+        try:
+            doc = self._full.validate_python(fields)
+        except ValidationError as exc:
+            raise _rejection(exc) from None
+        return self._event(doc, fallback_event_id, now_ms, max_future_skew_ms)
+
+    def _event(self, doc: dict[str, Any], fallback_event_id: str, now_ms: int, max_future_skew_ms: int
+               ) -> ValidEvent:
+        event_time_ms = doc[self.time_field]
+        if event_time_ms > now_ms + max_future_skew_ms:
+            raise Rejected("invalid_event_time", self.time_field, f"{event_time_ms} is too far in the future")
+        values, categories = self._finish(doc["values"])
+        return ValidEvent(self.source_name, doc.get("event_id") or fallback_event_id, doc[self.id_field],
+                          event_time_ms, doc["schema_version"], values, categories)
+
+    def _finish(self, values: dict[str, Any]) -> tuple[dict[str, Any], Mapping[str, str]]:
+        """Absent (null) fields dropped, categorical values moved out, bools as 0/1."""
+        if not self._split:
+            return values, _NO_CATEGORIES
+        if self._optional:
+            values = {k: v for k, v in values.items() if v is not None}
+        categories = _NO_CATEGORIES
+        if self._categorical:
+            categories = {k: values.pop(k) for k in self._categorical if k in values}
+        for k in self._bools:
+            if k in values:
+                values[k] = 1.0 if values[k] else 0.0
+        return values, categories
+
+    def _validate_fast(self, value: bytes, fallback_event_id: str, now_ms: int, max_future_skew_ms: int
+                       ) -> ValidEvent | None:
+        """The common valid JSON record in one pydantic-core pass; None sends the record through the full path
+        (which accepts it the slow way or raises `Rejected` naming the field)."""
+        try:
+            doc = self._fast.validate_json(value)
+        except ValidationError:
+            return None
+        entity_id = doc[self.id_field]
+        event_time_ms = doc[self.time_field]
+        if (
+            not entity_id.strip()
+            or doc["schema_version"] != self.schema_version
+            or event_time_ms > now_ms + max_future_skew_ms
+        ):
+            return None
+        values, categories = self._finish(doc["values"])
+        return ValidEvent(self.source_name, doc.get("event_id") or fallback_event_id, entity_id, event_time_ms,
+                          doc["schema_version"], values, categories)
+
+
+def compile_sources(definitions: Definitions) -> dict[str, SourceValidator]:
+    """A validator per declared source, by source name (built once per definitions revision)."""
+    return {s.name: SourceValidator(s, definitions.entity(s.entity).id_field) for s in definitions.sources}
 
 
 def detect_format(value: bytes, content_type: str | None) -> str:
@@ -178,73 +349,3 @@ def check_size(value: bytes | None) -> bytes:
     if len(value) > MAX_RAW_RECORD_BYTES:
         raise Rejected("oversize", "", f"{len(value)} bytes > limit {MAX_RAW_RECORD_BYTES}")
     return value
-
-
-def validate_json(
-    value: bytes, *, fallback_event_id: str, now_ms: int, max_future_skew_ms: int = DEFAULT_MAX_FUTURE_SKEW_MS
-) -> ValidEvent:
-    """Validate one JSON record; raise `Rejected` (never anything else for bad input)."""
-    fast = _validate_fast(value, fallback_event_id, now_ms, max_future_skew_ms)
-    if fast is not None:
-        return fast
-    try:
-        model = RawEventModel.model_validate_json(value)
-    except ValidationError as exc:
-        raise _rejection(exc) from exc
-    return _valid_event(model, fallback_event_id, now_ms, max_future_skew_ms)
-
-
-def validate_fields(
-    fields: Mapping[str, Any],
-    *,
-    fallback_event_id: str,
-    now_ms: int,
-    max_future_skew_ms: int = DEFAULT_MAX_FUTURE_SKEW_MS,
-) -> ValidEvent:
-    """Validate one record already decoded into fields (e.g. from a RawEvent); raise `Rejected`."""
-    try:
-        model = RawEventModel.model_validate(fields)
-    except ValidationError as exc:
-        raise _rejection(exc) from exc
-    return _valid_event(model, fallback_event_id, now_ms, max_future_skew_ms)
-
-
-def _valid_event(model: RawEventModel, fallback_event_id: str, now_ms: int, max_future_skew_ms: int) -> ValidEvent:
-    event_time_ms = int(model.event_time)
-    if event_time_ms > now_ms + max_future_skew_ms:
-        raise Rejected("invalid_event_time", "event_time", f"{event_time_ms} is too far in the future")
-    values = {k: v for k, v in model.values.model_dump().items() if v is not None}
-    return ValidEvent(
-        event_id=model.event_id or fallback_event_id,
-        entity_id=model.entity_id,
-        event_time_ms=event_time_ms,
-        schema_version=model.schema_version,
-        values=values,
-    )
-
-
-def _validate_fast(value: bytes, fallback_event_id: str, now_ms: int, max_future_skew_ms: int) -> ValidEvent | None:
-    """The common valid JSON record in one pydantic-core pass; None sends the record through the model path
-    (which accepts it the slow way or raises `Rejected` naming the field)."""
-    try:
-        doc = _FAST.validate_json(value)
-    except ValidationError:
-        return None
-    entity_id = doc["entity_id"]
-    event_time_ms = doc["event_time"]
-    if (
-        not entity_id.strip()
-        or doc["schema_version"] not in SUPPORTED_SCHEMA_VERSIONS
-        or event_time_ms > now_ms + max_future_skew_ms
-    ):
-        return None
-    values = doc["values"]
-    if _OPTIONAL_VALUES:
-        values = {k: v for k, v in values.items() if v is not None}
-    return ValidEvent(
-        event_id=doc.get("event_id") or fallback_event_id,
-        entity_id=entity_id,
-        event_time_ms=event_time_ms,
-        schema_version=doc["schema_version"],
-        values=values,
-    )

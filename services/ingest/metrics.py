@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 # Published once per batch when it is handled (the bus loop then flushes and commits it) — not per record (hot path).
-RECORDS_IN = Counter("mlops_ingest_records_in_total", "Raw records consumed from raw.events and handled.")
+RECORDS_IN = Counter(
+    "mlops_ingest_records_in_total", "Raw records consumed from the declared sources' topics and handled."
+)
 RECORDS_OUT = Counter("mlops_ingest_records_out_total", "Validated Event records produced to events.")
 RECORDS_DLQ = Counter(
     "mlops_ingest_records_dlq_total", "Rejected records produced to events.dlq, by error type.", ["error_type"]
@@ -19,4 +21,7 @@ PROCESSING = Histogram(
 BATCH = Histogram(
     "mlops_ingest_batch_seconds", "Time to handle one batch: validate, convert and queue every record.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+DEFINITIONS_REVISION = Gauge(
+    "mlops_ingest_definitions_revision", "The definitions revision ingest validates by (0: none yet)."
 )

@@ -18,6 +18,9 @@ class IngestSettings(BaseSettings):
     client_id: str = Field("mlops-ingest", description="Kafka client id prefix of this process.")
     batch_size: int = Field(1000, ge=1, description="Records per consume/flush/commit batch.")
     poll_timeout_s: float = Field(0.5, gt=0, description="Longest wait for records in one poll.")
+    definitions_timeout_s: float = Field(
+        30.0, gt=0, description="Longest wait at start for the definitions already published to be read."
+    )
     max_future_skew_ms: int = Field(
         24 * 3600 * 1000, ge=0, description="Event times further than this in the future are rejected."
     )

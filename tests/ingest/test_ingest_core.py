@@ -1,20 +1,22 @@
-"""Unit tests of ingest's transport-free core: every rejection names its field and error type."""
+"""Unit tests of ingest's transport-free core on the demo's source (SEA, as declared in examples/sea): every
+rejection names its field and error type. Other field types and policies: test_ingest_core_types.py."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+from ingest_definitions import SEA, assert_fast_path_agrees, validator
 from mlops import contracts
 from mlops.contracts import events_pb2
-from mlops.schema import MAX_RAW_RECORD_BYTES
 
 from services.ingest.convert import validate
-from services.ingest.core import JSON, PROTOBUF, detect_format
+from services.ingest.core import JSON, MAX_RAW_RECORD_BYTES, PROTOBUF, detect_format
 from services.ingest.errors import Rejected
 
 NOW = 1_800_000_000_000
 T = 1_700_000_000_000
+SEA_EVENTS = validator(SEA, "sea_events")
 
 
 def raw(**over: object) -> bytes:
@@ -29,14 +31,14 @@ def raw(**over: object) -> bytes:
 
 
 def check(value: bytes, content_type: str | None = None):
-    return validate(value, content_type=content_type, fallback_event_id="raw/0/7", now_ms=NOW)
+    return validate(value, SEA_EVENTS, content_type=content_type, fallback_event_id="raw/0/7", now_ms=NOW)
 
 
 def test_valid_json_with_int_time() -> None:
     ev = check(raw())
     assert (ev.entity_id, ev.event_time_ms, ev.schema_version) == ("e1", T, 1)
     assert ev.values == {"x0": 1.0, "x1": 2.0, "x2": 10.0}
-    assert ev.event_id == "raw/0/7"
+    assert ev.event_id == "raw/0/7" and ev.source_name == "sea_events" and not ev.categories
 
 
 def test_valid_json_with_iso_time_and_event_id() -> None:
@@ -135,19 +137,8 @@ def test_garbage_never_escapes_as_another_exception() -> None:
 
 
 def test_fast_path_agrees_with_the_model() -> None:
-    """The JSON fast path never accepts what the model refuses, and gives the same ValidEvent when both accept."""
-    from services.ingest import core as validation
-
-    def via_model(value: bytes) -> object:
-        try:
-            m = validation.RawEventModel.model_validate_json(value)
-        except Exception:
-            return "rejected"
-        if int(m.event_time) > NOW + 24 * 3600 * 1000:
-            return "rejected"
-        vals = {k: v for k, v in m.values.model_dump().items() if v is not None}
-        return (m.event_id or "raw/0/7", m.entity_id, int(m.event_time), m.schema_version, vals)
-
+    """The JSON fast path never accepts what the full path refuses, and gives the same ValidEvent when both
+    accept."""
     cases = [
         raw(), raw(event_id="x"), raw(event_id=None), raw(schema_version=1.0), raw(schema_version=True),
         raw(event_time=1.5e12), raw(event_time=True), raw(event_time=0), raw(entity_id=" "), raw(entity_id=5),
@@ -156,16 +147,4 @@ def test_fast_path_agrees_with_the_model() -> None:
         raw(event_time=NOW + 10**12), b'{"entity_id": "e", "entity_id": "f", "event_time": 5, "schema_version": 1,'
         b' "values": {"x0": 1, "x1": 1, "x2": 1}}',
     ]
-    for value in cases:
-        fast = validation._validate_fast(value, "raw/0/7", NOW, 24 * 3600 * 1000)
-        expected = via_model(value)
-        if fast is not None:
-            got = (fast.event_id, fast.entity_id, fast.event_time_ms, fast.schema_version, fast.values)
-            assert got == expected, value
-        if expected == "rejected":
-            assert fast is None, value
-            with pytest.raises(Rejected):
-                check(value)
-        else:
-            ev = check(value)
-            assert (ev.event_id, ev.entity_id, ev.event_time_ms, ev.schema_version, ev.values) == expected
+    assert_fast_path_agrees(SEA_EVENTS, cases, NOW)

@@ -1,5 +1,6 @@
 """Integration tests of ingest against the real broker: mix of valid/invalid, kcat as a third-party producer,
-kill -9 mid-stream with restart, two processes splitting the partitions, trace continuation."""
+kill -9 mid-stream with restart, two processes splitting the partitions, trace continuation, a new source declared
+while running. Every test runs under the SEA definitions (examples/sea), applied on its fresh topic prefix."""
 
 from __future__ import annotations
 
@@ -19,12 +20,13 @@ import pytest
 from confluent_kafka import Consumer as KConsumer
 from confluent_kafka import Producer as KProducer
 from confluent_kafka import TopicPartition
+from ingest_definitions import DELIVERY, SEA, apply
 from mlops import contracts
 from mlops.bus import KafkaBus, StopFlag
 from mlops.contracts import events_pb2
 from mlops.settings import KafkaSettings
 from mlops.telemetry import setup_tracing
-from mlops.topics import EVENTS, EVENTS_DLQ, RAW_EVENTS, topic_name
+from mlops.topics import EVENTS, EVENTS_DLQ, RAW_EVENTS, TopicSpec, topic_name
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from services.ingest.edge import Ingest
@@ -32,6 +34,14 @@ from services.ingest.settings import IngestSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_700_000_000_000
+
+
+@pytest.fixture(autouse=True)
+def sea_applied(request: pytest.FixtureRequest) -> None:
+    """The SEA definitions in force on the test's prefix (once: a session fixture that already applied them makes
+    this a no-op). Tests without the broker (the memory-bus tests import this module) are left alone."""
+    if "kafka_settings" in request.fixturenames:
+        apply(KafkaBus(request.getfixturevalue("kafka_settings")), SEA)
 
 
 def good(i: int, entity: str | None = None) -> bytes:
@@ -80,9 +90,9 @@ BAD = [  # (value, field named in the reason)
 ]
 
 
-def produce(kafka: KafkaSettings, records: list[tuple[bytes | None, bytes]], headers=None) -> None:
+def produce(kafka: KafkaSettings, records: list[tuple[bytes | None, bytes]], headers=None, spec=RAW_EVENTS) -> None:
     p = KProducer(kafka.client_config() | {"linger.ms": 5})
-    topic = topic_name(RAW_EVENTS, kafka)
+    topic = topic_name(spec, kafka)
     for key, value in records:
         p.produce(topic, value=value, key=key, headers=headers)
         p.poll(0)
@@ -337,3 +347,25 @@ def test_two_processes_split_partitions(kafka_settings: KafkaSettings, tmp_path:
     finally:
         for p in procs:
             _stop(p)
+
+
+def test_a_source_declared_while_running_is_subscribed_without_a_restart(kafka_settings: KafkaSettings) -> None:
+    produce(kafka_settings, [(b"e1", good(1, "e1"))])
+    with Running(kafka_settings, ingest_settings()) as ingest:
+        assert len(drain(kafka_settings, EVENTS, 1)) == 1
+        assert ingest.revision == 1
+        # `mlops apply` creates the new source's topic; ingest makes sure of it too, so do not create it here
+        apply(KafkaBus(kafka_settings), DELIVERY)
+        deadline = time.monotonic() + 60
+        while not (ingest.revision == 2 and ingest.ready) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert ingest.revision == 2 and ingest.ready
+        orders = json.dumps({"customer_id": "c1", "ordered_at": T0, "schema_version": 1, "values": {
+            "amount": 12.5, "items": 2, "express": True, "channel": "web", "payment": "card"}}).encode()
+        produce(kafka_settings, [(b"c1", orders)], spec=TopicSpec("orders.raw", "orders"))
+        produce(kafka_settings, [(b"e2", good(2, "e2"))])
+        events = drain(kafka_settings, EVENTS, 3)
+    by_source = Counter(contracts.decode(events_pb2.Event, m.value()).source_name for m in events)
+    assert by_source == {"sea_events": 2, "orders": 1}
+    [order] = [contracts.decode(events_pb2.Event, m.value()) for m in events if m.key() == b"c1"]
+    assert dict(order.categories) == {"channel": "web", "payment": "card"} and order.values["express"] == 1.0
