@@ -187,3 +187,14 @@ def test_apply_keeps_what_other_files_declared_unless_pruned() -> None:
     assert pruned.revision is not None and [m.name for m in pruned.revision.definitions.models] == ["delivery_time"]
     # a removed view keeps its number: declared again, it continues after it
     assert pruned.revision.view_versions == {"entity_activity": 1, "customer_orders": 1}
+
+
+def test_a_record_layout_that_would_be_ambiguous_is_refused() -> None:
+    doc = sea_document()
+    doc["sources"][0]["event_time_field"] = "entity_id"
+    [(_, message)] = refused(doc)
+    assert "sources[0].event_time_field" in message and "must differ" in message
+    doc = sea_document()
+    doc["entities"][0]["id_field"] = "values"
+    [(_, message)] = refused(doc)
+    assert "'values'" in message

@@ -77,6 +77,12 @@ class Definitions(_Strict):
             topics[source.topic] = source.name
             if source.event_time_field in {f.name for f in source.fields}:
                 raise ValueError(f"{where}.event_time_field: {source.event_time_field!r} is also declared as a field")
+            # a raw record holds the id field, the event time field and these keys side by side
+            reserved = {"schema_version", "values", "event_id"}
+            id_field = self.entity(source.entity).id_field
+            if id_field == source.event_time_field or {id_field, source.event_time_field} & reserved:
+                raise ValueError(f"{where}.event_time_field: the id field {id_field!r} and the event time field "
+                                 f"{source.event_time_field!r} must differ from each other and from {sorted(reserved)}")
         sources = {s.name: s for s in self.sources}
         for i, view in enumerate(self.feature_views):
             where = f"feature_views[{i}]"
