@@ -10,7 +10,7 @@ The library's errors, each defined in the module whose failures it names:
     ├── BusError                                 mlops.bus            a record not delivered or not committed
     ├── ContractError (also ValueError)          mlops.contracts      bytes that are not a valid contract record
     ├── OnlineStoreError                         mlops.online_store   a view that cannot be written
-    │   ├── MissingFeatures                                           a view lacking features of its set
+    │   ├── MissingFeatures                                           a view lacking columns of its layout
     │   └── TraceparentTooLong                                        a traceparent longer than W3C's 55 bytes
     ├── OfflineStoreError                        mlops.offline_store  offset ranges not read completely
     ├── UnknownExporter (also ValueError)        mlops.telemetry      MLOPS_TELEMETRY_EXPORTER names no exporter
