@@ -60,7 +60,9 @@ async def _serve(server: InferenceServer, settings: InferenceSettings, metrics_p
 
 def main() -> None:
     settings = InferenceSettings()
-    bus = KafkaBus(KafkaSettings()) if (settings.watch_promotions or settings.log_predictions) else None
+    # Kafka carries the definitions (unless a file gives them), promotions, artifacts and the prediction log
+    needs_bus = settings.definitions_file is None or settings.watch_promotions or settings.log_predictions
+    bus = KafkaBus(KafkaSettings()) if needs_bus else None
     store = RedisOnlineStore(RedisSettings()) if settings.online_join else None
     server = InferenceServer(settings, bus, store)
     started = start("inference", DEFAULT_METRICS_PORT, server.ready)
