@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from mlops.bus import Bus
-from mlops.definitions import Definitions, Revision, load, plan
-from mlops.definitions.store import publish
+from mlops.definitions import Definitions, Revision, latest, load, plan
+from mlops.definitions.store import publish, read_revisions
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SEA_FILE = EXAMPLES / "sea" / "definitions.yaml"
@@ -29,10 +30,15 @@ def revision(definitions: Definitions, current: Revision | None = None, by: str 
 
 
 def publish_definitions(bus: Bus, definitions: Definitions = SEA, current: Revision | None = None) -> Revision:
-    """Apply `definitions` on `bus` as `mlops apply` does (a fresh prefix: revision 1) and return the revision."""
-    rev = revision(definitions, current)
-    publish(bus, rev, client_id="test-apply")
-    return rev
+    """Apply `definitions` on `bus` as `mlops apply` does and return the revision in force afterwards (the session
+    fixture may have applied the SEA example already: then nothing new is published)."""
+    current = current or latest(read_revisions(bus, client_id="test-apply", timeout=10))
+    planned = plan(current, definitions, "test").revision
+    if planned is None:
+        assert current is not None
+        return current
+    publish(bus, planned, client_id="test-apply")
+    return planned
 
 
 def make_onnx(seed: int = 0, flip: bool = False, k: int = K) -> bytes:
@@ -60,7 +66,10 @@ def make_regression_onnx(k: int, seed: int = 0) -> bytes:
     x = rng.uniform(0, 10, size=(300, k)).astype(np.float32)
     y = 20 + 3 * x[:, 0] - 2 * x[:, 1]
     model = HistGradientBoostingRegressor(max_iter=20).fit(x, y)
-    return to_onnx(model, initial_types=[("input", FloatTensorType([None, k]))], target_opset=17).SerializeToString()
+    with warnings.catch_warnings():  # skl2onnx 1.20's tree attributes under protobuf 6.33 (see the trainer)
+        warnings.filterwarnings("ignore", message=".*Expected an int, got a boolean.*", category=DeprecationWarning)
+        onx = to_onnx(model, initial_types=[("input", FloatTensorType([None, k]))], target_opset=17)
+    return onx.SerializeToString()
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = 30.0) -> None:

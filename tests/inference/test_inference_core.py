@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import numpy as np
 import pytest
-from inference_helpers import K, SEA, SEA_COLUMNS, SEA_FEATURES, make_onnx, revision
+from inference_helpers import SEA, SEA_COLUMNS, SEA_FEATURES, K, make_onnx, revision
 from mlops.contracts import models_pb2
 from mlops.contracts.oip import pb2
 from mlops.definitions.model import ServingPolicy
