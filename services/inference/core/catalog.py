@@ -53,6 +53,7 @@ class ModelSpec:
     name: str
     task: Task
     feature_names: tuple[str, ...]  # declared refs `view.column`, in model-input order
+    id_field: str  # the entity's id field (what batch-scoring rows name the entity by)
     classes: tuple[int, ...] | None
     missing_entity: MissingEntity
     entity_join: bool
@@ -131,7 +132,8 @@ def build_catalog(revision: Revision, history: LayoutHistory | None = None) -> C
     d = revision.definitions
     models = {}
     for model in d.models:
+        entity = d.entity(d.feature_view(d.model_inputs(model)[0][0]).entity)
         models[model.name] = ModelSpec(
-            model.name, model.task, model.features, model.classes, model.serving.missing_entity,
+            model.name, model.task, model.features, entity.id_field, model.classes, model.serving.missing_entity,
             model.serving.entity_join, _view_reads(d, model, revision.view_versions, history), output_spec(model))
     return Catalog(revision.number, models)
