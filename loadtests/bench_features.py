@@ -25,13 +25,17 @@ sys.path[:0] = [str(ROOT), str(ROOT / "libs"), str(ROOT / "tools")]
 
 import numpy as np  # noqa: E402
 import redis  # noqa: E402
+from mlops import definitions as d  # noqa: E402
 from mlops.bus import Producer  # noqa: E402
 from mlops.contracts import events_pb2  # noqa: E402
-from mlops.online_store import SyncRedisOnlineStore, pack  # noqa: E402
-from mlops.schema import FEATURE_SET  # noqa: E402
+from mlops.online_store import SyncRedisOnlineStore, ViewLayout, pack  # noqa: E402
 from mlops.settings import KafkaSettings, RedisSettings  # noqa: E402
 from mlops.topics import EVENTS, delete_topics, ensure_topics, topic_name  # noqa: E402
 from mlops_tools.cli.services_cmd import start_service  # noqa: E402
+from mlops_tools.examples import apply_definitions, definitions_path  # noqa: E402
+
+SEA = d.load(definitions_path("sea"))
+LAYOUT = ViewLayout.of(SEA, "entity_activity", 1)  # the version of the first revision
 
 
 def pct(samples: list[float]) -> tuple[float, float]:
@@ -56,19 +60,19 @@ def lookups(redis_settings: RedisSettings, n: int) -> list[tuple[str, float, flo
     ids = [f"look{i}" for i in range(64)]
     packed_keys = [f"{redis_settings.key_prefix}:raw:{e}" for e in ids]
     for e, k in zip(ids, packed_keys, strict=True):
-        store.write(e, {name: 1.0 for name in FEATURE_SET.names}, 1)
-        raw.set(k, pack(FEATURE_SET, {name: 1.0 for name in FEATURE_SET.names}, 1, "0" * 55), ex=600)  # same size
+        store.write(LAYOUT, e, dict.fromkeys(LAYOUT.columns, 1.0), 1)
+        raw.set(k, pack(LAYOUT, dict.fromkeys(LAYOUT.columns, 1.0), 1, "0" * 55), ex=600)  # same size
     rows = [
         ("raw redis GET, 1 key (baseline)", *timed(lambda: raw.get(packed_keys[0]), n)),
-        ("SyncRedisOnlineStore.read_many, 1 entity", *timed(lambda: store.read_many(ids[:1]), n)),
+        ("SyncRedisOnlineStore.read_many, 1 entity", *timed(lambda: store.read_many(LAYOUT, ids[:1]), n)),
         ("raw redis MGET, 64 keys (baseline)", *timed(lambda: raw.mget(packed_keys), n)),
-        ("SyncRedisOnlineStore.read_many, 64 entities", *timed(lambda: store.read_many(ids), n)),
+        ("SyncRedisOnlineStore.read_many, 64 entities", *timed(lambda: store.read_many(LAYOUT, ids), n)),
     ]
 
     def hgetall64() -> None:
         pipe = raw.pipeline(transaction=False)
         for e in ids:
-            pipe.hgetall(store.key(e))
+            pipe.hgetall(store.key(LAYOUT, e))
         pipe.execute()
 
     rows.append(("(rejected layout) pipelined HGETALL x64", *timed(hgetall64, n)))
@@ -79,6 +83,9 @@ def lookups(redis_settings: RedisSettings, n: int) -> list[tuple[str, float, flo
 
 def freshness(kafka: KafkaSettings, redis_settings: RedisSettings, events: int, rate: float) -> tuple:
     tmp = Path(tempfile.mkdtemp(prefix="bench-features-"))
+    # the demo's definitions as revision 1 (features computes only what is declared)
+    revision = apply_definitions(kafka, definitions_path("sea"), applied_by="bench")
+    assert revision is not None and revision.view_versions["entity_activity"] == LAYOUT.version
     proc, _ = start_service("features", {
         "MLOPS_KAFKA_TOPIC_PREFIX": kafka.topic_prefix,
         "MLOPS_REDIS_KEY_PREFIX": redis_settings.key_prefix,
@@ -103,7 +110,7 @@ def freshness(kafka: KafkaSettings, redis_settings: RedisSettings, events: int, 
     raw.config_set("notify-keyspace-events", "Kh")
     pubsub = raw.pubsub(ignore_subscribe_messages=True)
     db = raw.connection_pool.connection_kwargs.get("db", 0)
-    pubsub.psubscribe(f"__keyspace@{db}__:{store.key('')}*")
+    pubsub.psubscribe(f"__keyspace@{db}__:{store.key(LAYOUT, '')}*")
     by_entity: dict[str, list[int]] = {e: [] for e in entities}
 
     def watch() -> None:  # every sent (entity, t) with t <= the view's as_of_ms is visible from now on
@@ -113,7 +120,7 @@ def freshness(kafka: KafkaSettings, redis_settings: RedisSettings, events: int, 
                 continue
             now = time.perf_counter()
             entity = msg["channel"].decode().rsplit(":", 1)[-1]
-            view = store.read_many([entity])[0]
+            view = store.read_many(LAYOUT, [entity])[0]
             if view is None or entity not in by_entity:
                 continue
             pending = by_entity[entity]
@@ -138,7 +145,7 @@ def freshness(kafka: KafkaSettings, redis_settings: RedisSettings, events: int, 
                 key="warm",
             )
             producer.flush()
-            if store.read_many(["warm"])[0] is not None:
+            if store.read_many(LAYOUT, ["warm"])[0] is not None:
                 break
             time.sleep(0.5)
         poller = threading.Thread(target=watch, daemon=True)

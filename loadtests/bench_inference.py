@@ -369,9 +369,8 @@ def raw_ort(data: bytes, batch: int, seconds: float) -> float:
 def hot_swap(seconds: float, rate: float) -> dict:
     """Our server following model.promoted on the real Kafka; promotions published while the client runs."""
     from mlops.artifacts import publish_artifact
-    from mlops.bus import Producer
+    from mlops.bus import KafkaBus, Producer
     from mlops.contracts import models_pb2
-    from mlops.bus import KafkaBus
     from mlops.definitions import load, plan
     from mlops.definitions.store import publish
     from mlops.topics import MODEL_PROMOTED, delete_topics, ensure_topics, topic_name

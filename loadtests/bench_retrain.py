@@ -2,7 +2,9 @@
 the trainer and the registry as real processes (`python -m services.trainer|registry`) on the local broker.
 
 Data: N labelled rows of river's SEA stream (mlops_tools.datagen, no drift) written to features.log + labels under a
-fresh topic prefix. Baseline: the same training in this process (offline-store read + fit/export/verify), no bus.
+fresh topic prefix, with `examples/sea/definitions.yaml` applied as the revision in force (the trainer trains the
+`sea` model as declared there). Baseline: the same training in this process (offline-store read +
+fit/export/verify), no bus.
 Usage: .venv/bin/python loadtests/bench_retrain.py [--rows 20000] [--rounds 2]
 """
 
@@ -24,7 +26,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "libs"), str(ROOT / "tools")]
 from mlops import contracts  # noqa: E402
 from mlops.bus import Producer  # noqa: E402
 from mlops.contracts import events_pb2, models_pb2  # noqa: E402
-from mlops.schema import FEATURE_SET  # noqa: E402
+from mlops.definitions import load, plan  # noqa: E402
+from mlops.definitions.store import publish  # noqa: E402
 from mlops.settings import KafkaSettings  # noqa: E402
 from mlops.topics import (  # noqa: E402
     FEATURES_LOG,
@@ -41,6 +44,10 @@ from mlops_tools.datagen import StreamConfig, generate  # noqa: E402
 from mlops_tools.procs import free_port  # noqa: E402
 from mlops_tools.registry_client import RegistryClient  # noqa: E402
 
+SEA = plan(None, load(ROOT / "examples" / "sea" / "definitions.yaml"), "bench").revision
+assert SEA is not None
+VIEW, COLUMNS = "entity_activity", SEA.definitions.feature_names(SEA.definitions.feature_view("entity_activity"))
+
 
 def feed(kafka: KafkaSettings, rows: int, start: int = 0) -> None:
     producer = Producer(kafka, client_id="bench-feed")
@@ -49,9 +56,9 @@ def feed(kafka: KafkaSettings, rows: int, start: int = 0) -> None:
         if rec.index < start:
             continue
         v = rec.values
-        values = dict(zip(FEATURE_SET.names, [v["x0"], v["x1"], v["x2"], v["x0"], v["x1"], 1.0], strict=True))
+        values = dict(zip(COLUMNS, [v["x0"], v["x1"], v["x2"], v["x0"], v["x1"], 1.0], strict=True))
         producer.send(topic_name(FEATURES_LOG, kafka), events_pb2.FeatureVector(
-            entity_id=rec.entity_id, feature_set=FEATURE_SET.name, feature_set_version=FEATURE_SET.version,
+            entity_id=rec.entity_id, feature_set=VIEW, feature_set_version=SEA.view_versions[VIEW],
             as_of_ms=rec.event_time_ms, values=values, event_id=rec.event_id), key=rec.entity_id)
         producer.send(topic_name(LABELS, kafka), events_pb2.Label(
             entity_id=rec.entity_id, event_time_ms=rec.event_time_ms, label=float(rec.label),
@@ -100,20 +107,24 @@ def main() -> int:
     kafka = KafkaSettings().model_copy(update={"topic_prefix": f"bench{uuid.uuid4().hex[:8]}."})
     ensure_topics(kafka)
     atexit.register(delete_topics, kafka)  # leftover partitions slow the broker down
+    from mlops.bus import KafkaBus
+
+    publish(KafkaBus(kafka), SEA, client_id="bench-apply")
     t = time.perf_counter()
     feed(kafka, args.rows)
     print(f"fed {args.rows} labelled SEA rows in {time.perf_counter() - t:.1f}s (prefix {kafka.topic_prefix})")
 
     # baseline: the training alone, in this process
-    from mlops.offline_store import KafkaTrainingData
+    from mlops.offline_store import KafkaTrainingData, TrainingSpec
 
     from services.trainer.core import train_config, train_model
     from services.trainer.settings import TrainerSettings
 
+    spec = TrainingSpec.of(SEA.definitions, "sea")
     t = time.perf_counter()
-    data = KafkaTrainingData(kafka, labels_within_features=True).training_set()
+    data = KafkaTrainingData(kafka, labels_within_features=True).training_set(spec)
     read_s = time.perf_counter() - t
-    model = train_model(data, train_config(TrainerSettings()), FEATURE_SET.names)
+    model = train_model(data, train_config(spec.model, TrainerSettings()), spec.feature_names)
     tm = model.timings_s
 
     grpc_port = free_port()
@@ -147,7 +158,7 @@ def main() -> int:
                 p.kill()
     coalesce = TrainerSettings().coalesce_window_s
     print(f"\nretrain benchmark: {args.rows} rows (train {model.train_rows}, holdout {model.holdout_rows}), "
-          f"HistGradientBoosting max_iter={TrainerSettings().max_iter}")
+          f"HistGradientBoosting {dict(spec.model.algorithm.params)}")
     print(f"{'measure':<52} {'seconds':>8}")
     print(f"{'baseline: offline-store read (features.log ⋈ labels)':<52} {read_s:>8.2f}")
     print(f"{'baseline: fit':<52} {tm['fit']:>8.2f}")

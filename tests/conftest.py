@@ -1,19 +1,37 @@
 """Session fixtures: the real local stack (Kafka KRaft + Redis) started once, and per-test isolation by prefix.
 
 Integration tests never mock Kafka or Redis. Each test gets its own topic prefix and Redis key prefix, so tests
-(and a demo running beside them) never see each other's records.
+(and a demo running beside them) never see each other's records. Every fresh prefix starts with
+`examples/sea/definitions.yaml` applied as revision 1, as an operator's `mlops apply` would leave it; a test that
+needs other definitions applies them itself (`mlops_tools.examples.apply_definitions`), and one that needs an
+empty `definitions` topic asks for `kafka_settings_factory(definitions=None)` or carries `@pytest.mark.bare`.
 """
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
+from mlops import definitions as d
 from mlops.bus import Bus, KafkaBus, MemoryBus
+from mlops.definitions.store import declared_topics, publish
 from mlops.settings import KafkaSettings, RedisSettings
 from mlops.topics import delete_topics, ensure_topics
+from mlops_tools.examples import definitions_path
 from mlops_tools.stack import Stack
+
+SEA_DEFINITIONS = definitions_path("sea")
+
+
+@functools.cache
+def _first_revision(path: Path) -> d.Revision:
+    """Revision 1 of `path` on an empty topic: planned once per session, published on every fresh prefix."""
+    revision = d.plan(None, d.load(path), "tests").revision
+    assert revision is not None
+    return revision
 
 
 @pytest.fixture(scope="session")
@@ -25,21 +43,28 @@ def stack() -> Stack:
 
 
 @pytest.fixture
-def kafka_settings_factory(stack: Stack) -> Iterator[Callable[..., KafkaSettings]]:
-    """Kafka settings with a fresh topic prefix whose topics (all of the registry) already exist.
+def kafka_settings_factory(stack: Stack, request: pytest.FixtureRequest) -> Iterator[Callable[..., KafkaSettings]]:
+    """Kafka settings with a fresh topic prefix whose topics (all of the registry) already exist, and whose
+    `definitions` topic holds `definitions` (default: the SEA example) as revision 1 — none under `@pytest.mark.bare`.
 
     The topics are deleted after the test: left behind, a few thousand partitions made the broker's restart take
     minutes and slowed every client's metadata refresh.
     """
     made: list[KafkaSettings] = []
+    default = None if request.node.get_closest_marker("bare") else SEA_DEFINITIONS
 
-    def make(partitions: int = 3) -> KafkaSettings:
+    def make(partitions: int = 3, definitions: Path | str | None = default) -> KafkaSettings:
         base = stack.kafka_settings()
         settings = base.model_copy(
             update={"topic_prefix": f"t{uuid.uuid4().hex[:10]}.", "default_partitions": partitions}
         )
         made.append(settings)
         ensure_topics(settings)
+        if definitions is not None:
+            revision = _first_revision(Path(definitions))
+            # the topics it names beyond the registry's (a second example's raw and label topics)
+            ensure_topics(settings, declared_topics(revision.definitions))
+            publish(KafkaBus(settings), revision, client_id="tests-definitions")
         return settings
 
     yield make
@@ -63,7 +88,9 @@ def bus(request: pytest.FixtureRequest) -> Bus:
     """The same assertions once on MemoryBus and once on the real broker (a fresh topic prefix)."""
     if request.param == "memory":
         return MemoryBus()
-    return KafkaBus(request.getfixturevalue("kafka_settings"))
+    # bare like MemoryBus: no definitions revision, so the same assertions hold on both
+    factory = request.getfixturevalue("kafka_settings_factory")
+    return KafkaBus(factory(definitions=None))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

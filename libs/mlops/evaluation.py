@@ -56,10 +56,12 @@ def scores(task: Task, y: np.ndarray, output: np.ndarray, classes: Sequence[int]
             "accuracy": float(accuracy_score(y, pred)),
         }
     labels = list(classes) if classes is not None else list(range(proba.shape[1]))
+    order = np.argsort(labels)  # log_loss reads probability columns in sorted label order
+    proba = proba / proba.sum(axis=1, keepdims=True)
     return {
         "accuracy": float(accuracy_score(y, pred)),
         "macro_f1": float(f1_score(y, pred, labels=labels, average="macro", zero_division=0)),
-        "logloss": float(log_loss(y, proba / proba.sum(axis=1, keepdims=True), labels=labels)),
+        "logloss": float(log_loss(y, proba[:, order], labels=[labels[i] for i in order])),
     }
 
 

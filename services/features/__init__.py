@@ -1,1 +1,2 @@
-"""features: a faust app folding events into windowed tables per entity → the online view + features.log."""
+"""features: a faust app folding events into every declared feature view per entity → the online views (Redis) +
+features.log, reconfigured at run time by the definitions revision in force."""

@@ -1,17 +1,19 @@
 """The faust edge of features, declared like its diagram in `build`: app → topics → tables → agent → timers.
 
-    events ──► [featurize agent] ──► online store (one MULTI/EXEC per batch: hash per entity, TTL, version)
-                     │   ▲      └──► features.log (one FeatureVector per event, as_of_ms = the event's time)
+    definitions ──► DefinitionsFollower ──► Featurizer.reconfigure (a new FeaturesConfig, swapped whole)
+    events ──► [featurize agent] ──► online store (one MULTI/EXEC per batch: each touched view of each entity)
+                     │   ▲      └──► features.log (one FeatureVector per event and view, as_of_ms = event time)
                      ▼   │
-        tables: latest (per entity) · one windowed table per window spec, windows keyed by EVENT time;
-        every table is backed by `<app_id>-<table>-changelog` (rebuilt on start)
+        table `views`: the state of each (view, entity), backed by `<app_id>-views-changelog` (rebuilt on start);
+        one generic table because faust tables are declared at start while views change at run time
 
 Records are protobuf: the events topic uses faust's raw serializer and `convert` turns bytes into a domain
-`Event`; `core.fold` does the rest on plain values. The agent takes events in batches (up to `batch_max`, waiting
-at most `batch_wait_s`), because per event a Redis round trip and one changelog record per table key cost more
-than the fold: each table key is written back once per batch, the newest view of each entity goes to the store
-in one MULTI/EXEC, and features.log is flushed before the batch returns. faust acks a batch only after that and
-commits acked offsets only after flushing its own producer (the changelogs), so features.log is at-least-once.
+`Event`; `core.fold` routes it by source to its views and does the rest on plain values. The agent takes events in
+batches (up to `batch_max`, waiting at most `batch_wait_s`), because per event a Redis round trip and one changelog
+record per table key cost more than the fold: each table key is written back once per batch, the newest view of each
+(view, entity) goes to the store in one MULTI/EXEC, and features.log is flushed before the batch returns. faust acks
+a batch only after that and commits acked offsets only after flushing its own producer (the changelogs), so
+features.log is at-least-once. A whole batch is folded under one definitions revision.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ from faust.streams import _current_event  # the one private faust API: see Faust
 from faust.types import EventT
 from mlops import contracts
 from mlops.bus import KafkaBus, Producer, set_lag
-from mlops.online_store import OnlineStore
-from mlops.schema import FEATURE_SET, FeatureSet
+from mlops.definitions import Revision
+from mlops.online_store import OnlineStore, ViewUpdate
 from mlops.telemetry import extract_context, messaging_attributes, traceparent_of_current, tracer
 from mlops.topics import EVENTS, FEATURES_LOG
 from opentelemetry.context import Context
@@ -38,16 +40,18 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, set_span_in_
 
 from services.features import metrics
 from services.features.convert import event_from_bytes, feature_vector_record
-from services.features.core import LATEST, Event, FeatureVector, Plan, State, WindowSpec, fold
+from services.features.core import FeaturesConfig, FeatureVector, Limits, State, fold, read_view, state_key
 from services.features.settings import FeaturesSettings
 
 log = logging.getLogger("mlops.features")
 _tracer = tracer("mlops.features")
+TABLE = "views"  # the faust table of per-(view, entity) state
 
 
 @dataclass(frozen=True)
 class FeaturesApp:
     app: faust.App
+    featurizer: Featurizer
     events_topic: str
     features_log_topic: str
 
@@ -57,12 +61,12 @@ def build(
     bus: KafkaBus,
     store: OnlineStore,
     *,
-    feature_set: FeatureSet = FEATURE_SET,
     on_assigned: Callable[[], None] = lambda: None,
 ) -> FeaturesApp:
     """The faust app of features on `bus`'s broker and topics, writing views to `store`; `on_assigned` is called
-    once partitions are assigned (readiness). faust is its own Kafka client, so this takes the real bus only."""
-    plan, kafka = Plan.of(feature_set), bus.settings
+    once partitions are assigned (readiness). faust is its own Kafka client, so this takes the real bus only. The
+    agent folds nothing until `featurizer.reconfigure` has given it a definitions revision."""
+    kafka = bus.settings
 
     # --- app -------------------------------------------------------------------------------------------------
     app = faust.App(
@@ -82,19 +86,21 @@ def build(
     events = app.topic(events_name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
     # --- tables ----------------------------------------------------------------------------------------------
-    latest = app.Table(LATEST, default=dict)
-    windowed = {spec: _windowed_table(app, spec, settings.window_expires_s) for spec in plan.groups}
+    views = app.Table(TABLE, default=None)
 
     # --- agent -----------------------------------------------------------------------------------------------
     # features.log goes out through the C client (librdkafka): faust's pure-Python producer cost more per record
     # than the fold
     producer = bus.producer(client_id=f"{settings.app_id}-features-log")
-    featurizer = Featurizer(plan, store, producer, features_log_name, settings.app_id)
+    limits = Limits(round(settings.late_events_s * 1000), settings.sliding_max_events)
+    featurizer = Featurizer(store, producer, features_log_name, settings.app_id, limits)
 
     @app.agent(events, name="featurize")
     async def featurize(stream: faust.StreamT) -> None:
         async for batch in stream.take_events(settings.batch_max, within=settings.batch_wait_s):
-            await featurizer.handle(batch, FaustTables(latest, windowed))
+            while featurizer.config is None:  # no definitions yet: hold the batch (unacked: nothing is lost)
+                await asyncio.sleep(0.1)
+            await featurizer.handle(batch, FaustTables(views))
 
     # --- timers ----------------------------------------------------------------------------------------------
     @app.timer(interval=settings.commit_interval_s * 5)
@@ -113,19 +119,12 @@ def build(
         on_assigned()
         log.info("rebalance complete", extra={"fields": {"app_id": settings.app_id}})
 
-    return FeaturesApp(app, events_name, features_log_name)
-
-
-def _windowed_table(app: faust.App, spec: WindowSpec, expires_s: float) -> Any:
-    table = app.Table(spec.name, default=dict)
-    if spec.kind == "tumbling":
-        return table.tumbling(spec.size_s, expires=expires_s)
-    return table.hopping(spec.size_s, spec.step_s, expires=expires_s)
+    return FeaturesApp(app, featurizer, events_name, features_log_name)
 
 
 class BatchTables(State, Protocol):
-    """The tables one batch folds into: `own(event)` names the event the following puts come from (its
-    partition is the changelog partition); `write_back()` writes every key put once."""
+    """The table one batch folds into: `own(event)` names the event the following puts come from (its partition
+    is the changelog partition); `write_back()` writes every key put once."""
 
     def own(self, event: EventT) -> None: ...
 
@@ -133,98 +132,111 @@ class BatchTables(State, Protocol):
 
 
 class FaustTables:
-    """`BatchTables` over the faust tables: each key is read once and written back once per batch, so a batch
+    """`BatchTables` over the faust table: each key is read once and written back once per batch, so a batch
     sends one changelog record per key instead of one per event.
 
     faust routes a table write to the changelog partition of the *current event*, a context variable faust keeps
     private (`faust.streams._current_event`); `write_back` makes each key's last event current while writing it
-    (the source and changelog partitions of a key are the same). This class is the only user of that variable.
+    (the source and changelog partitions of a key are the same: both keyed by entity). This class is the only user
+    of that variable.
     """
 
-    def __init__(self, latest: Any, windowed: dict[WindowSpec, Any]):
-        self._latest = latest
-        self._windowed = windowed
-        self._values: dict[tuple[Any, Any], Any] = {}
-        self._owner: dict[tuple[Any, Any], EventT] = {}
+    def __init__(self, table: Any):
+        self._table = table
+        self._values: dict[str, Any] = {}
+        self._owner: dict[str, EventT] = {}
         self._event: EventT | None = None
 
     def own(self, event: EventT) -> None:
         self._event = event
 
-    def get(self, table: Any, key: Any) -> Any:
-        slot = (table, key)
-        if slot not in self._values:
-            source = self._latest if table == LATEST else self._windowed[table].table
-            self._values[slot] = source[key]
-        return self._values[slot]
+    def get(self, key: str) -> Any:
+        if key not in self._values:
+            self._values[key] = self._table.get(key)
+        return self._values[key]
 
-    def put(self, table: Any, key: Any, value: Any) -> None:
+    def put(self, key: str, value: Any) -> None:
         assert self._event is not None, "own(event) before put"
-        self._values[(table, key)] = value
-        self._owner[(table, key)] = self._event
+        self._values[key] = value
+        self._owner[key] = self._event
 
     def write_back(self) -> None:
-        for (table, key), event in self._owner.items():
+        for key, event in self._owner.items():
             token = _current_event.set(weakref.ref(event))
             try:
-                if table == LATEST:
-                    self._latest[key] = self._values[(table, key)]
-                else:
-                    entity, rng = key
-                    self._windowed[table][entity][rng] = self._values[(table, key)]  # also updates the key index
+                self._table[key] = self._values[key]
             finally:
                 _current_event.reset(token)
 
 
 @dataclass
 class _Update:
-    event: Event
+    """The newest update of one (view, entity) in a batch, and the span of the event that made it."""
+
     vector: FeatureVector
     traceparent: str
     span: Span
-    context: Context
 
 
 class Featurizer:
-    """The agent's work on one batch: decode each event, fold it, publish its vector to features.log, then write
-    the newest view of each entity to the store and flush features.log before returning."""
+    """The agent's work on one batch: decode each event, fold it into the views of its source, publish one vector
+    per view to features.log, then write the newest view of each (view, entity) to the store and flush
+    features.log before returning. `reconfigure` swaps the definitions in force (called by the follower thread)."""
 
-    def __init__(self, plan: Plan, store: OnlineStore, producer: Producer, features_log: str, group: str):
-        self.plan = plan
+    def __init__(self, store: OnlineStore, producer: Producer, features_log: str, group: str,
+                 limits: Limits | None = None, config: FeaturesConfig | None = None):
+        self.config = config
+        self._limits = limits or Limits()
         self._store = store
         self._producer = producer
         self._features_log = features_log
         self._group = group
 
+    def reconfigure(self, revision: Revision) -> None:
+        """Compile `revision` and make it the one in force for the next batch (one reference swapped)."""
+        try:
+            config = FeaturesConfig.of(revision, self._limits)
+        except Exception:  # keep serving the revision in force rather than stop
+            log.exception("cannot apply definitions revision", extra={"fields": {"revision": revision.number}})
+            return
+        self.config = config
+        metrics.REVISION.set(revision.number)
+        log.info("definitions in force", extra={"fields": {
+            "revision": revision.number,
+            "views": {v.name: v.layout.version for v in config.views}}})
+
     async def handle(self, batch: Sequence[EventT], tables: BatchTables) -> None:
+        config = self.config
+        assert config is not None, "handle() before a definitions revision"
         started = time.perf_counter()
-        updates: list[_Update] = []
+        spans: list[tuple[Span, int]] = []
+        newest: dict[tuple[str, str], _Update] = {}
+        skipped: dict[str, int] = {}
         try:
             for event in batch:
-                update = self._fold_one(event, tables)
-                if update is not None:
-                    updates.append(update)
+                self._fold_one(config, event, tables, spans, newest, skipped)
             tables.write_back()
-            # the view of each entity is the last update in the batch: earlier ones would be overwritten at once
-            newest = {u.vector.entity_id: u for u in updates}
-            await self._write(list(newest.values()))
-            now = time.time()
-            for u in updates:
-                if u.event.ingest_time_ms:
-                    metrics.FRESHNESS.observe(max(0.0, now - u.event.ingest_time_ms / 1000.0))
+            await self._write(self._online_views(tables, newest))
         except Exception as exc:
-            for u in updates:
-                u.span.record_exception(exc)
-                u.span.set_status(Status(StatusCode.ERROR, str(exc)))
+            for span, _ in spans:
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, str(exc)))
             raise
         finally:
-            for u in updates:
-                u.span.end()
-        metrics.UPDATES.inc(len(updates))
+            for span, _ in spans:
+                span.end()
+        now = time.time()
+        for _, ingest_ms in spans:
+            if ingest_ms:
+                metrics.FRESHNESS.observe(max(0.0, now - ingest_ms / 1000.0))
+        if skipped:
+            log.warning("skipped events of no declared source", extra={"fields": {
+                "revision": config.revision, "declared": sorted(config.views_by_source), "skipped": skipped}})
         metrics.BATCH_SIZE.observe(len(batch))
         metrics.PROCESSING.observe((time.perf_counter() - started) / len(batch))
 
-    def _fold_one(self, event: EventT, tables: BatchTables) -> _Update | None:
+    def _fold_one(self, config: FeaturesConfig, event: EventT, tables: BatchTables, spans: list[tuple[Span, int]],
+                  newest: dict[tuple[str, str], _Update], skipped: dict[str, int]) -> None:
         msg = event.message
         where = f"topic={msg.topic} partition={msg.partition} offset={msg.offset}"
         try:
@@ -232,36 +244,63 @@ class Featurizer:
         except contracts.ContractError as exc:
             metrics.REJECTED.labels("undecodable").inc()
             log.error("skipping undecodable event", extra={"fields": {"where": where, "error": str(exc)}})
-            return None
+            return
+        tables.own(event)
+        vectors = fold(config, tables, ev)
+        if vectors is None:
+            reason = "unknown_source" if ev.source_name else "no_source"
+            metrics.REJECTED.labels(reason).inc()
+            name = ev.source_name or "(none)"
+            skipped[name] = skipped.get(name, 0) + 1
+            return
         attrs = messaging_attributes("process", msg.topic, msg.partition, msg.offset, ev.entity_id, self._group)
-        # ended by handle once the batch's online view is written
+        # ended by handle once the batch's online views are written
         span = _tracer.start_span("features update", context=extract_context(msg.headers), kind=SpanKind.CONSUMER,
                                   attributes=attrs)
         span.set_attribute("mlops.event_id", ev.event_id)
+        spans.append((span, ev.ingest_time_ms))
         context = set_span_in_context(span)
-        tables.own(event)
-        vector = fold(self.plan, tables, ev)
+        traceparent = self._publish(ev.entity_id, vectors, context)
+        for vector in vectors:
+            newest[(vector.view.name, ev.entity_id)] = _Update(vector, traceparent, span)
+
+    def _publish(self, entity_id: str, vectors: list[FeatureVector], context: Context) -> str:
+        """Each view's vector to features.log under one publish span; returns the traceparent the online views
+        carry (a prediction that reads them links back to this update)."""
         with _tracer.start_as_current_span(f"{self._features_log} publish", context=context, kind=SpanKind.PRODUCER,
                                            attributes=messaging_attributes("publish", self._features_log,
-                                                                           key=ev.entity_id)):
-            record = feature_vector_record(self.plan.feature_set, vector)
-            self._producer.send(self._features_log, record, key=ev.entity_id)  # carries this span's traceparent
-        # the view carries this update's traceparent: a prediction that reads it links back here
-        return _Update(ev, vector, traceparent_of_current(context), span, context)
+                                                                           key=entity_id)):
+            for vector in vectors:
+                self._producer.send(self._features_log, feature_vector_record(vector), key=vector.entity_id)
+                metrics.UPDATES.labels(vector.view.name).inc()
+        return traceparent_of_current(context)
 
-    async def _write(self, views: list[_Update]) -> None:
+    @staticmethod
+    def _online_views(tables: BatchTables, newest: dict[tuple[str, str], _Update]) -> list[tuple[ViewUpdate, Span]]:
+        """The online view of each (view, entity) the batch touched, as of the entity's newest event: the last
+        update's vector, or the view read again from state when a late event came last."""
+        out = []
+        for (view, entity), u in newest.items():
+            values, as_of = u.vector.values, u.vector.as_of_ms
+            state = tables.get(state_key(view, entity))
+            if state is not None and state["t"] != as_of:
+                as_of, values = read_view(u.vector.view, state)  # type: ignore[misc]
+            out.append((ViewUpdate(u.vector.view.layout, entity, values, as_of, u.traceparent), u.span))
+        return out
+
+    async def _write(self, views: list[tuple[ViewUpdate, Span]]) -> None:
         """The views in one store write, while features.log is flushed (acknowledged before the batch is)."""
         flushed = asyncio.ensure_future(asyncio.to_thread(self._producer.flush))
         begun = time.time_ns()
         try:
-            await self._store.write_many([(u.vector.entity_id, u.vector.values, u.vector.as_of_ms, u.traceparent)
-                                          for u in views])
+            await self._store.write_many([view for view, _ in views])
         finally:
             await flushed
         written = time.time_ns()
-        for u in views:
-            span = _tracer.start_span("online_store write", context=u.context, kind=SpanKind.CLIENT,
-                                      start_time=begun, attributes={
-                                          "db.system": "redis", "db.operation": "HSET",
-                                          "mlops.entity_id": u.vector.entity_id, "mlops.batch_entities": len(views)})
-            span.end(end_time=written)
+        for view, span in views:
+            write = _tracer.start_span("online_store write", context=set_span_in_context(span), kind=SpanKind.CLIENT,
+                                       start_time=begun, attributes={
+                                           "db.system": "redis", "db.operation": "HSET", "mlops.entity_id":
+                                           view.entity_id, "mlops.view": view.layout.name,
+                                           "mlops.batch_views": len(views)})
+            write.end(end_time=written)

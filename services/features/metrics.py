@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
-UPDATES = Counter("mlops_features_updates_total", "Feature-vector updates written (Redis + features.log).")
-REJECTED = Counter("mlops_features_rejected_total", "Event records that could not be decoded.", ["reason"])
+UPDATES = Counter("mlops_features_updates_total", "View updates (one per event and view of its source) written to "
+                  "features.log.", ["view"])
+REJECTED = Counter("mlops_features_rejected_total", "Event records skipped: undecodable, or of no declared source "
+                   "(unknown_source, or no_source: unnamed while several sources are declared).", ["reason"])
+REVISION = Gauge("mlops_features_definitions_revision", "The definitions revision in force (0: none yet).")
 PROCESSING = Histogram(
     "mlops_features_processing_seconds",
     "Time per event to fold a batch into the tables and write the online view (batch time / batch size).",

@@ -17,8 +17,16 @@ class FeaturesSettings(BaseSettings):
         description="faust app id: the consumer group and the prefix of the table changelog topics "
         "(<app_id>-<table>-changelog); give each deployment / test its own.",
     )
-    window_expires_s: float = Field(
-        300.0, gt=0, description="How long closed windows are kept in the tables (and changelog retention)."
+    late_events_s: float = Field(
+        300.0, ge=0, description="How late an event may be (behind its entity's newest event time) and still count "
+        "in its tumbling, hopping or sliding window: windows and buffered events are kept that long past their end.",
+    )
+    sliding_max_events: int = Field(
+        10_000, ge=1, description="Most events buffered per entity, field and sliding window (the oldest go first): "
+        "bounds the state of an entity that sends faster than its window is long.",
+    )
+    definitions_timeout_s: float = Field(
+        30.0, gt=0, description="How long start-up reads the definitions topic before following it.",
     )
     store: str = Field(
         "memory://", description="faust table store (memory:// rebuilds from the changelog topics on start)."

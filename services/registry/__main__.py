@@ -1,15 +1,13 @@
-"""`python -m services.registry`: replay registry.log, then serve the gRPC API and gate model.candidates until
-SIGTERM."""
+"""`python -m services.registry`: replay registry.log and read the definitions, then serve the gRPC API and gate
+model.candidates (once a definitions revision is in force) until SIGTERM."""
 
 from __future__ import annotations
-
-import threading
 
 from mlops import service
 from mlops.bus import KafkaBus, StopFlag, wait_for_broker
 from mlops.settings import KafkaSettings
 
-from services.registry.edge import build, run
+from services.registry.edge import RegistryApp, build, run
 from services.registry.settings import RegistrySettings
 
 DEFAULT_METRICS_PORT = 9104
@@ -17,12 +15,13 @@ DEFAULT_METRICS_PORT = 9104
 
 def main() -> int:
     settings, kafka = RegistrySettings(), KafkaSettings()
-    ready = threading.Event()
-    started = service.start("registry", DEFAULT_METRICS_PORT, ready.is_set)
+    built: list[RegistryApp] = []
+    # ready once built, while a definitions revision is in force and followed (a dead follower flips it)
+    started = service.start("registry", DEFAULT_METRICS_PORT, lambda: bool(built) and built[0].ready())
     stop = StopFlag()
     wait_for_broker(kafka)
     app = build(settings, KafkaBus(kafka))
-    ready.set()
+    built.append(app)
     started.log.info("registry started", extra={"fields": {
         "grpc_port": app.grpc_port, "ops_port": started.ops_port, "topic_prefix": kafka.topic_prefix}})
     try:

@@ -42,7 +42,8 @@ def lineage_in(m: models_pb2.Lineage) -> LineageInfo:
         feature_set_version=m.feature_set_version, code_version=m.code_version, seed=m.seed,
         row_count=m.row_count, data_start_ms=m.data_start_ms, data_end_ms=m.data_end_ms,
         retrain_request_id=m.retrain_request_id, retrain_reason=m.retrain_reason,
-        coalesced_request_ids=tuple(m.coalesced_request_ids),
+        coalesced_request_ids=tuple(m.coalesced_request_ids), view_versions=tuple(sorted(m.view_versions.items())),
+        definitions_revision=m.definitions_revision, requested_by=m.requested_by,
     )
 
 
@@ -53,7 +54,8 @@ def lineage_out(lin: LineageInfo) -> models_pb2.Lineage:
         feature_set_version=lin.feature_set_version, code_version=lin.code_version, seed=lin.seed,
         row_count=lin.row_count, data_start_ms=lin.data_start_ms, data_end_ms=lin.data_end_ms,
         retrain_request_id=lin.retrain_request_id, retrain_reason=lin.retrain_reason,
-        coalesced_request_ids=list(lin.coalesced_request_ids),
+        coalesced_request_ids=list(lin.coalesced_request_ids), view_versions=dict(lin.view_versions),
+        definitions_revision=lin.definitions_revision, requested_by=lin.requested_by,
     )
 
 
@@ -107,6 +109,7 @@ def event_out(e: VersionState | AuditEntry) -> models_pb2.RegistryEvent:
             champion_metrics=e.champion_metrics, gate_metrics=e.gate_metrics,
             champion_version_at_gate=e.champion_version_at_gate, registered_at_ms=e.registered_at_ms,
             promoted_sequence=e.promoted_sequence, sequence=e.sequence, at_ms=e.registered_at_ms,
+            gate_definitions_revision=e.gate_definitions_revision,
         )
     return models_pb2.RegistryEvent(
         record_kind=AUDIT, model_name=e.model_name, version=e.version, status=e.status, actor=e.actor,
@@ -123,6 +126,7 @@ def event_in(m: models_pb2.RegistryEvent) -> VersionState | AuditEntry:
         gate_decision=m.gate_decision, gate_reason=m.gate_reason, gate_metrics=dict(m.gate_metrics),
         champion_metrics=dict(m.champion_metrics), champion_version_at_gate=m.champion_version_at_gate,
         registered_at_ms=m.registered_at_ms, promoted_sequence=m.promoted_sequence, sequence=m.sequence,
+        gate_definitions_revision=m.gate_definitions_revision,
     )
 
 
@@ -144,7 +148,7 @@ def version_out(v: VersionState) -> api.ModelVersion:
         champion_version_at_gate=v.champion_version_at_gate, gate_decision=v.gate_decision,
         gate_reason=v.gate_reason, candidate_id=c.candidate_id, feature_names=list(c.feature_names),
         params=c.params, lineage=lineage_out(c.lineage), registered_at_ms=v.registered_at_ms,
-        promoted_sequence=v.promoted_sequence,
+        promoted_sequence=v.promoted_sequence, gate_definitions_revision=v.gate_definitions_revision,
     )
 
 

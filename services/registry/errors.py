@@ -7,7 +7,8 @@ from mlops.errors import MlopsError
 
 __all__ = [
     "AlreadyChampion", "ArtifactRejected", "DuplicateCandidate", "InvalidCandidate", "InvalidRequest",
-    "ModelNotFound", "NoChampion", "NotPromotable", "NothingToRollBack", "RegistryError", "VersionNotFound",
+    "ModelNotFound", "NoChampion", "NoDefinitions", "NotPromotable", "NothingToRollBack", "RegistryError",
+    "VersionNotFound",
 ]
 
 
@@ -32,6 +33,13 @@ class InvalidCandidate(RegistryError):
 
     def __init__(self, detail: str):
         super().__init__(f"invalid candidate: {detail}")
+
+
+class NoDefinitions(RegistryError):
+    """No definitions revision is in force yet, so no candidate can be judged (nothing is lost: it waits)."""
+
+    def __init__(self) -> None:
+        super().__init__("no definitions revision is in force yet; apply definitions first (mlops apply FILE)")
 
 
 class InvalidRequest(RegistryError):

@@ -1,4 +1,5 @@
-"""The registry's settings (environment prefix MLOPS_REGISTRY_)."""
+"""The registry's settings (environment prefix MLOPS_REGISTRY_). The gate policy is not here: each model declares
+its own (`models[].gate` in the definitions)."""
 
 from __future__ import annotations
 
@@ -16,17 +17,13 @@ class RegistrySettings(BaseSettings):
     grpc_port: int = Field(8002, description="Port of the gRPC API (mlops.v1.ModelRegistry); 0 picks a free one.")
     grpc_workers: int = Field(4, ge=1, description="Threads serving gRPC calls.")
     group_id: str = Field("registry", description="Consumer group on model.candidates.")
-    gate_metric: str = Field("auc", description="Metric the gate compares: auc | accuracy | logloss.")
-    gate_margin: float = Field(
-        0.0, ge=0.0, description="A challenger is promoted only if it beats the champion by more than this."
-    )
-    gate_floor: float = Field(
-        0.6, description="Absolute bar for the first model (a minimum; a maximum for logloss)."
-    )
     artifact_timeout_s: float = Field(
         10.0, gt=0.0, description="How long to wait for a candidate's artifact to appear on model.artifacts."
     )
     actor: str = Field("registry", description="Actor recorded in audit entries of automatic decisions.")
     replay_timeout_s: float = Field(
         60.0, gt=0.0, description="Longest the start-up replay of registry.log may take."
+    )
+    definitions_timeout_s: float = Field(
+        30.0, gt=0.0, description="Longest the start-up read of the definitions topic may take."
     )

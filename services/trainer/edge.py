@@ -1,5 +1,7 @@
-"""The trainer's edge: retrain.requested → (coalesce) → train → model.artifacts + model.candidates, or
-training.failures. Decodes requests, delegates to core, encodes and publishes the outcome."""
+"""The trainer's edge: retrain.requested → (coalesce) → train the declared model → model.artifacts +
+model.candidates, or training.failures; a bring-your-own registration → check and score its ONNX bytes →
+model.candidates. Decodes requests, delegates to core, encodes and publishes the outcome. The definitions in force
+come from a DefinitionsFollower: nothing is consumed until a revision exists."""
 
 from __future__ import annotations
 
@@ -13,11 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlops.artifacts import publish_artifact
+from mlops.artifacts import ArtifactError, ArtifactReader, publish_artifact
 from mlops.bus import Bus, Consumer, FailurePolicy, Record, StopFlag, run_loop
 from mlops.contracts import ContractError, models_pb2
-from mlops.offline_store import OfflineStoreError, TrainingDataSource, TrainingSet
-from mlops.schema import FEATURE_SET
+from mlops.definitions import Revision
+from mlops.definitions.model import LabelJoin
+from mlops.definitions.store import DefinitionsFollower
+from mlops.offline_store import OfflineStoreError, TrainingDataSource, TrainingSet, TrainingSpec
 from mlops.telemetry import (
     current_trace_ids,
     extract_context,
@@ -26,21 +30,22 @@ from mlops.telemetry import (
     span_link,
     tracer,
 )
-from mlops.topics import MODEL_CANDIDATES, RETRAIN_REQUESTED, TRAINING_FAILURES
+from mlops.topics import MODEL_CANDIDATES, MODEL_REGISTRATIONS, RETRAIN_REQUESTED, TRAINING_FAILURES
 from opentelemetry import trace
 
 from services.trainer import metrics
-from services.trainer.convert import ask_from_proto, candidate_to_proto, failure_to_proto
+from services.trainer.convert import ask_from_proto, ask_from_registration, candidate_to_proto, failure_to_proto
 from services.trainer.core import (
     Progress,
     RetrainAsk,
     RetrainJob,
     coalesce,
+    evaluate_byo,
     failure_reason,
     train_config,
     train_model,
 )
-from services.trainer.errors import DataUnavailable
+from services.trainer.errors import DataUnavailable, JoinNotSupported, NoDefinitions, UnknownModel
 from services.trainer.settings import TrainerSettings
 
 log = logging.getLogger("mlops.trainer")
@@ -89,53 +94,69 @@ class Outcome:
 
 
 class TrainerService:
-    """Runs retrain jobs: snapshot the training data (its offsets are the data version), train, publish. Used by
-    the consume loop and by `--once`; `data` is the offline store on the bus in production."""
+    """Runs retrain jobs of declared models: snapshot the model's training data (its offsets are the data version),
+    train (or, for a bring-your-own model, check and score), publish. Used by the consume loop and by `--once`;
+    `data` is the offline store on the bus in production; `definitions()` is the revision in force (a
+    DefinitionsFollower's `current`), read once per job so a newer revision applies from the next job on."""
 
     def __init__(self, settings: TrainerSettings, bus: Bus, data: TrainingDataSource,
-                 version_of_code: str | None = None):
+                 definitions: Callable[[], Revision | None], version_of_code: str | None = None):
         self.settings = settings
         self.bus = bus
         self.producer = bus.producer(client_id="trainer")
         self.data = data
+        self.definitions = definitions
         self.code_version = version_of_code or settings.code_version or code_version()
         self.requests_topic = bus.topic(RETRAIN_REQUESTED)
+        self.registrations_topic = bus.topic(MODEL_REGISTRATIONS)
         self.candidates_topic = bus.topic(MODEL_CANDIDATES)
         self.failures_topic = bus.topic(TRAINING_FAILURES)
         self.last_outcome: Outcome | None = None
+        self._artifacts: ArtifactReader | None = None
 
     def run_once(self, model: str, *, reason: str, seed: int | None = None, request_id: str | None = None,
                  progress: Progress = lambda s, f: None) -> Outcome:
-        """One retrain of `model` asked for in-process (no retrain.requested record), published like any other."""
+        """One retrain of `model` asked for in-process (no retrain.requested record), published like any other;
+        `seed` None: the model's declared one."""
         request_id = request_id or f"once-{uuid.uuid4().hex[:12]}"
-        seed = self.settings.seed if seed is None else seed
         ask = RetrainAsk(model, request_id, reason, "manual", int(time.time() * 1000), "trainer --once", seed)
         return self.run_job(RetrainJob(model, seed, ask, (request_id,)), progress)
 
     def run_job(self, job: RetrainJob, progress: Progress = lambda s, f: None) -> Outcome:
-        """Train once for `job` and publish the candidate (artifact first) or a TrainingFailed; flushes."""
+        """Train once for `job` (or check and score its bring-your-own model) and publish the candidate (artifact
+        first) or a TrainingFailed; flushes."""
         started = time.perf_counter()
+        kind = "byo" if job.byo else "retrain"
         with _tracer.start_as_current_span("trainer.train") as span:
-            span.set_attributes({"mlops.model": job.model_name, "mlops.seed": job.seed,
+            span.set_attributes({"mlops.model": job.model_name, "mlops.kind": kind,
                                  "mlops.retrain_request_id": job.primary.request_id,
                                  "mlops.coalesced_requests": len(job.request_ids)})
             try:
                 progress("load", 0.0)
-                data = self._training_set()
-                model = train_model(data, train_config(self.settings, job.seed), FEATURE_SET.names, progress)
+                revision, spec = self._declared(job.model_name)
+                config = train_config(spec.model, self.settings, job.seed)
+                span.set_attributes({"mlops.seed": config.seed, "mlops.definitions_revision": revision.number})
+                data = self._training_set(spec)
+                if job.byo:
+                    onnx_bytes = self._artifact(job.primary.artifact_sha256)
+                    model = evaluate_byo(onnx_bytes, data, config, spec.feature_names)
+                else:
+                    model = train_model(data, config, spec.feature_names, progress)
                 progress("publish", 0.95)
-                candidate = candidate_to_proto(job, model, data, self.code_version, current_trace_ids())
-                digest = publish_artifact(self.producer, self.bus, model.onnx_bytes)
-                assert digest == model.sha256
+                candidate = candidate_to_proto(job, model, data, self.code_version, current_trace_ids(), revision,
+                                               spec.views, config.seed)
+                if not job.byo:  # a registered model's bytes are on model.artifacts already
+                    digest = publish_artifact(self.producer, self.bus, model.onnx_bytes)
+                    assert digest == model.sha256
                 self.producer.send(self.candidates_topic, candidate, key=job.model_name)
                 self.producer.flush()
                 outcome = Outcome(job, candidate=candidate, seconds=time.perf_counter() - started)
                 span.set_attributes({"mlops.sha256": model.sha256, "mlops.rows": candidate.lineage.row_count})
                 metrics.TRAININGS.labels("candidate").inc()
                 log.info("candidate published", extra={"fields": {
-                    "model": job.model_name, "sha256": model.sha256, "rows": candidate.lineage.row_count,
-                    "metrics": dict(model.metrics), "seconds": round(outcome.seconds, 3),
-                    "requests": list(job.request_ids)}})
+                    "model": job.model_name, "kind": kind, "sha256": model.sha256,
+                    "rows": candidate.lineage.row_count, "metrics": dict(model.metrics),
+                    "seconds": round(outcome.seconds, 3), "requests": list(job.request_ids)}})
             except Exception as exc:  # every failure becomes a TrainingFailed with a clear reason
                 reason = failure_reason(exc)
                 span.record_exception(exc)
@@ -145,24 +166,49 @@ class TrainerService:
                 self.producer.flush()
                 outcome = Outcome(job, failure=failure, seconds=time.perf_counter() - started)
                 metrics.TRAININGS.labels("failed").inc()
-                log.error("training failed", extra={"fields": {"model": job.model_name, "reason": reason,
-                                                               "requests": list(job.request_ids)}})
+                log.error("training failed", extra={"fields": {"model": job.model_name, "kind": kind,
+                                                               "reason": reason, "requests": list(job.request_ids)}})
         metrics.DURATION.observe(outcome.seconds)
         self.last_outcome = outcome
         return outcome
 
-    def _training_set(self) -> TrainingSet:
+    def _declared(self, model: str) -> tuple[Revision, TrainingSpec]:
+        """The revision in force and what `model` trains on there; a model it does not declare, or declares with a
+        label join the trainer cannot do, fails the job naming it."""
+        revision = self.definitions()
+        if revision is None:
+            raise NoDefinitions()
         try:
-            return self.data.training_set()
+            spec = TrainingSpec.of(revision.definitions, model)
+        except KeyError:
+            raise UnknownModel(model, (m.name for m in revision.definitions.models), revision.number) from None
+        if spec.model.label.join is not LabelJoin.ENTITY_TIME:
+            raise JoinNotSupported(model, spec.model.label.join.value)
+        return revision, spec
+
+    def _training_set(self, spec: TrainingSpec) -> TrainingSet:
+        try:
+            data = self.data.training_set(spec)
         except OfflineStoreError as exc:
             raise DataUnavailable("offline store", str(exc)) from exc
+        if bad := data.stats.get("labels_invalid", 0):
+            metrics.LABELS_INVALID.labels(spec.model.name).inc(bad)
+        return data
+
+    def _artifact(self, sha256: str) -> bytes:
+        if self._artifacts is None:
+            self._artifacts = ArtifactReader(self.bus)
+        try:
+            return self._artifacts.get(sha256, timeout=self.settings.artifact_timeout_s)
+        except ArtifactError as exc:
+            raise DataUnavailable("model.artifacts", str(exc)) from exc
 
     def answer(self, records: list[Record]) -> int:
-        """Train once per (model, seed) the requests in `records` ask for; returns the number of trainings."""
+        """Run once per (model, seed, artifact) the requests in `records` ask for; returns the number of jobs."""
         s = self.settings
-        asks, links = decode_asks(records)
+        asks, links = decode_asks(records, self.registrations_topic)
         metrics.REQUESTS.inc(len(records))
-        jobs = coalesce(asks, s.default_model, s.seed)
+        jobs = coalesce(asks, s.default_model)
         metrics.COALESCED.inc(max(0, len(asks) - len(jobs)))
         for job in jobs:
             with _tracer.start_as_current_span(
@@ -173,15 +219,21 @@ class TrainerService:
         return len(jobs)
 
 
-def decode_asks(records: list[Record]) -> tuple[list[RetrainAsk], list[trace.Link]]:
-    """The asks, and span links to the drift evidence each request names in its body (trace_id / span_id) and
-    to the context in its headers (one link per distinct span)."""
+def decode_asks(records: list[Record], registrations_topic: str = "") -> tuple[list[RetrainAsk], list[trace.Link]]:
+    """The asks (retrain requests, and model registrations from `registrations_topic`), and span links to the
+    drift evidence each request names in its body (trace_id / span_id) and to the context in its headers (one link
+    per distinct span)."""
     asks, links, seen = [], [], set()
     for rec in records:
         candidates = [span_link(rec.headers)]
         try:
-            msg = rec.decode(models_pb2.RetrainRequest)
-            asks.append(ask_from_proto(msg))
+            msg: models_pb2.RetrainRequest | models_pb2.ModelRegistration
+            if rec.topic == registrations_topic:
+                msg = rec.decode(models_pb2.ModelRegistration)
+                asks.append(ask_from_registration(msg))
+            else:
+                msg = rec.decode(models_pb2.RetrainRequest)
+                asks.append(ask_from_proto(msg))
             candidates.append(link_to_ids(msg.trace_id, msg.span_id))
         except ContractError as exc:  # failure policy: skip and log (an undecodable request names no model)
             log.error("skipping undecodable retrain request", extra={"fields": {"error": str(exc)}})
@@ -225,11 +277,28 @@ class _Bursts:
         self._consumer.close()
 
 
+def follow_definitions(bus: Bus, settings: TrainerSettings) -> DefinitionsFollower:
+    """The revision in force, read now and followed on a daemon thread (a newer one applies from the next job)."""
+    follower = DefinitionsFollower(bus, client_id="trainer-definitions")
+    follower.start(settings.definitions_timeout_s)
+    return follower
+
+
 def run(service: TrainerService, stop: StopFlag, on_ready: Callable[[], None] | None = None) -> int:
     """Answer retrain.requested until `stop`: each burst of requests trains once per (model, seed), then the bus
-    loop commits it (every outcome, candidate or failure, is flushed first). Returns the number of trainings."""
+    loop commits it (every outcome, candidate or failure, is flushed first). Until a definitions revision is in
+    force nothing is consumed (the requests wait in Kafka). Returns the number of trainings."""
     s = service.settings
-    consumer = service.bus.consumer(group_id=s.group_id, topics=[service.requests_topic], client_id="trainer")
+    waited = False
+    while service.definitions() is None and not stop.is_set():
+        if not waited:
+            log.warning("no definitions revision yet: waiting before consuming retrain requests")
+            waited = True
+        stop.wait(s.poll_timeout_s)
+    if stop.is_set():
+        return 0
+    consumer = service.bus.consumer(group_id=s.group_id, topics=[service.requests_topic, service.registrations_topic],
+                                    client_id="trainer")
     trainings = 0
 
     def answer(records: list[Record]) -> None:

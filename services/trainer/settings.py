@@ -1,4 +1,5 @@
-"""The trainer's settings (environment prefix MLOPS_TRAINER_)."""
+"""The trainer's settings (environment prefix MLOPS_TRAINER_). What a model trains on and how (window, minimum
+rows, holdout fraction, seed, estimator params) is declared per model in the definitions, not here."""
 
 from __future__ import annotations
 
@@ -14,31 +15,25 @@ class TrainerSettings(BaseSettings):
 
     default_model: str = Field("sea", description="Model name used when a retrain request names none.")
     group_id: str = Field("trainer", description="Consumer group on retrain.requested.")
-    seed: int = Field(42, description="Random seed of every training (same offsets + seed → same ONNX bytes).")
-    holdout_fraction: float = Field(
-        0.2, gt=0.0, lt=0.9, description="Share of rows, the latest by label time, held out for evaluation."
-    )
     holdout_max_rows: int = Field(
         5000, ge=10, description="At most this many (latest) holdout rows travel in the ModelCandidate."
-    )
-    min_rows: int = Field(200, ge=10, description="Fewer labelled rows than this → TrainingFailed.")
-    max_rows: int = Field(
-        0, ge=0, description="Train on at most the latest N labelled rows by label time (a sliding window that "
-        "follows a concept drift; 0: every row of the snapshot)."
     )
     labels_within_features: bool = Field(
         True, description="Leave out labels newer than the feature log's watermark (they may have overtaken a "
         "lagging feature pipeline and would join an older, unrelated vector); they wait for the next training."
     )
-    max_iter: int = Field(100, ge=1, description="Boosting iterations of HistGradientBoostingClassifier.")
-    learning_rate: float = Field(0.1, gt=0.0, description="Learning rate of the booster.")
-    max_leaf_nodes: int = Field(31, ge=2, description="Leaves per tree.")
-    max_depth: int | None = Field(None, description="Depth limit per tree (None: unlimited).")
-    l2_regularization: float = Field(0.0, ge=0.0, description="L2 regularization of leaf values.")
     parity_tolerance: float = Field(
-        1e-4, gt=0.0, description="Largest allowed |p_onnx - p_sklearn| on the holdout before publishing."
+        1e-4, gt=0.0, description="Largest allowed difference between onnxruntime and scikit-learn outputs on the "
+        "holdout before publishing (relative to the predictions' scale for a regression)."
     )
     onnx_opset: int = Field(17, description="ONNX opset the model is exported with.")
+    artifact_timeout_s: float = Field(
+        30.0, gt=0.0, description="How long a bring-your-own registration waits for its ONNX bytes on "
+        "model.artifacts."
+    )
+    definitions_timeout_s: float = Field(
+        30.0, gt=0.0, description="How long start-up reads the definitions topic before following it."
+    )
     coalesce_window_s: float = Field(
         1.0, ge=0.0, description="After a retrain request, wait until the topic is this long quiet, so a burst "
         "of requests for a model becomes one training."

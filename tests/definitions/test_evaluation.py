@@ -43,3 +43,10 @@ def test_regression_errors() -> None:
 def test_better_points_the_right_way() -> None:
     assert better(Task.BINARY, "auc", 0.8, 0.7) == pytest.approx(0.1)
     assert better(Task.REGRESSION, "mae", 2.0, 3.0) == pytest.approx(1.0)
+
+
+def test_multiclass_logloss_reads_each_declared_class_column() -> None:
+    classes = (5, 7, 2)  # declared out of sorted order on purpose
+    proba = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.2, 0.3, 0.5]])
+    out = scores(Task.MULTICLASS, np.array([5, 7, 2]), proba, classes)
+    assert out["logloss"] == pytest.approx(-(math.log(0.7) + math.log(0.8) + math.log(0.5)) / 3)

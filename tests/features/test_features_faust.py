@@ -1,4 +1,5 @@
-"""Integration: the faust app as a real process against Kafka and Redis."""
+"""Integration: the faust app as a real process against Kafka and Redis, serving the definitions in force — the
+demo's SEA view from events in today's format, then the delivery example's view applied while the app runs."""
 
 from __future__ import annotations
 
@@ -10,16 +11,25 @@ import time
 import uuid
 from pathlib import Path
 
-from mlops.bus import KafkaBus, Producer, Record
+from mlops import definitions as d
+from mlops.bus import KafkaBus, Producer, Reader
 from mlops.contracts import events_pb2
-from mlops.online_store import SyncRedisOnlineStore
-from mlops.schema import FEATURE_SET
+from mlops.definitions.store import read_revisions
+from mlops.online_store import SyncRedisOnlineStore, ViewLayout
 from mlops.settings import KafkaSettings, RedisSettings
-from mlops.topics import EVENTS, FEATURES_LOG, TopicSpec, topic_name
+from mlops.topics import EVENTS, FEATURES_LOG, topic_name
+from mlops_tools.examples import apply_definitions, definitions_path
 
-from services.features.core import ReferenceAggregator
+from services.features.core import Event, FeaturesConfig, ReferenceFeatures
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def in_force(kafka: KafkaSettings) -> d.Revision:
+    """The revision in force on this test's topics (the fixture applied the SEA example)."""
+    revision = d.latest(read_revisions(KafkaBus(kafka), client_id="test-features-defs", timeout=10))
+    assert revision is not None and revision.definitions.feature_views[0].name == "entity_activity"
+    return revision
 
 
 def spawn_features(kafka: KafkaSettings, redis: RedisSettings, tmp: Path) -> subprocess.Popen:
@@ -55,66 +65,120 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait(5)
 
 
-def read_all(kafka: KafkaSettings, spec: TopicSpec, expected: int, timeout: float) -> list[Record]:
-    reader = KafkaBus(kafka).reader([topic_name(spec, kafka)], client_id="test-features-read")
-    out: list[Record] = []
+def read_log(reader: Reader, expected: int, timeout: float, prefix: str = "") -> list[events_pb2.FeatureVector]:
+    """features.log records until `expected` of events whose id starts with `prefix` were read (or `timeout`)."""
+    out: list[events_pb2.FeatureVector] = []
     deadline = time.monotonic() + timeout
-    try:
-        while len(out) < expected and time.monotonic() < deadline:
-            out.extend(reader.consume(500, 0.5))
-    finally:
-        reader.close()
+    while sum(v.event_id.startswith(prefix) for v in out) < expected and time.monotonic() < deadline:
+        out.extend(m.decode(events_pb2.FeatureVector) for m in reader.consume(500, 0.5))
     return out
+
+
+def layout(revision: d.Revision, view: str) -> ViewLayout:
+    return ViewLayout.of(revision.definitions, view, revision.view_versions[view])
+
+
+def check_online(store: SyncRedisOnlineStore, revision: d.Revision, ref: ReferenceFeatures, view: str,
+                 entities: list[str]) -> None:
+    got = store.read_many(layout(revision, view), entities)
+    for feats, entity in zip(got, entities, strict=True):
+        want = ref.online(view, entity)
+        assert feats is not None and want is not None and feats.as_of_ms == want[0], (entity, feats, want)
+        assert feats.view_version == revision.view_versions[view]
+        for name, value in want[1].items():
+            assert abs(feats.values[name] - value) < 1e-3 * max(1.0, abs(value)), (entity, name, feats.values, want)
 
 
 def test_faust_app_writes_redis_and_features_log(
     kafka_settings: KafkaSettings, redis_settings: RedisSettings, tmp_path: Path
 ) -> None:
+    revision = in_force(kafka_settings)
     proc = spawn_features(kafka_settings, redis_settings, tmp_path)
+    reader = KafkaBus(kafka_settings).reader([topic_name(FEATURES_LOG, kafka_settings)], client_id="test-read")
     try:
         now = int(time.time() * 1000)
-        ref = ReferenceAggregator(FEATURE_SET)
-        expected = {}
+        ref = ReferenceFeatures(FeaturesConfig.of(revision))
         producer = Producer(kafka_settings, client_id="test-features")
         trace_id = uuid.uuid4().hex
         parent = f"00-{trace_id}-{'cd' * 8}-01"
         n = 60
         for i in range(n):
             entity = f"ent{i % 4}"
-            t = now - 50_000 + i * 700
+            t = now - 50_000 + i * 700 - (3_000 if i % 9 == 8 else 0)  # some late events
             values = {"x0": float(i % 10), "x1": 0.5 * (i % 7), "x2": 1.0}
-            expected[entity] = (ref.update(entity, t, values), t)
-            headers = {"traceparent": parent} if i == 0 else None
-            producer.send(
+            ref.update(Event(f"ev{i}", "", entity, t, now, values))
+            producer.send(  # no source_name: today's records, of the only declared source
                 topic_name(EVENTS, kafka_settings),
-                events_pb2.Event(
-                    event_id=f"ev{i}",
-                    entity_id=entity,
-                    event_time_ms=t,
-                    ingest_time_ms=now,
-                    schema_version=1,
-                    values=values,
-                ),
-                key=entity,
-                headers=headers,
+                events_pb2.Event(event_id=f"ev{i}", entity_id=entity, event_time_ms=t, ingest_time_ms=now,
+                                 schema_version=1, values=values),
+                key=entity, headers={"traceparent": parent} if i == 0 else None,
             )
         producer.flush()
-        log = read_all(kafka_settings, FEATURES_LOG, n, timeout=90)
-        assert len(log) == n, (tmp_path / "features.log").read_text()[-3000:]
-        vectors = [m.decode(events_pb2.FeatureVector) for m in log]
+        vectors = read_log(reader, n, timeout=90)
+        assert len(vectors) == n, (tmp_path / "features.log").read_text()[-3000:]
         assert {v.event_id for v in vectors} == {f"ev{i}" for i in range(n)}
-        first = next(m for m, v in zip(log, vectors, strict=True) if v.event_id == "ev0")
-        assert (first.header("traceparent") or "").split("-")[1] == trace_id
+        assert {(v.feature_set, v.feature_set_version) for v in vectors} == {
+            ("entity_activity", revision.view_versions["entity_activity"])}
         store = SyncRedisOnlineStore(redis_settings)
-        got = store.read_many(sorted(expected))
-        for feats, entity in zip(got, sorted(expected), strict=True):
-            want, t = expected[entity]
-            assert feats is not None and feats.as_of_ms == t and feats.feature_set_version == FEATURE_SET.version
-            for name, value in want.items():
-                assert abs(feats.values[name] - value) < 1e-4, (entity, name, feats.values, want)
-        by_event = {v.event_id: v for v in vectors}
-        assert by_event[f"ev{n - 1}"].as_of_ms == now - 50_000 + (n - 1) * 700
-        assert 0 < store._redis.ttl(store.key("ent0")) <= FEATURE_SET.ttl_seconds
+        check_online(store, revision, ref, "entity_activity", [f"ent{i}" for i in range(4)])
+        sea_layout = layout(revision, "entity_activity")
+        assert 0 < store._redis.ttl(store.key(sea_layout, "ent0")) <= sea_layout.ttl_s
     finally:
+        reader.close()
         stop(proc)
     assert proc.returncode is not None
+
+
+def test_a_second_domain_applied_while_running(
+    kafka_settings: KafkaSettings, redis_settings: RedisSettings, tmp_path: Path
+) -> None:
+    """The delivery example applied beside SEA while the app runs: its order events (categorical fields, sliding,
+    tumbling and hopping windows, one_hot) fold into `customer_orders` without a restart."""
+    in_force(kafka_settings)
+    proc = spawn_features(kafka_settings, redis_settings, tmp_path)
+    reader = KafkaBus(kafka_settings).reader([topic_name(FEATURES_LOG, kafka_settings)], client_id="test-read")
+    producer = Producer(kafka_settings, client_id="test-features")
+    events_topic = topic_name(EVENTS, kafka_settings)
+
+    def send(ev: Event) -> None:
+        producer.send(events_topic, events_pb2.Event(
+            event_id=ev.event_id, entity_id=ev.entity_id, event_time_ms=ev.event_time_ms, ingest_time_ms=0,
+            schema_version=1, values=ev.values, categories=ev.categories, source_name=ev.source_name),
+            key=ev.entity_id)
+        producer.flush()
+
+    def until_folded(probe: Event, view: str) -> None:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            send(probe)
+            if any(v.feature_set == view for v in read_log(reader, 1, timeout=2)):
+                return
+        raise AssertionError((tmp_path / "features.log").read_text()[-3000:])
+
+    try:
+        now = int(time.time() * 1000)
+        until_folded(Event("sea", "sea_events", "e", now, 0, {"x0": 1.0, "x1": 1.0, "x2": 1.0}), "entity_activity")
+        # the app is running SEA's revision: now apply the second, as `mlops apply` would
+        revision = apply_definitions(kafka_settings, definitions_path("delivery"), applied_by="test")
+        assert {s.name for s in revision.definitions.sources} == {"sea_events", "orders"}
+        probe = Event("probe", "orders", "probe", now, 0, {"amount": 1.0, "items": 1, "express": 0}, {})
+        until_folded(probe, "customer_orders")  # probes before the app follows the new revision are skipped
+        ref = ReferenceFeatures(FeaturesConfig.of(revision))
+        ref.update(probe)
+        channels = ["web", "app", "store", "__other__"]
+        n = 40
+        for i in range(n):
+            customer = f"c{i % 3}"
+            t = now + i * 90_000 - (200_000 if i % 7 == 6 else 0)  # an hour of orders, some late
+            values = {"amount": 5.0 + 3 * i, "items": float(1 + i % 4), "express": float(i % 2)}
+            categories = {"channel": channels[i % 4]} | ({"payment": ["card", "cash"][i % 2]} if i % 3 else {})
+            ev = Event(f"o{i}", "orders", customer, t, 0, values, categories)
+            ref.update(ev)
+            send(ev)
+        vectors = read_log(reader, n, timeout=90, prefix="o")  # probes may still be arriving: count the orders
+        orders = [v for v in vectors if v.feature_set == "customer_orders" and v.event_id.startswith("o")]
+        assert len({v.event_id for v in orders}) == n, (tmp_path / "features.log").read_text()[-3000:]
+        check_online(SyncRedisOnlineStore(redis_settings), revision, ref, "customer_orders", ["c0", "c1", "c2"])
+    finally:
+        reader.close()
+        stop(proc)

@@ -7,12 +7,33 @@ from dataclasses import dataclass
 import numpy as np
 from mlops.bus import Producer
 from mlops.contracts import events_pb2
-from mlops.offline_store import OffsetRange, build_training_set, point_in_time_join, snapshot_ranges
-from mlops.schema import FEATURE_SET
+from mlops.definitions import Definitions, Entity, FeatureView, Model, Source, SourceField
+from mlops.offline_store import (
+    OffsetRange,
+    TrainingSpec,
+    build_training_set,
+    join_views,
+    point_in_time_join,
+    snapshot_ranges,
+)
 from mlops.settings import KafkaSettings
 from mlops.topics import FEATURES_LOG, LABELS, topic_name
 
 NAMES = ("f",)
+COLUMNS = ("a", "b")
+
+
+def spec() -> TrainingSpec:
+    """A binary model reading columns a and b of view `v`, labels on the `labels` topic."""
+    d = Definitions(
+        entities=(Entity(name="thing"),),
+        sources=(Source(name="s", topic="raw.s", entity="thing",
+                        fields=(SourceField(name="x", type="float"),)),),
+        feature_views=(FeatureView(name="v", entity="thing", source="s", features=tuple(
+            {"name": c, "field": "x", "aggregation": "last"} for c in COLUMNS)),),
+        models=(Model(name="m", task="binary", features=("v.a", "v.b")),),
+    )
+    return TrainingSpec.of(d, "m")
 
 
 @dataclass
@@ -51,13 +72,19 @@ def test_join_ties_take_the_later_log_record() -> None:
     assert rows[0].values == (2.0,)
 
 
+def test_join_over_several_views_needs_each_view_at_the_label_time() -> None:
+    vectors = {"u": [V("a", 100, {"p": 1.0}), V("a", 300, {"p": 3.0})], "w": [V("a", 200, {"q": 20.0})]}
+    labels = [L("a", 150, 0.0), L("a", 250, 1.0), L("a", 350, 1.0)]
+    rows = join_views(vectors, labels, [("w", "q"), ("u", "p")])
+    assert [(r.label_time_ms, r.values, r.vector_as_of_ms) for r in rows] == [
+        (250, (20.0, 1.0), 200),  # at 150 view w had no vector yet: no row
+        (350, (20.0, 3.0), 300),
+    ]
+
+
 def _vector(entity: str, t: int, x: float) -> events_pb2.FeatureVector:
     return events_pb2.FeatureVector(
-        entity_id=entity,
-        feature_set=FEATURE_SET.name,
-        feature_set_version=FEATURE_SET.version,
-        as_of_ms=t,
-        values={n: x for n in FEATURE_SET.names},
+        entity_id=entity, feature_set="v", feature_set_version=1, as_of_ms=t, values={n: x for n in COLUMNS},
         event_id=f"{entity}@{t}",
     )
 
@@ -75,14 +102,16 @@ def test_build_training_set_from_ranges(kafka_settings: KafkaSettings) -> None:
         )
     p.flush()
     f_ranges, l_ranges = snapshot_ranges(kafka_settings, FEATURES_LOG), snapshot_ranges(kafka_settings, LABELS)
+    s = spec()
     assert sum(r.count for r in f_ranges) == 20 and all(isinstance(r, OffsetRange) for r in f_ranges)
     # the leak trap: values written AFTER every label time, after the snapshot and inside a later range
     for e in range(4):
         p.send(flog, _vector(f"e{e}", 1_000_000, 777.0), key=f"e{e}")
         p.send(flog, _vector(f"e{e}", 1101, 555.0), key=f"e{e}")  # in time, but outside the pinned ranges
     p.flush()
-    ts = build_training_set(kafka_settings, FEATURE_SET, f_ranges, l_ranges)
-    assert ts.X.dtype == np.float32 and ts.X.shape == (8, len(FEATURE_SET.names)) and ts.y.dtype == np.float64
+    ts = build_training_set(kafka_settings, s, f_ranges, l_ranges)
+    assert ts.X.dtype == np.float32 and ts.X.shape == (8, len(COLUMNS)) and ts.y.dtype == np.float64
+    assert ts.feature_names == ("v.a", "v.b")
     assert not np.isin(ts.X, [777.0, 555.0]).any()
     assert list(ts.label_times_ms) == sorted(ts.label_times_ms)
     # label (e0, 1100): latest e0 vector at or before 1100 is i=8 (t=1080) → value 8
@@ -90,7 +119,7 @@ def test_build_training_set_from_ranges(kafka_settings: KafkaSettings) -> None:
         i for i, (e, t) in enumerate(zip(ts.entity_ids, ts.label_times_ms, strict=True)) if (e, t) == ("e0", 1100)
     ]
     assert ts.X[row[0], 0] == 8.0
-    again = build_training_set(kafka_settings, FEATURE_SET, f_ranges, l_ranges)
+    again = build_training_set(kafka_settings, s, f_ranges, l_ranges)
     assert np.array_equal(ts.X, again.X) and np.array_equal(ts.y, again.y) and ts.entity_ids == again.entity_ids
-    now = build_training_set(kafka_settings)  # default: a snapshot now, which includes the later records
+    now = build_training_set(kafka_settings, s)  # default: a snapshot now, which includes the later records
     assert now.vectors_read == 28 and not np.isin(now.X, [777.0]).any()  # 777 is after every label time

@@ -18,7 +18,7 @@ from mlops.bus import Consumer, FailurePolicy, Producer, Record, StopFlag, run_l
 from mlops.contracts import ContractError, events_pb2
 from mlops.settings import KafkaSettings
 from mlops.telemetry import setup_tracing, tracer
-from mlops.topics import ALL_TOPICS, EVENTS, MODEL_ARTIFACTS, REGISTRY_LOG, delete_topics, topic_name
+from mlops.topics import ALL_TOPICS, EVENTS, REGISTRY_LOG, delete_topics, topic_name
 
 
 def _events(n: int) -> list[events_pb2.Event]:
@@ -211,7 +211,7 @@ def test_compacted_topics_configured_on_broker(kafka_settings: KafkaSettings) ->
     described = {res.name: fut.result() for res, fut in admin.describe_configs(resources).items()}
     for spec in ALL_TOPICS:
         config = described[topic_name(spec, kafka_settings)]
-        expected = "compact" if spec in (MODEL_ARTIFACTS, REGISTRY_LOG) else "delete"
+        expected = "compact" if spec.compacted else "delete"
         assert config["cleanup.policy"].value == expected, spec.name
         assert int(config["max.message.bytes"].value) == kafka_settings.max_message_bytes
 

@@ -10,17 +10,35 @@ import numpy as np
 import pytest
 from mlops.bus import Bus, KafkaBus, MemoryBus
 from mlops.contracts import events_pb2
+from mlops.definitions import Definitions, Entity, FeatureView, Model, Source, SourceField
 from mlops.offline_store import (
     KafkaTrainingData,
     MemoryTrainingData,
     OfflineStoreError,
     OffsetRange,
     TrainingDataSource,
+    TrainingSpec,
 )
-from mlops.schema import FEATURE_SET, FeatureSet
 from mlops.topics import FEATURES_LOG, LABELS
 
-OTHER_SET = FeatureSet(name="other", version=FEATURE_SET.version + 1, features=FEATURE_SET.features)
+COLUMNS = ("x_last", "x_mean")
+VIEW = "activity"
+
+
+def _spec() -> TrainingSpec:
+    """A binary model reading both columns of view `activity` (labels on `labels`), beside a view `other`."""
+    features = tuple({"name": c, "field": "x", "aggregation": "last"} for c in COLUMNS)
+    d = Definitions(
+        entities=(Entity(name="thing"),),
+        sources=(Source(name="s", topic="raw.s", entity="thing", fields=(SourceField(name="x", type="float"),)),),
+        feature_views=(FeatureView(name=VIEW, entity="thing", source="s", features=features),
+                       FeatureView(name="other", entity="thing", source="s", features=features)),
+        models=(Model(name="m", task="binary", features=tuple(f"{VIEW}.{c}" for c in COLUMNS)),),
+    )
+    return TrainingSpec.of(d, "m")
+
+
+SPEC = _spec()
 
 
 class _BusWriter:
@@ -30,11 +48,11 @@ class _BusWriter:
         self.producer = bus.producer(client_id="training-contract")
         self.flog, self.labels = bus.topic(FEATURES_LOG), bus.topic(LABELS)
 
-    def add_vector(self, entity_id: str, as_of_ms: int, values: Mapping[str, float],
-                   feature_set: FeatureSet = FEATURE_SET) -> None:
+    def add_vector(self, entity_id: str, as_of_ms: int, values: Mapping[str, float], view: str = VIEW,
+                   version: int = 1) -> None:
         self.producer.send(self.flog, events_pb2.FeatureVector(
-            entity_id=entity_id, feature_set=feature_set.name, feature_set_version=feature_set.version,
-            as_of_ms=as_of_ms, values=values, event_id=f"{entity_id}@{as_of_ms}"), key=entity_id)
+            entity_id=entity_id, feature_set=view, feature_set_version=version, as_of_ms=as_of_ms, values=values,
+            event_id=f"{entity_id}@{as_of_ms}"), key=entity_id)
 
     def add_label(self, entity_id: str, event_time_ms: int, label: float) -> None:
         self.producer.send(self.labels, events_pb2.Label(entity_id=entity_id, event_time_ms=event_time_ms,
@@ -48,9 +66,9 @@ class _MemoryWriter:
     def __init__(self, source: MemoryTrainingData):
         self.source = source
 
-    def add_vector(self, entity_id: str, as_of_ms: int, values: Mapping[str, float],
-                   feature_set: FeatureSet = FEATURE_SET) -> None:
-        self.source.add_vector(entity_id, as_of_ms, values, feature_set=feature_set)
+    def add_vector(self, entity_id: str, as_of_ms: int, values: Mapping[str, float], view: str = VIEW,
+                   version: int = 1) -> None:
+        self.source.add_vector(view, entity_id, as_of_ms, values)  # plain values: no version to carry
 
     def add_label(self, entity_id: str, event_time_ms: int, label: float) -> None:
         self.source.add_label(entity_id, event_time_ms, label)
@@ -87,7 +105,7 @@ def backend_factory(request: pytest.FixtureRequest) -> Factory:
 
 
 def _values(x: float) -> dict[str, float]:
-    return {n: x for n in FEATURE_SET.names}
+    return {n: x for n in COLUMNS}
 
 
 def test_pinned_ranges_give_the_same_rows_and_never_a_later_value(backend_factory: Factory) -> None:
@@ -97,7 +115,7 @@ def test_pinned_ranges_give_the_same_rows_and_never_a_later_value(backend_factor
     for i in range(8):
         b.writer.add_label(f"e{i % 4}", 1100 + i * 5, float(i % 2))
     b.writer.flush()
-    f_ranges, l_ranges = b.source.snapshot()
+    f_ranges, l_ranges = b.source.snapshot(SPEC)
     assert sum(r.count for r in f_ranges) == 20 and sum(r.count for r in l_ranges) == 8
     assert all(isinstance(r, OffsetRange) for r in f_ranges + l_ranges)
     assert all(r.topic.endswith(FEATURES_LOG.name) for r in f_ranges)
@@ -108,32 +126,37 @@ def test_pinned_ranges_give_the_same_rows_and_never_a_later_value(backend_factor
         b.writer.add_vector(f"e{e}", 1101, _values(555.0))
     b.writer.flush()
 
-    ts = b.source.training_set(f_ranges, l_ranges)
-    assert ts.X.dtype == np.float32 and ts.X.shape == (8, len(FEATURE_SET.names)) and ts.y.dtype == np.float64
+    ts = b.source.training_set(SPEC, f_ranges, l_ranges)
+    assert ts.X.dtype == np.float32 and ts.X.shape == (8, len(COLUMNS)) and ts.y.dtype == np.float64
     assert not np.isin(ts.X, [777.0, 555.0]).any()
     assert list(ts.label_times_ms) == sorted(ts.label_times_ms)
     assert ts.feature_log_ranges == sorted(f_ranges) and ts.label_ranges == sorted(l_ranges)
     [row] = [i for i, (e, t) in enumerate(zip(ts.entity_ids, ts.label_times_ms, strict=True)) if (e, t) == ("e0", 1100)]
     assert ts.X[row, 0] == 8.0  # the latest e0 vector at or before 1100: i=8 (t=1080)
-    again = b.source.training_set(f_ranges, l_ranges)
+    again = b.source.training_set(SPEC, f_ranges, l_ranges)
     assert np.array_equal(ts.X, again.X) and np.array_equal(ts.y, again.y) and ts.entity_ids == again.entity_ids
 
-    now = b.source.training_set()  # default: a snapshot now, which includes the later records
+    now = b.source.training_set(SPEC)  # default: a snapshot now, which includes the later records
     assert now.vectors_read == 28 and not np.isin(now.X, [777.0]).any()
 
 
-def test_other_feature_sets_and_unmatched_labels_are_counted(backend_factory: Factory) -> None:
+def test_other_views_unmatched_and_bad_labels_are_counted(backend_factory: Factory) -> None:
     b = backend_factory()
     b.writer.add_vector("a", 100, _values(1.0))
-    b.writer.add_vector("a", 150, _values(9.0), feature_set=OTHER_SET)
+    b.writer.add_vector("a", 150, _values(9.0), view="other")
+    b.writer.add_vector("a", 160, {"x_last": 7.0})  # a version without x_mean: not what the model reads
+    b.writer.add_vector("a", 170, _values(4.0), version=2)  # a newer version with both columns: used
+    b.writer.add_label("a", 165, 1.0)
     b.writer.add_label("a", 200, 1.0)
     b.writer.add_label("b", 200, 0.0)  # no vector of b at all
     b.writer.add_label("a", 50, 0.0)  # before a's first vector
+    b.writer.add_label("a", 300, 2.0)  # not a binary label: skipped, never fatal
     b.writer.flush()
-    ts = b.source.training_set()
-    assert len(ts) == 1 and ts.X[0, 0] == 1.0
-    assert ts.stats["vectors_other_feature_set"] == 1 and ts.labels_without_features == 2
-    assert ts.vectors_read == 1 and ts.labels_read == 3
+    ts = b.source.training_set(SPEC)
+    assert [(t, x) for t, x in zip(ts.label_times_ms, ts.X[:, 0], strict=True)] == [(165, 1.0), (200, 4.0)]
+    assert ts.stats["vectors_other_view"] == 1 and ts.stats["vectors_missing_columns"] == 1
+    assert ts.stats["labels_invalid"] == 1 and ts.labels_without_features == 2
+    assert ts.vectors_read == 2 and ts.labels_read == 4
 
 
 def test_labels_within_features_wait_for_the_feature_watermark(backend_factory: Factory) -> None:
@@ -143,7 +166,7 @@ def test_labels_within_features_wait_for_the_feature_watermark(backend_factory: 
     b.writer.add_label("e0", 400, 1.0)
     b.writer.add_label("e0", 900, 0.0)  # after the feature log's watermark: its vector may not be written yet
     b.writer.flush()
-    ts = b.source.training_set()
+    ts = b.source.training_set(SPEC)
     assert ts.stats["labels_after_feature_watermark"] == 1 and ts.labels_read == 1
 
 
@@ -151,7 +174,7 @@ def test_a_range_past_the_log_end_is_refused(backend_factory: Factory) -> None:
     b = backend_factory()
     b.writer.add_vector("a", 100, _values(1.0))
     b.writer.flush()
-    f_ranges, l_ranges = b.source.snapshot()
+    f_ranges, l_ranges = b.source.snapshot(SPEC)
     r = next(r for r in f_ranges if r.count)
     with pytest.raises(OfflineStoreError, match="past the log end"):
-        b.source.training_set([OffsetRange(r.topic, r.partition, 0, r.end_offset + 5)], l_ranges)
+        b.source.training_set(SPEC, [OffsetRange(r.topic, r.partition, 0, r.end_offset + 5)], l_ranges)

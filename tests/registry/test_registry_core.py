@@ -8,6 +8,8 @@ import uuid
 
 import numpy as np
 import pytest
+from mlops.definitions.model import Task
+from registry_helpers import NAMES, revise
 
 from services.registry.convert import candidate_out, event_in, event_key, event_out
 from services.registry.core import (
@@ -30,8 +32,6 @@ from services.registry.errors import (
     NotPromotable,
     VersionNotFound,
 )
-
-NAMES = ("x0_last", "x1_last", "x2_last", "x0_mean_60s", "x1_mean_60s", "events_30s")
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +59,7 @@ class World:
         self.log: list = []  # (key, RegistryEvent) as they would be written
         self.promoted: list = []
         self.fail_persist = False
+        self.revision = revise(None)  # what the registry reads as in force; a test may swap it
         self.registry = self.make(RegistryState())
 
     def fetch(self, sha: str) -> bytes:
@@ -72,7 +73,7 @@ class World:
         self.log.extend((event_key(e), event_out(e)) for e in events)
 
     def make(self, state: RegistryState) -> Registry:
-        return Registry(state, self.fetch, self.persist, self.promoted.append, GatePolicy("auc", 0.0, 0.6))
+        return Registry(state, self.fetch, self.persist, self.promoted.append, lambda: self.revision)
 
     def replay(self, compact: bool = False) -> Registry:
         records = self.log
@@ -195,18 +196,24 @@ def test_model_card_and_diff(models) -> None:
     for needle in ("# Model card: sea v2", "features.log", "| 0 | 0 | 100 |", "x0_last", "max_iter",
                    "champion on same rows", "drift on error_rate", hashlib.sha256(models["t9_5"]).hexdigest()):
         assert needle in card
+    # what the definitions in force declare: task, features, label, gate policy, and the revision
+    for needle in ("## Declared (definitions revision 1 in force)", "**Task:** binary",
+                   "6 declared inputs, the same as this version's", "field `label` on topic `labels`",
+                   "**Gate policy:** auc (higher is better), margin 0, floor >= 0.6",
+                   "gate: binary model, auc (higher is better), margin 0, floor auc >= 0.6, definitions revision 1"):
+        assert needle in card, needle
     assert card == model_card(w.registry.state.get("sea", "2"), w.registry.state.champion("sea"),
-                              w.registry.state.audit_of("sea"))
+                              w.registry.state.audit_of("sea"), w.revision.definitions.model("sea"), 1)
     fields = {f for f, _, _ in w.registry.diff("sea", "1", "2")}
     assert {"sha256", "status"} <= fields
 
 
-def test_gate_margin_and_lower_is_better_metrics() -> None:
-    p = GatePolicy("auc", 0.05, 0.6)
+def test_gate_margin_floor_and_lower_is_better_metrics() -> None:
+    p = GatePolicy("sea", Task.BINARY, "auc", True, 0.05, 0.6)
     assert not decide(p, {"auc": 0.93}, {"auc": 0.9}, "1").promote
     assert decide(p, {"auc": 0.96}, {"auc": 0.9}, "1").promote
-    ll = GatePolicy("logloss", 0.0, 0.5)
+    assert not decide(p, {"auc": 0.55}, {"auc": 0.4}, "1").promote  # the floor holds with a champion too
+    ll = GatePolicy("sea", Task.BINARY, "logloss", False, 0.0, 0.5)
     assert decide(ll, {"logloss": 0.2}, {"logloss": 0.3}, "1").promote
     assert not decide(ll, {"logloss": 0.6}, None).promote
-    with pytest.raises(ValueError):
-        GatePolicy("f1")
+    assert decide(GatePolicy("sea", Task.BINARY, "auc", True), {"auc": 0.51}, None).promote  # no floor declared

@@ -1,5 +1,6 @@
 """The registry's edges on an in-process bus (MemoryBus): candidates in → registry.log and model.promoted out, a
-restart that replays registry.log into the same state, the gRPC API over it, and the spans a candidate leaves.
+restart that replays registry.log into the same state, the gRPC API over it, the spans a candidate leaves, and the
+definitions topic: nothing consumed before a revision, a newer revision's policy applied without a restart.
 No broker."""
 
 from __future__ import annotations
@@ -8,16 +9,19 @@ import hashlib
 import threading
 import time
 
+import grpc
 import pytest
 from mlops.artifacts import publish_artifact
 from mlops.bus import MemoryBus, StopFlag
 from mlops.contracts import models_pb2
+from mlops.definitions.store import read_revisions
 from mlops.telemetry import setup_tracing
 from mlops.topics import MODEL_CANDIDATES, MODEL_PROMOTED, REGISTRY_LOG
-from mlops_tools.registry_client import RegistryClient
+from mlops_tools.registry_client import RegistryCallError, RegistryClient
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 from prometheus_client import REGISTRY
+from registry_helpers import apply_definitions
 
 from services.registry.edge import RegistryApp, build, run
 from services.registry.settings import RegistrySettings
@@ -27,9 +31,12 @@ TRAINING_TRACE, TRAINING_SPAN = "0af7651916cd43dd8448eb211c80319c", "b7ad6b71692
 
 
 class Running:
-    """build + run on a MemoryBus, the candidate loop in a thread."""
+    """build + run on a MemoryBus, the candidate loop in a thread; the test definitions are applied first unless
+    `definitions` is false or a revision is already there."""
 
-    def __init__(self, bus: MemoryBus):
+    def __init__(self, bus: MemoryBus, definitions: bool = True):
+        if definitions and not read_revisions(bus, client_id="test", timeout=1):
+            apply_definitions(bus)
         self.app: RegistryApp = build(SETTINGS, bus)
         self.stop_flag = StopFlag(install_signals=False)
         self.thread = threading.Thread(target=run, args=(self.app, SETTINGS, self.stop_flag), daemon=True)
@@ -45,8 +52,8 @@ class Running:
 def running_factory():
     started: list[Running] = []
 
-    def make(bus: MemoryBus) -> Running:
-        started.append(Running(bus))
+    def make(bus: MemoryBus, definitions: bool = True) -> Running:
+        started.append(Running(bus, definitions))
         return started[-1]
 
     yield make
@@ -166,8 +173,8 @@ def test_the_candidate_span_continues_the_training_trace_and_parents_the_promote
     publish(bus, model)
     running_factory(bus)
     spans.clear()
-    before = REGISTRY.get_sample_value("mlops_registry_promotions_total", {"model": "m", "action": "promote"}) or 0
-    cand = candidate_factory(model, 7.0, name="m")
+    before = REGISTRY.get_sample_value("mlops_registry_promotions_total", {"model": "sea", "action": "promote"}) or 0
+    cand = candidate_factory(model, 7.0)
     cand.trace_id, cand.span_id = TRAINING_TRACE, TRAINING_SPAN
     offer(bus, cand, headers={"traceparent": f"00-{TRAINING_TRACE}-{TRAINING_SPAN}-01"})
     promoted(bus, 1)
@@ -184,5 +191,50 @@ def test_the_candidate_span_continues_the_training_trace_and_parents_the_promote
     assert promote.kind == SpanKind.PRODUCER
     assert promote.attributes["messaging.destination.name"] == "obs.model.promoted"
     assert promote.attributes["mlops.model_version"] == "1"
-    after = REGISTRY.get_sample_value("mlops_registry_promotions_total", {"model": "m", "action": "promote"})
+    after = REGISTRY.get_sample_value("mlops_registry_promotions_total", {"model": "sea", "action": "promote"})
     assert after == before + 1
+
+
+def wait_until(predicate, timeout: float = 20.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not predicate():
+        time.sleep(0.05)
+    return predicate()
+
+
+def test_nothing_is_gated_before_a_definitions_revision_and_nothing_is_lost(running_factory, onnx_model_factory,
+                                                                            candidate_factory) -> None:
+    bus, model = MemoryBus(), onnx_model_factory(7.0)
+    publish(bus, model)
+    reg = running_factory(bus, definitions=False)
+    offer(bus, candidate_factory(model, 7.0))
+    time.sleep(0.5)
+    assert not reg.app.ready() and bus.records(bus.topic(REGISTRY_LOG)) == []
+    client = RegistryClient(f"127.0.0.1:{reg.app.grpc_port}", timeout=10)
+    try:
+        with pytest.raises(RegistryCallError) as refused:  # no policy to judge by: try again later
+            client.register(candidate_factory(model, 7.0))
+        assert refused.value.code == grpc.StatusCode.UNAVAILABLE and "mlops apply" in refused.value.detail
+    finally:
+        client.close()
+    apply_definitions(bus)  # the candidate waited in model.candidates: it is gated once a revision is in force
+    assert [p.version for p in promoted(bus, 1)] == ["1"]
+    assert reg.app.ready()
+
+
+def test_a_newer_revision_changes_the_margin_for_the_next_candidate_without_a_restart(
+    running_factory, onnx_model_factory, candidate_factory,
+) -> None:
+    bus, first, better = MemoryBus(), onnx_model_factory(7.0), onnx_model_factory(9.5)
+    publish(bus, first, better)
+    reg = running_factory(bus)
+    offer(bus, candidate_factory(first, 7.0))
+    promoted(bus, 1)
+    apply_definitions(bus, {"sea": {"margin": 0.5}})  # no challenger can beat an AUC by 0.5
+    assert wait_until(lambda: reg.app.definitions.current.number == 2)
+    offer(bus, candidate_factory(better, 9.5))  # would be promoted under revision 1 (margin 0)
+    assert wait_until(lambda: reg.app.registry.state.get("sea", "2") is not None)
+    v2 = reg.app.registry.state.get("sea", "2")
+    assert v2.status == "rejected" and v2.gate_metrics["auc"] > v2.champion_metrics["auc"]
+    assert "by more than the margin 0.5" in v2.gate_reason and "definitions revision 2" in v2.gate_reason
+    assert "## Declared (definitions revision 2 in force)" in reg.app.registry.model_card("sea", "2")

@@ -16,11 +16,11 @@ from mlops.bus import KafkaBus, Producer, StopFlag
 from mlops.contracts import models_pb2
 from mlops.topics import MODEL_ARTIFACTS, MODEL_CANDIDATES, MODEL_PROMOTED, topic_name
 from mlops_tools.registry_client import RegistryCallError, RegistryClient
+from registry_helpers import NAMES, apply_definitions, regression_candidate
 
 from services.registry.edge import build, run
 from services.registry.settings import RegistrySettings
 
-NAMES = ("x0_last", "x1_last", "x2_last", "x0_mean_60s", "x1_mean_60s", "events_30s")  # as in conftest
 SETTINGS = RegistrySettings(grpc_host="127.0.0.1", grpc_port=0, artifact_timeout_s=3.0, grpc_workers=2)
 
 
@@ -35,6 +35,7 @@ class Running:
     def __init__(self, kafka):
         self.kafka = kafka
         bus = KafkaBus(kafka)
+        apply_definitions(bus)  # on top of what the session applied: the SEA, delivery and segment models
         self.producer = bus.producer(client_id="test-registry")
         self.app = build(SETTINGS, bus)
         self.stop_flag = StopFlag(install_signals=False)
@@ -174,6 +175,32 @@ def test_bad_requests_get_clear_status_codes_and_change_nothing(kafka_settings, 
     assert code(lambda: reg.client.rollback("sea", "a", "b"))[0] == grpc.StatusCode.FAILED_PRECONDITION
     assert code(lambda: reg.client.promote("sea", "1", "a", "b"))[0] == grpc.StatusCode.FAILED_PRECONDITION
     assert state_of(reg.client) == before
+
+
+def test_a_regression_model_and_a_bring_your_own_one_are_gated_on_mae_by_the_revision_in_force(
+        kafka_settings, registry_factory, onnx_model_factory):
+    reg = registry_factory()
+    first, better, best = (onnx_model_factory(w, task="regression") for w in (0.0, 1.0, 2.0))
+    for data in (first, better, best):
+        publish(kafka_settings, reg.producer, data)
+    assert reg.client.register(regression_candidate(first, 2.0)).decision == "promoted"
+    # a newer revision asks for a 3-minute gain: applied to the next candidate, no restart
+    revision = apply_definitions(KafkaBus(kafka_settings), {"delivery_time": {"margin": 3.0}})
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and reg.app.definitions.current.number < revision.number:
+        time.sleep(0.1)
+    r = reg.client.register(regression_candidate(better, 2.0))  # MAE 10 → 5: a gain of 5 minutes
+    assert r.decision == "promoted" and "margin 3" in r.reason and "mae (lower is better)" in r.reason
+    byo = regression_candidate(best, 2.0, framework="onnx:byo", params={"requested_by": "cli:alice"})
+    publish(kafka_settings, reg.producer, None, byo)  # through model.candidates, as the trainer sends it
+    promos = promoted_events(kafka_settings, 3, 30)
+    assert [(p.model_name, p.version) for p in promos] == [("delivery_time", "1"), ("delivery_time", "2"),
+                                                            ("delivery_time", "3")]
+    model = reg.client.get_model("delivery_time")
+    assert [(a.action, a.actor) for a in model.audit if a.version == "3"] == [("register", "cli:alice"),
+                                                                              ("promote", "registry")]
+    card = reg.client.model_card("delivery_time").markdown
+    assert "**Task:** regression" in card and "registered by cli:alice" in card and "margin 3" in card
 
 
 def test_health_and_reflection(registry_factory):

@@ -10,18 +10,30 @@ import numpy as np
 from mlops.artifacts import ArtifactReader
 from mlops.bus import Consumer, KafkaBus, Producer, StopFlag
 from mlops.contracts import events_pb2, models_pb2
-from mlops.offline_store import KafkaTrainingData, OffsetRange, TrainingSet
-from mlops.schema import FEATURE_SET
+from mlops.definitions import Definitions, Revision, latest, plan
+from mlops.definitions.store import publish, read_revisions
+from mlops.offline_store import KafkaTrainingData, OffsetRange, TrainingSet, TrainingSpec
 from mlops.settings import KafkaSettings
 from mlops.topics import FEATURES_LOG, LABELS, MODEL_CANDIDATES, RETRAIN_REQUESTED, TRAINING_FAILURES, topic_name
+from trainer_helpers import SEA_FEATURES, T0, fast, revision, sea_values
 
 from services.trainer.core import RetrainAsk, RetrainJob
 from services.trainer.edge import TrainerService, run
 from services.trainer.settings import TrainerSettings
 
-T0 = 1_700_000_000_000
-FAST = TrainerSettings(max_iter=15, min_rows=100, coalesce_window_s=1.0, coalesce_max_s=4.0, poll_timeout_s=0.2,
-                       code_version="test")
+FAST = TrainerSettings(coalesce_window_s=1.0, coalesce_max_s=4.0, poll_timeout_s=0.2, code_version="test")
+SEA = revision("sea", models={"sea": fast(min_rows=100, max_iter=15)})
+
+
+def declare(kafka: KafkaSettings, definitions: Definitions = SEA.definitions) -> Revision:
+    """Apply `definitions` (default: the test-sized SEA ones) on top of whatever is in force, as `mlops apply`
+    does, and return the revision now in force."""
+    bus = KafkaBus(kafka)
+    current = latest(read_revisions(bus, client_id="test-apply", timeout=10))
+    applied = plan(current, definitions, "test").revision
+    if applied is not None:
+        publish(bus, applied, client_id="test-apply")
+    return applied or current
 
 
 def feed(kafka: KafkaSettings, n: int, start: int = 0, seed: int = 0) -> None:
@@ -29,14 +41,13 @@ def feed(kafka: KafkaSettings, n: int, start: int = 0, seed: int = 0) -> None:
     rng = np.random.default_rng(seed + start)
     producer = Producer(kafka, client_id="test-feed")
     for i in range(start, start + n):
-        x = rng.uniform(0, 10, 3)
+        values, label = sea_values(rng)
         entity, t = f"e{i % 20}", T0 + i * 10
-        values = dict(zip(FEATURE_SET.names, [x[0], x[1], x[2], x[0], x[1], 1.0], strict=True))
         producer.send(topic_name(FEATURES_LOG, kafka), events_pb2.FeatureVector(
-            entity_id=entity, feature_set=FEATURE_SET.name, feature_set_version=FEATURE_SET.version, as_of_ms=t,
-            values=values, event_id=f"ev{i}"), key=entity)
+            entity_id=entity, feature_set="entity_activity", feature_set_version=1, as_of_ms=t, values=values,
+            event_id=f"ev{i}"), key=entity)
         producer.send(topic_name(LABELS, kafka), events_pb2.Label(
-            entity_id=entity, event_time_ms=t + 1, label=float(x[0] + x[1] > 8.0), event_id=f"ev{i}"), key=entity)
+            entity_id=entity, event_time_ms=t + 1, label=label, event_id=f"ev{i}"), key=entity)
     producer.flush()
 
 
@@ -56,7 +67,8 @@ def read_all(kafka: KafkaSettings, spec, message_type, want: int, timeout: float
 def trainer(kafka: KafkaSettings, timeout: float = 10.0) -> TrainerService:
     """The trainer as the service builds it: the offline store on the bus, labels within the feature log."""
     bus = KafkaBus(kafka)
-    return TrainerService(FAST, bus, KafkaTrainingData(bus, timeout=timeout, labels_within_features=True))
+    return TrainerService(FAST, bus, KafkaTrainingData(bus, timeout=timeout, labels_within_features=True),
+                          lambda: SEA)
 
 
 class Pinned:
@@ -65,16 +77,16 @@ class Pinned:
     def __init__(self, source: KafkaTrainingData, features: list[OffsetRange], labels: list[OffsetRange]):
         self.source, self.features, self.labels = source, features, labels
 
-    def snapshot(self) -> tuple[list[OffsetRange], list[OffsetRange]]:
+    def snapshot(self, spec: TrainingSpec) -> tuple[list[OffsetRange], list[OffsetRange]]:
         return self.features, self.labels
 
-    def training_set(self, feature_log_ranges=None, label_ranges=None) -> TrainingSet:  # noqa: ANN001
-        return self.source.training_set(self.features, self.labels)
+    def training_set(self, spec: TrainingSpec, feature_log_ranges=None, label_ranges=None) -> TrainingSet:  # noqa: ANN001
+        return self.source.training_set(spec, self.features, self.labels)
 
 
 def job(model: str = "sea", rid: str | None = None) -> RetrainJob:
     rid = rid or uuid.uuid4().hex
-    return RetrainJob(model, FAST.seed, RetrainAsk(model, rid, "test drift"), (rid,))
+    return RetrainJob(model, None, RetrainAsk(model, rid, "test drift"), (rid,))
 
 
 def test_candidate_lineage_artifact_and_reproducible_bytes_from_recorded_offsets(kafka_settings) -> None:
@@ -83,16 +95,16 @@ def test_candidate_lineage_artifact_and_reproducible_bytes_from_recorded_offsets
     # every label of this hand-made feed is 1 ms after its own feature row: keep all of them (the default leaves out
     # labels beyond the feature log's watermark, which is the lagging-pipeline guard, not what this test is about)
     data = KafkaTrainingData(bus, timeout=30, labels_within_features=False)
-    service = TrainerService(FAST, bus, data)
+    service = TrainerService(FAST, bus, data, lambda: SEA)
     first = service.run_job(job())
     assert first.failure is None, first.failure
     cand = first.candidate
     lin = cand.lineage
-    assert lin.row_count == 600 and lin.seed == FAST.seed and lin.code_version == "test"
+    assert lin.row_count == 600 and lin.seed == 42 and lin.code_version == "test"
     assert sum(r.end_offset - r.start_offset for r in lin.feature_log_offsets) == 600
     assert lin.data_start_ms == T0 + 1 and lin.data_end_ms == T0 + 599 * 10 + 1
     assert cand.holdout.rows == 120 and len(cand.holdout.features_f32) == 120 * 6 * 4
-    assert list(cand.feature_names) == list(FEATURE_SET.names) and cand.metrics["auc"] > 0.9
+    assert tuple(cand.feature_names) == SEA_FEATURES and cand.metrics["auc"] > 0.9
     onnx_bytes = ArtifactReader(kafka_settings).get(cand.artifact_sha256, timeout=10)
     assert len(onnx_bytes) == cand.artifact_size
     published = read_all(kafka_settings, MODEL_CANDIDATES, models_pb2.ModelCandidate, 1, 10)
@@ -101,7 +113,8 @@ def test_candidate_lineage_artifact_and_reproducible_bytes_from_recorded_offsets
     # more data arrives; retraining on the RECORDED offsets with the same seed gives the same bytes
     feed(kafka_settings, 200, start=600)
     pinned = TrainerService(FAST, bus, Pinned(data, [OffsetRange.from_proto(r) for r in lin.feature_log_offsets],
-                                              [OffsetRange.from_proto(r) for r in lin.label_offsets]))
+                                              [OffsetRange.from_proto(r) for r in lin.label_offsets]),
+                            lambda: SEA)
     again = pinned.run_job(job())
     assert again.candidate.artifact_sha256 == cand.artifact_sha256
     newer = service.run_job(job())  # a fresh snapshot sees the new rows: a different model

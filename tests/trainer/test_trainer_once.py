@@ -11,7 +11,7 @@ from pathlib import Path
 from mlops.contracts import models_pb2
 from mlops.settings import KafkaSettings
 from mlops.topics import MODEL_CANDIDATES, TRAINING_FAILURES
-from test_trainer_edge_kafka import feed, read_all
+from test_trainer_edge_kafka import declare, feed, read_all
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,8 +21,6 @@ def once(kafka: KafkaSettings, *args: str) -> subprocess.CompletedProcess[str]:
         **os.environ,
         "MLOPS_KAFKA_TOPIC_PREFIX": kafka.topic_prefix,
         "MLOPS_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-        "MLOPS_TRAINER_MAX_ITER": "15",
-        "MLOPS_TRAINER_MIN_ROWS": "100",
         "MLOPS_TRAINER_LABELS_WITHIN_FEATURES": "false",
         "MLOPS_TRAINER_CODE_VERSION": "test",
         "MLOPS_TELEMETRY_LOG_FORMAT": "text",
@@ -33,6 +31,7 @@ def once(kafka: KafkaSettings, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_once_publishes_a_candidate_and_prints_one_json_line(kafka_settings: KafkaSettings) -> None:
+    declare(kafka_settings)
     feed(kafka_settings, 400)
     done = once(kafka_settings, "sea", "--reason", "from the test", "--request-id", "once-test")
     assert done.returncode == 0, done.stderr[-2000:]
@@ -50,6 +49,7 @@ def test_once_publishes_a_candidate_and_prints_one_json_line(kafka_settings: Kaf
 
 
 def test_once_without_data_fails_with_exit_1_and_the_reason(kafka_settings: KafkaSettings) -> None:
+    declare(kafka_settings)
     done = once(kafka_settings, "sea")
     assert done.returncode == 1, done.stderr[-2000:]
     result = json.loads(done.stdout)
@@ -57,3 +57,10 @@ def test_once_without_data_fails_with_exit_1_and_the_reason(kafka_settings: Kafk
     assert "not enough labelled rows to train: 0 < 100" in result["error"]
     failures = read_all(kafka_settings, TRAINING_FAILURES, models_pb2.TrainingFailed, 1, 10)
     assert [f.retrain_request_id for f in failures] == [result["request_id"]]
+
+
+def test_once_names_an_undeclared_model(kafka_settings: KafkaSettings) -> None:
+    declare(kafka_settings)
+    done = once(kafka_settings, "nope")
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "model 'nope' is not declared in definitions revision " in json.loads(done.stdout)["error"]

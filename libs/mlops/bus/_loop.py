@@ -18,7 +18,7 @@ log = logging.getLogger("mlops.bus")
 
 
 class FailurePolicy(enum.Enum):
-    """What the loop does when a handler raises for a record (STYLE.md: never an accident)."""
+    """What the loop does when a handler raises for a record: an explicit choice per consumer, never an accident."""
 
     STOP = "stop"  # re-raise: the offset is not committed, the record is read again after a restart
     SKIP_AND_LOG = "skip"  # log loudly and commit past it (only for records whose loss is acceptable)

@@ -1,12 +1,14 @@
-"""The registry's transport-free core: the event-sourced state, the champion/challenger gate, the commands that
-change the state, and the readable views (model card, diff). Plain values in and out; no Kafka, gRPC or protobuf."""
+"""The registry's transport-free core: the event-sourced state, the champion/challenger gate (by each model's
+declared policy), the commands that change the state, and the readable views (model card, diff). Plain values in
+and out; no Kafka, gRPC or protobuf."""
 
 from __future__ import annotations
 
 from services.registry.core.cards import diff, diff_text, flatten, model_card
-from services.registry.core.gate import METRICS, GateDecision, GatePolicy, decide, score
-from services.registry.core.registry import Announce, FetchArtifact, Persist, Registry, require
+from services.registry.core.gate import GateDecision, GatePolicy, decide, score
+from services.registry.core.registry import Announce, CurrentRevision, FetchArtifact, Persist, Registry, require
 from services.registry.core.state import (
+    BYO_FRAMEWORK,
     AuditEntry,
     CandidateInfo,
     Event,
@@ -21,7 +23,8 @@ from services.registry.core.state import (
 )
 
 __all__ = [
-    "METRICS", "Announce", "AuditEntry", "CandidateInfo", "Event", "FetchArtifact", "GateDecision", "GatePolicy",
-    "Holdout", "LineageInfo", "ModelSummary", "Persist", "Promotion", "Range", "Registry", "RegistryState", "Status",
-    "VersionState", "decide", "diff", "diff_text", "flatten", "model_card", "require", "score",
+    "BYO_FRAMEWORK", "Announce", "AuditEntry", "CandidateInfo", "CurrentRevision", "Event", "FetchArtifact",
+    "GateDecision", "GatePolicy", "Holdout", "LineageInfo", "ModelSummary", "Persist", "Promotion", "Range",
+    "Registry", "RegistryState", "Status", "VersionState", "decide", "diff", "diff_text", "flatten", "model_card",
+    "require", "score",
 ]

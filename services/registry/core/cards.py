@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from services.registry.core.state import AuditEntry, VersionState
+from mlops.definitions.model import Model
+
+from services.registry.core.gate import GatePolicy
+from services.registry.core.state import AuditEntry, CandidateInfo, VersionState
 
 __all__ = ["diff", "diff_text", "flatten", "model_card"]
 
@@ -19,7 +22,40 @@ def _fmt(v: float) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
-def model_card(v: VersionState, champion: VersionState | None, audit: list[AuditEntry]) -> str:
+def _views(c: CandidateInfo) -> str:
+    """The feature view(s) and version(s) the version was trained on: every view of the lineage (or of the
+    trainer's `view_versions` param, `view:version,...`), else the lineage's one view."""
+    listed = [(view, str(version)) for view, version in c.lineage.view_versions]
+    param = c.params.get("view_versions", "")
+    listed = listed or [(v, n) for v, _, n in (p.partition(":") for p in param.split(",") if p)]
+    if listed:
+        return "feature views " + ", ".join(f"{view} v{version}" for view, version in listed)
+    return f"feature view {c.lineage.feature_set or '-'} v{c.lineage.feature_set_version}"
+
+
+def _declared(c: CandidateInfo, model: Model | None, revision: int) -> list[str]:
+    """What the definitions in force declare for the model: task, features, label, gate policy."""
+    lines = ["", f"## Declared (definitions revision {revision or '-'} in force)", ""]
+    if model is None:
+        return lines + ["- The model is not declared in the definitions in force."]
+    policy = GatePolicy.of(model, revision)
+    same = tuple(c.feature_names) == model.features
+    lines += [f"- **Task:** {model.task.value}" + (f", classes {list(model.classes)}" if model.classes else ""),
+              f"- **Features:** {len(model.features)} declared inputs"
+              + (", the same as this version's" if same else ": " + ", ".join(f"`{f}`" for f in model.features)),
+              f"- **Label:** field `{model.label.field}` on topic `{model.label.topic}` (joined by "
+              f"{model.label.join.value}, time field `{model.label.event_time_field}`)",
+              f"- **Gate policy:** {policy.metric} ({'higher' if policy.higher_is_better else 'lower'} is better), "
+              f"margin {policy.margin:g}, floor "
+              + ("none" if policy.floor is None else f"{'>=' if policy.higher_is_better else '<='} {policy.floor:g}")]
+    if model.description:
+        lines.append(f"- **Description:** {model.description}")
+    return lines
+
+
+def model_card(v: VersionState, champion: VersionState | None, audit: list[AuditEntry], model: Model | None = None,
+               revision: int = 0) -> str:
+    """The version's card; `model` is its declaration in definitions revision `revision` (the one in force)."""
     c, lin = v.candidate, v.candidate.lineage
     lines = [
         f"# Model card: {v.model_name} v{v.version}",
@@ -27,12 +63,21 @@ def model_card(v: VersionState, champion: VersionState | None, audit: list[Audit
         f"- **Status:** {v.status}" + (" (serving)" if champion and champion.version == v.version else ""),
         f"- **Artifact:** ONNX, sha256 `{c.sha256}` ({c.size} bytes), framework {c.framework or '-'}",
         f"- **Registered:** {_ts(v.registered_at_ms)}; candidate id `{c.candidate_id}`",
+        f"- **Trained on:** definitions revision "
+        f"{lin.definitions_revision or c.params.get('definitions_revision') or '-'}, "
+        f"{_views(c)}",
         f"- **Gate:** {v.gate_decision or '-'}: {v.gate_reason or '-'}",
+    ]
+    lines += _declared(c, model, revision)
+    lines += [
         "",
         "## Why it was trained",
         "",
-        f"- Retrain request `{lin.retrain_request_id or '-'}`: {lin.retrain_reason or '-'}",
     ]
+    if c.byo:  # not trained here: who brought it is the reason it exists
+        lines.append(f"- Bring-your-own ONNX model registered by {c.registered_by}")
+    if lin.retrain_request_id or not c.byo:
+        lines.append(f"- Retrain request `{lin.retrain_request_id or '-'}`: {lin.retrain_reason or '-'}")
     if len(lin.coalesced_request_ids) > 1:
         lines.append(f"- Answers {len(lin.coalesced_request_ids)} coalesced requests: "
                      + ", ".join(f"`{r}`" for r in lin.coalesced_request_ids))

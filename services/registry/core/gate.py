@@ -1,52 +1,50 @@
-"""The champion/challenger gate: score ONNX models on the same holdout rows and decide."""
+"""The champion/challenger gate, by each model's declared policy: score ONNX models on the same holdout rows
+through the task's output, with the task's metrics (`mlops.evaluation`, shared with the trainer and the monitor),
+then decide by the declared metric, margin and floor."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from mlops.definitions.model import Model, Task
+from mlops.evaluation import ONNX_OUTPUT, better, scores
 
 from services.registry.core.state import Holdout
 
-__all__ = ["LOWER_IS_BETTER", "METRICS", "GateDecision", "GatePolicy", "decide", "score"]
-
-LOWER_IS_BETTER = frozenset({"logloss"})
-METRICS = ("auc", "accuracy", "logloss")
-
-
-def score(onnx_bytes: bytes, feature_names: tuple[str, ...], holdout: Holdout) -> dict[str, float]:
-    """auc / accuracy / logloss of the model on `holdout`; columns are picked by the model's feature names."""
-    import onnxruntime as ort
-    from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
-
-    missing = [n for n in feature_names if n not in holdout.feature_names]
-    if missing:
-        raise ValueError(f"holdout lacks features {missing}")
-    cols = [holdout.feature_names.index(n) for n in feature_names]
-    X = np.ascontiguousarray(holdout.X[:, cols], dtype=np.float32)  # noqa: N806
-    sess = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
-    input_name = sess.get_inputs()[0].name
-    outputs = [o.name for o in sess.get_outputs()]
-    out_name = "probabilities" if "probabilities" in outputs else outputs[-1]
-    proba = np.asarray(sess.run([out_name], {input_name: X})[0])
-    p = np.clip(proba[:, 1].astype(np.float64), 1e-15, 1 - 1e-15)
-    y = holdout.y
-    return {
-        "auc": float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else float("nan"),
-        "accuracy": float(accuracy_score(y, (p >= 0.5).astype(np.float64))),
-        "logloss": float(log_loss(y, p, labels=[0.0, 1.0])),
-    }
+__all__ = ["GateDecision", "GatePolicy", "decide", "mismatched", "score", "undeclared"]
 
 
 @dataclass(frozen=True)
 class GatePolicy:
-    metric: str = "auc"
-    margin: float = 0.0
-    floor: float = 0.6
+    """One model's gate as the revision in force declares it (`models[].gate`, the task's default metric)."""
 
-    def __post_init__(self) -> None:
-        if self.metric not in METRICS:
-            raise ValueError(f"gate metric must be one of {METRICS}, not {self.metric!r}")
+    model: str
+    task: Task
+    metric: str
+    higher_is_better: bool
+    margin: float = 0.0
+    floor: float | None = None  # a minimum when higher is better, a maximum otherwise
+    classes: tuple[int, ...] | None = None
+    revision: int = 0  # the definitions revision the policy comes from, named in every decision
+
+    @classmethod
+    def of(cls, model: Model, revision: int) -> GatePolicy:
+        return cls(model.name, model.task, model.metric, model.higher_is_better, model.gate.margin,
+                   model.gate.floor, model.classes, revision)
+
+    def passes_floor(self, value: float) -> bool:
+        if self.floor is None:
+            return True
+        return value >= self.floor if self.higher_is_better else value <= self.floor
+
+    def describe(self) -> str:
+        floor = "none" if self.floor is None else f"{self.metric} {'>=' if self.higher_is_better else '<='} " \
+                                                  f"{self.floor:g}"
+        return (f"{self.task.value} model, {self.metric} ({'higher' if self.higher_is_better else 'lower'} is "
+                f"better), margin {self.margin:g}, floor {floor}, definitions revision {self.revision}")
 
 
 @dataclass(frozen=True)
@@ -55,25 +53,71 @@ class GateDecision:
     reason: str
 
 
+def score(onnx_bytes: bytes, feature_names: Sequence[str], holdout: Holdout, task: Task,
+          classes: Sequence[int] | None = None) -> dict[str, float]:
+    """Every metric of `task` for the model on `holdout`; columns are picked by the model's feature names and the
+    task's output (`ONNX_OUTPUT`) is read. Raises ValueError naming what does not fit."""
+    import onnxruntime as ort
+
+    missing = [n for n in feature_names if n not in holdout.feature_names]
+    if missing:
+        raise ValueError(f"holdout lacks features {missing}")
+    cols = [holdout.feature_names.index(n) for n in feature_names]
+    X = np.ascontiguousarray(holdout.X[:, cols], dtype=np.float32)  # noqa: N806
+    sess = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    inputs = sess.get_inputs()
+    if len(inputs) != 1:
+        raise ValueError(f"expected one input tensor, the model has {[i.name for i in inputs]}")
+    wanted, outputs = ONNX_OUTPUT[task], [o.name for o in sess.get_outputs()]
+    if wanted not in outputs:
+        raise ValueError(f"a {task.value} model must have the output {wanted!r}; this one has {outputs}")
+    out = np.asarray(sess.run([wanted], {inputs[0].name: X})[0])
+    if task is Task.REGRESSION:
+        if out.size != len(X):
+            raise ValueError(f"output {wanted!r} has shape {list(out.shape)}, expected [{len(X)}, 1]")
+    else:
+        width = 2 if task is Task.BINARY else len(classes or ())
+        if out.ndim != 2 or out.shape != (len(X), width):
+            raise ValueError(f"output {wanted!r} has shape {list(out.shape)}, expected [{len(X)}, {width}]")
+    return scores(task, holdout.y, out, classes)
+
+
 def decide(policy: GatePolicy, candidate: dict[str, float], champion: dict[str, float] | None,
            champion_version: str = "") -> GateDecision:
+    """The floor first (it holds with or without a champion), then the margin over the champion on the same
+    rows. Every reason names the metric, the values and the policy they were judged by."""
     m = policy.metric
-    c = candidate.get(m, float("nan"))
-    lower = m in LOWER_IS_BETTER
-    if np.isnan(c):
-        return GateDecision(False, f"candidate {m} is undefined on its holdout")
+    c = candidate.get(m, math.nan)
+    policy_text = f"gate: {policy.describe()}"
+    if math.isnan(c):
+        return GateDecision(False, f"candidate {m} is undefined on its holdout; {policy_text}")
+    if not policy.passes_floor(c):
+        return GateDecision(False, f"candidate {m} {c:.4f} fails the floor "
+                                   f"({m} {'>=' if policy.higher_is_better else '<='} {policy.floor:g}); "
+                                   f"{policy_text}")
     if champion is None:
-        ok = c <= policy.floor if lower else c >= policy.floor
-        rel = "<=" if lower else ">="
-        return GateDecision(ok, f"first model: {m} {c:.4f} {'passes' if ok else 'fails'} the floor "
-                                f"({m} {rel} {policy.floor:g})")
-    h = champion.get(m, float("nan"))
-    if np.isnan(h):
+        floor = "passes the floor" if policy.floor is not None else "no floor declared"
+        return GateDecision(True, f"first model: {m} {c:.4f} {floor}; {policy_text}")
+    h = champion.get(m, math.nan)
+    if math.isnan(h):
         return GateDecision(True, f"champion v{champion_version} {m} is undefined on this holdout; "
-                                  f"candidate {m} {c:.4f}")
-    gain = (h - c) if lower else (c - h)
+                                  f"candidate {m} {c:.4f}; {policy_text}")
+    gain = better(policy.task, m, c, h)
     ok = gain > policy.margin
     verdict = "beats" if ok else "does not beat"
     return GateDecision(ok, f"candidate {m} {c:.4f} {verdict} champion v{champion_version} {m} {h:.4f} "
                             f"by more than the margin {policy.margin:g} (gain {gain:+.4f}) on the same "
-                            "holdout rows")
+                            f"holdout rows; {policy_text}")
+
+
+def undeclared(model: str, declared: Sequence[str], revision: int) -> GateDecision:
+    """The decision for a candidate of a model the revision in force does not declare: nothing to judge it by."""
+    return GateDecision(False, f"model {model!r} is not declared in definitions revision {revision}; "
+                               f"declared models: {sorted(declared) or 'none'}")
+
+
+def mismatched(model: str, features: Sequence[str], declared: Sequence[str], revision: int) -> GateDecision:
+    """The decision for a candidate whose inputs are not the model's declared features: served, it would be fed
+    other columns than it was trained on."""
+    return GateDecision(False, f"candidate features {list(features)} are not the features model {model!r} "
+                               f"declares in definitions revision {revision}: {list(declared)}")

@@ -15,6 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+from mlops.definitions.labels import LabelError, check_label
+from mlops.definitions.model import Model
+from mlops.definitions.revision import Revision
 
 from services.registry.core import gate
 from services.registry.core.cards import diff, model_card
@@ -37,17 +40,19 @@ from services.registry.errors import (
     InvalidRequest,
     ModelNotFound,
     NoChampion,
+    NoDefinitions,
     NothingToRollBack,
     VersionNotFound,
 )
 
-__all__ = ["Announce", "FetchArtifact", "Persist", "Registry", "require"]
+__all__ = ["Announce", "CurrentRevision", "FetchArtifact", "Persist", "Registry", "require"]
 
 log = logging.getLogger("mlops.registry")
 
 FetchArtifact = Callable[[str], bytes]  # sha256 → verified bytes; raises ArtifactRejected
 Persist = Callable[[list[Event]], None]
 Announce = Callable[[Promotion], None]
+CurrentRevision = Callable[[], Revision | None]  # the definitions revision in force, read once per command
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -58,13 +63,14 @@ def _now_ms() -> int:
 @dataclass(eq=False)
 class Registry:
     """Commands and queries over `state`. `persist` returns once the events are durable, `fetch` gives verified
-    artifact bytes, `announce` tells the world of a new champion."""
+    artifact bytes, `announce` tells the world of a new champion, `definitions` gives the revision in force (whose
+    models' gate policies judge each candidate; a newer revision applies from the next command on)."""
 
     state: RegistryState
     fetch: FetchArtifact
     persist: Persist
     announce: Announce
-    policy: gate.GatePolicy
+    definitions: CurrentRevision
     actor: str = "registry"
     clock: Callable[[], int] = _now_ms
     _lock: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False)
@@ -78,8 +84,11 @@ class Registry:
             dup = self.state.find_duplicate(cand.model_name, cand.candidate_id, cand.sha256)
             if dup is not None:
                 raise DuplicateCandidate(cand.model_name, dup[0].version, dup[1])
+            revision = self.definitions()
+            if revision is None:
+                raise NoDefinitions()
             champ = self.state.champion(cand.model_name)
-            cand_metrics, champ_metrics, decision = self._judge(cand, holdout, champ)
+            cand_metrics, champ_metrics, decision = self._judge(cand, holdout, champ, revision)
             name, now = cand.model_name, self.clock()
             version, seq = self.state.next_version(name), self.state.next_sequence(name)
             status = Status.CHAMPION if decision.promote else Status.REJECTED
@@ -89,10 +98,10 @@ class Registry:
                 gate_metrics=cand_metrics, champion_metrics=champ_metrics or {},
                 champion_version_at_gate=champ.version if champ else "", registered_at_ms=now,
                 promoted_sequence=seq + 1 if decision.promote else 0, sequence=seq + 1,
+                gate_definitions_revision=revision.number,
             )
-            events: list[Event] = [AuditEntry(name, seq, version, "register", self.actor,
-                                              f"candidate {cand.candidate_id} for request "
-                                              f"{cand.lineage.retrain_request_id or '-'}", now, Status.CANDIDATE)]
+            events: list[Event] = [AuditEntry(name, seq, version, "register", cand.registered_by or self.actor,
+                                              _submission(cand), now, Status.CANDIDATE)]
             if decision.promote and champ is not None:
                 events.append(champ.with_status(Status.RETIRED, seq + 1))
             events.append(new)
@@ -175,7 +184,9 @@ class Registry:
     def model_card(self, name: str, version: str = "") -> str:
         with self._lock:
             v = self.resolve(name, version)
-            return model_card(v, self.state.champion(name), self.state.audit_of(name))
+            revision = self.definitions()
+            return model_card(v, self.state.champion(name), self.state.audit_of(name), _declared(revision, name),
+                              revision.number if revision is not None else 0)
 
     def diff(self, name: str, a: str, b: str) -> list[tuple[str, str, str]]:
         with self._lock:
@@ -183,22 +194,32 @@ class Registry:
 
     # --- internals ---------------------------------------------------------------------------------------------
 
-    def _judge(self, cand: CandidateInfo, holdout: Holdout, champ: VersionState | None
+    def _judge(self, cand: CandidateInfo, holdout: Holdout, champ: VersionState | None, revision: Revision
                ) -> tuple[dict[str, float], dict[str, float] | None, gate.GateDecision]:
-        """Score the candidate and the champion on the same holdout rows and decide; a champion that cannot be
-        scored leaves the challenger judged alone, and the reason says so."""
+        """Judge the candidate by its model's declared policy: score it and the champion on the same holdout rows
+        and decide. An undeclared model, or inputs other than the declared features, is rejected unscored; a
+        champion that cannot be scored leaves the challenger judged alone, and the reason says so."""
+        model = _declared(revision, cand.model_name)
+        if model is None:
+            return {}, None, gate.undeclared(cand.model_name, [m.name for m in revision.definitions.models],
+                                             revision.number)
+        if tuple(cand.feature_names) != model.features:
+            return {}, None, gate.mismatched(model.name, cand.feature_names, model.features, revision.number)
+        _check_labels(model, holdout)
+        policy = gate.GatePolicy.of(model, revision.number)
         onnx = self.fetch(cand.sha256)
         try:
-            cand_metrics = gate.score(onnx, cand.feature_names, holdout)
+            cand_metrics = gate.score(onnx, cand.feature_names, holdout, policy.task, policy.classes)
         except Exception as exc:
             raise ArtifactRejected(cand.sha256, f"cannot be scored with onnxruntime: {exc}") from exc
         champ_metrics: dict[str, float] | None = None
         if champ is not None:
             try:
-                champ_metrics = gate.score(self.fetch(champ.candidate.sha256), champ.candidate.feature_names, holdout)
+                champ_metrics = gate.score(self.fetch(champ.candidate.sha256), champ.candidate.feature_names,
+                                           holdout, policy.task, policy.classes)
             except Exception as exc:
                 log.warning("champion cannot be scored", extra={"fields": {"error": str(exc)}})
-        decision = gate.decide(self.policy, cand_metrics, champ_metrics, champ.version if champ else "")
+        decision = gate.decide(policy, cand_metrics, champ_metrics, champ.version if champ else "")
         if champ is not None and champ_metrics is None:
             decision = gate.GateDecision(decision.promote, f"{decision.reason} (champion v{champ.version} "
                                          "could not be scored on this holdout)")
@@ -242,8 +263,28 @@ class Registry:
         if holdout.X.shape != (n, len(holdout.feature_names)):
             raise InvalidCandidate(f"holdout features have shape {holdout.X.shape}, expected "
                                    f"({n}, {len(holdout.feature_names)})")
-        if not np.isin(holdout.y, (0.0, 1.0)).all():
-            raise InvalidCandidate("holdout labels must be 0 or 1")
+
+
+def _declared(revision: Revision | None, name: str) -> Model | None:
+    if revision is None:
+        return None
+    return next((m for m in revision.definitions.models if m.name == name), None)
+
+
+def _check_labels(model: Model, holdout: Holdout) -> None:
+    """Holdout labels must fit the model's task (0/1, a declared class, a finite number), or nothing is judged."""
+    for value in np.unique(holdout.y):
+        try:
+            check_label(model, float(value))
+        except LabelError as exc:
+            raise InvalidCandidate(f"holdout label {exc}") from None
+
+
+def _submission(cand: CandidateInfo) -> str:
+    """The register audit entry's reason: what was submitted, and for whom."""
+    if cand.byo:
+        return f"bring-your-own ONNX candidate {cand.candidate_id} registered by {cand.registered_by}"
+    return f"candidate {cand.candidate_id} for request {cand.lineage.retrain_request_id or '-'}"
 
 
 def require(value: str, what: str) -> str:

@@ -16,8 +16,8 @@ from enum import StrEnum
 import numpy as np
 
 __all__ = [
-    "AuditEntry", "CandidateInfo", "Event", "Holdout", "LineageInfo", "ModelSummary", "Promotion", "Range",
-    "RegistryState", "Status", "VersionState",
+    "BYO_FRAMEWORK", "AuditEntry", "CandidateInfo", "Event", "Holdout", "LineageInfo", "ModelSummary", "Promotion",
+    "Range", "RegistryState", "Status", "VersionState",
 ]
 
 
@@ -53,6 +53,15 @@ class LineageInfo:
     retrain_request_id: str = ""
     retrain_reason: str = ""
     coalesced_request_ids: tuple[str, ...] = ()
+    view_versions: tuple[tuple[str, int], ...] = ()  # every view the model read, with its version
+    definitions_revision: int = 0
+    requested_by: str = ""
+
+
+BYO_FRAMEWORK = "onnx:byo"  # a bring-your-own ONNX model, checked and carried by the trainer
+# where a bring-your-own candidate names who registered it, most specific first (the trainer copies the request's
+# requester into the candidate's params)
+REGISTRAR_PARAMS = ("registered_by", "requested_by")
 
 
 @dataclass(frozen=True)
@@ -68,6 +77,19 @@ class CandidateInfo:
     lineage: LineageInfo = LineageInfo()
     created_at_ms: int = 0
     holdout_rows: int = 0
+
+    @property
+    def byo(self) -> bool:
+        return self.framework == BYO_FRAMEWORK
+
+    @property
+    def registered_by(self) -> str:
+        """Who registered a bring-your-own candidate ("unknown" if its params do not say); empty if trained."""
+        if not self.byo:
+            return ""
+        if self.lineage.requested_by:
+            return self.lineage.requested_by
+        return next((self.params[k] for k in REGISTRAR_PARAMS if self.params.get(k)), "unknown")
 
 
 @dataclass(frozen=True)
@@ -91,6 +113,7 @@ class VersionState:
     registered_at_ms: int = 0
     promoted_sequence: int = 0
     sequence: int = 0  # sequence of the change that produced this state
+    gate_definitions_revision: int = 0  # the definitions revision whose gate policy judged this version
 
     def with_status(self, status: str, sequence: int, promoted: bool = False) -> VersionState:
         return replace(self, status=status, sequence=sequence,

@@ -1,4 +1,5 @@
-"""The registry's wiring: replay registry.log → Registry → the gRPC API, then consume model.candidates."""
+"""The registry's wiring: replay registry.log and follow the definitions → Registry → the gRPC API, then consume
+model.candidates once a definitions revision is in force."""
 
 from __future__ import annotations
 
@@ -8,12 +9,15 @@ from dataclasses import dataclass
 import grpc
 from mlops.artifacts import ArtifactReader
 from mlops.bus import Bus, FailurePolicy, StopFlag, run_loop
+from mlops.definitions.revision import Revision
+from mlops.definitions.store import DefinitionsFollower
 from mlops.topics import MODEL_CANDIDATES
 
-from services.registry.core import GatePolicy, Registry
+from services.registry.core import Registry
 from services.registry.edge.candidates import CandidateHandler
 from services.registry.edge.eventlog import EventLog, artifact_fetcher, replay
 from services.registry.edge.grpc_api import start_grpc_server
+from services.registry.errors import NoDefinitions
 from services.registry.settings import RegistrySettings
 
 __all__ = ["RegistryApp", "build", "run"]
@@ -26,29 +30,54 @@ class RegistryApp:
     bus: Bus
     registry: Registry
     events: EventLog
+    definitions: DefinitionsFollower
     server: grpc.Server
     grpc_port: int
     replayed: int
 
+    def ready(self) -> bool:
+        """Serving candidates: a definitions revision is in force and still followed."""
+        return self.definitions.current is not None and self.definitions.alive()
+
     def stop(self) -> None:
         self.server.stop(grace=2).wait(5)
+        self.definitions.stop()
+
+
+def _changed(revision: Revision) -> None:
+    log.info("gate policies from definitions revision", extra={"fields": {
+        "revision": revision.number, "models": {m.name: f"{m.metric} margin {m.gate.margin:g} floor {m.gate.floor}"
+                                                for m in revision.definitions.models}}})
 
 
 def build(settings: RegistrySettings, bus: Bus) -> RegistryApp:
-    """Rebuild the state from registry.log, then serve the gRPC API."""
+    """Rebuild the state from registry.log, follow the definitions, then serve the gRPC API."""
     state, replayed = replay(bus, settings.replay_timeout_s)
     fetch = artifact_fetcher(ArtifactReader(bus), settings.artifact_timeout_s)
     events = EventLog(bus, bus.producer(client_id="registry"))
-    policy = GatePolicy(settings.gate_metric, settings.gate_margin, settings.gate_floor)
-    registry = Registry(state, fetch, events.persist, events.announce, policy, actor=settings.actor)
+    follower = DefinitionsFollower(bus, client_id="registry-definitions", on_change=_changed)
+    follower.start(settings.definitions_timeout_s)
+    # the registry reads the follower's current revision once per command: a newer revision (a changed margin,
+    # a new model) applies from the next candidate on, without a restart
+    registry = Registry(state, fetch, events.persist, events.announce, lambda: follower.current,
+                        actor=settings.actor)
     server, port, _ = start_grpc_server(registry, settings.grpc_host, settings.grpc_port, settings.grpc_workers)
-    log.info("registry state rebuilt", extra={"fields": {"records": replayed, "models": state.models(),
-                                                         "grpc_port": port}})
-    return RegistryApp(bus, registry, events, server, port, replayed)
+    log.info("registry state rebuilt", extra={"fields": {
+        "records": replayed, "models": state.models(), "grpc_port": port,
+        "definitions_revision": follower.current.number if follower.current else None}})
+    return RegistryApp(bus, registry, events, follower, server, port, replayed)
 
 
 def run(app: RegistryApp, settings: RegistrySettings, stop: StopFlag) -> int:
-    """Gate every candidate on model.candidates until `stop`; returns the records handled."""
+    """Gate every candidate on model.candidates until `stop`; returns the records handled. Nothing is consumed
+    until a definitions revision is in force: candidates wait in Kafka rather than being judged by no policy."""
+    if app.definitions.current is None:
+        log.warning("no definitions revision yet; waiting before consuming model.candidates (mlops apply FILE)")
+        while app.definitions.current is None:
+            if stop.wait(0.2):
+                return 0
+            if not app.definitions.alive():
+                raise NoDefinitions() from app.definitions.failed
     consumer = app.bus.consumer(group_id=settings.group_id, topics=[app.bus.topic(MODEL_CANDIDATES)],
                                 client_id="registry")
     return run_loop(consumer, CandidateHandler(app.registry, settings.group_id), stop=stop,

@@ -21,7 +21,9 @@ _tracer = tracer("mlops.registry")
 
 class CandidateHandler:
     """Handles one model.candidates record. Refusals (duplicate, corrupt or missing artifact, invalid) are logged
-    and counted and change nothing; infrastructure errors propagate, so the record is read again after a restart."""
+    and counted and change nothing; infrastructure errors and a missing definitions revision propagate, so the
+    record is read again after a restart. (A candidate of an undeclared model is not a refusal: the registry
+    rejects it with a version and an audit entry, like any gate decision.)"""
 
     def __init__(self, registry: Registry, group: str):
         self.registry = registry
@@ -41,6 +43,8 @@ class CandidateHandler:
                 CANDIDATES.labels(v.gate_decision).inc()
                 span.set_attributes({"mlops.version": v.version, "mlops.model_version": v.version,
                                      "mlops.decision": v.gate_decision})
+            except errors.NoDefinitions:
+                raise  # not a refusal of this candidate: it must wait in Kafka for a revision, not be skipped
             except errors.DuplicateCandidate as exc:
                 CANDIDATES.labels("duplicate").inc()
                 log.warning("duplicate candidate ignored", extra={"fields": {"error": str(exc)}})

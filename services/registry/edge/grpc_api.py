@@ -33,6 +33,7 @@ STATUS: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
     (errors.ArtifactRejected, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.NotPromotable, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.NothingToRollBack, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.NoDefinitions, grpc.StatusCode.UNAVAILABLE),
 )
 
 T = TypeVar("T")

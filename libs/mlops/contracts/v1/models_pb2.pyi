@@ -81,7 +81,14 @@ class RetrainRequest(_message.Message):
     def __init__(self, contract_version: _Optional[int] = ..., model_name: _Optional[str] = ..., request_id: _Optional[str] = ..., reason: _Optional[str] = ..., detector: _Optional[str] = ..., statistic: _Optional[str] = ..., feature: _Optional[str] = ..., value: _Optional[float] = ..., window_start_ms: _Optional[int] = ..., window_end_ms: _Optional[int] = ..., requested_at_ms: _Optional[int] = ..., requested_by: _Optional[str] = ..., trace_id: _Optional[str] = ..., span_id: _Optional[str] = ..., seed: _Optional[int] = ...) -> None: ...
 
 class Lineage(_message.Message):
-    __slots__ = ("feature_log_offsets", "label_offsets", "feature_set", "feature_set_version", "code_version", "seed", "row_count", "data_start_ms", "data_end_ms", "retrain_request_id", "retrain_reason", "coalesced_request_ids")
+    __slots__ = ("feature_log_offsets", "label_offsets", "feature_set", "feature_set_version", "code_version", "seed", "row_count", "data_start_ms", "data_end_ms", "retrain_request_id", "retrain_reason", "coalesced_request_ids", "view_versions", "definitions_revision", "requested_by")
+    class ViewVersionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     FEATURE_LOG_OFFSETS_FIELD_NUMBER: _ClassVar[int]
     LABEL_OFFSETS_FIELD_NUMBER: _ClassVar[int]
     FEATURE_SET_FIELD_NUMBER: _ClassVar[int]
@@ -94,6 +101,9 @@ class Lineage(_message.Message):
     RETRAIN_REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     RETRAIN_REASON_FIELD_NUMBER: _ClassVar[int]
     COALESCED_REQUEST_IDS_FIELD_NUMBER: _ClassVar[int]
+    VIEW_VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    DEFINITIONS_REVISION_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_BY_FIELD_NUMBER: _ClassVar[int]
     feature_log_offsets: _containers.RepeatedCompositeFieldContainer[_common_pb2.OffsetRange]
     label_offsets: _containers.RepeatedCompositeFieldContainer[_common_pb2.OffsetRange]
     feature_set: str
@@ -106,7 +116,10 @@ class Lineage(_message.Message):
     retrain_request_id: str
     retrain_reason: str
     coalesced_request_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, feature_log_offsets: _Optional[_Iterable[_Union[_common_pb2.OffsetRange, _Mapping]]] = ..., label_offsets: _Optional[_Iterable[_Union[_common_pb2.OffsetRange, _Mapping]]] = ..., feature_set: _Optional[str] = ..., feature_set_version: _Optional[int] = ..., code_version: _Optional[str] = ..., seed: _Optional[int] = ..., row_count: _Optional[int] = ..., data_start_ms: _Optional[int] = ..., data_end_ms: _Optional[int] = ..., retrain_request_id: _Optional[str] = ..., retrain_reason: _Optional[str] = ..., coalesced_request_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    view_versions: _containers.ScalarMap[str, int]
+    definitions_revision: int
+    requested_by: str
+    def __init__(self, feature_log_offsets: _Optional[_Iterable[_Union[_common_pb2.OffsetRange, _Mapping]]] = ..., label_offsets: _Optional[_Iterable[_Union[_common_pb2.OffsetRange, _Mapping]]] = ..., feature_set: _Optional[str] = ..., feature_set_version: _Optional[int] = ..., code_version: _Optional[str] = ..., seed: _Optional[int] = ..., row_count: _Optional[int] = ..., data_start_ms: _Optional[int] = ..., data_end_ms: _Optional[int] = ..., retrain_request_id: _Optional[str] = ..., retrain_reason: _Optional[str] = ..., coalesced_request_ids: _Optional[_Iterable[str]] = ..., view_versions: _Optional[_Mapping[str, int]] = ..., definitions_revision: _Optional[int] = ..., requested_by: _Optional[str] = ...) -> None: ...
 
 class Holdout(_message.Message):
     __slots__ = ("feature_names", "rows", "features_f32", "labels")
@@ -203,7 +216,7 @@ class ModelPromoted(_message.Message):
     def __init__(self, contract_version: _Optional[int] = ..., model_name: _Optional[str] = ..., version: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., previous_version: _Optional[str] = ..., reason: _Optional[str] = ..., promoted_at_ms: _Optional[int] = ..., feature_names: _Optional[_Iterable[str]] = ..., action: _Optional[str] = ...) -> None: ...
 
 class RegistryEvent(_message.Message):
-    __slots__ = ("contract_version", "model_name", "version", "status", "candidate", "gate_decision", "gate_reason", "champion_metrics", "actor", "action", "why", "at_ms", "sequence", "record_kind", "promoted_sequence", "gate_metrics", "champion_version_at_gate", "registered_at_ms")
+    __slots__ = ("contract_version", "model_name", "version", "status", "candidate", "gate_decision", "gate_reason", "champion_metrics", "actor", "action", "why", "at_ms", "sequence", "record_kind", "promoted_sequence", "gate_metrics", "champion_version_at_gate", "registered_at_ms", "gate_definitions_revision")
     class ChampionMetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -236,6 +249,7 @@ class RegistryEvent(_message.Message):
     GATE_METRICS_FIELD_NUMBER: _ClassVar[int]
     CHAMPION_VERSION_AT_GATE_FIELD_NUMBER: _ClassVar[int]
     REGISTERED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    GATE_DEFINITIONS_REVISION_FIELD_NUMBER: _ClassVar[int]
     contract_version: int
     model_name: str
     version: str
@@ -254,7 +268,8 @@ class RegistryEvent(_message.Message):
     gate_metrics: _containers.ScalarMap[str, float]
     champion_version_at_gate: str
     registered_at_ms: int
-    def __init__(self, contract_version: _Optional[int] = ..., model_name: _Optional[str] = ..., version: _Optional[str] = ..., status: _Optional[str] = ..., candidate: _Optional[_Union[ModelCandidate, _Mapping]] = ..., gate_decision: _Optional[str] = ..., gate_reason: _Optional[str] = ..., champion_metrics: _Optional[_Mapping[str, float]] = ..., actor: _Optional[str] = ..., action: _Optional[str] = ..., why: _Optional[str] = ..., at_ms: _Optional[int] = ..., sequence: _Optional[int] = ..., record_kind: _Optional[str] = ..., promoted_sequence: _Optional[int] = ..., gate_metrics: _Optional[_Mapping[str, float]] = ..., champion_version_at_gate: _Optional[str] = ..., registered_at_ms: _Optional[int] = ...) -> None: ...
+    gate_definitions_revision: int
+    def __init__(self, contract_version: _Optional[int] = ..., model_name: _Optional[str] = ..., version: _Optional[str] = ..., status: _Optional[str] = ..., candidate: _Optional[_Union[ModelCandidate, _Mapping]] = ..., gate_decision: _Optional[str] = ..., gate_reason: _Optional[str] = ..., champion_metrics: _Optional[_Mapping[str, float]] = ..., actor: _Optional[str] = ..., action: _Optional[str] = ..., why: _Optional[str] = ..., at_ms: _Optional[int] = ..., sequence: _Optional[int] = ..., record_kind: _Optional[str] = ..., promoted_sequence: _Optional[int] = ..., gate_metrics: _Optional[_Mapping[str, float]] = ..., champion_version_at_gate: _Optional[str] = ..., registered_at_ms: _Optional[int] = ..., gate_definitions_revision: _Optional[int] = ...) -> None: ...
 
 class ModelRegistration(_message.Message):
     __slots__ = ("contract_version", "model_name", "request_id", "artifact_sha256", "artifact_size", "requested_by", "requested_at_ms", "description", "trace_id", "span_id")

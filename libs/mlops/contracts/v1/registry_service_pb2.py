@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from mlops.contracts.v1 import models_pb2 as mlops_dot_contracts_dot_v1_dot_models__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)mlops/contracts/v1/registry_service.proto\x12\x08mlops.v1\x1a\x1fmlops/contracts/v1/models.proto\"\x13\n\x11ListModelsRequest\"\x95\x01\n\x0cModelSummary\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10\x63hampion_version\x18\x02 \x01(\t\x12\x16\n\x0elatest_version\x18\x03 \x01(\t\x12\x15\n\rversion_count\x18\x04 \x01(\x03\x12\x17\n\x0f\x63hampion_sha256\x18\x05 \x01(\t\x12\x15\n\rupdated_at_ms\x18\x06 \x01(\x03\"<\n\x12ListModelsResponse\x12&\n\x06models\x18\x01 \x03(\x0b\x32\x16.mlops.v1.ModelSummary\"0\n\x0fGetModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"\x81\x06\n\x0cModelVersion\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x17\n\x0f\x61rtifact_sha256\x18\x03 \x01(\t\x12\x15\n\rartifact_size\x18\x04 \x01(\x03\x12\x11\n\tframework\x18\x05 \x01(\t\x12\x34\n\x07metrics\x18\x06 \x03(\x0b\x32#.mlops.v1.ModelVersion.MetricsEntry\x12=\n\x0cgate_metrics\x18\x07 \x03(\x0b\x32\'.mlops.v1.ModelVersion.GateMetricsEntry\x12\x45\n\x10\x63hampion_metrics\x18\x08 \x03(\x0b\x32+.mlops.v1.ModelVersion.ChampionMetricsEntry\x12 \n\x18\x63hampion_version_at_gate\x18\t \x01(\t\x12\x15\n\rgate_decision\x18\n \x01(\t\x12\x13\n\x0bgate_reason\x18\x0b \x01(\t\x12\x14\n\x0c\x63\x61ndidate_id\x18\x0c \x01(\t\x12\x15\n\rfeature_names\x18\r \x03(\t\x12\x32\n\x06params\x18\x0e \x03(\x0b\x32\".mlops.v1.ModelVersion.ParamsEntry\x12\"\n\x07lineage\x18\x0f \x01(\x0b\x32\x11.mlops.v1.Lineage\x12\x18\n\x10registered_at_ms\x18\x10 \x01(\x03\x12\x19\n\x11promoted_sequence\x18\x11 \x01(\x03\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x32\n\x10GateMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x36\n\x14\x43hampionMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"z\n\nAuditEntry\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x04 \x01(\t\x12\x0b\n\x03why\x18\x05 \x01(\t\x12\r\n\x05\x61t_ms\x18\x06 \x01(\x03\x12\x0e\n\x06status\x18\x07 \x01(\t\"\x89\x01\n\x10GetModelResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10\x63hampion_version\x18\x02 \x01(\t\x12(\n\x08versions\x18\x03 \x03(\x0b\x32\x16.mlops.v1.ModelVersion\x12#\n\x05\x61udit\x18\x04 \x03(\x0b\x32\x14.mlops.v1.AuditEntry\"\xfc\x02\n\x10RegisterResponse\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x10\n\x08\x64\x65\x63ision\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12K\n\x11\x63\x61ndidate_metrics\x18\x05 \x03(\x0b\x32\x30.mlops.v1.RegisterResponse.CandidateMetricsEntry\x12I\n\x10\x63hampion_metrics\x18\x06 \x03(\x0b\x32/.mlops.v1.RegisterResponse.ChampionMetricsEntry\x12\x18\n\x10previous_version\x18\x07 \x01(\t\x1a\x37\n\x15\x43\x61ndidateMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x36\n\x14\x43hampionMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"N\n\x0ePromoteRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\">\n\x0fRollbackRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"M\n\x0e\x43hangeResponse\x12)\n\x08promoted\x18\x01 \x01(\x0b\x32\x17.mlops.v1.ModelPromoted\x12\x10\n\x08sequence\x18\x02 \x01(\x03\"1\n\x0b\x44iffRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\t\n\x01\x61\x18\x02 \x01(\t\x12\t\n\x01\x62\x18\x03 \x01(\t\"0\n\tFieldDiff\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\t\n\x01\x61\x18\x02 \x01(\t\x12\t\n\x01\x62\x18\x03 \x01(\t\"F\n\x0c\x44iffResponse\x12(\n\x0b\x64ifferences\x18\x01 \x03(\x0b\x32\x13.mlops.v1.FieldDiff\x12\x0c\n\x04text\x18\x02 \x01(\t\"4\n\x13GetModelCardRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"<\n\tModelCard\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x10\n\x08markdown\x18\x03 \x01(\t2\xd8\x03\n\rModelRegistry\x12G\n\nListModels\x12\x1b.mlops.v1.ListModelsRequest\x1a\x1c.mlops.v1.ListModelsResponse\x12\x41\n\x08GetModel\x12\x19.mlops.v1.GetModelRequest\x1a\x1a.mlops.v1.GetModelResponse\x12@\n\x08Register\x12\x18.mlops.v1.ModelCandidate\x1a\x1a.mlops.v1.RegisterResponse\x12=\n\x07Promote\x12\x18.mlops.v1.PromoteRequest\x1a\x18.mlops.v1.ChangeResponse\x12?\n\x08Rollback\x12\x19.mlops.v1.RollbackRequest\x1a\x18.mlops.v1.ChangeResponse\x12\x35\n\x04\x44iff\x12\x15.mlops.v1.DiffRequest\x1a\x16.mlops.v1.DiffResponse\x12\x42\n\x0cGetModelCard\x12\x1d.mlops.v1.GetModelCardRequest\x1a\x13.mlops.v1.ModelCardb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)mlops/contracts/v1/registry_service.proto\x12\x08mlops.v1\x1a\x1fmlops/contracts/v1/models.proto\"\x13\n\x11ListModelsRequest\"\x95\x01\n\x0cModelSummary\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10\x63hampion_version\x18\x02 \x01(\t\x12\x16\n\x0elatest_version\x18\x03 \x01(\t\x12\x15\n\rversion_count\x18\x04 \x01(\x03\x12\x17\n\x0f\x63hampion_sha256\x18\x05 \x01(\t\x12\x15\n\rupdated_at_ms\x18\x06 \x01(\x03\"<\n\x12ListModelsResponse\x12&\n\x06models\x18\x01 \x03(\x0b\x32\x16.mlops.v1.ModelSummary\"0\n\x0fGetModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"\xa4\x06\n\x0cModelVersion\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x17\n\x0f\x61rtifact_sha256\x18\x03 \x01(\t\x12\x15\n\rartifact_size\x18\x04 \x01(\x03\x12\x11\n\tframework\x18\x05 \x01(\t\x12\x34\n\x07metrics\x18\x06 \x03(\x0b\x32#.mlops.v1.ModelVersion.MetricsEntry\x12=\n\x0cgate_metrics\x18\x07 \x03(\x0b\x32\'.mlops.v1.ModelVersion.GateMetricsEntry\x12\x45\n\x10\x63hampion_metrics\x18\x08 \x03(\x0b\x32+.mlops.v1.ModelVersion.ChampionMetricsEntry\x12 \n\x18\x63hampion_version_at_gate\x18\t \x01(\t\x12\x15\n\rgate_decision\x18\n \x01(\t\x12\x13\n\x0bgate_reason\x18\x0b \x01(\t\x12\x14\n\x0c\x63\x61ndidate_id\x18\x0c \x01(\t\x12\x15\n\rfeature_names\x18\r \x03(\t\x12\x32\n\x06params\x18\x0e \x03(\x0b\x32\".mlops.v1.ModelVersion.ParamsEntry\x12\"\n\x07lineage\x18\x0f \x01(\x0b\x32\x11.mlops.v1.Lineage\x12\x18\n\x10registered_at_ms\x18\x10 \x01(\x03\x12\x19\n\x11promoted_sequence\x18\x11 \x01(\x03\x12!\n\x19gate_definitions_revision\x18\x12 \x01(\x04\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x32\n\x10GateMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x36\n\x14\x43hampionMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"z\n\nAuditEntry\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x04 \x01(\t\x12\x0b\n\x03why\x18\x05 \x01(\t\x12\r\n\x05\x61t_ms\x18\x06 \x01(\x03\x12\x0e\n\x06status\x18\x07 \x01(\t\"\x89\x01\n\x10GetModelResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10\x63hampion_version\x18\x02 \x01(\t\x12(\n\x08versions\x18\x03 \x03(\x0b\x32\x16.mlops.v1.ModelVersion\x12#\n\x05\x61udit\x18\x04 \x03(\x0b\x32\x14.mlops.v1.AuditEntry\"\xfc\x02\n\x10RegisterResponse\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x10\n\x08\x64\x65\x63ision\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12K\n\x11\x63\x61ndidate_metrics\x18\x05 \x03(\x0b\x32\x30.mlops.v1.RegisterResponse.CandidateMetricsEntry\x12I\n\x10\x63hampion_metrics\x18\x06 \x03(\x0b\x32/.mlops.v1.RegisterResponse.ChampionMetricsEntry\x12\x18\n\x10previous_version\x18\x07 \x01(\t\x1a\x37\n\x15\x43\x61ndidateMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x36\n\x14\x43hampionMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"N\n\x0ePromoteRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\">\n\x0fRollbackRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"M\n\x0e\x43hangeResponse\x12)\n\x08promoted\x18\x01 \x01(\x0b\x32\x17.mlops.v1.ModelPromoted\x12\x10\n\x08sequence\x18\x02 \x01(\x03\"1\n\x0b\x44iffRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\t\n\x01\x61\x18\x02 \x01(\t\x12\t\n\x01\x62\x18\x03 \x01(\t\"0\n\tFieldDiff\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\t\n\x01\x61\x18\x02 \x01(\t\x12\t\n\x01\x62\x18\x03 \x01(\t\"F\n\x0c\x44iffResponse\x12(\n\x0b\x64ifferences\x18\x01 \x03(\x0b\x32\x13.mlops.v1.FieldDiff\x12\x0c\n\x04text\x18\x02 \x01(\t\"4\n\x13GetModelCardRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"<\n\tModelCard\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x10\n\x08markdown\x18\x03 \x01(\t2\xd8\x03\n\rModelRegistry\x12G\n\nListModels\x12\x1b.mlops.v1.ListModelsRequest\x1a\x1c.mlops.v1.ListModelsResponse\x12\x41\n\x08GetModel\x12\x19.mlops.v1.GetModelRequest\x1a\x1a.mlops.v1.GetModelResponse\x12@\n\x08Register\x12\x18.mlops.v1.ModelCandidate\x1a\x1a.mlops.v1.RegisterResponse\x12=\n\x07Promote\x12\x18.mlops.v1.PromoteRequest\x1a\x18.mlops.v1.ChangeResponse\x12?\n\x08Rollback\x12\x19.mlops.v1.RollbackRequest\x1a\x18.mlops.v1.ChangeResponse\x12\x35\n\x04\x44iff\x12\x15.mlops.v1.DiffRequest\x1a\x16.mlops.v1.DiffResponse\x12\x42\n\x0cGetModelCard\x12\x1d.mlops.v1.GetModelCardRequest\x1a\x13.mlops.v1.ModelCardb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -53,41 +53,41 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETMODELREQUEST']._serialized_start=323
   _globals['_GETMODELREQUEST']._serialized_end=371
   _globals['_MODELVERSION']._serialized_start=374
-  _globals['_MODELVERSION']._serialized_end=1143
-  _globals['_MODELVERSION_METRICSENTRY']._serialized_start=942
-  _globals['_MODELVERSION_METRICSENTRY']._serialized_end=988
-  _globals['_MODELVERSION_GATEMETRICSENTRY']._serialized_start=990
-  _globals['_MODELVERSION_GATEMETRICSENTRY']._serialized_end=1040
-  _globals['_MODELVERSION_CHAMPIONMETRICSENTRY']._serialized_start=1042
-  _globals['_MODELVERSION_CHAMPIONMETRICSENTRY']._serialized_end=1096
-  _globals['_MODELVERSION_PARAMSENTRY']._serialized_start=1098
-  _globals['_MODELVERSION_PARAMSENTRY']._serialized_end=1143
-  _globals['_AUDITENTRY']._serialized_start=1145
-  _globals['_AUDITENTRY']._serialized_end=1267
-  _globals['_GETMODELRESPONSE']._serialized_start=1270
-  _globals['_GETMODELRESPONSE']._serialized_end=1407
-  _globals['_REGISTERRESPONSE']._serialized_start=1410
-  _globals['_REGISTERRESPONSE']._serialized_end=1790
-  _globals['_REGISTERRESPONSE_CANDIDATEMETRICSENTRY']._serialized_start=1679
-  _globals['_REGISTERRESPONSE_CANDIDATEMETRICSENTRY']._serialized_end=1734
-  _globals['_REGISTERRESPONSE_CHAMPIONMETRICSENTRY']._serialized_start=1042
-  _globals['_REGISTERRESPONSE_CHAMPIONMETRICSENTRY']._serialized_end=1096
-  _globals['_PROMOTEREQUEST']._serialized_start=1792
-  _globals['_PROMOTEREQUEST']._serialized_end=1870
-  _globals['_ROLLBACKREQUEST']._serialized_start=1872
-  _globals['_ROLLBACKREQUEST']._serialized_end=1934
-  _globals['_CHANGERESPONSE']._serialized_start=1936
-  _globals['_CHANGERESPONSE']._serialized_end=2013
-  _globals['_DIFFREQUEST']._serialized_start=2015
-  _globals['_DIFFREQUEST']._serialized_end=2064
-  _globals['_FIELDDIFF']._serialized_start=2066
-  _globals['_FIELDDIFF']._serialized_end=2114
-  _globals['_DIFFRESPONSE']._serialized_start=2116
-  _globals['_DIFFRESPONSE']._serialized_end=2186
-  _globals['_GETMODELCARDREQUEST']._serialized_start=2188
-  _globals['_GETMODELCARDREQUEST']._serialized_end=2240
-  _globals['_MODELCARD']._serialized_start=2242
-  _globals['_MODELCARD']._serialized_end=2302
-  _globals['_MODELREGISTRY']._serialized_start=2305
-  _globals['_MODELREGISTRY']._serialized_end=2777
+  _globals['_MODELVERSION']._serialized_end=1178
+  _globals['_MODELVERSION_METRICSENTRY']._serialized_start=977
+  _globals['_MODELVERSION_METRICSENTRY']._serialized_end=1023
+  _globals['_MODELVERSION_GATEMETRICSENTRY']._serialized_start=1025
+  _globals['_MODELVERSION_GATEMETRICSENTRY']._serialized_end=1075
+  _globals['_MODELVERSION_CHAMPIONMETRICSENTRY']._serialized_start=1077
+  _globals['_MODELVERSION_CHAMPIONMETRICSENTRY']._serialized_end=1131
+  _globals['_MODELVERSION_PARAMSENTRY']._serialized_start=1133
+  _globals['_MODELVERSION_PARAMSENTRY']._serialized_end=1178
+  _globals['_AUDITENTRY']._serialized_start=1180
+  _globals['_AUDITENTRY']._serialized_end=1302
+  _globals['_GETMODELRESPONSE']._serialized_start=1305
+  _globals['_GETMODELRESPONSE']._serialized_end=1442
+  _globals['_REGISTERRESPONSE']._serialized_start=1445
+  _globals['_REGISTERRESPONSE']._serialized_end=1825
+  _globals['_REGISTERRESPONSE_CANDIDATEMETRICSENTRY']._serialized_start=1714
+  _globals['_REGISTERRESPONSE_CANDIDATEMETRICSENTRY']._serialized_end=1769
+  _globals['_REGISTERRESPONSE_CHAMPIONMETRICSENTRY']._serialized_start=1077
+  _globals['_REGISTERRESPONSE_CHAMPIONMETRICSENTRY']._serialized_end=1131
+  _globals['_PROMOTEREQUEST']._serialized_start=1827
+  _globals['_PROMOTEREQUEST']._serialized_end=1905
+  _globals['_ROLLBACKREQUEST']._serialized_start=1907
+  _globals['_ROLLBACKREQUEST']._serialized_end=1969
+  _globals['_CHANGERESPONSE']._serialized_start=1971
+  _globals['_CHANGERESPONSE']._serialized_end=2048
+  _globals['_DIFFREQUEST']._serialized_start=2050
+  _globals['_DIFFREQUEST']._serialized_end=2099
+  _globals['_FIELDDIFF']._serialized_start=2101
+  _globals['_FIELDDIFF']._serialized_end=2149
+  _globals['_DIFFRESPONSE']._serialized_start=2151
+  _globals['_DIFFRESPONSE']._serialized_end=2221
+  _globals['_GETMODELCARDREQUEST']._serialized_start=2223
+  _globals['_GETMODELCARDREQUEST']._serialized_end=2275
+  _globals['_MODELCARD']._serialized_start=2277
+  _globals['_MODELCARD']._serialized_end=2337
+  _globals['_MODELREGISTRY']._serialized_start=2340
+  _globals['_MODELREGISTRY']._serialized_end=2812
 # @@protoc_insertion_point(module_scope)

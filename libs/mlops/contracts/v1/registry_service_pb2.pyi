@@ -42,7 +42,7 @@ class GetModelRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
 
 class ModelVersion(_message.Message):
-    __slots__ = ("version", "status", "artifact_sha256", "artifact_size", "framework", "metrics", "gate_metrics", "champion_metrics", "champion_version_at_gate", "gate_decision", "gate_reason", "candidate_id", "feature_names", "params", "lineage", "registered_at_ms", "promoted_sequence")
+    __slots__ = ("version", "status", "artifact_sha256", "artifact_size", "framework", "metrics", "gate_metrics", "champion_metrics", "champion_version_at_gate", "gate_decision", "gate_reason", "candidate_id", "feature_names", "params", "lineage", "registered_at_ms", "promoted_sequence", "gate_definitions_revision")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -88,6 +88,7 @@ class ModelVersion(_message.Message):
     LINEAGE_FIELD_NUMBER: _ClassVar[int]
     REGISTERED_AT_MS_FIELD_NUMBER: _ClassVar[int]
     PROMOTED_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    GATE_DEFINITIONS_REVISION_FIELD_NUMBER: _ClassVar[int]
     version: str
     status: str
     artifact_sha256: str
@@ -105,7 +106,8 @@ class ModelVersion(_message.Message):
     lineage: _models_pb2.Lineage
     registered_at_ms: int
     promoted_sequence: int
-    def __init__(self, version: _Optional[str] = ..., status: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., artifact_size: _Optional[int] = ..., framework: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., gate_metrics: _Optional[_Mapping[str, float]] = ..., champion_metrics: _Optional[_Mapping[str, float]] = ..., champion_version_at_gate: _Optional[str] = ..., gate_decision: _Optional[str] = ..., gate_reason: _Optional[str] = ..., candidate_id: _Optional[str] = ..., feature_names: _Optional[_Iterable[str]] = ..., params: _Optional[_Mapping[str, str]] = ..., lineage: _Optional[_Union[_models_pb2.Lineage, _Mapping]] = ..., registered_at_ms: _Optional[int] = ..., promoted_sequence: _Optional[int] = ...) -> None: ...
+    gate_definitions_revision: int
+    def __init__(self, version: _Optional[str] = ..., status: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., artifact_size: _Optional[int] = ..., framework: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., gate_metrics: _Optional[_Mapping[str, float]] = ..., champion_metrics: _Optional[_Mapping[str, float]] = ..., champion_version_at_gate: _Optional[str] = ..., gate_decision: _Optional[str] = ..., gate_reason: _Optional[str] = ..., candidate_id: _Optional[str] = ..., feature_names: _Optional[_Iterable[str]] = ..., params: _Optional[_Mapping[str, str]] = ..., lineage: _Optional[_Union[_models_pb2.Lineage, _Mapping]] = ..., registered_at_ms: _Optional[int] = ..., promoted_sequence: _Optional[int] = ..., gate_definitions_revision: _Optional[int] = ...) -> None: ...
 
 class AuditEntry(_message.Message):
     __slots__ = ("sequence", "version", "action", "actor", "why", "at_ms", "status")
