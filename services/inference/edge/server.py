@@ -98,11 +98,13 @@ class InferenceServicer(pb2_grpc.GRPCInferenceServiceServicer):
             await context.abort(status_code(exc), str(exc))
 
     async def RepositoryIndex(self, request: Any, context: Any) -> Any:  # noqa: N802
-        repo = self._dp.repository
+        repo, catalog = self._dp.repository, self._dp.catalog
         out = pb2.RepositoryIndexResponse()
         for name in repo.names():
-            for version in repo.versions(name):
-                out.models.add(name=name, version=version, state="READY")
+            declared = catalog is not None and name in catalog.models
+            for version in repo.versions(name):  # a loaded model no revision declares is not served
+                out.models.add(name=name, version=version, state="READY" if declared else "UNAVAILABLE",
+                               reason="" if declared else "not declared in the definitions in force")
         return out
 
     async def RepositoryModelLoad(self, request: Any, context: Any) -> Any:  # noqa: N802
