@@ -43,6 +43,7 @@ from mlops_tools.stack import go_tool
 ROOT = Path(__file__).resolve().parent.parent
 MLSERVER_VENV = ROOT / "loadtests" / ".venv-mlserver"
 MLSERVER_REQUIREMENTS = ROOT / "loadtests" / "mlserver" / "requirements.txt"
+SEA_DEFINITIONS = ROOT / "examples" / "sea" / "definitions.yaml"  # what our server serves: the declared SEA model
 
 
 def make_model(seed: int = 0) -> bytes:
@@ -281,7 +282,8 @@ def start_ours(model_path: Path | None, extra_env: dict[str, str] | None = None)
         "MLOPS_INFERENCE_WATCH_PROMOTIONS": "false", "MLOPS_INFERENCE_LOG_PREDICTIONS": "false",
         "MLOPS_INFERENCE_ONLINE_JOIN": "false", "MLOPS_TELEMETRY_METRICS_PORT": "0",
         "MLOPS_TELEMETRY_LOG_LEVEL": "WARNING", "PYTHONPATH": f"{ROOT / 'libs'}:{ROOT}",
-    } | ({"MLOPS_INFERENCE_MODEL_PATH": str(model_path)} if model_path else {}) | (extra_env or {})
+    } | ({"MLOPS_INFERENCE_MODEL_PATH": str(model_path), "MLOPS_INFERENCE_DEFINITIONS_FILE": str(SEA_DEFINITIONS)}
+         if model_path else {}) | (extra_env or {})
     proc = subprocess.Popen([sys.executable, "-m", "services.inference"], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=open(ROOT / ".run" / "bench-inference.log", "ab"))
     return proc, f"127.0.0.1:{port}"
@@ -367,9 +369,10 @@ def raw_ort(data: bytes, batch: int, seconds: float) -> float:
 def hot_swap(seconds: float, rate: float) -> dict:
     """Our server following model.promoted on the real Kafka; promotions published while the client runs."""
     from mlops.artifacts import publish_artifact
-    from mlops.bus import Producer
+    from mlops.bus import KafkaBus, Producer
     from mlops.contracts import models_pb2
-    from mlops.schema import FEATURE_SET
+    from mlops.definitions import load, plan
+    from mlops.definitions.store import publish
     from mlops.topics import MODEL_PROMOTED, delete_topics, ensure_topics, topic_name
     from mlops_tools.stack import Stack
 
@@ -378,13 +381,17 @@ def hot_swap(seconds: float, rate: float) -> dict:
     kafka = stack.kafka_settings().model_copy(update={"topic_prefix": f"bench{uuid.uuid4().hex[:8]}."})
     ensure_topics(kafka)
     atexit.register(delete_topics, kafka)  # leftover partitions slow the broker down
+    declared = plan(None, load(SEA_DEFINITIONS), "bench").revision
+    assert declared is not None
+    publish(KafkaBus(kafka), declared, client_id="bench-apply")  # the server serves what is declared
+    features = list(declared.definitions.model("sea").features)
     producer = Producer(kafka, client_id="bench-registry")
     models = [make_model(seed) for seed in range(4)]
 
     def promote(i: int) -> None:
         sha = publish_artifact(producer, kafka, models[i])
         producer.send(topic_name(MODEL_PROMOTED, kafka), models_pb2.ModelPromoted(
-            model_name="sea", version=str(i + 1), artifact_sha256=sha, feature_names=list(FEATURE_SET.names)),
+            model_name="sea", version=str(i + 1), artifact_sha256=sha, feature_names=features),
             key="sea")
         producer.flush()
 

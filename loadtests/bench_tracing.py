@@ -72,7 +72,8 @@ def serve(model: Path, mode: str) -> None:
 
     provider = setup_tracing("inference", TelemetrySettings()) if mode != "off" else None
     settings = InferenceSettings(host="127.0.0.1", port=0, model_path=model, watch_promotions=False,
-                                 log_predictions=False, online_join=False, use_cuda=False)
+                                 log_predictions=False, online_join=False, use_cuda=False,
+                                 definitions_file=ROOT / "examples" / "sea" / "definitions.yaml")
 
     def cpu_probe() -> None:
         # the driver asks for this process's CPU time before and after the load; pending spans are exported first

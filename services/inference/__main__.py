@@ -1,5 +1,6 @@
 """`python -m services.inference`: settings → logging, tracing, ops server → gRPC server until SIGTERM (with
-`MLOPS_INFERENCE_WORKERS` > 1, worker 0 then starts the other workers on the same port: see edge/workers.py)."""
+`MLOPS_INFERENCE_WORKERS` > 1, worker 0 then starts the other workers on the same port: see edge/workers.py).
+`python -m services.inference score ...` scores a file of rows instead (edge/batch.py; what `mlops score` runs)."""
 
 from __future__ import annotations
 
@@ -59,8 +60,14 @@ async def _serve(server: InferenceServer, settings: InferenceSettings, metrics_p
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["score"]:
+        from services.inference.edge.batch import main as score
+
+        sys.exit(score(sys.argv[2:]))
     settings = InferenceSettings()
-    bus = KafkaBus(KafkaSettings()) if (settings.watch_promotions or settings.log_predictions) else None
+    # Kafka carries the definitions (unless a file gives them), promotions, artifacts and the prediction log
+    needs_bus = settings.definitions_file is None or settings.watch_promotions or settings.log_predictions
+    bus = KafkaBus(KafkaSettings()) if needs_bus else None
     store = RedisOnlineStore(RedisSettings()) if settings.online_join else None
     server = InferenceServer(settings, bus, store)
     started = start("inference", DEFAULT_METRICS_PORT, server.ready)

@@ -18,7 +18,9 @@ from services.inference.core.domain import (
     Promotion,
     ServedBatch,
     Tensor,
+    TensorInfo,
 )
+from services.inference.core.outputs import scores_and_labels
 from services.inference.errors import InvalidInput
 
 _CONTENTS_FIELD = {
@@ -113,12 +115,24 @@ def encode_response(resp: InferResponse) -> Any:
     return out
 
 
+_TENSOR_METADATA = pb2.ModelMetadataResponse.TensorMetadata
+# The KServe v2 protocol's TensorMetadata has no parameters; MLServer adds `map<string, InferParameter> parameters
+# = 4`. Tensor parameters (the input's feature names) go on the wire once our proto carries that field too.
+_METADATA_PARAMETERS = "parameters" in _TENSOR_METADATA.DESCRIPTOR.fields_by_name
+
+
+def _tensor_metadata(t: TensorInfo) -> Any:
+    meta = _TENSOR_METADATA(name=t.name, datatype=t.datatype, shape=t.shape)
+    if _METADATA_PARAMETERS:
+        for key, value in t.parameters.items():
+            meta.parameters[key].string_param = value
+    return meta
+
+
 def encode_metadata(info: ModelInfo) -> Any:
-    tm = pb2.ModelMetadataResponse.TensorMetadata
     return pb2.ModelMetadataResponse(
         name=info.name, versions=list(info.versions), platform=info.platform,
-        inputs=[tm(name=t.name, datatype=t.datatype, shape=t.shape) for t in info.inputs],
-        outputs=[tm(name=t.name, datatype=t.datatype, shape=t.shape) for t in info.outputs],
+        inputs=[_tensor_metadata(t) for t in info.inputs], outputs=[_tensor_metadata(t) for t in info.outputs],
     )
 
 
@@ -129,21 +143,20 @@ def promotion(msg: models_pb2.ModelPromoted) -> Promotion:
 
 def prediction_records(batch: ServedBatch, trace_id: str = "",
                        span_id: str = "") -> list[tuple[str, models_pb2.PredictionRecord]]:
-    """One (key, PredictionRecord) per served row, keyed by entity id (else by the row's request id)."""
+    """One (key, PredictionRecord) per served row, keyed by entity id (else by the row's request id): the inputs by
+    declared feature name, the served output row, and the score and predicted label of the model's task."""
     names = batch.feature_names or tuple(f"f{i}" for i in range(batch.x.shape[1]))
     out = []
     xs = batch.x.tolist()
-    probs = batch.probabilities.tolist() if batch.probabilities is not None else None
-    labels = batch.labels.tolist() if batch.labels is not None else None
+    outputs = batch.output.tolist()
+    scores, labels = scores_and_labels(batch.task, batch.output, batch.classes)
     for i, row in enumerate(xs):
         entity = batch.entity_ids[i] if batch.entity_ids else ""
-        p = probs[i] if probs is not None else []
         rec = models_pb2.PredictionRecord(
             request_id=batch.request_id if len(xs) == 1 else f"{batch.request_id}/{i}",
             entity_id=entity, model_name=batch.model_name, model_version=batch.model_version,
-            inputs=dict(zip(names, row, strict=False)), outputs=p,
-            score=p[1] if len(p) > 1 else (p[0] if p else 0.0),
-            predicted_label=float(labels[i]) if labels is not None else 0.0,
+            inputs=dict(zip(names, row, strict=False)), outputs=outputs[i], score=scores[i],
+            predicted_label=labels[i],
             latency_us=batch.latency_us, trace_id=trace_id, span_id=span_id, timestamp_ms=batch.timestamp_ms,
             features_as_of_ms=batch.as_of_ms[i] if batch.as_of_ms else 0,
         )

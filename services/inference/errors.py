@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from mlops.errors import MlopsError
 
-__all__ = ["EntityNotFound", "InferenceError", "InvalidInput", "ModelLoadError", "ModelNotFound", "NoOnlineStore",
-           "NotReady", "ShuttingDown", "TooLarge"]
+__all__ = ["EntityNotFound", "InferenceError", "InvalidInput", "ModelLoadError", "ModelMismatch", "ModelNotFound",
+           "NoDefinitions", "NoOnlineStore", "NotReady", "ShuttingDown", "TooLarge"]
 
 
 class InferenceError(MlopsError):
@@ -21,17 +21,23 @@ class InvalidInput(InferenceError):
 
 
 class ModelNotFound(InferenceError):
-    def __init__(self, name: str, version: str = ""):
+    """An undeclared model, one not promoted yet, or a version not retained; names the models served."""
+
+    def __init__(self, name: str, version: str = "", *, served: list[str] | None = None, reason: str = ""):
         what = f"model {name!r}" + (f" version {version!r}" if version else "")
-        super().__init__(f"{what} is not loaded")
-        self.name, self.version = name, version
+        message = f"{what} {reason or 'is not loaded'}"
+        if served is not None:
+            message += f"; served models: {', '.join(served) or 'none'}"
+        super().__init__(message)
+        self.name, self.version, self.served = name, version, served
 
 
 class EntityNotFound(InferenceError):
-    def __init__(self, entity_ids: list[str]):
+    def __init__(self, entity_ids: list[str], model: str = ""):
         shown = ", ".join(repr(e) for e in entity_ids[:10]) + (" ..." if len(entity_ids) > 10 else "")
-        super().__init__(f"no online features for entity id(s) {shown}")
-        self.entity_ids = entity_ids
+        super().__init__(f"no online features for entity id(s) {shown}"
+                         + (f" (model {model!r} declares serving.missing_entity: error)" if model else ""))
+        self.entity_ids, self.model = entity_ids, model
 
 
 class TooLarge(InferenceError):
@@ -52,6 +58,19 @@ class ShuttingDown(NotReady):
 class NoOnlineStore(NotReady):
     def __init__(self) -> None:
         super().__init__("entity ids need the online store, which this server has not configured")
+
+
+class NoDefinitions(NotReady):
+    def __init__(self) -> None:
+        super().__init__("no definitions revision yet: nothing is declared to serve (mlops apply)")
+
+
+class ModelMismatch(InferenceError):
+    """A loaded model version does not fit its declaration (input width, task output)."""
+
+    def __init__(self, model: str, problem: str):
+        super().__init__(f"model {model} does not fit its definition: {problem}")
+        self.model = model
 
 
 class ModelLoadError(InferenceError):

@@ -6,7 +6,6 @@ import math
 import os
 from pathlib import Path
 
-from mlops.schema import FEATURE_SET
 from mlops.settings import settings_config
 from pydantic import Field
 from pydantic_settings import BaseSettings
@@ -20,12 +19,15 @@ class InferenceSettings(BaseSettings):
     host: str = Field("0.0.0.0", description="Address the gRPC server binds.")
     port: int = Field(8001, description="gRPC port (Triton's conventional 8001); 0 picks a free one.")
     server_name: str = Field("mlops-inference", description="Name reported by ServerMetadata.")
-    default_model: str = Field("sea", description="Model served when a request names none; name of a local model.")
-    model_path: Path | None = Field(None, description="ONNX file loaded at start (standalone use, no Kafka).")
-    model_version: str = Field("local", description="Version label of the model loaded from model_path.")
-    feature_names: tuple[str, ...] = Field(
-        FEATURE_SET.names, description="Feature order of the model loaded from model_path (online-join order)."
+    default_model: str = Field("sea", description="Declared model served when a request names none; the name "
+                               "model_path is served under.")
+    definitions_file: Path | None = Field(
+        None, description="A definitions YAML served as it is (standalone use, no Kafka); unset: the revision in "
+        "force on the `definitions` topic, followed at run time."
     )
+    model_path: Path | None = Field(None, description="ONNX file served as default_model's champion at start "
+                                    "(standalone use, no Kafka).")
+    model_version: str = Field("local", description="Version label of the model loaded from model_path.")
     watch_promotions: bool = Field(True, description="Follow model.promoted on Kafka and hot-swap champions.")
     retain_versions: int = Field(3, ge=1, description="Versions kept per model (requests may name any of them).")
     batching: bool = Field(True, description="Merge concurrent requests into one onnxruntime call.")
@@ -51,13 +53,12 @@ class InferenceSettings(BaseSettings):
     )
     ort_intra_op_threads: int = Field(1, ge=0, description="onnxruntime intra-op threads per call (0: default).")
     use_cuda: bool = Field(True, description="Try CUDAExecutionProvider first; falls back to CPU when it fails.")
-    allow_nan: bool = Field(False, description="Accept NaN/Inf feature values (the exported models reject them).")
+    allow_nan: bool = Field(False, description="Accept NaN/Inf in an `input` tensor (online features may hold NaN: "
+                            "a value not computed yet, or a missing entity's defaults).")
     max_request_rows: int = Field(8192, ge=1, description="Larger requests are refused (RESOURCE_EXHAUSTED).")
     max_message_bytes: int = Field(8 * 1024 * 1024, description="Largest gRPC message accepted or sent.")
-    online_join: bool = Field(True, description="Accept entity ids and read their features from Redis.")
-    missing_entity_default: float | None = Field(
-        None, description="Value for every feature of an unknown entity; None refuses the request (NOT_FOUND)."
-    )
+    online_join: bool = Field(True, description="Accept entity ids and read their features from Redis (what a "
+                              "model does with an unknown entity is its declared serving.missing_entity).")
     log_predictions: bool = Field(True, description="Send a PredictionRecord per served row to `predictions`.")
     prediction_buffer_rows: int = Field(
         20_000, ge=1, description="Rows waiting for Kafka before new ones are dropped (and counted)."

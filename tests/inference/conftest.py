@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from inference_helpers import make_onnx
+from inference_helpers import SEA_FILE, make_onnx
 
 from services.inference.edge import InferenceServer
 from services.inference.settings import InferenceSettings
@@ -55,8 +55,10 @@ def server_factory() -> Iterator[Callable[..., RunningServer]]:
     started: list[RunningServer] = []
 
     def make(bus=None, store=None, **overrides) -> RunningServer:  # type: ignore[no-untyped-def]
-        settings = InferenceSettings(**({"host": "127.0.0.1", "port": 0, "watch_promotions": False,
-                                         "log_predictions": False} | overrides))
+        # without a bus the definitions come from the SEA example file (standalone use)
+        defaults = {"host": "127.0.0.1", "port": 0, "watch_promotions": False, "log_predictions": False,
+                    "definitions_file": SEA_FILE if bus is None else None}
+        settings = InferenceSettings(**(defaults | overrides))
         running = RunningServer(InferenceServer(settings, bus, store))
         started.append(running)
         return running

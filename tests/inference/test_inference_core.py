@@ -9,12 +9,12 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import numpy as np
 import pytest
-from inference_helpers import K, make_onnx
+from inference_helpers import SEA, SEA_COLUMNS, SEA_FEATURES, K, make_onnx, revision
 from mlops.contracts import models_pb2
 from mlops.contracts.oip import pb2
+from mlops.definitions.model import ServingPolicy
 from mlops.errors import MlopsError
-from mlops.online_store import OnlineFeatures
-from mlops.schema import FEATURE_SET
+from mlops.online_store import MemoryOnlineStore, ViewLayout, ViewUpdate
 
 from services.inference import convert
 from services.inference.core import (
@@ -26,6 +26,7 @@ from services.inference.core import (
     ModelVersion,
     Promotion,
     Tensor,
+    build_catalog,
 )
 from services.inference.edge import STATUS_CODES, status_code
 from services.inference.errors import (
@@ -33,7 +34,9 @@ from services.inference.errors import (
     InferenceError,
     InvalidInput,
     ModelLoadError,
+    ModelMismatch,
     ModelNotFound,
+    NoDefinitions,
     NoOnlineStore,
     ShuttingDown,
     TooLarge,
@@ -43,7 +46,7 @@ from services.inference.settings import InferenceSettings
 
 @pytest.fixture(scope="module")
 def model() -> ModelVersion:
-    return ModelVersion.load("sea", "1", make_onnx(), FEATURE_SET.names)
+    return ModelVersion.load("sea", "1", make_onnx(), SEA_FEATURES)
 
 
 def test_model_metadata_and_cpu_fallback(model: ModelVersion) -> None:
@@ -85,7 +88,7 @@ def test_repository_retains_last_versions(model: ModelVersion) -> None:
     repo = ModelRepository(retain=2)
     data = make_onnx(1)
     for v in ("1", "2", "3"):
-        repo.promote(ModelVersion.load("sea", v, data, FEATURE_SET.names))
+        repo.promote(ModelVersion.load("sea", v, data, SEA_FEATURES))
     assert repo.champion_version("sea") == "3" and repo.versions("sea") == ["2", "3"]
     assert repo.get("sea", "2").version == "2"
     with pytest.raises(ModelNotFound, match="version '1'"):
@@ -94,34 +97,43 @@ def test_repository_retains_last_versions(model: ModelVersion) -> None:
         repo.get("other")
 
 
-class FakeFeatures:
-    """An in-memory stand-in for AsyncOnlineStore's read interface (unit tests only; integration uses Redis)."""
+SEA_CATALOG = build_catalog(revision(SEA))
+LAYOUT = ViewLayout.of(SEA, "entity_activity", 1)
 
-    def __init__(self, rows: dict[str, dict[str, float]]):
-        self.rows, self.calls = rows, 0
 
-    async def read_many(self, ids):  # type: ignore[no-untyped-def]
+async def _store(rows: dict[str, float]) -> MemoryOnlineStore:
+    store = MemoryOnlineStore()
+    await store.write_many([ViewUpdate(LAYOUT, e, dict.fromkeys(SEA_COLUMNS, v), 123) for e, v in rows.items()])
+    return store
+
+
+class Counting:
+    """The memory store, counting reads (one per view for a request's whole batch)."""
+
+    def __init__(self, store: MemoryOnlineStore):
+        self.store, self.calls = store, 0
+
+    async def read_many(self, layout, ids):  # type: ignore[no-untyped-def]
         self.calls += 1
-        return [OnlineFeatures(e, self.rows[e], 123, 1) if e in self.rows else None for e in ids]
+        return await self.store.read_many(layout, ids)
 
 
 async def test_dataplane_raw_entity_and_errors(model: ModelVersion) -> None:
     repo = ModelRepository()
     repo.promote(model)
-    features = FakeFeatures({"e1": dict.fromkeys(FEATURE_SET.names, 9.0),
-                             "e2": dict.fromkeys(FEATURE_SET.names, 1.0)})
+    features = Counting(await _store({"e1": 9.0, "e2": 1.0}))
     with ThreadPoolExecutor(2) as ex:
         batcher = Batcher(ex, BatchPolicy(max_rows=64, max_wait_s=0.0, max_in_flight=2))
-        dp = DataPlane(InferenceSettings(max_request_rows=10), repo, batcher, features)
+        dp = DataPlane(InferenceSettings(max_request_rows=10), repo, batcher, features, catalog=SEA_CATALOG)
         x = np.full((1, K), 9.0, dtype=np.float32)
         raw = await dp.infer(InferRequest("sea", inputs=[Tensor("input", "FP32", (1, K), x)]))
         ids = Tensor("entity_id", "BYTES", (2,), [b"e1", b"e2"])
         by_entity = await dp.infer(InferRequest("sea", inputs=[ids]))
         assert features.calls == 1  # one round trip for the batch
-        probs = by_entity.outputs[1].data
-        assert probs.shape == (2, 2) and np.allclose(probs[0], raw.outputs[1].data[0], atol=1e-6)
+        (probs,) = [t.data for t in by_entity.outputs if t.name == "probabilities"]
+        assert probs.shape == (2, 2) and np.allclose(probs[0], raw.outputs[0].data[0], atol=1e-6)
         assert by_entity.id  # generated when the request had none
-        with pytest.raises(EntityNotFound, match="'nope'"):
+        with pytest.raises(EntityNotFound, match="'nope'.*missing_entity: error"):
             await dp.infer(InferRequest("sea", parameters={"entity_id": "e1,nope"}))
         with pytest.raises(InvalidInput, match="shape"):
             narrow = Tensor("input", "FP32", (1, 3), np.zeros((1, 3), np.float32))
@@ -130,17 +142,33 @@ async def test_dataplane_raw_entity_and_errors(model: ModelVersion) -> None:
             await dp.infer(InferRequest("sea", inputs=[Tensor("input", "FP64", (1, K), np.zeros((1, K)))]))
         nan = x.copy()
         nan[0, 2] = np.nan
-        with pytest.raises(InvalidInput, match="NaN"):
+        with pytest.raises(InvalidInput, match="NaN.*x2_last"):
             await dp.infer(InferRequest("sea", inputs=[Tensor("input", "FP32", (1, K), nan)]))
         with pytest.raises(TooLarge):
             big = Tensor("input", "FP32", (11, K), np.zeros((11, K), np.float32))
             await dp.infer(InferRequest("sea", inputs=[big]))
         with pytest.raises(InvalidInput, match="unknown output"):
-            await dp.infer(InferRequest("sea", inputs=[Tensor("input", "FP32", (1, K), x)], outputs=["nope"]))
-        dflt = DataPlane(InferenceSettings(missing_entity_default=0.0), repo, batcher, features)
+            await dp.infer(InferRequest("sea", inputs=[Tensor("input", "FP32", (1, K), x)], outputs=["label"]))
+        with pytest.raises(ModelNotFound, match="'nope' is not declared; served models: sea"):
+            await dp.infer(InferRequest("nope", inputs=[Tensor("input", "FP32", (1, K), x)]))
+        lenient = SEA.model_copy(update={"models": (SEA.models[0].model_copy(
+            update={"serving": ServingPolicy(missing_entity="defaults")}),)})
+        dflt = DataPlane(InferenceSettings(), repo, batcher, features, catalog=build_catalog(revision(lenient)))
         out = await dflt.infer(InferRequest("sea", parameters={"entity_id": "nope"}))
-        assert out.outputs[0].data.shape == (1,)
+        assert out.outputs[0].data.shape == (1, 2)  # served on NaN features (the model's own handling)
+        with pytest.raises(NoDefinitions):
+            await DataPlane(InferenceSettings(), repo, batcher, features).infer(InferRequest("sea"))
         await batcher.close()
+
+
+async def test_a_version_that_does_not_fit_its_declaration_is_refused() -> None:
+    repo = ModelRepository()
+    repo.promote(ModelVersion.load("sea", "1", make_onnx(k=4), ()))
+    with ThreadPoolExecutor(1) as ex:
+        dp = DataPlane(InferenceSettings(), repo, Batcher(ex, BatchPolicy()), catalog=SEA_CATALOG)
+        with pytest.raises(ModelMismatch, match="4 columns; the declaration has 6 features"):
+            await dp.infer(InferRequest("sea", inputs=[Tensor("input", "FP32", (1, K), np.ones((1, K), np.float32))]))
+        assert not dp.model_ready("sea")  # a misfit is not ready
 
 
 async def test_batcher_merges_concurrent_requests(model: ModelVersion) -> None:
@@ -168,10 +196,14 @@ async def test_batcher_merges_concurrent_requests(model: ModelVersion) -> None:
 
 def test_errors_root_at_mlops_error_and_each_has_its_status() -> None:
     assert issubclass(InferenceError, MlopsError)
-    classes = {InvalidInput, ModelNotFound, EntityNotFound, TooLarge, ShuttingDown, NoOnlineStore, ModelLoadError}
+    classes = {InvalidInput, ModelNotFound, EntityNotFound, TooLarge, ShuttingDown, NoOnlineStore, ModelLoadError,
+               ModelMismatch, NoDefinitions}
     assert {type(e) for e in (InvalidInput("x"), ModelNotFound("m"), EntityNotFound(["e"]), TooLarge(2, 1),
-                              ShuttingDown(), NoOnlineStore(), ModelLoadError("m:1", "x"))} == classes
+                              ShuttingDown(), NoOnlineStore(), ModelLoadError("m:1", "x"), ModelMismatch("m:1", "x"),
+                              NoDefinitions())} == classes
     assert status_code(ShuttingDown()) == status_code(NoOnlineStore()) == grpc.StatusCode.UNAVAILABLE
+    assert status_code(NoDefinitions()) == grpc.StatusCode.UNAVAILABLE
+    assert status_code(ModelMismatch("m:1", "x")) == grpc.StatusCode.FAILED_PRECONDITION
     assert status_code(InvalidInput("bad", tensor="input")) == grpc.StatusCode.INVALID_ARGUMENT
     assert str(InvalidInput("bad", tensor="input")) == "input 'input': bad"
     assert set(STATUS_CODES.values()) >= {grpc.StatusCode.NOT_FOUND, grpc.StatusCode.RESOURCE_EXHAUSTED}

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from inference_helpers import K, make_onnx
-from mlops.schema import FEATURE_SET
+from inference_helpers import SEA, SEA_COLUMNS, SEA_FEATURES, K, make_onnx, revision
 from mlops.telemetry import setup_tracing
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -27,6 +26,7 @@ from services.inference.core import (
     ModelRepository,
     ModelVersion,
     Tensor,
+    build_catalog,
 )
 from services.inference.edge import tracing
 from services.inference.errors import NotReady
@@ -38,7 +38,7 @@ FEATURE_SPAN = "b7ad6b7169203331"
 
 @pytest.fixture(scope="module")
 def model() -> ModelVersion:
-    return ModelVersion.load("sea", "1", make_onnx(), FEATURE_SET.names)
+    return ModelVersion.load("sea", "1", make_onnx(), SEA_FEATURES)
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +159,7 @@ class TracedFeatures:  # OnlineFeatures plus the `traceparent` field newer onlin
     entity_id: str
     values: dict[str, float]
     as_of_ms: int
-    feature_set_version: int
+    view_version: int
     traceparent: str = ""
 
 
@@ -167,13 +167,13 @@ class LinkedStore:
     def __init__(self, rows: dict[str, TracedFeatures]):
         self.rows = rows
 
-    async def read_many(self, ids):  # type: ignore[no-untyped-def]
+    async def read_many(self, layout, ids):  # type: ignore[no-untyped-def]
         return [self.rows.get(e) for e in ids]
 
 
 async def test_prediction_span_links_to_the_feature_updates_it_used(model: ModelVersion,
                                                                     exporter: InMemorySpanExporter) -> None:
-    values = dict.fromkeys(FEATURE_SET.names, 2.0)
+    values = dict.fromkeys(SEA_COLUMNS, 2.0)
     other = "00-11111111111111111111111111111111-2222222222222222-01"
     store = LinkedStore({
         "e1": TracedFeatures("e1", values, 1, 1, f"00-{FEATURE_TRACE}-{FEATURE_SPAN}-01"),
@@ -187,13 +187,14 @@ async def test_prediction_span_links_to_the_feature_updates_it_used(model: Model
     exporter.clear()
     with ThreadPoolExecutor(1) as ex:
         batcher = Batcher(ex, BatchPolicy(max_rows=64, max_wait_s=0.0, max_in_flight=1))
-        dp = DataPlane(InferenceSettings(), repo, batcher, store, on_features=tracing.link_feature_updates)
+        dp = DataPlane(InferenceSettings(), repo, batcher, store, on_features=tracing.link_feature_updates,
+                       catalog=build_catalog(revision(SEA)))
         ids = Tensor("entity_id", "BYTES", (5,), [b"e1", b"e2", b"e3", b"e4", b"e5"])
         caller = f"00-{'ab' * 16}-{'cd' * 8}-01"
         with tracing.infer_span([("traceparent", caller), ("user-agent", "test")]):
             out = await dp.infer(InferRequest("sea", inputs=[ids]))
         await batcher.close()
-    assert out.outputs[1].data.shape == (5, 2)
+    assert out.outputs[0].data.shape == (5, 2)
     (span,) = [s for s in exporter.get_finished_spans() if s.name == tracing.INFER_METHOD]
     assert span.kind == trace.SpanKind.SERVER and format(span.context.trace_id, "032x") == "ab" * 16
     assert format(span.parent.span_id, "016x") == "cd" * 8

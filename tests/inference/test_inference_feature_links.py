@@ -3,14 +3,12 @@ joined by entity id, and the prediction's server span links to that feature upda
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 
 import numpy as np
-import pytest
 import tritonclient.grpc as tc
-from mlops.online_store import RedisOnlineStore, SyncRedisOnlineStore
-from mlops.schema import FEATURE_SET
+from inference_helpers import SEA, SEA_COLUMNS
+from mlops.online_store import RedisOnlineStore, SyncRedisOnlineStore, ViewLayout
 from mlops.telemetry import setup_tracing
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -20,14 +18,14 @@ UPDATE_TRACE, UPDATE_SPAN = "5b8efff798038103d269b633813fc60c", "eee19b7ec3c1b17
 
 
 def test_prediction_links_to_the_feature_update(server_factory, model_file: Path, redis_settings) -> None:  # type: ignore[no-untyped-def]
-    if "traceparent" not in inspect.signature(SyncRedisOnlineStore.write).parameters:
-        pytest.skip("this online store does not carry trace context yet")
     exporter = InMemorySpanExporter()
     setup_tracing("inference-test", exporter=exporter)
     store = SyncRedisOnlineStore(redis_settings)
-    values = dict.fromkeys(FEATURE_SET.names, 3.0)
-    store.write("linked", values, as_of_ms=1_700_000_000_000, traceparent=f"00-{UPDATE_TRACE}-{UPDATE_SPAN}-01")
-    store.write("plain", values, as_of_ms=1_700_000_000_000)
+    layout = ViewLayout.of(SEA, "entity_activity", 1)
+    values = dict.fromkeys(SEA_COLUMNS, 3.0)
+    store.write(layout, "linked", values, as_of_ms=1_700_000_000_000,
+                traceparent=f"00-{UPDATE_TRACE}-{UPDATE_SPAN}-01")
+    store.write(layout, "plain", values, as_of_ms=1_700_000_000_000)
     store.close()
     running = server_factory(store=RedisOnlineStore(redis_settings), model_path=model_file)
     client = tc.InferenceServerClient(running.url)

@@ -48,20 +48,20 @@ def test_tritonclient_health_metadata_and_infer(served) -> None:  # type: ignore
     assert not client.is_model_ready("sea", "8")
     meta = client.get_model_metadata("sea")
     assert meta.name == "sea" and list(meta.versions) == ["7"] and meta.platform == "onnxruntime_onnx"
-    assert [(i.name, i.datatype, list(i.shape)) for i in meta.inputs][0] == ("input", "FP32", [-1, K])
-    assert {o.name for o in meta.outputs} == {"label", "probabilities"}
+    assert [(i.name, i.datatype, list(i.shape)) for i in meta.inputs] == [("input", "FP32", [-1, K])]
+    assert [(o.name, o.datatype, list(o.shape)) for o in meta.outputs] == [("probabilities", "FP32", [-1, 2])]
     assert client.get_server_metadata().name == "mlops-inference"
     assert [m.version for m in client.get_model_repository_index().models] == ["7"]
 
     x = np.random.default_rng(0).uniform(0, 10, (5, K)).astype(np.float32)
     result = _infer(client, x, request_id="req-1")
-    probs, labels = result.as_numpy("probabilities"), result.as_numpy("label")
+    probs = result.as_numpy("probabilities")
     expected = running.server.repository.get("sea").run(x)
-    assert np.allclose(probs, expected[1], atol=1e-6) and np.array_equal(labels, expected[0])
+    assert np.allclose(probs, expected[1], atol=1e-6)
     resp = result.get_response()
     assert resp.id == "req-1" and resp.model_version == "7"
     only = _infer(client, x[:1], outputs=[tc.InferRequestedOutput("probabilities")])
-    assert only.as_numpy("label") is None and only.as_numpy("probabilities").shape == (1, 2)
+    assert only.as_numpy("probabilities").shape == (1, 2)
 
 
 def test_error_statuses_and_server_stays_up(served) -> None:  # type: ignore[no-untyped-def]
@@ -69,7 +69,7 @@ def test_error_statuses_and_server_stays_up(served) -> None:  # type: ignore[no-
     x = np.ones((2, K), dtype=np.float32)
     cases = [
         (lambda: _infer(client, np.ones((2, 3), np.float32)), "INVALID_ARGUMENT", "shape"),
-        (lambda: _infer(client, x, model_name="nope"), "NOT_FOUND", "'nope'"),
+        (lambda: _infer(client, x, model_name="nope"), "NOT_FOUND", "'nope' is not declared; served models: sea"),
         (lambda: _infer(client, x, model_version="99"), "NOT_FOUND", "version '99'"),
         (lambda: _infer(client, np.full((2, K), np.nan, np.float32)), "INVALID_ARGUMENT", "NaN"),
         (lambda: _infer(client, np.ones((1001, K), np.float32)), "RESOURCE_EXHAUSTED", "limit is 1000"),
@@ -98,7 +98,7 @@ def test_error_statuses_and_server_stays_up(served) -> None:  # type: ignore[no-
         with pytest.raises(grpc.RpcError) as rpc:
             stub.ModelInfer(service_pb2.ModelInferRequest(model_name="sea"))
         assert rpc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert client.is_server_live() and _infer(client, x).as_numpy("label").shape == (2,)
+    assert client.is_server_live() and _infer(client, x).as_numpy("probabilities").shape == (2, 2)
 
 
 def test_grpc_health_probe_and_reflection(server_factory, model_file: Path) -> None:  # type: ignore[no-untyped-def]

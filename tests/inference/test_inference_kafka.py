@@ -11,21 +11,23 @@ import uuid
 import numpy as np
 import pytest
 import tritonclient.grpc as tc
-from inference_helpers import K, make_onnx, wait_until
+from inference_helpers import SEA, SEA_COLUMNS, SEA_FEATURES, K, make_onnx, publish_definitions, wait_until
 from mlops.artifacts import publish_artifact
 from mlops.bus import Consumer, KafkaBus, Producer
 from mlops.contracts import models_pb2
-from mlops.online_store import RedisOnlineStore, SyncRedisOnlineStore
-from mlops.schema import FEATURE_SET
+from mlops.online_store import RedisOnlineStore, SyncRedisOnlineStore, ViewLayout
 from mlops.topics import MODEL_PROMOTED, PREDICTIONS, topic_name
 from tritonclient.utils import InferenceServerException
 
+LAYOUT = ViewLayout.of(SEA, "entity_activity", 1)
+
 
 def _promote(kafka, data: bytes, version: str, name: str = "sea") -> None:  # type: ignore[no-untyped-def]
+    publish_definitions(KafkaBus(kafka))  # the model is declared (revision 1 of a fresh prefix)
     producer = Producer(kafka, client_id="test-registry")
     sha = publish_artifact(producer, kafka, data)
     producer.send(topic_name(MODEL_PROMOTED, kafka), models_pb2.ModelPromoted(
-        model_name=name, version=version, artifact_sha256=sha, feature_names=list(FEATURE_SET.names),
+        model_name=name, version=version, artifact_sha256=sha, feature_names=list(SEA_FEATURES),
         action="promote"), key=name)
     producer.flush()
 
@@ -39,9 +41,9 @@ def _entity_input(ids: list[str]) -> tc.InferInput:
 def test_entity_join_and_prediction_records(server_factory, kafka_settings, redis_settings) -> None:  # type: ignore[no-untyped-def]
     _promote(kafka_settings, make_onnx(), "1")  # published before start: the champion is rebuilt from the topic
     store = SyncRedisOnlineStore(redis_settings)
-    values = {n: float(i + 1) for i, n in enumerate(FEATURE_SET.names)}
-    store.write("user-1", values, as_of_ms=1_700_000_000_000)
-    store.write("user-2", {n: 9.0 for n in FEATURE_SET.names}, as_of_ms=1_700_000_000_500)
+    values = {n: float(i + 1) for i, n in enumerate(SEA_COLUMNS)}
+    store.write(LAYOUT, "user-1", values, as_of_ms=1_700_000_000_000)
+    store.write(LAYOUT, "user-2", dict.fromkeys(SEA_COLUMNS, 9.0), as_of_ms=1_700_000_000_500)
     store.close()
     running = server_factory(KafkaBus(kafka_settings), RedisOnlineStore(redis_settings), watch_promotions=True,
                              log_predictions=True)
@@ -52,7 +54,7 @@ def test_entity_join_and_prediction_records(server_factory, kafka_settings, redi
     trace_id = uuid.uuid4().hex
     result = client.infer("sea", [_entity_input(["user-1", "user-2"])], request_id="join-1",
                           headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"})
-    x = np.array([[values[n] for n in FEATURE_SET.names], [9.0] * K], dtype=np.float32)
+    x = np.array([[values[n] for n in SEA_COLUMNS], [9.0] * K], dtype=np.float32)
     assert np.allclose(result.as_numpy("probabilities"), running.server.repository.get("sea").run(x)[1], atol=1e-6)
 
     with pytest.raises(InferenceServerException) as exc:
@@ -72,7 +74,8 @@ def test_entity_join_and_prediction_records(server_factory, kafka_settings, redi
     rec = decoded[b"user-1"]
     assert rec.trace_id == trace_id and len(rec.span_id) == 16 and rec.request_id == "join-1/0"
     assert rec.model_name == "sea" and rec.model_version == "1" and rec.features_as_of_ms == 1_700_000_000_000
-    assert rec.inputs == pytest.approx(values) and 0.0 <= rec.score <= 1.0 and len(rec.outputs) == 2
+    assert rec.inputs == pytest.approx({f"entity_activity.{n}": v for n, v in values.items()})
+    assert 0.0 <= rec.score <= 1.0 and len(rec.outputs) == 2
     assert rec.latency_us > 0
     assert {r.header("traceparent").split("-")[1] for r in records} == {trace_id}
 

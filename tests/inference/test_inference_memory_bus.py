@@ -1,5 +1,6 @@
-"""The server's Kafka edges driven by a MemoryBus (no broker): promotions replayed and followed, hot swaps served,
-PredictionRecords produced with the request's trace."""
+"""The server's Kafka edges driven by a MemoryBus (no broker): definitions followed (a newly declared model served
+without a restart), promotions replayed and followed, hot swaps served, PredictionRecords produced with the
+request's trace and the task's score."""
 
 from __future__ import annotations
 
@@ -7,22 +8,38 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+import pytest
 import tritonclient.grpc as tc
-from inference_helpers import K, make_onnx, wait_until
+from inference_helpers import (
+    DELIVERY,
+    SEA_FEATURES,
+    K,
+    make_onnx,
+    make_regression_onnx,
+    publish_definitions,
+    wait_until,
+)
 from mlops.artifacts import publish_artifact
 from mlops.bus import MemoryBus
 from mlops.contracts import models_pb2
-from mlops.schema import FEATURE_SET
+from mlops.online_store import MemoryOnlineStore, ViewLayout, ViewUpdate
 from mlops.topics import MODEL_PROMOTED, PREDICTIONS
+from tritonclient.utils import InferenceServerException
 
 
 def _promote(bus: MemoryBus, data: bytes, version: str, name: str = "sea") -> None:
     producer = bus.producer(client_id="test-registry")
     sha = publish_artifact(producer, bus, data)
     producer.send(bus.topic(MODEL_PROMOTED), models_pb2.ModelPromoted(
-        model_name=name, version=version, artifact_sha256=sha, feature_names=list(FEATURE_SET.names),
+        model_name=name, version=version, artifact_sha256=sha, feature_names=list(SEA_FEATURES),
         action="promote"), key=name)
     producer.flush()
+
+
+def _declared_bus() -> MemoryBus:
+    bus = MemoryBus()
+    publish_definitions(bus)
+    return bus
 
 
 def _row_input(n: int = 1) -> tc.InferInput:
@@ -32,7 +49,7 @@ def _row_input(n: int = 1) -> tc.InferInput:
 
 
 def test_replayed_history_serves_the_last_promotion_then_follows_new_ones(server_factory) -> None:  # type: ignore[no-untyped-def]
-    bus = MemoryBus()
+    bus = _declared_bus()
     _promote(bus, make_onnx(seed=1), "1")
     _promote(bus, make_onnx(seed=2), "2")
     running = server_factory(bus, watch_promotions=True)
@@ -49,18 +66,20 @@ def test_replayed_history_serves_the_last_promotion_then_follows_new_ones(server
 
 
 def test_a_bad_promotion_keeps_the_champion(server_factory) -> None:  # type: ignore[no-untyped-def]
-    bus = MemoryBus()
+    bus = _declared_bus()
     _promote(bus, make_onnx(), "1")
     running = server_factory(bus, watch_promotions=True)
     wait_until(lambda: running.server.repository.champion_version("sea") == "1")
     _promote(bus, b"not an onnx model", "2")
     follower = running.server.promotions
     wait_until(lambda: follower.errors == 1)
+    _promote(bus, make_onnx(k=4), "3")  # loads, but does not fit the declared 6 inputs
+    wait_until(lambda: follower.errors == 2)
     assert running.server.repository.champion_version("sea") == "1"
 
 
 def test_served_rows_land_on_the_predictions_topic(server_factory, model_file: Path) -> None:  # type: ignore[no-untyped-def]
-    bus = MemoryBus()
+    bus = _declared_bus()
     running = server_factory(bus, model_path=model_file, log_predictions=True)
     client = tc.InferenceServerClient(running.url)
     trace_id = uuid.uuid4().hex
@@ -72,5 +91,51 @@ def test_served_rows_land_on_the_predictions_topic(server_factory, model_file: P
     records = [r.decode(models_pb2.PredictionRecord) for r in bus.records(topic)]
     assert sorted(r.request_id for r in records) == ["mem-1/0", "mem-1/1", "mem-1/2"]
     assert {r.trace_id for r in records} == {trace_id} and all(len(r.span_id) == 16 for r in records)
-    assert all(r.model_name == "sea" and r.inputs == dict.fromkeys(FEATURE_SET.names, 1.0) for r in records)
+    assert all(r.model_name == "sea" and r.inputs == dict.fromkeys(SEA_FEATURES, 1.0) for r in records)
+    assert all(r.score == r.outputs[1] and r.predicted_label == float(r.score >= 0.5) for r in records)
     assert {r.header("traceparent").split("-")[1] for r in bus.records(topic)} == {trace_id}
+
+
+def test_a_newly_declared_model_is_served_without_a_restart(server_factory) -> None:  # type: ignore[no-untyped-def]
+    bus = MemoryBus()
+    first = publish_definitions(bus)
+    store = MemoryOnlineStore()
+    running = server_factory(bus, store, watch_promotions=True, log_predictions=True)
+    _promote(bus, make_onnx(), "1")
+    client = tc.InferenceServerClient(running.url)
+    wait_until(client.is_server_ready)
+    with pytest.raises(InferenceServerException) as exc:
+        client.get_model_metadata("delivery_time")
+    assert "'delivery_time' is not declared; served models: sea" in exc.value.message()
+
+    second = publish_definitions(bus, DELIVERY, current=first)  # merged: sea stays, delivery_time arrives
+    wait_until(lambda: running.server.dataplane.catalog.revision == second.number)
+    with pytest.raises(InferenceServerException) as exc:
+        client.get_model_metadata("delivery_time")
+    assert "declared but has no promoted version yet" in exc.value.message()
+    spec = running.server.dataplane.catalog.models["delivery_time"]
+    _promote(bus, make_regression_onnx(spec.k), "1", name="delivery_time")
+    wait_until(lambda: client.is_model_ready("delivery_time"))
+    meta = client.get_model_metadata("delivery_time")
+    assert [(o.name, list(o.shape)) for o in meta.outputs] == [("predictions", [-1, 1])]
+    assert [(i.name, i.datatype, list(i.shape)) for i in meta.inputs] == [
+        ("entity_id", "BYTES", [-1]), ("input", "FP32", [-1, spec.k])]
+
+    layout = ViewLayout.of(DELIVERY, "customer_orders", second.view_versions["customer_orders"])
+    values = {c: float(i) for i, c in enumerate(layout.columns)}
+    running.call(store.write_many([ViewUpdate(layout, "c1", values, 1_700_000_000_000)]))
+    ids = tc.InferInput("entity_id", [1], "BYTES")
+    ids.set_data_from_numpy(np.array([b"c1"], dtype=np.object_))
+    result = client.infer("delivery_time", [ids], request_id="d-1")
+    x = np.array([[values[ref.partition(".")[2]] for ref in spec.feature_names]], dtype=np.float32)
+    expected = running.server.repository.get("delivery_time").run(x)[0]
+    assert result.as_numpy("predictions").shape == (1, 1)
+    assert np.allclose(result.as_numpy("predictions"), expected, atol=1e-5)
+    client.close()
+    topic = bus.topic(PREDICTIONS)
+    wait_until(lambda: any(r.decode(models_pb2.PredictionRecord).request_id == "d-1" for r in bus.records(topic)))
+    (record,) = [r.decode(models_pb2.PredictionRecord) for r in bus.records(topic)
+                 if r.decode(models_pb2.PredictionRecord).request_id == "d-1"]
+    assert record.entity_id == "c1" and record.features_as_of_ms == 1_700_000_000_000
+    assert record.score == record.predicted_label == record.outputs[0] == pytest.approx(float(expected[0, 0]))
+    assert set(record.inputs) == set(spec.feature_names)

@@ -18,7 +18,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from inference_helpers import K
+from inference_helpers import SEA_FILE, K
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from services.inference.edge.workers import worker_env
@@ -71,7 +71,8 @@ def group(model_file: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, int]
     port, metrics = _free_port(), _free_port(2)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_")} | {
         "MLOPS_INFERENCE_HOST": "127.0.0.1", "MLOPS_INFERENCE_PORT": str(port), "MLOPS_INFERENCE_WORKERS": "2",
-        "MLOPS_INFERENCE_MODEL_PATH": str(model_file), "MLOPS_INFERENCE_WATCH_PROMOTIONS": "false",
+        "MLOPS_INFERENCE_MODEL_PATH": str(model_file), "MLOPS_INFERENCE_DEFINITIONS_FILE": str(SEA_FILE),
+        "MLOPS_INFERENCE_WATCH_PROMOTIONS": "false",
         "MLOPS_INFERENCE_LOG_PREDICTIONS": "false", "MLOPS_INFERENCE_ONLINE_JOIN": "false",
         "MLOPS_INFERENCE_USE_CUDA": "false", "MLOPS_TELEMETRY_METRICS_PORT": str(metrics),
         "MLOPS_TELEMETRY_LOG_LEVEL": "WARNING", "PYTHONPATH": f"{ROOT / 'libs'}:{ROOT}",

@@ -1,10 +1,13 @@
-"""The transport-free core: the data plane (infer / ready / metadata on plain values), adaptive batching, the
-onnxruntime model versions and their repository, and the domain values they pass around."""
+"""The transport-free core: the data plane (infer / ready / metadata on plain values), the serving catalog built
+from the definitions, the online feature assembly (shared with batch scoring), outputs by task, adaptive batching,
+the onnxruntime model versions and their repository, and the domain values they pass around."""
 
 from services.inference.core.batching import Batcher, BatchPolicy
+from services.inference.core.catalog import Catalog, LayoutHistory, ModelSpec, OutputSpec, ViewRead, build_catalog
 from services.inference.core.dataplane import DataPlane, FeaturesSeen, PredictionSink
 from services.inference.core.domain import (
     ENTITY_INPUT,
+    MODEL_INPUT,
     NUMPY_TO_OIP,
     OIP_TO_NUMPY,
     InferRequest,
@@ -15,6 +18,7 @@ from services.inference.core.domain import (
     Tensor,
     TensorInfo,
 )
+from services.inference.core.features import Assembled, assemble
 from services.inference.core.models import (
     ModelRepository,
     ModelVersion,
@@ -24,20 +28,28 @@ from services.inference.core.models import (
     build_session,
     make_champion,
 )
+from services.inference.core.outputs import Binding, bind, scores_and_labels, served_output
 
 __all__ = [
     "ENTITY_INPUT",
+    "MODEL_INPUT",
     "NUMPY_TO_OIP",
     "OIP_TO_NUMPY",
+    "Assembled",
     "BatchPolicy",
     "Batcher",
+    "Binding",
+    "Catalog",
     "DataPlane",
     "FeaturesSeen",
     "InferRequest",
     "InferResponse",
+    "LayoutHistory",
     "ModelInfo",
     "ModelRepository",
+    "ModelSpec",
     "ModelVersion",
+    "OutputSpec",
     "PredictionSink",
     "Promotion",
     "ServedBatch",
@@ -45,7 +57,13 @@ __all__ = [
     "Tensor",
     "TensorInfo",
     "TensorSpec",
+    "ViewRead",
     "apply_promotion",
+    "assemble",
+    "bind",
+    "build_catalog",
     "build_session",
     "make_champion",
+    "scores_and_labels",
+    "served_output",
 ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from mlops.definitions import Task
 
 # Open Inference Protocol datatype → numpy dtype (little-endian); BYTES is a list of bytes objects.
 OIP_TO_NUMPY: dict[str, np.dtype] = {
@@ -16,6 +17,7 @@ OIP_TO_NUMPY: dict[str, np.dtype] = {
 NUMPY_TO_OIP = {v: k for k, v in OIP_TO_NUMPY.items()}
 
 ENTITY_INPUT = "entity_id"
+MODEL_INPUT = "input"  # the feature matrix, FP32 [N, k] in the declared feature order
 
 
 @dataclass
@@ -49,6 +51,7 @@ class TensorInfo:
     name: str
     datatype: str
     shape: tuple[int, ...]
+    parameters: dict[str, str] = field(default_factory=dict)  # e.g. the input's feature names
 
 
 @dataclass(frozen=True)
@@ -78,10 +81,11 @@ class ServedBatch:
     request_id: str
     model_name: str
     model_version: str
+    task: Task
+    classes: tuple[int, ...] | None
     feature_names: tuple[str, ...]
     x: np.ndarray  # float32 [n, k]
-    probabilities: np.ndarray | None  # [n, classes]
-    labels: np.ndarray | None  # [n]
+    output: np.ndarray  # the served output: probabilities [n, K] or predictions [n, 1]
     entity_ids: list[str] | None
     as_of_ms: list[int] | None
     latency_us: int

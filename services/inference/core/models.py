@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnxruntime as ort
 
+from services.inference.core.catalog import Catalog, ModelSpec
 from services.inference.core.domain import Promotion
+from services.inference.core.outputs import Binding, bind
 from services.inference.errors import ModelLoadError, ModelNotFound
 from services.inference.metrics import MODEL_IN_SERVICE, MODEL_SWAPS
 
@@ -99,6 +101,7 @@ class ModelVersion:
     sha256: str = ""
     inputs: list[TensorSpec] = field(default_factory=list)
     outputs: list[TensorSpec] = field(default_factory=list)
+    _binding: Binding | None = field(default=None, repr=False)
 
     @classmethod
     def load(
@@ -126,6 +129,14 @@ class ModelVersion:
     def n_features(self) -> int:
         k = self.input.shape[1]
         return k if k > 0 else len(self.feature_names)
+
+    def bound(self, spec: ModelSpec) -> Binding:
+        """This version checked against `spec` (ModelMismatch when it does not fit); the check runs once per
+        declaration: a new revision brings new ModelSpec objects and so a new check."""
+        binding = self._binding
+        if binding is None or binding.spec is not spec:
+            binding = self._binding = bind(self, spec)  # one reference: concurrent requests see old or new
+        return binding
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:
         """All outputs (in `self.outputs` order) for a float32 [n, k] batch; thread-safe (ORT sessions are)."""
@@ -217,15 +228,24 @@ def make_champion(repository: ModelRepository, model: ModelVersion, action: str 
 
 def apply_promotion(
     repository: ModelRepository, promotion: Promotion, fetch: Callable[[str], bytes], options: SessionOptions,
-    default_features: tuple[str, ...],
+    catalog: Catalog | None,
 ) -> ModelVersion:
-    """Load the promoted version (or reuse it when retained) and make it the champion."""
+    """Load the promoted version (or reuse it when retained), check it against its declaration when the model is
+    declared (a misfit raises ModelMismatch and the champion stays), and make it the champion. A model not declared
+    (yet) is loaded all the same: it is served once a revision declares it, and checked then."""
     if repository.has(promotion.model_name, promotion.version):
         model = repository.get(promotion.model_name, promotion.version)
     else:
         data = fetch(promotion.artifact_sha256)
+        spec = catalog.models.get(promotion.model_name) if catalog is not None else None
         model = ModelVersion.load(promotion.model_name, promotion.version, data,
-                                  promotion.feature_names or default_features,
+                                  spec.feature_names if spec is not None else promotion.feature_names,
                                   sha256=promotion.artifact_sha256, options=options)
+    spec = catalog.models.get(promotion.model_name) if catalog is not None else None
+    if spec is not None:
+        model.bound(spec)
+    else:
+        log.warning("promoted model is not declared; loaded, served once declared",
+                    extra={"fields": {"model": promotion.model_name, "version": promotion.version}})
     make_champion(repository, model, promotion.action or "promote")
     return model

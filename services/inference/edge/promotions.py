@@ -19,7 +19,7 @@ from mlops.telemetry import extract_context, messaging_attributes, tracer
 from mlops.topics import MODEL_PROMOTED
 
 from services.inference import convert
-from services.inference.core import ModelRepository, SessionOptions, apply_promotion
+from services.inference.core import Catalog, ModelRepository, SessionOptions, apply_promotion
 
 log = logging.getLogger("mlops.inference")
 _tracer = tracer("mlops.inference")
@@ -29,9 +29,10 @@ FetchArtifact = Callable[[str], bytes]  # sha256 -> the verified bytes
 
 class PromotionFollower:
     def __init__(self, bus: Bus, repository: ModelRepository, fetch: FetchArtifact, options: SessionOptions,
-                 default_features: tuple[str, ...], replay_timeout_s: float = 60.0):
+                 catalog: Callable[[], Catalog | None], replay_timeout_s: float = 60.0):
+        """`catalog` gives the declarations in force, which each promoted version is checked against."""
         self._bus, self._repository, self._fetch, self._options = bus, repository, fetch, options
-        self._default_features = default_features
+        self._catalog = catalog
         self._replay_timeout = replay_timeout_s
         self._topic = bus.topic(MODEL_PROMOTED)
         self._stop = threading.Event()
@@ -91,7 +92,7 @@ class PromotionFollower:
             | {"mlops.model": promotion.model_name, "mlops.version": promotion.version},
         ):
             try:
-                apply_promotion(self._repository, promotion, self._fetch, self._options, self._default_features)
+                apply_promotion(self._repository, promotion, self._fetch, self._options, self._catalog())
             except Exception as exc:  # the old champion keeps serving; the failure is loud
                 self.errors += 1
                 log.error("promotion not applied", extra={"fields": {

@@ -17,6 +17,8 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 from mlops.artifacts import ArtifactReader
 from mlops.bus import Bus
 from mlops.contracts.oip import POOL, SERVICE_NAME, pb2, pb2_grpc
+from mlops.definitions import Revision, load, plan
+from mlops.definitions.store import DefinitionsFollower
 from mlops.online_store import OnlineStore
 from mlops.topics import PREDICTIONS
 from opentelemetry.trace import Status, StatusCode
@@ -26,9 +28,12 @@ from services.inference.core import (
     Batcher,
     BatchPolicy,
     DataPlane,
+    LayoutHistory,
     ModelRepository,
     ModelVersion,
     SessionOptions,
+    build_catalog,
+    make_champion,
 )
 from services.inference.edge.prediction_log import PredictionLog
 from services.inference.edge.promotions import PromotionFollower
@@ -38,11 +43,12 @@ from services.inference.errors import (
     InferenceError,
     InvalidInput,
     ModelLoadError,
+    ModelMismatch,
     ModelNotFound,
     NotReady,
     TooLarge,
 )
-from services.inference.metrics import LATENCY, MODEL_IN_SERVICE, REQUESTS
+from services.inference.metrics import LATENCY, REQUESTS
 from services.inference.settings import InferenceSettings
 
 log = logging.getLogger("mlops.inference")
@@ -54,6 +60,7 @@ STATUS_CODES: dict[type[InferenceError], grpc.StatusCode] = {
     EntityNotFound: grpc.StatusCode.NOT_FOUND,
     TooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
     NotReady: grpc.StatusCode.UNAVAILABLE,
+    ModelMismatch: grpc.StatusCode.FAILED_PRECONDITION,
     ModelLoadError: grpc.StatusCode.INTERNAL,
 }
 
@@ -91,11 +98,13 @@ class InferenceServicer(pb2_grpc.GRPCInferenceServiceServicer):
             await context.abort(status_code(exc), str(exc))
 
     async def RepositoryIndex(self, request: Any, context: Any) -> Any:  # noqa: N802
-        repo = self._dp.repository
+        repo, catalog = self._dp.repository, self._dp.catalog
         out = pb2.RepositoryIndexResponse()
         for name in repo.names():
-            for version in repo.versions(name):
-                out.models.add(name=name, version=version, state="READY")
+            declared = catalog is not None and name in catalog.models
+            for version in repo.versions(name):  # a loaded model no revision declares is not served
+                out.models.add(name=name, version=version, state="READY" if declared else "UNAVAILABLE",
+                               reason="" if declared else "not declared in the definitions in force")
         return out
 
     async def RepositoryModelLoad(self, request: Any, context: Any) -> Any:  # noqa: N802
@@ -149,6 +158,8 @@ class InferenceServer:
         self.health = HealthServicer()
         self.port = 0
         self.promotions: PromotionFollower | None = None
+        self.definitions: DefinitionsFollower | None = None
+        self._history = LayoutHistory()  # older view versions, for the online join's fallback
         self.predictions: PredictionLog | None = None
         self._executor = ThreadPoolExecutor(settings.ort_workers, thread_name_prefix="ort")
         self._server: grpc.aio.Server | None = None
@@ -159,11 +170,43 @@ class InferenceServer:
         self.dataplane: DataPlane | None = None
 
     def load_file(self, path: Path, name: str | None = None, version: str | None = None) -> ModelVersion:
-        model = ModelVersion.load(name or self.settings.default_model, version or self.settings.model_version,
-                                  path.read_bytes(), self.settings.feature_names, options=self.options)
-        self.repository.promote(model)
-        MODEL_IN_SERVICE.labels(model.name, model.version).set(1)
+        """Serve the ONNX file at `path` as the champion of declared model `name` (default_model)."""
+        assert self.dataplane is not None, "start() first: the file is checked against its declaration"
+        name = name or self.settings.default_model
+        catalog = self.dataplane.catalog
+        spec = catalog.get(name) if catalog is not None else None
+        model = ModelVersion.load(name, version or self.settings.model_version, path.read_bytes(),
+                                  spec.feature_names if spec is not None else (), options=self.options)
+        if spec is not None:
+            model.bound(spec)
+        make_champion(self.repository, model, "load")
         return model
+
+    def _on_definitions(self, revision: Revision) -> None:
+        """A newer definitions revision (on the follower's thread): build its catalog aside, then swap it in."""
+        assert self.dataplane is not None
+        try:
+            self._history.add(revision)
+            catalog = build_catalog(revision, self._history)
+        except Exception as exc:  # keep serving the revision we have; the follower thread must not die of it
+            log.error("definitions revision not applied", extra={"fields": {
+                "revision": revision.number, "error": str(exc)}})
+            return
+        self.dataplane.use(catalog)
+        log.info("serving definitions revision", extra={"fields": {
+            "revision": revision.number, "models": sorted(catalog.models)}})
+        self._on_change()
+
+    async def _start_definitions(self) -> None:
+        s = self.settings
+        if s.definitions_file is not None:
+            first = plan(None, load(s.definitions_file), f"file {s.definitions_file.name}").revision
+            if first is not None:
+                self._on_definitions(first)
+        elif self.bus is not None:
+            self.definitions = DefinitionsFollower(self.bus, client_id="inference-definitions",
+                                                   on_change=self._on_definitions)
+            await asyncio.to_thread(self.definitions.start)
 
     def _on_change(self) -> None:
         if self._loop is not None and not self._loop.is_closed():
@@ -175,7 +218,7 @@ class InferenceServer:
         task.add_done_callback(self._health_tasks.discard)
 
     async def _update_health(self) -> None:
-        status = health_pb2.HealthCheckResponse.SERVING if not self.repository.empty() else \
+        status = health_pb2.HealthCheckResponse.SERVING if self.ready() else \
             health_pb2.HealthCheckResponse.NOT_SERVING
         for name in ("", SERVICE_NAME):
             await self.health.set(name, status)
@@ -184,8 +227,6 @@ class InferenceServer:
         s = self.settings
         self._loop = asyncio.get_running_loop()
         self.repository.set_on_change(self._on_change)
-        if s.model_path is not None:
-            self.load_file(s.model_path)
         if self.bus is not None and s.log_predictions:
             producer = self.bus.producer(client_id="inference-predictions",
                                          extra={"queue.buffering.max.messages": 200_000})
@@ -193,6 +234,9 @@ class InferenceServer:
         self.batcher = Batcher(self._executor, BatchPolicy.from_settings(s))
         self.dataplane = DataPlane(s, self.repository, self.batcher, self._store, self.predictions,
                                    on_features=link_feature_updates)
+        await self._start_definitions()
+        if s.model_path is not None:
+            self.load_file(s.model_path)
         opts = [("grpc.max_receive_message_length", s.max_message_bytes),
                 ("grpc.max_send_message_length", s.max_message_bytes),
                 ("grpc.so_reuseport", 1 if s.workers > 1 or s.worker_index > 0 else 0)]
@@ -210,9 +254,10 @@ class InferenceServer:
         await self._server.start()
         if self.bus is not None and s.watch_promotions:
             artifacts, timeout = ArtifactReader(self.bus), s.artifact_timeout_s
+            dataplane = self.dataplane
             self.promotions = PromotionFollower(self.bus, self.repository,
                                                 lambda sha256: artifacts.get(sha256, timeout=timeout),
-                                                self.options, s.feature_names)
+                                                self.options, lambda: dataplane.catalog)
             self.promotions.start()
         log.info("inference serving", extra={"fields": {
             "port": self.port, "worker": s.worker_index, "models": self.repository.names(),
@@ -220,7 +265,9 @@ class InferenceServer:
         return self.port
 
     def ready(self) -> bool:
-        return not self.repository.empty()
+        """Declarations in force (their follower alive) and at least one declared model with a champion."""
+        return self.dataplane is not None and self.dataplane.ready() and (
+            self.definitions is None or self.definitions.alive())
 
     async def wait(self) -> None:
         assert self._server is not None
@@ -232,6 +279,8 @@ class InferenceServer:
             await self._server.stop(grace)
         if self.promotions is not None:
             await asyncio.to_thread(self.promotions.stop)
+        if self.definitions is not None:
+            await asyncio.to_thread(self.definitions.stop)
         if self.batcher is not None:
             await self.batcher.close()
         if self.predictions is not None:

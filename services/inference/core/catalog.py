@@ -1,0 +1,139 @@
+"""What the declared definitions say about serving: per model its inputs, task, outputs and how to read its
+features from the online views, built once per definitions revision into an immutable `Catalog`.
+
+The data plane holds one Catalog reference and a new revision swaps it whole, so a request sees one revision from
+start to end. How a model reads a view (`ViewRead`): the current version's layout first, then each older version
+of the view that has every column the model needs from it (a column's meaning never changes while a registered
+model reads it, so an older version's value is still the right one), newest first. Older layouts are only known
+from revisions this process has seen, which `LayoutHistory` remembers (the definitions follower replays them all
+at start).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from mlops.definitions import Definitions, Revision, Task
+from mlops.definitions.model import MissingEntity, Model
+from mlops.online_store import ViewLayout
+
+from services.inference.errors import ModelNotFound
+
+__all__ = ["Catalog", "LayoutHistory", "ModelSpec", "OutputSpec", "ViewRead", "build_catalog"]
+
+PROBABILITIES = "probabilities"
+PREDICTIONS = "predictions"
+
+
+@dataclass(frozen=True)
+class ViewRead:
+    """How one model reads one feature view: layouts to try in order, and where each of its columns goes."""
+
+    view: str
+    layouts: tuple[ViewLayout, ...]  # the current version first, then older ones that have every column
+    columns: tuple[str, ...]  # the model's columns from this view, in model-input order
+    positions: tuple[int, ...]  # their positions in the model input
+    indexes: tuple[tuple[int, ...], ...]  # per layout: where each column sits in that layout's record
+    direct: bool  # the current layout's record IS the model input (every column, in order): no reordering
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """The one output a model serves, by task: its Open Inference Protocol name and shape, and the ONNX output
+    it comes from (`mlops.evaluation.ONNX_OUTPUT`)."""
+
+    name: str
+    onnx_name: str
+    width: int  # classes for probabilities, 1 for a regression value
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    task: Task
+    feature_names: tuple[str, ...]  # declared refs `view.column`, in model-input order
+    id_field: str  # the entity's id field (what batch-scoring rows name the entity by)
+    classes: tuple[int, ...] | None
+    missing_entity: MissingEntity
+    entity_join: bool
+    views: tuple[ViewRead, ...]
+    output: OutputSpec
+
+    @property
+    def k(self) -> int:
+        return len(self.feature_names)
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """The models one definitions revision declares, by name."""
+
+    revision: int
+    models: Mapping[str, ModelSpec] = field(default_factory=dict)
+
+    def get(self, name: str, served: list[str] | None = None) -> ModelSpec:
+        spec = self.models.get(name)
+        if spec is None:
+            raise ModelNotFound(name, served=served if served is not None else sorted(self.models),
+                                reason="is not declared")
+        return spec
+
+
+class LayoutHistory:
+    """Every (view, version) layout seen in a revision, so a reader can fall back to older versions. Written by
+    the one thread that follows the definitions; readers only see the immutable Catalogs built from it."""
+
+    def __init__(self) -> None:
+        self._layouts: dict[str, dict[int, ViewLayout]] = {}
+
+    def add(self, revision: Revision) -> None:
+        d = revision.definitions
+        for view in d.feature_views:
+            version = revision.view_versions[view.name]
+            self._layouts.setdefault(view.name, {})[version] = ViewLayout.of(d, view, version)
+
+    def older(self, view: str, version: int, columns: tuple[str, ...]) -> list[ViewLayout]:
+        """Layouts of `view` older than `version` that hold every one of `columns`, newest first."""
+        known = self._layouts.get(view, {})
+        return [known[v] for v in sorted(known, reverse=True)
+                if v < version and set(columns) <= set(known[v].columns)]
+
+
+def output_spec(model: Model) -> OutputSpec:
+    from mlops.evaluation import ONNX_OUTPUT
+
+    if model.task is Task.REGRESSION:
+        return OutputSpec(PREDICTIONS, ONNX_OUTPUT[model.task], 1)
+    width = 2 if model.task is Task.BINARY else len(model.classes or ())
+    return OutputSpec(PROBABILITIES, ONNX_OUTPUT[model.task], width)
+
+
+def _view_reads(d: Definitions, model: Model, versions: Mapping[str, int],
+                history: LayoutHistory | None) -> tuple[ViewRead, ...]:
+    by_view: dict[str, list[tuple[int, str]]] = {}
+    for position, (view, column) in enumerate(d.model_inputs(model)):
+        by_view.setdefault(view, []).append((position, column))
+    reads = []
+    for view, wanted in by_view.items():
+        columns = tuple(c for _, c in wanted)
+        current = ViewLayout.of(d, view, versions[view])
+        layouts = [current] + (history.older(view, current.version, columns) if history is not None else [])
+        positions = tuple(p for p, _ in wanted)
+        indexes = tuple(tuple(layout.columns.index(c) for c in columns) for layout in layouts)
+        every = tuple(range(len(model.features)))
+        direct = positions == every and indexes[0] == every and len(current.columns) == len(every)
+        reads.append(ViewRead(view, tuple(layouts), columns, positions, indexes, direct))
+    return tuple(reads)
+
+
+def build_catalog(revision: Revision, history: LayoutHistory | None = None) -> Catalog:
+    """The serving view of `revision` (with `history`: older view versions to fall back to)."""
+    d = revision.definitions
+    models = {}
+    for model in d.models:
+        entity = d.entity(d.feature_view(d.model_inputs(model)[0][0]).entity)
+        models[model.name] = ModelSpec(
+            model.name, model.task, model.features, entity.id_field, model.classes, model.serving.missing_entity,
+            model.serving.entity_join, _view_reads(d, model, revision.view_versions, history), output_spec(model))
+    return Catalog(revision.number, models)
