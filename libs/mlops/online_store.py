@@ -166,7 +166,7 @@ def pack(layout: ViewLayout, values: Mapping[str, float], as_of_ms: int, tracepa
     return _HEADER.pack(int(as_of_ms), layout.version) + layout._values.pack(*xs) + tp.ljust(TRACEPARENT_SIZE, b"\0")
 
 
-def decode(layout: ViewLayout, entity_ids: Sequence[str],
+def _decode(layout: ViewLayout, entity_ids: Sequence[str],
            replies: Sequence[bytes | None]) -> list[OnlineFeatures | None]:
     """The views in MGET `replies` (one numpy call for all records); None for a missing or foreign record."""
     out: list[OnlineFeatures | None] = [None] * len(entity_ids)
@@ -246,7 +246,7 @@ class RedisOnlineStore(_Keys):
     async def read_many(self, layout: ViewLayout, entity_ids: Sequence[str]) -> list[OnlineFeatures | None]:
         if not entity_ids:
             return []
-        return decode(layout, entity_ids, await self._redis.mget(self.vec_keys(layout, entity_ids)))
+        return _decode(layout, entity_ids, await self._redis.mget(self.vec_keys(layout, entity_ids)))
 
     async def close(self) -> None:
         await self._redis.aclose()
@@ -278,7 +278,7 @@ class SyncRedisOnlineStore(_Keys):
         """The views of `entity_ids` in order (None: unknown, expired or another layout) in one round trip."""
         if not entity_ids:
             return []
-        return decode(layout, entity_ids, self._redis.mget(self.vec_keys(layout, entity_ids)))
+        return _decode(layout, entity_ids, self._redis.mget(self.vec_keys(layout, entity_ids)))
 
     def close(self) -> None:
         self._redis.close()
@@ -310,7 +310,7 @@ class MemoryOnlineStore(_Keys):
                 del self._records[key]  # expire on read, as Redis does lazily
                 entry = None
             replies.append(None if entry is None else entry[0])
-        return decode(layout, entity_ids, replies)
+        return _decode(layout, entity_ids, replies)
 
     async def close(self) -> None:
         return None

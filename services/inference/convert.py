@@ -115,17 +115,12 @@ def encode_response(resp: InferResponse) -> Any:
     return out
 
 
-_TENSOR_METADATA = pb2.ModelMetadataResponse.TensorMetadata
-# The KServe v2 protocol's TensorMetadata has no parameters; MLServer adds `map<string, InferParameter> parameters
-# = 4`. Tensor parameters (the input's feature names) go on the wire once our proto carries that field too.
-_METADATA_PARAMETERS = "parameters" in _TENSOR_METADATA.DESCRIPTOR.fields_by_name
-
-
 def _tensor_metadata(t: TensorInfo) -> Any:
-    meta = _TENSOR_METADATA(name=t.name, datatype=t.datatype, shape=t.shape)
-    if _METADATA_PARAMETERS:
-        for key, value in t.parameters.items():
-            meta.parameters[key].string_param = value
+    """Tensor metadata with its parameters (the input's feature names), in the field MLServer adds to KServe's
+    TensorMetadata."""
+    meta = pb2.ModelMetadataResponse.TensorMetadata(name=t.name, datatype=t.datatype, shape=t.shape)
+    for key, value in t.parameters.items():
+        meta.parameters[key].string_param = value
     return meta
 
 

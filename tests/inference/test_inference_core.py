@@ -212,3 +212,14 @@ def test_errors_root_at_mlops_error_and_each_has_its_status() -> None:
 def test_promotion_from_its_message() -> None:
     msg = models_pb2.ModelPromoted(model_name="sea", version="3", artifact_sha256="ab", feature_names=["x0", "x1"])
     assert convert.promotion(msg) == Promotion("sea", "3", "ab", ("x0", "x1"), "promote")
+
+
+def test_metadata_carries_the_input_feature_names_on_the_wire() -> None:
+    from services.inference.core.domain import ModelInfo, TensorInfo
+
+    info = ModelInfo("sea", ("3",), "onnxruntime_onnx",
+                     (TensorInfo("input", "FP32", (-1, 2), {"feature_names": "v.a,v.b"}),),
+                     (TensorInfo("probabilities", "FP32", (-1, 2)),))
+    wire = pb2.ModelMetadataResponse.FromString(convert.encode_metadata(info).SerializeToString())
+    assert wire.inputs[0].parameters["feature_names"].string_param == "v.a,v.b"
+    assert not wire.outputs[0].parameters
