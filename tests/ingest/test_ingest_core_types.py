@@ -12,6 +12,7 @@ import pytest
 from ingest_definitions import DELIVERY, EVERYTHING, assert_fast_path_agrees, validator
 from mlops import contracts
 from mlops.contracts import events_pb2
+from mlops.definitions import DefinitionsError
 
 from services.ingest.convert import to_event, validate
 from services.ingest.core import OTHER, SourceValidator, ValidEvent
@@ -222,8 +223,8 @@ def test_fast_path_agrees_with_the_full_path() -> None:
     assert_fast_path_agrees(ORDERS, [json.dumps(doc).encode() for doc in docs], NOW)
 
 
-def test_a_source_whose_id_or_time_field_clashes_with_the_record_keys_is_refused() -> None:
+def test_a_source_whose_id_or_time_field_clashes_with_the_record_keys_is_refused_at_apply() -> None:
     doc = copy.deepcopy(EVERYTHING)
     doc["entities"][0]["id_field"] = "values"
-    with pytest.raises(ValueError, match="id field 'values'"):
+    with pytest.raises(DefinitionsError, match="id field 'values'"):
         validator(doc, "readings")
