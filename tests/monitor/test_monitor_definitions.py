@@ -9,9 +9,10 @@ import json
 import logging
 import threading
 import time
+import uuid
 
 import pytest
-from mlops.bus import MemoryBus, Producer, StopFlag
+from mlops.bus import Bus, Consumer, MemoryBus, Producer, StopFlag
 from mlops.contracts import events_pb2, models_pb2
 from mlops.topics import LABELS, PREDICTIONS, RETRAIN_REQUESTED, TopicSpec
 from monitor_helpers import (
@@ -33,7 +34,7 @@ DELIVERED = TopicSpec("orders.delivered", "labels of delivery_time")
 NEVER_S = 10**9
 
 
-def send(bus: MemoryBus, samples: list[Sample], *, predictions: bool = True, labels: bool = True) -> None:
+def send(bus: Bus, samples: list[Sample], *, predictions: bool = True, labels: bool = True) -> None:
     """What inference writes for each prediction, and each label as its source writes it: a `Label` protobuf on
     `labels` for SEA, JSON holding the customer id, the time the label is about and the minutes on
     `orders.delivered`."""
@@ -87,7 +88,7 @@ class Running:
 def running():
     made: list[Running] = []
 
-    def start(bus: MemoryBus, settings: MonitorSettings | None = None) -> Running:
+    def start(bus: Bus, settings: MonitorSettings | None = None) -> Running:
         r = Running(MonitorService(settings or MonitorSettings(poll_timeout_s=0.05), bus))
         made.append(r)
         return r
@@ -205,3 +206,29 @@ def test_a_model_with_a_new_label_topic_is_read_without_a_restart(running):
     r.until(lambda: r.service.monitor.joiners.get("delivery_time") is not None
             and r.service.monitor.joiners["delivery_time"].counts.joined == 100)
     assert bus.committed(r.service.settings.group_id, bus.topic(DELIVERED), 0) == 100
+
+
+def test_on_the_broker_a_model_added_while_running_is_watched_on_its_own_label_topic(kafka_bus, running):
+    """The real broker: the monitor starts with SEA only; the delivery model (JSON labels on its own topic) is
+    applied while it runs; the consumer re-subscribes, and the delivery model's drift retrains it alone."""
+    settings = MonitorSettings(group_id=f"monitor-{uuid.uuid4().hex[:6]}", poll_timeout_s=0.2)
+    apply_definitions(kafka_bus, SEA)
+    r = running(kafka_bus, settings)
+    send(kafka_bus, sea_samples(1_000, None))
+    r.handled(2_000)
+    apply_definitions(kafka_bus, DELIVERY)
+    r.until(lambda: "delivery_time" in r.service.monitor.config.policies)
+    samples = delivery_samples(6_000, 3_000)
+    send(kafka_bus, samples, labels=False)
+    r.handled(8_000)
+    send(kafka_bus, samples, predictions=False)
+    r.handled(14_000)
+    r.close()
+    reader = Consumer(kafka_bus.settings, group_id=f"t-{uuid.uuid4().hex[:8]}", client_id="t",
+                      topics=[kafka_bus.topic(RETRAIN_REQUESTED)])
+    try:
+        got = reader.consume(10, 10.0)
+    finally:
+        reader.close()
+    assert [(g.key, g.decode(models_pb2.RetrainRequest).statistic) for g in got] == [(b"delivery_time", "mae")]
+    assert r.service.monitor.joiners["delivery_time"].counts.joined == 6_000
