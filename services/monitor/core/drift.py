@@ -93,7 +93,9 @@ class DriftMonitor:
                     self._restored[name] = state.last_request_ms
             else:
                 state.repolicy(policy)
-        for name in [n for n in self.joiners if config.policy(n) is None]:
+                state.joiner = self._joiner(name) if state.watch_errors else None
+        for name in [n for n in self.joiners if config.policy(n) is None or (
+                n in self.models and self.models[n].joiner is None)]:
             del self.joiners[name]
 
     # --- input ------------------------------------------------------------------------------------------------
@@ -108,15 +110,14 @@ class DriftMonitor:
                 self.unwatched += 1
                 return []
             state = self.models[p.model_name] = ModelState(self, policy, p.model_version, t)
+            state.joiner = self._joiner(p.model_name) if state.watch_errors else None
             state.last_request_ms = self._restored.pop(p.model_name, None)
             self.observer.on_version(p.model_name, p.model_version, None)
         elif p.model_version != state.version:
             grace = self.settings.version_grace_ms
             if p.model_version == state.previous_version and t - state.version_since_ms <= grace:
                 self.stale_predictions += 1
-                if state.watch_errors:
-                    return self._joins(self._joiner(p.model_name).add_prediction(p))
-                return []
+                return self._joins(state.joiner.add_prediction(p)) if state.joiner is not None else []
             previous = state.version
             state.reset(p.model_version, t)
             self.observer.on_version(p.model_name, p.model_version, previous)
@@ -136,9 +137,10 @@ class DriftMonitor:
         if sc is not None and sc.update(p.score, t):
             self._detected(state, Detection(p.model_name, state.version, "prediction", sc.detector_label,
                                             "score_mean", SCORE_STREAM, sc.mean_z, sc.window_start_ms, t))
-        if state.watch_errors:
+        joiner = state.joiner
+        if joiner is not None:
             # labels that waited for this prediction join now; their decisions must reach the caller with the rest
-            for joined, label in self._joiner(p.model_name).add_prediction(p):
+            for joined, label in joiner.add_prediction(p):
                 self._joined(joined, label)
         return self._drain()
 

@@ -16,6 +16,7 @@ from mlops.definitions.model import Task
 
 from services.monitor.core.concept import ErrorStream
 from services.monitor.core.domain import Detection
+from services.monitor.core.join import LabelJoiner
 from services.monitor.core.policy import ModelPolicy
 from services.monitor.core.stats import StreamStats, WindowResult
 
@@ -39,6 +40,7 @@ class ModelState:
         self.watch_errors = "error" in policy.signals
         self.score: StreamStats | None = None
         self.errors: ErrorStream | None = None
+        self.joiner: LabelJoiner | None = None  # the model's label join (set by the monitor, which owns them all)
         self.signals: dict[tuple[str, str], tuple[int, Detection]] = {}  # (detector, stream) → (record no., det)
         n = max(1, monitor.settings.evidence_traces)
         self.traces: deque[tuple[str, str]] = deque(maxlen=n)
