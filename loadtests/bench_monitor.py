@@ -7,8 +7,10 @@ statistic costs.
 Part 1 times each statistic alone, per value (a river detector's update on one stream, the window statistics
 PSI + KS amortized over their window, the label join). Part 2 runs the whole core on predictions with `--features`
 inputs (the demo's feature set has 6) plus the score stream: 7 streams per prediction, with each data/score
-detector choice and with detectors off (join + PSI/KS windows only). Part 3 is the label path (join + error
-stream). The best of `--repeat` runs is reported. Target: >= 100k predictions/s per process with the defaults.
+detector choice and with detectors off (join + PSI/KS windows only), and the same predictions shared by the two
+example models (SEA's binary one and the delivery domain's regression one, configured from their definitions).
+Part 3 is the label path (join + error stream). The best of `--repeat` runs is reported. Target: >= 100k
+predictions/s per process with the defaults.
 """
 
 from __future__ import annotations
@@ -18,11 +20,14 @@ import math
 import random
 import time
 from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
+from mlops.definitions import load, merge
 from mlops_tools.datagen import StreamConfig, generate
 
-from services.monitor import DriftMonitor, LabelEvent, MonitorSettings, Prediction
+from services.monitor import DriftMonitor, LabelEvent, MonitorConfig, MonitorSettings, Prediction
 from services.monitor.core import LabelJoiner, StreamStats, make_detector
 
 TARGET = 100_000
@@ -39,6 +44,24 @@ def _predictions(n: int, features: int) -> tuple[list[Prediction], list[LabelEve
                                 rec.event_time_ms, rec.event_time_ms, f"{rec.index + 1:032x}", "1" * 16))
         labels.append(LabelEvent(rec.entity_id, rec.event_time_ms, float(rec.label), event_id=rec.event_id))
     return preds, labels
+
+
+def _declared() -> MonitorConfig:
+    """The monitor's configuration from the two example definitions (SEA's binary model, the delivery domain's
+    regression), as the service builds it from the revision in force."""
+    root = Path(__file__).resolve().parents[1] / "examples"
+    sea, delivery = (load(root / name / "definitions.yaml") for name in ("sea", "delivery"))
+    return MonitorConfig.of(merge(sea, delivery))
+
+
+def _two_models(preds: list[Prediction]) -> list[Prediction]:
+    """The same predictions alternating between the two declared models (the regression one scores a value)."""
+    out = []
+    for i, p in enumerate(preds):
+        if i % 2:
+            p = replace(p, model_name="delivery_time", score=30.0 * p.score, predicted_label=30.0 * p.score)
+        out.append(p)
+    return out
 
 
 def _best(fn: Callable[[], int], repeat: int) -> tuple[float, int]:
@@ -141,9 +164,22 @@ def _core_rows(preds: list[Prediction], labels: list[LabelEvent], repeat: int) -
         secs, items = _best(run, repeat)
         rows.append((f"predictions, {name}", items / secs, secs / items * 1e6))
 
+    two = _two_models(preds)
+
+    def two_models() -> int:
+        m = DriftMonitor(MonitorSettings(), config=_declared())
+        observe = m.observe_prediction
+        for p in two:
+            observe(p)
+        assert len(m.models) == 2
+        return len(two)
+
+    secs, items = _best(two_models, repeat)
+    rows.append(("predictions, two declared models (binary + regression)", items / secs, secs / items * 1e6))
+
     def with_labels() -> tuple[int, float]:
         m = DriftMonitor(MonitorSettings())
-        return _timed_labels(m.observe_prediction, m.observe_label, preds, labels)
+        return _timed_labels(m.observe_prediction, lambda lab: m.observe_label("sea", lab), preds, labels)
 
     best = _best_section(with_labels, repeat)
     rows.append(("labels: join + error stream (ADWIN)", len(labels) / best, best / len(labels) * 1e6))

@@ -1,9 +1,11 @@
-"""Protobuf ↔ domain: PredictionRecord and Label in, RetrainRequest out (the only module besides the edge that
-touches generated contracts)."""
+"""Protobuf ↔ domain: PredictionRecord and labels in, RetrainRequest out (the only module besides the edge that
+touches generated contracts). Labels arrive as `Label` protobufs or JSON on each model's declared topic;
+`mlops.definitions.labels.decode_label` reads both and checks them per task, and `label_from_row` takes it on."""
 
 from __future__ import annotations
 
-from mlops.contracts import events_pb2, models_pb2
+from mlops.contracts import models_pb2
+from mlops.definitions.labels import LabelRow
 
 from services.monitor.core import LabelEvent, Prediction, RetrainDecision
 
@@ -19,9 +21,9 @@ def prediction_from_pb(msg: models_pb2.PredictionRecord) -> Prediction:
     )
 
 
-def label_from_pb(msg: events_pb2.Label) -> LabelEvent:
-    return LabelEvent(entity_id=msg.entity_id, event_time_ms=msg.event_time_ms, label=msg.label,
-                      request_id=msg.request_id, event_id=msg.event_id)
+def label_from_row(row: LabelRow) -> LabelEvent:
+    return LabelEvent(entity_id=row.entity_id, event_time_ms=row.event_time_ms, label=row.value,
+                      request_id=row.request_id)
 
 
 def retrain_to_pb(

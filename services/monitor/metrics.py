@@ -28,6 +28,12 @@ UNJOINED = Counter(
 JOIN_RATIO = Gauge("mlops_monitor_join_ratio", "Joined labels / labels consumed, since start.")
 JOIN_BUFFER = Gauge("mlops_monitor_join_buffer", "Records held by the label join.", ["what"])
 EVENT_LAG = Gauge("mlops_monitor_event_lag_seconds", "Wall clock minus the last handled prediction's timestamp.")
+BAD_LABELS = Counter(
+    "mlops_monitor_bad_labels_total", "Labels that could not be read or do not fit their model, by the field at "
+    "fault ('' when the record as a whole is unreadable).", ["model", "field"]
+)
+REVISION = Gauge("mlops_monitor_definitions_revision", "The definitions revision the monitor watches by.")
+MODELS = Gauge("mlops_monitor_models_watched", "Models the definitions in force declare (the monitor watches each).")
 MODEL_VERSION = Gauge("mlops_monitor_model_version_info", "The model version the monitor sees serving.",
                       ["model", "version"])
 
@@ -68,10 +74,11 @@ class CounterSync:
         RECORDS.labels("label").inc(self._delta("l", monitor.labels))
         RECORDS.labels("stale_prediction").inc(self._delta("sp", monitor.stale_predictions))
         RECORDS.labels("stale_label").inc(self._delta("sl", monitor.stale_labels))
-        c = monitor.joiner.counts
+        RECORDS.labels("unwatched_model").inc(self._delta("u", monitor.unwatched))
+        c = monitor.join_counts()
         JOINED.inc(self._delta("j", c.joined))
         UNJOINED.labels("prediction").inc(self._delta("pe", c.predictions_evicted))
         UNJOINED.labels("label").inc(self._delta("le", c.labels_evicted))
         JOIN_RATIO.set(c.joined / monitor.labels if monitor.labels else 0.0)
-        JOIN_BUFFER.labels("predictions").set(len(monitor.joiner))
+        JOIN_BUFFER.labels("predictions").set(monitor.join_buffered())
         JOIN_BUFFER.labels("labels").set(c.labels_waiting)

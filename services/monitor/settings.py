@@ -1,4 +1,8 @@
-"""The monitor's settings (env prefix MLOPS_MONITOR_)."""
+"""The monitor's settings (env prefix MLOPS_MONITOR_).
+
+What differs per model comes from the definitions in force, not from here: which signals run (`drift.signals`),
+the data-drift significance (`drift.alpha`: the KS window test and KSWIN) and the cool-down (`drift.cooldown_s`).
+These settings tune the detectors every model shares."""
 
 from __future__ import annotations
 
@@ -30,7 +34,10 @@ class MonitorSettings(BaseSettings):
     )
     score_detector: DetectorName = Field("adwin", description="Detector on the prediction-score stream.")
     adwin_delta: Fraction = Field(0.0002, description="ADWIN confidence for feature and score streams.")
-    error_adwin_delta: Fraction = Field(0.002, description="ADWIN confidence on the 0/1 error stream.")
+    error_adwin_delta: Fraction = Field(
+        0.002, description="ADWIN confidence on the error stream (0/1 errors; regression: absolute errors in units "
+        "of the reference mean absolute error)."
+    )
     pagehinkley_delta: float = Field(
         0.25, ge=0, description="PageHinkley tolerated drift magnitude, in reference standard deviations."
     )
@@ -38,7 +45,6 @@ class MonitorSettings(BaseSettings):
         40.0, gt=0, description="PageHinkley alarm threshold, in reference standard deviations (defaults of river "
         "false-alarm on noise; these are tuned on standardized values)."
     )
-    kswin_alpha: Fraction = Field(0.0001, description="KSWIN significance level.")
     kswin_window: int = Field(300, ge=60, description="KSWIN window size.")
     kswin_stride: int = Field(10, ge=1, description="KSWIN sees every k-th value (it costs ~0.5 ms per update).")
 
@@ -49,7 +55,6 @@ class MonitorSettings(BaseSettings):
     )
     psi_bins: int = Field(10, ge=2, description="PSI bins (reference quantiles).")
     psi_threshold: float = Field(0.25, gt=0, description="PSI above this is a detection (0.25 = major shift).")
-    ks_alpha: Fraction = Field(0.0001, description="Two-sample KS significance for a window detection.")
 
     # --- concept drift on the error stream ---------------------------------------------------------------------
     error_reference_labels: int = Field(
@@ -57,8 +62,12 @@ class MonitorSettings(BaseSettings):
     )
     error_recent_labels: int = Field(200, ge=20, description="Labels in the recent error-rate window.")
     error_min_increase: Fraction = Field(
-        0.05, description="A concept drift is confirmed when the recent error rate exceeds the reference by at "
-        "least this much after the error detector fired."
+        0.05, description="Classification: a concept drift is confirmed when the recent error rate exceeds the "
+        "reference by at least this much after the error detector fired."
+    )
+    error_min_relative_increase: float = Field(
+        0.25, gt=0, description="Regression: a concept drift is confirmed when the recent mean absolute error "
+        "exceeds the reference one by at least this fraction after the error detector fired."
     )
 
     # --- debounce ----------------------------------------------------------------------------------------------
@@ -70,7 +79,6 @@ class MonitorSettings(BaseSettings):
     evidence_records: int = Field(
         3000, ge=1, description="Data-drift signals count as agreeing if fired within this many predictions."
     )
-    cooldown_ms: StreamMs = Field(60_000, description="Least stream time between two retrain requests.")
     retrain_timeout_ms: StreamMs = Field(
         600_000, description="After a request, no new one until the model version changes or this passes."
     )
@@ -87,8 +95,10 @@ class MonitorSettings(BaseSettings):
         2_000, description="A label without request id joins the entity's prediction whose as-of time is closest "
         "to its event time, if within this tolerance."
     )
-    join_capacity: int = Field(200_000, ge=100, description="Most predictions held for the join.")
-    label_capacity: int = Field(50_000, ge=100, description="Most early labels held waiting for their prediction.")
+    join_capacity: int = Field(200_000, ge=100, description="Most predictions held for the join, per model.")
+    label_capacity: int = Field(
+        50_000, ge=100, description="Most early labels held waiting for their prediction, per model."
+    )
     evidence_traces: int = Field(8, ge=0, description="Prediction traces linked from a retrain request's span.")
 
     @model_validator(mode="after")

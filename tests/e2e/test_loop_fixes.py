@@ -18,7 +18,7 @@ from mlops.settings import KafkaSettings
 from mlops.topics import FEATURES_LOG, LABELS, topic_name
 from mlops_tools.demo import DemoConfig, DemoResult
 
-from services.monitor.core import DriftMonitor, LabelEvent, Prediction
+from services.monitor.core import DriftMonitor, LabelEvent, ModelPolicy, MonitorConfig, Prediction
 from services.monitor.settings import MonitorSettings
 from services.trainer.core import TrainConfig, onnx_probabilities, train_model
 
@@ -27,15 +27,15 @@ NAMES = FEATURE_SET.names
 
 def test_monitor_keeps_the_decision_of_a_label_that_arrived_before_its_prediction() -> None:
     settings = MonitorSettings(window_size=100, min_records=100, error_reference_labels=20, error_recent_labels=20,
-                               data_detector="none", score_detector="none", cooldown_ms=0)
-    monitor = DriftMonitor(settings)
+                               data_detector="none", score_detector="none")
+    monitor = DriftMonitor(settings, config=MonitorConfig(fallback=ModelPolicy("", cooldown_ms=0)))
     decisions = []
     for i in range(2_000):
         t = 1_000_000 + i * 10
         wrong = i >= 600  # the model is right, then always wrong: a concept drift
         # the label is consumed first (labels can overtake predictions on another topic); the join happens when
         # the prediction arrives, and the decision it causes must come back from observe_prediction
-        decisions += monitor.observe_label(LabelEvent(f"e{i}", t, 1.0))
+        decisions += monitor.observe_label("sea", LabelEvent(f"e{i}", t, 1.0))
         decisions += monitor.observe_prediction(Prediction(
             request_id="", entity_id=f"e{i}", model_name="sea", model_version="1", inputs={},
             score=0.1 if wrong else 0.9, predicted_label=0.0 if wrong else 1.0, timestamp_ms=t,

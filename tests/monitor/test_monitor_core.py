@@ -10,14 +10,23 @@ from collections.abc import Iterator
 import pytest
 from mlops_tools.datagen import SEA_THRESHOLDS, StreamConfig, SyntheticRecord, generate
 
-from services.monitor import DriftMonitor, LabelEvent, MonitorSettings, Prediction, RetrainDecision
+from services.monitor import (
+    DriftMonitor,
+    LabelEvent,
+    ModelPolicy,
+    MonitorConfig,
+    MonitorSettings,
+    Prediction,
+    RetrainDecision,
+)
 
 NEVER = 10**12  # ms: a cool-down / timeout that never ends within a test stream
 
 
-def settings(**kw) -> MonitorSettings:
-    base = dict(cooldown_ms=NEVER, retrain_timeout_ms=NEVER)
-    return MonitorSettings(**(base | kw))
+def monitor(observer=None, *, cooldown_ms: int = NEVER, **kw) -> DriftMonitor:  # noqa: ANN001
+    """A monitor that watches any model as binary with `cooldown_ms` (the definitions' cool-down)."""
+    settings = MonitorSettings(**({"retrain_timeout_ms": NEVER} | kw))
+    return DriftMonitor(settings, observer, config=MonitorConfig(fallback=ModelPolicy("", cooldown_ms=cooldown_ms)))
 
 
 def predict(rec: SyntheticRecord, variant: int, version: str) -> Prediction:
@@ -44,13 +53,13 @@ def replay(monitor: DriftMonitor, records: Iterator[SyntheticRecord], *, label_d
             if len(waiting) > label_delay:
                 q = waiting.popleft()
                 lab = LabelEvent(q.entity_id, q.event_time_ms, float(q.label), event_id=q.event_id)
-                out += [(rec.index, d) for d in monitor.observe_label(lab)]
+                out += [(rec.index, d) for d in monitor.observe_label("sea", lab)]
     return out
 
 
 def test_concept_drift_gives_one_retrain_within_a_bounded_delay():
     cfg = StreamConfig(count=16_000, drift_at=5_000, noise=0.05, covariate_shift=False, seed=3)
-    m = DriftMonitor(settings())
+    m = monitor()
     fired = replay(m, generate(cfg))
     assert len(fired) == 1, [d.reason for _, d in fired]
     at, d = fired[0]
@@ -59,12 +68,12 @@ def test_concept_drift_gives_one_retrain_within_a_bounded_delay():
     assert d.value > 0.10  # error rate of the old concept after the drift (~0.05 noise + ~0.2 flipped band)
     assert d.evidence_traces and all(len(t) == 32 for t, _ in d.evidence_traces)
     assert d.window_start_ms <= d.window_end_ms
-    assert m.joiner.counts.joined == cfg.count - 50
+    assert m.join_counts().joined == cfg.count - 50
 
 
 def test_covariate_shift_without_labels_needs_two_agreeing_signals_and_fires_once():
     cfg = StreamConfig(count=15_000, drift_at=5_000, covariate_shift=True, seed=4)
-    m = DriftMonitor(settings())
+    m = monitor()
     fired = replay(m, generate(cfg), labels=False)
     assert len(fired) == 1, [d.reason for _, d in fired]
     at, d = fired[0]
@@ -76,15 +85,14 @@ def test_covariate_shift_without_labels_needs_two_agreeing_signals_and_fires_onc
 
 @pytest.mark.parametrize("detector", ["adwin", "pagehinkley"])
 def test_no_drift_control_fires_nothing(detector):
-    s = settings(data_detector=detector, score_detector=detector, cooldown_ms=0, retrain_timeout_ms=0)
-    m = DriftMonitor(s)
+    m = monitor(data_detector=detector, score_detector=detector, cooldown_ms=0, retrain_timeout_ms=0)
     fired = replay(m, generate(StreamConfig(count=30_000, drift_at=None, noise=0.05, seed=11)))
     assert fired == []
-    assert m.predictions == 30_000 and m.joiner.counts.joined == 30_000 - 50
+    assert m.predictions == 30_000 and m.join_counts().joined == 30_000 - 50
 
 
 def test_no_drift_control_with_kswin_fires_nothing():
-    m = DriftMonitor(settings(data_detector="kswin", score_detector="kswin", cooldown_ms=0, retrain_timeout_ms=0))
+    m = monitor(data_detector="kswin", score_detector="kswin", cooldown_ms=0, retrain_timeout_ms=0)
     assert replay(m, generate(StreamConfig(count=8_000, drift_at=None, seed=12)), labels=False) == []
 
 
@@ -107,7 +115,7 @@ class Recorder:
 def test_kswin_sees_the_covariate_shift():
     rec = Recorder()
     cfg = StreamConfig(count=6_000, drift_at=3_000, seed=5)
-    m = DriftMonitor(settings(data_detector="kswin"), rec)
+    m = monitor(rec, data_detector="kswin")
     fired = replay(m, generate(cfg), labels=False)
     assert len(fired) == 1 and fired[0][1].feature == "x2"
     kswin = [(f, t) for det, f, t, _ in rec.detections if det == "KSWIN"]
@@ -126,7 +134,7 @@ def test_no_retrain_until_the_new_version_serves_then_a_new_episode_gets_its_own
                        seed=22, start_ms=recs[-1].event_time_ms + 10)
     recs2 = [SyntheticRecord(r.index + len(recs), r.event_id, r.entity_id, r.event_time_ms, r.values, r.label,
                              r.drifted) for r in generate(ep2)]
-    m = DriftMonitor(settings(cooldown_ms=1_000))
+    m = monitor(cooldown_ms=1_000)
     switch_at = 12_000  # v2 is promoted here (long after the request: the request alone must not repeat)
 
     def model(rec: SyntheticRecord) -> Prediction:
@@ -140,7 +148,7 @@ def test_no_retrain_until_the_new_version_serves_then_a_new_episode_gets_its_own
 def test_cooldown_and_timeout_allow_a_new_request_when_no_new_version_comes():
     cfg = StreamConfig(count=40_000, drift_at=5_000, covariate_shift=False, seed=31)
     # 10 ms per record: the timeout (100 s of stream time) passes after ~10k records; the drift is still there
-    m = DriftMonitor(settings(cooldown_ms=50_000, retrain_timeout_ms=100_000))
+    m = monitor(cooldown_ms=50_000, retrain_timeout_ms=100_000)
     fired = replay(m, generate(cfg))
     assert len(fired) >= 2
     gaps = [b[1].window_end_ms - a[1].window_end_ms for a, b in zip(fired, fired[1:], strict=False)]
@@ -148,7 +156,7 @@ def test_cooldown_and_timeout_allow_a_new_request_when_no_new_version_comes():
 
 
 def test_in_flight_predictions_of_the_previous_version_are_not_a_rollback():
-    m = DriftMonitor(settings(version_grace_ms=1_000))
+    m = monitor(version_grace_ms=1_000)
     recs = list(generate(StreamConfig(count=3_000, drift_at=None)))
     for r in recs[:1000]:
         m.observe_prediction(predict(r, 2, "1"))
@@ -163,7 +171,7 @@ def test_in_flight_predictions_of_the_previous_version_are_not_a_rollback():
 
 def test_restored_request_keeps_the_cooldown_after_a_restart():
     cfg = StreamConfig(count=12_000, drift_at=5_000, covariate_shift=False, seed=3)
-    m = DriftMonitor(settings(cooldown_ms=NEVER))
+    m = monitor(cooldown_ms=NEVER)
     m.restore_request("sea", cfg.start_ms)
     assert replay(m, generate(cfg)) == []
     assert m.suppressed >= 1

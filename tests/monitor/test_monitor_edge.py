@@ -18,11 +18,14 @@ from mlops.telemetry import setup_tracing
 from mlops.topics import LABELS, PREDICTIONS, RAW_EVENTS, RETRAIN_REQUESTED, topic_name
 from mlops_tools.cli.produce_cmd import ProduceOptions, produce
 from mlops_tools.datagen import SEA_THRESHOLDS, StreamConfig, generate
+from monitor_helpers import SEA, apply_definitions, with_drift
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import REGISTRY
 
 from services.monitor.edge import MonitorService
 from services.monitor.settings import MonitorSettings
+
+NEVER_S = 10**9  # a cool-down (s) that never ends within a test stream
 
 EXPORTER = InMemorySpanExporter()
 
@@ -83,8 +86,9 @@ def handle_all(service: MonitorService, records: int, timeout: float = 30.0) -> 
 
 
 def test_memory_bus_predictions_and_labels_in_one_retrain_request_out_offsets_committed(memory_bus):
-    settings = MonitorSettings(cooldown_ms=10**12, retrain_timeout_ms=10**12, poll_timeout_s=0.05)
+    settings = MonitorSettings(retrain_timeout_ms=10**12, poll_timeout_s=0.05)
     cfg = StreamConfig(count=8_000, drift_at=3_500, covariate_shift=False, seed=9)
+    apply_definitions(memory_bus, SEA, sea=with_drift(SEA, cooldown_s=NEVER_S))
     send_predictions_and_labels(memory_bus, cfg)
     service = MonitorService(settings, memory_bus)
     handle_all(service, 16_000)
@@ -141,9 +145,10 @@ def test_produce_protobuf_format(kafka_settings):
 
 def test_drift_gives_exactly_one_retrain_request_and_a_restart_keeps_the_cooldown(kafka_settings, kafka_bus):
     setup_tracing("monitor-test", exporter=EXPORTER)
-    settings = MonitorSettings(group_id=f"monitor-{uuid.uuid4().hex[:6]}", cooldown_ms=10**12,
-                               retrain_timeout_ms=10**12, poll_timeout_s=0.2)
+    settings = MonitorSettings(group_id=f"monitor-{uuid.uuid4().hex[:6]}", retrain_timeout_ms=10**12,
+                               poll_timeout_s=0.2)
     cfg = StreamConfig(count=8_000, drift_at=3_500, covariate_shift=False, seed=9)
+    apply_definitions(kafka_bus, SEA, sea=with_drift(SEA, cooldown_s=NEVER_S))
     send_predictions_and_labels(kafka_bus, cfg)
     before = REGISTRY.get_sample_value("mlops_monitor_retrain_requests_total",
                                        {"model": "sea", "detector": "ADWIN", "statistic": "error_rate"}) or 0.0

@@ -1,12 +1,16 @@
 """The monitor's transport-free core: plain predictions and labels in, retrain decisions out.
 
-`drift` holds the `DriftMonitor` (per-model detectors and the debounce), `stats` the statistics of one stream,
-`join` the bounded label join and `domain` the plain values they pass around.
+`drift` holds the `DriftMonitor` (every declared model on its own, and the debounce), `model_state` one model's
+statistics, `policy` what the definitions say about each model, `concept` the error stream, `stats` the statistics
+of one stream, `join` the bounded label join and `domain` the plain values they pass around.
 """
 
+from services.monitor.core.concept import ErrorStream
 from services.monitor.core.domain import Detection, LabelEvent, Prediction, RetrainDecision
-from services.monitor.core.drift import SCORE_STREAM, DriftMonitor, MonitorObserver
+from services.monitor.core.drift import DriftMonitor, MonitorObserver
 from services.monitor.core.join import JoinCounts, LabelJoiner
+from services.monitor.core.model_state import SCORE_STREAM, ModelState
+from services.monitor.core.policy import SIGNALS, ModelPolicy, MonitorConfig, model_id_field
 from services.monitor.core.stats import (
     DETECTORS,
     StreamStats,
@@ -20,11 +24,16 @@ from services.monitor.core.stats import (
 __all__ = [
     "DETECTORS",
     "SCORE_STREAM",
+    "SIGNALS",
     "Detection",
     "DriftMonitor",
+    "ErrorStream",
     "JoinCounts",
     "LabelEvent",
     "LabelJoiner",
+    "ModelPolicy",
+    "ModelState",
+    "MonitorConfig",
     "MonitorObserver",
     "Prediction",
     "RetrainDecision",
@@ -33,5 +42,6 @@ __all__ = [
     "ks_critical",
     "ks_statistic",
     "make_detector",
+    "model_id_field",
     "psi",
 ]

@@ -1,32 +1,34 @@
 """The transport-free core: `DriftMonitor` takes plain predictions and labels and returns retrain decisions.
 
-Per model it keeps the state of the version now serving:
+Every declared model is watched on its own (`ModelState`, one `LabelJoiner` each), with the signals, significance
+and cool-down of its drift policy (`MonitorConfig`, from the definitions in force):
 - data drift: one `StreamStats` per input feature (a river detector on standardized values + PSI/KS windows);
 - prediction drift: the same on the score stream;
-- concept drift: joined labels give a 0/1 error stream; an ADWIN on it fires, and the drift is *confirmed* when the
-  recent error rate exceeds the version's reference error rate by `error_min_increase` (a strong signal).
+- concept drift: labels joined to the model's predictions give an error stream (`ErrorStream`: 0/1 errors of a
+  class, absolute errors of a regression); an ADWIN on it fires, and the drift is *confirmed* when the recent
+  error exceeds the version's reference error by a margin (a strong signal).
 
 Debounce, per model: nothing before `min_records` predictions of the version; then one confirmed concept drift, or
 `min_agreeing` distinct data/prediction signals within `evidence_records` predictions, make ONE retrain decision.
 After it, no other until predictions show a new model version (or `retrain_timeout_ms` passes, e.g. the candidate
-was rejected), and never within `cooldown_ms` of the previous one. A new version resets every detector and
-rebuilds the reference from its first window. Time is stream time (prediction timestamps), so replays and tests
-behave like live runs.
+was rejected), and never within the model's cool-down of the previous one. A new version resets every detector
+and rebuilds the reference from its first window. Time is stream time (prediction timestamps), so replays and
+tests behave like live runs.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections import deque
-from dataclasses import dataclass, field
 from typing import Protocol
 
 from services.monitor.core.domain import Detection, LabelEvent, Prediction, RetrainDecision
-from services.monitor.core.join import LabelJoiner
-from services.monitor.core.stats import StreamStats, WindowResult
+from services.monitor.core.join import JoinCounts, LabelJoiner
+from services.monitor.core.model_state import SCORE_STREAM, ModelState
+from services.monitor.core.policy import MonitorConfig
+from services.monitor.core.stats import WindowResult
 from services.monitor.settings import MonitorSettings
 
-SCORE_STREAM = "score"
+__all__ = ["SCORE_STREAM", "DriftMonitor", "MonitorObserver"]
 
 
 class MonitorObserver(Protocol):
@@ -50,129 +52,51 @@ class _NullObserver:
         return None
 
 
-@dataclass
-class _ErrorStream:
-    settings: MonitorSettings
-    reference: list[int] = field(default_factory=list)
-    reference_rate: float | None = None
-    recent: deque = field(default_factory=deque)  # (error, t_ms)
-    recent_sum: int = 0
-    detector: object | None = None
-    suspect: int = 0  # labels left in which a detector firing may still be confirmed
-    confirmed: bool = False  # a confirmed episode is going on
-    labels: int = 0
-
-    def update(self, error: int, t_ms: int) -> float | None:
-        """Add one 0/1 error; the recent error rate when a concept drift is confirmed, else None."""
-        s = self.settings
-        self.labels += 1
-        self.recent.append((error, t_ms))
-        self.recent_sum += error
-        if len(self.recent) > s.error_recent_labels:
-            self.recent_sum -= self.recent.popleft()[0]
-        if self.reference_rate is None:
-            self.reference.append(error)
-            if len(self.reference) >= s.error_reference_labels:
-                self.reference_rate = sum(self.reference) / len(self.reference)
-                from river import drift
-
-                self.detector = drift.ADWIN(delta=s.error_adwin_delta)
-            return None
-        det = self.detector
-        det.update(error)  # type: ignore[attr-defined]
-        if det.drift_detected:  # type: ignore[attr-defined]
-            self.suspect = 2 * s.error_recent_labels
-        if self.suspect:
-            self.suspect -= 1
-            rate = self.recent_sum / len(self.recent)
-            if len(self.recent) >= s.error_recent_labels and rate - self.reference_rate >= s.error_min_increase:
-                self.suspect = 0
-                self.confirmed = True
-                return rate
-        elif self.confirmed and self.labels % s.error_recent_labels == 0:
-            # a confirmed episode that persists is reported again each recent window (the debounce suppresses
-            # it until the cool-down / retrain timeout lets a new request through); it ends when the rate is back
-            rate = self.recent_sum / len(self.recent)
-            if rate - self.reference_rate >= s.error_min_increase:
-                return rate
-            self.confirmed = False
-        return None
-
-    @property
-    def window_start_ms(self) -> int:
-        return self.recent[0][1] if self.recent else 0
-
-
-class _ModelState:
-    def __init__(self, monitor: DriftMonitor, model_name: str, version: str, t_ms: int):
-        self.monitor = monitor
-        self.model_name = model_name
-        self.version = version
-        self.previous_version: str | None = None
-        self.version_since_ms = t_ms
-        self.records = 0
-        self.streams: dict[str, StreamStats] = {}
-        self.score: StreamStats = self._stream(SCORE_STREAM, monitor.settings.score_detector)
-        self.errors = _ErrorStream(monitor.settings)
-        self.signals: dict[tuple[str, str], tuple[int, Detection]] = {}  # (detector, stream) → (record no., det)
-        self.traces: deque[tuple[str, str]] = deque(maxlen=max(1, monitor.settings.evidence_traces))
-        self.error_traces: deque[tuple[str, str]] = deque(maxlen=max(1, monitor.settings.evidence_traces))
-        self.last_request_ms: int | None = None
-        self.awaiting_version: str | None = None  # the version a pending retrain should replace
-        self.now_ms = t_ms
-
-    def _stream(self, name: str, detector: str) -> StreamStats:
-        m = self.monitor
-        return StreamStats(name, detector, m.settings, self._window_done, seed=m.seed)
-
-    def reset(self, version: str, t_ms: int) -> None:
-        """A new version serves: fresh detectors, reference rebuilt from its first window."""
-        self.previous_version, self.version = self.version, version
-        self.version_since_ms = t_ms
-        self.records = 0
-        self.streams = {}
-        self.score = self._stream(SCORE_STREAM, self.monitor.settings.score_detector)
-        self.errors = _ErrorStream(self.monitor.settings)
-        self.signals.clear()
-        self.error_traces.clear()
-        self.awaiting_version = None
-
-    def feature_stream(self, name: str) -> StreamStats:
-        st = self.streams.get(name)
-        if st is None:
-            st = self.streams[name] = self._stream(name, self.monitor.settings.data_detector)
-        return st
-
-    def _window_done(self, stream: StreamStats, result: WindowResult) -> None:
-        m = self.monitor
-        m.observer.on_window(self.model_name, stream.name, result)
-        kind = "prediction" if stream.name == SCORE_STREAM else "data"
-        if result.psi > m.settings.psi_threshold:
-            m._detected(self, Detection(self.model_name, self.version, kind, "PSI", "psi", stream.name, result.psi,
-                                        result.window_start_ms, self.now_ms))
-        if result.ks > result.ks_critical:
-            m._detected(self, Detection(self.model_name, self.version, kind, "KS", "ks", stream.name, result.ks,
-                                        result.window_start_ms, self.now_ms))
-
-
 class DriftMonitor:
-    """Feed `observe_prediction` / `observe_label`; each returns the retrain decisions it caused (usually none)."""
+    """Feed `observe_prediction` / `observe_label`; each returns the retrain decisions it caused (usually none).
+
+    Without a `config` every model is watched as binary with the default drift policy (`MonitorConfig.
+    unconfigured`); the service configures it from the definitions revision in force (`configure`)."""
 
     def __init__(self, settings: MonitorSettings | None = None, observer: MonitorObserver | None = None,
-                 seed: int = 0):
-        self.settings = s = settings or MonitorSettings()
+                 seed: int = 0, config: MonitorConfig | None = None):
+        self.settings = settings or MonitorSettings()
         self.observer: MonitorObserver = observer or _NullObserver()
         self.seed = seed
-        self.models: dict[str, _ModelState] = {}
-        self.joiner = LabelJoiner(s.join_window_ms, s.join_tolerance_ms, s.join_capacity, s.label_capacity)
+        self.config = config if config is not None else MonitorConfig.unconfigured()
+        self.models: dict[str, ModelState] = {}
+        self.joiners: dict[str, LabelJoiner] = {}  # per model: labels join only their own model's predictions
         self._pending: list[RetrainDecision] = []
         self.predictions = 0
         self.labels = 0
         self.stale_predictions = 0  # in-flight predictions of a replaced version
         self.stale_labels = 0  # labels whose prediction came from a replaced version
+        self.unwatched = 0  # predictions and labels of a model the definitions do not declare
         self.detections = 0
         self.suppressed = 0
         self._restored: dict[str, int] = {}
+
+    # --- configuration ----------------------------------------------------------------------------------------
+
+    def configure(self, config: MonitorConfig) -> None:
+        """Watch the models of `config` from now on: kept models take their new policy (statistics restart only
+        if task, signals or alpha changed; the debounce is kept), removed models are forgotten (their last request
+        is remembered in case they come back)."""
+        self.config = config
+        for name in list(self.models):
+            state = self.models[name]
+            policy = config.policy(name)
+            if policy is None:
+                del self.models[name]
+                self.joiners.pop(name, None)
+                if state.last_request_ms is not None:
+                    self._restored[name] = state.last_request_ms
+            else:
+                state.repolicy(policy)
+                state.joiner = self._joiner(name) if state.watch_errors else None
+        for name in [n for n in self.joiners if config.policy(n) is None or (
+                n in self.models and self.models[n].joiner is None)]:
+            del self.joiners[name]
 
     # --- input ------------------------------------------------------------------------------------------------
 
@@ -181,14 +105,19 @@ class DriftMonitor:
         state = self.models.get(p.model_name)
         t = p.timestamp_ms
         if state is None:
-            state = self.models[p.model_name] = _ModelState(self, p.model_name, p.model_version, t)
+            policy = self.config.policy(p.model_name)
+            if policy is None:
+                self.unwatched += 1
+                return []
+            state = self.models[p.model_name] = ModelState(self, policy, p.model_version, t)
+            state.joiner = self._joiner(p.model_name) if state.watch_errors else None
             state.last_request_ms = self._restored.pop(p.model_name, None)
             self.observer.on_version(p.model_name, p.model_version, None)
         elif p.model_version != state.version:
             grace = self.settings.version_grace_ms
             if p.model_version == state.previous_version and t - state.version_since_ms <= grace:
                 self.stale_predictions += 1
-                return self._joins(self.joiner.add_prediction(p))
+                return self._joins(state.joiner.add_prediction(p)) if state.joiner is not None else []
             previous = state.version
             state.reset(p.model_version, t)
             self.observer.on_version(p.model_name, p.model_version, previous)
@@ -197,23 +126,36 @@ class DriftMonitor:
         state.records += 1
         if p.trace_id:
             state.traces.append((p.trace_id, p.span_id))
-        for name, value in p.inputs.items():
-            st = state.streams.get(name) or state.feature_stream(name)
-            if st.update(value, t):
-                self._detected(state, Detection(p.model_name, state.version, "data", st.detector_label, "mean",
-                                                name, st.mean_z, st.window_start_ms, t))
+        if state.watch_features:
+            streams = state.streams
+            for name, value in p.inputs.items():
+                st = streams.get(name) or state.feature_stream(name)
+                if st.update(value, t):
+                    self._detected(state, Detection(p.model_name, state.version, "data", st.detector_label,
+                                                    "mean", name, st.mean_z, st.window_start_ms, t))
         sc = state.score
-        if sc.update(p.score, t):
+        if sc is not None and sc.update(p.score, t):
             self._detected(state, Detection(p.model_name, state.version, "prediction", sc.detector_label,
                                             "score_mean", SCORE_STREAM, sc.mean_z, sc.window_start_ms, t))
-        # labels that waited for this prediction join now; their decisions must reach the caller with the rest
-        for joined, label in self.joiner.add_prediction(p):
-            self._joined(joined, label)
+        joiner = state.joiner
+        if joiner is not None:
+            # labels that waited for this prediction join now; their decisions must reach the caller with the rest
+            for joined, label in joiner.add_prediction(p):
+                self._joined(joined, label)
         return self._drain()
 
-    def observe_label(self, label: LabelEvent) -> list[RetrainDecision]:
+    def observe_label(self, model_name: str, label: LabelEvent) -> list[RetrainDecision]:
+        """A label of `model_name` (read from its declared label topic): joined to one of its predictions, or
+        held (bounded) until that prediction arrives."""
         self.labels += 1
-        p = self.joiner.add_label(label)
+        state = self.models.get(model_name)
+        policy = state.policy if state is not None else self.config.policy(model_name)
+        if policy is None:
+            self.unwatched += 1
+            return []
+        if "error" not in policy.signals:
+            return []  # the model's policy runs no error signal: nothing to join for
+        p = self._joiner(model_name).add_label(label)
         if p is not None:
             self._joined(p, label)
         return self._drain()
@@ -224,7 +166,30 @@ class DriftMonitor:
             out.extend(self.observe_prediction(p))
         return out
 
+    def join_counts(self) -> JoinCounts:
+        """The label joins of every model, summed (for the metrics)."""
+        total = JoinCounts()
+        for j in self.joiners.values():
+            c = j.counts
+            total.joined += c.joined
+            total.predictions_evicted += c.predictions_evicted
+            total.labels_waiting += c.labels_waiting
+            total.labels_evicted += c.labels_evicted
+        return total
+
+    def join_buffered(self) -> int:
+        """Predictions held for their labels, every model together."""
+        return sum(len(j) for j in self.joiners.values())
+
     # --- internals --------------------------------------------------------------------------------------------
+
+    def _joiner(self, model_name: str) -> LabelJoiner:
+        j = self.joiners.get(model_name)
+        if j is None:
+            s = self.settings
+            j = self.joiners[model_name] = LabelJoiner(s.join_window_ms, s.join_tolerance_ms, s.join_capacity,
+                                                       s.label_capacity)
+        return j
 
     def _joins(self, joins: list[tuple[Prediction, LabelEvent]]) -> list[RetrainDecision]:
         for p, label in joins:
@@ -236,15 +201,19 @@ class DriftMonitor:
         if state is None or p.model_version != state.version:
             self.stale_labels += 1
             return
-        error = int(round(p.predicted_label) != round(label.label))
-        if error and p.trace_id:
+        errors = state.errors
+        if errors is None:
+            return
+        error = state.error(p.predicted_label, label.label)
+        if p.trace_id and state.counts_as_evidence(error):
             state.error_traces.append((p.trace_id, p.span_id))
-        rate = state.errors.update(error, p.timestamp_ms)
-        if rate is not None:
-            self._detected(state, Detection(p.model_name, state.version, "concept", "ADWIN", "error_rate", "",
-                                            rate, state.errors.window_start_ms, state.now_ms, strong=True))
+        value = errors.update(error, p.timestamp_ms)
+        if value is not None:
+            self._detected(state, Detection(p.model_name, state.version, "concept", "ADWIN",
+                                            state.policy.error_statistic, "", value, errors.window_start_ms,
+                                            state.now_ms, strong=True))
 
-    def _detected(self, state: _ModelState, d: Detection) -> None:
+    def _detected(self, state: ModelState, d: Detection) -> None:
         """Debounce: record the detection and decide whether it completes the evidence for a retrain."""
         s = self.settings
         self.detections += 1
@@ -276,7 +245,7 @@ class DriftMonitor:
         state.awaiting_version = state.version
         state.signals.clear()
 
-    def _suppression(self, state: _ModelState, d: Detection) -> str | None:
+    def _suppression(self, state: ModelState, d: Detection) -> str | None:
         s = self.settings
         if state.records < s.min_records:
             return "warming_up"
@@ -284,7 +253,7 @@ class DriftMonitor:
             if state.last_request_ms is not None and state.now_ms - state.last_request_ms < s.retrain_timeout_ms:
                 return "awaiting_new_version"
             state.awaiting_version = None
-        if state.last_request_ms is not None and state.now_ms - state.last_request_ms < s.cooldown_ms:
+        if state.last_request_ms is not None and state.now_ms - state.last_request_ms < state.policy.cooldown_ms:
             return "cooldown"
         return None
 

@@ -14,12 +14,14 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from mlops.definitions.model import DriftPolicy
 
 from services.monitor.errors import UnknownDetector
 from services.monitor.settings import MonitorSettings
 
 DETECTORS = ("adwin", "kswin", "pagehinkley", "none")
 DETECTOR_LABELS = {"adwin": "ADWIN", "kswin": "KSWIN", "pagehinkley": "PageHinkley"}
+DEFAULT_ALPHA = DriftPolicy().alpha  # a model's drift policy gives its own
 
 
 class _Step:
@@ -60,8 +62,9 @@ class _Strided(_Step):
         return bool(self.det.drift_detected)
 
 
-def make_detector(name: str, settings: MonitorSettings, seed: int = 0) -> _Step | None:
-    """A fresh detector behind `step(x) -> fired`, or None for "none"."""
+def make_detector(name: str, settings: MonitorSettings, seed: int = 0, alpha: float = DEFAULT_ALPHA) -> _Step | None:
+    """A fresh detector behind `step(x) -> fired`, or None for "none"; `alpha` is KSWIN's significance (the
+    model's declared `drift.alpha`)."""
     from river import drift
 
     if name == "adwin":
@@ -73,7 +76,7 @@ def make_detector(name: str, settings: MonitorSettings, seed: int = 0) -> _Step 
             alpha=1.0, mode="both",
         ))
     if name == "kswin":
-        kswin = drift.KSWIN(alpha=settings.kswin_alpha, window_size=settings.kswin_window,
+        kswin = drift.KSWIN(alpha=alpha, window_size=settings.kswin_window,
                             stat_size=settings.kswin_window // 3, seed=seed)
         return _Strided(kswin, settings.kswin_stride)
     if name == "none":
@@ -121,12 +124,14 @@ class StreamStats:
     __slots__ = (
         "_buf", "_mean", "_inv_std", "_ref_props", "_ref_sorted", "_edges", "_window_start_ms", "_n", "_step",
         "detector", "detector_label", "name", "settings", "ready", "on_window", "_ks_crit", "seed",
-        "detector_name",
+        "detector_name", "alpha",
     )
 
     def __init__(self, name: str, detector_name: str, settings: MonitorSettings,
-                 on_window: Callable[[StreamStats, WindowResult], None], seed: int = 0):
+                 on_window: Callable[[StreamStats, WindowResult], None], seed: int = 0,
+                 alpha: float = DEFAULT_ALPHA):
         self.name = name
+        self.alpha = alpha  # significance of the KS window test and of KSWIN
         self.settings = settings
         self.detector_name = detector_name
         self.detector_label = DETECTOR_LABELS.get(detector_name, detector_name)
@@ -140,7 +145,7 @@ class StreamStats:
         self._window_start_ms = 0
         self._mean = 0.0
         self._inv_std = 1.0
-        self._ks_crit = ks_critical(settings.window_size, settings.window_size, settings.ks_alpha)
+        self._ks_crit = ks_critical(settings.window_size, settings.window_size, alpha)
 
     def update(self, x: float, t_ms: int) -> bool:
         """Add one value; True when the online detector fired on it (the hot path: keep it lean)."""
@@ -172,7 +177,7 @@ class StreamStats:
         self._edges = np.unique(qs)
         counts = np.bincount(np.searchsorted(self._edges, ref, side="right"), minlength=len(self._edges) + 1)
         self._ref_props = counts / len(ref)
-        self.detector = make_detector(self.detector_name, self.settings, self.seed)
+        self.detector = make_detector(self.detector_name, self.settings, self.seed, self.alpha)
         self._step = self.detector.step if self.detector is not None else None
         self.ready = True
 
