@@ -10,7 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from mlops.definitions.model import Definitions, DriftPolicy, Model, Task
+from mlops.definitions import Definitions, Model, Task
+from mlops.definitions.model import DriftPolicy
 
 SIGNALS = ("error", "score", "features")
 # the stream time one cool-down second is: time in the core is prediction timestamps, in milliseconds
