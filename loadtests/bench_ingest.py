@@ -41,13 +41,13 @@ from confluent_kafka import Consumer as KConsumer  # noqa: E402
 from confluent_kafka import Producer as KProducer  # noqa: E402
 from confluent_kafka import TopicPartition  # noqa: E402
 from mlops import contracts  # noqa: E402
-from mlops.bus import StopFlag  # noqa: E402
+from mlops.bus import KafkaBus, StopFlag  # noqa: E402
 from mlops.contracts import common_pb2, events_pb2  # noqa: E402
 from mlops.settings import KafkaSettings, TelemetrySettings  # noqa: E402
 from mlops.topics import EVENTS, EVENTS_DLQ, RAW_EVENTS, delete_topics, ensure_topics, topic_name  # noqa: E402
 
+from services.ingest.convert import validate  # noqa: E402
 from services.ingest.errors import Rejected  # noqa: E402
-from services.ingest.validation import validate  # noqa: E402
 
 RAW_CONF = {"enable.idempotence": True, "acks": "all", "linger.ms": 5, "compression.type": "lz4"}
 TRACEPARENT = "00-{:032x}-{:016x}-01"
@@ -217,10 +217,10 @@ def _member(prefix: str, group: str, tracing: str, sampling: float, ready, pause
         from mlops.telemetry import setup_tracing
 
         setup_tracing("ingest", TelemetrySettings(sampling_ratio=sampling))
-    from services.ingest.service import Ingest
+    from services.ingest.edge import Ingest
     from services.ingest.settings import IngestSettings
 
-    ingest = Ingest(IngestSettings(group_id=group, poll_timeout_s=0.1), kafka)
+    ingest = Ingest(IngestSettings(group_id=group, poll_timeout_s=0.1), KafkaBus(kafka))
     is_paused = gate(ingest, paused)
     flag = StopFlag(install_signals=False)
     th = threading.Thread(target=ingest.run, args=(flag,), daemon=True)
@@ -261,10 +261,10 @@ def main() -> None:
             from mlops.telemetry import setup_tracing
 
             setup_tracing("ingest", TelemetrySettings(sampling_ratio=args.sampling))
-        from services.ingest.service import Ingest
+        from services.ingest.edge import Ingest
         from services.ingest.settings import IngestSettings
 
-        ingest = Ingest(IngestSettings(group_id=group, poll_timeout_s=0.1), base)
+        ingest = Ingest(IngestSettings(group_id=group, poll_timeout_s=0.1), KafkaBus(base))
         pause_req = threading.Event()
         is_paused = gate(ingest, pause_req)
         flag = StopFlag(install_signals=False)

@@ -105,13 +105,13 @@ def main() -> int:
     print(f"fed {args.rows} labelled SEA rows in {time.perf_counter() - t:.1f}s (prefix {kafka.topic_prefix})")
 
     # baseline: the training alone, in this process
-    from services.trainer.core import train_model
-    from services.trainer.data import offline_store_loader
-    from services.trainer.service import train_config
+    from mlops.offline_store import KafkaTrainingData
+
+    from services.trainer.core import train_config, train_model
     from services.trainer.settings import TrainerSettings
 
     t = time.perf_counter()
-    data = offline_store_loader(kafka)(None, None)
+    data = KafkaTrainingData(kafka, labels_within_features=True).training_set()
     read_s = time.perf_counter() - t
     model = train_model(data, train_config(TrainerSettings()), FEATURE_SET.names)
     tm = model.timings_s

@@ -2,7 +2,7 @@
 
     .venv/bin/python loadtests/bench_tracing.py [--seconds 4] [--rounds 2] [--batch 1] [--concurrency 8]
 
-Modes (each a fresh server process: services.inference.server.InferenceServer started as the inference tests do,
+Modes (each a fresh server process: services.inference.edge.InferenceServer started as the inference tests do,
 with CUDA off, no Kafka and no Redis; the load is tritonclient.grpc.aio in another process, closed loop):
 
     off         no tracer provider at all: the OpenTelemetry API is a no-op (the true baseline)
@@ -67,7 +67,7 @@ def serve(model: Path, mode: str) -> None:
     from mlops.settings import TelemetrySettings
     from mlops.telemetry import setup_tracing
 
-    from services.inference.server import InferenceServer
+    from services.inference.edge import InferenceServer
     from services.inference.settings import InferenceSettings
 
     provider = setup_tracing("inference", TelemetrySettings()) if mode != "off" else None

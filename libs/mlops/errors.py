@@ -14,6 +14,8 @@ The library's errors, each defined in the module whose failures it names:
     │   └── TraceparentTooLong                                        a traceparent longer than W3C's 55 bytes
     ├── OfflineStoreError                        mlops.offline_store  offset ranges not read completely
     ├── UnknownExporter (also ValueError)        mlops.telemetry      MLOPS_TELEMETRY_EXPORTER names no exporter
+    ├── DefinitionsError                         mlops.definitions    definitions that cannot be applied or read
+    ├── LabelError                               mlops.definitions    a label that does not fit its model
     └── ArtifactError                            mlops.artifacts
         ├── ArtifactNotFound                                          no artifact under that sha256
         └── ArtifactCorrupt                                           bytes that do not match their sha256

@@ -17,6 +17,7 @@ __all__ = [
     "MODEL_ARTIFACTS",
     "MODEL_CANDIDATES",
     "MODEL_PROMOTED",
+    "MODEL_REGISTRATIONS",
     "PREDICTIONS",
     "RAW_EVENTS",
     "REGISTRY_LOG",
@@ -61,6 +62,9 @@ MODEL_ARTIFACTS = TopicSpec(
 REGISTRY_LOG = TopicSpec(
     "registry.log", "RegistryEvent: the registry's event-sourced state", compacted=True, partitions=1
 )
+MODEL_REGISTRATIONS = TopicSpec(
+    "model.registrations", "ModelRegistration: a model trained elsewhere, to be checked and gated", partitions=1
+)
 DEFINITIONS = TopicSpec(
     "definitions", "DefinitionsRevision per applied revision, keyed revision/<n> (never overwritten)",
     compacted=True, partitions=1,
@@ -79,6 +83,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     MODEL_PROMOTED,
     MODEL_ARTIFACTS,
     REGISTRY_LOG,
+    MODEL_REGISTRATIONS,
     DEFINITIONS,
 )
 

@@ -1,14 +1,23 @@
-"""The inference error tree; the gRPC edge maps each class to a status code in one table (server.py)."""
+"""The inference error tree; the gRPC edge maps each class to a status code in one table (edge/server.py)."""
 
 from __future__ import annotations
 
+from mlops.errors import MlopsError
 
-class InferenceError(Exception):
+__all__ = ["EntityNotFound", "InferenceError", "InvalidInput", "ModelLoadError", "ModelNotFound", "NoOnlineStore",
+           "NotReady", "ShuttingDown", "TooLarge"]
+
+
+class InferenceError(MlopsError):
     """Root of every error a request can meet."""
 
 
 class InvalidInput(InferenceError):
     """The request is malformed: wrong tensor name, dtype, shape, size or values."""
+
+    def __init__(self, problem: str, *, tensor: str = ""):
+        super().__init__(f"input {tensor!r}: {problem}" if tensor else problem)
+        self.tensor = tensor
 
 
 class ModelNotFound(InferenceError):
@@ -32,8 +41,22 @@ class TooLarge(InferenceError):
 
 
 class NotReady(InferenceError):
-    """No model is loaded yet, or a dependency (the online store) is not configured."""
+    """The server cannot answer this request now (the request itself may be fine)."""
+
+
+class ShuttingDown(NotReady):
+    def __init__(self) -> None:
+        super().__init__("the server is shutting down")
+
+
+class NoOnlineStore(NotReady):
+    def __init__(self) -> None:
+        super().__init__("entity ids need the online store, which this server has not configured")
 
 
 class ModelLoadError(InferenceError):
     """An artifact could not be turned into a working onnxruntime session."""
+
+    def __init__(self, model: str, problem: str):
+        super().__init__(f"model {model}: {problem}")
+        self.model = model

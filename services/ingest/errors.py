@@ -1,9 +1,13 @@
-"""The ingest error tree."""
+"""The ingest error tree, rooted at the platform's `MlopsError`."""
 
 from __future__ import annotations
 
+from mlops.errors import MlopsError
 
-class IngestError(Exception):
+__all__ = ["IngestError", "Rejected"]
+
+
+class IngestError(MlopsError):
     """Root of every error the ingest service raises."""
 
 

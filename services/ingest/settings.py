@@ -21,4 +21,3 @@ class IngestSettings(BaseSettings):
     max_future_skew_ms: int = Field(
         24 * 3600 * 1000, ge=0, description="Event times further than this in the future are rejected."
     )
-    lag_interval_s: float = Field(2.0, gt=0, description="How often the consumer-lag gauge is refreshed.")

@@ -1,19 +1,27 @@
-"""`python -m services.trainer`: settings → logging → tracing → ops server → consume until SIGTERM."""
+"""`python -m services.trainer`: answer retrain.requested until SIGTERM.
+
+`python -m services.trainer --once MODEL [--reason TEXT] [--seed N] [--request-id ID]`: one retrain of MODEL in
+this process, published exactly as the service publishes it; prints one line of JSON (`Outcome.summary`) on
+stdout and exits 0 when a candidate was published, 1 when the training failed.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
 import logging
 import threading
 
-from mlops.bus import Producer, StopFlag, wait_for_broker
+from mlops.bus import KafkaBus, StopFlag, wait_for_broker
+from mlops.offline_store import KafkaTrainingData
+from mlops.service import start
 from mlops.settings import KafkaSettings, TelemetrySettings
-from mlops.telemetry import setup_logging, setup_tracing, start_ops_server
+from mlops.telemetry import setup_logging, setup_tracing
 
-from services.trainer.data import offline_store_loader
-from services.trainer.service import TrainerService, run
-from services.trainer.settings import TrainerSettings
+from services.trainer.edge import TrainerService, run
+from services.trainer.settings import DEFAULT_METRICS_PORT, TrainerSettings
 
-DEFAULT_METRICS_PORT = 9103
+log = logging.getLogger("mlops.trainer")
 
 
 def preload() -> None:
@@ -25,25 +33,66 @@ def preload() -> None:
     from sklearn.metrics import roc_auc_score  # noqa: F401
 
 
-def main() -> int:
-    settings, kafka, telemetry = TrainerSettings(), KafkaSettings(), TelemetrySettings()
-    setup_logging(telemetry)
-    setup_tracing("trainer", telemetry)
-    log = logging.getLogger("mlops.trainer")
+def _service(settings: TrainerSettings, kafka: KafkaSettings) -> TrainerService:
+    bus = KafkaBus(kafka)
+    data = KafkaTrainingData(bus, labels_within_features=settings.labels_within_features)
+    return TrainerService(settings, bus, data)
+
+
+def serve() -> int:
+    settings, kafka = TrainerSettings(), KafkaSettings()
     ready = threading.Event()
-    port = start_ops_server(telemetry.metrics_port if telemetry.metrics_port is not None else DEFAULT_METRICS_PORT,
-                            ready=ready.is_set)
+    started = start("trainer", DEFAULT_METRICS_PORT, ready=ready.is_set)
     stop = StopFlag()
     wait_for_broker(kafka)
     preload()
-    producer = Producer(kafka, client_id="trainer")
-    service = TrainerService(settings, kafka, producer, offline_store_loader(
-        kafka, labels_within_features=settings.labels_within_features))
-    log.info("trainer started", extra={"fields": {"ops_port": port, "code_version": service.code_version,
+    service = _service(settings, kafka)
+    log.info("trainer started", extra={"fields": {"code_version": service.code_version,
                                                   "topic_prefix": kafka.topic_prefix}})
-    trainings = run(service, stop, on_ready=ready.set)
+    try:
+        trainings = run(service, stop, on_ready=ready.set)
+    finally:
+        started.provider.shutdown()
     log.info("trainer stopped", extra={"fields": {"trainings": trainings}})
     return 0
+
+
+def once(args: argparse.Namespace) -> int:
+    # no ops server: a one-off run must not take the running service's port
+    telemetry = TelemetrySettings()
+    setup_logging(telemetry)
+    provider = setup_tracing("trainer", telemetry)
+    settings, kafka = TrainerSettings(), KafkaSettings()
+    try:
+        wait_for_broker(kafka)
+        stages: list[str] = []
+
+        def progress(stage: str, fraction: float) -> None:
+            if not stages or stages[-1] != stage:
+                stages.append(stage)
+                log.info("training", extra={"fields": {"stage": stage, "fraction": round(fraction, 2)}})
+
+        outcome = _service(settings, kafka).run_once(
+            args.once, reason=args.reason, seed=args.seed, request_id=args.request_id, progress=progress
+        )
+    finally:
+        provider.shutdown()
+    print(json.dumps(outcome.summary()), flush=True)
+    return 0 if outcome.candidate is not None else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m services.trainer", description=__doc__.splitlines()[0])
+    parser.add_argument("--once", metavar="MODEL", help="run one retrain of MODEL, print its result as JSON, exit")
+    parser.add_argument("--reason", default="manual retrain (--once)", help="why (recorded in the lineage)")
+    parser.add_argument("--seed", type=int, default=None, help="training seed (default: the settings' seed)")
+    parser.add_argument("--request-id", default=None, help="the request id recorded in the lineage")
+    args = parser.parse_args(argv)
+    if args.once is None:
+        if args.seed is not None or args.request_id is not None:
+            parser.error("--seed and --request-id go with --once")
+        return serve()
+    return once(args)
 
 
 if __name__ == "__main__":

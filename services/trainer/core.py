@@ -1,4 +1,5 @@
-"""The trainer's transport-free core: a training set in, a verified ONNX model with its metrics out.
+"""The trainer's transport-free core: retrain requests coalesced into jobs; a training set in, a verified ONNX model
+with its metrics out.
 
 Deterministic by construction: rows are split by label time with a stable sort, the booster gets a fixed seed and
 no random early-stopping split, and skl2onnx's output for a given model is byte-stable, so the same rows and seed
@@ -15,7 +16,15 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from services.trainer.errors import ExportMismatch, FeatureMismatch, InsufficientData, SingleClass, TrainerError
+from services.trainer.errors import (
+    ExportMismatch,
+    FeatureMismatch,
+    InsufficientData,
+    ShapeMismatch,
+    SingleClass,
+    TrainerError,
+)
+from services.trainer.settings import TrainerSettings
 
 log = logging.getLogger("mlops.trainer")
 
@@ -25,7 +34,7 @@ ONNX_INPUT = "input"
 
 
 class TrainingSetLike(Protocol):
-    """What mlops.offline_store.TrainingSet provides (kept structural so the core needs no broker)."""
+    """What mlops.offline_store.TrainingSet provides (structural: the core imports nothing that reaches a broker)."""
 
     X: np.ndarray
     y: np.ndarray
@@ -34,6 +43,49 @@ class TrainingSetLike(Protocol):
     label_times_ms: np.ndarray
     feature_log_ranges: Sequence[Any]
     label_ranges: Sequence[Any]
+
+
+@dataclass(frozen=True)
+class RetrainAsk:
+    """One retrain request, decoupled from its protobuf."""
+
+    model_name: str
+    request_id: str
+    reason: str = ""
+    detector: str = ""
+    requested_at_ms: int = 0
+    requested_by: str = ""
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class RetrainJob:
+    """One training that answers every request in `request_ids`; `primary` is the latest of them."""
+
+    model_name: str
+    seed: int
+    primary: RetrainAsk
+    request_ids: tuple[str, ...]
+
+
+def coalesce(asks: Sequence[RetrainAsk], default_model: str, default_seed: int) -> list[RetrainJob]:
+    """Group requests by (model, seed) in order of first appearance; each group trains once, recorded under its
+    latest request (by request time, then arrival) with every request id kept for lineage."""
+    groups: dict[tuple[str, int], list[RetrainAsk]] = {}
+    for ask in asks:
+        key = (ask.model_name or default_model, default_seed if ask.seed is None else ask.seed)
+        groups.setdefault(key, []).append(ask)
+    jobs = []
+    for (model, seed), members in groups.items():
+        latest = max(enumerate(members), key=lambda im: (im[1].requested_at_ms, im[0]))[1]
+        ids = tuple(dict.fromkeys(m.request_id for m in members if m.request_id))
+        jobs.append(RetrainJob(model, seed, latest, ids))
+    return jobs
+
+
+def failure_reason(exc: Exception) -> str:
+    """What a TrainingFailed says: our own errors carry a complete message; anything else is named by type."""
+    return str(exc) if isinstance(exc, TrainerError) else f"{type(exc).__name__}: {exc}"
 
 
 @dataclass(frozen=True)
@@ -81,6 +133,17 @@ class TrainedModel:
     timings_s: dict[str, float] = field(default_factory=dict)
 
 
+def train_config(settings: TrainerSettings, seed: int | None = None) -> TrainConfig:
+    """The training parameters of `settings`, with `seed` (a request's own) in place of the default one."""
+    return TrainConfig(
+        seed=settings.seed if seed is None else seed, holdout_fraction=settings.holdout_fraction,
+        holdout_max_rows=settings.holdout_max_rows, min_rows=settings.min_rows, max_iter=settings.max_iter,
+        learning_rate=settings.learning_rate, max_leaf_nodes=settings.max_leaf_nodes, max_depth=settings.max_depth,
+        l2_regularization=settings.l2_regularization, parity_tolerance=settings.parity_tolerance,
+        onnx_opset=settings.onnx_opset, max_rows=settings.max_rows,
+    )
+
+
 def _noop(_stage: str, _fraction: float) -> None:
     return None
 
@@ -115,7 +178,7 @@ def export_onnx(model: Any, n_features: int, opset: int) -> bytes:
 
     with warnings.catch_warnings():
         # skl2onnx 1.20 passes booleans as ints for tree attributes: a DeprecationWarning under protobuf 6.33, an
-        # error under protobuf 7 (LIBS.md) — the reason protobuf is pinned to 6.33
+        # error under protobuf 7 — the reason protobuf is pinned to 6.33 (README, "Dependency pins")
         warnings.filterwarnings("ignore", message=".*Expected an int, got a boolean.*",
                                 category=DeprecationWarning)
         onx = to_onnx(
@@ -153,7 +216,7 @@ def train_model(
     X = np.ascontiguousarray(data.X, dtype=np.float32)
     y = np.asarray(data.y, dtype=np.float64)
     if X.ndim != 2 or X.shape[1] != len(names) or len(y) != X.shape[0]:
-        raise TrainerError(f"training set shapes disagree: X {X.shape}, y {y.shape}, {len(names)} feature names")
+        raise ShapeMismatch(X.shape, y.shape, len(names))
     times = np.asarray(data.label_times_ms, dtype=np.int64)
     if config.max_rows and len(y) > config.max_rows:
         # a sliding window: only the latest rows by label time, so a retrain after a concept drift learns the

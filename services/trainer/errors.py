@@ -1,10 +1,22 @@
-"""The trainer's exceptions: each becomes a TrainingFailed record whose reason is the exception's message."""
+"""The trainer's error tree: each failure becomes a TrainingFailed record whose reason is the error's message."""
 
 from __future__ import annotations
 
+from mlops.errors import MlopsError
 
-class TrainerError(RuntimeError):
-    """Root of trainer errors."""
+__all__ = [
+    "DataUnavailable",
+    "ExportMismatch",
+    "FeatureMismatch",
+    "InsufficientData",
+    "ShapeMismatch",
+    "SingleClass",
+    "TrainerError",
+]
+
+
+class TrainerError(MlopsError):
+    """Root of the trainer's errors."""
 
 
 class InsufficientData(TrainerError):
@@ -25,6 +37,11 @@ class FeatureMismatch(TrainerError):
         super().__init__(f"training set columns {list(got)} differ from the feature set {list(expected)}")
 
 
+class ShapeMismatch(TrainerError):
+    def __init__(self, x_shape: tuple[int, ...], y_shape: tuple[int, ...], names: int):
+        super().__init__(f"training set shapes disagree: X {x_shape}, y {y_shape}, {names} feature names")
+
+
 class ExportMismatch(TrainerError):
     def __init__(self, max_diff: float, tolerance: float):
         super().__init__(
@@ -36,3 +53,7 @@ class ExportMismatch(TrainerError):
 
 class DataUnavailable(TrainerError):
     """The training set could not be read (offline store missing or the broker failed)."""
+
+    def __init__(self, source: str, detail: str):
+        super().__init__(f"{source}: {detail}")
+        self.source, self.detail = source, detail

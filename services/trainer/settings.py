@@ -6,6 +6,8 @@ from mlops.settings import settings_config
 from pydantic import Field
 from pydantic_settings import BaseSettings
 
+DEFAULT_METRICS_PORT = 9103
+
 
 class TrainerSettings(BaseSettings):
     model_config = settings_config("MLOPS_TRAINER_")

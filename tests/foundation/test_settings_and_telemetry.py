@@ -56,7 +56,7 @@ def test_topic_registry_is_unique_and_compaction_is_declared() -> None:
     names = [spec.name for spec in ALL_TOPICS]
     assert len(names) == len(set(names))
     compacted = {spec.name for spec in ALL_TOPICS if spec.compacted}
-    assert compacted == {"model.artifacts", "registry.log"}
+    assert compacted == {"model.artifacts", "registry.log", "definitions"}
     assert TopicSpec("x", "d", compacted=True).broker_config()["cleanup.policy"] == "compact"
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from inference_helpers import make_onnx
 
-from services.inference.server import InferenceServer
+from services.inference.edge import InferenceServer
 from services.inference.settings import InferenceSettings
 
 
@@ -54,10 +54,10 @@ class RunningServer:
 def server_factory() -> Iterator[Callable[..., RunningServer]]:
     started: list[RunningServer] = []
 
-    def make(kafka=None, redis=None, **overrides) -> RunningServer:  # type: ignore[no-untyped-def]
+    def make(bus=None, store=None, **overrides) -> RunningServer:  # type: ignore[no-untyped-def]
         settings = InferenceSettings(**({"host": "127.0.0.1", "port": 0, "watch_promotions": False,
                                          "log_predictions": False} | overrides))
-        running = RunningServer(InferenceServer(settings, kafka, redis))
+        running = RunningServer(InferenceServer(settings, bus, store))
         started.append(running)
         return running
 

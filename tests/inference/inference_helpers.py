@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import numpy as np
 from mlops.schema import FEATURE_SET
 
@@ -21,3 +24,12 @@ def make_onnx(seed: int = 0, flip: bool = False) -> bytes:
     onx = to_onnx(model, initial_types=[("input", FloatTensorType([None, K]))],
                   options={id(model): {"zipmap": False}}, target_opset=17)
     return onx.SerializeToString()
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError("condition not met in time")

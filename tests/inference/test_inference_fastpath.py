@@ -19,12 +19,17 @@ from mlops.telemetry import setup_tracing
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from services.inference import tracing
-from services.inference.batching import Batcher
-from services.inference.dataplane import DataPlane
-from services.inference.domain import InferRequest, Tensor
+from services.inference.core import (
+    Batcher,
+    BatchPolicy,
+    DataPlane,
+    InferRequest,
+    ModelRepository,
+    ModelVersion,
+    Tensor,
+)
+from services.inference.edge import tracing
 from services.inference.errors import NotReady
-from services.inference.models import ModelRepository, ModelVersion
 from services.inference.settings import InferenceSettings, effective_inline_max_rows, usable_cpus
 
 FEATURE_TRACE = "0af7651916cd43dd8448eb211c80319c"
@@ -72,7 +77,7 @@ async def test_small_batches_run_inline_large_ones_in_the_pool(model: ModelVersi
     big = rng.uniform(0, 10, (40, K)).astype(np.float32)
     loop_thread = threading.current_thread().name
     with ThreadPoolExecutor(1, thread_name_prefix="ort") as ex, Recorder(model, slow_rows=32) as rec:
-        batcher = Batcher(ex, enabled=True, max_batch_size=32, max_wait_s=0.0, max_in_flight=2, inline_max_rows=8)
+        batcher = Batcher(ex, BatchPolicy(max_rows=32, max_wait_s=0.0, max_in_flight=2, inline_max_rows=8))
         idle = await asyncio.gather(*(batcher.submit(model, x) for x in small))
         # an idle batcher runs each small request at once, on the loop thread, without suspending it
         assert rec.calls == [(1, loop_thread)] * 6
@@ -95,7 +100,7 @@ async def test_requests_merge_while_the_pool_is_busy(model: ModelVersion) -> Non
     rng = np.random.default_rng(6)
     xs = [rng.uniform(0, 10, (1 + i % 4, K)).astype(np.float32) for i in range(60)]
     with ThreadPoolExecutor(1) as ex, Recorder(model) as rec:
-        batcher = Batcher(ex, enabled=True, max_batch_size=16, max_wait_s=0.0, max_in_flight=1, inline_max_rows=0)
+        batcher = Batcher(ex, BatchPolicy(max_rows=16, max_wait_s=0.0, max_in_flight=1, inline_max_rows=0))
 
         async def later(i: int, x: np.ndarray) -> list[np.ndarray]:
             await asyncio.sleep(0.0005 * (i % 10))  # arrivals spread while calls run
@@ -113,8 +118,8 @@ async def test_a_failing_call_fails_its_callers_only_and_close_refuses_new_work(
     x = np.ones((2, K), np.float32)
     with ThreadPoolExecutor(1) as ex:
         for inline in (0, 8):
-            batcher = Batcher(ex, enabled=True, max_batch_size=32, max_wait_s=0.0, max_in_flight=1,
-                              inline_max_rows=inline)
+            batcher = Batcher(ex, BatchPolicy(max_rows=32, max_wait_s=0.0, max_in_flight=1,
+                              inline_max_rows=inline))
             with Recorder(model, fail=True):
                 results = await asyncio.gather(batcher.submit(model, x), batcher.submit(model, x),
                                                return_exceptions=True)
@@ -128,7 +133,7 @@ async def test_a_failing_call_fails_its_callers_only_and_close_refuses_new_work(
 
 async def test_max_wait_collects_a_batch_and_a_full_batch_does_not_wait(model: ModelVersion) -> None:
     with ThreadPoolExecutor(1) as ex, Recorder(model) as rec:
-        batcher = Batcher(ex, enabled=True, max_batch_size=8, max_wait_s=5.0, max_in_flight=1, inline_max_rows=0)
+        batcher = Batcher(ex, BatchPolicy(max_rows=8, max_wait_s=5.0, max_in_flight=1, inline_max_rows=0))
         xs = [np.ones((2, K), np.float32) for _ in range(4)]  # 8 rows: full, flushed at once despite 5 s
         await asyncio.wait_for(asyncio.gather(*(batcher.submit(model, x) for x in xs)), 2.0)
         await batcher.close()
@@ -181,8 +186,8 @@ async def test_prediction_span_links_to_the_feature_updates_it_used(model: Model
     repo.promote(model)
     exporter.clear()
     with ThreadPoolExecutor(1) as ex:
-        batcher = Batcher(ex, enabled=True, max_batch_size=64, max_wait_s=0.0, max_in_flight=1)
-        dp = DataPlane(InferenceSettings(), repo, batcher, store)
+        batcher = Batcher(ex, BatchPolicy(max_rows=64, max_wait_s=0.0, max_in_flight=1))
+        dp = DataPlane(InferenceSettings(), repo, batcher, store, on_features=tracing.link_feature_updates)
         ids = Tensor("entity_id", "BYTES", (5,), [b"e1", b"e2", b"e3", b"e4", b"e5"])
         caller = f"00-{'ab' * 16}-{'cd' * 8}-01"
         with tracing.infer_span([("traceparent", caller), ("user-agent", "test")]):

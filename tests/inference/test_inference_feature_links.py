@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tritonclient.grpc as tc
-from mlops.online_store import SyncRedisOnlineStore
+from mlops.online_store import RedisOnlineStore, SyncRedisOnlineStore
 from mlops.schema import FEATURE_SET
 from mlops.telemetry import setup_tracing
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from services.inference.tracing import INFER_METHOD
+from services.inference.edge.tracing import INFER_METHOD
 
 UPDATE_TRACE, UPDATE_SPAN = "5b8efff798038103d269b633813fc60c", "eee19b7ec3c1b174"
 
@@ -29,7 +29,7 @@ def test_prediction_links_to_the_feature_update(server_factory, model_file: Path
     store.write("linked", values, as_of_ms=1_700_000_000_000, traceparent=f"00-{UPDATE_TRACE}-{UPDATE_SPAN}-01")
     store.write("plain", values, as_of_ms=1_700_000_000_000)
     store.close()
-    running = server_factory(redis=redis_settings, model_path=model_file)
+    running = server_factory(store=RedisOnlineStore(redis_settings), model_path=model_file)
     client = tc.InferenceServerClient(running.url)
     inp = tc.InferInput("entity_id", [2], "BYTES")
     inp.set_data_from_numpy(np.array([b"linked", b"plain"], dtype=np.object_))

@@ -11,11 +11,11 @@ import uuid
 import numpy as np
 import pytest
 import tritonclient.grpc as tc
-from inference_helpers import K, make_onnx
+from inference_helpers import K, make_onnx, wait_until
 from mlops.artifacts import publish_artifact
-from mlops.bus import Consumer, Producer
+from mlops.bus import Consumer, KafkaBus, Producer
 from mlops.contracts import models_pb2
-from mlops.online_store import SyncRedisOnlineStore
+from mlops.online_store import RedisOnlineStore, SyncRedisOnlineStore
 from mlops.schema import FEATURE_SET
 from mlops.topics import MODEL_PROMOTED, PREDICTIONS, topic_name
 from tritonclient.utils import InferenceServerException
@@ -28,15 +28,6 @@ def _promote(kafka, data: bytes, version: str, name: str = "sea") -> None:  # ty
         model_name=name, version=version, artifact_sha256=sha, feature_names=list(FEATURE_SET.names),
         action="promote"), key=name)
     producer.flush()
-
-
-def _wait(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def _entity_input(ids: list[str]) -> tc.InferInput:
@@ -52,9 +43,10 @@ def test_entity_join_and_prediction_records(server_factory, kafka_settings, redi
     store.write("user-1", values, as_of_ms=1_700_000_000_000)
     store.write("user-2", {n: 9.0 for n in FEATURE_SET.names}, as_of_ms=1_700_000_000_500)
     store.close()
-    running = server_factory(kafka_settings, redis_settings, watch_promotions=True, log_predictions=True)
+    running = server_factory(KafkaBus(kafka_settings), RedisOnlineStore(redis_settings), watch_promotions=True,
+                             log_predictions=True)
     client = tc.InferenceServerClient(running.url)
-    _wait(client.is_server_ready)
+    wait_until(client.is_server_ready)
     assert running.server.repository.champion_version("sea") == "1"
 
     trace_id = uuid.uuid4().hex
@@ -88,9 +80,9 @@ def test_entity_join_and_prediction_records(server_factory, kafka_settings, redi
 def test_hot_swap_under_concurrent_load(server_factory, kafka_settings) -> None:  # type: ignore[no-untyped-def]
     models = [make_onnx(seed=s, flip=bool(s % 2)) for s in range(4)]
     _promote(kafka_settings, models[0], "1")
-    running = server_factory(kafka_settings, watch_promotions=True, retain_versions=2)
+    running = server_factory(KafkaBus(kafka_settings), watch_promotions=True, retain_versions=2)
     client = tc.InferenceServerClient(running.url)
-    _wait(client.is_server_ready)
+    wait_until(client.is_server_ready)
 
     stop = threading.Event()
     failures: list[str] = []
@@ -116,8 +108,8 @@ def test_hot_swap_under_concurrent_load(server_factory, kafka_settings) -> None:
     try:
         for i, data in enumerate(models[1:], start=2):
             _promote(kafka_settings, data, str(i))
-            _wait(lambda v=str(i): running.server.repository.champion_version("sea") == v)
-            _wait(lambda v=str(i): v in served_versions)
+            wait_until(lambda v=str(i): running.server.repository.champion_version("sea") == v)
+            wait_until(lambda v=str(i): v in served_versions)
     finally:
         stop.set()
         for w in workers:

@@ -21,7 +21,7 @@ import pytest
 from inference_helpers import K
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
-from services.inference.workers import worker_env
+from services.inference.edge.workers import worker_env
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -134,11 +134,11 @@ def test_one_trace_from_producer_to_features_log(
 
     # every running service's ops endpoint serves its key metrics
     expected = {
-        "ingest": {"mlops_ingest_consumer_lag", "mlops_ingest_records_dlq_total", "mlops_ingest_processing_seconds",
+        "ingest": {"mlops_consumer_lag_records", "mlops_ingest_records_dlq_total", "mlops_ingest_processing_seconds",
                    "mlops_ingest_batch_seconds"},
-        "features": {"mlops_features_consumer_lag", "mlops_features_processing_seconds",
+        "features": {"mlops_consumer_lag_records", "mlops_features_processing_seconds",
                      "mlops_features_freshness_seconds", "mlops_features_updates_total"},
-        "monitor": {"mlops_monitor_drift_statistic", "mlops_monitor_consumer_lag_records",
+        "monitor": {"mlops_monitor_drift_statistic", "mlops_consumer_lag_records",
                     "mlops_monitor_retrain_requests_total", "mlops_monitor_model_version_info"},
     }
     for name, wanted in expected.items():

@@ -26,7 +26,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from services.trainer.service import _decode_asks
+from services.trainer.edge import decode_asks
 
 EVIDENCE_TRACE, EVIDENCE_SPAN = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
 HEADER_TRACE, HEADER_SPAN = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
@@ -79,7 +79,7 @@ def test_trainer_links_body_and_header_contexts_once_each() -> None:
         Record(FakeMessage(contracts.encode(same), [("traceparent", tp)], offset=1)),  # type: ignore[arg-type]
         Record(FakeMessage(b"\xff not protobuf", [], offset=2)),  # type: ignore[arg-type]
     ]
-    asks, links = _decode_asks(records)
+    asks, links = decode_asks(records)
     assert [a.request_id for a in asks] == ["r1", "r2"]
     got = {(format(lk.context.trace_id, "032x"), format(lk.context.span_id, "016x")) for lk in links}
     assert got == {(HEADER_TRACE, HEADER_SPAN), (EVIDENCE_TRACE, EVIDENCE_SPAN)} and len(links) == 2

@@ -12,9 +12,9 @@ import pytest
 from mlops.artifacts import publish_artifact
 from mlops.bus import MemoryBus, StopFlag
 from mlops.contracts import models_pb2
-from mlops.registry_client import RegistryClient
 from mlops.telemetry import setup_tracing
 from mlops.topics import MODEL_CANDIDATES, MODEL_PROMOTED, REGISTRY_LOG
+from mlops_tools.registry_client import RegistryClient
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 from prometheus_client import REGISTRY

@@ -9,9 +9,15 @@ import onnx
 import pytest
 from mlops.schema import FEATURE_SET
 
-from services.trainer.core import TrainConfig, onnx_probabilities, time_ordered_split, train_model
+from services.trainer.core import (
+    RetrainAsk,
+    TrainConfig,
+    coalesce,
+    onnx_probabilities,
+    time_ordered_split,
+    train_model,
+)
 from services.trainer.errors import FeatureMismatch, InsufficientData, SingleClass
-from services.trainer.jobs import RetrainAsk, coalesce
 
 NAMES = FEATURE_SET.names
 

@@ -28,7 +28,8 @@ from mlops.bus._record import (
 from mlops.settings import KafkaSettings
 from mlops.telemetry import inject_headers
 
-__all__ = ["Consumer", "DeliveryCallback", "Producer", "wait_for_broker", "watermarks"]
+__all__ = ["ConfluentClient", "Consumer", "DeliveryCallback", "Producer", "as_bytes", "consumer_config",
+           "wait_for_broker", "watermarks"]
 
 DeliveryCallback = Callable[[KafkaError | None, Message], None]
 

@@ -16,7 +16,7 @@ from mlops.bus._reader import Position, Reader, Start
 from mlops.bus._record import BusError, Record, next_offsets
 from mlops.topics import TopicSpec
 
-__all__ = ["MemoryBus"]
+__all__ = ["MemoryBus", "MemoryConsumer", "MemoryProducer", "MemoryReader"]
 
 _CREATE_TIME = 1  # confluent_kafka.TIMESTAMP_CREATE_TIME
 

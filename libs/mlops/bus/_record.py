@@ -15,6 +15,7 @@ __all__ = [
     "HEADER_CONTRACT",
     "HEADER_MESSAGE_TYPE",
     "BusError",
+    "MessageLike",
     "Record",
     "next_offsets",
 ]

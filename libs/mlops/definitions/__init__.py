@@ -1,10 +1,10 @@
 """Declarative definitions: entities, sources, feature views and models as validated data (`mlops apply`)."""
 
 from mlops.definitions.changes import Change, check_compatible, diff, merge, view_versions
+from mlops.definitions.document import Definitions
 from mlops.definitions.load import DefinitionsError, from_json, load, parse, to_json
 from mlops.definitions.model import (
     Aggregation,
-    Definitions,
     Entity,
     Feature,
     FeatureView,

@@ -13,8 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from mlops.definitions.document import Definitions
 from mlops.definitions.load import DefinitionsError, parse
-from mlops.definitions.model import Definitions, FeatureView
+from mlops.definitions.model import FeatureView
 
 __all__ = ["Change", "check_compatible", "diff", "merge", "view_versions"]
 

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from mlops.definitions.model import Definitions
+from mlops.definitions.document import Definitions
 from mlops.errors import MlopsError
 
 __all__ = ["SECTIONS", "DefinitionsError", "from_json", "load", "parse", "to_json"]

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 from mlops.contracts.v1 import definitions_pb2
 from mlops.definitions.changes import Change, check_compatible, diff, merge, view_versions
+from mlops.definitions.document import Definitions
 from mlops.definitions.load import from_json, to_json
-from mlops.definitions.model import Definitions
 
 __all__ = ["Plan", "Revision", "latest", "plan", "revision_key"]
 

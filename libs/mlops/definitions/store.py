@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 from mlops.bus import Bus, Reader, Record
 from mlops.contracts.v1 import definitions_pb2
+from mlops.definitions.document import Definitions
 from mlops.definitions.load import DefinitionsError
-from mlops.definitions.model import Definitions
 from mlops.definitions.revision import Revision, revision_key
 from mlops.topics import DEFINITIONS, TopicSpec
 

@@ -1,14 +1,14 @@
 """Adaptive batching: concurrent requests for the same model version merged into one onnxruntime call.
 
 Requests append themselves to a pending list; the first one schedules a flush on the event loop (`call_soon`, or
-`call_later(max_wait_s)`). The flush takes everything pending (up to `max_batch_size` rows), merges it per model
-version and runs it — on the event-loop thread itself when the merged batch is small (`inline_max_rows`: an
-onnxruntime call of a few rows costs less than the hop to a worker thread and back), else in the worker pool. A
-small request that finds the batcher idle (nothing pending, no pool call running) runs at once without suspending:
-measured on 2 cores, merging single rows saved fewer onnxruntime calls than the extra event-loop turns cost.
-While `max_in_flight` pool calls run, new requests keep pending and form the next batch when one finishes: at low
-load a request runs alone at once, under load batches grow by themselves. No queue, no collector task: a request
-costs one future and one list append.
+`call_later(max_wait_s)`). The flush takes everything pending (up to `max_rows`), merges it per model version
+and runs it — on the event-loop thread itself when the merged batch is small (`inline_max_rows`: an onnxruntime
+call of a few rows costs less than the hop to a worker thread and back), else in the worker pool. A small request
+that finds the batcher idle (nothing pending, no pool call running) runs at once without suspending: merging it
+would save fewer onnxruntime calls than the extra event-loop turns cost. While `max_in_flight` pool calls run,
+new requests keep pending and form the next batch when one finishes: at low load a request runs alone at once,
+under load batches grow by themselves. No queue, no collector task: a request costs one future and one list
+append.
 """
 
 from __future__ import annotations
@@ -20,9 +20,27 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from services.inference.errors import NotReady
+from services.inference.core.models import ModelVersion
+from services.inference.errors import ShuttingDown
 from services.inference.metrics import BATCH_ROWS
-from services.inference.models import ModelVersion
+from services.inference.settings import InferenceSettings, effective_inline_max_rows
+
+
+@dataclass(frozen=True, slots=True)
+class BatchPolicy:
+    """How the batcher merges: `enabled` at all, at most `max_rows` per call, waiting up to `max_wait_s` for more,
+    at most `max_in_flight` pool calls at once, merged batches up to `inline_max_rows` on the event-loop thread."""
+
+    enabled: bool = True
+    max_rows: int = 256
+    max_wait_s: float = 0.0
+    max_in_flight: int = 2
+    inline_max_rows: int = 0
+
+    @classmethod
+    def from_settings(cls, settings: InferenceSettings) -> BatchPolicy:
+        return cls(settings.batching, settings.max_batch_size, settings.max_batch_wait_ms / 1000.0,
+                   settings.ort_workers, effective_inline_max_rows(settings))
 
 
 @dataclass(slots=True)
@@ -57,14 +75,12 @@ def _fail(group: list[_Item], exc: BaseException) -> None:
 
 
 class Batcher:
-    def __init__(self, executor: ThreadPoolExecutor, *, enabled: bool, max_batch_size: int, max_wait_s: float,
-                 max_in_flight: int, inline_max_rows: int = 0):
+    def __init__(self, executor: ThreadPoolExecutor, policy: BatchPolicy):
         self._executor = executor
-        self._enabled = enabled
-        self._max_rows = max_batch_size
-        self._max_wait = max_wait_s
-        self._max_in_flight = max_in_flight
-        self._inline_max_rows = inline_max_rows
+        self.policy = policy
+        # read on every request: plain attributes, not a lookup through the policy each time
+        self._enabled, self._max_rows, self._max_wait = policy.enabled, policy.max_rows, policy.max_wait_s
+        self._max_in_flight, self._inline_max_rows = policy.max_in_flight, policy.inline_max_rows
         self._pending: deque[_Item] = deque()
         self._pending_rows = 0
         self._in_flight = 0  # worker-pool calls running
@@ -75,7 +91,7 @@ class Batcher:
     async def submit(self, model: ModelVersion, x: np.ndarray) -> list[np.ndarray]:
         """The model's outputs for `x` (rows in order), possibly computed together with other requests."""
         if self._closed:
-            raise NotReady("the server is shutting down")
+            raise ShuttingDown()
         n = len(x)
         if n <= self._inline_max_rows and not self._pending and not self._in_flight:
             # idle and small: run it now, on this thread, without suspending the handler (cheaper than merging:
@@ -148,7 +164,7 @@ class Batcher:
         self._running.discard(fut)
         self._in_flight -= 1
         if fut.cancelled():
-            _fail(group, NotReady("the server is shutting down"))
+            _fail(group, ShuttingDown())
         elif (exc := fut.exception()) is not None:
             _fail(group, exc)
         else:
@@ -163,5 +179,5 @@ class Batcher:
         if self._running:
             await asyncio.gather(*self._running, return_exceptions=True)
         while self._pending:
-            _fail([self._pending.popleft()], NotReady("the server is shutting down"))
+            _fail([self._pending.popleft()], ShuttingDown())
         self._pending_rows = 0

@@ -1,4 +1,5 @@
-"""Open Inference Protocol protobuf ↔ domain values (the only module that reads or builds OIP messages)."""
+"""Protobuf ↔ domain values: Open Inference Protocol requests and responses, `ModelPromoted` in and
+`PredictionRecord` out (with the edge, the only module that reads or builds generated messages)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,18 @@ import struct
 from typing import Any
 
 import numpy as np
+from mlops.contracts import models_pb2
 from mlops.contracts.oip import pb2
 
-from services.inference.domain import OIP_TO_NUMPY, InferRequest, InferResponse, ModelInfo, Tensor
+from services.inference.core.domain import (
+    OIP_TO_NUMPY,
+    InferRequest,
+    InferResponse,
+    ModelInfo,
+    Promotion,
+    ServedBatch,
+    Tensor,
+)
 from services.inference.errors import InvalidInput
 
 _CONTENTS_FIELD = {
@@ -30,15 +40,15 @@ def decode_bytes_tensor(raw: bytes, count: int, name: str) -> list[bytes]:
     pos, end = 0, len(raw)
     while pos < end:
         if pos + 4 > end:
-            raise InvalidInput(f"input {name!r}: truncated BYTES element length at byte {pos}")
+            raise InvalidInput(f"truncated BYTES element length at byte {pos}", tensor=name)
         (n,) = _LEN.unpack_from(raw, pos)
         pos += 4
         if pos + n > end:
-            raise InvalidInput(f"input {name!r}: BYTES element of {n} bytes runs past the end at byte {pos}")
+            raise InvalidInput(f"BYTES element of {n} bytes runs past the end at byte {pos}", tensor=name)
         out.append(raw[pos:pos + n])
         pos += n
     if len(out) != count:
-        raise InvalidInput(f"input {name!r}: {len(out)} BYTES elements for a shape of {count}")
+        raise InvalidInput(f"{len(out)} BYTES elements for a shape of {count}", tensor=name)
     return out
 
 
@@ -57,31 +67,31 @@ def decode_request(msg: Any) -> InferRequest:
         count = 1
         for d in shape:
             if d < 0:
-                raise InvalidInput(f"input {t.name!r}: negative dimension in shape {list(shape)}")
+                raise InvalidInput(f"negative dimension in shape {list(shape)}", tensor=t.name)
             count *= d
         dt = t.datatype
         np_dt = OIP_TO_NUMPY.get(dt)
         if np_dt is None and dt != "BYTES":
-            raise InvalidInput(f"input {t.name!r}: unknown datatype {dt!r}")
+            raise InvalidInput(f"unknown datatype {dt!r}", tensor=t.name)
         data: np.ndarray | list[bytes]
         if n_raw:
             if t.HasField("contents"):
-                raise InvalidInput(f"input {t.name!r}: both contents and raw_input_contents given")
+                raise InvalidInput("both contents and raw_input_contents given", tensor=t.name)
             buf = raw[i]
             if np_dt is None:
                 data = decode_bytes_tensor(buf, count, t.name)
             else:
                 if len(buf) != count * np_dt.itemsize:
-                    raise InvalidInput(f"input {t.name!r}: raw_input_contents[{i}] has {len(buf)} bytes; "
-                                       f"{dt} {list(shape)} needs {count * np_dt.itemsize}")
+                    raise InvalidInput(f"raw_input_contents[{i}] has {len(buf)} bytes; {dt} {list(shape)} needs "
+                                       f"{count * np_dt.itemsize}", tensor=t.name)
                 data = np.frombuffer(buf, dtype=np_dt).reshape(shape)  # no copy: a view of the request bytes
         else:
             field = _CONTENTS_FIELD.get(dt)
             if field is None:
-                raise InvalidInput(f"input {t.name!r}: {dt} needs raw_input_contents (no typed contents field)")
+                raise InvalidInput(f"{dt} needs raw_input_contents (no typed contents field)", tensor=t.name)
             values = getattr(t.contents, field)
             if len(values) != count:
-                raise InvalidInput(f"input {t.name!r}: {len(values)} values in contents for shape {list(shape)}")
+                raise InvalidInput(f"{len(values)} values in contents for shape {list(shape)}", tensor=t.name)
             data = list(values) if np_dt is None else np.asarray(values, dtype=np_dt).reshape(shape)
         inputs.append(Tensor(t.name, dt, shape, data))
     params = msg.parameters
@@ -110,3 +120,32 @@ def encode_metadata(info: ModelInfo) -> Any:
         inputs=[tm(name=t.name, datatype=t.datatype, shape=t.shape) for t in info.inputs],
         outputs=[tm(name=t.name, datatype=t.datatype, shape=t.shape) for t in info.outputs],
     )
+
+
+def promotion(msg: models_pb2.ModelPromoted) -> Promotion:
+    return Promotion(msg.model_name, msg.version, msg.artifact_sha256, tuple(msg.feature_names),
+                     msg.action or "promote")
+
+
+def prediction_records(batch: ServedBatch, trace_id: str = "",
+                       span_id: str = "") -> list[tuple[str, models_pb2.PredictionRecord]]:
+    """One (key, PredictionRecord) per served row, keyed by entity id (else by the row's request id)."""
+    names = batch.feature_names or tuple(f"f{i}" for i in range(batch.x.shape[1]))
+    out = []
+    xs = batch.x.tolist()
+    probs = batch.probabilities.tolist() if batch.probabilities is not None else None
+    labels = batch.labels.tolist() if batch.labels is not None else None
+    for i, row in enumerate(xs):
+        entity = batch.entity_ids[i] if batch.entity_ids else ""
+        p = probs[i] if probs is not None else []
+        rec = models_pb2.PredictionRecord(
+            request_id=batch.request_id if len(xs) == 1 else f"{batch.request_id}/{i}",
+            entity_id=entity, model_name=batch.model_name, model_version=batch.model_version,
+            inputs=dict(zip(names, row, strict=False)), outputs=p,
+            score=p[1] if len(p) > 1 else (p[0] if p else 0.0),
+            predicted_label=float(labels[i]) if labels is not None else 0.0,
+            latency_us=batch.latency_us, trace_id=trace_id, span_id=span_id, timestamp_ms=batch.timestamp_ms,
+            features_as_of_ms=batch.as_of_ms[i] if batch.as_of_ms else 0,
+        )
+        out.append((entity or rec.request_id, rec))
+    return out

@@ -10,43 +10,46 @@ from __future__ import annotations
 import itertools
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
-from mlops.online_store import OnlineFeatures
-from opentelemetry import trace
+from mlops.online_store import OnlineFeatures, OnlineStore
 
-from services.inference.batching import Batcher
-from services.inference.domain import (
+from services.inference.core.batching import Batcher
+from services.inference.core.domain import (
     ENTITY_INPUT,
     NUMPY_TO_OIP,
     InferRequest,
     InferResponse,
     ModelInfo,
+    ServedBatch,
     Tensor,
     TensorInfo,
 )
-from services.inference.errors import EntityNotFound, InvalidInput, NotReady, TooLarge
-from services.inference.models import ModelRepository, ModelVersion
-from services.inference.prediction_log import PredictionLog, ServedBatch
+from services.inference.core.models import ModelRepository, ModelVersion
+from services.inference.errors import EntityNotFound, InvalidInput, NoOnlineStore, TooLarge
 from services.inference.settings import InferenceSettings
-from services.inference.tracing import link_feature_updates
 
 
-class FeatureReader(Protocol):
-    async def read_many(self, entity_ids: Sequence[str]) -> list[OnlineFeatures | None]: ...
+class PredictionSink(Protocol):
+    def offer(self, batch: ServedBatch) -> bool: ...
+
+
+# Called with what the online store returned for a request, inside the request: the edge links its span to the
+# feature updates (tracing stays out of the core).
+FeaturesSeen = Callable[[list[OnlineFeatures | None]], object]
 
 
 def _entity_ids(request: InferRequest) -> list[str] | None:
     for t in request.inputs:
         if t.name == ENTITY_INPUT:
             if t.datatype != "BYTES" or len(t.shape) != 1:
-                raise InvalidInput(f"input {ENTITY_INPUT!r} must be BYTES [N], got {t.datatype} {list(t.shape)}")
+                raise InvalidInput(f"must be BYTES [N], got {t.datatype} {list(t.shape)}", tensor=ENTITY_INPUT)
             try:
                 return [b.decode("utf-8") if isinstance(b, bytes) else str(b) for b in t.data]
             except UnicodeDecodeError as exc:
-                raise InvalidInput(f"input {ENTITY_INPUT!r}: entity ids must be UTF-8 ({exc})") from exc
+                raise InvalidInput(f"entity ids must be UTF-8 ({exc})", tensor=ENTITY_INPUT) from exc
     param = request.parameters.get(ENTITY_INPUT)
     if param is None:
         return None
@@ -56,15 +59,16 @@ def _entity_ids(request: InferRequest) -> list[str] | None:
 
 
 class DataPlane:
+    """The service's decisions on plain values. `features` answers entity ids (None: only tensors are served),
+    `predictions` receives each served batch, `on_features` sees what the store returned for a request."""
+
     def __init__(self, settings: InferenceSettings, repository: ModelRepository, batcher: Batcher,
-                 features: FeatureReader | None = None, predictions: PredictionLog | None = None):
-        self.settings = settings
-        self.repository = repository
-        self._batcher = batcher
-        self._features = features
-        self._predictions = predictions
-        # ids for requests that bring none: a per-process random prefix and a counter (uuid4 per request cost
-        # ~7% of the event loop under load: it reads os.urandom every time)
+                 features: OnlineStore | None = None, predictions: PredictionSink | None = None,
+                 on_features: FeaturesSeen | None = None):
+        self.settings, self.repository, self._batcher = settings, repository, batcher
+        self._features, self._predictions, self._on_features = features, predictions, on_features
+        # ids for requests that bring none: a per-process random prefix and a counter (uuid4 reads os.urandom on
+        # every call, too dear per request)
         self._id_prefix = uuid.uuid4().hex[:16]
         self._ids = itertools.count(1)
 
@@ -125,25 +129,26 @@ class DataPlane:
     def _features_from_tensor(self, model: ModelVersion, t: Tensor) -> np.ndarray:
         k = model.n_features
         if t.datatype != model.input.datatype:
-            raise InvalidInput(f"input {t.name!r} must be {model.input.datatype}, got {t.datatype}")
+            raise InvalidInput(f"must be {model.input.datatype}, got {t.datatype}", tensor=t.name)
         if len(t.shape) != 2 or t.shape[1] != k:
-            raise InvalidInput(f"input {t.name!r} must have shape [N, {k}], got {list(t.shape)}")
+            raise InvalidInput(f"must have shape [N, {k}], got {list(t.shape)}", tensor=t.name)
         self._check_rows(t.shape[0])
         x = t.data
         assert isinstance(x, np.ndarray)
         if not self.settings.allow_nan and not np.isfinite(x).all():
             bad = np.argwhere(~np.isfinite(x))[0]
-            raise InvalidInput(f"input {t.name!r} has a NaN/Inf value at row {bad[0]}, column {bad[1]} "
-                               f"({model.feature_names[bad[1]] if bad[1] < len(model.feature_names) else '?'})")
+            column = model.feature_names[bad[1]] if bad[1] < len(model.feature_names) else "?"
+            raise InvalidInput(f"NaN/Inf value at row {bad[0]}, column {bad[1]} ({column})", tensor=t.name)
         return x
 
     async def _features_from_store(
         self, model: ModelVersion, entity_ids: list[str]
     ) -> tuple[np.ndarray, list[int]]:
         if self._features is None:
-            raise NotReady("entity ids need the online store, which this server has not configured")
+            raise NoOnlineStore()
         found = await self._features.read_many(entity_ids)  # one round trip for the batch
-        link_feature_updates(found)  # prediction -> the feature updates it used (when the store carries them)
+        if self._on_features is not None:
+            self._on_features(found)
         default = self.settings.missing_entity_default
         missing = [e for e, f in zip(entity_ids, found, strict=True) if f is None]
         if missing and default is None:
@@ -190,7 +195,6 @@ class DataPlane:
         self._predictions.offer(ServedBatch(
             request_id, model.name, model.version, model.feature_names, x, probs, labels, entity_ids, as_of,
             int((time.perf_counter() - started) * 1e6), int(time.time() * 1000),
-            trace.get_current_span().get_span_context(),
         ))
 
 

@@ -9,8 +9,9 @@ from mlops import contracts
 from mlops.contracts import events_pb2
 from mlops.schema import MAX_RAW_RECORD_BYTES
 
+from services.ingest.convert import validate
+from services.ingest.core import JSON, PROTOBUF, detect_format
 from services.ingest.errors import Rejected
-from services.ingest.validation import JSON, PROTOBUF, detect_format, validate
 
 NOW = 1_800_000_000_000
 T = 1_700_000_000_000
@@ -135,7 +136,7 @@ def test_garbage_never_escapes_as_another_exception() -> None:
 
 def test_fast_path_agrees_with_the_model() -> None:
     """The JSON fast path never accepts what the model refuses, and gives the same ValidEvent when both accept."""
-    from services.ingest import validation
+    from services.ingest import core as validation
 
     def via_model(value: bytes) -> object:
         try:

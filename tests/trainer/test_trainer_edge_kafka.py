@@ -8,16 +8,15 @@ import uuid
 
 import numpy as np
 from mlops.artifacts import ArtifactReader
-from mlops.bus import Consumer, Producer, StopFlag
+from mlops.bus import Consumer, KafkaBus, Producer, StopFlag
 from mlops.contracts import events_pb2, models_pb2
-from mlops.offline_store import OffsetRange
+from mlops.offline_store import KafkaTrainingData, OffsetRange, TrainingSet
 from mlops.schema import FEATURE_SET
 from mlops.settings import KafkaSettings
 from mlops.topics import FEATURES_LOG, LABELS, MODEL_CANDIDATES, RETRAIN_REQUESTED, TRAINING_FAILURES, topic_name
 
-from services.trainer.data import offline_store_loader
-from services.trainer.jobs import RetrainAsk, RetrainJob
-from services.trainer.service import TrainerService, run
+from services.trainer.core import RetrainAsk, RetrainJob
+from services.trainer.edge import TrainerService, run
 from services.trainer.settings import TrainerSettings
 
 T0 = 1_700_000_000_000
@@ -54,6 +53,25 @@ def read_all(kafka: KafkaSettings, spec, message_type, want: int, timeout: float
     return out
 
 
+def trainer(kafka: KafkaSettings, timeout: float = 10.0) -> TrainerService:
+    """The trainer as the service builds it: the offline store on the bus, labels within the feature log."""
+    bus = KafkaBus(kafka)
+    return TrainerService(FAST, bus, KafkaTrainingData(bus, timeout=timeout, labels_within_features=True))
+
+
+class Pinned:
+    """A training-data source that always reads the ranges a candidate recorded (its data version)."""
+
+    def __init__(self, source: KafkaTrainingData, features: list[OffsetRange], labels: list[OffsetRange]):
+        self.source, self.features, self.labels = source, features, labels
+
+    def snapshot(self) -> tuple[list[OffsetRange], list[OffsetRange]]:
+        return self.features, self.labels
+
+    def training_set(self, feature_log_ranges=None, label_ranges=None) -> TrainingSet:  # noqa: ANN001
+        return self.source.training_set(self.features, self.labels)
+
+
 def job(model: str = "sea", rid: str | None = None) -> RetrainJob:
     rid = rid or uuid.uuid4().hex
     return RetrainJob(model, FAST.seed, RetrainAsk(model, rid, "test drift"), (rid,))
@@ -61,11 +79,11 @@ def job(model: str = "sea", rid: str | None = None) -> RetrainJob:
 
 def test_candidate_lineage_artifact_and_reproducible_bytes_from_recorded_offsets(kafka_settings) -> None:
     feed(kafka_settings, 600)
-    producer = Producer(kafka_settings, client_id="test-trainer")
+    bus = KafkaBus(kafka_settings)
     # every label of this hand-made feed is 1 ms after its own feature row: keep all of them (the default leaves out
     # labels beyond the feature log's watermark, which is the lagging-pipeline guard, not what this test is about)
-    loader = offline_store_loader(kafka_settings, timeout=30, labels_within_features=False)
-    service = TrainerService(FAST, kafka_settings, producer, loader)
+    data = KafkaTrainingData(bus, timeout=30, labels_within_features=False)
+    service = TrainerService(FAST, bus, data)
     first = service.run_job(job())
     assert first.failure is None, first.failure
     cand = first.candidate
@@ -82,10 +100,8 @@ def test_candidate_lineage_artifact_and_reproducible_bytes_from_recorded_offsets
 
     # more data arrives; retraining on the RECORDED offsets with the same seed gives the same bytes
     feed(kafka_settings, 200, start=600)
-    load = offline_store_loader(kafka_settings, timeout=30, labels_within_features=False)
-    pinned = TrainerService(FAST, kafka_settings, producer, lambda f, lab: load(
-        [OffsetRange.from_proto(r) for r in lin.feature_log_offsets],
-        [OffsetRange.from_proto(r) for r in lin.label_offsets]))
+    pinned = TrainerService(FAST, bus, Pinned(data, [OffsetRange.from_proto(r) for r in lin.feature_log_offsets],
+                                              [OffsetRange.from_proto(r) for r in lin.label_offsets]))
     again = pinned.run_job(job())
     assert again.candidate.artifact_sha256 == cand.artifact_sha256
     newer = service.run_job(job())  # a fresh snapshot sees the new rows: a different model
@@ -101,7 +117,7 @@ def test_a_burst_of_requests_trains_once(kafka_settings) -> None:
         producer.send(topic_name(RETRAIN_REQUESTED, kafka_settings), models_pb2.RetrainRequest(
             model_name="sea", request_id=rid, reason=f"drift {i}", requested_at_ms=T0 + i), key="sea")
     producer.flush()
-    service = TrainerService(FAST, kafka_settings, producer, offline_store_loader(kafka_settings, timeout=30))
+    service = trainer(kafka_settings, timeout=30)
     stop = StopFlag(install_signals=False)
     trainings: list[int] = []
     thread = threading.Thread(target=lambda: trainings.append(run(service, stop)), daemon=True)
@@ -119,8 +135,7 @@ def test_a_burst_of_requests_trains_once(kafka_settings) -> None:
 
 
 def test_training_without_data_publishes_training_failed(kafka_settings) -> None:
-    producer = Producer(kafka_settings, client_id="test-fail")
-    service = TrainerService(FAST, kafka_settings, producer, offline_store_loader(kafka_settings, timeout=10))
+    service = trainer(kafka_settings)
     outcome = service.run_job(job(rid="r-empty"))
     assert outcome.candidate is None
     failures = read_all(kafka_settings, TRAINING_FAILURES, models_pb2.TrainingFailed, 1, 10)
@@ -133,7 +148,7 @@ def test_undecodable_request_is_skipped_not_fatal(kafka_settings) -> None:
     producer = Producer(kafka_settings, client_id="test-bad")
     producer.send(topic_name(RETRAIN_REQUESTED, kafka_settings), bad, key="sea")
     producer.flush()
-    service = TrainerService(FAST, kafka_settings, producer, offline_store_loader(kafka_settings, timeout=10))
+    service = trainer(kafka_settings)
     stop = StopFlag(install_signals=False)
     thread = threading.Thread(target=run, args=(service, stop), daemon=True)
     thread.start()

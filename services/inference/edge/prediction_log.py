@@ -11,57 +11,16 @@ import collections
 import logging
 import threading
 import time
-from dataclasses import dataclass
 
-import numpy as np
 from mlops.bus import BusError, Producer
-from mlops.contracts import models_pb2
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
+from services.inference import convert
+from services.inference.core import ServedBatch
 from services.inference.metrics import PREDICTIONS_DROPPED, PREDICTIONS_LOGGED
 
 log = logging.getLogger("mlops.inference")
-
-
-@dataclass
-class ServedBatch:
-    request_id: str
-    model_name: str
-    model_version: str
-    feature_names: tuple[str, ...]
-    x: np.ndarray  # float32 [n, k]
-    probabilities: np.ndarray | None  # [n, classes]
-    labels: np.ndarray | None  # [n]
-    entity_ids: list[str] | None
-    as_of_ms: list[int] | None
-    latency_us: int
-    timestamp_ms: int
-    span_context: trace.SpanContext | None
-
-    def records(self) -> list[tuple[str, models_pb2.PredictionRecord]]:
-        ctx = self.span_context
-        trace_id = format(ctx.trace_id, "032x") if ctx and ctx.is_valid else ""
-        span_id = format(ctx.span_id, "016x") if ctx and ctx.is_valid else ""
-        names = self.feature_names or tuple(f"f{i}" for i in range(self.x.shape[1]))
-        out = []
-        xs = self.x.tolist()
-        probs = self.probabilities.tolist() if self.probabilities is not None else None
-        labels = self.labels.tolist() if self.labels is not None else None
-        for i, row in enumerate(xs):
-            entity = self.entity_ids[i] if self.entity_ids else ""
-            p = probs[i] if probs is not None else []
-            rec = models_pb2.PredictionRecord(
-                request_id=self.request_id if len(xs) == 1 else f"{self.request_id}/{i}",
-                entity_id=entity, model_name=self.model_name, model_version=self.model_version,
-                inputs=dict(zip(names, row, strict=False)), outputs=p,
-                score=p[1] if len(p) > 1 else (p[0] if p else 0.0),
-                predicted_label=float(labels[i]) if labels is not None else 0.0,
-                latency_us=self.latency_us, trace_id=trace_id, span_id=span_id, timestamp_ms=self.timestamp_ms,
-                features_as_of_ms=self.as_of_ms[i] if self.as_of_ms else 0,
-            )
-            out.append((entity or rec.request_id, rec))
-        return out
 
 
 class PredictionLog:
@@ -69,7 +28,7 @@ class PredictionLog:
 
     def __init__(self, producer: Producer, topic: str, buffer_rows: int):
         self._producer, self._topic, self._limit = producer, topic, buffer_rows
-        self._buffer: collections.deque[ServedBatch] = collections.deque()
+        self._buffer: collections.deque[tuple[ServedBatch, trace.SpanContext]] = collections.deque()
         self._pending_rows = 0
         self._cond = threading.Condition()
         self._stop = False
@@ -77,13 +36,15 @@ class PredictionLog:
         self._thread.start()
 
     def offer(self, batch: ServedBatch) -> bool:
-        """Queue a batch unless the buffer is full (then it is dropped and counted). Never blocks on Kafka."""
+        """Queue a batch, with the trace context of the request serving it, unless the buffer is full (then it is
+        dropped and counted). Never blocks on Kafka."""
         n = len(batch.x)
+        ctx = trace.get_current_span().get_span_context()
         with self._cond:
             if self._stop or self._pending_rows + n > self._limit:
                 PREDICTIONS_DROPPED.inc(n)
                 return False
-            self._buffer.append(batch)
+            self._buffer.append((batch, ctx))
             self._pending_rows += n
             self._cond.notify()
         return True
@@ -103,22 +64,24 @@ class PredictionLog:
                     break
                 if self._stop and not self._buffer:
                     return
-                batch = self._buffer.popleft() if self._buffer else None
-                if batch is not None:
-                    self._pending_rows -= len(batch.x)
-            if batch is not None:
-                self._send(batch)
+                item = self._buffer.popleft() if self._buffer else None
+                if item is not None:
+                    self._pending_rows -= len(item[0].x)
+            if item is not None:
+                self._send(*item)
             self._producer.poll(0)
             if time.monotonic() - last_check > 1.0:  # collect delivery errors so they do not pile up
                 last_check = time.monotonic()
                 self._drain_errors(0)
 
-    def _send(self, batch: ServedBatch) -> None:
+    def _send(self, batch: ServedBatch, ctx: trace.SpanContext) -> None:
         token = None
-        if batch.span_context is not None and batch.span_context.is_valid:
-            token = otel_context.attach(trace.set_span_in_context(trace.NonRecordingSpan(batch.span_context)))
+        trace_id = span_id = ""
+        if ctx.is_valid:  # the records name the request's trace, and their produce spans join it
+            token = otel_context.attach(trace.set_span_in_context(trace.NonRecordingSpan(ctx)))
+            trace_id, span_id = format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
         try:
-            for key, record in batch.records():
+            for key, record in convert.prediction_records(batch, trace_id, span_id):
                 self._producer.send(self._topic, record, key=key, on_delivery=self._on_delivery)
         except Exception as exc:  # a broken record or producer must not kill the logger thread
             PREDICTIONS_DROPPED.inc(len(batch.x))

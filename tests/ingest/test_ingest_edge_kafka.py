@@ -20,14 +20,14 @@ from confluent_kafka import Consumer as KConsumer
 from confluent_kafka import Producer as KProducer
 from confluent_kafka import TopicPartition
 from mlops import contracts
-from mlops.bus import StopFlag
+from mlops.bus import KafkaBus, StopFlag
 from mlops.contracts import events_pb2
 from mlops.settings import KafkaSettings
 from mlops.telemetry import setup_tracing
 from mlops.topics import EVENTS, EVENTS_DLQ, RAW_EVENTS, topic_name
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from services.ingest.service import Ingest
+from services.ingest.edge import Ingest
 from services.ingest.settings import IngestSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -121,7 +121,7 @@ class Running:
     """An in-process ingest loop on a thread, stopped (flush + commit) on exit."""
 
     def __init__(self, kafka: KafkaSettings, settings: IngestSettings):
-        self.ingest = Ingest(settings, kafka)
+        self.ingest = Ingest(settings, KafkaBus(kafka))
         self.stop = StopFlag(install_signals=False)
         self.thread = threading.Thread(target=self.ingest.run, args=(self.stop,), daemon=True)
 

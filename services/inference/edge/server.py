@@ -14,15 +14,25 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection, reflection_pb2
-from mlops.bus import Producer
+from mlops.artifacts import ArtifactReader
+from mlops.bus import Bus
 from mlops.contracts.oip import POOL, SERVICE_NAME, pb2, pb2_grpc
-from mlops.settings import KafkaSettings, RedisSettings
-from mlops.topics import PREDICTIONS, topic_name
+from mlops.online_store import OnlineStore
+from mlops.topics import PREDICTIONS
 from opentelemetry.trace import Status, StatusCode
 
-from services.inference import codec
-from services.inference.batching import Batcher
-from services.inference.dataplane import DataPlane
+from services.inference import convert
+from services.inference.core import (
+    Batcher,
+    BatchPolicy,
+    DataPlane,
+    ModelRepository,
+    ModelVersion,
+    SessionOptions,
+)
+from services.inference.edge.prediction_log import PredictionLog
+from services.inference.edge.promotions import PromotionFollower
+from services.inference.edge.tracing import infer_span, link_feature_updates
 from services.inference.errors import (
     EntityNotFound,
     InferenceError,
@@ -33,11 +43,7 @@ from services.inference.errors import (
     TooLarge,
 )
 from services.inference.metrics import LATENCY, MODEL_IN_SERVICE, REQUESTS
-from services.inference.models import ModelRepository, ModelVersion, SessionOptions
-from services.inference.prediction_log import PredictionLog
-from services.inference.promotions import PromotionWatcher
-from services.inference.settings import InferenceSettings, effective_inline_max_rows
-from services.inference.tracing import infer_span
+from services.inference.settings import InferenceSettings
 
 log = logging.getLogger("mlops.inference")
 
@@ -80,7 +86,7 @@ class InferenceServicer(pb2_grpc.GRPCInferenceServiceServicer):
 
     async def ModelMetadata(self, request: Any, context: Any) -> Any:  # noqa: N802
         try:
-            return codec.encode_metadata(self._dp.model_metadata(request.name, request.version))
+            return convert.encode_metadata(self._dp.model_metadata(request.name, request.version))
         except InferenceError as exc:
             await context.abort(status_code(exc), str(exc))
 
@@ -103,7 +109,7 @@ class InferenceServicer(pb2_grpc.GRPCInferenceServiceServicer):
         started = time.perf_counter()
         with infer_span(context.invocation_metadata()) as span:
             try:
-                response = codec.encode_response(await self._dp.infer(codec.decode_request(request)))
+                response = convert.encode_response(await self._dp.infer(convert.decode_request(request)))
             except InferenceError as exc:
                 code, message = status_code(exc), str(exc)
             except Exception as exc:
@@ -133,19 +139,20 @@ def _reflection_pool() -> Any:
 class InferenceServer:
     """The whole service in one object: `await start()` returns the bound port, `await stop()` ends everything."""
 
-    def __init__(self, settings: InferenceSettings, kafka: KafkaSettings | None = None,
-                 redis: RedisSettings | None = None):
+    def __init__(self, settings: InferenceSettings, bus: Bus | None = None, store: OnlineStore | None = None):
+        """`bus` carries promotions and artifacts in and predictions out (None: none of them), `store` the online
+        features (None: no entity ids)."""
         self.settings = settings
-        self.kafka, self.redis = kafka, redis
+        self.bus = bus
         self.options = SessionOptions(settings.ort_intra_op_threads, settings.use_cuda)
         self.repository = ModelRepository(settings.retain_versions)
         self.health = HealthServicer()
         self.port = 0
-        self.watcher: PromotionWatcher | None = None
+        self.promotions: PromotionFollower | None = None
         self.predictions: PredictionLog | None = None
         self._executor = ThreadPoolExecutor(settings.ort_workers, thread_name_prefix="ort")
         self._server: grpc.aio.Server | None = None
-        self._store: Any = None
+        self._store = store if settings.online_join else None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._health_tasks: set[asyncio.Task[None]] = set()
         self.batcher: Batcher | None = None
@@ -179,26 +186,19 @@ class InferenceServer:
         self.repository.set_on_change(self._on_change)
         if s.model_path is not None:
             self.load_file(s.model_path)
-        if self.redis is not None and s.online_join:
-            from mlops.online_store import AsyncOnlineStore
-
-            self._store = AsyncOnlineStore(self.redis)
-        if self.kafka is not None and s.log_predictions:
-            producer = Producer(self.kafka, client_id="inference-predictions",
-                                extra={"queue.buffering.max.messages": 200_000})
-            topic = topic_name(PREDICTIONS, self.kafka)
-            self.predictions = PredictionLog(producer, topic, s.prediction_buffer_rows)
-        inline_rows = effective_inline_max_rows(s)
-        self.batcher = Batcher(self._executor, enabled=s.batching, max_batch_size=s.max_batch_size,
-                               max_wait_s=s.max_batch_wait_ms / 1000.0, max_in_flight=s.ort_workers,
-                               inline_max_rows=inline_rows)
-        self.dataplane = DataPlane(s, self.repository, self.batcher, self._store, self.predictions)
+        if self.bus is not None and s.log_predictions:
+            producer = self.bus.producer(client_id="inference-predictions",
+                                         extra={"queue.buffering.max.messages": 200_000})
+            self.predictions = PredictionLog(producer, self.bus.topic(PREDICTIONS), s.prediction_buffer_rows)
+        self.batcher = Batcher(self._executor, BatchPolicy.from_settings(s))
+        self.dataplane = DataPlane(s, self.repository, self.batcher, self._store, self.predictions,
+                                   on_features=link_feature_updates)
         opts = [("grpc.max_receive_message_length", s.max_message_bytes),
                 ("grpc.max_send_message_length", s.max_message_bytes),
                 ("grpc.so_reuseport", 1 if s.workers > 1 or s.worker_index > 0 else 0)]
         # No gRPC interceptor: any aio interceptor (even the OTel one filtered down to nothing) puts a Python
-        # coroutine chain in front of every call, 30-50 us of CPU a request here. ModelInfer makes its own server
-        # span (tracing.infer_span); the control-plane RPCs (health, metadata, reflection) are not traced.
+        # coroutine chain in front of every call. ModelInfer makes its own server span (infer_span); the
+        # control-plane RPCs (health, metadata, reflection) are not traced.
         self._server = grpc.aio.server(options=opts)
         pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(self.dataplane, s), self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
@@ -208,12 +208,15 @@ class InferenceServer:
         self.port = self._server.add_insecure_port(f"{s.host}:{s.port}")
         await self._update_health()
         await self._server.start()
-        if self.kafka is not None and s.watch_promotions:
-            self.watcher = PromotionWatcher(self.kafka, self.repository, self.options, s.feature_names,
-                                            s.artifact_timeout_s)
-            self.watcher.start()
-        log.info("inference serving", extra={"fields": {"port": self.port, "models": self.repository.names(),
-                                                        "inline_max_rows": inline_rows}})
+        if self.bus is not None and s.watch_promotions:
+            artifacts, timeout = ArtifactReader(self.bus), s.artifact_timeout_s
+            self.promotions = PromotionFollower(self.bus, self.repository,
+                                                lambda sha256: artifacts.get(sha256, timeout=timeout),
+                                                self.options, s.feature_names)
+            self.promotions.start()
+        log.info("inference serving", extra={"fields": {
+            "port": self.port, "worker": s.worker_index, "models": self.repository.names(),
+            "inline_max_rows": self.batcher.policy.inline_max_rows}})
         return self.port
 
     def ready(self) -> bool:
@@ -227,8 +230,8 @@ class InferenceServer:
         if self._server is not None:
             await self.health.enter_graceful_shutdown()
             await self._server.stop(grace)
-        if self.watcher is not None:
-            await asyncio.to_thread(self.watcher.stop)
+        if self.promotions is not None:
+            await asyncio.to_thread(self.promotions.stop)
         if self.batcher is not None:
             await self.batcher.close()
         if self.predictions is not None:

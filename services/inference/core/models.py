@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnxruntime as ort
 
+from services.inference.core.domain import Promotion
 from services.inference.errors import ModelLoadError, ModelNotFound
+from services.inference.metrics import MODEL_IN_SERVICE, MODEL_SWAPS
 
 log = logging.getLogger("mlops.inference")
 
@@ -52,9 +54,10 @@ def _cuda_usable() -> bool:
     return _cuda_works is not False and "CUDAExecutionProvider" in ort.get_available_providers()
 
 
-def build_session(data: bytes, options: SessionOptions) -> tuple[ort.InferenceSession, list[str]]:
-    """An onnxruntime session for `data`; CUDA when asked for and it really works, else CPU. Returns the session
-    and the providers it actually got (onnxruntime-gpu lists CUDA even where it cannot load it)."""
+def build_session(data: bytes, options: SessionOptions, model: str) -> tuple[ort.InferenceSession, list[str]]:
+    """An onnxruntime session for `data` (the artifact of `model`, "name:version"); CUDA when asked for and it
+    really works, else CPU. Returns the session and the providers it actually got (onnxruntime-gpu lists CUDA even
+    where it cannot load it)."""
     so = ort.SessionOptions()
     so.intra_op_num_threads = options.intra_op_threads
     so.inter_op_num_threads = 1
@@ -68,12 +71,12 @@ def build_session(data: bytes, options: SessionOptions) -> tuple[ort.InferenceSe
         session = ort.InferenceSession(data, sess_options=so, providers=wanted)
     except Exception as exc:
         if wanted[0] == "CPUExecutionProvider":
-            raise ModelLoadError(f"onnxruntime cannot load the model: {exc}") from exc
+            raise ModelLoadError(model, f"onnxruntime cannot load it: {exc}") from exc
         log.warning("CUDA session failed; using CPU", extra={"fields": {"error": str(exc)}})
         try:
             session = ort.InferenceSession(data, sess_options=so, providers=["CPUExecutionProvider"])
         except Exception as exc2:
-            raise ModelLoadError(f"onnxruntime cannot load the model: {exc2}") from exc2
+            raise ModelLoadError(model, f"onnxruntime cannot load it: {exc2}") from exc2
     providers = list(session.get_providers())
     global _cuda_works
     if wanted[0] == "CUDAExecutionProvider" and _cuda_works is None:
@@ -102,14 +105,14 @@ class ModelVersion:
         cls, name: str, version: str, data: bytes, feature_names: Sequence[str], *, sha256: str = "",
         options: SessionOptions | None = None,
     ) -> ModelVersion:
-        session, providers = build_session(data, options or SessionOptions())
+        session, providers = build_session(data, options or SessionOptions(), f"{name}:{version}")
         mv = cls(name, version, session, providers, tuple(feature_names), sha256,
                  [_spec(a) for a in session.get_inputs()], [_spec(a) for a in session.get_outputs()])
         if len(mv.inputs) != 1 or mv.inputs[0].datatype != "FP32" or len(mv.inputs[0].shape) != 2:
-            raise ModelLoadError(f"{name}:{version}: expected one FP32 [N, k] input, got {mv.inputs}")
+            raise ModelLoadError(f"{name}:{version}", f"expected one FP32 [N, k] input, got {mv.inputs}")
         k = mv.inputs[0].shape[1]
         if k > 0 and feature_names and k != len(feature_names):
-            raise ModelLoadError(f"{name}:{version}: input has {k} columns but {len(feature_names)} feature names")
+            raise ModelLoadError(f"{name}:{version}", f"input has {k} columns but {len(feature_names)} feature names")
         mv.warm()
         log.info("model loaded", extra={"fields": {"model": name, "version": version, "providers": providers,
                                                     "sha256": sha256, "features": k}})
@@ -196,3 +199,33 @@ class ModelRepository:
 
     def empty(self) -> bool:
         return not self._champions
+
+
+def make_champion(repository: ModelRepository, model: ModelVersion, action: str = "promote") -> None:
+    """Serve `model` as the champion of its name, and say so in the metrics and the log when that is a change."""
+    previous = repository.promote(model)
+    if previous is model:
+        return
+    if previous is not None:
+        MODEL_IN_SERVICE.labels(previous.name, previous.version).set(0)
+    MODEL_IN_SERVICE.labels(model.name, model.version).set(1)
+    MODEL_SWAPS.labels(model.name).inc()
+    log.info("champion swapped", extra={"fields": {
+        "model": model.name, "version": model.version, "previous": previous.version if previous else None,
+        "action": action}})
+
+
+def apply_promotion(
+    repository: ModelRepository, promotion: Promotion, fetch: Callable[[str], bytes], options: SessionOptions,
+    default_features: tuple[str, ...],
+) -> ModelVersion:
+    """Load the promoted version (or reuse it when retained) and make it the champion."""
+    if repository.has(promotion.model_name, promotion.version):
+        model = repository.get(promotion.model_name, promotion.version)
+    else:
+        data = fetch(promotion.artifact_sha256)
+        model = ModelVersion.load(promotion.model_name, promotion.version, data,
+                                  promotion.feature_names or default_features,
+                                  sha256=promotion.artifact_sha256, options=options)
+    make_champion(repository, model, promotion.action or "promote")
+    return model

@@ -1,8 +1,10 @@
-"""The transport-free core of ingest: raw bytes in, a typed `ValidEvent` out, or `Rejected` naming the field.
+"""The transport-free core of ingest: a raw record's JSON bytes or decoded fields in, a typed `ValidEvent` out, or
+`Rejected` naming the field.
 
 The JSON form is `{"entity_id", "event_time" (epoch ms int or ISO-8601 string), "schema_version", "values": {...},
-"event_id"?}`; the protobuf form is `RawEvent`. Both go through the same pydantic model, built from the declared
-RAW_FIELDS (types, ranges, required fields; NaN/inf refused; unknown fields refused).
+"event_id"?}`; the protobuf form is `RawEvent`, whose fields `convert.raw_event_fields` hands to `validate_fields`.
+Both go through the same pydantic model, built from the declared RAW_FIELDS (types, ranges, required fields;
+NaN/inf refused; unknown fields refused).
 
 Hot path: JSON records are first checked by `_FAST`, a strict TypedDict validator built from the same RAW_FIELDS
 (pydantic-core parses and validates the bytes in one pass and returns plain dicts: no model instance, no
@@ -13,20 +15,20 @@ it or names the offending field. Accepting the fast path therefore never accepts
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from mlops import contracts
-from mlops.contracts import events_pb2
 from mlops.schema import MAX_ENTITY_ID_LENGTH, MAX_RAW_RECORD_BYTES, RAW_FIELDS, SUPPORTED_SCHEMA_VERSIONS
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model, field_validator
 from typing_extensions import NotRequired, TypedDict  # noqa: UP035 (pydantic needs this TypedDict on 3.11)
 
-from .errors import Rejected
+from services.ingest.errors import Rejected
 
 JSON = "json"
 PROTOBUF = "protobuf"
+DEFAULT_MAX_FUTURE_SKEW_MS = 24 * 3600 * 1000
 
 
 @dataclass(frozen=True)
@@ -169,47 +171,45 @@ def detect_format(value: bytes, content_type: str | None) -> str:
     return JSON if head[:1] in (b"{", b"[", b'"') else PROTOBUF
 
 
-def _from_protobuf(value: bytes) -> RawEventModel:
-    try:
-        raw = contracts.decode(events_pb2.RawEvent, value)
-    except contracts.ContractError as exc:
-        raise Rejected("malformed_protobuf", "", exc.detail) from exc
-    data = {
-        "entity_id": raw.entity_id,
-        "event_time": raw.event_time_ms,
-        "schema_version": raw.schema_version,
-        "values": dict(raw.values),
-        "event_id": raw.event_id or None,
-    }
-    try:
-        return RawEventModel.model_validate(data)
-    except ValidationError as exc:
-        raise _rejection(exc) from exc
-
-
-def validate(
-    value: bytes | None,
-    *,
-    content_type: str | None,
-    fallback_event_id: str,
-    now_ms: int,
-    max_future_skew_ms: int = 24 * 3600 * 1000,
-) -> ValidEvent:
-    """Validate one raw record; raise `Rejected` (never anything else for bad input)."""
+def check_size(value: bytes | None) -> bytes:
+    """The record's bytes, refused when empty or over the raw-record limit."""
     if value is None or len(value) == 0:
         raise Rejected("empty_record", "", "record has no value")
     if len(value) > MAX_RAW_RECORD_BYTES:
         raise Rejected("oversize", "", f"{len(value)} bytes > limit {MAX_RAW_RECORD_BYTES}")
-    if detect_format(value, content_type) == JSON:
-        fast = _validate_fast(value, fallback_event_id, now_ms, max_future_skew_ms)
-        if fast is not None:
-            return fast
-        try:
-            model = RawEventModel.model_validate_json(value)
-        except ValidationError as exc:
-            raise _rejection(exc) from exc
-    else:
-        model = _from_protobuf(value)
+    return value
+
+
+def validate_json(
+    value: bytes, *, fallback_event_id: str, now_ms: int, max_future_skew_ms: int = DEFAULT_MAX_FUTURE_SKEW_MS
+) -> ValidEvent:
+    """Validate one JSON record; raise `Rejected` (never anything else for bad input)."""
+    fast = _validate_fast(value, fallback_event_id, now_ms, max_future_skew_ms)
+    if fast is not None:
+        return fast
+    try:
+        model = RawEventModel.model_validate_json(value)
+    except ValidationError as exc:
+        raise _rejection(exc) from exc
+    return _valid_event(model, fallback_event_id, now_ms, max_future_skew_ms)
+
+
+def validate_fields(
+    fields: Mapping[str, Any],
+    *,
+    fallback_event_id: str,
+    now_ms: int,
+    max_future_skew_ms: int = DEFAULT_MAX_FUTURE_SKEW_MS,
+) -> ValidEvent:
+    """Validate one record already decoded into fields (e.g. from a RawEvent); raise `Rejected`."""
+    try:
+        model = RawEventModel.model_validate(fields)
+    except ValidationError as exc:
+        raise _rejection(exc) from exc
+    return _valid_event(model, fallback_event_id, now_ms, max_future_skew_ms)
+
+
+def _valid_event(model: RawEventModel, fallback_event_id: str, now_ms: int, max_future_skew_ms: int) -> ValidEvent:
     event_time_ms = int(model.event_time)
     if event_time_ms > now_ms + max_future_skew_ms:
         raise Rejected("invalid_event_time", "event_time", f"{event_time_ms} is too far in the future")

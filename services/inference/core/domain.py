@@ -1,4 +1,5 @@
-"""Plain request/response values of the data plane: no protobuf, no gRPC."""
+"""Plain values of the data plane (requests, responses, model metadata, promotions, served batches): no protobuf,
+no gRPC."""
 
 from __future__ import annotations
 
@@ -57,3 +58,31 @@ class ModelInfo:
     platform: str
     inputs: tuple[TensorInfo, ...]
     outputs: tuple[TensorInfo, ...]
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """A champion change announced on `model.promoted`: which version to serve and where its bytes are."""
+
+    model_name: str
+    version: str
+    artifact_sha256: str
+    feature_names: tuple[str, ...]
+    action: str = "promote"
+
+
+@dataclass(slots=True)
+class ServedBatch:
+    """What one answered request hands to the prediction log: the arrays it already has, nothing copied."""
+
+    request_id: str
+    model_name: str
+    model_version: str
+    feature_names: tuple[str, ...]
+    x: np.ndarray  # float32 [n, k]
+    probabilities: np.ndarray | None  # [n, classes]
+    labels: np.ndarray | None  # [n]
+    entity_ids: list[str] | None
+    as_of_ms: list[int] | None
+    latency_us: int
+    timestamp_ms: int

@@ -1,5 +1,5 @@
-"""Spans of the inference service: the ModelInfer server span (without the generic OTel gRPC interceptor, whose
-per-call wrapping cost about a sixth of the event loop's time under load) and span links from a request to the
+"""Spans of the inference service: the ModelInfer server span (made here, not by the generic OTel gRPC
+interceptor, whose per-call wrapping is too dear on the request path) and span links from a request to the
 feature updates whose values it used."""
 
 from __future__ import annotations

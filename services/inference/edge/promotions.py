@@ -1,0 +1,102 @@
+"""Follows `model.promoted` and hot-swaps champions.
+
+Every replica must see every promotion, so each process reads the topic with a `Reader` (no consumer group, no
+commits) from the beginning: on start it replays the history up to the end, where the last record per model name
+is the current champion; afterwards each new record is applied as it arrives. Loading (artifact fetch by sha256,
+session build, warm-up) happens here in the background thread; the swap itself is one reference assignment in
+the repository.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from mlops.bus import Bus, BusError, Reader, Record
+from mlops.contracts import ContractError, models_pb2
+from mlops.telemetry import extract_context, messaging_attributes, tracer
+from mlops.topics import MODEL_PROMOTED
+
+from services.inference import convert
+from services.inference.core import ModelRepository, SessionOptions, apply_promotion
+
+log = logging.getLogger("mlops.inference")
+_tracer = tracer("mlops.inference")
+
+FetchArtifact = Callable[[str], bytes]  # sha256 -> the verified bytes
+
+
+class PromotionFollower:
+    def __init__(self, bus: Bus, repository: ModelRepository, fetch: FetchArtifact, options: SessionOptions,
+                 default_features: tuple[str, ...], replay_timeout_s: float = 60.0):
+        self._bus, self._repository, self._fetch, self._options = bus, repository, fetch, options
+        self._default_features = default_features
+        self._replay_timeout = replay_timeout_s
+        self._topic = bus.topic(MODEL_PROMOTED)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="promotion-follower", daemon=True)
+        self.errors = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        reader = self._replay()
+        if reader is None:
+            return
+        try:
+            while not self._stop.is_set():
+                self._apply(reader.consume(500, 0.5))
+        except Exception as exc:
+            log.exception("promotion follower stopped", extra={"fields": {"error": str(exc)}})
+        finally:
+            reader.close()
+
+    def _replay(self) -> Reader | None:
+        """A reader positioned after the history, once the history's champions are applied (None when stopped).
+        A replay that cannot finish (broker or topic not there yet) starts over: a half-read history could name
+        an old champion."""
+        while not self._stop.is_set():
+            reader: Reader | None = None
+            try:
+                reader = self._bus.reader([self._topic], client_id="inference-promotions", start="beginning")
+                self._apply(reader.read_to_end(timeout=self._replay_timeout))
+                return reader
+            except BusError as exc:
+                log.warning("replaying model.promoted failed; retrying", extra={"fields": {"error": str(exc)}})
+                if reader is not None:
+                    reader.close()
+                self._stop.wait(1.0)
+        return None
+
+    def _apply(self, records: list[Record]) -> None:
+        latest: dict[str, tuple[Record, models_pb2.ModelPromoted]] = {}
+        for r in records:  # a replayed history collapses to the last record per model name
+            try:
+                promoted = r.decode(models_pb2.ModelPromoted)
+            except ContractError as exc:
+                self.errors += 1
+                log.error("bad model.promoted record", extra={"fields": {"error": str(exc)}})
+                continue
+            latest[promoted.model_name] = (r, promoted)
+        for record, promoted in latest.values():
+            self._handle(record, promoted)
+
+    def _handle(self, record: Record, message: models_pb2.ModelPromoted) -> None:
+        promotion = convert.promotion(message)
+        with _tracer.start_as_current_span(
+            "inference.swap", context=extract_context(record.headers),
+            attributes=messaging_attributes("process", record.topic, record.partition, record.offset, record.key)
+            | {"mlops.model": promotion.model_name, "mlops.version": promotion.version},
+        ):
+            try:
+                apply_promotion(self._repository, promotion, self._fetch, self._options, self._default_features)
+            except Exception as exc:  # the old champion keeps serving; the failure is loud
+                self.errors += 1
+                log.error("promotion not applied", extra={"fields": {
+                    "model": promotion.model_name, "version": promotion.version, "error": str(exc)}})
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)

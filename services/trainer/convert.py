@@ -1,0 +1,62 @@
+"""Protobuf ↔ the trainer's plain values: RetrainRequest → RetrainAsk; a trained model → ModelCandidate; a failure
+→ TrainingFailed. With the edge, the only module of the trainer that touches generated `mlops.contracts` messages.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from mlops.contracts import common_pb2, models_pb2
+from mlops.schema import FEATURE_SET
+
+from services.trainer.core import RetrainAsk, RetrainJob, TrainedModel, TrainingSetLike
+
+__all__ = ["ask_from_proto", "candidate_to_proto", "failure_to_proto"]
+
+
+def ask_from_proto(msg: models_pb2.RetrainRequest) -> RetrainAsk:
+    return RetrainAsk(
+        model_name=msg.model_name, request_id=msg.request_id, reason=msg.reason, detector=msg.detector,
+        requested_at_ms=msg.requested_at_ms, requested_by=msg.requested_by,
+        seed=msg.seed if msg.HasField("seed") else None,
+    )
+
+
+def _ranges(ranges: Iterable[Any]) -> list[common_pb2.OffsetRange]:
+    return [common_pb2.OffsetRange(topic=r.topic, partition=r.partition, start_offset=r.start_offset,
+                                   end_offset=r.end_offset) for r in ranges]
+
+
+def candidate_to_proto(
+    job: RetrainJob, model: TrainedModel, data: TrainingSetLike, version_of_code: str, trace_ids: tuple[str, str]
+) -> models_pb2.ModelCandidate:
+    """The candidate with its lineage (the data version: offsets read) and the holdout rows the registry's gate
+    evaluates; `trace_ids` (trace id, span id) of the training, so the registry can link its decision to it."""
+    trace_id, span_id = trace_ids
+    lineage = models_pb2.Lineage(
+        feature_log_offsets=_ranges(data.feature_log_ranges), label_offsets=_ranges(data.label_ranges),
+        feature_set=FEATURE_SET.name, feature_set_version=FEATURE_SET.version, code_version=version_of_code,
+        seed=job.seed, row_count=model.train_rows + model.holdout_rows, data_start_ms=model.data_start_ms,
+        data_end_ms=model.data_end_ms, retrain_request_id=job.primary.request_id,
+        retrain_reason=job.primary.reason, coalesced_request_ids=list(job.request_ids),
+    )
+    holdout = models_pb2.Holdout(
+        feature_names=list(model.feature_names), rows=len(model.holdout_y),
+        features_f32=model.holdout_X.astype("<f4").tobytes(), labels=[float(v) for v in model.holdout_y],
+    )
+    return models_pb2.ModelCandidate(
+        model_name=job.model_name, candidate_id=uuid.uuid4().hex, artifact_sha256=model.sha256,
+        artifact_size=len(model.onnx_bytes), framework=model.framework, metrics=model.metrics,
+        params=model.params, lineage=lineage, feature_names=list(model.feature_names), holdout=holdout,
+        created_at_ms=int(time.time() * 1000), trace_id=trace_id, span_id=span_id,
+    )
+
+
+def failure_to_proto(job: RetrainJob, reason: str) -> models_pb2.TrainingFailed:
+    return models_pb2.TrainingFailed(
+        model_name=job.model_name, retrain_request_id=job.primary.request_id, reason=reason,
+        failed_at_ms=int(time.time() * 1000),
+    )
