@@ -97,6 +97,8 @@ def test_demo_result_figures_and_table() -> None:
     r.detections = [(14.0, 40, "concept drift")]
     r.quality = {("1", False): [95, 100], ("1", True): [40, 50], ("2", True): [90, 100]}
     assert (r.v1, r.v2) == ("1", "2")
+    late = ModelLoop("sea", drift_at=100, drift_t_s=10.0, promoted=[(12.0, "1")])
+    assert late.v2 is None and late.loop_time_s is None  # a v1 promoted after the drift is no v2
     assert r.detection_delay_s == 4.0 and r.detection_delay_records == 40 and r.loop_time_s == 9.5
     assert r.value("1", True) == 0.8 and r.value("2", True) == 0.9 and r.value("3", True) is None
     mae = ModelLoop("delivery_time", drift_at=100, task="regression", drift_t_s=10.0, promoted=[(2.0, "1")])

@@ -208,11 +208,26 @@ class Demo:
         for t in streams.values():
             t.start()
         predictor.start()
-        for model, t in streams.items():
-            traffic.bootstrap_v1(model, t)
-        while any(t.is_alive() for t in streams.values()):
+        failed: list[Exception] = []
+
+        def bootstrap(model: str) -> None:
+            try:
+                traffic.bootstrap_v1(model, streams[model])
+            except Exception as exc:  # raised below, in the run's own thread
+                failed.append(exc)
+
+        # each model's v1 on its own: a slow training of one must not hold the other back
+        boots = [threading.Thread(target=bootstrap, args=(m,), name=f"demo-v1-{m}", daemon=True) for m in streams]
+        self._threads += boots
+        for t in boots:
+            t.start()
+        while any(t.is_alive() for t in [*boots, *streams.values()]):
+            if failed:
+                raise failed[0]
             traffic.show_status()
             time.sleep(0.5)
+        if failed:
+            raise failed[0]
         if cfg.drift_at is not None:  # the streams are over; give a pending v2 a little time
             deadline = time.monotonic() + cfg.v2_wait_s
             while time.monotonic() < deadline and not self._stop.is_set():

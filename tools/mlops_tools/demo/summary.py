@@ -92,10 +92,10 @@ class ModelLoop:
 
     @property
     def v2(self) -> str | None:
-        """The first version promoted after the drift point."""
+        """The first version promoted after the drift point (not v1, which a slow bootstrap may promote late)."""
         if self.drift_t_s is None:
             return None
-        return next((v for t, v in self.promoted if t >= self.drift_t_s), None)
+        return next((v for t, v in self.promoted[1:] if t >= self.drift_t_s and v != self.v1), None)
 
     @property
     def loop_time_s(self) -> float | None:
