@@ -78,21 +78,24 @@ def test_both_examples_loop_on_their_own_served_by_one_inference_server(demo_fac
         assert r.better(fixed, after), f"{r.model}: v2 {r.metric} {fixed} is not better than v1's {after}"
 
 
-def _changed_delivery(tmp_path: Path) -> Path:
-    """The delivery example with one more feature in its view, read by the model too (view version 2)."""
+def _changed_delivery(tmp_path: Path, model_reads_it: bool) -> Path:
+    """The delivery example with one more feature in its view (view version 2), read by the model too if asked."""
     doc = yaml.safe_load(definitions_path("delivery").read_text())
     [view] = doc["feature_views"]
     view["features"].append({"name": NEW_FEATURE, "field": "items", "aggregation": "mean",
                              "window": {"kind": "sliding", "size_s": 3600}})
-    [model] = doc["models"]
-    model["features"].append(f"customer_orders.{NEW_FEATURE}")
+    if model_reads_it:
+        [model] = doc["models"]
+        model["features"].append(f"customer_orders.{NEW_FEATURE}")
     path = tmp_path / "delivery-v2.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
 
 
+# view: the feature is added to the view only; model: the model's inputs gain it too (v1 keeps its 8 inputs)
+@pytest.mark.parametrize("model_reads_it", [False, True], ids=["view", "model"])
 def test_a_view_change_mid_stream_keeps_the_old_model_serving_and_trains_the_new_version(
-        demo_factory: Callable[..., Demo], tmp_path: Path) -> None:
+        demo_factory: Callable[..., Demo], tmp_path: Path, model_reads_it: bool) -> None:
     demo = demo_factory("change", example="delivery", records=10_000, drift_at=6_000, v2_wait_s=90.0)
     demo.start()
     assert demo.traffic is not None
@@ -107,7 +110,7 @@ def test_a_view_change_mid_stream_keeps_the_old_model_serving_and_trains_the_new
     assert applied_at < 6_000, "v1 came too late to change the view before the drift"
     settings = bus.settings
     assert settings is not None
-    revision = apply_definitions(settings, _changed_delivery(tmp_path), applied_by="e2e")
+    revision = apply_definitions(settings, _changed_delivery(tmp_path, model_reads_it), applied_by="e2e")
     assert revision is not None and revision.view_versions["customer_orders"] == 2
     runner.join(400)
     assert not runner.is_alive(), "the demo did not end"
@@ -127,5 +130,6 @@ def test_a_view_change_mid_stream_keeps_the_old_model_serving_and_trains_the_new
         follower.close()
     versions = [(c.lineage.feature_set_version, list(c.feature_names)) for c in candidates]
     assert versions[0][0] == 1 and f"customer_orders.{NEW_FEATURE}" not in versions[0][1]
-    assert any(v == 2 and f"customer_orders.{NEW_FEATURE}" in names for v, names in versions[1:]), versions
+    assert any(v == 2 and (f"customer_orders.{NEW_FEATURE}" in names) == model_reads_it
+               for v, names in versions[1:]), versions
     assert [rev.number for rev in read_revisions(bus, client_id="e2e")] == [1, 2]
