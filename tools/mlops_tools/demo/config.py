@@ -22,7 +22,8 @@ class DemoConfig:
     entities: int = 100
     label_delay_ms: int = 1_000
     predict_rate: float = 50.0  # gRPC requests per second once v1 serves
-    event_interval_ms: float = 100.0  # event time between two records (the wall clock does 1000 / rate)
+    # event time between two records (the wall clock does 1000 / rate); None: the example's own (Example)
+    event_interval_ms: float | None = None
     bootstrap_rows: int = 600  # labels sent before v1 is requested
     train_window_rows: int = 600  # MLOPS_TRAINER_MAX_ROWS: the trainer's sliding window (0: every row)
     train_max_iter: int = 50  # MLOPS_TRAINER_MAX_ITER

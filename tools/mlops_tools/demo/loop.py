@@ -82,7 +82,8 @@ class Traffic:
         s = self.streams[model] if model is not None else next(iter(self.streams.values()))
         cfg = self.cfg
         config = s.example.config(count=cfg.records, drift_at=cfg.drift_at, entities=cfg.entities, seed=cfg.seed,
-                                  start_ms=int(time.time() * 1000), interval_ms=cfg.event_interval_ms)
+                                  start_ms=int(time.time() * 1000),
+                                  interval_ms=cfg.event_interval_ms or s.example.interval_ms(cfg.records))
         options = ProduceOptions(rate=cfg.rate, label_delay_ms=cfg.label_delay_ms)
         try:
             produce(config, options=options, bus=self.bus, on_record=lambda rec: self._on_produced(s, rec),

@@ -8,8 +8,8 @@
    file-exported traces and default (or free) ports; each awaited (/readyz).
 2. Each example's synthetic stream (mlops_tools.generators) with a KNOWN drift point is produced to its declared
    source topic at `rate`/s, its labels to the model's label topic `label_delay_ms` later. Event time advances
-   `event_interval_ms` per record (faster than the wall clock by default, so the feature windows fill in seconds
-   and the monitor's reference windows span several of them).
+   faster than the wall clock (`Example.event_interval_ms` per record: 100 ms for SEA, 6 s for delivery), so the
+   feature windows fill in seconds and the monitor's reference windows span several of them.
 3. Each model's v1 is bootstrapped by a RetrainRequest once `bootstrap_rows` of its labels exist; once it is
    promoted and served (gRPC ModelReady), one thread sends OIP ModelInfer requests by entity id at
    `predict_rate`/s, taking turns among the models served — one inference server serves them all.
