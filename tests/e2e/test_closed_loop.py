@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from mlops_tools.demo import Demo, DemoConfig, DemoResult
+from mlops_tools.demo import Demo, DemoConfig, DemoResult, ModelLoop
 from mlops_tools.stack import Stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.timeout(360)]
@@ -38,14 +38,16 @@ def demo_factory(stack: Stack, tmp_path: Path) -> Iterator[Callable[..., Demo]]:
         demo.close()
 
 
-def _report(label: str, r: DemoResult) -> None:
+def _report(label: str, result: DemoResult) -> None:
     def fmt(v: float | None) -> str:
         return "-" if v is None else f"{v:.1f}"
 
-    print(r.table())
-    print(f"\n[{label}] detection delay: {fmt(r.detection_delay_s)} s / {r.detection_delay_records} records; "
-          f"false alarms: {r.false_alarms}; loop time drift → v2 serving: {fmt(r.loop_time_s)} s; "
-          f"retrains: {r.retrains}; failed requests: {r.failed_requests}/{r.requests}", flush=True)
+    print(result.table())
+    for r in result.loops.values():
+        print(f"\n[{label}/{r.model}] detection delay: {fmt(r.detection_delay_s)} s / {r.detection_delay_records} "
+              f"records; false alarms: {r.false_alarms}; loop time drift → v2 serving: {fmt(r.loop_time_s)} s; "
+              f"retrains: {r.retrains}; failed requests: {r.failed_requests}/{r.requests + r.failed_requests}",
+              flush=True)
 
 
 def _logs_on_failure(demo: Demo) -> str:
@@ -57,10 +59,11 @@ def _logs_on_failure(demo: Demo) -> str:
 
 def test_drift_is_detected_retrained_promoted_and_served(demo_factory: Callable[..., Demo]) -> None:
     demo = demo_factory("drift", records=7_500, drift_at=DRIFT_AT)
-    r = demo.run()
-    _report("drift", r)
-    assert not r.error and not r.interrupted, r.error + "\n" + _logs_on_failure(demo)
-    assert r.records_produced == 7_500 and r.dlq == 0
+    result = demo.run()
+    _report("drift", result)
+    assert not result.error and not result.interrupted, result.error + "\n" + _logs_on_failure(demo)
+    assert result.records_produced == 7_500 and result.dlq == 0
+    r: ModelLoop = result.loop("sea")
     assert r.false_alarms == 0, "the monitor asked for a retrain before the drift"
     assert r.detections, "the drift was not detected"
     assert r.detection_delay_s is not None and 0 <= r.detection_delay_s <= MAX_DETECTION_DELAY_S
@@ -68,23 +71,24 @@ def test_drift_is_detected_retrained_promoted_and_served(demo_factory: Callable[
     v1, v2 = r.v1, r.v2
     assert v1 is not None and v2 is not None and v2 != v1, f"no new version promoted: {r.gate}"
     assert v2 in r.serving, "v2 was promoted but never answered a request"
-    acc_v1_post, acc_v2_post = r.acc(v1, True), r.acc(v2, True)
+    acc_v1_post, acc_v2_post = r.value(v1, True), r.value(v2, True)
     assert acc_v1_post is not None and acc_v2_post is not None
     assert r.count(v2, True) >= 100
     assert acc_v2_post > acc_v1_post, f"v2 {acc_v2_post:.3f} is not better than v1 {acc_v1_post:.3f} after the drift"
-    assert r.acc(v1, False) is not None and r.acc(v1, False) > acc_v1_post  # the drift hurt v1
+    assert r.value(v1, False) is not None and r.value(v1, False) > acc_v1_post  # the drift hurt v1
     assert r.failed_requests == 0, r.last_error
     assert r.requests > 500
 
 
 def test_no_drift_no_retrain(demo_factory: Callable[..., Demo]) -> None:
     demo = demo_factory("control", records=6_000, drift_at=None)
-    r = demo.run()
-    _report("control", r)
-    assert not r.error and not r.interrupted, r.error + "\n" + _logs_on_failure(demo)
+    result = demo.run()
+    _report("control", result)
+    assert not result.error and not result.interrupted, result.error + "\n" + _logs_on_failure(demo)
+    r = result.loop("sea")
     assert r.v1 is not None and r.v1 in r.serving
     # the monitor was armed (past its warm-up) for part of the run, so "no retrain" means something
     assert r.requests > demo.cfg.monitor_min_records
     assert r.monitor_requests == 0 and r.false_alarms == 0 and r.retrains == 0
     assert r.failed_requests == 0, r.last_error
-    assert r.acc(r.v1, False) is not None and r.acc(r.v1, False) > 0.9
+    assert r.value(r.v1, False) is not None and r.value(r.v1, False) > 0.9

@@ -16,7 +16,7 @@ from mlops.offline_store import build_training_set
 from mlops.schema import FEATURE_SET
 from mlops.settings import KafkaSettings
 from mlops.topics import FEATURES_LOG, LABELS, topic_name
-from mlops_tools.demo import DemoConfig, DemoResult
+from mlops_tools.demo import DemoConfig, DemoResult, ModelLoop
 
 from services.monitor.core import DriftMonitor, LabelEvent, ModelPolicy, MonitorConfig, Prediction
 from services.monitor.settings import MonitorSettings
@@ -91,18 +91,27 @@ def test_offline_store_leaves_out_labels_past_the_feature_watermark(kafka_settin
 
 
 def test_demo_result_figures_and_table() -> None:
-    r = DemoResult("demo-x", drift_at=100, records_produced=200, labels_sent=200, drift_t_s=10.0)
+    r = ModelLoop("sea", drift_at=100, records_produced=200, labels_sent=200, drift_t_s=10.0)
     r.promoted = [(2.0, "1"), (19.0, "2")]
     r.serving = {"1": 2.5, "2": 19.5}
     r.detections = [(14.0, 40, "concept drift")]
-    r.accuracy = {("1", False): [95, 100], ("1", True): [40, 50], ("2", True): [90, 100]}
+    r.quality = {("1", False): [95, 100], ("1", True): [40, 50], ("2", True): [90, 100]}
     assert (r.v1, r.v2) == ("1", "2")
+    late = ModelLoop("sea", drift_at=100, drift_t_s=10.0, promoted=[(12.0, "1")])
+    assert late.v2 is None and late.loop_time_s is None  # a v1 promoted after the drift is no v2
     assert r.detection_delay_s == 4.0 and r.detection_delay_records == 40 and r.loop_time_s == 9.5
-    assert r.acc("1", True) == 0.8 and r.acc("2", True) == 0.9 and r.acc("3", True) is None
-    table = r.table()
-    assert "loop time drift → v2 serving  9.5 s" in table and "v2 accuracy, post-drift" in table
-    control = DemoResult("demo-y", drift_at=None, promoted=[(2.0, "1")])
-    assert control.v2 is None and control.loop_time_s is None and "none (control run)" in control.table()
+    assert r.value("1", True) == 0.8 and r.value("2", True) == 0.9 and r.value("3", True) is None
+    mae = ModelLoop("delivery_time", drift_at=100, task="regression", drift_t_s=10.0, promoted=[(2.0, "1")])
+    mae.add("1", True, 30.0, 20.0)
+    mae.add("1", True, 20.0, 24.0)
+    assert mae.value("1", True) == 7.0 and mae.better(2.5, 7.0) and not r.better(0.5, 0.8)
+    control = ModelLoop("sea", drift_at=None, promoted=[(2.0, "1")])
+    assert control.v2 is None and control.loop_time_s is None
+    table = DemoResult("demo-x", loops={"sea": r, "delivery_time": mae, "control": control}).table()
+    lines = {line.split("  ")[1]: line for line in table.splitlines() if line.startswith("  ") and "  " in line[2:]}
+    assert "9.5 s" in lines["loop time"] and "4.0 s / 40 rec" in lines["detection delay"]
+    assert "90.0 % (n=100)" in lines["v2 post-drift"] and "7.00 (n=2)" in lines["v1 post-drift"]
+    assert "accuracy" in lines["metric"] and "MAE" in lines["metric"] and "none" in lines["drift at"]
 
 
 def test_demo_config_rejects_a_drift_point_outside_the_stream() -> None:

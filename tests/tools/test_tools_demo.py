@@ -18,7 +18,7 @@ from mlops_tools.demo.watch import watch
 
 def _traffic(bus: MemoryBus, out: io.StringIO) -> Traffic:
     cfg = DemoConfig(records=40, rate=10_000, drift_at=20, bootstrap_rows=5, entities=5, label_delay_ms=0)
-    result = DemoResult("demo-test", cfg.drift_at)
+    result = DemoResult("demo-test")
     timeline = Timeline(result, out)
     timeline.start_clock()
     return Traffic(cfg, bus, 0, result, timeline)
@@ -30,8 +30,9 @@ def test_the_stream_goes_out_with_its_labels_and_marks_the_drift() -> None:
     traffic.stream()
     assert (traffic.produced, traffic.labels) == (40, 40)
     assert len(bus.records(bus.topic(RAW_EVENTS))) == 40 and len(bus.records(bus.topic(LABELS))) == 40
-    assert len(traffic.truth) == 40 and len(traffic.entities) == 5
-    assert traffic.result.drift_t_s is not None
+    s = traffic.streams["sea"]
+    assert len(s.truth) == 40 and len(s.entities) == 5
+    assert s.loop.drift_t_s is not None and s.loop.records_produced == 40
     assert "DRIFT injected at record 20" in out.getvalue() and "stream done: 40 records, 40 labels" in out.getvalue()
 
 
@@ -46,11 +47,12 @@ def test_the_watcher_turns_outcomes_into_the_timeline_and_figures() -> None:
     bus, out = MemoryBus(), io.StringIO()
     traffic = _traffic(bus, out)
     traffic.stream()
-    r = traffic.result
-    (entity, as_of), (_, label, drifted) = next((k, v) for k, v in traffic.truth.items() if v[2])
+    r = traffic.streams["sea"].loop
+    (entity, as_of), (_, label, drifted) = next((k, v) for k, v in traffic.streams["sea"].truth.items() if v[2])
     producer = bus.producer(client_id="test")
     producer.send(bus.topic(PREDICTIONS), models_pb2.PredictionRecord(
-        entity_id=entity, features_as_of_ms=as_of, model_version="1", predicted_label=float(label), trace_id="t1"))
+        entity_id=entity, features_as_of_ms=as_of, model_name="sea", model_version="1", predicted_label=float(label),
+        trace_id="t1"))
     producer.send(bus.topic(RETRAIN_REQUESTED), models_pb2.RetrainRequest(
         model_name="sea", requested_by="monitor", reason="error rate rose"), key="sea")
     producer.send(bus.topic(MODEL_PROMOTED), models_pb2.ModelPromoted(model_name="sea", version="2"), key="sea")
@@ -59,11 +61,46 @@ def test_the_watcher_turns_outcomes_into_the_timeline_and_figures() -> None:
     watcher = threading.Thread(target=watch, args=(traffic,), daemon=True)
     watcher.start()
     deadline = time.monotonic() + 10
-    while not (r.promoted and r.dlq and r.accuracy) and time.monotonic() < deadline:
+    while not (r.promoted and traffic.result.dlq and r.quality) and time.monotonic() < deadline:
         time.sleep(0.05)
     traffic.stop.set()
     watcher.join(5)
-    assert r.accuracy == {("1", drifted): [1, 1]} and r.example_trace_id == "t1"
+    assert r.quality == {("1", drifted): [1, 1]} and traffic.result.example_trace_id == "t1"
     assert r.monitor_requests == 1 and r.detections and r.detections[0][2] == "error rate rose"
-    assert [v for _, v in r.promoted] == ["2"] and r.dlq == 1
+    assert [v for _, v in r.promoted] == ["2"] and traffic.result.dlq == 1
     assert "DRIFT DETECTED by the monitor" in out.getvalue() and "v2 promoted (previous v-)" in out.getvalue()
+
+
+def test_two_examples_stream_side_by_side_and_outcomes_go_to_their_own_model() -> None:
+    bus, out = MemoryBus(), io.StringIO()
+    cfg = DemoConfig(example="all", records=30, rate=10_000, drift_at=10, bootstrap_rows=5, entities=4,
+                     label_delay_ms=0)
+    result = DemoResult("demo-all")
+    timeline = Timeline(result, out)
+    timeline.start_clock()
+    traffic = Traffic(cfg, bus, 0, result, timeline)
+    assert set(traffic.streams) == set(result.loops) == {"sea", "delivery_time"}
+    for model in traffic.streams:
+        traffic.stream(model)
+    assert len(bus.records(bus.topic(RAW_EVENTS))) == 30
+    delivery = traffic.streams["delivery_time"]
+    assert len(bus.records(bus.topic(delivery.example.raw_topic))) == 30
+    assert len(bus.records(bus.topic(delivery.example.label_topic))) == 30
+    (entity, as_of), (_, label, drifted) = next((k, v) for k, v in delivery.truth.items() if v[2])
+    producer = bus.producer(client_id="test")
+    producer.send(bus.topic(PREDICTIONS), models_pb2.PredictionRecord(
+        entity_id=entity, features_as_of_ms=as_of, model_name="delivery_time", model_version="1",
+        predicted_label=label + 4.0))
+    producer.send(bus.topic(MODEL_PROMOTED), models_pb2.ModelPromoted(model_name="delivery_time", version="1"))
+    producer.send(bus.topic(MODEL_PROMOTED), models_pb2.ModelPromoted(model_name="other_team", version="7"))
+    producer.flush()
+    watcher = threading.Thread(target=watch, args=(traffic,), daemon=True)
+    watcher.start()
+    deadline = time.monotonic() + 10
+    while not (delivery.loop.promoted and delivery.loop.quality) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    traffic.stop.set()
+    watcher.join(5)
+    assert delivery.loop.value("1", drifted) == 4.0 and delivery.loop.metric == "MAE"
+    assert traffic.streams["sea"].loop.promoted == [] and "[delivery_time] v1 promoted" in out.getvalue()
+    assert "MAE" in result.table()

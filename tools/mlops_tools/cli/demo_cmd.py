@@ -9,8 +9,12 @@ import sys
 
 __all__ = ["register"]
 
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the closed-loop drift → retrain → promote demo on the local stack")
+    p.add_argument("--example", choices=("sea", "delivery", "all"), default="sea",
+                   help="which example (examples/NAME) to declare, stream and loop; all: every one at once, "
+                        "served by one inference server (default sea)")
     p.add_argument("--records", type=int, default=12_000, help="records to stream (default 12000)")
     p.add_argument("--rate", type=float, default=100.0, help="records per second (default 100)")
     p.add_argument("--drift-at", type=int, default=None,
@@ -27,7 +31,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     drift_at = args.records // 2 if args.drift_at is None else (None if args.drift_at < 0 else args.drift_at)
     try:
-        cfg = DemoConfig(records=args.records, rate=args.rate, drift_at=drift_at, seed=args.seed,
+        cfg = DemoConfig(example=args.example, records=args.records, rate=args.rate, drift_at=drift_at, seed=args.seed,
                          predict_rate=args.predict_rate,
                          bootstrap_rows=min(600, max(300, (drift_at or args.records) // 4)))
     except ValueError as exc:

@@ -6,6 +6,6 @@ turns the outcome topics into the timeline, `timeline` prints it, `summary` hold
 
 from mlops_tools.demo.config import DemoConfig
 from mlops_tools.demo.run import Demo
-from mlops_tools.demo.summary import DemoResult, TimelineEvent
+from mlops_tools.demo.summary import DemoResult, ModelLoop, TimelineEvent
 
-__all__ = ["Demo", "DemoConfig", "DemoResult", "TimelineEvent"]
+__all__ = ["Demo", "DemoConfig", "DemoResult", "ModelLoop", "TimelineEvent"]

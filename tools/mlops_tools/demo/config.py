@@ -1,17 +1,20 @@
-"""What one demo run does: stream size and pace, the drift point, the services' settings for the loop, timeouts."""
+"""What one demo run does: which examples (and so which models), stream size and pace, the drift point, the
+services' settings for the loop, timeouts. Every example streams `records` at `rate`/s with its drift at
+`drift_at`; with `example="all"` they stream side by side and one inference server serves every model."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["MODEL", "DemoConfig"]
+__all__ = ["DemoConfig"]
 
-MODEL = "sea"
+EXAMPLES = ("sea", "delivery")
 
 
 @dataclass(frozen=True)
 class DemoConfig:
+    example: str = "sea"  # sea, delivery or all
     records: int = 12_000
     rate: float = 100.0  # records per second into raw.events
     drift_at: int | None = 6_000  # index of the first record of the new concept; None: a no-drift control run
@@ -19,7 +22,8 @@ class DemoConfig:
     entities: int = 100
     label_delay_ms: int = 1_000
     predict_rate: float = 50.0  # gRPC requests per second once v1 serves
-    event_interval_ms: float = 100.0  # event time between two records (the wall clock does 1000 / rate)
+    # event time between two records (the wall clock does 1000 / rate); None: the example's own (Example)
+    event_interval_ms: float | None = None
     bootstrap_rows: int = 600  # labels sent before v1 is requested
     train_window_rows: int = 600  # MLOPS_TRAINER_MAX_ROWS: the trainer's sliding window (0: every row)
     train_max_iter: int = 50  # MLOPS_TRAINER_MAX_ITER
@@ -33,7 +37,13 @@ class DemoConfig:
     v2_wait_s: float = 30.0  # after the stream ends, how long to wait for a pending v2
     extra_env: dict[str, str] = field(default_factory=dict)  # more MLOPS_* settings for every service
 
+    @property
+    def examples(self) -> tuple[str, ...]:
+        return EXAMPLES if self.example == "all" else (self.example,)
+
     def __post_init__(self) -> None:
+        if self.example not in (*EXAMPLES, "all"):
+            raise ValueError(f"example must be one of {', '.join(EXAMPLES)} or all, got {self.example!r}")
         if self.records < 1 or self.rate <= 0 or self.predict_rate <= 0:
             raise ValueError("records, rate and predict_rate must be positive")
         if self.drift_at is not None and not 0 < self.drift_at < self.records:

@@ -3,16 +3,18 @@
 `Demo(config).run()` does what `mlops demo` shows, at any scale (the end-to-end test runs it smaller):
 
 1. `Stack().up()` (Kafka + Redis, idempotent); a fresh topic prefix and Redis key prefix for this run (its topics
-   created first), so runs never see each other's records; the six services started as background processes with
-   that prefix, their own consumer groups, file-exported traces and default (or free) ports; each awaited (/readyz).
-2. The synthetic SEA stream (mlops_tools.datagen) with a KNOWN drift point is produced to raw.events at `rate`/s,
-   its labels to `labels` `label_delay_ms` later. Event time advances `event_interval_ms` per record (faster than
-   the wall clock by default, so the 30 s / 60 s feature windows fill in seconds and the monitor's reference
-   windows span several of them).
-3. Model v1 is bootstrapped by a RetrainRequest once `bootstrap_rows` labels exist; once it is promoted and served
-   (gRPC ModelReady), a thread sends OIP ModelInfer requests by entity id at `predict_rate`/s, counting failures.
-4. A watcher reads the run's outcome topics and builds the timeline: drift detected, retrain, gate decision, v2
-   promoted, v2 serving (demo.watch).
+   created first, then each chosen example's definitions applied as `mlops apply` would), so runs never see each
+   other's records; the six services started as background processes with that prefix, their own consumer groups,
+   file-exported traces and default (or free) ports; each awaited (/readyz).
+2. Each example's synthetic stream (mlops_tools.generators) with a KNOWN drift point is produced to its declared
+   source topic at `rate`/s, its labels to the model's label topic `label_delay_ms` later. Event time advances
+   faster than the wall clock (`Example.event_interval_ms` per record: 100 ms for SEA, 6 s for delivery), so the
+   feature windows fill in seconds and the monitor's reference windows span several of them.
+3. Each model's v1 is bootstrapped by a RetrainRequest once `bootstrap_rows` of its labels exist; once it is
+   promoted and served (gRPC ModelReady), one thread sends OIP ModelInfer requests by entity id at
+   `predict_rate`/s, taking turns among the models served — one inference server serves them all.
+4. A watcher reads the run's outcome topics and builds the timeline per model: drift detected, retrain, gate
+   decision, v2 promoted, v2 serving (demo.watch).
 
 The result is a `DemoResult` (figures + timeline) whose `table()` is the demo's closing summary. Ctrl-C (or any
 exception) leaves `run()` with a partial result; `close()` stops what `start()` started.
@@ -31,9 +33,10 @@ from typing import TextIO
 from mlops_tools.cli.services_cmd import GRPC_PORTS, OPS_PORTS, SERVICES, service_process, start_service, stop_services
 from mlops_tools.demo.config import DemoConfig
 from mlops_tools.demo.loop import Traffic
-from mlops_tools.demo.summary import DemoResult
+from mlops_tools.demo.summary import DemoResult, ModelLoop
 from mlops_tools.demo.timeline import Timeline
 from mlops_tools.demo.watch import watch
+from mlops_tools.examples import apply_definitions, definitions_path
 from mlops_tools.procs import ManagedProcess, free_port, port_open
 
 __all__ = ["Demo"]
@@ -55,7 +58,7 @@ class Demo:
     def __init__(self, config: DemoConfig | None = None, out: TextIO | None = None):
         self.cfg = config or DemoConfig()
         self.tag = f"demo-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
-        self.result = DemoResult(self.tag, self.cfg.drift_at)
+        self.result = DemoResult(self.tag)
         self.timeline = Timeline(self.result, out or sys.stdout)
         self.traffic: Traffic | None = None  # set by start()
         self.ports: dict[str, int] = {}
@@ -85,6 +88,11 @@ class Demo:
         redis = RedisSettings(url=stack.redis_settings().url, key_prefix=self.tag)
         ensure_topics(kafka)
         say(f"  topics created under prefix {kafka.topic_prefix!r}; Redis key prefix {self.tag!r}")
+        for name in cfg.examples:  # what `mlops apply examples/NAME/definitions.yaml` does
+            revision = apply_definitions(kafka, definitions_path(name), applied_by="mlops-demo")
+            if revision is not None:
+                say(f"  applied examples/{name}/definitions.yaml: revision {revision.number} "
+                    f"(models: {', '.join(m.name for m in revision.definitions.models)})")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         traces = self.run_dir / "traces.jsonl"
         self.result.traces_file = str(traces)
@@ -175,46 +183,65 @@ class Demo:
                 t.join(10)
             self.timeline.clear()
             self.result.elapsed_s = time.monotonic() - started
-            if self.traffic is not None:
-                self.result.records_produced, self.result.labels_sent = self.traffic.produced, self.traffic.labels
-                self.result.requests = len(self.traffic.request_times) + self.result.failed_requests
+            for stream in self.traffic.streams.values() if self.traffic is not None else ():
+                stream.loop.records_produced, stream.loop.labels_sent = stream.counts["events"], stream.counts["labels"]
         return self.result
 
     def _loop(self) -> None:
         cfg, traffic = self.cfg, self.traffic
         assert traffic is not None
-        self.timeline.say(
-            f"streaming {cfg.records} SEA records at {cfg.rate:g}/s"
-            + (f", concept drift (SEA variant 2 → 3, x2 shifted) at record {cfg.drift_at}"
-               f" (~{cfg.drift_at / cfg.rate:.0f}s)" if cfg.drift_at is not None else ", no drift (control)")
-            + f"; labels {cfg.label_delay_ms} ms late")
+        drift = (f"drift at record {cfg.drift_at} (~{cfg.drift_at / cfg.rate:.0f}s)" if cfg.drift_at is not None
+                 else "no drift (control)")
+        for s in traffic.streams.values():
+            self.timeline.say(f"streaming {cfg.records} {s.example.name} records at {cfg.rate:g}/s to "
+                              f"{s.example.source.topic!r} for model {s.model!r} ({s.example.model.task.value}); "
+                              f"{drift}: {s.example.drift}")
+        self.timeline.say(f"labels {cfg.label_delay_ms} ms late on each model's label topic")
         self.timeline.start_clock()
         watcher = threading.Thread(target=watch, args=(traffic,), name="demo-watch", daemon=True)
-        stream = threading.Thread(target=traffic.stream, name="demo-produce", daemon=True)
-        self._threads += [watcher, stream]
-        watcher.start()
-        stream.start()
-        traffic.bootstrap_v1(stream)
+        streams = {m: threading.Thread(target=traffic.stream, args=(m,), name=f"demo-produce-{m}", daemon=True)
+                   for m in traffic.streams}
+        # one thread drives every model's predictions, each model once it serves (one inference server for all)
         predictor = threading.Thread(target=traffic.predict, name="demo-predict", daemon=True)
-        self._threads.append(predictor)
+        self._threads += [watcher, *streams.values(), predictor]
+        watcher.start()
+        for t in streams.values():
+            t.start()
         predictor.start()
-        while stream.is_alive():
+        failed: list[Exception] = []
+
+        def bootstrap(model: str) -> None:
+            try:
+                traffic.bootstrap_v1(model, streams[model])
+            except Exception as exc:  # raised below, in the run's own thread
+                failed.append(exc)
+
+        # each model's v1 on its own: a slow training of one must not hold the other back
+        boots = [threading.Thread(target=bootstrap, args=(m,), name=f"demo-v1-{m}", daemon=True) for m in streams]
+        self._threads += boots
+        for t in boots:
+            t.start()
+        while any(t.is_alive() for t in [*boots, *streams.values()]):
+            if failed:
+                raise failed[0]
             traffic.show_status()
-            stream.join(0.5)
-        if cfg.drift_at is not None:  # the stream is over; give a pending v2 a little time
+            time.sleep(0.5)
+        if failed:
+            raise failed[0]
+        if cfg.drift_at is not None:  # the streams are over; give a pending v2 a little time
             deadline = time.monotonic() + cfg.v2_wait_s
-            while self.result.loop_time_s is None and time.monotonic() < deadline and not self._stop.is_set():
-                if not self._pending_after_drift():
+            while time.monotonic() < deadline and not self._stop.is_set():
+                if not any(self._pending_after_drift(loop) for loop in self.result.loops.values()):
                     break
                 traffic.show_status()
                 time.sleep(0.5)
         time.sleep(min(3.0, cfg.label_delay_ms / 1000 + 1))  # the last predictions reach the watcher
         self._stop.set()
 
-    def _pending_after_drift(self) -> bool:
+    @staticmethod
+    def _pending_after_drift(r: ModelLoop) -> bool:
         """A retrain was requested after the drift and its outcome is still due (or v2 not served yet)."""
-        r = self.result
-        if not r.detections:
+        if r.loop_time_s is not None or not r.detections:
             return False
         if r.v2 is not None:
             return r.v2 not in r.serving

@@ -1,10 +1,11 @@
-"""The demo's figures and closing summary: what the loop did (`DemoResult`) and the table `mlops demo` prints."""
+"""The demo's figures and closing summary: one `ModelLoop` per model (what its drift → retrain → promote loop did),
+the run around them (`DemoResult`), and the table `mlops demo` prints — a row per model."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["DemoResult", "TimelineEvent"]
+__all__ = ["DemoResult", "ModelLoop", "TimelineEvent"]
 
 
 @dataclass(frozen=True)
@@ -14,12 +15,15 @@ class TimelineEvent:
 
 
 @dataclass
-class DemoResult:
-    tag: str
+class ModelLoop:
+    """One model's loop: its stream (with its own drift point), detections, trainings, gate, versions served, and
+    the quality of each version before and after the drift — accuracy (classification) or MAE (regression)."""
+
+    model: str
     drift_at: int | None
+    task: str = "binary"
     records_produced: int = 0
     labels_sent: int = 0
-    dlq: int = 0
     drift_t_s: float | None = None
     detections: list[tuple[float, int, str]] = field(default_factory=list)  # (t_s, records since drift, reason)
     false_alarms: int = 0  # monitor requests before the drift point (or in a no-drift run)
@@ -30,24 +34,46 @@ class DemoResult:
     gate: list[tuple[str, str, str]] = field(default_factory=list)  # (version, decision, reason)
     promoted: list[tuple[float, str]] = field(default_factory=list)  # (t_s, version)
     serving: dict[str, float] = field(default_factory=dict)  # version → t_s of its first response
-    requests: int = 0
+    requests: int = 0  # answered requests (failed ones are counted apart)
     failed_requests: int = 0
     last_error: str = ""
-    accuracy: dict[tuple[str, bool], list[int]] = field(default_factory=dict)  # (version, drifted) → [hits, n]
-    example_trace_id: str = ""
-    traces_file: str = ""
-    timeline: list[TimelineEvent] = field(default_factory=list)
-    elapsed_s: float = 0.0
-    interrupted: bool = False
-    error: str = ""
+    # (version, drifted) → [sum, n]: sum of hits (accuracy) or of absolute errors (MAE) over n served predictions
+    quality: dict[tuple[str, bool], list[float]] = field(default_factory=dict)
 
-    # --- derived figures ----------------------------------------------------------------------------------------
-    def acc(self, version: str, drifted: bool) -> float | None:
-        hits, n = self.accuracy.get((version, drifted), (0, 0))
-        return hits / n if n else None
+    @property
+    def regression(self) -> bool:
+        return self.task == "regression"
+
+    @property
+    def metric(self) -> str:
+        return "MAE" if self.regression else "accuracy"
+
+    def score(self, prediction: float, label: float) -> float:
+        """What one served prediction adds to `quality`: its absolute error, or 1 for a right class."""
+        return abs(prediction - label) if self.regression else float(round(prediction) == round(label))
+
+    def add(self, version: str, drifted: bool, prediction: float, label: float) -> None:
+        q = self.quality.setdefault((version, drifted), [0.0, 0])
+        q[0] += self.score(prediction, label)
+        q[1] += 1
+
+    def value(self, version: str, drifted: bool) -> float | None:
+        """Accuracy (0..1) or MAE of `version` on pre- or post-drift records; None without predictions."""
+        total, n = self.quality.get((version, drifted), (0.0, 0))
+        return total / n if n else None
 
     def count(self, version: str, drifted: bool) -> int:
-        return self.accuracy.get((version, drifted), (0, 0))[1]
+        return int(self.quality.get((version, drifted), (0.0, 0))[1])
+
+    def better(self, a: float, b: float) -> bool:
+        """`a` is a better figure than `b` (higher accuracy, lower MAE)."""
+        return a < b if self.regression else a > b
+
+    def show(self, v: float | None, n: int | None = None) -> str:
+        if v is None:
+            return "-"
+        text = f"{v:.2f}" if self.regression else f"{v * 100:.1f} %"
+        return text + (f" (n={n})" if n is not None else "")
 
     @property
     def detection_delay_s(self) -> float | None:
@@ -66,10 +92,10 @@ class DemoResult:
 
     @property
     def v2(self) -> str | None:
-        """The first version promoted after the drift point."""
+        """The first version promoted after the drift point (not v1, which a slow bootstrap may promote late)."""
         if self.drift_t_s is None:
             return None
-        return next((v for t, v in self.promoted if t >= self.drift_t_s), None)
+        return next((v for t, v in self.promoted[1:] if t >= self.drift_t_s and v != self.v1), None)
 
     @property
     def loop_time_s(self) -> float | None:
@@ -79,43 +105,76 @@ class DemoResult:
             return None
         return self.serving[v2] - self.drift_t_s
 
-    def table(self) -> str:
-        def pct(v: float | None, n: int) -> str:
-            return f"{v * 100:6.2f} %  (n={n})" if v is not None else "    -"
-
-        def sec(v: float | None) -> str:
-            return f"{v:.1f} s" if v is not None else "-"
-
+    def row(self) -> dict[str, str]:
+        """This model's row of the summary table."""
         v1, v2 = self.v1 or "1", self.v2
-        rows = [
-            ("records produced / DLQ'd", f"{self.records_produced} / {self.dlq}  ({self.labels_sent} labels)"),
-            ("drift injected", "none (control run)" if self.drift_at is None else
-             f"record {self.drift_at} at {sec(self.drift_t_s)}" if self.drift_t_s is not None else
-             f"record {self.drift_at} (not reached)"),
-            (f"v{v1} accuracy, pre-drift" if self.drift_at is not None else f"v{v1} accuracy",
-             pct(self.acc(v1, False), self.count(v1, False))),
+        delay = ("not detected" if self.drift_at is not None else "-") if self.detection_delay_s is None else \
+            f"{self.detection_delay_s:.1f} s / {self.detection_delay_records} rec"
+        return {
+            "model": self.model,
+            "metric": self.metric,
+            "drift at": "none" if self.drift_at is None else str(self.drift_at),
+            "v1 pre-drift": self.show(self.value(v1, False), self.count(v1, False)),
+            "v1 post-drift": self.show(self.value(v1, True), self.count(v1, True)) if self.drift_at else "-",
+            "v2 post-drift": self.show(self.value(v2, True), self.count(v2, True)) if v2 else "-",
+            "detection delay": delay,
+            "false alarms": str(self.false_alarms),
+            "gate": "; ".join(f"v{v} {d}" for v, d, _ in self.gate) or "-",
+            "loop time": f"{self.loop_time_s:.1f} s" if self.loop_time_s is not None else "-",
+            "requests / failed": f"{self.requests + self.failed_requests} / {self.failed_requests}",
+        }
+
+
+@dataclass
+class DemoResult:
+    """The whole run: a loop per model, and what belongs to the run (dead letters, traces, timeline, outcome)."""
+
+    tag: str
+    loops: dict[str, ModelLoop] = field(default_factory=dict)
+    dlq: int = 0
+    example_trace_id: str = ""
+    traces_file: str = ""
+    timeline: list[TimelineEvent] = field(default_factory=list)
+    elapsed_s: float = 0.0
+    interrupted: bool = False
+    error: str = ""
+
+    def loop(self, model: str | None = None) -> ModelLoop:
+        """The loop of `model` (default: the first one, the only one of a single-example run)."""
+        return self.loops[model] if model is not None else next(iter(self.loops.values()))
+
+    @property
+    def failed_requests(self) -> int:
+        return sum(loop.failed_requests for loop in self.loops.values())
+
+    @property
+    def records_produced(self) -> int:
+        return sum(loop.records_produced for loop in self.loops.values())
+
+    @property
+    def labels_sent(self) -> int:
+        return sum(loop.labels_sent for loop in self.loops.values())
+
+    def table(self) -> str:
+        rows = [loop.row() for loop in self.loops.values()]
+        lines = [""]
+        if rows:
+            # transposed (a column per model): the figures stay readable however many models there are
+            keys = list(rows[0])
+            width = max(len(k) for k in keys)
+            cols = [max(len(r[k]) for k in keys) for r in rows]
+            lines.append("summary " + "─" * (width + sum(c + 3 for c in cols)))
+            for k in keys:
+                lines.append(f"  {k:<{width}}  " + "   ".join(f"{r[k]:<{c}}" for r, c in zip(rows, cols, strict=True)))
+        lines += [
+            f"  records produced / DLQ'd: {self.records_produced} / {self.dlq}  ({self.labels_sent} labels)",
+            f"  run time: {self.elapsed_s:.1f} s" + ("  (interrupted: partial)" if self.interrupted else ""),
+            "  (accuracy: higher is better; MAE in the label's unit, lower is better; loop time = drift → v2 "
+            "serving, target <= 20 s)",
         ]
-        if self.drift_at is not None:
-            rows.append((f"v{v1} accuracy, post-drift", pct(self.acc(v1, True), self.count(v1, True))))
-        if v2 is not None:
-            rows.append((f"v{v2} accuracy, post-drift", pct(self.acc(v2, True), self.count(v2, True))))
-        det = (f"{sec(self.detection_delay_s)} / {self.detection_delay_records} records"
-               if self.detection_delay_s is not None else "not detected" if self.drift_at is not None else "-")
-        rows += [
-            ("detection delay", det),
-            ("false alarms", str(self.false_alarms)),
-            ("retrains (monitor-requested)", f"{self.retrains} ({self.monitor_requests} requests)"),
-            ("gate decisions", "; ".join(f"v{v} {d}" for v, d, _ in self.gate) or "-"),
-            (f"loop time drift → v{v2 or '2'} serving", f"{sec(self.loop_time_s)} (target <= 20 s)"
-             if self.drift_at is not None else "-"),
-            ("inference requests / failed", f"{self.requests} / {self.failed_requests}"),
-            ("run time", sec(self.elapsed_s) + ("  (interrupted: partial)" if self.interrupted else "")),
-        ]
-        width = max(len(k) for k, _ in rows)
-        lines = ["", "summary " + "─" * (width + 40)]
-        lines += [f"  {k:<{width}}  {v}" for k, v in rows]
-        if self.last_error:
-            lines.append(f"  last request error: {self.last_error}")
+        for loop in self.loops.values():
+            if loop.last_error:
+                lines.append(f"  last request error ({loop.model}): {loop.last_error}")
         if self.error:
             lines.append(f"  error: {self.error}")
         if self.traces_file:

@@ -24,45 +24,48 @@ def watch(traffic: Traffic) -> None:
 
 
 def _on_record(traffic: Traffic, kind: str, m: Any) -> None:
-    r, timeline = traffic.result, traffic.timeline
     if kind == "events.dlq":
-        r.dlq += 1
-    elif kind == "predictions":
-        truth = traffic.truth.get((m.entity_id, m.features_as_of_ms))
+        traffic.result.dlq += 1
+        return
+    # every other outcome names its model; one the demo does not run (another team's) is not ours to count
+    s = traffic.streams.get(m.model_name) or (next(iter(traffic.streams.values())) if not m.model_name else None)
+    if s is None:
+        return
+    r, timeline = s.loop, traffic.timeline
+    if kind == "predictions":
+        truth = s.truth.get((m.entity_id, m.features_as_of_ms))
         if truth is not None:
-            acc = r.accuracy.setdefault((m.model_version, truth[2]), [0, 0])
-            acc[0] += int(round(m.predicted_label) == truth[1])
-            acc[1] += 1
-        if not r.example_trace_id and m.trace_id:
-            r.example_trace_id = m.trace_id
+            r.add(m.model_version, truth[2], m.predicted_label, truth[1])
+        if not traffic.result.example_trace_id and m.trace_id:
+            traffic.result.example_trace_id = m.trace_id
     elif kind == "retrain.requested":
         if m.requested_by != "monitor":
             return
         r.monitor_requests += 1
         if r.drift_t_s is None:
             r.false_alarms += 1
-            timeline.event(f"FALSE ALARM: monitor requested a retrain before any drift: {m.reason}")
+            traffic.say(s, f"FALSE ALARM: monitor requested a retrain before any drift: {m.reason}")
             return
-        since = max(0, traffic.produced - (traffic.cfg.drift_at or 0))
+        since = max(0, s.counts["events"] - (traffic.cfg.drift_at or 0))
         r.detections.append((timeline.now(), since, m.reason))
-        timeline.event(f"DRIFT DETECTED by the monitor {timeline.now() - r.drift_t_s:.1f}s / {since} records "
+        traffic.say(s, f"DRIFT DETECTED by the monitor {timeline.now() - r.drift_t_s:.1f}s / {since} records "
                        f"after the drift: {m.reason}")
     elif kind == "model.candidates":
         r.candidates += 1
         ids = set(m.lineage.coalesced_request_ids) | {m.lineage.retrain_request_id}
-        if not any(i.startswith(traffic.bootstrap_id) for i in ids):
+        if not any(i.startswith(s.bootstrap_id) for i in ids):
             r.retrains += 1
-        timeline.event(f"trained: candidate {m.artifact_sha256[:12]} on {m.lineage.row_count} rows "
-                       f"(holdout auc {m.metrics.get('auc', float('nan')):.4f}, "
-                       f"accuracy {m.metrics.get('accuracy', float('nan')):.4f})")
+        metrics = ", ".join(f"{k} {v:.4f}" for k, v in sorted(m.metrics.items()))
+        traffic.say(s, f"trained: candidate {m.artifact_sha256[:12]} on {m.lineage.row_count} rows "
+                       f"(holdout {metrics})")
     elif kind == "training.failures":
         r.training_failures.append(m.reason)
-        timeline.event(f"TRAINING FAILED: {m.reason}")
+        traffic.say(s, f"TRAINING FAILED: {m.reason}")
     elif kind == "registry.log":
         if m.record_kind == "state" and m.gate_decision and m.status in ("champion", "rejected") \
                 and m.version not in {v for v, _, _ in r.gate}:
             r.gate.append((m.version, m.gate_decision, m.gate_reason))
-            timeline.event(f"gate: v{m.version} {m.gate_decision.upper()}: {m.gate_reason}")
+            traffic.say(s, f"gate: v{m.version} {m.gate_decision.upper()}: {m.gate_reason}")
     elif kind == "model.promoted":
         r.promoted.append((timeline.now(), m.version))
-        timeline.event(f"v{m.version} promoted (previous v{m.previous_version or '-'})")
+        traffic.say(s, f"v{m.version} promoted (previous v{m.previous_version or '-'})")
