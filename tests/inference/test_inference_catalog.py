@@ -151,3 +151,20 @@ async def test_batch_scoring_equals_a_request_for_the_same_rows() -> None:
         parse_features(spec, columns | {"customer_orders.amount_last": ["1", "lots"] + ["1"] * 18}, first_row=1)
     empty = parse_features(spec, columns | {"customer_orders.amount_last": [""] * 20})
     assert np.isnan(empty[:, 0]).all()
+
+
+def test_a_version_keeps_serving_with_the_inputs_it_was_trained_on_after_the_model_gains_a_feature() -> None:
+    first = revision(DELIVERY)
+    old_inputs = DELIVERY.model("delivery_time").features
+    grown = DELIVERY.model_copy(update={"models": (DELIVERY.model("delivery_time").model_copy(
+        update={"features": (*old_inputs, "customer_orders.items_sum_1d")}),)})
+    second = revision(parse(grown.model_dump(mode="json")), first)
+    catalog = build_catalog(second)
+    assert catalog.models["delivery_time"].k == len(old_inputs) + 1  # what the next training reads
+    v1 = ModelVersion.load("delivery_time", "1", make_regression_onnx(len(old_inputs)), old_inputs)
+    spec = catalog.for_inputs("delivery_time", v1.feature_names)
+    assert spec.k == len(old_inputs) and spec.feature_names == old_inputs
+    assert v1.bound(spec) is not None  # fits: served, no FAILED_PRECONDITION
+    assert catalog.for_inputs("delivery_time", v1.feature_names) is spec  # built once per feature list
+    with pytest.raises(ModelMismatch):
+        v1.bound(catalog.models["delivery_time"])  # against the grown declaration it would not fit

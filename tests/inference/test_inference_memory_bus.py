@@ -27,11 +27,12 @@ from mlops.topics import MODEL_PROMOTED, PREDICTIONS
 from tritonclient.utils import InferenceServerException
 
 
-def _promote(bus: MemoryBus, data: bytes, version: str, name: str = "sea") -> None:
+def _promote(bus: MemoryBus, data: bytes, version: str, name: str = "sea",
+             features: tuple[str, ...] = SEA_FEATURES) -> None:
     producer = bus.producer(client_id="test-registry")
     sha = publish_artifact(producer, bus, data)
     producer.send(bus.topic(MODEL_PROMOTED), models_pb2.ModelPromoted(
-        model_name=name, version=version, artifact_sha256=sha, feature_names=list(SEA_FEATURES),
+        model_name=name, version=version, artifact_sha256=sha, feature_names=list(features),
         action="promote"), key=name)
     producer.flush()
 
@@ -114,7 +115,7 @@ def test_a_newly_declared_model_is_served_without_a_restart(server_factory) -> N
         client.get_model_metadata("delivery_time")
     assert "declared but has no promoted version yet" in exc.value.message()
     spec = running.server.dataplane.catalog.models["delivery_time"]
-    _promote(bus, make_regression_onnx(spec.k), "1", name="delivery_time")
+    _promote(bus, make_regression_onnx(spec.k), "1", name="delivery_time", features=spec.feature_names)
     wait_until(lambda: client.is_model_ready("delivery_time"))
     meta = client.get_model_metadata("delivery_time")
     assert [(o.name, list(o.shape)) for o in meta.outputs] == [("predictions", [-1, 1])]

@@ -2,11 +2,14 @@
 features from the online views, built once per definitions revision into an immutable `Catalog`.
 
 The data plane holds one Catalog reference and a new revision swaps it whole, so a request sees one revision from
-start to end. How a model reads a view (`ViewRead`): the current version's layout first, then each older version
-of the view that has every column the model needs from it (a column's meaning never changes while a registered
-model reads it, so an older version's value is still the right one), newest first. Older layouts are only known
-from revisions this process has seen, which `LayoutHistory` remembers (the definitions follower replays them all
-at start).
+start to end. A version is served with the inputs it was trained on (its promotion's feature names), which may be
+fewer than the declaration names after a model gained a feature: `Catalog.for_inputs` builds that variant of the
+spec once per feature list.
+
+How a model reads a view (`ViewRead`): the current version's layout first, then each older version of the view
+that has every column the model needs from it (a column's meaning never changes while a registered model reads it,
+so an older version's value is still the right one), newest first. Older layouts are only known from revisions
+this process has seen, which `LayoutHistory` remembers (the definitions follower replays them all at start).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from mlops.definitions import Definitions, Revision, Task
 from mlops.definitions.model import MissingEntity, Model
 from mlops.online_store import ViewLayout
 
-from services.inference.errors import ModelNotFound
+from services.inference.errors import ModelMismatch, ModelNotFound
 
 __all__ = ["Catalog", "LayoutHistory", "ModelSpec", "OutputSpec", "ViewRead", "build_catalog"]
 
@@ -71,6 +74,28 @@ class Catalog:
 
     revision: int
     models: Mapping[str, ModelSpec] = field(default_factory=dict)
+    definitions: Definitions | None = None
+    view_versions: Mapping[str, int] = field(default_factory=dict)
+    history: LayoutHistory | None = None
+    _variants: dict[tuple[str, tuple[str, ...]], ModelSpec] = field(default_factory=dict, repr=False)
+
+    def for_inputs(self, name: str, feature_names: tuple[str, ...]) -> ModelSpec:
+        """The declared spec of `name`, read with `feature_names` as its inputs (a version trained before the
+        model's feature list changed); the declared spec itself when they are the same or unknown."""
+        spec = self.get(name)
+        if not feature_names or feature_names == spec.feature_names or self.definitions is None:
+            return spec
+        key = (name, feature_names)
+        variant = self._variants.get(key)
+        if variant is None:
+            declared = {c for v in self.definitions.feature_views for c in
+                        (f"{v.name}.{col}" for col in self.definitions.feature_names(v))}
+            unknown = [f for f in feature_names if f not in declared]
+            if unknown:
+                raise ModelMismatch(name, f"it was trained on features the definitions no longer declare: {unknown}")
+            model = self.definitions.model(name).model_copy(update={"features": feature_names})
+            variant = self._variants[key] = _spec(self.definitions, model, self.view_versions, self.history)
+        return variant
 
     def get(self, name: str, served: list[str] | None = None) -> ModelSpec:
         spec = self.models.get(name)
@@ -127,13 +152,15 @@ def _view_reads(d: Definitions, model: Model, versions: Mapping[str, int],
     return tuple(reads)
 
 
+def _spec(d: Definitions, model: Model, versions: Mapping[str, int], history: LayoutHistory | None) -> ModelSpec:
+    entity = d.entity(d.feature_view(d.model_inputs(model)[0][0]).entity)
+    return ModelSpec(model.name, model.task, model.features, entity.id_field, model.classes,
+                     model.serving.missing_entity, model.serving.entity_join,
+                     _view_reads(d, model, versions, history), output_spec(model))
+
+
 def build_catalog(revision: Revision, history: LayoutHistory | None = None) -> Catalog:
     """The serving view of `revision` (with `history`: older view versions to fall back to)."""
     d = revision.definitions
-    models = {}
-    for model in d.models:
-        entity = d.entity(d.feature_view(d.model_inputs(model)[0][0]).entity)
-        models[model.name] = ModelSpec(
-            model.name, model.task, model.features, entity.id_field, model.classes, model.serving.missing_entity,
-            model.serving.entity_join, _view_reads(d, model, revision.view_versions, history), output_spec(model))
-    return Catalog(revision.number, models)
+    models = {model.name: _spec(d, model, revision.view_versions, history) for model in d.models}
+    return Catalog(revision.number, models, d, revision.view_versions, history)

@@ -123,14 +123,14 @@ class DataPlane:
         if catalog is None:
             raise NoDefinitions()
         name = name or self.settings.default_model
-        spec = catalog.models.get(name)
-        if spec is None:
+        if name not in catalog.models:
             raise ModelNotFound(name, served=self.served(), reason="is not declared")
         try:
             model = self.repository.get(name, version)
         except ModelNotFound:
             raise ModelNotFound(name, version, served=self.served(), reason="is not loaded" if version else
                                 "is declared but has no promoted version yet") from None
+        spec = catalog.for_inputs(name, model.feature_names)  # the inputs this version was trained on
         return spec, model, model.bound(spec)
 
     # --- inference -------------------------------------------------------------------------------------------

@@ -237,13 +237,13 @@ def apply_promotion(
         model = repository.get(promotion.model_name, promotion.version)
     else:
         data = fetch(promotion.artifact_sha256)
-        spec = catalog.models.get(promotion.model_name) if catalog is not None else None
+        declared = catalog.models.get(promotion.model_name) if catalog is not None else None
         model = ModelVersion.load(promotion.model_name, promotion.version, data,
-                                  spec.feature_names if spec is not None else promotion.feature_names,
+                                  promotion.feature_names or (declared.feature_names if declared else ()),
                                   sha256=promotion.artifact_sha256, options=options)
-    spec = catalog.models.get(promotion.model_name) if catalog is not None else None
-    if spec is not None:
-        model.bound(spec)
+    declared = catalog.models.get(promotion.model_name) if catalog is not None else None
+    if declared is not None:
+        model.bound(catalog.for_inputs(promotion.model_name, model.feature_names))  # type: ignore[union-attr]
     else:
         log.warning("promoted model is not declared; loaded, served once declared",
                     extra={"fields": {"model": promotion.model_name, "version": promotion.version}})
