@@ -8,34 +8,15 @@ Every service process is stopped by the fixture, pass or fail. Run with -s to se
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
-from mlops_tools.demo import Demo, DemoConfig, DemoResult, ModelLoop
-from mlops_tools.stack import Stack
+from mlops_tools.demo import Demo, DemoResult, ModelLoop
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.timeout(360)]
 
 DRIFT_AT = 4_500
 MAX_DETECTION_DELAY_S = 30.0  # drift point → the monitor's RetrainRequest (includes the label delay)
-
-
-@pytest.fixture
-def demo_factory(stack: Stack, tmp_path: Path) -> Iterator[Callable[..., Demo]]:
-    demos: list[Demo] = []
-
-    def make(name: str, **overrides: object) -> Demo:
-        cfg = DemoConfig(default_ports=False, process_dir=tmp_path / name, run_dir=tmp_path / name / "run",
-                         **overrides)  # type: ignore[arg-type]
-        demo = Demo(cfg, out=sys.stdout)
-        demos.append(demo)
-        return demo
-
-    yield make
-    for demo in demos:  # terminate every service process, whatever happened
-        demo.close()
 
 
 def _report(label: str, result: DemoResult) -> None:

@@ -9,20 +9,24 @@ own figures without a stack.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from mlops.bus import Producer
 from mlops.contracts import events_pb2
-from mlops.offline_store import build_training_set
-from mlops.schema import FEATURE_SET
+from mlops.definitions import Task, load
+from mlops.offline_store import TrainingSpec, build_training_set
 from mlops.settings import KafkaSettings
 from mlops.topics import FEATURES_LOG, LABELS, topic_name
 from mlops_tools.demo import DemoConfig, DemoResult, ModelLoop
 
 from services.monitor.core import DriftMonitor, LabelEvent, ModelPolicy, MonitorConfig, Prediction
 from services.monitor.settings import MonitorSettings
-from services.trainer.core import TrainConfig, onnx_probabilities, train_model
+from services.trainer.core import TrainConfig, onnx_output, train_model
 
-NAMES = FEATURE_SET.names
+SEA = load(Path(__file__).resolve().parents[2] / "examples" / "sea" / "definitions.yaml")
+NAMES = SEA.model("sea").features  # the declared refs, in model-input order
+COLUMNS = [column for _, column in SEA.model_inputs(SEA.model("sea"))]
 
 
 def test_monitor_keeps_the_decision_of_a_label_that_arrived_before_its_prediction() -> None:
@@ -58,15 +62,15 @@ class _Data:
 
 def test_trainer_window_follows_the_new_concept() -> None:
     data = _Data(n_old=6_000, n_new=800)
-    everything = train_model(data, TrainConfig(max_iter=30, min_rows=50), NAMES)
-    window = train_model(data, TrainConfig(max_iter=30, min_rows=50, max_rows=1_000), NAMES)
+    everything = train_model(data, TrainConfig(params={"max_iter": 30}, min_rows=50), NAMES)
+    window = train_model(data, TrainConfig(params={"max_iter": 30}, min_rows=50, max_rows=1_000), NAMES)
     assert window.train_rows + window.holdout_rows == 1_000 and window.params["max_rows"] == "1000"
     assert window.data_start_ms == int(data.label_times_ms[-1_000])
     # on fresh rows of the new concept only the windowed model is right (history outvotes the new concept)
     X = np.random.default_rng(1).uniform(0, 10, (2_000, len(NAMES))).astype(np.float32)  # noqa: N806
     y = X[:, 0] + X[:, 1] > 9.5
-    acc_window = float(np.mean((onnx_probabilities(window.onnx_bytes, X) >= 0.5) == y))
-    acc_everything = float(np.mean((onnx_probabilities(everything.onnx_bytes, X) >= 0.5) == y))
+    acc_window = float(np.mean((onnx_output(window.onnx_bytes, X, Task.BINARY)[:, 1] >= 0.5) == y))
+    acc_everything = float(np.mean((onnx_output(everything.onnx_bytes, X, Task.BINARY)[:, 1] >= 0.5) == y))
     assert acc_window > 0.9 and acc_window > acc_everything + 0.05
 
 
@@ -75,15 +79,15 @@ def test_offline_store_leaves_out_labels_past_the_feature_watermark(kafka_settin
     flog, labels = topic_name(FEATURES_LOG, kafka_settings), topic_name(LABELS, kafka_settings)
     for i in range(30):  # 3 entities (spread over the partitions), vectors up to t=1290
         e = f"e{i % 3}"
-        p.send(flog, events_pb2.FeatureVector(entity_id=e, feature_set=FEATURE_SET.name,
-                                              feature_set_version=FEATURE_SET.version, as_of_ms=1000 + i * 10,
-                                              values={n: float(i) for n in NAMES}), key=e)
+        p.send(flog, events_pb2.FeatureVector(entity_id=e, feature_set="entity_activity", feature_set_version=1,
+                                              as_of_ms=1000 + i * 10, values={c: float(i) for c in COLUMNS}), key=e)
     for i in range(40):  # labels up to t=1390: the last ones overtook their (not yet written) vectors
         e = f"e{i % 3}"
         p.send(labels, events_pb2.Label(entity_id=e, event_time_ms=1000 + i * 10, label=float(i % 2)), key=e)
     p.flush()
-    plain = build_training_set(kafka_settings)
-    safe = build_training_set(kafka_settings, labels_within_features=True)
+    spec = TrainingSpec.of(SEA, "sea")
+    plain = build_training_set(kafka_settings, spec)
+    safe = build_training_set(kafka_settings, spec, labels_within_features=True)
     assert len(plain) == 40
     watermark = max(safe.label_times_ms)
     assert len(safe) < 40 and watermark <= 1290

@@ -9,10 +9,9 @@ version. Run with -s to see the timelines and the figures.
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,30 +19,13 @@ import yaml
 from mlops.contracts import models_pb2
 from mlops.definitions.store import read_revisions
 from mlops.topics import MODEL_CANDIDATES
-from mlops_tools.demo import Demo, DemoConfig, DemoResult
+from mlops_tools.demo import Demo, DemoResult
 from mlops_tools.examples import apply_definitions, definitions_path
 from mlops_tools.follow import TopicFollower
-from mlops_tools.stack import Stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.timeout(600)]
 
 NEW_FEATURE = "items_mean_1h"
-
-
-@pytest.fixture
-def demo_factory(stack: Stack, tmp_path: Path) -> Iterator[Callable[..., Demo]]:
-    demos: list[Demo] = []
-
-    def make(name: str, **overrides: object) -> Demo:
-        cfg = DemoConfig(default_ports=False, process_dir=tmp_path / name, run_dir=tmp_path / name / "run",
-                         **overrides)  # type: ignore[arg-type]
-        demo = Demo(cfg, out=sys.stdout)
-        demos.append(demo)
-        return demo
-
-    yield make
-    for demo in demos:  # terminate every service process, whatever happened
-        demo.close()
 
 
 def _logs(demo: Demo) -> str:

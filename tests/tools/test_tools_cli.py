@@ -10,6 +10,7 @@ import subprocess
 from types import SimpleNamespace
 
 import pytest
+from mlops_tools import procs
 from mlops_tools.cli import build_parser, train_cmd
 from mlops_tools.console import Progress
 
@@ -35,7 +36,7 @@ def test_train_local_runs_the_trainer_once_in_a_child_process(monkeypatch: pytes
     line = {"model": "sea", "request_id": "cli-1", "version": "c1", "candidate_id": "c1", "sha256": "ab" * 32,
             "rows": 600, "metrics": {"auc": 0.9, "accuracy": 0.8}, "seconds": 2.345}
     fake = _run_result("log line\n" + json.dumps(line) + "\n", 0)
-    monkeypatch.setattr(train_cmd.subprocess, "run", fake)
+    monkeypatch.setattr(procs.subprocess, "run", fake)
     result = train_cmd.train_locally("sea", "cli-1", "why not", seed=7)
     assert fake.argv[1:] == ["-m", "services.trainer", "--once", "sea", "--reason", "why not", "--request-id",
                              "cli-1", "--seed", "7"]
@@ -45,9 +46,9 @@ def test_train_local_runs_the_trainer_once_in_a_child_process(monkeypatch: pytes
 
 
 def test_train_local_reports_a_failure(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(train_cmd.subprocess, "run", _run_result('{"model": "sea", "error": "too few rows"}', 1))
+    monkeypatch.setattr(procs.subprocess, "run", _run_result('{"model": "sea", "error": "too few rows"}', 1))
     assert train_cmd.train_locally("sea", "cli-1", "r")["error"] == "too few rows"
-    monkeypatch.setattr(train_cmd.subprocess, "run", _run_result("Traceback ...", 1))
+    monkeypatch.setattr(procs.subprocess, "run", _run_result("Traceback ...", 1))
     assert "exited 1 without a result" in train_cmd.train_locally("sea", "cli-1", "r")["error"]
 
 

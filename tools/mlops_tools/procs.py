@@ -6,6 +6,7 @@ so `down` never kills something it did not start (even when the pid was reused).
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -15,8 +16,9 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-__all__ = ["ManagedProcess", "free_port", "port_open", "stop_child"]
+__all__ = ["ManagedProcess", "free_port", "port_open", "run_json_child", "stop_child"]
 
 
 def port_open(host: str, port: int, timeout: float = 0.3) -> bool:
@@ -49,6 +51,24 @@ def free_port(host: str = "127.0.0.1") -> int:
             _handed_out.add(port)
         return port
     raise RuntimeError(f"no free port found on {host} in 20000-32000")
+
+
+def run_json_child(argv: list[str], what: str, fallback: dict[str, Any]) -> dict[str, Any]:
+    """Run a service's one-shot command (`python -m services.X ...`) that prints one JSON object as its last
+    stdout line; its logs and progress stay on our stderr. Returns that object, `fallback` plus an "error" naming
+    `what` when there is none, and sets "error" when it exited non-zero without saying why."""
+    done = subprocess.run(argv, stdout=subprocess.PIPE, text=True)
+    lines = [ln for ln in done.stdout.splitlines() if ln.strip()]
+    try:
+        result = json.loads(lines[-1]) if lines else None
+    except json.JSONDecodeError:
+        result = None
+    if not isinstance(result, dict):
+        return fallback | {"error": f"{what} exited {done.returncode} without a result: "
+                                    f"{done.stdout[-500:].strip() or '(no output)'}"}
+    if done.returncode != 0 and "error" not in result:
+        result["error"] = f"{what} exited {done.returncode}"
+    return result
 
 
 def stop_child(proc: subprocess.Popen, timeout: float = 20.0) -> int:

@@ -11,10 +11,10 @@ model's output, score, predicted label and version. The progress bar comes from 
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 from typing import Any
+
+from mlops_tools.procs import run_json_child
 
 __all__ = ["register", "resolve_version", "score_file"]
 
@@ -56,18 +56,7 @@ def score_file(model: str, version: str, sha256: str, input_path: str, output_pa
     argv = [sys.executable, "-m", "services.inference", "score", "--model", model, "--version", version,
             "--sha256", sha256, "--input", input_path, "--output", output_path, "--chunk-rows", str(chunk_rows)]
     argv += ["--quiet"] if quiet else []
-    done = subprocess.run(argv, stdout=subprocess.PIPE, text=True)  # progress and logs stay on our stderr
-    lines = [ln for ln in done.stdout.splitlines() if ln.strip()]
-    try:
-        result = json.loads(lines[-1]) if lines else None
-    except json.JSONDecodeError:
-        result = None
-    if not isinstance(result, dict):
-        return {"model": model, "error": f"scoring exited {done.returncode} without a result: "
-                                         f"{done.stdout[-500:].strip() or '(no output)'}"}
-    if done.returncode != 0 and "error" not in result:
-        result["error"] = f"scoring exited {done.returncode}"
-    return result
+    return run_json_child(argv, "scoring", {"model": model})
 
 
 def _score(args: argparse.Namespace) -> int:

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import json
-import subprocess
 import sys
 import time
 import uuid
 from typing import Any
 
 from mlops_tools.console import Progress
+from mlops_tools.procs import run_json_child
 
 __all__ = ["register", "train_locally"]
 
@@ -40,18 +39,7 @@ def train_locally(model: str, request_id: str, reason: str, seed: int | None = N
     which holds "error" when the retrain failed."""
     argv = [sys.executable, "-m", "services.trainer", "--once", model, "--reason", reason, "--request-id", request_id]
     argv += ["--seed", str(seed)] if seed is not None else []
-    done = subprocess.run(argv, stdout=subprocess.PIPE, text=True)  # the trainer's log stays on our stderr
-    lines = [ln for ln in done.stdout.splitlines() if ln.strip()]
-    try:
-        result = json.loads(lines[-1]) if lines else None
-    except json.JSONDecodeError:
-        result = None
-    if not isinstance(result, dict):
-        return {"model": model, "error": f"the trainer exited {done.returncode} without a result: "
-                                         f"{done.stdout[-500:].strip() or '(no output)'}"}
-    if done.returncode != 0 and "error" not in result:
-        result["error"] = f"the trainer exited {done.returncode}"
-    return result
+    return run_json_child(argv, "the trainer", {"model": model})
 
 
 def describe(result: dict[str, Any]) -> str:
