@@ -46,13 +46,20 @@ MLSERVER_REQUIREMENTS = ROOT / "loadtests" / "mlserver" / "requirements.txt"
 SEA_DEFINITIONS = ROOT / "examples" / "sea" / "definitions.yaml"  # what our server serves: the declared SEA model
 
 
+
+def _sea_width() -> int:
+    """Inputs of the declared SEA model (examples/sea/definitions.yaml), the model both benchmarks serve."""
+    from mlops.definitions import load
+
+    return len(load(Path(__file__).resolve().parents[1] / "examples" / "sea" / "definitions.yaml")
+               .model("sea").features)
+
 def make_model(seed: int = 0) -> bytes:
-    from mlops.schema import FEATURE_SET
     from skl2onnx import to_onnx
     from skl2onnx.common.data_types import FloatTensorType
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    k = len(FEATURE_SET.names)
+    k = _sea_width()
     rng = np.random.default_rng(seed)
     x = rng.uniform(0, 10, (5000, k)).astype(np.float32)
     y = ((x[:, 0] + x[:, 1] > 10) ^ (rng.random(5000) < 0.1)).astype(np.int64)
@@ -176,10 +183,9 @@ CONNECTIONS = 1  # set from --connections in main()
 
 def run_client(url: str, *, batch: int, seconds: float, concurrency: int = 8, rate: float = 0.0,
                keep_samples: bool = False) -> dict:
-    from mlops.schema import FEATURE_SET
 
     cmd = [sys.executable, __file__, "client", "--url", url, "--batch", str(batch), "--seconds", str(seconds),
-           "--concurrency", str(concurrency), "--rate", str(rate), "--features", str(len(FEATURE_SET.names)),
+           "--concurrency", str(concurrency), "--rate", str(rate), "--features", str(_sea_width()),
            "--client", CLIENT, "--connections", str(CONNECTIONS)]
     if keep_samples:
         cmd.append("--keep-samples")

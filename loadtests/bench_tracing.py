@@ -43,14 +43,21 @@ MODES: dict[str, dict[str, str]] = {
 }
 
 
+
+def _sea_width() -> int:
+    """Inputs of the declared SEA model (examples/sea/definitions.yaml), the model both benchmarks serve."""
+    from mlops.definitions import load
+
+    return len(load(Path(__file__).resolve().parents[1] / "examples" / "sea" / "definitions.yaml")
+               .model("sea").features)
+
 def make_model(path: Path) -> None:
     """A tiny logistic regression on the feature set, exported like tests/inference/inference_helpers.py."""
-    from mlops.schema import FEATURE_SET
     from skl2onnx import to_onnx
     from skl2onnx.common.data_types import FloatTensorType
     from sklearn.linear_model import LogisticRegression
 
-    k = len(FEATURE_SET.names)
+    k = _sea_width()
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 10, size=(200, k)).astype(np.float32)
     y = (x[:, 0] + x[:, 1] > 10).astype(np.int64)
@@ -145,9 +152,8 @@ def run_span_cost(mode: str, spans: Path, n: int) -> float:
 
 async def load(url: str, batch: int, seconds: float, concurrency: int) -> dict[str, float]:
     import tritonclient.grpc.aio as tca
-    from mlops.schema import FEATURE_SET
 
-    k = len(FEATURE_SET.names)
+    k = _sea_width()
     client = tca.InferenceServerClient(url)
     x = np.random.default_rng(1).uniform(0, 10, (batch, k)).astype(np.float32)
     inp = tca.InferInput("input", [batch, k], "FP32")

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import itertools
 import json
+from pathlib import Path
 
 import pytest
-from mlops.schema import RAW_FIELDS, SCHEMA_VERSION
+from mlops.definitions import load
 from mlops_tools.datagen import StreamConfig, expected_accuracy_drop, generate, measure_accuracy_drop, sea_label
+
+SEA_FILE = Path(__file__).resolve().parents[2] / "examples" / "sea" / "definitions.yaml"
 
 
 def test_same_seed_same_records_other_seed_other_records():
@@ -17,7 +20,8 @@ def test_same_seed_same_records_other_seed_other_records():
 
 
 def test_values_respect_the_declared_raw_schema_before_and_after_drift():
-    bounds = {f.name: (f.minimum, f.maximum) for f in RAW_FIELDS}
+    source = load(SEA_FILE).source("sea_events")
+    bounds = {f.name: (f.minimum, f.maximum) for f in source.fields}
     for rec in generate(StreamConfig(count=2000, drift_at=1000, covariate_shift=True)):
         assert set(rec.values) == set(bounds)
         for name, v in rec.values.items():
@@ -63,7 +67,7 @@ def test_raw_json_is_what_an_external_producer_writes():
     rec = next(itertools.islice(generate(StreamConfig(count=1)), 1))
     doc = json.loads(rec.raw_json())
     assert set(doc) == {"entity_id", "event_time", "schema_version", "values", "event_id"}
-    assert doc["schema_version"] == SCHEMA_VERSION
+    assert doc["schema_version"] == load(SEA_FILE).source("sea_events").schema_version
     assert doc["values"] == rec.values
 
 

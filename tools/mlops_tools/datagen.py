@@ -25,8 +25,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from mlops.schema import SCHEMA_VERSION
-
+SCHEMA_VERSION = 1  # sources[sea_events].schema_version in examples/sea/definitions.yaml
 SEA_THRESHOLDS: dict[int, float] = {0: 8.0, 1: 9.0, 2: 7.0, 3: 9.5}
 FIELD_NAMES: tuple[str, str, str] = ("x0", "x1", "x2")
 DEFAULT_START_MS = 1_700_000_000_000
