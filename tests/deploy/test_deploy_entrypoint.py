@@ -88,7 +88,11 @@ def test_entrypoint_becomes_ready_and_stops_on_sigterm(
         assert check.returncode == 0, f"{service} not ready: {check.stdout}{check.stderr}\n{log.read()[-3000:]}"
         assert healthcheck("http-env", "/healthz", env=env).returncode == 0
         if service == "inference":
+            # the ops endpoint answers first; the gRPC port opens once the server has started
             grpc_check = healthcheck("grpc", f"127.0.0.1:{grpc_port}", env=env)
+            while "UNAVAILABLE" in grpc_check.stdout and time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.5)
+                grpc_check = healthcheck("grpc", f"127.0.0.1:{grpc_port}", env=env)
             assert grpc_check.returncode == 1 and "NOT_SERVING" in grpc_check.stdout, grpc_check.stdout
             assert healthcheck("http-env", "/readyz", env=env).returncode == 1
         proc.send_signal(signal.SIGTERM)
