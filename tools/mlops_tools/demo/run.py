@@ -70,6 +70,9 @@ class Demo:
 
     # --- start: stack, topics, services --------------------------------------------------------------------------
     def start(self) -> None:
+        # tritonclient is imported here, before any thread starts: protobuf modules imported by two threads at once
+        # can register half a file in the descriptor pool ("depends on file 'model_config.proto' ... not loaded")
+        import tritonclient.grpc  # noqa: F401
         from mlops.bus import KafkaBus
         from mlops.settings import RedisSettings, TelemetrySettings
         from mlops.telemetry import setup_tracing
