@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 from mlops.bus import Producer, Reader, Record
-from mlops.online_store import SyncRedisOnlineStore
+from mlops.definitions import load
+from mlops.online_store import SyncRedisOnlineStore, ViewLayout
 from mlops.settings import KafkaSettings, RedisSettings
 from mlops.telemetry import JsonLinesSpanExporter, current_trace_ids, messaging_attributes, setup_tracing, tracer
 from mlops.topics import FEATURES_LOG, RAW_EVENTS, topic_name
@@ -86,7 +87,8 @@ def test_one_trace_from_producer_to_features_log(
     # the online view carries the traceparent of the feature update
     store = SyncRedisOnlineStore(redis_settings)
     try:
-        view = store.read_many([entity])[0]
+        sea = load(ROOT / "examples" / "sea" / "definitions.yaml")  # revision 1 on every test prefix
+        view = store.read_many(ViewLayout.of(sea, "entity_activity", 1), [entity])[0]
     finally:
         store.close()
     assert view is not None and view.traceparent.split("-")[1] == trace_id
