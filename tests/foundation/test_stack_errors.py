@@ -67,3 +67,13 @@ def test_cli_exits_non_zero_with_the_message(tmp_path: Path) -> None:
     subprocess.run([*cli, "down"], env=env, capture_output=True, timeout=60)
     assert proc.returncode == 1
     assert "mlops stack up: java not found" in proc.stderr
+
+
+def test_storage_formats_with_a_cluster_id_that_starts_with_a_dash(tmp_path: Path) -> None:
+    """A URL-safe base64 cluster id starts with "-" once in 64: the format must not take it for an option."""
+    scratch = Stack(StackSettings(run_dir=tmp_path))
+    scratch.fetch_kafka()  # the broker's jars (cached once per machine); no broker is started
+    props = scratch._write_kafka_config()
+    scratch.format_storage(props, "-Ab1cD2eF3gH4iJ5kL6mNw")
+    meta = (tmp_path / "kafka" / "data" / "meta.properties").read_text()
+    assert "cluster.id=-Ab1cD2eF3gH4iJ5kL6mNw" in meta

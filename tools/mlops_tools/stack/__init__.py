@@ -157,6 +157,18 @@ class Stack:
         ]
         return cmd
 
+    def format_storage(self, props: Path, cluster_id: str) -> None:
+        """Format KRaft storage once, for a new cluster id."""
+        fmt = subprocess.run(
+            # `--cluster-id=ID` in one word: a URL-safe base64 id may start with "-", which the tool's argument
+            # parser would take for an option (it did, once in 64 formats)
+            self._java_cmd("kafka.tools.StorageTool", "format", "--standalone", f"--cluster-id={cluster_id}",
+                           "-c", str(props), "-g"),
+            capture_output=True, text=True,
+        )
+        if fmt.returncode != 0:
+            raise StackError(f"formatting KRaft storage failed:\n{(fmt.stdout + fmt.stderr)[-2000:]}")
+
     def start_kafka(self) -> str:
         if self.kafka.running() and port_open(self.s.host, self.s.kafka_port):
             return "already running"
@@ -169,14 +181,7 @@ class Stack:
         self.fetch_kafka()
         props = self._write_kafka_config()
         if not (self._kafka_dir() / "data" / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-            fmt = subprocess.run(
-                self._java_cmd("kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id,
-                               "-c", str(props), "-g"),
-                capture_output=True, text=True,
-            )
-            if fmt.returncode != 0:
-                raise StackError(f"formatting KRaft storage failed:\n{(fmt.stdout + fmt.stderr)[-2000:]}")
+            self.format_storage(props, base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
         self.kafka.start(self._java_cmd("kafka.Kafka", str(props), heap=self.s.kafka_heap))
         self._wait("kafka", self.kafka, self.s.kafka_port)
         return "started"
