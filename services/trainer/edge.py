@@ -19,7 +19,6 @@ from mlops.artifacts import ArtifactError, ArtifactReader, publish_artifact
 from mlops.bus import Bus, Consumer, FailurePolicy, Record, StopFlag, run_loop
 from mlops.contracts import ContractError, models_pb2
 from mlops.definitions import Revision
-from mlops.definitions.model import LabelJoin
 from mlops.definitions.store import DefinitionsFollower
 from mlops.offline_store import OfflineStoreError, TrainingDataSource, TrainingSet, TrainingSpec
 from mlops.telemetry import (
@@ -45,7 +44,7 @@ from services.trainer.core import (
     train_config,
     train_model,
 )
-from services.trainer.errors import DataUnavailable, JoinNotSupported, NoDefinitions, UnknownModel
+from services.trainer.errors import DataUnavailable, NoDefinitions, UnknownModel
 from services.trainer.settings import TrainerSettings
 
 log = logging.getLogger("mlops.trainer")
@@ -173,8 +172,9 @@ class TrainerService:
         return outcome
 
     def _declared(self, model: str) -> tuple[Revision, TrainingSpec]:
-        """The revision in force and what `model` trains on there; a model it does not declare, or declares with a
-        label join the trainer cannot do, fails the job naming it."""
+        """The revision in force and what `model` trains on there (features.log joined by entity time, or, for a
+        label `join: request_id`, the prediction log joined by request id); a model it does not declare fails the
+        job naming it."""
         revision = self.definitions()
         if revision is None:
             raise NoDefinitions()
@@ -182,8 +182,6 @@ class TrainerService:
             spec = TrainingSpec.of(revision.definitions, model)
         except KeyError:
             raise UnknownModel(model, (m.name for m in revision.definitions.models), revision.number) from None
-        if spec.model.label.join is not LabelJoin.ENTITY_TIME:
-            raise JoinNotSupported(model, spec.model.label.join.value)
         return revision, spec
 
     def _training_set(self, spec: TrainingSpec) -> TrainingSet:

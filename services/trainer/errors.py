@@ -12,7 +12,6 @@ __all__ = [
     "ExportMismatch",
     "FeatureMismatch",
     "InsufficientData",
-    "JoinNotSupported",
     "MissingClasses",
     "NoDefinitions",
     "ShapeMismatch",
@@ -38,12 +37,6 @@ class UnknownModel(TrainerError):
         self.model, self.declared = model, sorted(declared)
         super().__init__(f"model {model!r} is not declared in definitions revision {revision}; "
                          f"declared models: {self.declared or 'none'}")
-
-
-class JoinNotSupported(TrainerError):
-    def __init__(self, model: str, join: str):
-        super().__init__(f"model {model!r} declares label join {join!r}, which the trainer does not support yet "
-                         "(only entity_time)")
 
 
 class UnknownParams(TrainerError):

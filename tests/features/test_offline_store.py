@@ -1,14 +1,18 @@
-"""Point-in-time join (pure) and build_training_set against the real broker, with a leak trap."""
+"""Point-in-time join (pure) and build_training_set against the real broker, with a leak trap; the request-id join
+with the prediction log on the in-process bus and in memory."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
-from mlops.bus import Producer
-from mlops.contracts import events_pb2
+from mlops.bus import MemoryBus, Producer
+from mlops.contracts import events_pb2, models_pb2
 from mlops.definitions import Definitions, Entity, FeatureView, Model, Source, SourceField
 from mlops.offline_store import (
+    KafkaTrainingData,
+    MemoryTrainingData,
     OffsetRange,
     TrainingSpec,
     build_training_set,
@@ -17,23 +21,31 @@ from mlops.offline_store import (
     snapshot_ranges,
 )
 from mlops.settings import KafkaSettings
-from mlops.topics import FEATURES_LOG, LABELS, topic_name
+from mlops.topics import FEATURES_LOG, LABELS, PREDICTIONS, topic_name
 
 NAMES = ("f",)
 COLUMNS = ("a", "b")
 
 
-def spec() -> TrainingSpec:
-    """A binary model reading columns a and b of view `v`, labels on the `labels` topic."""
-    d = Definitions(
+def definitions(join: str = "entity_time") -> Definitions:
+    """A binary model `m` reading columns a and b of view `v`, labels on the `labels` topic joined by `join`."""
+    return Definitions(
         entities=(Entity(name="thing"),),
         sources=(Source(name="s", topic="raw.s", entity="thing",
                         fields=(SourceField(name="x", type="float"),)),),
         feature_views=(FeatureView(name="v", entity="thing", source="s", features=tuple(
             {"name": c, "field": "x", "aggregation": "last"} for c in COLUMNS)),),
-        models=(Model(name="m", task="binary", features=("v.a", "v.b")),),
+        models=(Model(name="m", task="binary", features=("v.a", "v.b"), label={"join": join}),),
     )
-    return TrainingSpec.of(d, "m")
+
+
+def spec() -> TrainingSpec:
+    return TrainingSpec.of(definitions(), "m")
+
+
+def request_spec() -> TrainingSpec:
+    """Model `m`, its label declared `join: request_id`."""
+    return TrainingSpec.of(definitions("request_id"), "m")
 
 
 @dataclass
@@ -123,3 +135,80 @@ def test_build_training_set_from_ranges(kafka_settings: KafkaSettings) -> None:
     assert np.array_equal(ts.X, again.X) and np.array_equal(ts.y, again.y) and ts.entity_ids == again.entity_ids
     now = build_training_set(kafka_settings, s)  # default: a snapshot now, which includes the later records
     assert now.vectors_read == 28 and not np.isin(now.X, [777.0]).any()  # 777 is after every label time
+
+
+# --- join: request_id — labels joined with the prediction log, the features exactly as served -------------------
+
+
+# (request id, entity, model, served at, inputs by declared name)
+PREDICTIONS_LOGGED = [
+    ("r1", "e1", "m", 1000, {"v.a": 1.0, "v.b": 2.0}),
+    ("r2", "e1", "m", 1100, {"v.a": 3.0}),                       # v.b not served: NaN
+    ("r3", "e2", "m", 1200, {"v.a": 5.0, "v.b": 6.0}),           # one request, two rows: entities e2 and e3
+    ("r3", "e3", "m", 1200, {"v.a": 7.0, "v.b": 8.0}),
+    ("r1", "e1", "other", 1000, {"v.a": 100.0, "v.b": 100.0}),   # another model's prediction, same request id
+    ("r9", "e9", "other", 1050, {"v.a": 100.0, "v.b": 100.0}),
+    ("r5/1", "e5", "m", 1250, {"v.a": 9.0, "v.b": 10.0, "v.z": 0.0}),  # row 1 of batch request r5
+]
+# (entity, request id, label time, label)
+LABELS_LOGGED = [
+    ("e3", "r3", 1500, 1.0),
+    ("e1", "r1", 1300, 0.0),
+    ("e2", "r3", 1400, 1.0),
+    ("e1", "r2", 1600, 1.0),
+    ("e4", "r404", 1350, 1.0),  # answers no prediction
+    ("e9", "r9", 1450, 0.0),    # answers only another model's prediction
+    ("e5", "r5", 1700, 0.0),
+    ("e2", "", 1800, 1.0),      # names no request
+]
+# written out by hand: by label time; (entity, label time, label, a, b)
+EXPECTED_ROWS = [
+    ("e1", 1300, 0.0, 1.0, 2.0),
+    ("e2", 1400, 1.0, 5.0, 6.0),
+    ("e3", 1500, 1.0, 7.0, 8.0),
+    ("e1", 1600, 1.0, 3.0, float("nan")),
+    ("e5", 1700, 0.0, 9.0, 10.0),
+]
+
+
+def _check_request_rows(ts) -> None:
+    assert ts.feature_names == ("v.a", "v.b")
+    assert ts.entity_ids == [e for e, *_ in EXPECTED_ROWS]
+    assert ts.label_times_ms.tolist() == [t for _e, t, *_ in EXPECTED_ROWS]
+    assert ts.y.tolist() == [y for _e, _t, y, *_ in EXPECTED_ROWS]
+    np.testing.assert_array_equal(ts.X, np.array([r[3:] for r in EXPECTED_ROWS], dtype=np.float32))
+    assert ts.labels_read == 8 and ts.vectors_read == 5 and ts.labels_without_features == 3
+    assert ts.stats["labels_without_prediction"] == 3 and ts.stats["predictions_other_model"] == 2
+    assert {r.topic for r in ts.feature_log_ranges} == {"predictions"}
+    assert sum(r.count for r in ts.feature_log_ranges) == len(PREDICTIONS_LOGGED)
+    assert {r.topic for r in ts.label_ranges} == {"labels"}
+    assert sum(r.count for r in ts.label_ranges) == len(LABELS_LOGGED)
+
+
+def test_request_id_join_reads_the_prediction_log_on_a_bus() -> None:
+    bus, s = MemoryBus(), request_spec()
+    producer = bus.producer(client_id="test")
+    for rid, entity, model, t, inputs in PREDICTIONS_LOGGED:
+        producer.send(bus.topic(PREDICTIONS), models_pb2.PredictionRecord(
+            request_id=rid, entity_id=entity, model_name=model, model_version="1", inputs=inputs, timestamp_ms=t),
+            key=entity)
+    for i, (entity, rid, t, y) in enumerate(LABELS_LOGGED):  # protobuf and JSON labels alike
+        value = (events_pb2.Label(entity_id=entity, event_time_ms=t, label=y, request_id=rid) if i % 2 else
+                 json.dumps({s.id_field: entity, "event_time": t, "label": y, "request_id": rid}).encode())
+        producer.send(bus.topic(LABELS), value, key=entity)
+    producer.flush()
+    data = KafkaTrainingData(bus, timeout=5)
+    ts = data.training_set(s)
+    _check_request_rows(ts)
+    again = data.training_set(s, ts.feature_log_ranges, ts.label_ranges)  # the same ranges: the same rows
+    np.testing.assert_array_equal(again.X, ts.X)
+    assert data.snapshot(s)[0] == ts.feature_log_ranges
+
+
+def test_request_id_join_in_memory_gives_the_same_rows() -> None:
+    data = MemoryTrainingData()
+    for rid, entity, model, t, inputs in PREDICTIONS_LOGGED:
+        data.add_prediction(rid, entity, model, t, inputs)
+    for entity, rid, t, y in LABELS_LOGGED:
+        data.add_label(entity, t, y, request_id=rid)
+    _check_request_rows(data.training_set(request_spec()))

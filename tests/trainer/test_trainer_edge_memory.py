@@ -12,7 +12,15 @@ from mlops.bus import MemoryBus, StopFlag
 from mlops.contracts import events_pb2, models_pb2
 from mlops.definitions import Revision
 from mlops.offline_store import KafkaTrainingData, MemoryTrainingData
-from mlops.topics import FEATURES_LOG, MODEL_ARTIFACTS, MODEL_CANDIDATES, RETRAIN_REQUESTED, TRAINING_FAILURES
+from mlops.topics import (
+    FEATURES_LOG,
+    LABELS,
+    MODEL_ARTIFACTS,
+    MODEL_CANDIDATES,
+    PREDICTIONS,
+    RETRAIN_REQUESTED,
+    TRAINING_FAILURES,
+)
 from prometheus_client import REGISTRY
 from trainer_helpers import SEA_FEATURES, T0, delivery_values, document, fast, revision, sea_values
 
@@ -99,18 +107,49 @@ def test_a_request_without_enough_data_becomes_a_training_failure() -> None:
     assert not bus.records(bus.topic(MODEL_CANDIDATES))
 
 
-def test_an_undeclared_model_and_a_request_id_join_fail_naming_them() -> None:
+def test_an_undeclared_model_or_no_revision_fails_naming_it() -> None:
     bus = MemoryBus()
-    doc = document("sea", models={"sea": fast() | {"label": {"topic": "labels", "join": "request_id"}}})
     service = TrainerService(FAST, bus, sea_rows(300), lambda: SEA)
     assert "model 'nope' is not declared in definitions revision 1; declared models: ['sea']" in \
         service.run_once("nope", reason="t").failure.reason
-    service.definitions = lambda: revision(doc=doc)
-    assert "declares label join 'request_id', which the trainer does not support yet" in \
-        service.run_once("sea", reason="t").failure.reason
     service.definitions = lambda: None
     assert "no definitions revision in force yet" in service.run_once("sea", reason="t").failure.reason
-    assert len(failures(bus)) == 3
+    assert len(failures(bus)) == 2
+
+
+def test_a_request_id_join_model_trains_on_the_prediction_log_and_publishes_a_candidate() -> None:
+    bus = MemoryBus()
+    rev = revision(doc=document("sea", models={"sea": fast() | {"label": {"topic": "labels", "join": "request_id"}}}))
+    producer = bus.producer(client_id="test")
+    rng = np.random.default_rng(3)
+    for i in range(300):
+        values, label = sea_values(rng)
+        entity, t, rid = f"e{i % 20}", T0 + i * 10, f"req-{i}"
+        inputs = {f"entity_activity.{c}": v for c, v in values.items()}
+        producer.send(bus.topic(PREDICTIONS), models_pb2.PredictionRecord(
+            request_id=rid, entity_id=entity, model_name="sea", model_version="1", inputs=inputs, timestamp_ms=t),
+            key=entity)
+        producer.send(bus.topic(PREDICTIONS), models_pb2.PredictionRecord(  # another model's, never joined
+            request_id=rid, entity_id=entity, model_name="other", inputs={n: 0.0 for n in inputs}, timestamp_ms=t),
+            key=entity)
+        producer.send(bus.topic(LABELS), events_pb2.Label(entity_id=entity, event_time_ms=t + 5_000, label=label,
+                                                          request_id=rid), key=entity)
+    producer.send(bus.topic(LABELS), events_pb2.Label(entity_id="e1", event_time_ms=T0, label=1.0,
+                                                      request_id="never-served"), key="e1")
+    producer.flush()
+    service = TrainerService(FAST, bus, KafkaTrainingData(bus, timeout=5), lambda: rev)
+    outcome = service.run_once("sea", reason="test")
+    assert outcome.failure is None, outcome.failure
+    [candidate] = [r.decode(models_pb2.ModelCandidate) for r in bus.records(bus.topic(MODEL_CANDIDATES))]
+    assert candidate == outcome.candidate and candidate.metrics["auc"] > 0.9
+    lin = candidate.lineage
+    assert lin.row_count == 300 and tuple(candidate.feature_names) == SEA_FEATURES
+    assert {r.topic for r in lin.feature_log_offsets} == {bus.topic(PREDICTIONS)}
+    assert sum(r.end_offset - r.start_offset for r in lin.feature_log_offsets) == 600
+    assert sum(r.end_offset - r.start_offset for r in lin.label_offsets) == 301
+    [artifact] = bus.records(bus.topic(MODEL_ARTIFACTS))
+    assert artifact.key == candidate.artifact_sha256.encode()
+    assert not failures(bus)
 
 
 def test_nothing_is_consumed_until_a_revision_is_in_force_and_a_newer_one_applies_to_the_next_job() -> None:

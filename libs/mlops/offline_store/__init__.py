@@ -8,17 +8,25 @@ so no feature value leaks from the future. A vector counts for its view whatever
 holds every column the model reads (a column's meaning never changes while a model reads it). Labels with no
 earlier vector are left out (and counted); labels that do not fit the model (`decode_label`) are skipped and
 counted, never fatal.
+
+A model whose label names the prediction request it answers (`join: request_id`) joins its labels with the
+prediction log instead (`request_join`): each label with the `PredictionRecord` of that model, request id and
+entity, its features exactly as served; labels with no such prediction are left out and counted. The predictions
+topic's ranges are that training set's `feature_log_ranges` (each range names its topic).
 """
 
 from mlops.offline_store._join import (
     JoinedRow,
     LabelLike,
     OffsetRange,
+    PredictionLike,
+    RequestLabelLike,
     TrainingSet,
     TrainingSpec,
     VectorLike,
     join_views,
     point_in_time_join,
+    request_join,
 )
 from mlops.offline_store._sources import (
     KafkaTrainingData,
@@ -37,6 +45,8 @@ __all__ = [
     "MemoryTrainingData",
     "OffsetRange",
     "OfflineStoreError",
+    "PredictionLike",
+    "RequestLabelLike",
     "TrainingDataSource",
     "TrainingSet",
     "TrainingSpec",
@@ -45,5 +55,6 @@ __all__ = [
     "join_views",
     "point_in_time_join",
     "read_range",
+    "request_join",
     "snapshot_ranges",
 ]

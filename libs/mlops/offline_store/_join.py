@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -12,17 +13,21 @@ import numpy as np
 
 from mlops.contracts import common_pb2
 from mlops.definitions import Definitions, Model
-from mlops.topics import TopicSpec
+from mlops.definitions.model import LabelJoin
+from mlops.topics import FEATURES_LOG, PREDICTIONS, TopicSpec
 
 __all__ = [
     "JoinedRow",
     "LabelLike",
     "OffsetRange",
+    "PredictionLike",
+    "RequestLabelLike",
     "TrainingSet",
     "TrainingSpec",
     "VectorLike",
     "join_views",
     "point_in_time_join",
+    "request_join",
 ]
 
 
@@ -83,6 +88,17 @@ class TrainingSpec:
     def label_topic(self) -> TopicSpec:
         return TopicSpec(self.model.label.topic, f"labels of model {self.model.name!r}")
 
+    @property
+    def by_request(self) -> bool:
+        """Labels join the prediction log by request id (`join: request_id`), not features.log by entity time."""
+        return self.model.label.join is LabelJoin.REQUEST_ID
+
+    @property
+    def feature_topic(self) -> TopicSpec:
+        """Where the feature values come from: `predictions` (as served) for a request-id join, else
+        `features.log`. Its ranges are the training set's `feature_log_ranges`."""
+        return PREDICTIONS if self.by_request else FEATURES_LOG
+
 
 class VectorLike(Protocol):
     entity_id: str
@@ -96,13 +112,24 @@ class LabelLike(Protocol):
     label: float
 
 
+class PredictionLike(Protocol):
+    request_id: str
+    entity_id: str
+    timestamp_ms: int
+    inputs: Mapping[str, float]  # by declared name `view.column`
+
+
+class RequestLabelLike(LabelLike, Protocol):
+    request_id: str
+
+
 @dataclass(frozen=True)
 class JoinedRow:
     entity_id: str
     label_time_ms: int
     label: float
     values: tuple[float, ...]
-    vector_as_of_ms: int  # the newest as-of time among the vectors joined (one per view)
+    vector_as_of_ms: int  # the newest as-of time among the vectors joined (one per view); request join: served at
     order: int  # position of the label in its input (its log position): the last sort key
 
 
@@ -178,3 +205,35 @@ def point_in_time_join(
     """`join_views` for one view: `vectors` in log order (per entity, which Kafka keeps by key). A label with no
     vector at or before its time gives no row."""
     return join_views({"": vectors}, labels, [("", n) for n in feature_names])
+
+
+_ROW_OF_BATCH = re.compile(r"^(.+)/\d+$")  # inference names row i of a batch request `rid/i`
+
+
+def request_join(
+    predictions: Iterable[PredictionLike], labels: Iterable[RequestLabelLike], feature_names: Sequence[str]
+) -> list[JoinedRow]:
+    """Pure join of labels with the predictions they answer, on (request id, entity id): the features exactly as
+    served. `predictions` of one model, in log order (a repeated (request, entity): the later wins); a prediction
+    `rid/i` (row i of a batch request) also answers a label naming `rid`, unless one is named `rid` exactly. A label
+    without a matching prediction gives no row; a declared input the prediction lacks is NaN. Rows sorted by
+    (label time, entity, label order); values in `feature_names` order; `vector_as_of_ms` is the prediction time."""
+    exact: dict[tuple[str, str], PredictionLike] = {}
+    of_batch: dict[tuple[str, str], PredictionLike] = {}
+    for p in predictions:
+        exact[(p.request_id, p.entity_id)] = p
+        if (m := _ROW_OF_BATCH.match(p.request_id)) is not None:
+            of_batch[(m.group(1), p.entity_id)] = p
+    rows: list[JoinedRow] = []
+    for order, lab in enumerate(labels):
+        if not lab.request_id:
+            continue
+        key = (lab.request_id, lab.entity_id)
+        hit = exact.get(key) or of_batch.get(key)
+        if hit is None:
+            continue
+        values = tuple(float(hit.inputs.get(n, math.nan)) for n in feature_names)
+        rows.append(JoinedRow(lab.entity_id, int(lab.event_time_ms), float(lab.label), values,
+                              int(hit.timestamp_ms), order))
+    rows.sort(key=lambda r: (r.label_time_ms, r.entity_id, r.order))
+    return rows

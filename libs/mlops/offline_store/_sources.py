@@ -1,24 +1,26 @@
 """Where training rows come from: exact offset ranges of `features.log` and a model's label topic, read from a bus
-(`KafkaTrainingData`) or from plain values in memory (`MemoryTrainingData`), then joined point-in-time."""
+(`KafkaTrainingData`) or from plain values in memory (`MemoryTrainingData`), then joined point-in-time. A model whose
+label joins by request id (`join: request_id`) reads the `predictions` topic instead of `features.log` (its ranges
+are the training set's `feature_log_ranges`) and joins each label with the prediction it answers (`request_join`)."""
 
 from __future__ import annotations
 
 import logging
 import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 
 from mlops import contracts
 from mlops.bus import HEADER_MESSAGE_TYPE, Bus, BusError, KafkaBus, Record
-from mlops.contracts import events_pb2
+from mlops.contracts import events_pb2, models_pb2
 from mlops.definitions.labels import LabelError, check_label, decode_label
 from mlops.errors import MlopsError
-from mlops.offline_store._join import OffsetRange, TrainingSet, TrainingSpec, join_views
+from mlops.offline_store._join import OffsetRange, TrainingSet, TrainingSpec, join_views, request_join
 from mlops.settings import KafkaSettings
-from mlops.topics import FEATURES_LOG, TopicSpec
+from mlops.topics import FEATURES_LOG, PREDICTIONS, TopicSpec
 
 __all__ = [
     "KafkaTrainingData",
@@ -73,20 +75,42 @@ class _Lab:
     entity_id: str
     event_time_ms: int
     label: float
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class _Pred:
+    request_id: str
+    entity_id: str
+    model_name: str
+    timestamp_ms: int
+    inputs: Mapping[str, float]
 
 
 @dataclass
 class _Read:
-    """What was read: the model's vectors per view (with the range each came from), its valid labels, counts."""
+    """What was read: the model's vectors per view (with the range each came from), or its predictions for a
+    request-id join, its valid labels, counts."""
 
     vectors: dict[str, list[tuple[OffsetRange, _Vec]]]
     labels: list[_Lab]
     skipped: dict[str, int]
+    predictions: list[_Pred] = field(default_factory=list)
 
 
 def _new_read(spec: TrainingSpec) -> _Read:
+    if spec.by_request:
+        return _Read({}, [], {"predictions_other_model": 0, "undecodable": 0, "labels_invalid": 0})
     return _Read({v: [] for v in spec.views}, [], {"vectors_other_view": 0, "vectors_missing_columns": 0,
                                                   "undecodable": 0, "labels_invalid": 0})
+
+
+def _offer_prediction(read: _Read, spec: TrainingSpec, p: _Pred) -> None:
+    """Keep a prediction of the model (any version: the inputs are named, so each reads as declared now)."""
+    if p.model_name != spec.model.name:
+        read.skipped["predictions_other_model"] += 1
+    else:
+        read.predictions.append(p)
 
 
 def _offer_vector(read: _Read, spec: TrainingSpec, r: OffsetRange, view: str, vec: _Vec) -> None:
@@ -113,6 +137,10 @@ def _assemble(spec: TrainingSpec, read: _Read, f_ranges: list[OffsetRange], l_ra
     if skipped["labels_invalid"] > _LOGGED_BAD_LABELS:
         log.warning("bad labels skipped", extra={"fields": {"model": spec.model.name,
                                                             "count": skipped["labels_invalid"]}})
+    if spec.by_request:  # a prediction precedes its label: one missing from the snapshot is just unmatched
+        rows = request_join(read.predictions, labels, spec.feature_names)
+        skipped["labels_without_prediction"] = len(labels) - len(rows)
+        return _training_set(spec, rows, f_ranges, l_ranges, len(read.predictions), len(labels), skipped)
     if labels_within_features:
         newest: dict[tuple[str, int], int] = {}  # (topic, partition) → newest as-of time read there
         for items in read.vectors.values():
@@ -122,8 +150,14 @@ def _assemble(spec: TrainingSpec, read: _Read, f_ranges: list[OffsetRange], l_ra
         kept = [lab for lab in labels if lab.event_time_ms <= watermark]
         skipped["labels_after_feature_watermark"] = len(labels) - len(kept)
         labels = kept
-    names = spec.feature_names
     rows = join_views({view: [v for _r, v in items] for view, items in read.vectors.items()}, labels, spec.inputs)
+    return _training_set(spec, rows, f_ranges, l_ranges, sum(len(items) for items in read.vectors.values()),
+                         len(labels), skipped)
+
+
+def _training_set(spec: TrainingSpec, rows: list, f_ranges: list[OffsetRange], l_ranges: list[OffsetRange],
+                  vectors_read: int, labels_read: int, stats: dict[str, int]) -> TrainingSet:
+    names = spec.feature_names
     X = np.array([r.values for r in rows], dtype=np.float32).reshape(len(rows), len(names))  # noqa: N806
     return TrainingSet(
         X=X,
@@ -133,10 +167,10 @@ def _assemble(spec: TrainingSpec, read: _Read, f_ranges: list[OffsetRange], l_ra
         label_times_ms=np.array([r.label_time_ms for r in rows], dtype=np.int64),
         feature_log_ranges=f_ranges,
         label_ranges=l_ranges,
-        labels_without_features=len(labels) - len(rows),
-        vectors_read=sum(len(items) for items in read.vectors.values()),
-        labels_read=len(labels),
-        stats=skipped,
+        labels_without_features=labels_read - len(rows),
+        vectors_read=vectors_read,
+        labels_read=labels_read,
+        stats=stats,
     )
 
 
@@ -153,7 +187,7 @@ class _RangeSource:
         raise NotImplementedError(f"{type(self).__name__}._read")
 
     def snapshot(self, spec: TrainingSpec) -> tuple[list[OffsetRange], list[OffsetRange]]:
-        return self._snapshot(FEATURES_LOG), self._snapshot(spec.label_topic)
+        return self._snapshot(spec.feature_topic), self._snapshot(spec.label_topic)
 
     def training_set(
         self,
@@ -161,7 +195,8 @@ class _RangeSource:
         feature_log_ranges: Sequence[OffsetRange] | None = None,
         label_ranges: Sequence[OffsetRange] | None = None,
     ) -> TrainingSet:
-        f_ranges = sorted(feature_log_ranges if feature_log_ranges is not None else self._snapshot(FEATURES_LOG))
+        f_ranges = sorted(feature_log_ranges if feature_log_ranges is not None
+                          else self._snapshot(spec.feature_topic))
         l_ranges = sorted(label_ranges if label_ranges is not None else self._snapshot(spec.label_topic))
         return _assemble(spec, self._read(spec, f_ranges, l_ranges), f_ranges, l_ranges,
                          self.labels_within_features)
@@ -227,8 +262,11 @@ class KafkaTrainingData(_RangeSource):
     def _read(self, spec: TrainingSpec, f_ranges: list[OffsetRange], l_ranges: list[OffsetRange]) -> _Read:
         read = _new_read(spec)
         for r, rec in read_range(self.bus, f_ranges, self.timeout):
-            fv = self._vector(rec, read)
-            if fv is not None:
+            if spec.by_request:
+                if (pr := self._decode(rec, read, models_pb2.PredictionRecord)) is not None:
+                    _offer_prediction(read, spec, _Pred(pr.request_id, pr.entity_id, pr.model_name,
+                                                        pr.timestamp_ms, dict(pr.inputs)))
+            elif (fv := self._decode(rec, read, events_pb2.FeatureVector)) is not None:
                 _offer_vector(read, spec, r, fv.feature_set, _Vec(fv.entity_id, fv.as_of_ms, dict(fv.values)))
         for _r, rec in read_range(self.bus, l_ranges, self.timeout):
             try:
@@ -236,13 +274,13 @@ class KafkaTrainingData(_RangeSource):
             except LabelError as exc:
                 _bad_label(read, rec.where, exc)
                 continue
-            read.labels.append(_Lab(row.entity_id, row.event_time_ms, row.value))
+            read.labels.append(_Lab(row.entity_id, row.event_time_ms, row.value, row.request_id))
         return read
 
     @staticmethod
-    def _vector(rec: Record, read: _Read) -> events_pb2.FeatureVector | None:
+    def _decode(rec: Record, read: _Read, message_type: type) -> Any:
         try:
-            return rec.decode(events_pb2.FeatureVector)
+            return rec.decode(message_type)
         except contracts.ContractError as exc:
             read.skipped["undecodable"] += 1
             log.warning("skipping undecodable record", extra={"fields": {"error": str(exc)}})
@@ -277,7 +315,7 @@ class MemoryTrainingData(_RangeSource):
     def __init__(self, *, partitions: int = 3, labels_within_features: bool = False):
         super().__init__(labels_within_features)
         self.partitions = partitions
-        self._logs: dict[str, list[list]] = {}  # topic → partitions of (view, _Vec) or _Lab
+        self._logs: dict[str, list[list]] = {}  # topic → partitions of (view, _Vec), _Pred or _Lab
 
     def _append(self, topic: str, entity_id: str, item: object) -> None:
         logs = self._logs.setdefault(topic, [[] for _ in range(self.partitions)])
@@ -286,8 +324,15 @@ class MemoryTrainingData(_RangeSource):
     def add_vector(self, view: str, entity_id: str, as_of_ms: int, values: Mapping[str, float]) -> None:
         self._append(FEATURES_LOG.name, entity_id, (view, _Vec(entity_id, as_of_ms, dict(values))))
 
-    def add_label(self, entity_id: str, event_time_ms: int, label: float, *, topic: str = "labels") -> None:
-        self._append(topic, entity_id, _Lab(entity_id, event_time_ms, label))
+    def add_label(self, entity_id: str, event_time_ms: int, label: float, *, topic: str = "labels",
+                  request_id: str = "") -> None:
+        self._append(topic, entity_id, _Lab(entity_id, event_time_ms, label, request_id))
+
+    def add_prediction(self, request_id: str, entity_id: str, model_name: str, timestamp_ms: int,
+                       inputs: Mapping[str, float]) -> None:
+        """A served row as the prediction log holds it: the inputs by declared name `view.column`."""
+        self._append(PREDICTIONS.name, entity_id or request_id,
+                     _Pred(request_id, entity_id, model_name, timestamp_ms, dict(inputs)))
 
     def _snapshot(self, spec: TopicSpec) -> list[OffsetRange]:
         logs = self._logs.setdefault(spec.name, [[] for _ in range(self.partitions)])
@@ -296,8 +341,11 @@ class MemoryTrainingData(_RangeSource):
     def _read(self, spec: TrainingSpec, f_ranges: list[OffsetRange], l_ranges: list[OffsetRange]) -> _Read:
         read = _new_read(spec)
         for r in f_ranges:
-            for view, vec in self._slice(r):
-                _offer_vector(read, spec, r, view, vec)
+            for item in self._slice(r):
+                if spec.by_request:
+                    _offer_prediction(read, spec, item)
+                else:
+                    _offer_vector(read, spec, r, *item)
         for r in l_ranges:
             for i, lab in enumerate(self._slice(r)):
                 try:
