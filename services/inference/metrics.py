@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-REQUESTS = Counter("mlops_inference_requests_total", "ModelInfer requests by gRPC status code", ["code"])
+# model and version: the version that answered; a failed request names the model it asked for when that model is
+# loaded ("unknown" otherwise: a client's typo must not mint a series) and version "" (none answered)
+REQUESTS = Counter("mlops_inference_requests_total", "ModelInfer requests by gRPC status code, model and version",
+                   ["code", "model", "version"])
 LATENCY = Histogram(
-    "mlops_inference_request_seconds", "ModelInfer latency in the server",
+    "mlops_inference_request_seconds", "ModelInfer latency in the server, by model and version",
+    ["model", "version"],
     buckets=(0.0002, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
 )
 BATCH_ROWS = Histogram(
@@ -21,3 +25,9 @@ PREDICTIONS_LOGGED = Counter("mlops_inference_prediction_logs_total", "Predictio
 PREDICTIONS_DROPPED = Counter(
     "mlops_inference_prediction_logs_dropped_total", "PredictionRecords dropped (buffer full or Kafka failing)"
 )
+
+
+def observe_request(code: str, model: str, version: str, seconds: float) -> None:
+    """One ModelInfer request answered with gRPC status `code` after `seconds`."""
+    REQUESTS.labels(code, model, version).inc()
+    LATENCY.labels(model, version).observe(seconds)

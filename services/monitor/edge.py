@@ -163,6 +163,7 @@ class MonitorService:
         self.monitor.configure(wanted.config)
         metrics.REVISION.set(wanted.revision)
         metrics.MODELS.set(len(wanted.config.policies))
+        metrics.show_gate_floors(model for readers in wanted.labels.values() for model, _ in readers)
         log.info("monitoring by definitions revision", extra={"fields": {
             "revision": wanted.revision, "models": sorted(wanted.config.policies), "topics": list(wanted.topics)}})
         if previous is not None and previous.topics != wanted.topics and self._until is not None:

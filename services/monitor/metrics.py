@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+from mlops.definitions import Model, Task
 from prometheus_client import Counter, Gauge
 
 from services.monitor.core import Detection, DriftMonitor, RetrainDecision, WindowResult
@@ -34,6 +37,15 @@ BAD_LABELS = Counter(
 )
 REVISION = Gauge("mlops_monitor_definitions_revision", "The definitions revision the monitor watches by.")
 MODELS = Gauge("mlops_monitor_models_watched", "Models the definitions in force declare (the monitor watches each).")
+REALISED = Gauge(
+    "mlops_monitor_realised_metric",
+    "The serving version's metric over its latest joined labels (MLOPS_MONITOR_ERROR_RECENT_LABELS of them): "
+    "accuracy (1 - the 0/1 error rate) of a classifier, mae of a regression.", ["model", "version", "metric"],
+)
+GATE_FLOOR = Gauge(
+    "mlops_monitor_gate_floor", "The floor of each model's gate in the definitions in force (declared ones only); "
+    "higher_is_better says on which side of it a model fails.", ["model", "metric", "higher_is_better"],
+)
 MODEL_VERSION = Gauge("mlops_monitor_model_version_info", "The model version the monitor sees serving.",
                       ["model", "version"])
 
@@ -58,11 +70,20 @@ class PrometheusObserver:
         RETRAIN_REQUESTS.labels(decision.model_name, decision.detector, decision.statistic).inc()
 
 
+def show_gate_floors(models: Iterable[Model]) -> None:
+    """The declared gate floors of a new definitions revision (a floor no longer declared disappears)."""
+    GATE_FLOOR.clear()
+    for m in models:
+        if m.gate.floor is not None:
+            GATE_FLOOR.labels(m.name, m.metric, str(m.higher_is_better).lower()).set(m.gate.floor)
+
+
 class CounterSync:
     """Moves the core's plain counters into Prometheus by difference (the hot path never touches a metric)."""
 
     def __init__(self) -> None:
         self._last: dict[str, int] = {}
+        self._realised: set[tuple[str, str, str]] = set()
 
     def _delta(self, name: str, value: int) -> int:
         d = value - self._last.get(name, 0)
@@ -82,3 +103,19 @@ class CounterSync:
         JOIN_RATIO.set(c.joined / monitor.labels if monitor.labels else 0.0)
         JOIN_BUFFER.labels("predictions").set(monitor.join_buffered())
         JOIN_BUFFER.labels("labels").set(c.labels_waiting)
+        self._sync_realised(monitor)
+
+    def _sync_realised(self, monitor: DriftMonitor) -> None:
+        shown: set[tuple[str, str, str]] = set()
+        for name, state in monitor.models.items():
+            errors = state.errors
+            current = errors.recent_error() if errors is not None else None
+            if current is None:
+                continue
+            regression = state.policy.task is Task.REGRESSION
+            labels = (name, state.version, "mae" if regression else "accuracy")
+            REALISED.labels(*labels).set(current if regression else 1.0 - current)
+            shown.add(labels)
+        for gone in self._realised - shown:  # a version replaced, a model no longer watched
+            REALISED.remove(*gone)
+        self._realised = shown

@@ -151,7 +151,7 @@ class TrainerService:
                 self.producer.flush()
                 outcome = Outcome(job, candidate=candidate, seconds=time.perf_counter() - started)
                 span.set_attributes({"mlops.sha256": model.sha256, "mlops.rows": candidate.lineage.row_count})
-                metrics.TRAININGS.labels("candidate").inc()
+                metrics.TRAININGS.labels(job.model_name, "candidate").inc()
                 log.info("candidate published", extra={"fields": {
                     "model": job.model_name, "kind": kind, "sha256": model.sha256,
                     "rows": candidate.lineage.row_count, "metrics": dict(model.metrics),
@@ -164,7 +164,7 @@ class TrainerService:
                 self.producer.send(self.failures_topic, failure, key=job.model_name)
                 self.producer.flush()
                 outcome = Outcome(job, failure=failure, seconds=time.perf_counter() - started)
-                metrics.TRAININGS.labels("failed").inc()
+                metrics.TRAININGS.labels(job.model_name, "failed").inc()
                 log.error("training failed", extra={"fields": {"model": job.model_name, "kind": kind,
                                                                "reason": reason, "requests": list(job.request_ids)}})
         metrics.DURATION.observe(outcome.seconds)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Histogram
 
-TRAININGS = Counter("mlops_trainer_trainings_total", "Trainings run, by outcome", ["outcome"])
+TRAININGS = Counter("mlops_trainer_trainings_total", "Trainings run, by model and outcome (candidate, failed)",
+                    ["model", "outcome"])
 REQUESTS = Counter("mlops_trainer_requests_total", "Retrain requests consumed")
 COALESCED = Counter("mlops_trainer_requests_coalesced_total", "Retrain requests answered by another's training")
 LABELS_INVALID = Counter("mlops_trainer_labels_invalid_total",

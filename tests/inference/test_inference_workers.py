@@ -58,8 +58,9 @@ def _get(url: str) -> tuple[int, str]:
 
 
 def _ok_requests(metrics: str) -> float:
-    m = re.search(r'^mlops_inference_requests_total\{code="OK"\} ([0-9.e+]+)$', metrics, re.M)
-    return float(m.group(1)) if m else 0.0
+    # summed over the model and version labels
+    found = re.findall(r'^mlops_inference_requests_total\{code="OK",[^}]*\} ([0-9.e+]+)$', metrics, re.M)
+    return sum(float(v) for v in found)
 
 
 def _children(pid: int) -> list[int]:

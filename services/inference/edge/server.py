@@ -48,7 +48,7 @@ from services.inference.errors import (
     NotReady,
     TooLarge,
 )
-from services.inference.metrics import LATENCY, REQUESTS
+from services.inference.metrics import observe_request
 from services.inference.settings import InferenceSettings
 
 log = logging.getLogger("mlops.inference")
@@ -76,7 +76,6 @@ class InferenceServicer(pb2_grpc.GRPCInferenceServiceServicer):
     def __init__(self, dataplane: DataPlane, settings: InferenceSettings):
         self._dp = dataplane
         self._settings = settings
-        self._ok = REQUESTS.labels("OK")
 
     async def ServerLive(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC method names)
         return pb2.ServerLiveResponse(live=self._dp.live())
@@ -118,20 +117,20 @@ class InferenceServicer(pb2_grpc.GRPCInferenceServiceServicer):
         started = time.perf_counter()
         with infer_span(context.invocation_metadata()) as span:
             try:
-                response = convert.encode_response(await self._dp.infer(convert.decode_request(request)))
+                result = await self._dp.infer(convert.decode_request(request))
+                response = convert.encode_response(result)
             except InferenceError as exc:
                 code, message = status_code(exc), str(exc)
             except Exception as exc:
                 code, message = grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}"
                 log.exception("inference failed", extra={"fields": {"error": str(exc)}})
             else:
-                self._ok.inc()
-                LATENCY.observe(time.perf_counter() - started)
+                observe_request("OK", result.model_name, result.model_version, time.perf_counter() - started)
                 return response
             span.set_attribute("rpc.grpc.status_code", code.value[0])
             span.set_status(Status(StatusCode.ERROR, f"{code}: {message}"))
-        REQUESTS.labels(code.name).inc()
-        LATENCY.observe(time.perf_counter() - started)
+        model = request.model_name if request.model_name in self._dp.repository.names() else "unknown"
+        observe_request(code.name, model, "", time.perf_counter() - started)
         await context.abort(code, message)
 
 

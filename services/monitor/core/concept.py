@@ -88,6 +88,11 @@ class ErrorStream:
             return current >= reference * (1.0 + s.error_min_relative_increase)
         return current - reference >= s.error_min_increase
 
+    def recent_error(self) -> float | None:
+        """The error rate (or MAE) of the recent window once it is full, else None."""
+        n = len(self._recent)
+        return self.recent_sum / n if n and n >= self.settings.error_recent_labels else None
+
     @property
     def window_start_ms(self) -> int:
         return self._recent[0][1] if self._recent else 0

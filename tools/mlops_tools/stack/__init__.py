@@ -26,7 +26,7 @@ from pydantic_settings import BaseSettings
 
 from mlops_tools.procs import ManagedProcess, port_open
 
-__all__ = ["ComponentStatus", "Stack", "StackError", "StackSettings", "go_tool"]
+__all__ = ["ComponentStatus", "Stack", "StackError", "StackSettings", "apt_install", "go_tool"]
 
 log = logging.getLogger("mlops_tools.stack")
 
@@ -48,6 +48,7 @@ class StackSettings(BaseSettings):
     kafka_port: int = Field(9092, description="Broker listener port.")
     controller_port: int = Field(9093, description="KRaft controller listener port.")
     redis_port: int = Field(6379, description="Redis port.")
+    prometheus_port: int = Field(9090, description="Prometheus port (`mlops stack up --ops`, `mlops demo`).")
     kafka_heap: str = Field("768m", description="Broker JVM heap (-Xms/-Xmx).")
     start_timeout_s: float = Field(90.0, description="How long to wait for each component to answer.")
 
@@ -207,7 +208,7 @@ class Stack:
                 f"port {self.s.host}:{self.s.redis_port} is taken by a process this stack did not start; stop it "
                 "or set MLOPS_STACK_REDIS_PORT (and MLOPS_REDIS_URL)"
             )
-        server = shutil.which("redis-server") or _install_redis()
+        server = shutil.which("redis-server") or apt_install("redis-server", "redis-server")
         rdir = self.run_dir / "redis"
         rdir.mkdir(parents=True, exist_ok=True)
         self.redis.start(
@@ -296,31 +297,34 @@ def _require(binary: str, message: str) -> None:
         raise StackError(f"{binary} not found: {message}")
 
 
-def _install_redis() -> str:
-    """Install Debian's redis-server (needs root; `apt-get update` first when the package lists are empty)."""
+def apt_install(package: str, binary: str) -> str:
+    """Install Debian's `package` for `binary` (needs root; `apt-get update` first when the package lists are
+    empty) and return the binary's path. The package's own daemon is kept from starting, or stopped: the stack
+    runs its own under the run folder."""
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        raise StackError("redis-server not found; install it (Debian: apt-get install redis-server)")
-    log.info("installing redis-server from Debian")
+        raise StackError(f"{binary} not found; install it (Debian: apt-get install {package})")
+    log.info("installing %s from Debian", package)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    # policy-rc.d exit 101 keeps the package from starting its own daemon on our port; we start Redis ourselves
+    # policy-rc.d exit 101 keeps the package from starting its own daemon on our port; we start it ourselves
     policy = Path("/usr/sbin/policy-rc.d")
     added_policy = not policy.exists()
     if added_policy:
         policy.write_text("#!/bin/sh\nexit 101\n")
         policy.chmod(0o755)
     try:
-        for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "redis-server"]):
+        for cmd in (["apt-get", "update", "-q"],
+                    ["apt-get", "install", "-y", "-q", "--no-install-recommends", package]):
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if proc.returncode != 0:
                 raise StackError(f"{' '.join(cmd)} failed:\n{(proc.stdout + proc.stderr)[-2000:]}")
     finally:
         if added_policy:
             policy.unlink(missing_ok=True)
-    # the package may still start its own daemon (seen here despite policy-rc.d); it is ours to stop, we just
-    # installed it, and the stack runs its own Redis under the run folder
-    if Path("/etc/init.d/redis-server").exists():
-        subprocess.run(["/etc/init.d/redis-server", "stop"], capture_output=True)
-    path = shutil.which("redis-server")
+    # the package may still start its own daemon (seen here with redis-server despite policy-rc.d); it is ours to
+    # stop, we just installed it
+    if Path(f"/etc/init.d/{package}").exists():
+        subprocess.run([f"/etc/init.d/{package}", "stop"], capture_output=True)
+    path = shutil.which(binary)
     if path is None:
-        raise StackError("redis-server still not found after apt-get install redis-server")
+        raise StackError(f"{binary} still not found after apt-get install {package}")
     return path
