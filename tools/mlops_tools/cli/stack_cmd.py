@@ -1,4 +1,4 @@
-"""`mlops stack up|down|status`: the local Kafka (KRaft) broker and Redis."""
+"""`mlops stack up|down|status`: the local Kafka (KRaft) broker and Redis; with `up --ops`, Prometheus too."""
 
 from __future__ import annotations
 
@@ -7,25 +7,30 @@ import sys
 import time
 
 from mlops_tools.stack import Stack, StackError
+from mlops_tools.stack.prometheus import Prometheus
 
 __all__ = ["register"]
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("stack", help="local Kafka (KRaft) + Redis + topics")
     ssub = p.add_subparsers(dest="action", required=True)
-    ssub.add_parser("up", help="fetch, start and wait for Kafka and Redis; create topics (idempotent)").set_defaults(
-        func=_up
-    )
+    up = ssub.add_parser("up", help="fetch, start and wait for Kafka and Redis; create topics (idempotent)")
+    up.add_argument("--ops", action="store_true",
+                    help="also Prometheus, scraping the services' default ops ports (9101-9106) with the alert rules "
+                         "of deploy/prometheus")
+    up.set_defaults(func=_up)
     down = ssub.add_parser("down", help="stop what `stack up` started")
     down.add_argument("--wipe", action="store_true", help="also delete the broker's data: every topic and offset")
     down.set_defaults(func=_down)
     ssub.add_parser("status", help="state of each component").set_defaults(func=_status)
 
 
-def _up(_args: argparse.Namespace) -> int:
+def _up(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         result = Stack().up()
+        if args.ops:
+            result |= _ops_up()
     except StackError as exc:
         print(f"mlops stack up: {exc}", file=sys.stderr)
         return 1
@@ -35,14 +40,25 @@ def _up(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _ops_up() -> dict[str, str]:
+    from mlops_tools.cli.services_cmd import OPS_PORTS
+
+    prometheus = Prometheus()
+    prometheus.write_targets(OPS_PORTS)
+    return {"prometheus": f"{prometheus.start()}: {prometheus.url} (alerts: {prometheus.url}/alerts)"}
+
+
 def _down(args: argparse.Namespace) -> int:
-    for name, state in Stack().down(wipe=args.wipe).items():
+    result = Stack().down(wipe=args.wipe)
+    result["prometheus"] = "stopped" if Prometheus().stop() else "was not running"
+    for name, state in result.items():
         print(f"{name:8} {state}")
     return 0
 
 
 def _status(_args: argparse.Namespace) -> int:
     statuses = Stack().status()
-    for st in statuses:
-        print(f"{st.name:8} {st.state:9} {st.detail}")
+    prometheus = Prometheus().status()  # optional (`up --ops`): its state does not decide the exit status
+    for st in [*statuses, prometheus]:
+        print(f"{st.name:10} {st.state:9} {st.detail}")
     return 0 if all(st.state == "running" for st in statuses) else 3
