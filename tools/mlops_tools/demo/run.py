@@ -38,6 +38,7 @@ from mlops_tools.demo.timeline import Timeline
 from mlops_tools.demo.watch import watch
 from mlops_tools.examples import apply_definitions, definitions_path
 from mlops_tools.procs import ManagedProcess, free_port, port_open
+from mlops_tools.stack.prometheus import Prometheus
 
 __all__ = ["Demo"]
 
@@ -67,6 +68,7 @@ class Demo:
         self._started_procs: list[tuple[str, ManagedProcess]] = []
         self._stack_started: list[str] = []
         self._threads: list[threading.Thread] = []
+        self._prometheus: Prometheus | None = None
 
     # --- start: stack, topics, services --------------------------------------------------------------------------
     def start(self) -> None:
@@ -140,9 +142,26 @@ class Demo:
             self._started_procs.append((name, proc))
             grpc = f", gRPC {self.ports[name]}" if name in GRPC_PORTS else ""
             say(f"  {name:10} {state} (ops {self.ports[f'ops-{name}']}{grpc})")
+        self._start_prometheus()
         # the demo's own spans (one producer span per raw event) go to the same file
         setup_tracing("mlops-demo", TelemetrySettings(exporter="file", file_path=traces))
         self._wait_ready()
+
+    def _start_prometheus(self) -> None:
+        """Prometheus scraping this run's services with the platform's alert rules (its alerts page shows the
+        drift, retrain and promotion as they happen); the demo goes on without it when it cannot start."""
+        from mlops_tools.stack import StackError
+
+        prometheus = Prometheus(self._stack.s)
+        try:
+            prometheus.write_targets({n: self.ports[f"ops-{n}"] for n in SERVICES}, name="demo")
+            if prometheus.start() == "started":
+                self._stack_started.append("prometheus")
+        except StackError as exc:
+            self.timeline.say(f"  prometheus: not started ({exc})")
+            return
+        self._prometheus = prometheus
+        self.timeline.say(f"  prometheus {prometheus.url} (alerts: {prometheus.url}/alerts)")
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.cfg.ready_timeout_s
@@ -260,5 +279,7 @@ class Demo:
             proc.stop(timeout=15)
         self._started_procs.clear()
         for name in self._stack_started:
-            getattr(self._stack, name).stop()
+            (self._prometheus.proc if name == "prometheus" else getattr(self._stack, name)).stop()
         self._stack_started = []
+        if self._prometheus is not None:
+            self._prometheus.remove_targets("demo")
