@@ -1,4 +1,5 @@
-"""Write kubeconform JSON schemas for the KEDA custom resources we use (ScaledObject, TriggerAuthentication).
+"""Write kubeconform JSON schemas for the custom resources we use: KEDA's (ScaledObject, TriggerAuthentication) and
+the Prometheus Operator's (ServiceMonitor, PrometheusRule, in deploy/monitoring).
 
 Run by install_validators.sh with the Python of a throw-away virtual environment that holds
 `cloudcoil.models.keda` (pydantic models generated from KEDA's CRDs, from PyPI); the schemas are those models'
@@ -27,6 +28,7 @@ def strict(node: Any) -> Any:
 
 def main(out_dir: str) -> int:
     from cloudcoil.models.keda import v1alpha1
+    from cloudcoil.models.prometheus_operator import v1 as monitoring_v1
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -35,6 +37,10 @@ def main(out_dir: str) -> int:
         schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
         # kubeconform's file name: {kind lower}-{first label of the group}-{version}.json
         (out / f"{kind.lower()}-keda-v1alpha1.json").write_text(json.dumps(schema, indent=1))
+    for kind in ("ServiceMonitor", "PrometheusRule"):
+        schema = strict(getattr(monitoring_v1, kind).model_json_schema(by_alias=True))
+        schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+        (out / f"{kind.lower()}-monitoring-v1.json").write_text(json.dumps(schema, indent=1))
     return 0
 
 

@@ -20,6 +20,7 @@ KUSTOMIZE_VERSIONS=(v5.8.2 v5.8.1)   # the newest first; v5.8.3 needs Go >= 1.27
 K8S_SCHEMA_PACKAGE=kubernetes-validate==1.37.0
 K8S_VERSION=1.33.0
 KEDA_MODELS_PACKAGE=cloudcoil.models.keda==2.16.1.0
+PROMETHEUS_OPERATOR_MODELS_PACKAGE=cloudcoil.models.prometheus_operator==0.80.1.0  # ServiceMonitor, PrometheusRule
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -108,17 +109,18 @@ PY
 fi
 [[ -f "$k8s_dir/.complete-v$K8S_VERSION" ]] || { log "Kubernetes schemas unavailable"; k8s_dir=""; }
 
-# ---- KEDA CRD schemas (from cloudcoil.models.keda) -----------------------------------------------------------
-crd_dir="$cache/crd-schemas-${KEDA_MODELS_PACKAGE//==/-}"
+# ---- KEDA and prometheus-operator CRD schemas (from cloudcoil.models.*) -------------------------------------
+crd_dir="$cache/crd-schemas-${KEDA_MODELS_PACKAGE//==/-}-${PROMETHEUS_OPERATOR_MODELS_PACKAGE//==/-}"
 if [[ ! -f "$crd_dir/.complete" ]]; then
-  log "building KEDA CRD schemas from $KEDA_MODELS_PACKAGE (first run only)"
+  log "building CRD schemas from $KEDA_MODELS_PACKAGE and $PROMETHEUS_OPERATOR_MODELS_PACKAGE (first run only)"
   venv="$cache/keda-models-venv"
   if { [[ -x "$venv/bin/python" ]] || "$python" -m venv "$venv"; } \
-      && "$venv/bin/python" -m pip install -q --disable-pip-version-check "$KEDA_MODELS_PACKAGE" >&2 \
+      && "$venv/bin/python" -m pip install -q --disable-pip-version-check "$KEDA_MODELS_PACKAGE" \
+         "$PROMETHEUS_OPERATOR_MODELS_PACKAGE" >&2 \
       && "$venv/bin/python" "$here/gen_crd_schemas.py" "$crd_dir" >&2; then
     touch "$crd_dir/.complete"
   else
-    log "KEDA CRD schemas unavailable"
+    log "CRD schemas unavailable"
   fi
 fi
 [[ -f "$crd_dir/.complete" ]] || crd_dir=""
