@@ -10,7 +10,8 @@ __all__ = ["register"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("ops-gen", help="regenerate the PrometheusRule, ServiceMonitor and Grafana dashboards in deploy/")
+    p = sub.add_parser("ops-gen", help="regenerate the PrometheusRule, ServiceMonitor and Grafana dashboards "
+                                       "in deploy/")
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 when a generated file is stale")
     p.set_defaults(func=_ops_gen)
 
