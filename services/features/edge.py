@@ -30,7 +30,7 @@ import faust
 from faust.streams import _current_event  # the one private faust API: see FaustTables
 from faust.types import EventT
 from mlops import contracts
-from mlops.bus import KafkaBus, Producer, set_lag
+from mlops.bus import KafkaBus, LagSeries, Producer
 from mlops.definitions import Revision
 from mlops.online_store import OnlineStore, ViewUpdate
 from mlops.telemetry import extract_context, messaging_attributes, traceparent_of_current, tracer
@@ -103,14 +103,18 @@ def build(
             await featurizer.handle(batch, FaustTables(views))
 
     # --- timers ----------------------------------------------------------------------------------------------
+    lag = LagSeries(settings.app_id)  # a partition revoked since the last report drops its series
+
     @app.timer(interval=settings.commit_interval_s * 5)
     async def report_lag() -> None:
         try:
+            lags = {}
             for tp in app.consumer.assignment():
                 if tp.topic == events_name:
                     position, high = await app.consumer.position(tp), app.consumer.highwater(tp)
                     if position is not None and high is not None:
-                        set_lag(settings.app_id, tp.topic, tp.partition, high - position)
+                        lags[(tp.topic, tp.partition)] = high - position
+            lag.update(lags)
         except Exception as exc:  # metrics must never stop the worker
             log.debug("lag refresh failed", extra={"fields": {"error": str(exc)}})
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from mlops.bus._bus import Bus, KafkaBus
 from mlops.bus._kafka import Consumer, Producer, wait_for_broker, watermarks
-from mlops.bus._lag import CONSUMER_LAG, set_lag
+from mlops.bus._lag import CONSUMER_LAG, LagSeries, set_lag
 from mlops.bus._loop import FailurePolicy, StopFlag, run_loop
 from mlops.bus._memory import MemoryBus
 from mlops.bus._reader import Reader
@@ -30,6 +30,7 @@ __all__ = [
     "Consumer",
     "FailurePolicy",
     "KafkaBus",
+    "LagSeries",
     "MemoryBus",
     "Producer",
     "Reader",
