@@ -9,7 +9,7 @@ from monitor_helpers import DELIVERY, SEA, delivery_samples, interleave, sea_sam
 from prometheus_client import REGISTRY
 
 from services.monitor import DriftMonitor, MonitorConfig, MonitorSettings
-from services.monitor.metrics import CounterSync
+from services.monitor.metrics import REALISED, CounterSync
 
 
 def realised(model: str, version: str, metric: str) -> float | None:
@@ -27,6 +27,7 @@ def test_realised_metric_per_serving_version() -> None:
     settings = MonitorSettings()
     m = DriftMonitor(settings, config=MonitorConfig.of(merge(load(SEA), load(DELIVERY)), revision=1))
     sync = CounterSync()
+    REALISED.clear()  # the registry is process-wide: other tests' monitors published theirs
     few = settings.error_recent_labels // 2
     feed(m, interleave(sea_samples(few, None), delivery_samples(few, None)))
     sync.sync(m)
