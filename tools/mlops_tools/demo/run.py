@@ -154,7 +154,7 @@ class Demo:
 
         prometheus = Prometheus(self._stack.s)
         try:
-            prometheus.write_targets({n: self.ports[f"ops-{n}"] for n in SERVICES}, name="demo")
+            prometheus.write_targets({n: self.ports[f"ops-{n}"] for n in SERVICES}, name=self.tag)
             if prometheus.start() == "started":
                 self._stack_started.append("prometheus")
         except StackError as exc:
@@ -282,4 +282,4 @@ class Demo:
             (self._prometheus.proc if name == "prometheus" else getattr(self._stack, name)).stop()
         self._stack_started = []
         if self._prometheus is not None:
-            self._prometheus.remove_targets("demo")
+            self._prometheus.remove_targets(self.tag)
