@@ -62,6 +62,11 @@ def test_scrapes_its_targets_and_fires_the_drift_alert(prometheus: Prometheus) -
 
         fired = wait_for(drift_alert, 60)
         assert fired and fired[0]["labels"]["kind"] == "data", prometheus.firing_alerts()
+
+        prometheus.remove_targets("services")  # dropped and marked stale: gone, not down
+        assert prometheus.active_targets() == []
+        # its series end with stale markers (a couple of scrape intervals later), not with a failed scrape
+        assert wait_for(lambda: prometheus.api("query?query=up")["result"] == [], 30), prometheus.api("query?query=up")
     finally:
         server.shutdown()
         thread.join(5)

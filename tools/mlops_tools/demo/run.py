@@ -275,11 +275,11 @@ class Demo:
         self._stop.set()
         for t in self._threads:
             t.join(5)
+        if self._prometheus is not None:  # before the services stop: they are gone, not down
+            self._prometheus.remove_targets(self.tag)
         for _name, proc in reversed(self._started_procs):
             proc.stop(timeout=15)
         self._started_procs.clear()
         for name in self._stack_started:
             (self._prometheus.proc if name == "prometheus" else getattr(self._stack, name)).stop()
         self._stack_started = []
-        if self._prometheus is not None:
-            self._prometheus.remove_targets(self.tag)

@@ -93,8 +93,21 @@ class Prometheus:
         tmp.replace(path)
         return path
 
-    def remove_targets(self, name: str) -> None:
-        (self.targets_dir / f"{name}.json").unlink(missing_ok=True)
+    def remove_targets(self, name: str, timeout: float = 10.0) -> None:
+        """Stop scraping the targets of `write_targets(..., name)`; when Prometheus runs, wait until it has dropped
+        them (it then marks their series stale). Call it before stopping those services: a target stopped first
+        would show as down, and Prometheus writes no stale markers when it shuts down, so a restarted one would
+        still see the last `up == 0` for five minutes."""
+        path = self.targets_dir / f"{name}.json"
+        path.unlink(missing_ok=True)
+        deadline = time.monotonic() + timeout
+        while self.proc.running() and time.monotonic() < deadline:
+            try:
+                if not any(t["discoveredLabels"].get("__meta_filepath") == str(path) for t in self.active_targets()):
+                    return
+            except OSError:
+                return
+            time.sleep(0.5)
 
     # -- process --------------------------------------------------------------------------------------------------
     def start(self) -> str:
