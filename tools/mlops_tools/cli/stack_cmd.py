@@ -1,4 +1,4 @@
-"""`mlops stack up|down|status`: the local Kafka (KRaft) broker and Redis."""
+"""`mlops stack up|down|status`: the local Kafka (KRaft) broker and Redis; with `--ops`, Jaeger."""
 
 from __future__ import annotations
 
@@ -13,19 +13,20 @@ __all__ = ["register"]
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("stack", help="local Kafka (KRaft) + Redis + topics")
     ssub = p.add_subparsers(dest="action", required=True)
-    ssub.add_parser("up", help="fetch, start and wait for Kafka and Redis; create topics (idempotent)").set_defaults(
-        func=_up
-    )
+    up = ssub.add_parser("up", help="fetch, start and wait for Kafka and Redis; create topics (idempotent)")
+    up.add_argument("--ops", action="store_true",
+                    help="also the operators' tools: Jaeger (OTLP traces in, query API out; built once with go)")
+    up.set_defaults(func=_up)
     down = ssub.add_parser("down", help="stop what `stack up` started")
     down.add_argument("--wipe", action="store_true", help="also delete the broker's data: every topic and offset")
     down.set_defaults(func=_down)
     ssub.add_parser("status", help="state of each component").set_defaults(func=_status)
 
 
-def _up(_args: argparse.Namespace) -> int:
+def _up(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
-        result = Stack().up()
+        result = Stack().up(ops=args.ops)
     except StackError as exc:
         print(f"mlops stack up: {exc}", file=sys.stderr)
         return 1

@@ -168,6 +168,9 @@ class Traffic:
         import tritonclient.grpc as grpcclient
         from mlops.telemetry import tracer
         from opentelemetry.propagate import inject
+        from opentelemetry.trace import SpanKind
+
+        from services.inference.edge.tracing import INFER_ATTRIBUTES, INFER_METHOD
 
         cfg = self.cfg
         rng = random.Random(cfg.seed + 1)
@@ -189,7 +192,7 @@ class Traffic:
                 s = serving[n % len(serving)]
                 inp = grpcclient.InferInput("entity_id", [1], "BYTES")
                 inp.set_data_from_numpy(np.array([rng.choice(s.entities).encode()], dtype=np.object_))
-                with tr.start_as_current_span("demo ModelInfer"):
+                with tr.start_as_current_span(INFER_METHOD, kind=SpanKind.CLIENT, attributes=INFER_ATTRIBUTES):
                     headers: dict[str, str] = {}
                     inject(headers)
                     try:
