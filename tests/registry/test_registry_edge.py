@@ -179,10 +179,12 @@ def test_the_candidate_span_continues_the_training_trace_and_parents_the_promote
     offer(bus, cand, headers={"traceparent": f"00-{TRAINING_TRACE}-{TRAINING_SPAN}-01"})
     promoted(bus, 1)
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and "registry.candidate" not in {s.name for s in spans.get_finished_spans()}:
+    while time.monotonic() < deadline and "process obs.model.candidates" not in {
+            s.name for s in spans.get_finished_spans()}:
         time.sleep(0.05)
     by_name = {s.name: s for s in spans.get_finished_spans()}
-    candidate, promote = by_name["registry.candidate"], by_name["registry.promote"]
+    candidate, promote = by_name["process obs.model.candidates"], by_name["send obs.model.promoted"]
+    assert candidate.kind == SpanKind.CONSUMER and candidate.attributes["messaging.operation.type"] == "process"
     assert format(candidate.context.trace_id, "032x") == TRAINING_TRACE
     assert [(format(lk.context.trace_id, "032x"), format(lk.context.span_id, "016x")) for lk in candidate.links] == [
         (TRAINING_TRACE, TRAINING_SPAN)]

@@ -13,6 +13,7 @@ from mlops.contracts.v1 import registry_service_pb2 as api
 from mlops.contracts.v1 import registry_service_pb2_grpc as api_grpc
 from mlops.errors import MlopsError
 from opentelemetry.instrumentation.grpc import client_interceptor
+from opentelemetry.instrumentation.grpc.grpcext import intercept_channel
 
 DEFAULT_ADDRESS = "127.0.0.1:8002"
 
@@ -35,7 +36,7 @@ class RegistryClient:
         self.address = address or default_address()
         self.timeout = timeout
         # the client span carries this process's trace context to the registry (W3C traceparent in the metadata)
-        self._channel = grpc.intercept_channel(grpc.insecure_channel(self.address), client_interceptor())
+        self._channel = intercept_channel(grpc.insecure_channel(self.address), client_interceptor())
         self._stub = api_grpc.ModelRegistryStub(self._channel)
 
     def _call(self, method: str, request: object) -> object:
