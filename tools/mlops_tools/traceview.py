@@ -137,7 +137,7 @@ def find_trace(spans: list[Span], prefix: str) -> str | None:
 # attributes worth a glance, with the short label they are shown under
 _KEY_ATTRS = {
     "messaging.destination.name": "topic", "messaging.destination.partition.id": "partition",
-    "messaging.kafka.offset": "offset", "messaging.batch.message_count": "batch",
+    "messaging.kafka.offset": "offset", "messaging.kafka.message.key": "key", "messaging.batch.message_count": "batch",
     "rpc.method": "rpc", "rpc.grpc.status_code": "grpc_status", "db.system": "db",
     "mlops.model": "model", "mlops.model_version": "version", "mlops.entity_id": "entity",
     "mlops.detector": "detector", "mlops.decision": "decision", "mlops.action": "action",
