@@ -30,7 +30,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcess
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-pytestmark = pytest.mark.integration
+# the first use on a machine builds Jaeger with go (many minutes on two cores), inside the fixture's setup
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(jaeger.BUILD_TIMEOUT_S + 300)]
 
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
