@@ -273,8 +273,8 @@ class Stack:
                 out.append(ComponentStatus(name, "stopped", f"log: {proc.log_file}"))
         from mlops_tools.stack import jaeger
 
-        ops = jaeger.status(self)  # an ops component is listed once started (`up --ops`)
-        return out if ops.state == "stopped" else [*out, ops]
+        ops = jaeger.status(self)  # an ops component is listed once this stack started it (`up --ops`)
+        return out if ops.state in ("stopped", "foreign") else [*out, ops]
 
     def _wait(self, name: str, proc: ManagedProcess, port: int) -> None:
         deadline = time.monotonic() + self.s.start_timeout_s
