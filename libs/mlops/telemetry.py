@@ -191,7 +191,7 @@ def current_trace_ids() -> tuple[str, str]:
     return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
 
 
-# --- OpenTelemetry semantic conventions: the one place span names and attributes are spelled ------------------
+# --- span names and attributes per the OpenTelemetry semantic conventions ---------------------------------------
 
 # messaging.operation.type values (`publish` is the deprecated name of `send`)
 MESSAGING_OPERATIONS = ("create", "send", "receive", "process", "settle")
