@@ -16,13 +16,11 @@ _TRACE_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from mlops_tools.stack.jaeger import query_url
-
     p = sub.add_parser("trace", help="show a trace as a timed span tree (no ID: list recent traces)")
     p.add_argument("trace_id", nargs="?",
                    help="trace id (a unique prefix of a recent one will do), a traceparent or span id, or 'last'")
-    p.add_argument("--jaeger", default=query_url(), metavar="URL",
-                   help="Jaeger query API (default: the stack's, %(default)s; MLOPS_STACK_JAEGER_QUERY_PORT)")
+    p.add_argument("--jaeger", metavar="URL",
+                   help="Jaeger query API (default: the stack's, http://127.0.0.1:16686, MLOPS_STACK_JAEGER_*)")
     p.add_argument("--file", type=Path, action="append",
                    help="read OTLP/JSON-lines span file(s) instead of Jaeger (the offline fallback; default when "
                         "Jaeger is down: MLOPS_TELEMETRY_FILE_PATH, .run/traces.jsonl)")
@@ -62,6 +60,10 @@ def _from_jaeger(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 def _trace(args: argparse.Namespace) -> int:
     from mlops_tools.traceview import find_trace, latest, load_spans, render, summary
 
+    if args.jaeger is None:
+        from mlops_tools.stack.jaeger import query_url
+
+        args.jaeger = query_url()
     bad = [t for t in args.tag if "=" not in t]
     if bad:
         print(f"mlops trace: --tag wants KEY=VALUE (got {bad[0]!r})", file=sys.stderr)
