@@ -14,6 +14,7 @@ The library's errors, each defined in the module whose failures it names:
     │   └── TraceparentTooLong                                        a traceparent longer than W3C's 55 bytes
     ├── OfflineStoreError                        mlops.offline_store  offset ranges not read completely
     ├── UnknownExporter (also ValueError)        mlops.telemetry      MLOPS_TELEMETRY_EXPORTER names no exporter
+    ├── UnknownMessagingOperation (ValueError)   mlops.telemetry      not a messaging convention operation (send, …)
     ├── DefinitionsError                         mlops.definitions    definitions that cannot be applied or read
     ├── LabelError                               mlops.definitions    a label that does not fit its model
     └── ArtifactError                            mlops.artifacts

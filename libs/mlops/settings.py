@@ -8,8 +8,9 @@ settings class with an MLOPS_<SERVICE>_ prefix.
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["MAX_MESSAGE_BYTES", "KafkaSettings", "RedisSettings", "TelemetrySettings", "settings_config"]
@@ -66,11 +67,37 @@ class TelemetrySettings(BaseSettings):
     model_config = settings_config("MLOPS_TELEMETRY_")
 
     exporter: str = Field(
-        "none", description="Trace exporter: none | console | otlp-grpc | otlp-http | file (JSON lines)."
+        "none", description="Trace exporter: none | console | otlp-grpc | otlp-http | file (OTLP/JSON lines, offline)."
     )
-    otlp_endpoint: str | None = Field(None, description="OTLP endpoint for the otlp-* exporters.")
-    file_path: Path = Field(Path(".run/traces.jsonl"), description="Where the file exporter appends spans.")
+    otlp_endpoint: str | None = Field(
+        None,
+        description="OTLP collector / Jaeger URL for the otlp-* exporters (http[s]://host:port). Default: the local "
+        "stack's Jaeger, http://127.0.0.1:4317 for otlp-grpc and http://127.0.0.1:4318 for otlp-http "
+        "(which posts to its /v1/traces).",
+    )
+    file_path: Path = Field(
+        Path(".run/traces.jsonl"), description="Where the file exporter appends spans (one OTLP/JSON request a line)."
+    )
     sampling_ratio: float = Field(1.0, ge=0.0, le=1.0, description="Parent-based trace id ratio sampling.")
     metrics_port: int | None = Field(None, description="Prometheus metrics port (each service has a default).")
     log_level: str = Field("INFO", description="Log level of the structured logs.")
     log_format: str = Field("json", description="json | text.")
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _endpoint_is_a_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        url = urlsplit(value)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError(f"otlp_endpoint must be an http(s) URL like http://host:4317 (got {value!r})")
+        return value
+
+    def otlp_traces_endpoint(self) -> str:
+        """Where the configured otlp-* exporter sends spans: gRPC takes host:port, OTLP/HTTP the full
+        /v1/traces path (added when the endpoint has no path, as the OTEL_EXPORTER_OTLP_ENDPOINT rule does)."""
+        http = self.exporter.lower() == "otlp-http"
+        endpoint = self.otlp_endpoint or ("http://127.0.0.1:4318" if http else "http://127.0.0.1:4317")
+        if http and urlsplit(endpoint).path in ("", "/"):
+            endpoint = endpoint.rstrip("/") + "/v1/traces"
+        return endpoint

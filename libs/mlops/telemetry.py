@@ -6,7 +6,7 @@ import json
 import logging
 import sys
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,17 +28,20 @@ from mlops.settings import TelemetrySettings
 
 __all__ = [
     "JsonFormatter",
+    "MESSAGING_OPERATIONS",
     "JsonLinesSpanExporter",
     "UnknownExporter",
+    "UnknownMessagingOperation",
     "current_trace_ids",
     "extract_context",
     "inject_headers",
     "link_to_ids",
     "messaging_attributes",
+    "messaging_span_name",
+    "otlp_json",
     "setup_logging",
     "setup_tracing",
     "span_link",
-    "span_record",
     "start_ops_server",
     "traceparent_of_current",
     "tracer",
@@ -57,43 +60,32 @@ class UnknownExporter(MlopsError, ValueError):
 
 
 class JsonLinesSpanExporter(SpanExporter):
-    """Appends finished spans as OTLP-like JSON lines to a file; `mlops trace` renders them. Safe across processes
-    because each span is one short append."""
+    """The offline fallback: appends each exported batch as one OTLP/JSON `ExportTraceServiceRequest` per line (the
+    standard JSON mapping, as the OpenTelemetry Collector's file exporter writes it), so `mlops trace --file` reads
+    it and any OTLP/HTTP receiver takes a line as it is. Safe across processes: one short append per batch."""
 
     def __init__(self, path: Path):
         self.path = path
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
 
-    def export(self, spans: Iterable[ReadableSpan]) -> SpanExportResult:
-        lines = [json.dumps(span_record(span), default=str, separators=(",", ":")) + "\n" for span in spans]
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if not spans:
+            return SpanExportResult.SUCCESS
+        line = otlp_json(spans) + "\n"
         with self._lock, self.path.open("a", encoding="utf-8") as fh:
-            fh.writelines(lines)
+            fh.write(line)
         return SpanExportResult.SUCCESS
 
     def shutdown(self) -> None:
         return None
 
 
-def span_record(span: ReadableSpan) -> dict[str, Any]:
-    """A finished span as a compact dict in the shape of the SDK's `to_json` (times as epoch nanoseconds).
-    Hand-built because `ReadableSpan.to_json` costs ~130 µs a span — most of the file exporter's overhead."""
-    ctx = span.context
-    parent = span.parent
-    return {
-        "name": span.name,
-        "context": {"trace_id": f"0x{ctx.trace_id:032x}", "span_id": f"0x{ctx.span_id:016x}"},
-        "kind": str(span.kind),
-        "parent_id": f"0x{parent.span_id:016x}" if parent is not None else None,
-        "start_time_unix_nano": span.start_time,
-        "end_time_unix_nano": span.end_time,
-        "status": {"status_code": span.status.status_code.name, "description": span.status.description},
-        "attributes": dict(span.attributes or {}),
-        "events": [{"name": ev.name, "attributes": dict(ev.attributes or {})} for ev in span.events],
-        "links": [{"context": {"trace_id": f"0x{lk.context.trace_id:032x}", "span_id": f"0x{lk.context.span_id:016x}"},
-                   "attributes": dict(lk.attributes or {})} for lk in span.links],
-        "resource": {"attributes": {"service.name": span.resource.attributes.get("service.name", "?")}},
-    }
+def otlp_json(spans: Sequence[ReadableSpan]) -> str:
+    """Finished spans as one OTLP/JSON ExportTraceServiceRequest (hex ids, integer enums, camelCase), one line."""
+    from opentelemetry.exporter.otlp.json.common.trace_encoder import encode_spans
+
+    return json.dumps(encode_spans(spans).to_dict(), separators=(",", ":"))
 
 
 def _exporter(settings: TelemetrySettings) -> SpanExporter | None:
@@ -107,11 +99,11 @@ def _exporter(settings: TelemetrySettings) -> SpanExporter | None:
     if kind == "otlp-grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
-        return OTLPSpanExporter(endpoint=settings.otlp_endpoint) if settings.otlp_endpoint else OTLPSpanExporter()
+        return OTLPSpanExporter(endpoint=settings.otlp_traces_endpoint())
     if kind == "otlp-http":
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
 
-        return HttpExporter(endpoint=settings.otlp_endpoint) if settings.otlp_endpoint else HttpExporter()
+        return HttpExporter(endpoint=settings.otlp_traces_endpoint())
     raise UnknownExporter(settings.exporter)
 
 
@@ -199,12 +191,39 @@ def current_trace_ids() -> tuple[str, str]:
     return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
 
 
+# --- span names and attributes per the OpenTelemetry semantic conventions ---------------------------------------
+
+# messaging.operation.type values (`publish` is the deprecated name of `send`)
+MESSAGING_OPERATIONS = ("create", "send", "receive", "process", "settle")
+
+
+class UnknownMessagingOperation(MlopsError, ValueError):
+    def __init__(self, operation: str):
+        super().__init__(f"messaging operation {operation!r} is not one of {' | '.join(MESSAGING_OPERATIONS)} "
+                         "(OpenTelemetry messaging conventions; `publish` is now `send`)")
+        self.operation = operation
+
+
+def _operation(operation: str) -> str:
+    if operation not in MESSAGING_OPERATIONS:
+        raise UnknownMessagingOperation(operation)
+    return operation
+
+
+def messaging_span_name(operation: str, destination: str) -> str:
+    """`{operation} {destination}`, the messaging conventions' span name (`send model.promoted`, `process raw.x`)."""
+    return f"{_operation(operation)} {destination}"
+
+
 def messaging_attributes(operation: str, topic: str, partition: int | None = None, offset: int | None = None,
                          key: bytes | str | None = None, group: str | None = None) -> dict[str, Any]:
-    """OpenTelemetry messaging semantic-convention attributes for a Kafka span."""
+    """OpenTelemetry messaging semantic-convention attributes for a Kafka span (`operation`: send, receive,
+    process, …); partition, offset, key and consumer group where known."""
+    op = _operation(operation)
     attrs: dict[str, Any] = {
         "messaging.system": "kafka",
-        "messaging.operation.type": operation,
+        "messaging.operation.type": op,
+        "messaging.operation.name": op,
         "messaging.destination.name": topic,
     }
     if partition is not None:

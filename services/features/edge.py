@@ -259,7 +259,7 @@ class Featurizer:
             return
         attrs = messaging_attributes("process", msg.topic, msg.partition, msg.offset, ev.entity_id, self._group)
         # ended by handle once the batch's online views are written
-        span = _tracer.start_span("features update", context=extract_context(msg.headers), kind=SpanKind.CONSUMER,
+        span = _tracer.start_span(f"process {msg.topic}", context=extract_context(msg.headers), kind=SpanKind.CONSUMER,
                                   attributes=attrs)
         span.set_attribute("mlops.event_id", ev.event_id)
         spans.append((span, ev.ingest_time_ms))
@@ -271,8 +271,8 @@ class Featurizer:
     def _publish(self, entity_id: str, vectors: list[FeatureVector], context: Context) -> str:
         """Each view's vector to features.log under one publish span; returns the traceparent the online views
         carry (a prediction that reads them links back to this update)."""
-        with _tracer.start_as_current_span(f"{self._features_log} publish", context=context, kind=SpanKind.PRODUCER,
-                                           attributes=messaging_attributes("publish", self._features_log,
+        with _tracer.start_as_current_span(f"send {self._features_log}", context=context, kind=SpanKind.PRODUCER,
+                                           attributes=messaging_attributes("send", self._features_log,
                                                                            key=entity_id)):
             for vector in vectors:
                 self._producer.send(self._features_log, feature_vector_record(vector), key=vector.entity_id)
@@ -302,9 +302,9 @@ class Featurizer:
             await flushed
         written = time.time_ns()
         for view, span in views:
-            write = _tracer.start_span("online_store write", context=set_span_in_context(span), kind=SpanKind.CLIENT,
+            write = _tracer.start_span("MULTI", context=set_span_in_context(span), kind=SpanKind.CLIENT,
                                        start_time=begun, attributes={
-                                           "db.system": "redis", "db.operation": "HSET", "mlops.entity_id":
+                                           "db.system": "redis", "db.operation.name": "MULTI", "mlops.entity_id":
                                            view.entity_id, "mlops.view": view.layout.name,
-                                           "mlops.batch_views": len(views)})
+                                           "db.operation.batch.size": len(views)})
             write.end(end_time=written)

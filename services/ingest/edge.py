@@ -298,7 +298,8 @@ class Ingest:
         if event_id is not None:
             attrs["mlops.event_id"] = event_id
         return _tracer.start_span(
-            "ingest validate", context=parent, kind=SpanKind.CONSUMER, attributes=attrs, start_time=start_ns
+            f"process {attrs['messaging.destination.name']}", context=parent, kind=SpanKind.CONSUMER, attributes=attrs,
+            start_time=start_ns,
         )
 
     def _dead_letter(

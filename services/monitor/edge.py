@@ -271,13 +271,13 @@ class MonitorService:
         here = span_link(record.headers)
         if here is not None:
             links.append(here)
-        attrs = messaging_attributes("publish", self.retrain_topic, key=d.model_name) | {
+        attrs = messaging_attributes("send", self.retrain_topic, key=d.model_name) | {
             "mlops.model.name": d.model_name, "mlops.model.version": d.model_version,
             "mlops.drift.detector": d.detector, "mlops.drift.statistic": d.statistic,
             "mlops.drift.feature": d.feature, "mlops.drift.value": d.value,
             "mlops.retrain.request_id": d.request_id,
         }
-        with self.tracer.start_as_current_span(f"{self.retrain_topic} publish", kind=SpanKind.PRODUCER,
+        with self.tracer.start_as_current_span(f"send {self.retrain_topic}", kind=SpanKind.PRODUCER,
                                                links=links, attributes=attrs, context=trace.set_span_in_context(
                                                    trace.INVALID_SPAN)):
             trace_id, span_id = current_trace_ids()

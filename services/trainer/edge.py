@@ -210,7 +210,8 @@ class TrainerService:
         metrics.COALESCED.inc(max(0, len(asks) - len(jobs)))
         for job in jobs:
             with _tracer.start_as_current_span(
-                "trainer.retrain", links=links, context=extract_context(records[-1].headers),
+                f"process {self.requests_topic}", links=links, context=extract_context(records[-1].headers),
+                kind=trace.SpanKind.CONSUMER,
                 attributes=messaging_attributes("process", self.requests_topic, group=s.group_id),
             ):
                 self.run_job(job)

@@ -87,7 +87,7 @@ def test_file_exporter_writes_json_lines(tmp_path) -> None:
     with local.get_tracer("t").start_as_current_span("one"):
         pass
     [line] = path.read_text().splitlines()
-    assert json.loads(line)["name"] == "one"
+    assert json.loads(line)["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["name"] == "one"  # OTLP/JSON
     assert provider is trace.get_tracer_provider()
 
 

@@ -193,7 +193,7 @@ def test_protobuf_and_trace_continuation(kafka_settings: KafkaSettings) -> None:
     by_key = {m.key(): dict(m.headers()) for m in events}
     assert by_key[b"p1"]["traceparent"].decode().split("-")[1] == trace_id
     assert by_key[b"p2"]["traceparent"].decode().split("-")[1] != trace_id
-    spans = [s for s in exporter.get_finished_spans() if s.name == "ingest validate"]
+    spans = [s for s in exporter.get_finished_spans() if s.name == f"process {topic_name(RAW_EVENTS, kafka_settings)}"]
     assert any(format(s.context.trace_id, "032x") == trace_id and s.parent is not None for s in spans)
     assert any(s.parent is None for s in spans)
 

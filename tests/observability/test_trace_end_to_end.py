@@ -18,7 +18,7 @@ from mlops.definitions import load
 from mlops.online_store import SyncRedisOnlineStore, ViewLayout
 from mlops.settings import KafkaSettings, RedisSettings
 from mlops.telemetry import JsonLinesSpanExporter, current_trace_ids, messaging_attributes, setup_tracing, tracer
-from mlops.topics import FEATURES_LOG, RAW_EVENTS, topic_name
+from mlops.topics import EVENTS, FEATURES_LOG, RAW_EVENTS, topic_name
 from mlops_tools.traceview import Span, render
 from obs_helpers import ROOT, ServiceProcess, metric_names, running, spans_in, wait_for
 from opentelemetry import trace
@@ -69,8 +69,8 @@ def test_one_trace_from_producer_to_features_log(
               "values": {"x0": 1.0, "x1": 2.0, "x2": 3.0}}
     producer = Producer(kafka_settings, client_id="obs-test")
     with tracer("mlops.test").start_as_current_span(
-        f"{raw_topic} publish", kind=SpanKind.PRODUCER,
-        attributes=messaging_attributes("publish", raw_topic, key=entity),
+        f"send {raw_topic}", kind=SpanKind.PRODUCER,
+        attributes=messaging_attributes("send", raw_topic, key=entity),
     ):
         trace_id, producer_span_id = current_trace_ids()
         producer.send(raw_topic, json.dumps(record).encode(), key=entity,
@@ -95,8 +95,10 @@ def test_one_trace_from_producer_to_features_log(
 
     # spans reach the files (the batch processor exports every ~5 s)
     files = [producer_file, pipeline["ingest"].span_file, pipeline["features"].span_file]
-    log_publish = f"{topic_name(FEATURES_LOG, kafka_settings)} publish"
-    names = {"ingest validate", "features update", "online_store write", log_publish}
+    # span names per the OpenTelemetry conventions: `{operation} {topic}` for messaging, the command for Redis
+    log_send = f"send {topic_name(FEATURES_LOG, kafka_settings)}"
+    ingest_name, update_name = f"process {raw_topic}", f"process {topic_name(EVENTS, kafka_settings)}"
+    names = {ingest_name, update_name, "MULTI", log_send}
 
     def complete() -> list[Span] | None:
         trace.get_tracer_provider().force_flush()  # type: ignore[attr-defined]
@@ -106,33 +108,36 @@ def test_one_trace_from_producer_to_features_log(
     spans = wait_for(complete, 20.0, 0.5)
     assert spans, f"spans of trace {trace_id} incomplete: {[s.name for s in spans_in(files)]}"
     assert isinstance(spans, list)
-    root = _one(spans, f"{raw_topic} publish", trace_id)
-    ingest = _one(spans, "ingest validate", trace_id)
-    update = _one(spans, "features update", trace_id)
-    write = _one(spans, "online_store write", trace_id)
-    publish = _one(spans, log_publish, trace_id)
+    root = _one(spans, f"send {raw_topic}", trace_id)
+    ingest = _one(spans, ingest_name, trace_id)
+    update = _one(spans, update_name, trace_id)
+    write = _one(spans, "MULTI", trace_id)
+    publish = _one(spans, log_send, trace_id)
     assert root.span_id == producer_span_id and root.parent_id is None
     assert ingest.parent_id == root.span_id and ingest.service == "ingest" and ingest.kind == "CONSUMER"
     assert ingest.attributes["messaging.system"] == "kafka"
+    assert ingest.attributes["messaging.operation.type"] == "process"
     assert ingest.attributes["messaging.destination.name"] == raw_topic
     assert "messaging.kafka.offset" in ingest.attributes and "messaging.destination.partition.id" in ingest.attributes
     assert update.parent_id == ingest.span_id and update.service == "features" and update.kind == "CONSUMER"
     assert write.parent_id == update.span_id and write.kind == "CLIENT" and write.attributes["db.system"] == "redis"
     assert publish.parent_id == update.span_id and publish.kind == "PRODUCER"
+    assert publish.attributes["messaging.operation.type"] == "send"
+    assert "messaging.kafka.message.key" in publish.attributes
     # what is stored and what features.log carries point at the update / its publish span
     assert view.traceparent.split("-")[2] == update.span_id
     assert headers["traceparent"].split("-")[2] == publish.span_id
 
     # `mlops trace` renders it as one tree across the three processes
     tree = render(spans, trace_id)
-    assert "3 services" in tree and "online_store write" in tree
+    assert "3 services" in tree and "MULTI [features]" in tree
     out = subprocess.run(
         [sys.executable, "-m", "mlops_tools.cli", "trace", trace_id[:12],
          *(arg for f in files for arg in ("--file", str(f)))],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )
     assert out.returncode == 0, out.stderr
-    assert f"trace {trace_id}" in out.stdout and "features update [features]" in out.stdout
+    assert f"trace {trace_id}" in out.stdout and f"{update_name} [features]" in out.stdout
 
     # every running service's ops endpoint serves its key metrics
     expected = {

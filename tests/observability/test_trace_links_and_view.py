@@ -1,5 +1,6 @@
 """Unit: span links of the trainer (to the RetrainRequest's drift evidence) and the `mlops trace` renderer on spans
-written by the JSON-lines exporter. No broker. (The registry's spans are tested in tests/registry.)"""
+written by the OTLP/JSON-lines file exporter. No broker. (The registry's spans are tested in tests/registry and
+test_registry_grpc_tracing.py; Jaeger's answers in test_tracestore.py.)"""
 
 from __future__ import annotations
 
@@ -90,14 +91,14 @@ def _write_story(path: Path) -> tuple[str, str]:
     provider = TracerProvider(resource=Resource.create({"service.name": "story"}))
     provider.add_span_processor(SimpleSpanProcessor(JsonLinesSpanExporter(path)))
     t = provider.get_tracer("story")
-    with t.start_as_current_span("raw.events publish", kind=SpanKind.PRODUCER) as root:
+    with t.start_as_current_span("send raw.events", kind=SpanKind.PRODUCER) as root:
         headers = inject_headers()
         assert traceparent_of_current().startswith("00-")
     first = format(root.get_span_context().trace_id, "032x")
-    with t.start_as_current_span("ingest validate", context=extract_context(headers), kind=SpanKind.CONSUMER,
+    with t.start_as_current_span("process raw.events", context=extract_context(headers), kind=SpanKind.CONSUMER,
                                  attributes={"messaging.destination.name": "raw.events",
                                              "messaging.kafka.offset": 7}) as consumer:
-        with t.start_as_current_span("online_store write") as failing:
+        with t.start_as_current_span("MULTI", kind=SpanKind.CLIENT, attributes={"db.system": "redis"}) as failing:
             failing.set_status(Status(StatusCode.ERROR, "redis down"))
     update_ctx = consumer.get_span_context()
     with t.start_as_current_span("predict", links=[trace.Link(update_ctx)]) as predict:
@@ -116,13 +117,13 @@ def test_render_shows_tree_waits_errors_and_resolved_links(tmp_path: Path) -> No
     tree = render(spans, first)
     lines = tree.splitlines()
     assert lines[0].startswith(f"trace {first}  3 spans") and "1 failed" in lines[0]
-    assert "└─ raw.events publish [story]" in lines[1]
-    assert "ingest validate" in lines[2] and "topic=raw.events" in lines[2] and "offset=7" in lines[2]
+    assert "└─ send raw.events [story]" in lines[1]
+    assert "process raw.events" in lines[2] and "topic=raw.events" in lines[2] and "offset=7" in lines[2]
     assert "after parent" in lines[2]  # the consumer started after the producer span ended: the Kafka hop
-    assert "online_store write [story] ✗" in tree and "✗ redis down" in tree
-    assert "linked from other traces:" in tree and "→ ingest validate" in tree
+    assert "MULTI [story] ✗" in tree and "db=redis" in tree and "✗ redis down" in tree
+    assert "linked from other traces:" in tree and "→ process raw.events" in tree
     other = render(spans, second)
-    assert "↪ links to ingest validate [story] in trace" in other
+    assert "↪ links to process raw.events [story] in trace" in other
     assert render(spans, "f" * 32) == f"no spans for trace {'f' * 32}"
 
 
@@ -135,14 +136,25 @@ def test_find_trace_by_prefix_traceparent_span_id_and_latest(tmp_path: Path) -> 
     assert find_trace(spans, f"00-{first}-{some_span.span_id}-01") == first
     assert find_trace(spans, some_span.span_id) == first
     assert find_trace(spans, "") is None  # ambiguous: two traces
-    assert latest(spans) == second and latest(spans, "ingest") == first and latest(spans, "nothing") is None
-    listing = summary(spans, contains="ingest")
+    assert latest(spans) == second and latest(spans, "process") == first and latest(spans, "nothing") is None
+    listing = summary(spans, contains="process")
     assert first in listing and second not in listing and "✗" in listing
     assert summary([], 5) == "no traces recorded"
 
 
-def test_span_file_lines_are_json(tmp_path: Path) -> None:
+def test_span_file_lines_are_otlp_json_requests(tmp_path: Path) -> None:
+    """Each line is one ExportTraceServiceRequest in the standard OTLP/JSON mapping: camelCase fields, hex ids,
+    integer enums, int64 as strings (what an OTLP/HTTP receiver takes as it is)."""
     path = tmp_path / "spans.jsonl"
-    _write_story(path)
+    first, _ = _write_story(path)
     rows = [json.loads(line) for line in path.read_text().splitlines()]
-    assert {r["name"] for r in rows} == {"raw.events publish", "ingest validate", "online_store write", "predict"}
+    spans = [sp for r in rows for rs in r["resourceSpans"] for ss in rs["scopeSpans"] for sp in ss["spans"]]
+    assert {sp["name"] for sp in spans} == {"send raw.events", "process raw.events", "MULTI", "predict"}
+    service = rows[0]["resourceSpans"][0]["resource"]["attributes"]
+    assert {"key": "service.name", "value": {"stringValue": "story"}} in service
+    consumer = next(sp for sp in spans if sp["name"] == "process raw.events")
+    assert consumer["traceId"] == first and len(consumer["spanId"]) == 16 and consumer["kind"] == 5
+    assert {"key": "messaging.kafka.offset", "value": {"intValue": "7"}} in consumer["attributes"]
+    failing = next(sp for sp in spans if sp["name"] == "MULTI")
+    assert failing["status"] == {"code": 2, "message": "redis down"} and failing["parentSpanId"] == consumer["spanId"]
+    assert int(failing["startTimeUnixNano"]) <= int(failing["endTimeUnixNano"])

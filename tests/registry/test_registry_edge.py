@@ -15,7 +15,7 @@ from mlops.artifacts import publish_artifact
 from mlops.bus import MemoryBus, StopFlag
 from mlops.contracts import models_pb2
 from mlops.definitions.store import read_revisions
-from mlops.telemetry import setup_tracing
+from mlops.telemetry import setup_tracing, tracer
 from mlops.topics import MODEL_CANDIDATES, MODEL_PROMOTED, REGISTRY_LOG
 from mlops_tools.registry_client import RegistryCallError, RegistryClient
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -179,10 +179,12 @@ def test_the_candidate_span_continues_the_training_trace_and_parents_the_promote
     offer(bus, cand, headers={"traceparent": f"00-{TRAINING_TRACE}-{TRAINING_SPAN}-01"})
     promoted(bus, 1)
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and "registry.candidate" not in {s.name for s in spans.get_finished_spans()}:
+    while time.monotonic() < deadline and "process obs.model.candidates" not in {
+            s.name for s in spans.get_finished_spans()}:
         time.sleep(0.05)
     by_name = {s.name: s for s in spans.get_finished_spans()}
-    candidate, promote = by_name["registry.candidate"], by_name["registry.promote"]
+    candidate, promote = by_name["process obs.model.candidates"], by_name["send obs.model.promoted"]
+    assert candidate.kind == SpanKind.CONSUMER and candidate.attributes["messaging.operation.type"] == "process"
     assert format(candidate.context.trace_id, "032x") == TRAINING_TRACE
     assert [(format(lk.context.trace_id, "032x"), format(lk.context.span_id, "016x")) for lk in candidate.links] == [
         (TRAINING_TRACE, TRAINING_SPAN)]
@@ -193,6 +195,40 @@ def test_the_candidate_span_continues_the_training_trace_and_parents_the_promote
     assert promote.attributes["mlops.model_version"] == "1"
     after = REGISTRY.get_sample_value("mlops_registry_promotions_total", {"model": "sea", "action": "promote"})
     assert after == before + 1
+
+
+def test_a_promote_over_grpc_joins_the_callers_trace(
+    spans: InMemorySpanExporter, running_factory, onnx_model_factory, candidate_factory,
+) -> None:
+    """The client's span (OTel gRPC instrumentation) carries the caller's context to the registry's server span,
+    which parents the `send model.promoted` span; the announcement carries that trace to inference."""
+    bus, first, better = MemoryBus(topic_prefix="obs."), onnx_model_factory(7.0), onnx_model_factory(9.5)
+    publish(bus, first, better)
+    reg = running_factory(bus)
+    client = RegistryClient(f"127.0.0.1:{reg.app.grpc_port}", timeout=10)
+    try:
+        assert client.register(candidate_factory(first, 7.0)).decision == "promoted"
+        assert client.register(candidate_factory(better, 9.5)).decision == "promoted"
+        client.rollback("sea", "alice", "canary errors")
+        spans.clear()
+        with tracer("test.operator").start_as_current_span("operator promote") as caller:
+            client.promote("sea", "2", "alice", "canary fixed")
+    finally:
+        client.close()
+    trace_id = caller.get_span_context().trace_id
+    finished = [s for s in spans.get_finished_spans() if s.context.trace_id == trace_id]
+    by_kind = {s.kind: s for s in finished if s.name == "/mlops.v1.ModelRegistry/Promote"}
+    client_span, server_span = by_kind[SpanKind.CLIENT], by_kind[SpanKind.SERVER]
+    [send] = [s for s in finished if s.name == "send obs.model.promoted"]
+    assert client_span.parent is not None and client_span.parent.span_id == caller.get_span_context().span_id
+    assert server_span.parent is not None and server_span.parent.span_id == client_span.context.span_id
+    assert send.parent is not None and send.parent.span_id == server_span.context.span_id
+    assert send.kind == SpanKind.PRODUCER and send.attributes["messaging.operation.type"] == "send"
+    assert (server_span.attributes["rpc.system"], server_span.attributes["rpc.service"],
+            server_span.attributes["rpc.method"]) == ("grpc", "mlops.v1.ModelRegistry", "Promote")
+    announced = bus.records(bus.topic(MODEL_PROMOTED))[-1]
+    assert announced.headers["traceparent"].decode().split("-")[1] == format(trace_id, "032x")
+    assert not [s for s in spans.get_finished_spans() if "grpc.health" in s.name]  # probes are not traced
 
 
 def wait_until(predicate, timeout: float = 20.0) -> bool:  # type: ignore[no-untyped-def]

@@ -12,6 +12,8 @@ from mlops.contracts import models_pb2
 from mlops.contracts.v1 import registry_service_pb2 as api
 from mlops.contracts.v1 import registry_service_pb2_grpc as api_grpc
 from mlops.errors import MlopsError
+from opentelemetry.instrumentation.grpc import client_interceptor
+from opentelemetry.instrumentation.grpc.grpcext import intercept_channel
 
 DEFAULT_ADDRESS = "127.0.0.1:8002"
 
@@ -33,7 +35,8 @@ class RegistryClient:
     def __init__(self, address: str | None = None, timeout: float = 30.0):
         self.address = address or default_address()
         self.timeout = timeout
-        self._channel = grpc.insecure_channel(self.address)
+        # the client span carries this process's trace context to the registry (W3C traceparent in the metadata)
+        self._channel = intercept_channel(grpc.insecure_channel(self.address), client_interceptor())
         self._stub = api_grpc.ModelRegistryStub(self._channel)
 
     def _call(self, method: str, request: object) -> object:

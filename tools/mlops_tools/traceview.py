@@ -1,4 +1,5 @@
-"""Read spans written by the JSON-lines exporter and render one trace as a timed span tree (`mlops trace`)."""
+"""Render one trace as a timed span tree (`mlops trace`), from spans read out of Jaeger's query API
+(`mlops_tools.tracestore`) or, offline, out of the OTLP/JSON-lines file the `file` exporter writes."""
 
 from __future__ import annotations
 
@@ -6,10 +7,10 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
-__all__ = ["Span", "find_trace", "latest", "load_spans", "matching", "parse_span", "render", "summary", "traces"]
+__all__ = ["Span", "any_value", "find_trace", "latest", "load_spans", "matching", "otlp_attributes", "parse_otlp",
+           "render", "summary", "traces", "unique"]
 
 
 @dataclass
@@ -34,55 +35,83 @@ class Span:
         return (self.end_us - self.start_us) / 1000
 
 
-def _hex(value: str | None) -> str | None:
-    return value[2:] if value and value.startswith("0x") else value
+_KINDS = {1: "INTERNAL", 2: "SERVER", 3: "CLIENT", 4: "PRODUCER", 5: "CONSUMER"}
+_STATUS = {0: "UNSET", 1: "OK", 2: "ERROR"}
 
 
-def _micros(raw: dict, which: str) -> int:
-    """Span time in µs: epoch nanoseconds (our exporter) or an ISO string (the SDK's own to_json)."""
-    nanos = raw.get(f"{which}_time_unix_nano")
-    if nanos is not None:
-        return int(nanos) // 1000
-    return int(datetime.fromisoformat(raw[f"{which}_time"].replace("Z", "+00:00")).timestamp() * 1_000_000)
+def _enum(value: object, names: dict[int, str], prefix: str, default: str) -> str:
+    """An OTLP/JSON enum: an integer (the standard mapping) or its proto name (`SPAN_KIND_SERVER`)."""
+    if isinstance(value, int):
+        return names.get(value, default)
+    return str(value).removeprefix(prefix) if value else default
 
 
-def parse_span(line: str) -> Span:
-    raw = json.loads(line)
-    ctx = raw["context"]
-    return Span(
-        trace_id=_hex(ctx["trace_id"]) or "",
-        span_id=_hex(ctx["span_id"]) or "",
-        parent_id=_hex(raw.get("parent_id")),
-        name=raw["name"],
-        service=str(raw.get("resource", {}).get("attributes", {}).get("service.name", "?")),
-        kind=str(raw.get("kind", "")).removeprefix("SpanKind."),
-        start_us=_micros(raw, "start"),
-        end_us=_micros(raw, "end"),
-        status=raw.get("status", {}).get("status_code", "UNSET"),
-        attributes=raw.get("attributes") or {},
-        links=[(_hex(lk["context"]["trace_id"]) or "", _hex(lk["context"]["span_id"]) or "")
-               for lk in raw.get("links") or []],
-        status_message=str(raw.get("status", {}).get("description") or ""),
-        events=[(str(ev.get("name", "")), ev.get("attributes") or {}) for ev in raw.get("events") or []],
-    )
+def any_value(value: dict) -> object:
+    """An OTLP/JSON AnyValue as a plain value (int64 arrives as a string in the standard mapping)."""
+    if "intValue" in value:
+        return int(value["intValue"])
+    if "arrayValue" in value:
+        return [any_value(v) for v in value["arrayValue"].get("values", [])]
+    if "kvlistValue" in value:
+        return otlp_attributes(value["kvlistValue"].get("values", []))
+    for kind in ("stringValue", "boolValue", "doubleValue", "bytesValue"):
+        if kind in value:
+            return value[kind]
+    return None
+
+
+def otlp_attributes(items: list[dict] | None) -> dict[str, object]:
+    return {kv["key"]: any_value(kv.get("value") or {}) for kv in items or []}
+
+
+def parse_otlp(request: dict) -> list[Span]:
+    """The spans of one OTLP/JSON ExportTraceServiceRequest (or TracesData): what the file exporter writes a line
+    of, and what any OTLP/JSON source gives."""
+    out = []
+    for rs in request.get("resourceSpans") or []:
+        service = str(otlp_attributes((rs.get("resource") or {}).get("attributes")).get("service.name", "?"))
+        for ss in rs.get("scopeSpans") or []:
+            for raw in ss.get("spans") or []:
+                status = raw.get("status") or {}
+                out.append(Span(
+                    trace_id=raw["traceId"].lower(), span_id=raw["spanId"].lower(),
+                    parent_id=(raw.get("parentSpanId") or "").lower() or None, name=raw["name"], service=service,
+                    kind=_enum(raw.get("kind"), _KINDS, "SPAN_KIND_", "INTERNAL"),
+                    start_us=int(raw["startTimeUnixNano"]) // 1000, end_us=int(raw["endTimeUnixNano"]) // 1000,
+                    status=_enum(status.get("code"), _STATUS, "STATUS_CODE_", "UNSET"),
+                    attributes=otlp_attributes(raw.get("attributes")),
+                    links=[(lk["traceId"].lower(), lk["spanId"].lower()) for lk in raw.get("links") or []],
+                    status_message=str(status.get("message") or ""),
+                    events=[(str(ev.get("name", "")), otlp_attributes(ev.get("attributes")))
+                            for ev in raw.get("events") or []],
+                ))
+    return out
 
 
 def load_spans(paths: Iterable[Path]) -> list[Span]:
-    """Every span in the JSON-lines files (a span found twice, e.g. in overlapping files, counts once)."""
-    spans, seen = [], set()
+    """Every span in the OTLP/JSON-lines files (a span found twice, e.g. in overlapping files, counts once)."""
+    spans: list[Span] = []
     for path in paths:
         if not path.exists():
             continue
         for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
             if line.strip():
                 try:
-                    span = parse_span(line)
+                    spans.extend(parse_otlp(json.loads(line)))
                 except (ValueError, KeyError, TypeError, AttributeError):
                     continue  # a partly written last line
-                if (span.trace_id, span.span_id) not in seen:
-                    seen.add((span.trace_id, span.span_id))
-                    spans.append(span)
-    return spans
+    return unique(spans)
+
+
+def unique(spans: Iterable[Span]) -> list[Span]:
+    """Each (trace, span) once, first seen kept."""
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for span in spans:
+        if (span.trace_id, span.span_id) not in seen:
+            seen.add((span.trace_id, span.span_id))
+            out.append(span)
+    return out
 
 
 def traces(spans: list[Span]) -> dict[str, list[Span]]:
@@ -108,7 +137,7 @@ def find_trace(spans: list[Span], prefix: str) -> str | None:
 # attributes worth a glance, with the short label they are shown under
 _KEY_ATTRS = {
     "messaging.destination.name": "topic", "messaging.destination.partition.id": "partition",
-    "messaging.kafka.offset": "offset", "messaging.batch.message_count": "batch",
+    "messaging.kafka.offset": "offset", "messaging.kafka.message.key": "key", "messaging.batch.message_count": "batch",
     "rpc.method": "rpc", "rpc.grpc.status_code": "grpc_status", "db.system": "db",
     "mlops.model": "model", "mlops.model_version": "version", "mlops.entity_id": "entity",
     "mlops.detector": "detector", "mlops.decision": "decision", "mlops.action": "action",

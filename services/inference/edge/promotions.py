@@ -17,6 +17,7 @@ from mlops.bus import Bus, BusError, Reader, Record
 from mlops.contracts import ContractError, models_pb2
 from mlops.telemetry import extract_context, messaging_attributes, tracer
 from mlops.topics import MODEL_PROMOTED
+from opentelemetry.trace import SpanKind
 
 from services.inference import convert
 from services.inference.core import Catalog, ModelRepository, SessionOptions, apply_promotion
@@ -87,7 +88,7 @@ class PromotionFollower:
     def _handle(self, record: Record, message: models_pb2.ModelPromoted) -> None:
         promotion = convert.promotion(message)
         with _tracer.start_as_current_span(
-            "inference.swap", context=extract_context(record.headers),
+            f"process {record.topic}", context=extract_context(record.headers), kind=SpanKind.CONSUMER,
             attributes=messaging_attributes("process", record.topic, record.partition, record.offset, record.key)
             | {"mlops.model": promotion.model_name, "mlops.version": promotion.version},
         ):

@@ -14,9 +14,9 @@ from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 INFER_METHOD = "/inference.GRPCInferenceService/ModelInfer"
-# Two of the attributes the OTel gRPC interceptor sets (service and method are in the name too): each attribute is
-# validated on the way in and costs a few microseconds per request. Failures add rpc.grpc.status_code.
-INFER_ATTRIBUTES = {"rpc.system": "grpc", "rpc.method": "ModelInfer"}
+# The RPC conventions' attributes, as the OTel gRPC interceptor sets them (each attribute is validated on the way
+# in and costs a few microseconds per request). Failures add rpc.grpc.status_code.
+INFER_ATTRIBUTES = {"rpc.system": "grpc", "rpc.service": "inference.GRPCInferenceService", "rpc.method": "ModelInfer"}
 # One request may join thousands of entities: link to at most this many distinct feature updates.
 MAX_FEATURE_LINKS = 32
 _TRACE_HEADERS = frozenset({"traceparent", "tracestate", "baggage"})

@@ -6,7 +6,8 @@ import logging
 
 from mlops.bus import Record
 from mlops.contracts import ContractError, models_pb2
-from mlops.telemetry import extract_context, link_to_ids, messaging_attributes, tracer
+from mlops.telemetry import extract_context, link_to_ids, messaging_attributes, messaging_span_name, tracer
+from opentelemetry.trace import SpanKind
 
 from services.registry import errors
 from services.registry.convert import candidate_in
@@ -32,7 +33,8 @@ class CandidateHandler:
     def __call__(self, record: Record) -> None:
         attrs = messaging_attributes("process", record.topic, record.partition, record.offset, record.key,
                                      self.group)
-        with _tracer.start_as_current_span("registry.candidate", context=extract_context(record.headers),
+        with _tracer.start_as_current_span(messaging_span_name("process", record.topic), kind=SpanKind.CONSUMER,
+                                           context=extract_context(record.headers),
                                            attributes=attrs) as span:
             try:
                 msg = record.decode(models_pb2.ModelCandidate)

@@ -8,7 +8,7 @@ import logging
 from mlops.artifacts import ArtifactError, ArtifactReader
 from mlops.bus import Bus, Producer
 from mlops.contracts import ContractError, models_pb2
-from mlops.telemetry import messaging_attributes, tracer
+from mlops.telemetry import messaging_attributes, messaging_span_name, tracer
 from mlops.topics import MODEL_PROMOTED, REGISTRY_LOG
 from opentelemetry.trace import SpanKind
 
@@ -39,10 +39,11 @@ class EventLog:
     def announce(self, promotion: Promotion) -> None:
         # the promote span: a child of the candidate's span (gate promotion, in the training trace) or of the
         # gRPC call (manual promote / rollback); model.promoted carries its traceparent to inference
-        attrs = messaging_attributes("publish", self.promoted_topic, key=promotion.model_name) | {
+        attrs = messaging_attributes("send", self.promoted_topic, key=promotion.model_name) | {
             "mlops.model": promotion.model_name, "mlops.model_version": promotion.version,
             "mlops.previous_version": promotion.previous_version, "mlops.action": promotion.action}
-        with _tracer.start_as_current_span("registry.promote", kind=SpanKind.PRODUCER, attributes=attrs):
+        with _tracer.start_as_current_span(messaging_span_name("send", self.promoted_topic), kind=SpanKind.PRODUCER,
+                                           attributes=attrs):
             self.producer.send(self.promoted_topic, promotion_out(promotion), key=promotion.model_name)
             self.producer.flush()
         PROMOTIONS.labels(promotion.model_name, promotion.action).inc()

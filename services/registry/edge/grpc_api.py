@@ -13,6 +13,7 @@ from grpc_reflection.v1alpha import reflection
 from mlops.contracts import models_pb2
 from mlops.contracts.v1 import registry_service_pb2 as api
 from mlops.contracts.v1 import registry_service_pb2_grpc as api_grpc
+from opentelemetry.instrumentation.grpc import filters, server_interceptor
 
 from services.registry import errors
 from services.registry.convert import audit_out, candidate_in, promotion_out, summary_out, version_out
@@ -115,8 +116,12 @@ class RegistryServicer(api_grpc.ModelRegistryServicer):
 
 def start_grpc_server(registry: Registry, host: str, port: int, workers: int = 4) -> tuple[grpc.Server, int,
                                                                                          health.HealthServicer]:
-    """Serve the registry API, grpc.health.v1 and reflection; returns (server, bound port, health servicer)."""
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="registry-grpc"))
+    """Serve the registry API, grpc.health.v1 and reflection; returns (server, bound port, health servicer). Each
+    API call gets an OpenTelemetry server span, child of the caller's trace context in the call metadata, so what a
+    promote sends to model.promoted joins the caller's trace (health checks and reflection are not traced)."""
+    traced = server_interceptor(filter_=filters.service_name(SERVICE_NAME))
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="registry-grpc"),
+                         interceptors=[traced])
     api_grpc.add_ModelRegistryServicer_to_server(RegistryServicer(registry), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

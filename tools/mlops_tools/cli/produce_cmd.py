@@ -115,8 +115,8 @@ def produce(
                 time.sleep(wait)
         value = ex.raw_protobuf(rec) if opts.fmt == "protobuf" else ex.raw_json(rec)
         with tr.start_as_current_span(
-            f"{raw_topic} publish", kind=SpanKind.PRODUCER,
-            attributes=messaging_attributes("publish", raw_topic, key=rec.entity_id),
+            f"send {raw_topic}", kind=SpanKind.PRODUCER,
+            attributes=messaging_attributes("send", raw_topic, key=rec.entity_id),
         ):
             producer.send(raw_topic, value, key=rec.entity_id,  # type: ignore[arg-type]
                           headers=None if opts.fmt == "protobuf" else {"content-type": "application/json"})

@@ -1,4 +1,4 @@
-"""`mlops stack up|down|status`: the local Kafka (KRaft) broker and Redis; with `up --ops`, Prometheus too."""
+"""`mlops stack up|down|status`: the local Kafka (KRaft) broker and Redis; `up --ops` adds Prometheus and Jaeger."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     ssub = p.add_subparsers(dest="action", required=True)
     up = ssub.add_parser("up", help="fetch, start and wait for Kafka and Redis; create topics (idempotent)")
     up.add_argument("--ops", action="store_true",
-                    help="also Prometheus, scraping the services' default ops ports (9101-9106) with the alert rules "
-                         "of deploy/prometheus")
+                    help="also the operators' tools: Prometheus, scraping the services' default ops ports "
+                         "(9101-9106) with the alert rules of deploy/prometheus, and Jaeger (OTLP traces in, query "
+                         "API out; built once with go)")
     up.set_defaults(func=_up)
     down = ssub.add_parser("down", help="stop what `stack up` started")
     down.add_argument("--wipe", action="store_true", help="also delete the broker's data: every topic and offset")
@@ -28,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _up(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
-        result = Stack().up()
+        result = Stack().up(ops=args.ops)
         if args.ops:
             result |= _ops_up()
     except StackError as exc:

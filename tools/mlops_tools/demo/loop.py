@@ -18,6 +18,10 @@ from mlops_tools.demo.summary import DemoResult, ModelLoop
 from mlops_tools.demo.timeline import Timeline
 from mlops_tools.generators import Example, example
 
+# the client span of a ModelInfer call, named per the RPC conventions as the server's span is
+_INFER_METHOD = "/inference.GRPCInferenceService/ModelInfer"
+_INFER_ATTRIBUTES = {"rpc.system": "grpc", "rpc.service": "inference.GRPCInferenceService", "rpc.method": "ModelInfer"}
+
 __all__ = ["Stream", "Traffic"]
 
 
@@ -168,6 +172,8 @@ class Traffic:
         import tritonclient.grpc as grpcclient
         from mlops.telemetry import tracer
         from opentelemetry.propagate import inject
+        from opentelemetry.trace import SpanKind
+
 
         cfg = self.cfg
         rng = random.Random(cfg.seed + 1)
@@ -189,7 +195,7 @@ class Traffic:
                 s = serving[n % len(serving)]
                 inp = grpcclient.InferInput("entity_id", [1], "BYTES")
                 inp.set_data_from_numpy(np.array([rng.choice(s.entities).encode()], dtype=np.object_))
-                with tr.start_as_current_span("demo ModelInfer"):
+                with tr.start_as_current_span(_INFER_METHOD, kind=SpanKind.CLIENT, attributes=_INFER_ATTRIBUTES):
                     headers: dict[str, str] = {}
                     inject(headers)
                     try:

@@ -100,7 +100,13 @@ class Demo:
                     f"(models: {', '.join(m.name for m in revision.definitions.models)})")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         traces = self.run_dir / "traces.jsonl"
-        self.result.traces_file = str(traces)
+        # spans go to the stack's Jaeger when it runs (`mlops stack up --ops`), else to the offline OTLP/JSON file
+        from mlops_tools.stack import jaeger
+
+        to_jaeger = jaeger.status(stack).state == "running"
+        telemetry = TelemetrySettings(exporter="otlp-grpc", otlp_endpoint=jaeger.otlp_endpoint(stack.s)) \
+            if to_jaeger else TelemetrySettings(exporter="file", file_path=traces)
+        self.result.traces_file = jaeger.query_url(stack.s) if to_jaeger else str(traces)
 
         if cfg.process_dir is None:
             running = [n for n in SERVICES if service_process(n).running()]
@@ -116,8 +122,9 @@ class Demo:
             "MLOPS_KAFKA_TOPIC_PREFIX": kafka.topic_prefix,
             "MLOPS_REDIS_URL": redis.url,
             "MLOPS_REDIS_KEY_PREFIX": redis.key_prefix,
-            "MLOPS_TELEMETRY_EXPORTER": "file",
+            "MLOPS_TELEMETRY_EXPORTER": telemetry.exporter,
             "MLOPS_TELEMETRY_FILE_PATH": str(traces),
+            "MLOPS_TELEMETRY_OTLP_ENDPOINT": telemetry.otlp_endpoint or "",
         }
         per = {
             "ingest": {"MLOPS_INGEST_GROUP_ID": f"{self.tag}-ingest"},
@@ -143,8 +150,8 @@ class Demo:
             grpc = f", gRPC {self.ports[name]}" if name in GRPC_PORTS else ""
             say(f"  {name:10} {state} (ops {self.ports[f'ops-{name}']}{grpc})")
         self._start_prometheus()
-        # the demo's own spans (one producer span per raw event) go to the same file
-        setup_tracing("mlops-demo", TelemetrySettings(exporter="file", file_path=traces))
+        # the demo's own spans (one producer span per raw event) go to the same place
+        setup_tracing("mlops-demo", telemetry)
         self._wait_ready()
 
     def _start_prometheus(self) -> None:

@@ -179,7 +179,7 @@ class DemoResult:
             lines.append(f"  error: {self.error}")
         if self.traces_file:
             lines.append(f"  traces: {self.traces_file}")
-            if self.example_trace_id:
-                lines.append(f"  one prediction's trace: mlops trace {self.example_trace_id} "
-                             f"--file {self.traces_file}")
+            if self.example_trace_id:  # traces_file is Jaeger's query URL when the spans went there
+                where = f"--jaeger {self.traces_file}" if "://" in self.traces_file else f"--file {self.traces_file}"
+                lines.append(f"  one prediction's trace: mlops trace {self.example_trace_id} {where}")
         return "\n".join(lines)

@@ -12,8 +12,10 @@ import logging
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -51,6 +53,13 @@ class StackSettings(BaseSettings):
     prometheus_port: int = Field(9090, description="Prometheus port (`mlops stack up --ops`, `mlops demo`).")
     kafka_heap: str = Field("768m", description="Broker JVM heap (-Xms/-Xmx).")
     start_timeout_s: float = Field(90.0, description="How long to wait for each component to answer.")
+    # the ops group (`mlops stack up --ops`): Jaeger v2, built once from the Go module proxy (stack/jaeger.py)
+    jaeger_version: str = Field("v1.76.0", description="Jaeger v2 binary (Go module version) built and cached.")
+    jaeger_query_port: int = Field(16686, description="Jaeger query HTTP API (/api/traces, /api/services).")
+    jaeger_query_grpc_port: int = Field(16685, description="Jaeger query gRPC API.")
+    jaeger_max_traces: int = Field(100_000, description="Traces Jaeger's in-memory store keeps (oldest dropped).")
+    otlp_grpc_port: int = Field(4317, description="Jaeger's OTLP/gRPC receiver (MLOPS_TELEMETRY_OTLP_ENDPOINT).")
+    otlp_http_port: int = Field(4318, description="Jaeger's OTLP/HTTP receiver.")
 
 
 @dataclass(frozen=True)
@@ -220,9 +229,14 @@ class Stack:
         return "started"
 
     # -- all --------------------------------------------------------------------------------------------------------
-    def up(self) -> dict[str, str]:
-        """Start Redis and Kafka (idempotent) and create the registry's topics."""
+    def up(self, ops: bool = False) -> dict[str, str]:
+        """Start Redis and Kafka (idempotent) and create the registry's topics; with `ops`, also the operators'
+        tools (Jaeger)."""
         result = {"redis": self.start_redis(), "kafka": self.start_kafka()}
+        if ops:
+            from mlops_tools.stack import jaeger
+
+            result["jaeger"] = jaeger.start(self)
         from mlops.bus import wait_for_broker
 
         settings = self.kafka_settings()
@@ -237,6 +251,9 @@ class Stack:
             name: ("stopped" if proc.stop() else "was not running")
             for name, proc in (("kafka", self.kafka), ("redis", self.redis))
         }
+        from mlops_tools.stack import jaeger
+
+        result["jaeger"] = jaeger.stop(self)
         if wipe:
             data = self._kafka_dir() / "data"
             shutil.rmtree(data, ignore_errors=True)
@@ -255,7 +272,10 @@ class Stack:
                 out.append(ComponentStatus(name, "starting", f"pid {pid}, {self.s.host}:{port} not answering yet"))
             else:
                 out.append(ComponentStatus(name, "stopped", f"log: {proc.log_file}"))
-        return out
+        from mlops_tools.stack import jaeger
+
+        ops = jaeger.status(self)  # an ops component is listed once this stack started it (`up --ops`)
+        return out if ops.state in ("stopped", "foreign") else [*out, ops]
 
     def _wait(self, name: str, proc: ManagedProcess, port: int) -> None:
         deadline = time.monotonic() + self.s.start_timeout_s
@@ -269,10 +289,12 @@ class Stack:
                          f"{proc.log_tail()}")
 
 
-def go_tool(package: str, binary: str, timeout: float = 900.0) -> Path | None:
-    """A Go command-line tool that benchmarks and tests drive the services with (ghz, grpc-health-probe): on PATH,
-    in the tool cache, or installed there now from the Go module proxy (`package` is `module/cmd@version`). None
-    when Go is missing or the install fails (logged with go's own message)."""
+def go_tool(package: str, binary: str, timeout: float = 900.0, replace: Mapping[str, str] | None = None) -> Path | None:
+    """A Go command-line tool that benchmarks, tests and the stack use (ghz, grpc-health-probe, jaeger): on PATH,
+    in the tool cache, or installed there now from the Go module proxy (`package` is `module/cmd@version`). A module
+    whose go.mod has `replace` directives cannot be `go install`ed by version: pass them as `replace` and it is built
+    inside a throwaway module instead (`go get -tool`, then `go build`). None when Go is missing or the build fails
+    (logged with go's own message)."""
     found = shutil.which(binary)
     if found:
         return Path(found)
@@ -285,11 +307,21 @@ def go_tool(package: str, binary: str, timeout: float = 900.0) -> Path | None:
         return None
     bin_dir.mkdir(parents=True, exist_ok=True)
     env = os.environ | {"GOBIN": str(bin_dir), "GOFLAGS": "-mod=mod", "GOTOOLCHAIN": "local"}
-    done = subprocess.run(["go", "install", package], env=env, capture_output=True, text=True, timeout=timeout)
-    if done.returncode != 0 or not cached.exists():
-        log.warning("go install %s failed: %s", package, done.stderr[-1000:])
-        return None
-    return cached
+    if replace is None:
+        steps = [["go", "install", package]]
+    else:
+        steps = [["go", "mod", "init", "mlops.local/tool-build"],
+                 *(["go", "mod", "edit", f"-replace={old}={new}"] for old, new in replace.items()),
+                 ["go", "get", "-tool", package],
+                 ["go", "build", "-trimpath", "-ldflags=-s -w", "-o", str(cached), package.split("@")[0]]]
+    with tempfile.TemporaryDirectory(prefix="go-tool-") as workdir:
+        log.info("building %s with go (once; cached in %s)", package, bin_dir)
+        for step in steps:
+            done = subprocess.run(step, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
+            if done.returncode != 0:
+                log.warning("%s failed: %s", " ".join(step), done.stderr[-1000:])
+                return None
+    return cached if cached.exists() else None
 
 
 def _require(binary: str, message: str) -> None:
