@@ -67,6 +67,7 @@ def test_entrypoint_becomes_ready_and_stops_on_sigterm(
         "inference": {
             "MLOPS_INFERENCE_HOST": "127.0.0.1",
             "MLOPS_INFERENCE_PORT": str(grpc_port),
+            "MLOPS_INFERENCE_REST_PORT": "0",
             "MLOPS_INFERENCE_USE_CUDA": "false",
         },
         "monitor": {"MLOPS_MONITOR_GROUP_ID": group},
