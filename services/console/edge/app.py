@@ -109,9 +109,9 @@ def build_app(console: Console) -> Starlette:
                                  prometheus_url=str(s.prometheus_url), jaeger_url=str(s.jaeger_url),
                                  registry_address=s.registry_address)
 
-    def render(request: Request, name: str, page: Page, status: int = 200, **ctx: Any) -> HTMLResponse:
-        PAGES.labels(name.removesuffix(".html"), str(status)).inc()
-        return templates.TemplateResponse(request, name, {"problems": page.problems, **ctx}, status_code=status)
+    def render(request: Request, template: str, page: Page, status: int = 200, **ctx: Any) -> HTMLResponse:
+        PAGES.labels(template.removesuffix(".html"), str(status)).inc()
+        return templates.TemplateResponse(request, template, {"problems": page.problems, **ctx}, status_code=status)
 
     async def retrain_requests(page: Page, n: int) -> list[Any]:
         records = await page.get(console.records.recent(RETRAIN_REQUESTED, n), [])
