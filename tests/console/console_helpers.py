@@ -3,14 +3,20 @@ answers in Prometheus's and Jaeger's public API formats, and records as the serv
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import time
+import urllib.parse
+import urllib.request
 from concurrent import futures
+from pathlib import Path
 from typing import Any
 
 import grpc
 from mlops.contracts import common_pb2, events_pb2, models_pb2
 from mlops.contracts.v1 import registry_service_pb2 as api
 from mlops.contracts.v1 import registry_service_pb2_grpc as api_grpc
+from mlops_tools.browser import apt_install
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 
@@ -130,3 +136,56 @@ def dead_letter(reason: str = "field 'values.x0': Input should be a valid number
         field="values.x0", error_type="invalid_value",
         source=common_pb2.SourcePosition(topic="raw.events", partition=0, offset=41), failed_at_ms=1_700_000_000_000,
         service="ingest", original_headers={"traceparent": f"00-{TRACE_ID}-00f067aa0ba902b7-01"})
+
+
+class LocalPrometheus:
+    """A real Prometheus (Debian's package, installed on demand) scraping `targets` {job: host:port} every second,
+    on its own port and storage under `folder`."""
+
+    def __init__(self, folder: Path, port: int, targets: dict[str, str]):
+        binary = shutil.which("prometheus")
+        if binary is None:
+            apt_install("prometheus")
+            binary = shutil.which("prometheus")
+        assert binary is not None, "prometheus missing after apt-get install prometheus"
+        folder.mkdir(parents=True, exist_ok=True)
+        jobs = "".join(f"  - job_name: {job}\n    static_configs: [{{targets: ['{target}']}}]\n"
+                       for job, target in targets.items())
+        config = folder / "prometheus.yml"
+        config.write_text(f"global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n{jobs}")
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = folder / "prometheus.log"
+        self.proc = subprocess.Popen(
+            [binary, f"--config.file={config}", f"--storage.tsdb.path={folder / 'data'}",
+             f"--web.listen-address=127.0.0.1:{port}"], stdout=self.log.open("w"), stderr=subprocess.STDOUT)
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+        with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 (loopback)
+            import json
+
+            return list(json.loads(resp.read())["data"]["result"])
+
+    def wait_scraped(self, jobs: int, samples: int, timeout: float = 60.0) -> None:
+        """Until `jobs` targets are up and each has at least `samples` scrapes."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.log.read_text()[-2000:]
+            try:
+                counts = self.query("count_over_time(up[5m])")
+                if len(self.query("up == 1")) >= jobs and len(counts) >= jobs and \
+                        all(float(c["value"][1]) >= samples for c in counts):
+                    return
+            except OSError:
+                pass
+            time.sleep(0.5)
+        raise AssertionError(f"Prometheus did not scrape {jobs} targets {samples} times:\n"
+                             f"{self.log.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)

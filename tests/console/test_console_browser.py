@@ -1,8 +1,9 @@
 """The console in a real headless Chromium (Debian's chromium + chromium-driver, installed on demand; selenium),
 against a running stack: the real broker, the registry and the console started by their real entry points
 (`python -m services registry|console`), two models registered through the registry's gRPC API, and a dead letter,
-a retrain request and a prediction on their topics. Prometheus is absent (the pages must say so); Jaeger is stood
-in for by a small server answering its public query API with one recorded trace. A rollback taken in the console
+a retrain request and a prediction on their topics; a real Prometheus (Debian's, installed on demand) scraping the
+registry and the console. Jaeger is stood in for by a small server answering its public query API with one
+recorded trace; a second console without Prometheus must say so on its pages. A rollback taken in the console
 lands in the registry's audit trail with the console's actor. Screenshots are saved under the test's tmp dir (the
 path is printed). A machine without chromium and no way to install it fails the test: it never skips."""
 
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import uvicorn
-from console_helpers import TRACE_ID, dead_letter, jaeger_answer
+from console_helpers import TRACE_ID, LocalPrometheus, dead_letter, jaeger_answer
 from mlops.artifacts import publish_artifact
 from mlops.bus import KafkaBus
 from mlops.contracts import common_pb2, models_pb2
@@ -159,20 +160,31 @@ def running(kafka_settings: KafkaSettings, tmp_path: Path) -> Iterator[dict[str,
             predicted_label=1, latency_us=950, trace_id=TRACE_ID, timestamp_ms=int(time.time() * 1000)), key="e1")
         producer.flush()
 
-        con_log = tmp_path / "console.log"
-        prometheus = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-        procs.append(_start("console", common | {
-            "MLOPS_CONSOLE_HOST": "127.0.0.1", "MLOPS_CONSOLE_PORT": str(console_port),
-            "MLOPS_CONSOLE_REGISTRY_ADDRESS": address, "MLOPS_CONSOLE_PROMETHEUS_URL": prometheus,
-            "MLOPS_CONSOLE_JAEGER_URL": f"http://127.0.0.1:{jaeger.port}", "MLOPS_CONSOLE_ACTIONS_ENABLED": "true",
-            "MLOPS_CONSOLE_ADMIN_TOKEN": TOKEN, "MLOPS_TELEMETRY_METRICS_PORT": str(console_ops)}, con_log))
-        _wait_http(f"http://127.0.0.1:{console_ops}/readyz", procs[-1], con_log)
-        yield {"url": f"http://127.0.0.1:{console_port}", "registry": client, "prometheus": prometheus}
+        prometheus = LocalPrometheus(tmp_path / "prometheus", free_port(), {
+            "registry": f"127.0.0.1:{registry_ops}", "console": f"127.0.0.1:{console_ops}"})
+        absent = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+        urls = []
+        # 2-minute charts: Prometheus's range queries step by a second, so a minute of scrapes draws lines
+        for port, ops, prometheus_url in ((console_port, console_ops, prometheus.url),
+                                          (free_port(), free_port(), absent)):
+            con_log = tmp_path / f"console-{port}.log"
+            procs.append(_start("console", common | {
+                "MLOPS_CONSOLE_HOST": "127.0.0.1", "MLOPS_CONSOLE_PORT": str(port),
+                "MLOPS_CONSOLE_REGISTRY_ADDRESS": address, "MLOPS_CONSOLE_PROMETHEUS_URL": prometheus_url,
+                "MLOPS_CONSOLE_JAEGER_URL": f"http://127.0.0.1:{jaeger.port}",
+                "MLOPS_CONSOLE_ACTIONS_ENABLED": "true", "MLOPS_CONSOLE_ADMIN_TOKEN": TOKEN,
+                "MLOPS_CONSOLE_CHART_MINUTES": "2", "MLOPS_TELEMETRY_METRICS_PORT": str(ops)}, con_log))
+            _wait_http(f"http://127.0.0.1:{ops}/readyz", procs[-1], con_log)
+            urls.append(f"http://127.0.0.1:{port}")
+        prometheus.wait_scraped(jobs=2, samples=5)
+        yield {"url": urls[0], "without_prometheus": urls[1], "registry": client, "absent": absent}
         client.close()
     finally:
         for proc in reversed(procs):
             stop_child(proc)
         jaeger.stop()
+        if "prometheus" in locals():
+            prometheus.stop()
 
 
 @pytest.fixture
@@ -244,12 +256,24 @@ def test_the_console_in_a_real_browser(running, browser, tmp_path: Path) -> None
 
     browser.get(f"{url}/drift")
     assert "ADWIN" in text("#retrains") and "promoted" in text("#decisions")
-    assert f"Prometheus not reachable at {running['prometheus']}" in text("[data-problem]")
+    assert not browser.find_elements(By.CSS_SELECTOR, "[data-problem]"), text("main")
     shot("06-drift")
+    # health from the real Prometheus: both scraped services up, and the "up" chart drawn from its range query
     browser.get(f"{url}/health")
-    assert f"Prometheus not reachable at {running['prometheus']}" in text("[data-problem]")
-    shot("07-health-without-prometheus")
+    assert not browser.find_elements(By.CSS_SELECTOR, "[data-problem]"), text("main")
+    targets = text("#targets")
+    assert "registry" in targets and "console" in targets and "down" not in targets
+    charts = browser.find_elements(By.CSS_SELECTOR, "#rates svg.chart")
+    assert "job=console" in charts[0].text and charts[0].find_elements(By.TAG_NAME, "polyline")
+    shot("07-health")
     browser.get(f"{url}/traces?service=inference")
     assert "inference: ModelInfer" in text("#trace-results")
     shot("08-traces")
-    assert len(list(shots.glob("*.png"))) == 8
+
+    # the same pages without Prometheus: they say so, and show the rest
+    for page in ("health", "drift"):
+        browser.get(f"{running['without_prometheus']}/{page}")
+        assert f"Prometheus not reachable at {running['absent']}" in text("[data-problem]")
+    assert "ADWIN" in text("#retrains")
+    shot("09-drift-without-prometheus")
+    assert len(list(shots.glob("*.png"))) == 9

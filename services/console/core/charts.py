@@ -85,6 +85,9 @@ def line_chart(series: list[Series], *, title: str, width: int = 640, height: in
         colour = PALETTE[i % len(PALETTE)]
         pts = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in s.points if math.isfinite(v))
         out.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.6" points="{pts}"/>')
+        if len(s.points) <= 20:  # few points (a series just begun): mark each, a lone point draws no line
+            out += [f'<circle cx="{x(t):.1f}" cy="{y(v):.1f}" r="2.5" fill="{colour}"/>'
+                    for t, v in s.points if math.isfinite(v)]
         ly = height + 14 + 18 * i
         last = s.points[-1][1] if s.points else float("nan")
         out.append(f'<rect x="{_PAD_L}" y="{ly - 9}" width="10" height="10" fill="{colour}"/>'

@@ -49,6 +49,7 @@ _TRACE_ID = re.compile(r"^[0-9a-fA-F]{16,32}$")
 
 # The charts of the health page: (title, PromQL, legend labels)
 HEALTH_QUERIES = (
+    ("Services up (1) or down (0)", "up", ("job",)),
     ("Inference requests/s by status", "sum by (code) (rate(mlops_inference_requests_total[1m]))", ("code",)),
     ("Inference p99 latency (s)",
      "histogram_quantile(0.99, sum by (le) (rate(mlops_inference_request_seconds_bucket[5m])))", ()),
@@ -133,7 +134,10 @@ def build_app(console: Console) -> Starlette:
             return render(request, "model.html", page, 404 if missing else 503, name=name, detail=None)
         # a version's trace: the retrain request it answered carries the drift evidence's trace id
         traces = {r.request_id: r.trace_id for r in retrains if r.trace_id}
-        metric = next((k for v in detail.versions for k in v.gate_metrics), "")
+        # the gate's metric: the one the latest decision's reason names (each model declares its own)
+        latest = detail.versions[-1] if detail.versions else None
+        named = [k for k in (latest.gate_metrics if latest else {}) if f" {k} " in f" {latest.reason} "]
+        metric = named[0] if named else next((k for v in detail.versions for k in v.gate_metrics), "")
         chart = bar_chart([(f"v{v.version}", v.gate_metrics[metric]) for v in detail.versions
                            if metric in v.gate_metrics], title=f"{name}: gate {metric} per version",
                           highlight=f"v{detail.champion}") if metric else ""
