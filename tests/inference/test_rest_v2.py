@@ -248,3 +248,21 @@ def test_rest_is_off_when_disabled_and_readiness_follows_the_model(server_factor
         assert r.status_code == 400 and r.json() == {"ready": False}
         r = http.get("/v2/models/sea")
         assert r.status_code == 404 and "no promoted version yet" in r.json()["error"]
+
+
+def test_a_client_traceparent_continues_in_the_rest_server_span(served) -> None:  # type: ignore[no-untyped-def]
+    from mlops.telemetry import setup_tracing
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    setup_tracing("inference-test", exporter=exporter)
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    r = httpx.post(f"{served.rest_url}/v2/models/sea/infer", timeout=30,
+                   headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"},
+                   json={"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, K], "data": [1.0] * K}]})
+    assert r.status_code == 200, r.text
+    spans = [s for s in exporter.get_finished_spans() if s.kind == trace.SpanKind.SERVER]
+    ours = [s for s in spans if format(s.context.trace_id, "032x") == trace_id]
+    assert ours and ours[0].name == "POST /v2/models/{name}/infer"
+    assert ours[0].attributes["http.route"] == "/v2/models/{name}/infer"

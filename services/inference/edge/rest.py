@@ -102,8 +102,9 @@ def rest_app(dataplane: DataPlane, settings: InferenceSettings) -> Starlette:
     async def infer(request: Request) -> JSONResponse:
         started = time.perf_counter()
         name, version = request.path_params["name"], request.path_params.get("version", "")
-        with infer_span(list(request.headers.items()), f"POST {request.url.path}",
-                        {"http.request.method": "POST", "url.path": request.url.path}) as span:
+        route = "/v2/models/{name}" + ("/versions/{version}" if version else "") + "/infer"
+        with infer_span(list(request.headers.items()), f"POST {route}",  # OTel HTTP: method and route template
+                        {"http.request.method": "POST", "http.route": route, "url.path": request.url.path}) as span:
             try:
                 body = await _json_body(request, settings.max_message_bytes)
                 result = await dataplane.infer(convert.decode_json_request(body, name, version))
