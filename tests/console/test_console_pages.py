@@ -167,3 +167,15 @@ def test_convert_reads_the_public_formats() -> None:
     assert [s.error for s in trace.spans] == [False, False, True] and trace.spans[1].parent_id == "a1"
     assert convert.trace_id_of(f"00-{TRACE_ID}-00f067aa0ba902b7-01") == TRACE_ID
     assert convert.trace_id_of("garbage") == "" and convert.trace_id_of(f"00-{'0' * 32}-00f067aa0ba902b7-01") == ""
+
+
+async def test_a_record_that_does_not_decode_is_named_not_fatal(registry) -> None:  # type: ignore[no-untyped-def]
+    _, address = registry
+    bus = _bus_with_records()
+    producer = bus.producer(client_id="test")
+    producer.send(bus.topic(EVENTS_DLQ), b"\xff not a DeadLetter", key="e2")
+    producer.flush()
+    async with _client(address, bus) as client:
+        page = await client.get("/dead-letters")
+        assert page.status_code == 200 and "skipped a record" in page.text and "DeadLetter" in page.text
+        assert "Input should be a valid number" in page.text, "the good record is still shown"

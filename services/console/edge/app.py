@@ -10,13 +10,14 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 from typing import Any, TypeVar
 
-from mlops.bus import Bus
+from mlops.bus import Bus, Record
+from mlops.errors import MlopsError
 from mlops.topics import EVENTS_DLQ, PREDICTIONS, RETRAIN_REQUESTED
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -36,7 +37,7 @@ from services.console.core import (
     waterfall,
 )
 from services.console.edge.upstreams import Jaeger, Prometheus, RecentRecords, RegistryGateway
-from services.console.errors import ActionRefused, ConsoleError, UpstreamError
+from services.console.errors import ActionRefused, ConsoleError
 from services.console.metrics import ACTIONS, PAGES
 from services.console.settings import ConsoleSettings
 
@@ -98,6 +99,16 @@ class Page:
             self.problems.append(str(exc))
             return default
 
+    def decoded(self, records: list[Record], convert_one: Callable[[Record], T]) -> list[T]:
+        """Each record converted; one that does not decode is named in a notice, not a failed page."""
+        out = []
+        for record in records:
+            try:
+                out.append(convert_one(record))
+            except MlopsError as exc:
+                self.problems.append(f"skipped a record: {exc}")
+        return out
+
 
 def _ms(ms: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}Z" if ms else ""
@@ -116,7 +127,7 @@ def build_app(console: Console) -> Starlette:
 
     async def retrain_requests(page: Page, n: int) -> list[Any]:
         records = await page.get(console.records.recent(RETRAIN_REQUESTED, n), [])
-        return [convert.retrain_request(r) for r in records]
+        return page.decoded(records, convert.retrain_request)
 
     async def models(request: Request) -> Response:
         page = Page()
@@ -167,7 +178,7 @@ def build_app(console: Console) -> Starlette:
             PAGES.labels("action", "403").inc()
             return HTMLResponse(f"<!doctype html><title>refused</title><p class=error>{escape(str(exc))}</p>"
                                 f'<p><a href="/models/{escape(name)}">back to {escape(name)}</a></p>', status_code=403)
-        except (UpstreamError, ConsoleError) as exc:
+        except ConsoleError as exc:  # the registry refused (e.g. nothing to roll back to) or is not reachable
             ACTIONS.labels(action, "failed").inc()
             return RedirectResponse(request.url_for("model", name=name).include_query_params(error=str(exc)), 303)
         ACTIONS.labels(action, "done").inc()
@@ -231,7 +242,7 @@ def build_app(console: Console) -> Starlette:
     async def dead_letters(request: Request) -> Response:
         page = Page()
         records = await page.get(console.records.recent(EVENTS_DLQ, s.recent_records), [])
-        letters = [convert.dead_letter(r) for r in records]
+        letters = page.decoded(records, convert.dead_letter)
         reasons: dict[str, int] = {}
         for d in letters:
             reasons[d.error_type or "?"] = reasons.get(d.error_type or "?", 0) + 1
@@ -242,7 +253,7 @@ def build_app(console: Console) -> Starlette:
     async def predictions(request: Request) -> Response:
         page = Page()
         records = await page.get(console.records.recent(PREDICTIONS, s.recent_records), [])
-        return render(request, "predictions.html", page, predictions=[convert.prediction(r) for r in records])
+        return render(request, "predictions.html", page, predictions=page.decoded(records, convert.prediction))
 
     async def home(request: Request) -> Response:
         return RedirectResponse("/models", 303)
