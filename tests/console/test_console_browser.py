@@ -35,6 +35,7 @@ from mlops_tools.examples import definitions_path
 from mlops_tools.procs import free_port, stop_child
 from mlops_tools.registry_client import RegistryClient
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.wait import WebDriverWait
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -207,10 +208,15 @@ def test_the_console_in_a_real_browser(running, browser, tmp_path: Path) -> None
     def text(css: str) -> str:
         return browser.find_element(By.CSS_SELECTOR, css).text
 
+    def after_click(css: str) -> None:
+        """A click navigates in the background: wait for an element only the next page has."""
+        WebDriverWait(browser, 30).until(lambda b: b.find_elements(By.CSS_SELECTOR, css))
+
     browser.get(f"{url}/models")
     assert "sea" in text("#models") and "v2" in text("#models")
     shot("01-models")
     browser.find_element(By.LINK_TEXT, "sea").click()
+    after_click("#champion")
     assert text("#champion") == "v2"
     assert "beats champion v1" in text("#versions") or "v2" in text("#versions")
     assert "features.log/0 [0, 1500)" in text("#lineage") and "entity_activity v1" in text("#lineage")
@@ -225,6 +231,7 @@ def test_the_console_in_a_real_browser(running, browser, tmp_path: Path) -> None
     form.find_element(By.NAME, "reason").send_keys("canary errors seen in the console")
     form.find_element(By.NAME, "token").send_keys(TOKEN)
     form.find_element(By.TAG_NAME, "button").click()
+    after_click("#message")
     assert "rolled back to v1 by console:browser-test" in text("#message")
     assert text("#champion") == "v1"
     assert "console:browser-test" in text("#audit") and "canary errors seen in the console" in text("#audit")
@@ -238,13 +245,14 @@ def test_the_console_in_a_real_browser(running, browser, tmp_path: Path) -> None
     form.find_element(By.NAME, "version").send_keys("2")
     form.find_element(By.NAME, "token").send_keys("wrong")
     form.find_element(By.TAG_NAME, "button").click()
-    assert "the admin token is wrong" in browser.page_source
+    WebDriverWait(browser, 30).until(lambda b: "the admin token is wrong" in b.page_source)
     assert client.get_model("sea").champion_version == "1"
 
     browser.get(f"{url}/dead-letters")
     assert "Input should be a valid number" in text("#dead-letters") and "raw.events/0@41" in text("#dead-letters")
     shot("04-dead-letters")
     browser.find_element(By.CSS_SELECTOR, "#dead-letters a.trace-link").click()
+    after_click("#waterfall tr.span-row")
     rows = browser.find_elements(By.CSS_SELECTOR, "#waterfall tr.span-row")
     assert len(rows) == 3 and "ModelInfer" in rows[0].text and browser.find_elements(By.CSS_SELECTOR, ".wf .err")
     shot("05-trace-waterfall")
@@ -252,6 +260,7 @@ def test_the_console_in_a_real_browser(running, browser, tmp_path: Path) -> None
     browser.get(f"{url}/predictions")
     assert "req-browser" in text("#predictions")
     browser.find_element(By.CSS_SELECTOR, "#predictions a.trace-link").click()
+    after_click("#waterfall tr.span-row")
     assert TRACE_ID in browser.current_url and browser.find_elements(By.CSS_SELECTOR, "#waterfall tr.span-row")
 
     browser.get(f"{url}/drift")
