@@ -222,7 +222,7 @@ def build_app(console: Console) -> Starlette:
             return RedirectResponse(request.url_for("trace", trace_id=wanted), 303)
         services = await page.get(console.jaeger.services(), [])
         service = q.get("service") or (services[0] if services else "")
-        limit = min(max(int(q.get("limit", "20") or 20), 1), 200)
+        limit = min(max(int(q["limit"]) if q.get("limit", "").isdigit() else 20, 1), 200)
         found = await page.get(console.jaeger.search(service, limit, s.chart_minutes), []) if service else []
         summaries = sorted((summarize(t) for t in found), key=lambda t: t.start_us, reverse=True)
         return render(request, "traces.html", page, services=services, service=service, limit=limit,
