@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# One image for the six services. `docker run IMAGE NAME` runs `python -m services NAME` (= `python -m services.NAME`)
+# One image for the six services and the console. `docker run IMAGE NAME` runs `python -m services NAME` (= `python -m services.NAME`)
 # in the foreground; compose.yaml and deploy/ (Kubernetes) pass the service name as the command.
 # The image holds the runtime only: the `mlops` library and the services. The tooling (tools/: command line, demo,
 # local stack) is never copied in, and the build fails if it were installed anyway.

@@ -284,7 +284,7 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> None:
 def start_ours(model_path: Path | None, extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = os.environ | {
-        "MLOPS_INFERENCE_HOST": "127.0.0.1", "MLOPS_INFERENCE_PORT": str(port),
+        "MLOPS_INFERENCE_HOST": "127.0.0.1", "MLOPS_INFERENCE_PORT": str(port), "MLOPS_INFERENCE_REST": "false",
         "MLOPS_INFERENCE_WATCH_PROMOTIONS": "false", "MLOPS_INFERENCE_LOG_PREDICTIONS": "false",
         "MLOPS_INFERENCE_ONLINE_JOIN": "false", "MLOPS_TELEMETRY_METRICS_PORT": "0",
         "MLOPS_TELEMETRY_LOG_LEVEL": "WARNING", "PYTHONPATH": f"{ROOT / 'libs'}:{ROOT}",

@@ -78,7 +78,7 @@ def serve(model: Path, mode: str) -> None:
     from services.inference.settings import InferenceSettings
 
     provider = setup_tracing("inference", TelemetrySettings()) if mode != "off" else None
-    settings = InferenceSettings(host="127.0.0.1", port=0, model_path=model, watch_promotions=False,
+    settings = InferenceSettings(host="127.0.0.1", port=0, rest=False, model_path=model, watch_promotions=False,
                                  log_predictions=False, online_join=False, use_cuda=False,
                                  definitions_file=ROOT / "examples" / "sea" / "definitions.yaml")
 

@@ -58,6 +58,54 @@ def encode_bytes_tensor(items: list[bytes]) -> bytes:
     return b"".join(_LEN.pack(len(b)) + b for b in items)
 
 
+def _checked(name: str, datatype: str, shape: tuple[int, ...]) -> tuple[int, np.dtype | None]:
+    """(element count, numpy dtype — None for BYTES) of a tensor header, or InvalidInput naming the tensor."""
+    count = 1
+    for d in shape:
+        if d < 0:
+            raise InvalidInput(f"negative dimension in shape {list(shape)}", tensor=name)
+        count *= d
+    np_dt = OIP_TO_NUMPY.get(datatype)
+    if np_dt is None and datatype != "BYTES":
+        raise InvalidInput(f"unknown datatype {datatype!r}", tensor=name)
+    return count, np_dt
+
+
+def tensor_from_values(name: str, datatype: str, shape: tuple[int, ...], values: Any) -> Tensor:
+    """A tensor from typed values in row-major order: gRPC's typed `contents`, or REST's JSON `data` (flat or
+    nested; BYTES as strings or bytes). The same checks and domain types for both transports."""
+    count, np_dt = _checked(name, datatype, shape)
+    data: np.ndarray | list[bytes]
+    if np_dt is None:
+        items = list(_flatten(values))
+        try:
+            data = [v.encode("utf-8") if isinstance(v, str) else bytes(v) for v in items]
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(f"BYTES elements must be strings ({exc})", tensor=name) from None
+    else:
+        try:
+            data = np.asarray(values, dtype=np_dt).reshape(-1)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(f"data is not {datatype} ({exc})", tensor=name) from None
+    if len(data) != count:
+        raise InvalidInput(f"{len(data)} values in contents for shape {list(shape)}", tensor=name)
+    return Tensor(name, datatype, shape, data if np_dt is None else data.reshape(shape))
+
+
+def _flatten(values: Any) -> Any:
+    """The leaves of nested sequences (lists, protobuf repeated fields), strings and bytes being leaves."""
+    if isinstance(values, str | bytes | bytearray | int | float):
+        yield values
+        return
+    try:
+        items = iter(values)
+    except TypeError:
+        yield values
+        return
+    for v in items:
+        yield from _flatten(v)
+
+
 def decode_request(msg: Any) -> InferRequest:
     raw = msg.raw_input_contents
     n_raw = len(raw)
@@ -66,15 +114,8 @@ def decode_request(msg: Any) -> InferRequest:
     inputs = []
     for i, t in enumerate(msg.inputs):
         shape = tuple(t.shape)
-        count = 1
-        for d in shape:
-            if d < 0:
-                raise InvalidInput(f"negative dimension in shape {list(shape)}", tensor=t.name)
-            count *= d
         dt = t.datatype
-        np_dt = OIP_TO_NUMPY.get(dt)
-        if np_dt is None and dt != "BYTES":
-            raise InvalidInput(f"unknown datatype {dt!r}", tensor=t.name)
+        count, np_dt = _checked(t.name, dt, shape)
         data: np.ndarray | list[bytes]
         if n_raw:
             if t.HasField("contents"):
@@ -91,10 +132,8 @@ def decode_request(msg: Any) -> InferRequest:
             field = _CONTENTS_FIELD.get(dt)
             if field is None:
                 raise InvalidInput(f"{dt} needs raw_input_contents (no typed contents field)", tensor=t.name)
-            values = getattr(t.contents, field)
-            if len(values) != count:
-                raise InvalidInput(f"{len(values)} values in contents for shape {list(shape)}", tensor=t.name)
-            data = list(values) if np_dt is None else np.asarray(values, dtype=np_dt).reshape(shape)
+            inputs.append(tensor_from_values(t.name, dt, shape, getattr(t.contents, field)))
+            continue
         inputs.append(Tensor(t.name, dt, shape, data))
     params = msg.parameters
     return InferRequest(
@@ -129,6 +168,57 @@ def encode_metadata(info: ModelInfo) -> Any:
         name=info.name, versions=list(info.versions), platform=info.platform,
         inputs=[_tensor_metadata(t) for t in info.inputs], outputs=[_tensor_metadata(t) for t in info.outputs],
     )
+
+
+# --- KServe v2 REST: JSON bodies ↔ the same domain values -------------------------------------------------------
+def _field(obj: Any, key: str, kind: type | tuple[type, ...], where: str, default: Any = None) -> Any:
+    value = obj.get(key, default) if isinstance(obj, dict) else None
+    if value is None and default is None:
+        raise InvalidInput(f"{where}.{key} is required")
+    if not isinstance(value, kind):
+        raise InvalidInput(f"{where}.{key} must be {getattr(kind, '__name__', kind)}, got {type(value).__name__}")
+    return value
+
+
+def decode_json_request(body: Any, model_name: str, model_version: str = "") -> InferRequest:
+    """A v2 REST inference request body (`{"id", "parameters", "inputs": [{"name", "shape", "datatype", "data"}],
+    "outputs": [{"name"}]}`) → InferRequest, with the same tensor checks as gRPC; errors name the field."""
+    if not isinstance(body, dict):
+        raise InvalidInput("the request body must be a JSON object")
+    inputs = []
+    for i, t in enumerate(_field(body, "inputs", list, "request")):
+        where = f"inputs[{i}]"
+        name = _field(t, "name", str, where)
+        shape = _field(t, "shape", list, where)
+        if not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
+            raise InvalidInput(f"{where}.shape must be a list of integers, got {shape!r}", tensor=name)
+        data = _field(t, "data", (list, str, int, float, bool), where)
+        inputs.append(tensor_from_values(name, _field(t, "datatype", str, where), tuple(shape), data))
+    outputs = [_field(o, "name", str, f"outputs[{i}]") for i, o in
+               enumerate(_field(body, "outputs", list, "request", default=[]))]
+    return InferRequest(model_name=model_name, model_version=model_version,
+                        id=_field(body, "id", str, "request", default=""), inputs=inputs, outputs=outputs,
+                        parameters=dict(_field(body, "parameters", dict, "request", default={})))
+
+
+def encode_json_response(resp: InferResponse) -> dict[str, Any]:
+    """InferResponse → a v2 REST response body: each tensor's data flat in row-major order, BYTES as strings."""
+    outputs = []
+    for t in resp.outputs:
+        data = t.data.reshape(-1).tolist() if isinstance(t.data, np.ndarray) else \
+            [b.decode("utf-8", "replace") for b in t.data]
+        outputs.append({"name": t.name, "datatype": t.datatype, "shape": list(t.shape), "data": data})
+    return {"model_name": resp.model_name, "model_version": resp.model_version, "id": resp.id, "outputs": outputs}
+
+
+def metadata_json(info: ModelInfo) -> dict[str, Any]:
+    """ModelInfo → a v2 REST model metadata body (with each tensor's parameters, as on gRPC)."""
+    def tensor(t: TensorInfo) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": t.name, "datatype": t.datatype, "shape": list(t.shape)}
+        return out | ({"parameters": dict(t.parameters)} if t.parameters else {})
+
+    return {"name": info.name, "versions": list(info.versions), "platform": info.platform,
+            "inputs": [tensor(t) for t in info.inputs], "outputs": [tensor(t) for t in info.outputs]}
 
 
 def promotion(msg: models_pb2.ModelPromoted) -> Promotion:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from mlops.errors import MlopsError
 
 __all__ = ["EntityNotFound", "InferenceError", "InvalidInput", "ModelLoadError", "ModelMismatch", "ModelNotFound",
-           "NoDefinitions", "NoOnlineStore", "NotReady", "ShuttingDown", "TooLarge"]
+           "NoDefinitions", "NoOnlineStore", "NotReady", "ShuttingDown", "TooLarge", "TooLargeBody"]
 
 
 class InferenceError(MlopsError):
@@ -44,6 +44,14 @@ class TooLarge(InferenceError):
     def __init__(self, rows: int, limit: int):
         super().__init__(f"request has {rows} rows; the limit is {limit}")
         self.rows, self.limit = rows, limit
+
+
+class TooLargeBody(TooLarge):
+    """A REST request body over the message limit (gRPC refuses such a message in the transport)."""
+
+    def __init__(self, size: int, limit: int):
+        InferenceError.__init__(self, f"request body has {size} bytes; the limit is {limit}")
+        self.rows, self.limit = size, limit
 
 
 class NotReady(InferenceError):

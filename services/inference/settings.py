@@ -18,6 +18,9 @@ class InferenceSettings(BaseSettings):
 
     host: str = Field("0.0.0.0", description="Address the gRPC server binds.")
     port: int = Field(8001, description="gRPC port (Triton's conventional 8001); 0 picks a free one.")
+    rest: bool = Field(True, description="Serve KServe v2 REST (HTTP/JSON) beside gRPC, on rest_port.")
+    rest_port: int = Field(8000, description="REST port (KServe's and Triton's conventional 8000); 0 picks a free "
+                           "one.")
     server_name: str = Field("mlops-inference", description="Name reported by ServerMetadata.")
     default_model: str = Field("sea", description="Declared model served when a request names none; the name "
                                "model_path is served under.")

@@ -92,5 +92,7 @@ OPS_PORTS = {
     "registry": 9104,
     "inference": 9105,
     "monitor": 9106,
+    "console": 9107,
 }
 GRPC_PORTS = {"inference": 8001, "registry": 8002}
+HTTP_PORTS = {"inference": 8000, "console": 8080}  # inference's KServe v2 REST, the console's pages

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from deploy_helpers import COMPOSE, GRPC_PORTS, OPS_PORTS, ROOT, dockerfile_instructions, load_yaml
+from deploy_helpers import COMPOSE, GRPC_PORTS, HTTP_PORTS, OPS_PORTS, ROOT, dockerfile_instructions, load_yaml
 from mlops_tools.cli.services_cmd import SERVICES
 
 
@@ -96,11 +96,12 @@ def test_compose_starts_services_after_their_dependencies(compose: dict) -> None
     )
 
 
-def test_compose_publishes_the_grpc_apis_but_no_ops_port(compose: dict) -> None:
+def test_compose_publishes_the_apis_but_no_ops_port(compose: dict) -> None:
     for name in SERVICES:
         published = [str(p) for p in compose["services"][name].get("ports", [])]
-        if name in GRPC_PORTS:
-            assert published == [f"{GRPC_PORTS[name]}:{GRPC_PORTS[name]}"], name
+        api_ports = [p for p in (GRPC_PORTS.get(name), HTTP_PORTS.get(name)) if p]
+        if api_ports:
+            assert published == [f"{p}:{p}" for p in api_ports], name
         else:
             assert published == [], f"{name}: a published port would break `--scale {name}=N`"
 

@@ -67,9 +67,11 @@ def test_entrypoint_becomes_ready_and_stops_on_sigterm(
         "inference": {
             "MLOPS_INFERENCE_HOST": "127.0.0.1",
             "MLOPS_INFERENCE_PORT": str(grpc_port),
+            "MLOPS_INFERENCE_REST_PORT": "0",
             "MLOPS_INFERENCE_USE_CUDA": "false",
         },
         "monitor": {"MLOPS_MONITOR_GROUP_ID": group},
+        "console": {"MLOPS_CONSOLE_HOST": "127.0.0.1", "MLOPS_CONSOLE_PORT": str(grpc_port)},
     }[service]
     log = (tmp_path / f"{service}.log").open("w+")
     proc = subprocess.Popen(
@@ -106,7 +108,7 @@ def test_entrypoint_becomes_ready_and_stops_on_sigterm(
         log.close()
 
 
-def test_entrypoint_names_the_six_services_when_given_another() -> None:
+def test_entrypoint_names_every_service_when_given_another() -> None:
     for argv in ([], ["nope"]):
         proc = subprocess.run([*ENTRYPOINT, *argv], capture_output=True, text=True, timeout=60)
         assert proc.returncode == 2

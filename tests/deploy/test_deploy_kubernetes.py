@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from deploy_helpers import GRPC_PORTS, KUSTOMIZATIONS, OPS_PORTS, Validators, load_yaml_documents
+from deploy_helpers import GRPC_PORTS, HTTP_PORTS, KUSTOMIZATIONS, OPS_PORTS, Validators, load_yaml_documents
 from mlops.topics import ALL_TOPICS
 from mlops_tools.cli.services_cmd import SERVICES
 
@@ -81,6 +81,8 @@ def test_every_service_is_probed_on_its_own_ports(rendered: dict[str, str], kust
         assert {ref["configMapRef"]["name"] for ref in c["envFrom"]} == {"mlops-settings", f"mlops-{name}"}
         if name in GRPC_PORTS:
             assert ports["grpc"] == GRPC_PORTS[name], name
+        if name in HTTP_PORTS:
+            assert ports["http"] == HTTP_PORTS[name], name
         assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "ops"}, name
         if name == "inference":
             assert c["readinessProbe"]["grpc"] == {"port": GRPC_PORTS["inference"]}, "native gRPC probe"
@@ -100,7 +102,7 @@ def test_every_service_is_probed_on_its_own_ports(rendered: dict[str, str], kust
         assert secret_env == {
             "MLOPS_KAFKA_SASL_USERNAME": "mlops-kafka-sasl",
             "MLOPS_KAFKA_SASL_PASSWORD": "mlops-kafka-sasl",
-        }, name
+        } | ({"MLOPS_CONSOLE_ADMIN_TOKEN": "mlops-console-admin"} if name == "console" else {}), name
 
 
 @pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
@@ -119,10 +121,11 @@ def test_scaling_shape(rendered: dict[str, str], kustomization: str) -> None:
     hpa = kinds["HorizontalPodAutoscaler"]["mlops-inference"]
     assert hpa["spec"]["scaleTargetRef"]["name"] == "mlops-inference"
     assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"
-    assert set(kinds["Service"]) == {"mlops-inference", "mlops-registry"}
+    assert set(kinds["Service"]) == {"mlops-inference", "mlops-registry", "mlops-console"}
     for svc_name, svc in kinds["Service"].items():
-        grpc = next(p for p in svc["spec"]["ports"] if p["name"] == "grpc")
-        assert grpc["port"] == GRPC_PORTS[svc_name.removeprefix("mlops-")]
+        name = svc_name.removeprefix("mlops-")
+        ports = {p["name"]: p["port"] for p in svc["spec"]["ports"]}
+        assert ports.get("grpc") == GRPC_PORTS.get(name) and ports.get("http") == HTTP_PORTS.get(name), svc_name
     job = kinds["Job"]["mlops-topics"]
     assert "ensure_topics" in " ".join(container({"spec": job["spec"]})["command"])
 

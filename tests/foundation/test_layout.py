@@ -39,8 +39,8 @@ def _under(module: str, roots: tuple[str, ...]) -> bool:
     return any(module == r or module.startswith(r + ".") for r in roots)
 
 
-def test_all_six_services_exist() -> None:
-    assert SERVICES == ["features", "inference", "ingest", "monitor", "registry", "trainer"]
+def test_all_seven_services_exist() -> None:
+    assert SERVICES == ["console", "features", "inference", "ingest", "monitor", "registry", "trainer"]
 
 
 @pytest.mark.parametrize("service", SERVICES)

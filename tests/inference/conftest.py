@@ -37,6 +37,7 @@ class RunningServer:
         self._thread.start()
         self.port = self.call(server.start())
         self.url = f"127.0.0.1:{self.port}"
+        self.rest_url = f"http://127.0.0.1:{server.rest.port}" if server.rest is not None else ""
 
     def call(self, coro, timeout: float = 30.0):  # type: ignore[no-untyped-def]
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
@@ -57,7 +58,7 @@ def server_factory() -> Iterator[Callable[..., RunningServer]]:
     def make(bus=None, store=None, **overrides) -> RunningServer:  # type: ignore[no-untyped-def]
         # without a bus the definitions come from the SEA example file (standalone use)
         defaults = {"host": "127.0.0.1", "port": 0, "watch_promotions": False, "log_predictions": False,
-                    "definitions_file": SEA_FILE if bus is None else None}
+                    "rest_port": 0, "definitions_file": SEA_FILE if bus is None else None}
         settings = InferenceSettings(**(defaults | overrides))
         running = RunningServer(InferenceServer(settings, bus, store))
         started.append(running)

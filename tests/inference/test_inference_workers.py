@@ -72,6 +72,7 @@ def group(model_file: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, int]
     port, metrics = _free_port(), _free_port(2)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_")} | {
         "MLOPS_INFERENCE_HOST": "127.0.0.1", "MLOPS_INFERENCE_PORT": str(port), "MLOPS_INFERENCE_WORKERS": "2",
+        "MLOPS_INFERENCE_REST_PORT": str(_free_port()),
         "MLOPS_INFERENCE_MODEL_PATH": str(model_file), "MLOPS_INFERENCE_DEFINITIONS_FILE": str(SEA_FILE),
         "MLOPS_INFERENCE_WATCH_PROMOTIONS": "false",
         "MLOPS_INFERENCE_LOG_PREDICTIONS": "false", "MLOPS_INFERENCE_ONLINE_JOIN": "false",

@@ -144,5 +144,5 @@ def extra_env(name: str, grpc_port: int) -> dict[str, str]:
         "registry": {"MLOPS_REGISTRY_GROUP_ID": f"obs-registry-{uuid.uuid4().hex[:8]}",
                      "MLOPS_REGISTRY_GRPC_HOST": "127.0.0.1", "MLOPS_REGISTRY_GRPC_PORT": str(grpc_port)},
         "inference": {"MLOPS_INFERENCE_HOST": "127.0.0.1", "MLOPS_INFERENCE_PORT": str(grpc_port),
-                      "MLOPS_INFERENCE_USE_CUDA": "false"},
+                      "MLOPS_INFERENCE_REST_PORT": "0", "MLOPS_INFERENCE_USE_CUDA": "false"},
     }.get(name, {})

@@ -167,6 +167,7 @@ class InferenceServer:
         self._health_tasks: set[asyncio.Task[None]] = set()
         self.batcher: Batcher | None = None
         self.dataplane: DataPlane | None = None
+        self.rest: Any = None  # the REST edge (edge/rest.py) when settings.rest
 
     def load_file(self, path: Path, name: str | None = None, version: str | None = None) -> ModelVersion:
         """Serve the ONNX file at `path` as the champion of declared model `name` (default_model)."""
@@ -251,6 +252,11 @@ class InferenceServer:
         self.port = self._server.add_insecure_port(f"{s.host}:{s.port}")
         await self._update_health()
         await self._server.start()
+        if s.rest:  # KServe v2 REST on the same data plane (imported here: rest.py builds on this module)
+            from services.inference.edge.rest import RestServer
+
+            self.rest = RestServer(self.dataplane, s)
+            await self.rest.start()
         if self.bus is not None and s.watch_promotions:
             artifacts, timeout = ArtifactReader(self.bus), s.artifact_timeout_s
             dataplane = self.dataplane
@@ -259,7 +265,8 @@ class InferenceServer:
                                                 self.options, lambda: dataplane.catalog)
             self.promotions.start()
         log.info("inference serving", extra={"fields": {
-            "port": self.port, "worker": s.worker_index, "models": self.repository.names(),
+            "port": self.port, "rest_port": self.rest.port if self.rest else None,
+            "worker": s.worker_index, "models": self.repository.names(),
             "inline_max_rows": self.batcher.policy.inline_max_rows}})
         return self.port
 
@@ -273,6 +280,8 @@ class InferenceServer:
         await self._server.wait_for_termination()
 
     async def stop(self, grace: float = 2.0) -> None:
+        if self.rest is not None:
+            await self.rest.stop()
         if self._server is not None:
             await self.health.enter_graceful_shutdown()
             await self._server.stop(grace)

@@ -25,13 +25,15 @@ _tracer = tracer("mlops.inference")
 
 
 @contextmanager
-def infer_span(metadata: Sequence[tuple[str, str | bytes]] | None) -> Iterator[trace.Span]:
+def infer_span(metadata: Sequence[tuple[str, str | bytes]] | None, name: str = INFER_METHOD,
+               attributes: dict[str, str] | None = None) -> Iterator[trace.Span]:
     """The server span of one ModelInfer call, current while the block runs, child of the caller's W3C trace
-    context when the metadata has one. Exceptions are not recorded: the servicer sets the status it answers with.
+    context when the metadata has one (`name` and `attributes`: REST's instead of gRPC's). Exceptions are not
+    recorded: the servicer sets the status it answers with.
     (start_span + attach by hand: start_as_current_span's nested context managers cost as much as the span.)"""
     carried = [(k, v) for k, v in metadata or () if k in _TRACE_HEADERS]
-    span = _tracer.start_span(INFER_METHOD, context=extract_context(carried) if carried else None,
-                              kind=trace.SpanKind.SERVER, attributes=INFER_ATTRIBUTES)
+    span = _tracer.start_span(name, context=extract_context(carried) if carried else None,
+                              kind=trace.SpanKind.SERVER, attributes=attributes or INFER_ATTRIBUTES)
     token = otel_context.attach(trace.set_span_in_context(span))
     try:
         yield span

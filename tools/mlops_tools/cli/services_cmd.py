@@ -1,4 +1,5 @@
-"""`mlops up|down|status` (the six services as background processes) and `mlops service NAME` (foreground).
+"""`mlops up|down|status` (the services, the console among them, as background processes) and `mlops service
+NAME` (foreground).
 
 The service table (names and default ports) and the start/stop helpers here are also what the demo uses. Tooling
 starts services only as processes (`python -m services.NAME`), never by importing them.
@@ -15,17 +16,20 @@ from pathlib import Path
 from mlops_tools.procs import ManagedProcess
 from mlops_tools.stack import StackSettings
 
-__all__ = ["GRPC_PORTS", "OPS_PORTS", "SERVICES", "register", "service_process", "start_service", "start_services",
-           "stop_services"]
+__all__ = ["GRPC_PORTS", "HTTP_PORTS", "OPS_PORTS", "SERVICES", "register", "service_process", "start_service",
+           "start_services", "stop_services"]
 
-SERVICES = ("ingest", "features", "trainer", "registry", "inference", "monitor")
-# default ports: the ops endpoint (/metrics, /healthz, /readyz) of each service, and the two gRPC APIs
-OPS_PORTS = {"ingest": 9101, "features": 9102, "trainer": 9103, "registry": 9104, "inference": 9105, "monitor": 9106}
+SERVICES = ("ingest", "features", "trainer", "registry", "inference", "monitor", "console")
+# default ports: the ops endpoint (/metrics, /healthz, /readyz) of each service, the two gRPC APIs and the HTTP ones
+# (inference's KServe v2 REST, the console's pages)
+OPS_PORTS = {"ingest": 9101, "features": 9102, "trainer": 9103, "registry": 9104, "inference": 9105, "monitor": 9106,
+             "console": 9107}
 GRPC_PORTS = {"inference": 8001, "registry": 8002}
+HTTP_PORTS = {"inference": 8000, "console": 8080}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    up = sub.add_parser("up", help="start the six services in the background (after `mlops stack up`)")
+    up = sub.add_parser("up", help="start the six services and the console in the background (after `mlops stack up`)")
     up.add_argument("names", nargs="*", help="only these services")
     up.set_defaults(func=_up)
     down = sub.add_parser("down", help="stop the services `mlops up` started")

@@ -30,7 +30,15 @@ import uuid
 from pathlib import Path
 from typing import TextIO
 
-from mlops_tools.cli.services_cmd import GRPC_PORTS, OPS_PORTS, SERVICES, service_process, start_service, stop_services
+from mlops_tools.cli.services_cmd import (
+    GRPC_PORTS,
+    HTTP_PORTS,
+    OPS_PORTS,
+    SERVICES,
+    service_process,
+    start_service,
+    stop_services,
+)
 from mlops_tools.demo.config import DemoConfig
 from mlops_tools.demo.loop import Traffic
 from mlops_tools.demo.summary import DemoResult, ModelLoop
@@ -116,6 +124,7 @@ class Demo:
 
         self.ports = {f"ops-{n}": _port(p, cfg.default_ports) for n, p in OPS_PORTS.items()}
         self.ports |= {n: _port(p, cfg.default_ports) for n, p in GRPC_PORTS.items()}
+        self.ports |= {f"http-{n}": _port(p, cfg.default_ports) for n, p in HTTP_PORTS.items()}
         self.traffic = Traffic(cfg, KafkaBus(kafka), self.ports["inference"], self.result, self.timeline, self._stop)
         common = {
             "MLOPS_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
@@ -136,23 +145,30 @@ class Demo:
                         "MLOPS_TRAINER_LABELS_WITHIN_FEATURES": "true"},
             "registry": {"MLOPS_REGISTRY_GROUP_ID": f"{self.tag}-registry", "MLOPS_REGISTRY_GRPC_HOST": "127.0.0.1",
                          "MLOPS_REGISTRY_GRPC_PORT": str(self.ports["registry"])},
-            "inference": {"MLOPS_INFERENCE_HOST": "127.0.0.1", "MLOPS_INFERENCE_PORT": str(self.ports["inference"])},
+            "inference": {"MLOPS_INFERENCE_HOST": "127.0.0.1", "MLOPS_INFERENCE_PORT": str(self.ports["inference"]),
+                          "MLOPS_INFERENCE_REST_PORT": str(self.ports["http-inference"])},
             "monitor": {"MLOPS_MONITOR_GROUP_ID": f"{self.tag}-monitor",
                         "MLOPS_MONITOR_WINDOW_SIZE": str(cfg.monitor_window),
                         "MLOPS_MONITOR_MIN_RECORDS": str(cfg.monitor_min_records)},
+            "console": {"MLOPS_CONSOLE_HOST": "127.0.0.1", "MLOPS_CONSOLE_PORT": str(self.ports["http-console"]),
+                        "MLOPS_CONSOLE_REGISTRY_ADDRESS": f"127.0.0.1:{self.ports['registry']}",
+                        "MLOPS_CONSOLE_PROMETHEUS_URL": Prometheus(self._stack.s).url,
+                        "MLOPS_CONSOLE_JAEGER_URL": jaeger.query_url(self._stack.s)},
         }
-        say("starting the six services:")
+        say("starting the services:")
         for name in SERVICES:
             env = common | per[name] | {"MLOPS_TELEMETRY_METRICS_PORT": str(self.ports[f"ops-{name}"])} \
                 | cfg.extra_env
             proc, state = start_service(name, env, cfg.process_dir)
             self._started_procs.append((name, proc))
             grpc = f", gRPC {self.ports[name]}" if name in GRPC_PORTS else ""
-            say(f"  {name:10} {state} (ops {self.ports[f'ops-{name}']}{grpc})")
+            http = f", HTTP {self.ports[f'http-{name}']}" if name in HTTP_PORTS else ""
+            say(f"  {name:10} {state} (ops {self.ports[f'ops-{name}']}{grpc}{http})")
         self._start_prometheus()
         # the demo's own spans (one producer span per raw event) go to the same place
         setup_tracing("mlops-demo", telemetry)
         self._wait_ready()
+        say(f"console: http://127.0.0.1:{self.ports['http-console']}/  (models, drift, health, traces, dead letters)")
 
     def _start_prometheus(self) -> None:
         """Prometheus scraping this run's services with the platform's alert rules (its alerts page shows the
