@@ -17,8 +17,10 @@ def demo_factory(stack: Stack, tmp_path: Path) -> Iterator[Callable[..., Demo]]:
     demos: list[Demo] = []
 
     def make(name: str, **overrides: object) -> Demo:
-        cfg = DemoConfig(default_ports=False, process_dir=tmp_path / name, run_dir=tmp_path / name / "run",
-                         **overrides)  # type: ignore[arg-type]
+        # no Prometheus/Jaeger: the loop's figures, not the operators' tools (tests/observability covers those)
+        settings = {"default_ports": False, "ops": False, "process_dir": tmp_path / name,
+                    "run_dir": tmp_path / name / "run"} | overrides
+        cfg = DemoConfig(**settings)  # type: ignore[arg-type]
         demo = Demo(cfg, out=sys.stdout)
         demos.append(demo)
         return demo

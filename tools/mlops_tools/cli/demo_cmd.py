@@ -21,6 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="index of the first drifted record (default: half of --records; -1: no drift)")
     p.add_argument("--seed", type=int, default=42, help="data seed (same seed, same records)")
     p.add_argument("--predict-rate", type=float, default=50.0, help="gRPC requests per second (default 50)")
+    p.add_argument("--no-ops", action="store_true",
+                   help="start no Prometheus and no Jaeger (spans go to the run's OTLP/JSON file)")
     p.add_argument("--keep-running", action="store_true",
                    help="leave the services running after the summary (stop them with `mlops down`)")
     p.set_defaults(func=_demo)
@@ -32,7 +34,7 @@ def _demo(args: argparse.Namespace) -> int:
     drift_at = args.records // 2 if args.drift_at is None else (None if args.drift_at < 0 else args.drift_at)
     try:
         cfg = DemoConfig(example=args.example, records=args.records, rate=args.rate, drift_at=drift_at, seed=args.seed,
-                         predict_rate=args.predict_rate,
+                         predict_rate=args.predict_rate, ops=not args.no_ops,
                          bootstrap_rows=min(600, max(300, (drift_at or args.records) // 4)))
     except ValueError as exc:
         print(f"mlops demo: {exc}", file=sys.stderr)

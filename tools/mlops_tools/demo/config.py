@@ -35,6 +35,9 @@ class DemoConfig:
     ready_timeout_s: float = 120.0
     v1_timeout_s: float = 120.0
     v2_wait_s: float = 30.0  # after the stream ends, how long to wait for a pending v2
+    # Prometheus (alert rules) and Jaeger (OTLP traces; built once from the Go module proxy) for the run; off: spans
+    # go to the run's OTLP/JSON file and no Prometheus is started
+    ops: bool = True
     extra_env: dict[str, str] = field(default_factory=dict)  # more MLOPS_* settings for every service
 
     @property

@@ -41,12 +41,12 @@ from mlops_tools.cli.services_cmd import (
 )
 from mlops_tools.demo.config import DemoConfig
 from mlops_tools.demo.loop import Traffic
+from mlops_tools.demo.ops import DemoOps
 from mlops_tools.demo.summary import DemoResult, ModelLoop
 from mlops_tools.demo.timeline import Timeline
 from mlops_tools.demo.watch import watch
 from mlops_tools.examples import apply_definitions, definitions_path
 from mlops_tools.procs import ManagedProcess, free_port, port_open
-from mlops_tools.stack.prometheus import Prometheus
 
 __all__ = ["Demo"]
 
@@ -76,7 +76,7 @@ class Demo:
         self._started_procs: list[tuple[str, ManagedProcess]] = []
         self._stack_started: list[str] = []
         self._threads: list[threading.Thread] = []
-        self._prometheus: Prometheus | None = None
+        self.ops: DemoOps | None = None  # set by start()
 
     # --- start: stack, topics, services --------------------------------------------------------------------------
     def start(self) -> None:
@@ -84,7 +84,7 @@ class Demo:
         # can register half a file in the descriptor pool ("depends on file 'model_config.proto' ... not loaded")
         import tritonclient.grpc  # noqa: F401
         from mlops.bus import KafkaBus
-        from mlops.settings import RedisSettings, TelemetrySettings
+        from mlops.settings import RedisSettings
         from mlops.telemetry import setup_tracing
         from mlops.topics import ensure_topics
 
@@ -108,13 +108,9 @@ class Demo:
                     f"(models: {', '.join(m.name for m in revision.definitions.models)})")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         traces = self.run_dir / "traces.jsonl"
-        # spans go to the stack's Jaeger when it runs (`mlops stack up --ops`), else to the offline OTLP/JSON file
-        from mlops_tools.stack import jaeger
-
-        to_jaeger = jaeger.status(stack).state == "running"
-        telemetry = TelemetrySettings(exporter="otlp-grpc", otlp_endpoint=jaeger.otlp_endpoint(stack.s)) \
-            if to_jaeger else TelemetrySettings(exporter="file", file_path=traces)
-        self.result.traces_file = jaeger.query_url(stack.s) if to_jaeger else str(traces)
+        self.ops = DemoOps(stack, self.tag, say, enabled=cfg.ops)
+        telemetry = self.ops.telemetry(traces)
+        self.result.traces_file = self.ops.traces_location(telemetry)
 
         if cfg.process_dir is None:
             running = [n for n in SERVICES if service_process(n).running()]
@@ -152,8 +148,7 @@ class Demo:
                         "MLOPS_MONITOR_MIN_RECORDS": str(cfg.monitor_min_records)},
             "console": {"MLOPS_CONSOLE_HOST": "127.0.0.1", "MLOPS_CONSOLE_PORT": str(self.ports["http-console"]),
                         "MLOPS_CONSOLE_REGISTRY_ADDRESS": f"127.0.0.1:{self.ports['registry']}",
-                        "MLOPS_CONSOLE_PROMETHEUS_URL": Prometheus(self._stack.s).url,
-                        "MLOPS_CONSOLE_JAEGER_URL": jaeger.query_url(self._stack.s)},
+                        **self.ops.console_env()},
         }
         say("starting the services:")
         for name in SERVICES:
@@ -164,27 +159,11 @@ class Demo:
             grpc = f", gRPC {self.ports[name]}" if name in GRPC_PORTS else ""
             http = f", HTTP {self.ports[f'http-{name}']}" if name in HTTP_PORTS else ""
             say(f"  {name:10} {state} (ops {self.ports[f'ops-{name}']}{grpc}{http})")
-        self._start_prometheus()
+        self.ops.start_prometheus({n: self.ports[f"ops-{n}"] for n in SERVICES})
         # the demo's own spans (one producer span per raw event) go to the same place
         setup_tracing("mlops-demo", telemetry)
         self._wait_ready()
         say(f"console: http://127.0.0.1:{self.ports['http-console']}/  (models, drift, health, traces, dead letters)")
-
-    def _start_prometheus(self) -> None:
-        """Prometheus scraping this run's services with the platform's alert rules (its alerts page shows the
-        drift, retrain and promotion as they happen); the demo goes on without it when it cannot start."""
-        from mlops_tools.stack import StackError
-
-        prometheus = Prometheus(self._stack.s)
-        try:
-            prometheus.write_targets({n: self.ports[f"ops-{n}"] for n in SERVICES}, name=self.tag)
-            if prometheus.start() == "started":
-                self._stack_started.append("prometheus")
-        except StackError as exc:
-            self.timeline.say(f"  prometheus: not started ({exc})")
-            return
-        self._prometheus = prometheus
-        self.timeline.say(f"  prometheus {prometheus.url} (alerts: {prometheus.url}/alerts)")
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.cfg.ready_timeout_s
@@ -298,11 +277,13 @@ class Demo:
         self._stop.set()
         for t in self._threads:
             t.join(5)
-        if self._prometheus is not None:  # before the services stop: they are gone, not down
-            self._prometheus.remove_targets(self.tag)
+        if self.ops is not None:
+            self.ops.drop_targets()
         for _name, proc in reversed(self._started_procs):
             proc.stop(timeout=15)
         self._started_procs.clear()
         for name in self._stack_started:
-            (self._prometheus.proc if name == "prometheus" else getattr(self._stack, name)).stop()
+            getattr(self._stack, name).stop()
         self._stack_started = []
+        if self.ops is not None:
+            self.ops.stop()
