@@ -28,8 +28,8 @@ from mlops.bus._record import (
 from mlops.settings import KafkaSettings
 from mlops.telemetry import inject_headers
 
-__all__ = ["ConfluentClient", "Consumer", "DeliveryCallback", "Producer", "as_bytes", "consumer_config",
-           "wait_for_broker", "watermarks"]
+__all__ = ["ConfluentClient", "Consumer", "DeliveryCallback", "Producer", "as_bytes", "consume_arrived",
+           "consumer_config", "wait_for_broker", "watermarks"]
 
 DeliveryCallback = Callable[[KafkaError | None, Message], None]
 
@@ -138,6 +138,22 @@ def consumer_config(settings: KafkaSettings, client_id: str) -> dict[str, object
     }
 
 
+def consume_arrived(consumer: Any, max_records: int, timeout: float) -> list[Message]:
+    """Up to `max_records` messages of what has arrived, waiting up to `timeout` for the first one only.
+
+    librdkafka's `consume(n, timeout)` returns when n messages are there *or* the timeout expires, so with a large
+    batch and moderate traffic a lone record waited the whole timeout: latency depended on traffic. Here only the
+    wait for one message blocks; the rest of the batch is what the client has already fetched (`timeout=0`), so
+    a batch is as large as the backlog and never waits to fill."""
+    msgs = consumer.consume(max_records, 0)
+    if msgs or timeout <= 0:
+        return msgs
+    msgs = consumer.consume(1, timeout)
+    if msgs and max_records > 1:
+        msgs.extend(consumer.consume(max_records - 1, 0))
+    return msgs
+
+
 class ConfluentClient:
     """What the bus's consuming clients share: the confluent-kafka consumer under them."""
 
@@ -184,8 +200,9 @@ class Consumer(ConfluentClient):
         return next(iter(self.consume(1, timeout)), None)
 
     def consume(self, max_records: int = 500, timeout: float = 1.0) -> list[Record]:
-        """Up to `max_records` records; partition EOFs are skipped, broker errors raise."""
-        msgs = self._consumer.consume(max_records, timeout)
+        """Up to `max_records` records of what has arrived, waiting up to `timeout` for the first (never for a full
+        batch: `consume_arrived`); partition EOFs are skipped, broker errors raise."""
+        msgs = consume_arrived(self._consumer, max_records, timeout)
         out = [Record(msg) for msg in msgs if msg.error() is None]
         if len(out) != len(msgs):  # errors are rare: only then look at them
             for msg in msgs:
