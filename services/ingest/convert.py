@@ -107,6 +107,8 @@ def to_dead_letter(record: Record, error_type: str, field: str, reason: str, now
 
 # --- Event bytes without building an Event ------------------------------------------------------------------------
 _pack_double = struct.Struct("<d").pack
+_SMALL = [bytes((n,)) for n in range(0x80)]  # one-byte varints
+_CONTINUED = [bytes((n | 0x80,)) for n in range(0x80)]  # a varint's low 7 bits when more follow
 
 
 def _varint(n: int) -> bytes:
@@ -150,6 +152,8 @@ class EventEncoder:
         self._source_name = _len_field(0x4A, source_name.encode()) if source_name else b""  # 9
         self._keys: dict[str, bytes] = {}  # a value's map-entry prefix, by key (the key's bytes are constant)
         self._orders: dict[tuple[str, ...], list[str]] = {}  # the keys of a values map in serialization order
+        self._sources: dict[int, bytes] = {}  # SourcePosition's topic and partition fields, by partition
+        self._high: dict[int, bytes] = {}  # varints of n >> 7 (see _wide)
 
     def _entry_prefix(self, key: str) -> bytes:
         k = key.encode()
@@ -158,29 +162,41 @@ class EventEncoder:
         self._keys[key] = prefix
         return prefix
 
+    def _wide(self, n: int) -> bytes:
+        """The varint of `n` >= 128: its low 7 bits, then the varint of the rest — cached, as a batch's times and
+        offsets share their high bits."""
+        high = n >> 7
+        tail = self._high.get(high)
+        if tail is None:
+            tail = self._high[high] = _varint(high)
+        return _CONTINUED[n & 0x7F] + tail
+
     def encode(self, event_id: str, entity_id: str, event_time_ms: int, values: Mapping[str, float],
                categories: Mapping[str, str], partition: int, offset: int) -> bytes:
-        keys = self._keys
         parts = [self._head]
-        if event_id:
-            parts.append(_len_field(0x12, event_id.encode()))  # 2
-        if entity_id:
-            parts.append(_len_field(0x1A, entity_id.encode()))  # 3
-        if event_time_ms:
-            parts += (b"\x20", _varint(event_time_ms))  # 4 (always > 0 here: validated)
+        if event_id:  # 2
+            data = event_id.encode()
+            parts += (b"\x12", _SMALL[len(data)] if len(data) < 0x80 else _varint(len(data)), data)
+        if entity_id:  # 3
+            data = entity_id.encode()
+            parts += (b"\x1a", _SMALL[len(data)] if len(data) < 0x80 else _varint(len(data)), data)
+        if event_time_ms:  # 4 (always > 0 here: validated)
+            parts += (b"\x20", _SMALL[event_time_ms] if event_time_ms < 0x80 else self._wide(event_time_ms))
         parts.append(self._times)
         key_set = tuple(values)
         ordered = self._orders.get(key_set)
         if ordered is None:
             ordered = self._orders[key_set] = sorted(key_set, key=_map_order)
+        keys = self._keys
         for key in ordered:  # 7: map<string, double>, an entry per key: 1 key, 2 value (both always written)
             parts += (keys.get(key) or self._entry_prefix(key), _pack_double(values[key]))
-        source = self._topic  # 8: SourcePosition (2 partition, 3 offset; omitted when 0)
-        if partition:
-            source += b"\x10" + _varint(partition)
+        source = self._sources.get(partition)  # 8: SourcePosition (2 partition, 3 offset; omitted when 0)
+        if source is None:
+            source = self._sources[partition] = self._topic + (b"\x10" + _varint(partition) if partition else b"")
         if offset:
-            source += b"\x18" + _varint(offset)
-        parts += (b"\x42", _varint(len(source)), source, self._source_name)
+            source += b"\x18" + (_SMALL[offset] if offset < 0x80 else self._wide(offset))
+        parts += (b"\x42", _SMALL[len(source)] if len(source) < 0x80 else _varint(len(source)), source,
+                  self._source_name)
         for key in sorted(categories, key=_map_order):  # 10: map<string, string>
             entry = _len_field(0x0A, key.encode()) + _len_field(0x12, categories[key].encode())
             parts += (b"\x52", _varint(len(entry)), entry)
