@@ -6,8 +6,9 @@ With the edge, the only module of ingest that touches generated `mlops.contracts
 
 from __future__ import annotations
 
+import operator
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from mlops import contracts
@@ -128,6 +129,14 @@ def _map_order(key: str) -> bytes:
     return key.encode() + b"\xff"
 
 
+def _length(data: bytes) -> bytes:
+    return _SMALL[len(data)] if len(data) < 0x80 else _varint(len(data))
+
+
+def _no_values(values: Mapping[str, float]) -> bytes:
+    return b""
+
+
 def _len_field(tag: int, data: bytes) -> bytes:
     return bytes((tag,)) + _varint(len(data)) + data
 
@@ -151,9 +160,9 @@ class EventEncoder:
         self._topic = _len_field(0x0A, topic.encode())  # SourcePosition 1: topic
         self._source_name = _len_field(0x4A, source_name.encode()) if source_name else b""  # 9
         self._keys: dict[str, bytes] = {}  # a value's map-entry prefix, by key (the key's bytes are constant)
-        self._orders: dict[tuple[str, ...], list[str]] = {}  # the keys of a values map in serialization order
         self._sources: dict[int, bytes] = {}  # SourcePosition's topic and partition fields, by partition
         self._high: dict[int, bytes] = {}  # varints of n >> 7 (see _wide)
+        self._writers: dict[tuple[str, ...], Callable[[Mapping[str, float]], bytes]] = {}  # by the maps' keys
 
     def _entry_prefix(self, key: str) -> bytes:
         k = key.encode()
@@ -171,33 +180,51 @@ class EventEncoder:
             tail = self._high[high] = _varint(high)
         return _CONTINUED[n & 0x7F] + tail
 
+    def _values_writer(self, key_set: tuple[str, ...]) -> Callable[[Mapping[str, float]], bytes]:
+        """The `values` map's entries for maps with these keys (in this order): one struct call packs every
+        entry's constant prefix and its double."""
+        ordered = sorted(key_set, key=_map_order)
+        prefixes = [self._keys.get(k) or self._entry_prefix(k) for k in ordered]
+        pack = struct.Struct("<" + "".join(f"{len(p)}sd" for p in prefixes)).pack
+        args: list[Any] = [x for p in prefixes for x in (p, 0.0)]
+        if len(ordered) == 1:
+            [only] = ordered
+
+            def write(values: Mapping[str, float]) -> bytes:
+                args[1] = values[only]
+                return pack(*args)
+        else:
+            get = operator.itemgetter(*ordered)
+
+            def write(values: Mapping[str, float]) -> bytes:
+                args[1::2] = get(values)
+                return pack(*args)
+
+        self._writers[key_set] = write
+        return write
+
     def encode(self, event_id: str, entity_id: str, event_time_ms: int, values: Mapping[str, float],
                categories: Mapping[str, str], partition: int, offset: int) -> bytes:
-        parts = [self._head]
-        if event_id:  # 2
-            data = event_id.encode()
-            parts += (b"\x12", _SMALL[len(data)] if len(data) < 0x80 else _varint(len(data)), data)
-        if entity_id:  # 3
-            data = entity_id.encode()
-            parts += (b"\x1a", _SMALL[len(data)] if len(data) < 0x80 else _varint(len(data)), data)
-        if event_time_ms:  # 4 (always > 0 here: validated)
-            parts += (b"\x20", _SMALL[event_time_ms] if event_time_ms < 0x80 else self._wide(event_time_ms))
-        parts.append(self._times)
         key_set = tuple(values)
-        ordered = self._orders.get(key_set)
-        if ordered is None:
-            ordered = self._orders[key_set] = sorted(key_set, key=_map_order)
-        keys = self._keys
-        for key in ordered:  # 7: map<string, double>, an entry per key: 1 key, 2 value (both always written)
-            parts += (keys.get(key) or self._entry_prefix(key), _pack_double(values[key]))
+        write_values = self._writers.get(key_set) or self._values_writer(key_set) if key_set else _no_values
         source = self._sources.get(partition)  # 8: SourcePosition (2 partition, 3 offset; omitted when 0)
         if source is None:
             source = self._sources[partition] = self._topic + (b"\x10" + _varint(partition) if partition else b"")
         if offset:
             source += b"\x18" + (_SMALL[offset] if offset < 0x80 else self._wide(offset))
-        parts += (b"\x42", _SMALL[len(source)] if len(source) < 0x80 else _varint(len(source)), source,
-                  self._source_name)
-        for key in sorted(categories, key=_map_order):  # 10: map<string, string>
+        eid, ent = event_id.encode(), entity_id.encode()
+        parts = [
+            self._head,
+            b"\x12" + _length(eid) + eid if eid else b"",  # 2
+            b"\x1a" + _length(ent) + ent if ent else b"",  # 3
+            b"\x20" + (_SMALL[event_time_ms] if event_time_ms < 0x80 else self._wide(event_time_ms))
+            if event_time_ms else b"",  # 4 (always > 0 here: validated)
+            self._times,  # 5, 6
+            write_values(values),  # 7: map<string, double>, an entry per key: 1 key, 2 value (both always written)
+            b"\x42", _length(source), source,
+            self._source_name,  # 9
+        ]
+        for key in sorted(categories, key=_map_order) if categories else ():  # 10: map<string, string>
             entry = _len_field(0x0A, key.encode()) + _len_field(0x12, categories[key].encode())
             parts += (b"\x52", _varint(len(entry)), entry)
         return b"".join(parts)

@@ -47,6 +47,18 @@ def test_event_bytes_are_what_protobuf_writes(values: dict, categories: dict, pa
         assert contracts.decode(events_pb2.Event, got) == contracts.decode(events_pb2.Event, want)
 
 
+def test_one_encoder_writes_records_of_any_keys_in_any_order() -> None:
+    """An encoder serves a whole batch: maps with other keys, the same keys in another order, offsets and times
+    across the 7-bit boundaries its caches split at."""
+    encoder = EventEncoder("orders", 1, "orders.raw", NOW)
+    maps = [{"a": 1.0, "b": 2.0}, {"b": 2.0, "a": 1.0}, {"a": 5.0}, {}, {"b": 1.0, "amount": 3.0, "a": 0.5}]
+    for i, values in enumerate(maps * 3):
+        offset, time_ms = [0, 1, 127, 128, 129, 16383, 16384, 2**35][i % 8], [1, 127, 128, T0 + i][i % 4]
+        ev = ValidEvent("orders", f"orders.raw/0/{offset}", f"c{i}", time_ms, 1, values, {"ch": "web"} if i % 2 else {})
+        want = contracts.encode(to_event(ev, "orders.raw", i % 3, offset, NOW))
+        assert encoder.encode(ev.event_id, ev.entity_id, time_ms, values, ev.categories, i % 3, offset) == want
+
+
 def test_the_batch_leaves_empty_oversize_and_unparsable_records_to_the_full_path() -> None:
     v = validator(SEA, "sea_events")
     doc = json.loads(good(1))
