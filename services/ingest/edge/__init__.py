@@ -7,6 +7,10 @@ thread. The loop reads that reference once per batch, so a batch is validated by
 source topics changes, the loop ends its consume loop (flushing and committing what it handled) and subscribes
 anew, in the same consumer group. Until a revision declares a source, ingest consumes nothing and is not ready.
 
+Per batch: the batch path (`edge.batch`) validates each source topic's records at once and produces their events
+in one loop; what it does not accept takes the per-record path (`Ingest.handle`), in order, which accepts it the
+slow way or dead-letters it naming the field.
+
 Delivery: `mlops.bus.run_loop` handles a batch, flushes the idempotent producer (every Event / DeadLetter is
 acknowledged by the broker) and only then commits the batch's offsets. A crash in between re-reads the batch, so
 a record can be written twice but never lost; the event id of a record without one is derived from its source
