@@ -1,9 +1,13 @@
-"""Bus wrapper vs raw confluent-kafka: produce and consume throughput of the same records, in one run.
+"""Bus wrapper vs raw confluent-kafka: produce and consume throughput of the same records, in one run; and the
+latency of a lone record, produce -> handed over by consume, with a large batch size.
 
-    .venv/bin/python loadtests/bench_bus.py [--records 100000]
+    .venv/bin/python loadtests/bench_bus.py [--records 100000] [--lone 40]
 
 The wrapper does more per record (protobuf encode with the contract version, trace/contract headers on produce;
 Record objects on consume), so the ratio is the cost of those guarantees. Target: >= 80% of raw.
+Lone records: one record every 50 ms, each consumed with run_loop's defaults (batch 500, poll timeout 0.5 s) by
+raw confluent-kafka `consume(500, 0.5)` (returns when 500 are there or the timeout expires) and by the bus's
+`Consumer.consume(500, 0.5)` (returns what has arrived): the bus's latency should not depend on traffic.
 """
 
 from __future__ import annotations
@@ -91,10 +95,38 @@ def consume_wrapped(settings: KafkaSettings, topic: str, n: int) -> float:
     return elapsed
 
 
+def lone_latency(settings: KafkaSettings, topic: str, n: int, raw: bool) -> list[float]:
+    """Seconds from producing each of `n` lone records (50 ms apart) to a consume call returning it."""
+    group = f"bench-lone-{uuid.uuid4().hex[:6]}"
+    conf = {"group.id": group, "auto.offset.reset": "latest", "enable.auto.commit": False}
+    consumer = (RawConsumer(settings.client_config() | conf) if raw else
+                Consumer(settings, group_id=group, topics=[topic], client_id="bench-lone", from_beginning=False))
+    if raw:
+        consumer.subscribe([topic])
+    producer = RawProducer(settings.client_config() | PRODUCER_CONF)
+    deadline = time.monotonic() + 30
+    while not consumer.assignment() and time.monotonic() < deadline:  # join the group first
+        consumer.consume(500, 0.2)
+    consumer.consume(500, 1.0)  # the first fetch
+    out = []
+    for _ in range(n):
+        time.sleep(0.05)
+        start = time.perf_counter()
+        producer.produce(topic, b"lone")
+        producer.poll(0)
+        got = 0
+        while not got and time.perf_counter() - start < 10:
+            got = len(consumer.consume(500, 0.5))
+        out.append(time.perf_counter() - start)
+    consumer.close()
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=50_000)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved raw/bus rounds; the median is reported")
+    parser.add_argument("--lone", type=int, default=40, help="lone records for the latency rows (0: skip)")
     args = parser.parse_args()
     stack = Stack()
     stack.up()
@@ -124,6 +156,13 @@ def main() -> None:
     for name, raw, bus in (("produce", p_raw, p_bus), ("consume+decode+commit", c_raw, c_bus)):
         r, b = statistics.median(raw), statistics.median(bus)
         print(f"{name:24} {r:12,.0f} {b:12,.0f} {b / r:8.0%}")
+    if args.lone:
+        print(f"\nlone record, produce -> handed over by consume(500, 0.5), {args.lone} records 50 ms apart")
+        print(f"{'consumer':44} {'p50 ms':>8} {'p99 ms':>8}")
+        for name, raw in (("raw confluent-kafka consume(500, 0.5)", True), ("bus Consumer.consume(500, 0.5)", False)):
+            lat = sorted(lone_latency(settings, raw_topic, args.lone, raw))
+            p50, p99 = lat[len(lat) // 2], lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+            print(f"{name:44} {p50 * 1e3:8.1f} {p99 * 1e3:8.1f}")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,11 @@
     .venv/bin/python loadtests/bench_ingest.py [--records 30000] [--rounds 5] [--tracing sdk|off] [--sampling 1.0]
                                                [--traceparent] [--processes 1] [--example sea|delivery]
 
-Target: ingest ≥ 50% of the raw produce rate of the same records.
+Targets: ingest ≥ 25% of the raw produce rate of the same records, and ≥ 31.2k records/s (4× the 7.8k of the
+per-record path it replaced), with validation and default tracing on (the headline row: `--tracing sdk`, the
+default sampling ratio, input records without a traceparent, as a third-party producer writes them; each batch's
+untraced records share one `ingest validate` span). `--traceparent` is the extra row where every record continues
+its producer's trace with its own span.
 
 What is measured, per round (rounds interleave baseline and ingest; medians are reported — the machine is shared):
 - raw (same input): raw confluent-kafka produce (idempotent, acks=all, lz4, linger 5 ms: the mlops.bus Producer's
@@ -391,7 +395,7 @@ def main() -> None:
         print(f"{label:44} {value:10.0f}")
     print(f"ratio ingest/raw(same input) = {statistics.median(ratios):.1%} median of rounds "
           f"(min {min(ratios):.1%}, max {max(ratios):.1%}); vs raw(same output) = {med[4] / med[1]:.1%}; "
-          f"vs least per-record work = {med[4] / med[3]:.1%} (target >= 50% of raw same input)")
+          f"vs least per-record work = {med[4] / med[3]:.1%} (targets: >= 25% of raw same input, >= 31200 rec/s)")
     print(f"least per-record work / raw(same input) = {statistics.median(least):.1%} median of rounds: the most any "
           f"per-record Python service reaches here, before validation, tracing, consume and commit")
 

@@ -18,12 +18,17 @@ Two validators per source, both built once per definitions revision (never per r
 Anything `_fast` refuses goes through `_full`, which accepts it the slow way or names the field, so the fast path
 never accepts what `_full` refuses. Only sources with categorical, bool or optional fields pay for splitting the
 values afterwards.
+
+A poll batch is validated at once (`validate_json_batch`): `_fast` over the whole list of raw values in one
+pydantic-core call (each item parsed as JSON and validated in Rust; an item it refuses comes back as its bytes
+instead of failing the batch), so per record Python only picks the accepted documents; the rest take the full path
+one by one (`validate_json`), which names the field.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -31,7 +36,7 @@ from typing import Annotated, Any, Literal
 
 from mlops.definitions import Definitions, FieldType, Source, SourceField
 from mlops.definitions.model import UnknownCategory
-from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, Json, TypeAdapter, ValidationError
 from pydantic_core import PydanticCustomError
 from typing_extensions import NotRequired, TypedDict  # noqa: UP035 (pydantic needs this TypedDict on 3.11)
 
@@ -181,9 +186,8 @@ def _field_type(f: SourceField, *, fast: bool) -> Any:
     return t if f.required else NotRequired[t | None]
 
 
-def _layout(source: Source, id_field: str, *, fast: bool) -> TypeAdapter[Any]:
-    """The record's TypedDict validator: the id and time fields under their declared names, then the record's
-    own keys."""
+def _layout(source: Source, id_field: str, *, fast: bool) -> Any:
+    """The record's TypedDict: the id and time fields under their declared names, then the record's own keys."""
     values = TypedDict(f"{source.name}_values", {f.name: _field_type(f, fast=fast) for f in source.fields})  # type: ignore[operator]
     values.__pydantic_config__ = _STRICT  # type: ignore[attr-defined]
     entity_id: Any = Annotated[str, Field(min_length=1, max_length=MAX_ENTITY_ID_LENGTH)]
@@ -203,7 +207,13 @@ def _layout(source: Source, id_field: str, *, fast: bool) -> TypeAdapter[Any]:
         "event_id": NotRequired[Annotated[str, Field(max_length=MAX_EVENT_ID_LENGTH)] | None],
     })
     record.__pydantic_config__ = _STRICT  # type: ignore[attr-defined]
-    return TypeAdapter(record)
+    return record
+
+
+def _batch_of(record: Any) -> TypeAdapter[list[Any]]:
+    """A list of raw values, each parsed as JSON and validated as `record` — or, when it is not one, returned as
+    it came (left to right: the record first), so one bad record never fails the batch."""
+    return TypeAdapter(list[Annotated[Json[record] | Any, Field(union_mode="left_to_right")]])  # type: ignore[valid-type]
 
 
 # pydantic error type -> our machine-readable error_type (our own checks already raise with ours)
@@ -243,8 +253,10 @@ class SourceValidator:
         self.schema_version = source.schema_version
         self.id_field = id_field
         self.time_field = source.event_time_field
-        self._fast = _layout(source, id_field, fast=True)
-        self._full = _layout(source, id_field, fast=False)
+        fast = _layout(source, id_field, fast=True)
+        self._fast = TypeAdapter(fast)
+        self._fast_batch = _batch_of(fast)
+        self._full = TypeAdapter(_layout(source, id_field, fast=False))
         self._categorical = tuple(f.name for f in source.fields if f.type is FieldType.CATEGORICAL)
         self._bools = tuple(f.name for f in source.fields if f.type is FieldType.BOOL)
         self._optional = any(not f.required for f in source.fields)
@@ -267,6 +279,19 @@ class SourceValidator:
             raise _rejection(exc) from None
         return self._event(doc, fallback_event_id, now_ms, max_future_skew_ms)
 
+    def validate_json_batch(self, values: Sequence[bytes | None], *, now_ms: int,
+                            max_future_skew_ms: int = DEFAULT_MAX_FUTURE_SKEW_MS) -> list[dict[str, Any] | None]:
+        """The common valid JSON records of a batch in one pydantic-core call: for each value its validated
+        document (the record's fields under their JSON names; `values` not yet `finish`ed), or None where the
+        record must take the full path (`validate_json`: accepted the slow way, or `Rejected` naming the field).
+        Never raises for bad input. Empty and oversize values are left to the full path (`check_size`)."""
+        docs = self._fast_batch.validate_python(
+            [v if v is not None and 0 < len(v) <= MAX_RAW_RECORD_BYTES else b"" for v in values])
+        limit, version, id_field, time_field = now_ms + max_future_skew_ms, self.schema_version, self.id_field, \
+            self.time_field
+        return [doc if doc.__class__ is dict and doc[time_field] <= limit and doc["schema_version"] == version
+                and doc[id_field].strip() else None for doc in docs]
+
     def validate_fields(self, fields: Mapping[str, Any], *, fallback_event_id: str, now_ms: int,
                         max_future_skew_ms: int = DEFAULT_MAX_FUTURE_SKEW_MS) -> ValidEvent:
         """Validate one record already decoded into the JSON form's fields (e.g. from a RawEvent, whose numbers
@@ -286,11 +311,11 @@ class SourceValidator:
         event_time_ms = doc[self.time_field]
         if event_time_ms > now_ms + max_future_skew_ms:
             raise Rejected("invalid_event_time", self.time_field, f"{event_time_ms} is too far in the future")
-        values, categories = self._finish(doc["values"])
+        values, categories = self.finish(doc["values"])
         return ValidEvent(self.source_name, doc.get("event_id") or fallback_event_id, doc[self.id_field],
                           event_time_ms, doc["schema_version"], values, categories)
 
-    def _finish(self, values: dict[str, Any]) -> tuple[dict[str, Any], Mapping[str, str]]:
+    def finish(self, values: dict[str, Any]) -> tuple[dict[str, Any], Mapping[str, str]]:
         """Absent (null) fields dropped, categorical values moved out, bools as 0/1."""
         if not self._split:
             return values, _NO_CATEGORIES
@@ -320,7 +345,7 @@ class SourceValidator:
             or event_time_ms > now_ms + max_future_skew_ms
         ):
             return None
-        values, categories = self._finish(doc["values"])
+        values, categories = self.finish(doc["values"])
         return ValidEvent(self.source_name, doc.get("event_id") or fallback_event_id, entity_id, event_time_ms,
                           doc["schema_version"], values, categories)
 

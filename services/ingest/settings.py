@@ -16,8 +16,15 @@ class IngestSettings(BaseSettings):
         "mlops-ingest", description="Consumer group of the ingest processes (scale out by adding members)."
     )
     client_id: str = Field("mlops-ingest", description="Kafka client id prefix of this process.")
-    batch_size: int = Field(1000, ge=1, description="Records per consume/flush/commit batch.")
-    poll_timeout_s: float = Field(0.5, gt=0, description="Longest wait for records in one poll.")
+    batch_size: int = Field(
+        5000, ge=1, description="Most records per consume/flush/commit batch: a batch is what has arrived, up to "
+        "this many (it never waits to fill, so this bounds only a backlog's batches, where the flush and commit "
+        "round trips are shared by more records).",
+    )
+    poll_timeout_s: float = Field(
+        0.5, gt=0, description="Longest wait for the first record of a batch (also how often an idle loop checks "
+        "its stop flag and definitions).",
+    )
     definitions_timeout_s: float = Field(
         30.0, gt=0, description="Longest wait at start for the definitions already published to be read."
     )

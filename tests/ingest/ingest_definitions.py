@@ -62,13 +62,23 @@ def apply(bus: Bus, doc: str | Path | dict[str, Any] | d.Definitions, *, by: str
 def assert_fast_path_agrees(v: SourceValidator, cases: list[bytes], now_ms: int, skew_ms: int = 24 * 3600 * 1000
                             ) -> None:
     """The JSON fast path never accepts what the full path refuses, and gives the same ValidEvent when both
-    accept; `validate_json` agrees with the full path."""
+    accept; `validate_json` agrees with the full path; the batch path (all `cases` in one call) accepts exactly
+    what the per-record fast path accepts, with the same event."""
     from pydantic import ValidationError
 
+    from services.ingest.core import ValidEvent
     from services.ingest.errors import Rejected
 
-    for value in cases:
+    batch = v.validate_json_batch(cases, now_ms=now_ms, max_future_skew_ms=skew_ms)
+    assert len(batch) == len(cases)
+    for value, doc in zip(cases, batch, strict=True):
         fast = v._validate_fast(value, "raw/0/7", now_ms, skew_ms)
+        if doc is None:
+            assert fast is None, value
+        else:
+            values, categories = v.finish(doc["values"])
+            assert fast == ValidEvent(v.source_name, doc.get("event_id") or "raw/0/7", doc[v.id_field],
+                                      doc[v.time_field], doc["schema_version"], values, categories), value
         try:
             full: object = v._event(v._full.validate_json(value), "raw/0/7", now_ms, skew_ms)
         except (ValidationError, Rejected):

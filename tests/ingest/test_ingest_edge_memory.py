@@ -235,7 +235,9 @@ def test_a_revision_ingest_cannot_compile_keeps_the_one_in_force(monkeypatch) ->
 
 
 def test_a_bug_in_handling_dead_letters_the_record_and_the_loop_goes_on(monkeypatch) -> None:
+    """A bug on the batch path hands the record to the per-record path; a bug there too dead-letters it."""
     import services.ingest.edge as edge
+    import services.ingest.edge.batch as batch
 
     real = edge.to_event
 
@@ -244,7 +246,14 @@ def test_a_bug_in_handling_dead_letters_the_record_and_the_loop_goes_on(monkeypa
             raise KeyError("boom")
         return real(ev, *args)
 
+    class FlakyEncoder(batch.EventEncoder):
+        def encode(self, event_id, *args):  # noqa: ANN001, ANN002, ANN202
+            if event_id == "ev-3":
+                raise KeyError("boom on the batch path")
+            return super().encode(event_id, *args)
+
     monkeypatch.setattr(edge, "to_event", flaky)
+    monkeypatch.setattr(batch, "EventEncoder", FlakyEncoder)
     bus = MemoryBus(partitions=1)
     apply(bus, SEA)
     producer = bus.producer(client_id="test")

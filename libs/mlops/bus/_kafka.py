@@ -28,8 +28,8 @@ from mlops.bus._record import (
 from mlops.settings import KafkaSettings
 from mlops.telemetry import inject_headers
 
-__all__ = ["ConfluentClient", "Consumer", "DeliveryCallback", "Producer", "as_bytes", "consumer_config",
-           "wait_for_broker", "watermarks"]
+__all__ = ["ConfluentClient", "Consumer", "DeliveryCallback", "Producer", "as_bytes", "consume_arrived",
+           "consumer_config", "wait_for_broker", "watermarks"]
 
 DeliveryCallback = Callable[[KafkaError | None, Message], None]
 
@@ -79,17 +79,45 @@ class Producer:
                 self._producer.poll(0.05)
         self._producer.poll(0)
 
+    def send_encoded(self, topic: str, message_type: type[PbMessage],
+                     records: Iterable[tuple[bytes | None, bytes, dict[str, str] | None]]) -> None:
+        """Queue records of `message_type` already encoded (with the contract version stamped), as (key, value,
+        trace headers): the contract headers are built once for all of them and each is handed to librdkafka in
+        one tight loop — for a batch path that writes its own bytes. Trace headers are taken as given (the caller
+        owns the spans); delivery failures are raised by `flush`, as for `send`."""
+        static = list(self._contract_headers(message_type).items())
+        last_trace: dict[str, str] | None = None  # consecutive records often share one trace context (one list)
+        traced = static
+        produce, on_delivery = self._producer.produce, self._on_delivery
+        for key, value, trace in records:
+            if not trace:
+                headers = static
+            elif trace is last_trace:
+                headers = traced
+            else:
+                last_trace, traced = trace, static + list(trace.items())
+                headers = traced
+            try:
+                produce(topic, value=value, key=key, headers=headers, on_delivery=on_delivery)
+            except BufferError:  # local queue full: the slow path serves delivery callbacks and retries
+                self._produce(topic, value, key, dict(headers), None)
+        self._producer.poll(0)
+
+    def _contract_headers(self, message_type: type[PbMessage]) -> dict[str, str]:
+        static = self._static_headers.get(message_type)
+        if static is None:
+            static = self._static_headers[message_type] = {
+                HEADER_CONTENT_TYPE: contracts.CONTENT_TYPE,
+                HEADER_CONTRACT: str(contracts.CONTRACT_VERSION),
+                HEADER_MESSAGE_TYPE: message_type.DESCRIPTOR.full_name,
+            }
+        return static
+
     def _encode(self, value: PbMessage | bytes | None, headers: dict[str, str] | None) -> tuple[
             bytes | None, dict[str, str]]:
         """The payload and the headers to send: contract headers for protobuf values, then the trace context."""
         if isinstance(value, PbMessage):
-            static = self._static_headers.get(type(value))
-            if static is None:
-                static = self._static_headers[type(value)] = {
-                    HEADER_CONTENT_TYPE: contracts.CONTENT_TYPE,
-                    HEADER_CONTRACT: str(contracts.CONTRACT_VERSION),
-                    HEADER_MESSAGE_TYPE: type(value).DESCRIPTOR.full_name,
-                }
+            static = self._contract_headers(type(value))
             return contracts.encode(value), inject_headers(static | (headers or {}))
         return value, inject_headers(dict(headers or {}))
 
@@ -138,6 +166,22 @@ def consumer_config(settings: KafkaSettings, client_id: str) -> dict[str, object
     }
 
 
+def consume_arrived(consumer: Any, max_records: int, timeout: float) -> list[Message]:
+    """Up to `max_records` messages of what has arrived, waiting up to `timeout` for the first one only.
+
+    librdkafka's `consume(n, timeout)` returns when n messages are there *or* the timeout expires, so with a large
+    batch and moderate traffic a lone record waited the whole timeout: latency depended on traffic. Here only the
+    wait for one message blocks; the rest of the batch is what the client has already fetched (`timeout=0`), so
+    a batch is as large as the backlog and never waits to fill."""
+    msgs = consumer.consume(max_records, 0)
+    if msgs or timeout <= 0:
+        return msgs
+    msgs = consumer.consume(1, timeout)
+    if msgs and max_records > 1:
+        msgs.extend(consumer.consume(max_records - 1, 0))
+    return msgs
+
+
 class ConfluentClient:
     """What the bus's consuming clients share: the confluent-kafka consumer under them."""
 
@@ -184,8 +228,9 @@ class Consumer(ConfluentClient):
         return next(iter(self.consume(1, timeout)), None)
 
     def consume(self, max_records: int = 500, timeout: float = 1.0) -> list[Record]:
-        """Up to `max_records` records; partition EOFs are skipped, broker errors raise."""
-        msgs = self._consumer.consume(max_records, timeout)
+        """Up to `max_records` records of what has arrived, waiting up to `timeout` for the first (never for a full
+        batch: `consume_arrived`); partition EOFs are skipped, broker errors raise."""
+        msgs = consume_arrived(self._consumer, max_records, timeout)
         out = [Record(msg) for msg in msgs if msg.error() is None]
         if len(out) != len(msgs):  # errors are rare: only then look at them
             for msg in msgs:

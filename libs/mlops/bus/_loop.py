@@ -6,6 +6,7 @@ import enum
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 
 from mlops.bus._kafka import Consumer, Producer
@@ -15,6 +16,9 @@ from mlops.bus._record import BusError, Record
 __all__ = ["FailurePolicy", "StopFlag", "run_loop"]
 
 log = logging.getLogger("mlops.bus")
+# how often a busy loop refreshes the lag gauge (an idle one refreshes at every empty poll): reading positions and
+# watermarks took milliseconds per partition under load, as much as handling a batch of a thousand records
+LAG_REFRESH_S = 1.0
 
 
 class FailurePolicy(enum.Enum):
@@ -67,8 +71,8 @@ def run_loop(
     """Consume until `stop` is set; returns the records handled. Each batch goes to `handle` record by record, or
     to `handle_batch` whole (a failure then applies the policy to every record of the batch); the producer (if
     any) is flushed so every output is acknowledged, and only then are the batch's offsets committed and the lag
-    gauge (`mlops_consumer_lag_records`) updated. On exit the producer is flushed, the consumer's lag series are
-    removed and the consumer is closed."""
+    gauge (`mlops_consumer_lag_records`) updated (at most every LAG_REFRESH_S while busy, at every empty poll).
+    On exit the producer is flushed, the consumer's lag series are removed and the consumer is closed."""
     if (handle is None) == (handle_batch is None):
         raise ValueError("run_loop needs exactly one of handle or handle_batch")
     if policy is FailurePolicy.DEAD_LETTER and dead_letter is None:
@@ -83,12 +87,14 @@ def run_loop(
             log.error("skipping record", extra={"fields": {"where": record.where, "error": str(exc)}})
 
     lag = LagSeries(consumer.group_id)
+    lag_refreshed = 0.0
     handled = 0
     try:
         while not stop.is_set():
             records = consumer.consume(batch_size, poll_timeout)
             if not records:
                 _refresh_lag(consumer, lag)
+                lag_refreshed = time.monotonic()
                 if on_idle is not None:
                     on_idle()
                 continue
@@ -109,7 +115,9 @@ def run_loop(
             if producer is not None:
                 producer.flush()
             consumer.commit(records)
-            _refresh_lag(consumer, lag)
+            if time.monotonic() - lag_refreshed >= LAG_REFRESH_S:
+                _refresh_lag(consumer, lag)
+                lag_refreshed = time.monotonic()
     finally:
         if producer is not None:
             try:

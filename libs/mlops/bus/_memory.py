@@ -11,6 +11,8 @@ import zlib
 from collections.abc import Iterable, Mapping
 from typing import Any, NoReturn
 
+from google.protobuf.message import Message as PbMessage
+
 from mlops.bus._kafka import Consumer, DeliveryCallback, Producer
 from mlops.bus._reader import Position, Reader, Start
 from mlops.bus._record import BusError, Record, next_offsets
@@ -172,6 +174,12 @@ class MemoryProducer(Producer):
     def _produce(self, topic: str, payload: bytes | None, key: bytes | None, headers: dict[str, str],
                  on_delivery: DeliveryCallback | None) -> None:
         self._queued.append((topic, key, payload, headers, on_delivery))
+
+    def send_encoded(self, topic: str, message_type: type[PbMessage],
+                     records: Iterable[tuple[bytes | None, bytes, dict[str, str] | None]]) -> None:
+        static = self._contract_headers(message_type)
+        for key, value, trace in records:
+            self._produce(topic, value, key, static | trace if trace else dict(static), None)
 
     def poll(self, timeout: float = 0.0) -> int:
         queued, self._queued = self._queued, []

@@ -10,7 +10,7 @@ from typing import Literal
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 from confluent_kafka import Consumer as _KafkaConsumer
 
-from mlops.bus._kafka import RETRIABLE, ConfluentClient, consumer_config, watermarks
+from mlops.bus._kafka import RETRIABLE, ConfluentClient, consume_arrived, consumer_config, watermarks
 from mlops.bus._record import BusError, Record
 from mlops.settings import KafkaSettings
 
@@ -107,7 +107,7 @@ class Reader(ConfluentClient):
         return out
 
     def consume(self, max_records: int = 500, timeout: float = 1.0) -> list[Record]:
-        """Up to `max_records` of what arrives next (waiting up to `timeout` for the first)."""
+        """Up to `max_records` of what has arrived (waiting up to `timeout` for the first, never for a full batch)."""
         if self._ahead:
             out, self._ahead = self._ahead[:max_records], self._ahead[max_records:]
             return out
@@ -115,7 +115,7 @@ class Reader(ConfluentClient):
 
     def _fetch(self, max_records: int, timeout: float) -> list[Record]:
         out: list[Record] = []
-        for msg in self._consumer.consume(max_records, timeout):
+        for msg in consume_arrived(self._consumer, max_records, timeout):
             tp, offset, err = (msg.topic(), msg.partition()), msg.offset(), msg.error()
             if err is None:
                 out.append(Record(msg))

@@ -7,6 +7,10 @@ thread. The loop reads that reference once per batch, so a batch is validated by
 source topics changes, the loop ends its consume loop (flushing and committing what it handled) and subscribes
 anew, in the same consumer group. Until a revision declares a source, ingest consumes nothing and is not ready.
 
+Per batch: the batch path (`edge.batch`) validates each source topic's records at once and produces their events
+in one loop; what it does not accept takes the per-record path (`Ingest.handle`), in order, which accepts it the
+slow way or dead-letters it naming the field.
+
 Delivery: `mlops.bus.run_loop` handles a batch, flushes the idempotent producer (every Event / DeadLetter is
 acknowledged by the broker) and only then commits the batch's offsets. A crash in between re-reads the batch, so
 a record can be written twice but never lost; the event id of a record without one is derived from its source
@@ -23,56 +27,24 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from mlops.bus import HEADER_CONTENT_TYPE, Bus, Consumer, FailurePolicy, Record, StopFlag, run_loop
 from mlops.definitions import Revision
 from mlops.definitions.store import DefinitionsFollower
-from mlops.telemetry import extract_context, messaging_attributes, tracer
+from mlops.telemetry import extract_context, messaging_attributes
 from mlops.topics import EVENTS, EVENTS_DLQ, TopicSpec, ensure_topics
-from opentelemetry.context import Context
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import Status, StatusCode
 
 from services.ingest import metrics
 from services.ingest.convert import to_dead_letter, to_event, validate
-from services.ingest.core import SourceValidator, compile_sources
+from services.ingest.core import compile_sources
+from services.ingest.edge.batch import NO_PARENT, BatchPath, Route, by_topic, failed, record_span, trace_headers
 from services.ingest.errors import Rejected
 from services.ingest.settings import IngestSettings
 
 log = logging.getLogger("mlops.ingest")
-_tracer = tracer("mlops.ingest")
 INTERNAL_ERROR = "internal_error"
 UNKNOWN_TOPIC = "unknown_topic"
-_NO_PARENT = Context()  # records without a traceparent start a new trace (never the loop thread's context)
-
-
-def trace_headers(span: Span, incoming: dict[str, bytes]) -> dict[str, str] | None:
-    """W3C `traceparent` (+ `tracestate`) of `span` for the outgoing record, and the incoming `baggage` passed on
-    unchanged — what propagate.inject would write, without making the span current for the send."""
-    sc = span.get_span_context()
-    if not sc.is_valid:
-        return None
-    out = {"traceparent": f"00-{sc.trace_id:032x}-{sc.span_id:016x}-{sc.trace_flags:02x}"}
-    if sc.trace_state:
-        out["tracestate"] = sc.trace_state.to_header()
-    baggage = incoming.get("baggage")
-    if baggage:
-        out["baggage"] = baggage.decode("utf-8", "replace")
-    return out
-
-
-def _failed(span: Span, exc: Exception) -> None:
-    span.record_exception(exc)
-    span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
-
-
-@dataclass(frozen=True)
-class _Route:
-    """What a record of one source topic needs: its source's validator and the span attributes every record of
-    the topic shares (messaging semantic conventions; per record only partition, offset, key and event id)."""
-
-    validator: SourceValidator
-    span_attrs: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -80,7 +52,7 @@ class _Config:
     """One definitions revision, compiled: a route per (prefixed) source topic. Never changed once built."""
 
     revision: int
-    routes: dict[str, _Route]
+    routes: dict[str, Route]
     topic_specs: tuple[TopicSpec, ...]  # unprefixed, for ensure_topics
 
     @property
@@ -113,6 +85,7 @@ class Ingest:
         self._config: _Config | None = None  # swapped whole by the follower's thread, read once per batch
         self.consumer: Consumer | None = None  # the current subscription's (the loop's thread only)
         self.assigned = False  # set by the loop's thread (the consumer is not shared across threads)
+        self._batch = BatchPath(self.producer, self.events_topic, settings.max_future_skew_ms)
 
     @property
     def ready(self) -> bool:
@@ -184,7 +157,7 @@ class Ingest:
                 spec = TopicSpec(source.topic, f"raw records of source {source.name!r}")
                 topic = self._bus.topic(spec)
                 attrs = messaging_attributes("process", topic, group=self.settings.group_id)
-                routes[topic] = _Route(validators[source.name], attrs | {"mlops.source": source.name})
+                routes[topic] = Route(validators[source.name], attrs | {"mlops.source": source.name})
                 specs.append(spec)
         except Exception:  # a revision this release cannot validate by: keep serving the one in force
             log.exception("definitions revision not applied", extra={"fields": {"revision": revision.number}})
@@ -199,23 +172,26 @@ class Ingest:
 
     # --- per batch: run_loop flushes the producer and commits after it returns ---------------------------------
     def handle_batch(self, records: list[Record]) -> None:
-        """Validate every record into events or dead letters, by the revision in force when the batch began;
-        metrics are published once per batch (hot path)."""
+        """Validate every record into events or dead letters, by the revision in force when the batch began: the
+        batch path for each source topic's common valid JSON records, the per-record path (`handle`) for the rest,
+        in the records' order; metrics are published once per batch (hot path)."""
         started = time.perf_counter()
         config = self._config
         routes = config.routes if config is not None else {}
-        handle = self.handle
         out = 0
         dlq: dict[str, int] = {}
-        for record in records:
-            try:
-                error_type = handle(record, routes)
-            except Exception as exc:  # a bug, not bad input: the record still goes to the DLQ (never lost)
-                error_type = self.on_unexpected(record, exc)
-            if error_type is None:
-                out += 1
-            else:
-                dlq[error_type] = dlq.get(error_type, 0) + 1
+        for topic, group in by_topic(records):
+            route = routes.get(topic)
+            for record in self._batch.leftovers(route, topic, group) if route is not None else group:
+                try:  # the per-record path: what the batch path left (bad records, lenient forms, protobuf)
+                    error_type = self.handle(record, routes)
+                except Exception as exc:  # a bug, not bad input: the record still goes to the DLQ (never lost)
+                    error_type = self.on_unexpected(record, exc)
+                if error_type is None:
+                    out += 1
+                else:
+                    dlq[error_type] = dlq.get(error_type, 0) + 1
+        out += self._batch.take_sent()
         seconds = time.perf_counter() - started
         metrics.RECORDS_IN.inc(len(records))
         if out:
@@ -227,7 +203,7 @@ class Ingest:
         self._check_assigned()
 
     # --- per record ------------------------------------------------------------------------------------------
-    def handle(self, record: Record, routes: dict[str, _Route] | None = None) -> str | None:
+    def handle(self, record: Record, routes: dict[str, Route] | None = None) -> str | None:
         """Produce the record's Event, or its DeadLetter; returns the dead letter's error type (None: an event)."""
         start_ns = time.time_ns()
         now_ms = start_ns // 1_000_000
@@ -240,7 +216,7 @@ class Ingest:
             return self._unrouted(record, now_ms)
         # one CONSUMER span per record, child of the producer's span when the record carries a traceparent; it is
         # started after validation with the time taken before it, so it still covers validate+convert+produce
-        parent = extract_context(headers) if "traceparent" in headers else _NO_PARENT
+        parent = extract_context(headers) if "traceparent" in headers else NO_PARENT
         try:
             ev = validate(
                 record.value,
@@ -251,7 +227,7 @@ class Ingest:
                 max_future_skew_ms=self.settings.max_future_skew_ms,
             )
         except Rejected as rej:
-            span = self._start_span(route, parent, start_ns, partition, offset, key, None)
+            span = record_span(route, parent, start_ns, partition, offset, key, None)
             try:
                 span.set_attribute("mlops.dlq.error_type", rej.error_type)
                 span.set_status(Status(StatusCode.ERROR, rej.reason))
@@ -260,11 +236,11 @@ class Ingest:
                 span.end()
             return rej.error_type
         except Exception as exc:  # a bug in validation: still one span per record, then it is dead-lettered
-            span = self._start_span(route, parent, start_ns, partition, offset, key, None)
-            _failed(span, exc)
+            span = record_span(route, parent, start_ns, partition, offset, key, None)
+            failed(span, exc)
             span.end()
             raise
-        span = self._start_span(route, parent, start_ns, partition, offset, key, ev.event_id)
+        span = record_span(route, parent, start_ns, partition, offset, key, ev.event_id)
         try:
             self.producer.send(
                 self.events_topic,
@@ -273,7 +249,7 @@ class Ingest:
                 headers=trace_headers(span, headers),
             )
         except Exception as exc:  # a bug, not bad input: the record is dead-lettered
-            _failed(span, exc)
+            failed(span, exc)
             raise
         finally:
             span.end()
@@ -285,22 +261,6 @@ class Ingest:
                   f"{revision}" if revision is not None else f"topic {record.topic!r}: no definitions in force")
         self._dead_letter(record, UNKNOWN_TOPIC, "", reason, now_ms)
         return UNKNOWN_TOPIC
-
-    def _start_span(
-        self, route: _Route, parent: Context, start_ns: int, partition: int, offset: int, key: bytes | None,
-        event_id: str | None,
-    ) -> Span:
-        attrs = dict(route.span_attrs)
-        attrs["messaging.destination.partition.id"] = str(partition)
-        attrs["messaging.kafka.offset"] = offset
-        if key is not None:
-            attrs["messaging.kafka.message.key"] = key.decode("utf-8", "replace")
-        if event_id is not None:
-            attrs["mlops.event_id"] = event_id
-        return _tracer.start_span(
-            f"process {attrs['messaging.destination.name']}", context=parent, kind=SpanKind.CONSUMER, attributes=attrs,
-            start_time=start_ns,
-        )
 
     def _dead_letter(
         self,
