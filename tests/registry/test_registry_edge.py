@@ -22,6 +22,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from prometheus_client import REGISTRY
 from registry_helpers import apply_definitions
+from testkit import wait_until
 
 from services.registry.edge import RegistryApp, build, run
 from services.registry.settings import RegistrySettings
@@ -193,13 +194,6 @@ def test_the_candidate_span_continues_the_training_trace_and_parents_the_promote
     assert promote.attributes["mlops.model_version"] == "1"
     after = REGISTRY.get_sample_value("mlops_registry_promotions_total", {"model": "sea", "action": "promote"})
     assert after == before + 1
-
-
-def wait_until(predicate, timeout: float = 20.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not predicate():
-        time.sleep(0.05)
-    return predicate()
 
 
 def test_nothing_is_gated_before_a_definitions_revision_and_nothing_is_lost(running_factory, onnx_model_factory,
