@@ -53,6 +53,8 @@ TOOLS: dict[str, TestTool] = {
     tool.binary: tool
     for tool in (
         TestTool("grpc-health-probe", go_package="github.com/grpc-ecosystem/grpc-health-probe@v0.4.61"),
+        TestTool("kubeconform", go_package="github.com/yannh/kubeconform/cmd/kubeconform@v0.8.0"),
+        TestTool("kustomize", go_package="sigs.k8s.io/kustomize/kustomize/v5@v5.8.2"),  # v5.8.3 needs Go >= 1.27
         TestTool("kcat", apt_package="kcat"),
         TestTool("redis-server", apt_package="redis-server"),
     )
