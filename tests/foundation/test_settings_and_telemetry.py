@@ -20,7 +20,6 @@ from mlops.telemetry import (
     tracer,
 )
 from mlops.topics import ALL_TOPICS, TopicSpec, topic_name
-from opentelemetry import trace
 from pydantic import ValidationError
 
 
@@ -78,17 +77,22 @@ def test_trace_context_round_trips_through_headers() -> None:
 def test_file_exporter_writes_json_lines(tmp_path) -> None:
     path = tmp_path / "spans.jsonl"
     exporter = JsonLinesSpanExporter(path)
-    provider = trace.get_tracer_provider()
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
     local = TracerProvider()
     local.add_span_processor(SimpleSpanProcessor(exporter))
-    with local.get_tracer("t").start_as_current_span("one"):
-        pass
-    [line] = path.read_text().splitlines()
-    assert json.loads(line)["name"] == "one"
-    assert provider is trace.get_tracer_provider()
+    with local.get_tracer("t").start_as_current_span("one") as one:
+        with local.get_tracer("t").start_as_current_span("two", attributes={"k": "v"}) as two:
+            pass
+    # one line per span, appended in the order they ended, each naming its own ids and its parent's
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [rec["name"] for rec in lines] == ["two", "one"]
+    inner, outer = lines
+    assert outer["context"]["span_id"] == f"0x{one.get_span_context().span_id:016x}" and outer["parent_id"] is None
+    assert inner["context"]["trace_id"] == f"0x{two.get_span_context().trace_id:032x}"
+    assert inner["parent_id"] == outer["context"]["span_id"] and inner["attributes"] == {"k": "v"}
+    assert inner["start_time_unix_nano"] <= inner["end_time_unix_nano"]
 
 
 def test_ops_server_serves_metrics_health_and_readiness() -> None:
