@@ -119,8 +119,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.longrepr = f"skipped under CI=true, which fails the run (tests/README.md): {reason}"
 
 
-def pytest_collectreport(report: pytest.CollectReport) -> None:
-    # a whole module skipped at import (pytest.skip(allow_module_level=True), importorskip) fails in CI as well
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, None, None]:
+    """A whole module skipped at import (pytest.skip(allow_module_level=True), importorskip) fails in CI as well."""
+    outcome = yield
+    report: pytest.CollectReport = outcome.get_result()
     if in_ci() and report.skipped:
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.outcome = "failed"
