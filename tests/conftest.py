@@ -5,13 +5,17 @@ Integration tests never mock Kafka or Redis. Each test gets its own topic prefix
 `examples/sea/definitions.yaml` applied as revision 1, as an operator's `mlops apply` would leave it; a test that
 needs other definitions applies them itself (`mlops_tools.examples.apply_definitions`), and one that needs an
 empty `definitions` topic asks for `kafka_settings_factory(definitions=None)` or carries `@pytest.mark.bare`.
+
+Under `CI=true` a skipped test is a failed test (`pytest_runtest_makereport` below): the project installs what its
+tests need (`mlops_tools.testtools`), so a skip in CI means something the suite claims was not checked.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -98,3 +102,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "stack" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.integration)
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, None, None]:
+    """In CI a skip is a failure, listed with the skip's reason (an expected failure, xfail, stays what it is)."""
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    if in_ci() and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI=true, which fails the run (tests/README.md): {reason}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, None, None]:
+    """A whole module skipped at import (pytest.skip(allow_module_level=True), importorskip) fails in CI as well."""
+    outcome = yield
+    report: pytest.CollectReport = outcome.get_result()
+    if in_ci() and report.skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"module skipped under CI=true, which fails the run (tests/README.md): {reason}"

@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import yaml
 from mlops import definitions as d
 from mlops.bus import Bus
 from mlops.definitions.store import DefinitionsFollower, declared_topics, publish, read_revisions
+from testkit import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 SEA = ROOT / "examples" / "sea" / "definitions.yaml"
-
-
-def wait_until(predicate, timeout: float = 20.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def test_published_revisions_are_read_back_in_order(bus: Bus) -> None:

@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
-# Install the offline validators of deploy/ (idempotent; everything cached under ~/.cache/mlops/deploy-validators,
-# or $MLOPS_CACHE_DIR/deploy-validators). Called by tests/deploy's session fixture; safe to run by hand.
+# Install the offline schemas deploy/ is validated against (idempotent; cached under ~/.cache/mlops/deploy-validators,
+# or $MLOPS_CACHE_DIR/deploy-validators). Called by tests/deploy's session fixture; safe to run by hand. The two
+# binaries, kustomize and kubeconform, come from `go install` through mlops_tools.testtools (the fixture gets them).
 #
-#   kustomize    sigs.k8s.io/kustomize/kustomize/v5  (go install, Go module proxy); falls back to `kubectl kustomize`
-#   kubeconform  github.com/yannh/kubeconform          (go install, Go module proxy)
 #   Kubernetes JSON schemas: the `kubernetes-validate` wheel from PyPI ships the JSON schemas of every Kubernetes
 #     minor version (generated from the upstream OpenAPI documents); its "local-strict" set refers to one shared
 #     `_definitions.json` by an absolute URL, which this script rewrites into a relative reference so kubeconform
@@ -11,12 +10,9 @@
 #   KEDA CRD schemas: `cloudcoil.models.keda` from PyPI (pydantic models generated from KEDA's CRDs), turned into
 #     strict JSON schemas by gen_crd_schemas.py beside this file.
 #
-# The last lines of stdout are KEY=VALUE pairs the test fixture reads: KUSTOMIZE, KUBECONFORM, K8S_SCHEMA_DIR,
-# CRD_SCHEMA_DIR, K8S_VERSION (an empty value: that piece could not be installed; the reason is on stderr).
+# The last lines of stdout are KEY=VALUE pairs the test fixture reads: K8S_SCHEMA_DIR, CRD_SCHEMA_DIR, K8S_VERSION (an empty value: that piece could not be installed; the reason is on stderr).
 set -uo pipefail
 
-KUBECONFORM_VERSION=v0.8.0
-KUSTOMIZE_VERSIONS=(v5.8.2 v5.8.1)   # the newest first; v5.8.3 needs Go >= 1.27
 K8S_SCHEMA_PACKAGE=kubernetes-validate==1.37.0
 K8S_VERSION=1.33.0
 KEDA_MODELS_PACKAGE=cloudcoil.models.keda==2.16.1.0
@@ -34,44 +30,6 @@ exec 9>"$cache/.lock"
 command -v flock >/dev/null && flock -w 900 9
 
 log() { echo "install_validators: $*" >&2; }
-
-go_install() {  # go_install PACKAGE@VERSION BINARY DEST_DIR
-  local pkg="$1" bin="$2" dest="$3"
-  [[ -x "$dest/$bin" ]] && return 0
-  command -v go >/dev/null || { log "go not found: cannot install $pkg"; return 1; }
-  log "go install $pkg (first run only)"
-  mkdir -p "$dest.tmp"
-  if GOBIN="$dest.tmp" GOTOOLCHAIN=local GOFLAGS=-mod=mod timeout 600 go install "$pkg" >&2; then
-    rm -rf "$dest" && mv "$dest.tmp" "$dest"
-    return 0
-  fi
-  rm -rf "$dest.tmp"
-  return 1
-}
-
-# ---- kubeconform --------------------------------------------------------------------------------------------
-kubeconform=""
-kc_dir="$cache/kubeconform-$KUBECONFORM_VERSION"
-if go_install "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION" kubeconform "$kc_dir"; then
-  kubeconform="$kc_dir/kubeconform"
-else
-  log "kubeconform $KUBECONFORM_VERSION could not be installed"
-fi
-
-# ---- kustomize (or kubectl's built-in kustomize) ------------------------------------------------------------
-kustomize=""
-for v in "${KUSTOMIZE_VERSIONS[@]}"; do
-  kz_dir="$cache/kustomize-$v"
-  if go_install "sigs.k8s.io/kustomize/kustomize/v5@$v" kustomize "$kz_dir"; then
-    kustomize="$kz_dir/kustomize"
-    break
-  fi
-done
-if [[ -z "$kustomize" ]] && command -v kubectl >/dev/null && kubectl kustomize --help >/dev/null 2>&1; then
-  kustomize="kubectl kustomize"
-  log "using kubectl's built-in kustomize"
-fi
-[[ -n "$kustomize" ]] || log "no kustomize could be installed"
 
 # ---- Kubernetes JSON schemas (from the kubernetes-validate wheel) -------------------------------------------
 pkg_tag="${K8S_SCHEMA_PACKAGE//==/-}"
@@ -125,8 +83,6 @@ if [[ ! -f "$crd_dir/.complete" ]]; then
 fi
 [[ -f "$crd_dir/.complete" ]] || crd_dir=""
 
-echo "KUSTOMIZE=$kustomize"
-echo "KUBECONFORM=$kubeconform"
 echo "K8S_SCHEMA_DIR=$k8s_dir"
 echo "CRD_SCHEMA_DIR=$crd_dir"
 echo "K8S_VERSION=$K8S_VERSION"

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -18,13 +17,15 @@ from deploy_helpers import DEPLOY, dockerfile_instructions
 from mlops.settings import KafkaSettings, RedisSettings
 from mlops_tools.cli.services_cmd import SERVICES
 from mlops_tools.procs import free_port
+from testkit import wait_until
 
 HELPER = DEPLOY / "docker" / "healthcheck.py"
 # the image's ENTRYPOINT, with this interpreter in place of the image's `python`
 ENTRYPOINT = [sys.executable if word == "python" else word
               for word in json.loads(next(a for i, a in dockerfile_instructions() if i == "ENTRYPOINT"))]
-READY_WITHIN_S = 30.0
-STOP_WITHIN_S = 30.0
+# generous deadlines for conditions, not performance targets (a 2-core machine shared with the broker)
+READY_WITHIN_S = 180.0
+STOP_WITHIN_S = 60.0
 
 
 def deployment_env(kafka: KafkaSettings, redis: RedisSettings, metrics_port: int) -> dict[str, str]:
@@ -81,20 +82,20 @@ def test_entrypoint_becomes_ready_and_stops_on_sigterm(
         # inference is ready (and /readyz says 200) only with a model loaded: without one it must be alive, and its
         # gRPC health service (compose's check) must answer NOT_SERVING on the configured port
         probe = ["http-env", "/healthz"] if service == "inference" else ["http-env"]
-        deadline = time.monotonic() + READY_WITHIN_S
-        check = healthcheck(*probe, env=env)
-        while check.returncode != 0 and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.5)
-            check = healthcheck(*probe, env=env)
+        checks = [healthcheck(*probe, env=env)]
+        wait_until(lambda: checks[-1].returncode == 0 or proc.poll() is not None
+                   or bool(checks.append(healthcheck(*probe, env=env))), timeout=READY_WITHIN_S, interval=0.5)
+        check = checks[-1]
         log.seek(0)
         assert check.returncode == 0, f"{service} not ready: {check.stdout}{check.stderr}\n{log.read()[-3000:]}"
         assert healthcheck("http-env", "/healthz", env=env).returncode == 0
         if service == "inference":
             # the ops endpoint answers first; the gRPC port opens once the server has started
-            grpc_check = healthcheck("grpc", f"127.0.0.1:{grpc_port}", env=env)
-            while "UNAVAILABLE" in grpc_check.stdout and time.monotonic() < deadline and proc.poll() is None:
-                time.sleep(0.5)
-                grpc_check = healthcheck("grpc", f"127.0.0.1:{grpc_port}", env=env)
+            grpc_checks = [healthcheck("grpc", f"127.0.0.1:{grpc_port}", env=env)]
+            wait_until(lambda: "UNAVAILABLE" not in grpc_checks[-1].stdout or proc.poll() is not None
+                       or bool(grpc_checks.append(healthcheck("grpc", f"127.0.0.1:{grpc_port}", env=env))),
+                       timeout=READY_WITHIN_S, interval=0.5)
+            grpc_check = grpc_checks[-1]
             assert grpc_check.returncode == 1 and "NOT_SERVING" in grpc_check.stdout, grpc_check.stdout
             assert healthcheck("http-env", "/readyz", env=env).returncode == 1
         proc.send_signal(signal.SIGTERM)

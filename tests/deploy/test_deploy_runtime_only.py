@@ -73,7 +73,8 @@ def test_the_image_s_sources_build_a_wheel_of_the_runtime_packages_only(tmp_path
         capture_output=True, text=True, timeout=300,
     )
     if proc.returncode != 0 and "setuptools" in proc.stderr and "No module named" in proc.stderr:
-        pytest.skip("setuptools is not installed in this interpreter (needed to build without isolation)")
+        pytest.skip("setuptools is not installed in this interpreter (needed to build without isolation); install "
+                    "it: python -m pip install setuptools")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (wheel,) = (tmp_path / "dist").glob("*.whl")
     names = zipfile.ZipFile(wheel).namelist()

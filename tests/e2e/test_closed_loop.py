@@ -16,7 +16,9 @@ from mlops_tools.demo import Demo, DemoResult, ModelLoop
 pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.timeout(360)]
 
 DRIFT_AT = 4_500
-MAX_DETECTION_DELAY_S = 30.0  # drift point → the monitor's RetrainRequest (includes the label delay)
+# drift point → the monitor's RetrainRequest, in records streamed since the drift (the seconds are printed, not
+# asserted: wall-clock targets belong to loadtests/); 2,500 of the 3,000 after the drift leave room for v2 to serve
+MAX_DETECTION_DELAY_RECORDS = 2_500
 
 
 def _report(label: str, result: DemoResult) -> None:
@@ -47,7 +49,8 @@ def test_drift_is_detected_retrained_promoted_and_served(demo_factory: Callable[
     r: ModelLoop = result.loop("sea")
     assert r.false_alarms == 0, "the monitor asked for a retrain before the drift"
     assert r.detections, "the drift was not detected"
-    assert r.detection_delay_s is not None and 0 <= r.detection_delay_s <= MAX_DETECTION_DELAY_S
+    delay = r.detection_delay_records
+    assert delay is not None and 0 <= delay <= MAX_DETECTION_DELAY_RECORDS, r.detections
     assert r.monitor_requests == 1 and r.retrains == 1, "exactly one retrain per drift episode"
     v1, v2 = r.v1, r.v2
     assert v1 is not None and v2 is not None and v2 != v1, f"no new version promoted: {r.gate}"

@@ -19,6 +19,7 @@ from mlops.contracts import ContractError, events_pb2
 from mlops.settings import KafkaSettings
 from mlops.telemetry import setup_tracing, tracer
 from mlops.topics import ALL_TOPICS, EVENTS, REGISTRY_LOG, delete_topics, topic_name
+from testkit import committed, end_offsets, wait_until
 
 
 def _events(n: int) -> list[events_pb2.Event]:
@@ -111,10 +112,17 @@ def test_consumer_killed_before_commit_rereads(kafka_settings: KafkaSettings) ->
     consumer.commit(again)
     consumer.close()
 
-    # committed now: a third member of the group gets nothing more
+    # committed now, in the broker's view: every partition to its end
+    assert committed(kafka_settings, group, topic) == end_offsets(kafka_settings, topic)
+    # and a third member, once it HOLDS the partitions (an empty poll before that proves nothing), reads nothing
     consumer = Consumer(kafka_settings, group_id=group, topics=[topic], client_id="third")
-    assert _consume_all(consumer, 1, timeout=5) == []
+    extra: list[Record] = []
+    partitions = set(range(kafka_settings.default_partitions))
+    wait_until(lambda: extra.extend(consumer.consume(500, 0.2)) or {p for _, p in consumer.assignment()} == partitions,
+               timeout=kafka_settings.session_timeout_ms / 1000 + 60)
+    extra += consumer.consume(500, 2.0)  # fetched from the committed positions
     consumer.close()
+    assert extra == []
 
 
 def test_undecodable_bytes_name_topic_partition_offset(kafka_settings: KafkaSettings) -> None:
@@ -167,7 +175,8 @@ GRACEFUL = textwrap.dedent(
 )
 
 
-def test_sigterm_flushes_and_commits(kafka_settings: KafkaSettings) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_sigterm_and_sigint_flush_and_commit(kafka_settings: KafkaSettings, sig: signal.Signals) -> None:
     source = topic_name(EVENTS, kafka_settings)
     sink = f"{kafka_settings.topic_prefix}events.copy"
     from mlops.topics import TopicSpec, ensure_topics
@@ -183,7 +192,7 @@ def test_sigterm_flushes_and_commits(kafka_settings: KafkaSettings) -> None:
     copy = Consumer(kafka_settings, group_id=f"g-{uuid.uuid4().hex[:6]}", topics=[sink], client_id="t")
     copied = _consume_all(copy, len(sent))
     copy.close()
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)  # SIGINT too: Ctrl-C stops after the batch, not with a KeyboardInterrupt mid-batch
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out
     assert out.split() == ["handled", str(len(sent))]

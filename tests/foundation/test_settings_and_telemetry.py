@@ -20,7 +20,6 @@ from mlops.telemetry import (
     tracer,
 )
 from mlops.topics import ALL_TOPICS, TopicSpec, topic_name
-from opentelemetry import trace
 from pydantic import ValidationError
 
 
@@ -78,17 +77,24 @@ def test_trace_context_round_trips_through_headers() -> None:
 def test_file_exporter_writes_json_lines(tmp_path) -> None:
     path = tmp_path / "spans.jsonl"
     exporter = JsonLinesSpanExporter(path)
-    provider = trace.get_tracer_provider()
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
     local = TracerProvider()
     local.add_span_processor(SimpleSpanProcessor(exporter))
-    with local.get_tracer("t").start_as_current_span("one"):
-        pass
-    [line] = path.read_text().splitlines()
-    assert json.loads(line)["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["name"] == "one"  # OTLP/JSON
-    assert provider is trace.get_tracer_provider()
+    with local.get_tracer("t").start_as_current_span("one") as one:
+        with local.get_tracer("t").start_as_current_span("two", attributes={"k": "v"}) as two:
+            pass
+    # one OTLP/JSON ExportTraceServiceRequest per line, in the order the spans ended, each naming its ids and parent
+    spans = [span for line in path.read_text().splitlines()
+             for rs in json.loads(line)["resourceSpans"] for ss in rs["scopeSpans"] for span in ss["spans"]]
+    assert [s["name"] for s in spans] == ["two", "one"]
+    inner, outer = spans
+    assert outer["spanId"] == f"{one.get_span_context().span_id:016x}" and not outer.get("parentSpanId")
+    assert inner["traceId"] == outer["traceId"] == f"{two.get_span_context().trace_id:032x}"
+    assert inner["parentSpanId"] == outer["spanId"]
+    assert inner["attributes"] == [{"key": "k", "value": {"stringValue": "v"}}]
+    assert int(inner["startTimeUnixNano"]) <= int(inner["endTimeUnixNano"])
 
 
 def test_ops_server_serves_metrics_health_and_readiness() -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from mlops_tools.procs import free_port
 from mlops_tools.stack import Stack, StackError, StackSettings
+from testkit import tool
 
 
 def _stack(tmp_path: Path, **overrides) -> Stack:
@@ -56,11 +57,7 @@ def test_cli_exits_non_zero_with_the_message(tmp_path: Path) -> None:
            "MLOPS_STACK_CONTROLLER_PORT": str(free_port()), "MLOPS_STACK_REDIS_PORT": str(free_port())}
     if "PYTHONPATH" in os.environ:  # a checkout run without installing it
         env["PYTHONPATH"] = os.environ["PYTHONPATH"]
-    import shutil
-
-    redis = shutil.which("redis-server")
-    if redis is None:
-        pytest.skip("redis-server is installed by the stack fixture; run the integration tests first")
+    redis = tool("redis-server")  # installed from Debian when missing, as the stack does
     (tmp_path / "redis-server").symlink_to(redis)
     cli = [sys.executable, "-m", "mlops_tools.cli", "stack"]
     proc = subprocess.run([*cli, "up"], env=env, capture_output=True, text=True, timeout=60)

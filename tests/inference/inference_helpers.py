@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from mlops.bus import Bus
 from mlops.definitions import Definitions, Revision, latest, load, plan
 from mlops.definitions.store import publish, read_revisions
+from testkit import wait_until  # noqa: F401  (re-exported: the inference tests import it from here)
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SEA_FILE = EXAMPLES / "sea" / "definitions.yaml"
@@ -70,12 +69,3 @@ def make_regression_onnx(k: int, seed: int = 0) -> bytes:
         warnings.filterwarnings("ignore", message=".*Expected an int, got a boolean.*", category=DeprecationWarning)
         onx = to_onnx(model, initial_types=[("input", FloatTensorType([None, k]))], target_opset=17)
     return onx.SerializeToString()
-
-
-def wait_until(predicate: Callable[[], object], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")

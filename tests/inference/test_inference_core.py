@@ -4,10 +4,12 @@ the error tree and its one status table (no broker, no network)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import numpy as np
+import onnxruntime as ort
 import pytest
 from inference_helpers import SEA, SEA_COLUMNS, SEA_FEATURES, K, make_onnx, revision
 from mlops.contracts import models_pb2
@@ -25,9 +27,11 @@ from services.inference.core import (
     ModelRepository,
     ModelVersion,
     Promotion,
+    SessionOptions,
     Tensor,
     build_catalog,
 )
+from services.inference.core import models as models_module
 from services.inference.edge import STATUS_CODES, status_code
 from services.inference.errors import (
     EntityNotFound,
@@ -49,10 +53,64 @@ def model() -> ModelVersion:
     return ModelVersion.load("sea", "1", make_onnx(), SEA_FEATURES)
 
 
-def test_model_metadata_and_cpu_fallback(model: ModelVersion) -> None:
+def test_model_metadata_and_outputs_match_a_fresh_onnxruntime_session(model: ModelVersion) -> None:
     assert model.input.name == "input" and model.input.datatype == "FP32" and model.n_features == K
     assert [o.name for o in model.outputs] == ["label", "probabilities"]
-    assert "CPUExecutionProvider" in model.providers  # this machine has no usable CUDA
+    # what the service computes is what plain onnxruntime computes on the same bytes
+    x = np.random.default_rng(3).uniform(0, 10, (257, K)).astype(np.float32)
+    plain = ort.InferenceSession(make_onnx(), providers=["CPUExecutionProvider"]).run(None, {"input": x})
+    got = model.run(x)
+    assert np.array_equal(got[0], plain[0]) and np.allclose(got[1], plain[1], rtol=0, atol=1e-6)
+    assert len(set(got[0].tolist())) == 2  # both classes occur: the comparison is not of constants
+
+
+def test_cuda_that_fails_falls_back_to_cpu_and_says_so(monkeypatch: pytest.MonkeyPatch,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """CUDA asked for and failing (as on a machine without a GPU, whatever onnxruntime-gpu lists): the model is served
+    on CPU, the log says so, and later loads stop asking for CUDA."""
+    real, asked = ort.InferenceSession, []
+
+    def session(data: bytes, sess_options: object = None, providers: list[str] = ()) -> ort.InferenceSession:  # type: ignore[assignment]
+        asked.append(list(providers))
+        if "CUDAExecutionProvider" in providers:
+            raise RuntimeError("CUDA failure 100: no CUDA-capable device is detected")
+        return real(data, sess_options=sess_options, providers=providers)
+
+    monkeypatch.setattr(models_module, "_cuda_works", None)  # as in a fresh process
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(ort, "InferenceSession", session)
+    caplog.set_level(logging.WARNING, logger="mlops.inference")
+    first = ModelVersion.load("sea", "7", make_onnx(), SEA_FEATURES, options=SessionOptions(use_cuda=True))
+    assert asked[:2] == [["CUDAExecutionProvider", "CPUExecutionProvider"], ["CPUExecutionProvider"]]
+    assert first.providers == ["CPUExecutionProvider"]
+    messages = [r.getMessage() for r in caplog.records]
+    assert "CUDA session failed; using CPU" in messages
+    assert any(m.startswith("CUDAExecutionProvider unavailable") for m in messages)
+    asked.clear()
+    ModelVersion.load("sea", "8", make_onnx(), SEA_FEATURES, options=SessionOptions(use_cuda=True))
+    assert asked == [["CPUExecutionProvider"]]  # learnt once: no second CUDA attempt
+
+
+def test_cuda_requested_gets_what_onnxruntime_really_provides(monkeypatch: pytest.MonkeyPatch,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    """The real onnxruntime-gpu: on a GPU machine the session runs on CUDA; without one (CUDA listed, not loadable)
+    on CPU, with the warning. A fresh plain session with the same request is the independent view."""
+    monkeypatch.setattr(models_module, "_cuda_works", None)
+    caplog.set_level(logging.WARNING, logger="mlops.inference")
+    data = make_onnx()
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        wanted = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        expected = ort.InferenceSession(data, providers=wanted).get_providers()
+    else:
+        expected = ["CPUExecutionProvider"]
+    mv = ModelVersion.load("sea", "9", data, SEA_FEATURES, options=SessionOptions(use_cuda=True))
+    assert mv.providers == expected
+    warned = any(r.getMessage().startswith("CUDAExecutionProvider unavailable") for r in caplog.records)
+    assert warned == ("CUDAExecutionProvider" not in expected and "CUDAExecutionProvider" in
+                      ort.get_available_providers())
+    x = np.ones((4, K), dtype=np.float32)
+    plain = ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, {"input": x})
+    assert np.allclose(mv.run(x)[1], plain[1], atol=1e-5)
 
 
 def test_decode_raw_and_contents_and_garbage() -> None:

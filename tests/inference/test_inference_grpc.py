@@ -15,9 +15,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from inference_helpers import K
 from mlops.telemetry import setup_tracing
-from mlops_tools.stack import go_tool
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from testkit import tool
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
@@ -131,16 +131,10 @@ def test_grpc_health_probe_and_reflection(server_factory, model_file: Path) -> N
     assert bad.returncode != 0 and "NOT_SERVING" in (bad.stdout + bad.stderr)
 
 
-HEALTH_PROBE = "github.com/grpc-ecosystem/grpc-health-probe@v0.4.61"
-
-
 def _health_probe() -> str:
     """The standard grpc-health-probe binary: on PATH, in the tool cache, or installed there now from the Go module
-    proxy (a fresh CI machine); skips only when that is impossible (no Go, or the install failed: logged)."""
-    probe = go_tool(HEALTH_PROBE, "grpc-health-probe", timeout=300)
-    if probe is None:
-        pytest.skip(f"grpc-health-probe unavailable: no Go toolchain, or `go install {HEALTH_PROBE}` failed")
-    return str(probe)
+    proxy (a fresh CI machine); skips naming how to install it only when that is impossible (a failure in CI)."""
+    return tool("grpc-health-probe")
 
 
 def test_client_traceparent_continues_in_server_span(served) -> None:  # type: ignore[no-untyped-def]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import yaml
@@ -16,21 +16,13 @@ from mlops.contracts import events_pb2
 from mlops.topics import EVENTS, EVENTS_DLQ, RAW_EVENTS, TopicSpec
 from prometheus_client import REGISTRY
 from test_ingest_edge_kafka import BAD, good
+from testkit import wait_until
 
 from services.ingest.edge import Ingest
 from services.ingest.settings import IngestSettings
 
 T0 = 1_700_000_000_000
 ORDERS = TopicSpec("orders.raw", "orders")
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 @contextmanager

@@ -21,6 +21,7 @@ from mlops_tools.datagen import SEA_THRESHOLDS, StreamConfig, generate
 from monitor_helpers import SEA, apply_definitions, with_drift
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import REGISTRY
+from testkit import committed, end_offsets, read_topic, wait_until
 
 from services.monitor.edge import MonitorService
 from services.monitor.settings import MonitorSettings
@@ -72,13 +73,12 @@ def run_service(service: MonitorService) -> tuple[StopFlag, threading.Thread]:
     return stop, t
 
 
-def handle_all(service: MonitorService, records: int, timeout: float = 30.0) -> None:
-    """Run `service` until it has handled `records` predictions + labels (or `timeout` passed), then stop it."""
+def handle_all(service: MonitorService, records: int, timeout: float = 120.0) -> None:
+    """Run `service` until it has handled `records` predictions + labels (AssertionError after `timeout`), then stop
+    it."""
     stop, thread = run_service(service)
     try:
-        deadline = time.monotonic() + timeout
-        while service.monitor.predictions + service.monitor.labels < records and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: service.monitor.predictions + service.monitor.labels >= records, timeout=timeout)
     finally:
         stop.set()
         thread.join(30)
@@ -156,11 +156,13 @@ def test_drift_gives_exactly_one_retrain_request_and_a_restart_keeps_the_cooldow
     service = MonitorService(settings, kafka_bus)
     stop, thread = run_service(service)
     try:
-        requests = read(kafka_settings, RETRAIN_REQUESTED, 1, timeout=60, settle=3)
-        deadline = time.monotonic() + 30
-        while service.monitor.predictions + service.monitor.labels < 16_000 and time.monotonic() < deadline:
-            time.sleep(0.2)
-        requests = read(kafka_settings, RETRAIN_REQUESTED, 2, timeout=3)  # everything handled: still one?
+        # everything handled AND committed (the loop flushes its requests before it commits): then the topic holds
+        # every request this stream caused, read to its end without waiting for a consumer group
+        for spec in (PREDICTIONS, LABELS):
+            topic = topic_name(spec, kafka_settings)
+            done = lambda t=topic: committed(kafka_settings, settings.group_id, t) == end_offsets(kafka_settings, t)  # noqa: E731
+            wait_until(done, timeout=180, interval=0.2)
+        requests = read_topic(kafka_settings, topic_name(RETRAIN_REQUESTED, kafka_settings))
     finally:
         stop.set()
         thread.join(30)
@@ -188,4 +190,4 @@ def test_drift_gives_exactly_one_retrain_request_and_a_restart_keeps_the_cooldow
     handle_all(again, 1_000)
     assert again.monitor.predictions == 500 and again.monitor.labels == 500  # nothing read twice
     assert again.monitor.models["sea"].last_request_ms == req.window_end_ms
-    assert len(read(kafka_settings, RETRAIN_REQUESTED, 2, timeout=2)) == 1
+    assert len(read_topic(kafka_settings, topic_name(RETRAIN_REQUESTED, kafka_settings))) == 1  # stopped: flushed

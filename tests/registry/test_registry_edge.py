@@ -22,6 +22,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from prometheus_client import REGISTRY
 from registry_helpers import apply_definitions
+from testkit import wait_until
 
 from services.registry.edge import RegistryApp, build, run
 from services.registry.settings import RegistrySettings
@@ -229,13 +230,6 @@ def test_a_promote_over_grpc_joins_the_callers_trace(
     announced = bus.records(bus.topic(MODEL_PROMOTED))[-1]
     assert announced.headers["traceparent"].decode().split("-")[1] == format(trace_id, "032x")
     assert not [s for s in spans.get_finished_spans() if "grpc.health" in s.name]  # probes are not traced
-
-
-def wait_until(predicate, timeout: float = 20.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not predicate():
-        time.sleep(0.05)
-    return predicate()
 
 
 def test_nothing_is_gated_before_a_definitions_revision_and_nothing_is_lost(running_factory, onnx_model_factory,

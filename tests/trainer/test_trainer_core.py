@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,6 +21,7 @@ from services.trainer.core import (
 )
 from services.trainer.errors import (
     BadParams,
+    ExportMismatch,
     FeatureMismatch,
     InsufficientData,
     MissingClasses,
@@ -72,9 +74,18 @@ def test_binary_model_is_onnx_with_label_and_probabilities_and_matches_sklearn()
     graph = onnx.load_from_string(m.onnx_bytes).graph
     assert [i.name for i in graph.input] == ["input"]
     assert [o.name for o in graph.output] == ["label", "probabilities"]
-    assert m.parity_max_diff <= SMALL.parity_tolerance and m.framework == "sklearn.HistGradientBoostingClassifier"
+    assert m.framework == "sklearn.HistGradientBoostingClassifier"
     p = onnx_output(m.onnx_bytes, m.holdout_X, Task.BINARY)
     assert p.shape == (len(m.holdout_y), 2)
+    # independently of train_model's own parity check: the same estimator fitted here on the same (time-ordered)
+    # training rows gives the probabilities the exported ONNX gives on the holdout
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    n_train = len(data.y) - m.holdout_rows  # label times increase with the row: the holdout is the tail
+    mine = HistGradientBoostingClassifier(max_iter=20, learning_rate=0.1, early_stopping=False, random_state=42)
+    mine.fit(data.X[:n_train], data.y[:n_train].astype(np.int64))
+    assert np.array_equal(m.holdout_X, data.X[n_train:])
+    assert np.max(np.abs(mine.predict_proba(m.holdout_X) - p)) < 1e-4
     assert m.metrics["accuracy"] > 0.9 and m.metrics["auc"] > 0.95
     assert set(m.metrics) >= {"accuracy", "auc", "logloss", "train_rows", "holdout_rows"}
     assert m.params["max_iter"] == "20" and m.params["task"] == "binary"
@@ -89,7 +100,9 @@ def test_regression_model_outputs_variable_scores_mae_and_is_reproducible() -> N
     graph = onnx.load_from_string(m.onnx_bytes).graph
     assert [o.name for o in graph.output] == ["variable"]
     assert set(m.metrics) >= {"rmse", "mae"} and m.metrics["mae"] < 5.0  # the target spans ~15..340
-    assert m.parity_max_diff <= config.parity_tolerance
+    # the export check is live: a tolerance no export can meet is refused, naming the difference
+    with pytest.raises(ExportMismatch):
+        train_model(data, dataclasses.replace(config, parity_tolerance=-1.0), data.feature_names)
     again = train_model(data, config, data.feature_names)
     assert again.sha256 == m.sha256  # same rows + seed → the same bytes
     other = train_model(data, TrainConfig(name="d", task=Task.REGRESSION, params={"max_iter": 60}, min_rows=50,

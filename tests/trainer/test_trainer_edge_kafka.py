@@ -15,6 +15,7 @@ from mlops.definitions.store import publish, read_revisions
 from mlops.offline_store import KafkaTrainingData, OffsetRange, TrainingSet, TrainingSpec
 from mlops.settings import KafkaSettings
 from mlops.topics import FEATURES_LOG, LABELS, MODEL_CANDIDATES, RETRAIN_REQUESTED, TRAINING_FAILURES, topic_name
+from testkit import committed, end_offsets, read_topic, wait_until
 from trainer_helpers import SEA_FEATURES, T0, fast, revision, sea_values
 
 from services.trainer.core import RetrainAsk, RetrainJob
@@ -135,10 +136,14 @@ def test_a_burst_of_requests_trains_once(kafka_settings) -> None:
     trainings: list[int] = []
     thread = threading.Thread(target=lambda: trainings.append(run(service, stop)), daemon=True)
     thread.start()
+    requests = topic_name(RETRAIN_REQUESTED, kafka_settings)
     try:
-        got = read_all(kafka_settings, MODEL_CANDIDATES, models_pb2.ModelCandidate, 1, 60)
-        time.sleep(FAST.coalesce_window_s + 1.0)  # room for a (wrong) second training to show up
-        got = read_all(kafka_settings, MODEL_CANDIDATES, models_pb2.ModelCandidate, 2, 3)
+        # every request consumed and committed: the loop commits only after the burst's outcomes are flushed, so
+        # every candidate these requests will ever cause is on the broker now
+        wait_until(lambda: sum(committed(kafka_settings, FAST.group_id, requests).values()) == len(ids),
+                   timeout=120, interval=0.2)
+        got = [r.decode(models_pb2.ModelCandidate)
+               for r in read_topic(kafka_settings, topic_name(MODEL_CANDIDATES, kafka_settings))]
     finally:
         stop.set()
         thread.join(20)
@@ -165,17 +170,14 @@ def test_undecodable_request_is_skipped_not_fatal(kafka_settings) -> None:
     stop = StopFlag(install_signals=False)
     thread = threading.Thread(target=run, args=(service, stop), daemon=True)
     thread.start()
-    time.sleep(4)
-    stop.set()
-    thread.join(20)
-    assert not thread.is_alive() and service.last_outcome is None
-    # the record was skipped (failure policy: skip and log) and committed past, so it is not read again
-    from confluent_kafka import Consumer as RawConsumer
-    from confluent_kafka import TopicPartition
-
-    raw = RawConsumer(kafka_settings.client_config() | {"group.id": FAST.group_id})
+    requests = topic_name(RETRAIN_REQUESTED, kafka_settings)
     try:
-        committed = raw.committed([TopicPartition(topic_name(RETRAIN_REQUESTED, kafka_settings), 0)], timeout=10)
+        # the record was skipped (failure policy: skip and log) and committed past, so it is not read again
+        wait_until(lambda: committed(kafka_settings, FAST.group_id, requests) == end_offsets(kafka_settings, requests),
+                   timeout=120, interval=0.2, message="the undecodable request was never committed past")
+        assert thread.is_alive(), "the loop died on an undecodable request"
     finally:
-        raw.close()
-    assert committed[0].offset == 1
+        stop.set()
+        thread.join(20)
+    assert not thread.is_alive() and service.last_outcome is None
+    assert sum(end_offsets(kafka_settings, requests).values()) == 1
