@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from mlops.definitions.model import METRICS_FOR, SliceAttribute, Task
 
-__all__ = ["ONNX_OUTPUT", "Calibration", "Dependence", "Explainability", "Importance", "SliceScore", "better", "interval", "point_predictions", "scores", "slice_scores",
+__all__ = ["FEATURE_MEANS_KEY", "ONNX_OUTPUT", "Calibration", "Dependence", "Explainability", "Importance", "SliceScore", "better", "interval", "point_predictions", "scores", "slice_scores",
            "slice_values"]
 
 # the ONNX output each task's score reads (skl2onnx names for scikit-learn's classifiers and regressors)
@@ -114,6 +114,9 @@ class Explainability:
     feature_means: dict[str, float] = field(default_factory=dict)
 
 
+# the ONNX metadata entry holding a trained version's input means (JSON list, input order): written by the trainer,
+# read by inference as the baseline of per-prediction explanations
+FEATURE_MEANS_KEY = "mlops.feature_means"
 MISSING = "missing"
 _Z95 = 1.959963984540054
 _BOOTSTRAP = 200

@@ -16,12 +16,11 @@ from collections.abc import Sequence
 import numpy as np
 from mlops.definitions import Task
 from mlops.definitions.model import METRICS_FOR
-from mlops.evaluation import ONNX_OUTPUT, Calibration, Dependence, Explainability, Importance, scores
+from mlops.evaluation import FEATURE_MEANS_KEY, ONNX_OUTPUT, Calibration, Dependence, Explainability, Importance, scores
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 
-__all__ = ["FEATURE_MEANS_KEY", "explain_model", "training_means", "with_feature_means"]
+__all__ = ["explain_model", "training_means", "with_feature_means"]
 
-FEATURE_MEANS_KEY = "mlops.feature_means"  # ONNX metadata: JSON list of the training means, in input order
 
 
 class _Onnx(BaseEstimator):
