@@ -17,15 +17,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from dataclasses import dataclass, field
-
 from mlops.definitions.model import METRICS_FOR, SliceAttribute, Task
 
-__all__ = ["FEATURE_MEANS_KEY", "ONNX_OUTPUT", "Calibration", "Dependence", "Explainability", "Importance", "SliceScore", "better", "interval", "point_predictions", "scores", "slice_scores",
-           "slice_values"]
+__all__ = [
+    "FEATURE_MEANS_KEY", "ONNX_OUTPUT", "Calibration", "Dependence", "Explainability", "Importance", "SliceScore",
+    "better", "interval", "point_predictions", "scores", "slice_scores", "slice_values",
+]
 
 # the ONNX output each task's score reads (skl2onnx names for scikit-learn's classifiers and regressors)
 ONNX_OUTPUT: dict[Task, str] = {Task.BINARY: "probabilities", Task.MULTICLASS: "probabilities",

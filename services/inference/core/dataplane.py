@@ -146,9 +146,9 @@ class DataPlane:
             elif t.name != ENTITY_INPUT:
                 raise InvalidInput(f"unknown input {t.name!r}; model {spec.name} takes {MODEL_INPUT!r} FP32 "
                                    f"[N, {spec.k}] or {ENTITY_INPUT!r} BYTES [N]")
-        if request.outputs and any(n != spec.output.name and n not in EXPLAIN_OUTPUTS for n in request.outputs):
-            raise InvalidInput(f"unknown output(s) {[n for n in request.outputs if n != spec.output.name and n not in EXPLAIN_OUTPUTS]}; "
-                               f"model {spec.name} has {[spec.output.name]}")
+        unknown = [n for n in request.outputs if n != spec.output.name and n not in EXPLAIN_OUTPUTS]
+        if unknown:
+            raise InvalidInput(f"unknown output(s) {unknown}; model {spec.name} has {[spec.output.name]}")
         entity_ids = _entity_ids(request)
         as_of: list[int] | None = None
         if x_tensor is not None:
