@@ -74,12 +74,15 @@ def test_a_challenger_better_overall_but_worse_on_one_slice_is_refused_naming_it
     assert [p.version for p in w.promoted] == ["1"]
 
 
-def test_without_a_slice_policy_the_same_challenger_is_promoted() -> None:
+def test_without_a_slice_policy_the_same_challenger_is_promoted_its_sensitive_slices_reported() -> None:
     champ, chall = linear(**CHAMPION), linear(**CHALLENGER)
     w = World(champ, chall)
+    w.revision = revise(None, {"delivery_time": {"slices": None}})
     w.registry.register(cand(champ, "delivery_time", DELIVERY), holdout())
     v2 = w.registry.register(cand(chall, "delivery_time", DELIVERY), holdout())
-    assert v2.status == "champion" and v2.slices is None
+    assert v2.status == "champion", v2.gate_reason
+    # the channel is declared sensitive in the example: reported per slice, judged by nothing
+    assert {(r.attribute, r.sensitive) for r in v2.slices.rows} == {("customer_orders.channel", True)}
 
 
 def test_a_slice_floor_and_a_gap_refuse_a_first_model_naming_the_slice() -> None:
@@ -106,7 +109,7 @@ def test_a_numeric_attribute_is_cut_into_quantile_bins_and_small_slices_are_not_
         "attributes": ["customer_orders.amount_last"], "bins": 4, "min_rows": 1000, "slice_floor": 0.0}}})
     v1 = w.registry.register(cand(model, "delivery_time", DELIVERY), holdout())
     assert v1.status == "champion", v1.gate_reason  # every slice fails the floor, but none has 1000 rows
-    rows = v1.slices.rows
+    rows = [r for r in v1.slices.rows if r.attribute == "customer_orders.amount_last"]
     assert len(rows) == 4 and all(140 <= r.rows <= 160 for r in rows)
     assert rows[-1].value.endswith("]") and all(r.value.startswith("[") for r in rows)
 
@@ -134,7 +137,7 @@ def test_the_card_shows_the_reports_and_its_figures_are_valid_pngs() -> None:
     v2 = w.registry.register(CandidateInfo(**{**c.__dict__, "explainability": _report()}), holdout())
     card = w.registry.model_card("delivery_time", v2.version)
     for needle in ("## Explainability (holdout)", "| 1 | `customer_orders.amount_last` | 4.1000",
-                   "## Slices", "| `customer_orders.channel` | store | ", "Gap on `customer_orders.channel`",
+                   "## Slices", "| `customer_orders.channel` (sensitive) | store | ", "Gap on `customer_orders.channel`",
                    "max_slice_loss 1", "expected calibration error"):
         assert needle in card, needle
     figures = w.registry.card_figures("delivery_time", v2.version)
