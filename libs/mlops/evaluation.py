@@ -213,16 +213,26 @@ def interval(task: Task, metric: str, y: np.ndarray, output: np.ndarray, classes
     return value, float(np.quantile(draws, 0.025)), float(np.quantile(draws, 0.975))
 
 
+def _slice_order(value: str) -> tuple[int, float, str]:
+    """Quantile bins `[lo, hi)` by their lower edge, before categories and "missing" by name."""
+    if value.startswith("["):
+        try:
+            return 0, float(value[1:].partition(",")[0]), value
+        except ValueError:
+            pass
+    return 1, 0.0, value
+
+
 def slice_scores(task: Task, metric: str, y: np.ndarray, output: np.ndarray, groups: dict[str, np.ndarray],
                  classes: Sequence[int] | None = None, seed: int = 0) -> list[SliceScore]:
     """`metric` with its interval per slice: `groups[attribute]` is each row's slice of that attribute
-    (`slice_values`); slices in sorted order of their names, attributes in the given order."""
+    (`slice_values`); categories in sorted order, quantile bins in order of their edges, attributes as given."""
     y = np.asarray(y, dtype=np.float64)
     output = np.asarray(output, dtype=np.float64)
     out: list[SliceScore] = []
     for attribute, values in groups.items():
         values = np.asarray(values, dtype=object)
-        for value in sorted({str(v) for v in values}):
+        for value in sorted({str(v) for v in values}, key=_slice_order):
             rows = values == value
             m, low, high = interval(task, metric, y[rows], output[rows], classes, seed)
             out.append(SliceScore(attribute, value, int(rows.sum()), m, low, high))

@@ -43,7 +43,7 @@ def _png(fig: object) -> bytes:
 
     buf = io.BytesIO()
     fig.tight_layout()  # type: ignore[attr-defined]
-    fig.savefig(buf, format="png", dpi=80)  # type: ignore[attr-defined]
+    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")  # type: ignore[attr-defined]
     plt.close(fig)  # type: ignore[arg-type]
     return buf.getvalue()
 
