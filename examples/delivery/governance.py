@@ -33,9 +33,9 @@ def _features(history: list[dict[str, Any]]) -> dict[str, float]:
     return values | {f"channel={c}": float(last["channel"] == c) for c in ("web", "app", "store")}
 
 
-def run(out: Path, count: int = 1800, drift_at: int = 1200) -> dict[str, Any]:
+def run(out: Path, count: int = 1800, drift_at: int = 1200, max_iter: int | None = None) -> dict[str, Any]:
     """Train and gate v1 (before the drift) and v2 (after it, store labels buggy in its training rows); write
-    both cards under `out`; return the gate decisions."""
+    both cards under `out`; return the gate decisions. `max_iter` overrides the declared boosting rounds (tests)."""
     from mlops.artifacts import ArtifactReader
     from mlops.bus import MemoryBus
     from mlops.definitions import load, plan
@@ -48,7 +48,14 @@ def run(out: Path, count: int = 1800, drift_at: int = 1200) -> dict[str, Any]:
     from services.trainer.edge import TrainerService
     from services.trainer.settings import TrainerSettings
 
-    revision = plan(None, load(ROOT / "examples" / "delivery" / "definitions.yaml"), "governance-run").revision
+    definitions = load(ROOT / "examples" / "delivery" / "definitions.yaml")
+    if max_iter is not None:
+        declared = definitions.model("delivery_time")
+        algorithm = declared.algorithm.model_copy(update={"params": {**declared.algorithm.params,
+                                                                     "max_iter": max_iter}})
+        definitions = definitions.model_copy(update={"models": (declared.model_copy(
+            update={"algorithm": algorithm}),)})
+    revision = plan(None, definitions, "governance-run").revision
     assert revision is not None
     model = revision.definitions.model("delivery_time")
     window = model.training.max_rows or 600

@@ -7,17 +7,19 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.timeout(900)  # two trainings and four cards: seconds alone, minutes on a shared 2-core machine
 def test_the_delivery_governance_run_refuses_the_challenger_on_the_store_slice(tmp_path: Path) -> None:
     spec = importlib.util.spec_from_file_location("governance", ROOT / "examples" / "delivery" / "governance.py")
     assert spec is not None and spec.loader is not None
     governance = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(governance)
-    result = governance.run(tmp_path)
+    result = governance.run(tmp_path, max_iter=60)
     v1, v2 = result["decisions"]["1"], result["decisions"]["2"]
     assert v1["status"] == "champion"
     assert v2["status"] == "rejected" and v2["gate_mae"] < v2["champion_mae"]  # better overall ...
