@@ -28,8 +28,8 @@ def _features(history: list[dict[str, Any]]) -> dict[str, float]:
     last = history[-1]
     hour = [h for h in history if last["t"] - h["t"] <= 3_600_000]
     values = {"amount_last": float(last["amount"]), "items_last": float(last["items"]),
-              "express_last": float(bool(last["express"])), "amount_mean_1h": sum(h["amount"] for h in hour) / len(hour),
-              "orders_1h": float(len(hour))}
+              "express_last": float(bool(last["express"])),
+              "amount_mean_1h": sum(h["amount"] for h in hour) / len(hour), "orders_1h": float(len(hour))}
     return values | {f"channel={c}": float(last["channel"] == c) for c in ("web", "app", "store")}
 
 

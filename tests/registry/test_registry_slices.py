@@ -137,8 +137,8 @@ def test_the_card_shows_the_reports_and_its_figures_are_valid_pngs() -> None:
     v2 = w.registry.register(CandidateInfo(**{**c.__dict__, "explainability": _report()}), holdout())
     card = w.registry.model_card("delivery_time", v2.version)
     for needle in ("## Explainability (holdout)", "| 1 | `customer_orders.amount_last` | 4.1000",
-                   "## Slices", "| `customer_orders.channel` (sensitive) | store | ", "Gap on `customer_orders.channel`",
-                   "max_slice_loss 1", "expected calibration error"):
+                   "## Slices", "| `customer_orders.channel` (sensitive) | store | ",
+                   "Gap on `customer_orders.channel`", "max_slice_loss 1", "expected calibration error"):
         assert needle in card, needle
     figures = w.registry.card_figures("delivery_time", v2.version)
     assert [f.name for f in figures] == ["importance.png", "partial_dependence.png", "calibration.png", "slices.png"]
