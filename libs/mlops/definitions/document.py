@@ -77,7 +77,10 @@ class Definitions(_Strict):
             ref = f"{view_name}.{feature.name}" if feature is not None else ""
             if field is not None and field.sensitive and ref not in seen:
                 seen.add(ref)
-                out.append(self._slice_attribute(model, ref, "features"))
+                try:
+                    out.append(self._slice_attribute(model, ref, "features"))
+                except ValueError:  # reads part of a one-hot group only: declare the slices to be judged by
+                    continue
         return tuple(out)
 
     def _slice_attribute(self, model: Model, ref: str, where: str) -> SliceAttribute:
