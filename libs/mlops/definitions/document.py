@@ -64,9 +64,9 @@ class Definitions(_Strict):
         return tuple(_split_ref(ref) for ref in model.features)
 
     def slices(self, model: Model) -> tuple[SliceAttribute, ...]:
-        """What `model`'s holdout is sliced by: its gate's declared `slices.attributes`, then every input of a
-        `sensitive: true` source field not declared there. Raises ValueError naming an attribute that is not a
-        model input (checked when the document validates)."""
+        """What `model`'s holdout is sliced by: its gate's declared `slices.attributes`, then every feature of a
+        `sensitive: true` source field the model reads whole (all of a one-hot group's columns) not declared there.
+        Raises ValueError naming an attribute that is not a model input (checked when the document validates)."""
         declared = model.gate.slices.attributes if model.gate.slices is not None else ()
         out = [self._slice_attribute(model, ref, f"gate.slices.attributes[{i}]") for i, ref in enumerate(declared)]
         seen = set(declared)
