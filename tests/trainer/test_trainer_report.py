@@ -60,3 +60,11 @@ def test_the_training_means_are_in_the_onnx_metadata_and_in_the_candidate() -> N
     message = explainability_to_proto(model.explainability)
     assert message.importances[0].feature == model.explainability.importances[0].feature
     assert message.ByteSize() < 4000  # small enough to travel with every candidate
+
+
+def test_a_report_that_cannot_be_computed_leaves_the_candidate_without_one(caplog) -> None:
+    from services.trainer.core.report import explain_or_none
+
+    x = np.zeros((10, 2), np.float32)
+    assert explain_or_none(b"not onnx", x, np.zeros(10), Task.REGRESSION, "mae", ("v.a", "v.b"), [0.0, 0.0]) is None
+    assert "explainability report failed" in caplog.text

@@ -16,7 +16,7 @@ import numpy as np
 from mlops.definitions import Task
 from mlops.evaluation import ONNX_OUTPUT, scores
 
-from services.trainer.core.report import explain_model, training_means
+from services.trainer.core.report import explain_or_none, training_means
 from services.trainer.core.train import TrainConfig, TrainedModel, TrainingSetLike, onnx_output, prepare
 from services.trainer.errors import SignatureMismatch
 
@@ -120,7 +120,7 @@ def evaluate_byo(onnx_bytes: bytes, data: TrainingSetLike, config: TrainConfig, 
     out = _run(onnx_bytes, X_ho, config)
     metrics = scores(config.task, y_ho, out, config.classes) | {"holdout_rows": float(len(p.hold_idx))}
     # explained like a trained version; its bytes are the registrant's, so the means travel in the report only
-    report = explain_model(onnx_bytes, X_ho, y_ho, config.task, config.gate_metric, expected_features,
+    report = explain_or_none(onnx_bytes, X_ho, y_ho, config.task, config.gate_metric, expected_features,
                            training_means(p.X[p.train_idx]), config.classes, config.seed)
     keep = p.hold_idx[-config.holdout_max_rows:]
     held_times = p.times[p.hold_idx]

@@ -10,6 +10,7 @@ a single prediction against them (`services.inference.core.explain`).
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Sequence
 
@@ -19,7 +20,9 @@ from mlops.definitions.model import METRICS_FOR
 from mlops.evaluation import FEATURE_MEANS_KEY, ONNX_OUTPUT, Calibration, Dependence, Explainability, Importance, scores
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 
-__all__ = ["explain_model", "training_means", "with_feature_means"]
+log = logging.getLogger("mlops.trainer")
+
+__all__ = ["explain_or_none", "explain_model", "training_means", "with_feature_means"]
 
 
 
@@ -111,6 +114,16 @@ def explain_model(onnx_bytes: bytes, X: np.ndarray, y: np.ndarray, task: Task, m
                                      tuple(float(a) for a in curve)))
     return Explainability(metric, len(y), importances, tuple(dependence), _calibration(est._out(X), y, task, classes),
                           {n: _finite(m) for n, m in zip(feature_names, means, strict=True)})
+
+
+def explain_or_none(*args: object, **kwargs: object) -> Explainability | None:
+    """`explain_model`, or None (logged) when it fails: the report documents a version, it never blocks one."""
+    try:
+        return explain_model(*args, **kwargs)  # type: ignore[arg-type]
+    except Exception as exc:
+        log.warning("explainability report failed; the candidate goes without it",
+                    extra={"fields": {"error": f"{type(exc).__name__}: {exc}"}})
+        return None
 
 
 def _calibration(out: np.ndarray, y: np.ndarray, task: Task, classes: Sequence[int] | None,

@@ -19,7 +19,7 @@ from mlops.definitions import Model, Task
 from mlops.definitions.model import METRICS_FOR
 from mlops.evaluation import ONNX_OUTPUT, scores
 
-from services.trainer.core.report import Explainability, explain_model, training_means, with_feature_means
+from services.trainer.core.report import Explainability, explain_or_none, training_means, with_feature_means
 from services.trainer.errors import (
     BadParams,
     ExportMismatch,
@@ -295,7 +295,7 @@ def train_model(data: TrainingSetLike, config: TrainConfig, expected_features: S
     keep = p.hold_idx[-config.holdout_max_rows:]  # the latest rows when the holdout is capped
     progress("explain", 0.91)
     t = time.perf_counter()
-    report = explain_model(onnx_bytes, X_ho, y_ho, config.task, config.gate_metric, expected_features, means,
+    report = explain_or_none(onnx_bytes, X_ho, y_ho, config.task, config.gate_metric, expected_features, means,
                            config.classes, config.seed)
     timings["explain"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
