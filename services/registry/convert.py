@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from mlops.contracts import common_pb2, models_pb2
 from mlops.contracts.v1 import registry_service_pb2 as api
+from mlops.evaluation import Calibration, Dependence, Explainability, Importance
 
 from services.registry.core import (
     AuditEntry,
@@ -16,11 +19,13 @@ from services.registry.core import (
     Range,
     VersionState,
 )
+from services.registry.core.slices import SliceReport, SliceRow
 from services.registry.errors import InvalidCandidate
 
 __all__ = [
     "AUDIT", "STATE", "audit_out", "candidate_in", "candidate_out", "event_in", "event_key", "event_out",
-    "lineage_in", "lineage_out", "promotion_out", "summary_out", "version_out",
+    "explainability_in", "explainability_out", "lineage_in", "lineage_out", "promotion_out", "slices_in",
+    "slices_out", "summary_out", "version_out",
 ]
 
 STATE, AUDIT = "state", "audit"
@@ -59,12 +64,69 @@ def lineage_out(lin: LineageInfo) -> models_pb2.Lineage:
     )
 
 
+def explainability_in(m: models_pb2.ModelCandidate) -> Explainability | None:
+    if not m.HasField("explainability"):
+        return None
+    e = m.explainability
+    calibration = None
+    if e.HasField("calibration"):
+        c = e.calibration
+        calibration = Calibration(tuple(c.prob_pred), tuple(c.prob_true), tuple(c.counts))
+    return Explainability(
+        e.metric, e.rows, tuple(Importance(i.feature, i.mean, i.std) for i in e.importances),
+        tuple(Dependence(d.feature, tuple(d.grid), tuple(d.average)) for d in e.partial_dependence), calibration,
+        dict(e.feature_means))
+
+
+def explainability_out(e: Explainability | None) -> models_pb2.Explainability | None:
+    if e is None:
+        return None
+    out = models_pb2.Explainability(
+        metric=e.metric, rows=e.rows, feature_means=e.feature_means,
+        importances=[models_pb2.FeatureImportance(feature=i.feature, mean=i.mean, std=i.std) for i in e.importances],
+        partial_dependence=[models_pb2.PartialDependence(feature=d.feature, grid=d.grid, average=d.average)
+                            for d in e.dependence])
+    if e.calibration is not None:
+        c = e.calibration
+        out.calibration.CopyFrom(models_pb2.CalibrationCurve(prob_pred=c.prob_pred, prob_true=c.prob_true,
+                                                             counts=c.counts))
+    return out
+
+
+def slices_in(m: models_pb2.RegistryEvent) -> SliceReport | None:
+    if not m.HasField("slices"):
+        return None
+    r = m.slices
+    rows = tuple(SliceRow(s.attribute, s.value, s.rows, s.metric, s.ci_low, s.ci_high,
+                          s.champion_metric if s.has_champion else None,
+                          s.champion_ci_low if s.has_champion else None,
+                          s.champion_ci_high if s.has_champion else None, s.sensitive) for s in r.slices)
+    return SliceReport(r.metric, r.higher_is_better, rows, r.champion_version, r.min_rows or 1)
+
+
+def _nan(v: float | None) -> float:
+    return math.nan if v is None else v
+
+
+def slices_out(r: SliceReport | None) -> models_pb2.SliceReport | None:
+    if r is None:
+        return None
+    return models_pb2.SliceReport(
+        metric=r.metric, higher_is_better=r.higher_is_better, champion_version=r.champion_version,
+        min_rows=r.min_rows, slices=[models_pb2.SliceMetric(
+            attribute=s.attribute, value=s.value, rows=s.rows, metric=s.metric, ci_low=s.low, ci_high=s.high,
+            has_champion=s.champion is not None, champion_metric=_nan(s.champion),
+            champion_ci_low=_nan(s.champion_low), champion_ci_high=_nan(s.champion_high), sensitive=s.sensitive)
+            for s in r.rows])
+
+
 def _info(m: models_pb2.ModelCandidate) -> CandidateInfo:
     return CandidateInfo(
         model_name=m.model_name, candidate_id=m.candidate_id, sha256=m.artifact_sha256, size=m.artifact_size,
         framework=m.framework, metrics=dict(m.metrics), params=dict(m.params),
         feature_names=tuple(m.feature_names),
         lineage=lineage_in(m.lineage), created_at_ms=m.created_at_ms, holdout_rows=m.holdout.rows,
+        explainability=explainability_in(m),
     )
 
 
@@ -88,7 +150,7 @@ def candidate_out(c: CandidateInfo) -> models_pb2.ModelCandidate:
         model_name=c.model_name, candidate_id=c.candidate_id, artifact_sha256=c.sha256, artifact_size=c.size,
         framework=c.framework, metrics=c.metrics, params=c.params, lineage=lineage_out(c.lineage),
         feature_names=list(c.feature_names), holdout=models_pb2.Holdout(rows=c.holdout_rows),
-        created_at_ms=c.created_at_ms,
+        created_at_ms=c.created_at_ms, explainability=explainability_out(c.explainability),
     )
 
 
@@ -109,7 +171,7 @@ def event_out(e: VersionState | AuditEntry) -> models_pb2.RegistryEvent:
             champion_metrics=e.champion_metrics, gate_metrics=e.gate_metrics,
             champion_version_at_gate=e.champion_version_at_gate, registered_at_ms=e.registered_at_ms,
             promoted_sequence=e.promoted_sequence, sequence=e.sequence, at_ms=e.registered_at_ms,
-            gate_definitions_revision=e.gate_definitions_revision,
+            gate_definitions_revision=e.gate_definitions_revision, slices=slices_out(e.slices),
         )
     return models_pb2.RegistryEvent(
         record_kind=AUDIT, model_name=e.model_name, version=e.version, status=e.status, actor=e.actor,
@@ -126,7 +188,7 @@ def event_in(m: models_pb2.RegistryEvent) -> VersionState | AuditEntry:
         gate_decision=m.gate_decision, gate_reason=m.gate_reason, gate_metrics=dict(m.gate_metrics),
         champion_metrics=dict(m.champion_metrics), champion_version_at_gate=m.champion_version_at_gate,
         registered_at_ms=m.registered_at_ms, promoted_sequence=m.promoted_sequence, sequence=m.sequence,
-        gate_definitions_revision=m.gate_definitions_revision,
+        gate_definitions_revision=m.gate_definitions_revision, slices=slices_in(m),
     )
 
 

@@ -201,6 +201,10 @@ def test_a_regression_model_and_a_bring_your_own_one_are_gated_on_mae_by_the_rev
                                                                               ("promote", "registry")]
     card = reg.client.model_card("delivery_time").markdown
     assert "**Task:** regression" in card and "registered by cli:alice" in card and "margin 3" in card
+    assert "| `customer_orders.channel` (sensitive) |" in card  # the example's declared slices, over gRPC
+    drawn = reg.client.model_card("delivery_time", figures=True).figures
+    assert [f.name for f in drawn] == ["slices.png"] and drawn[0].png.startswith(b"\x89PNG\r\n\x1a\n")
+    assert not reg.client.model_card("delivery_time").figures  # drawn only when asked for
 
 
 def test_health_and_reflection(registry_factory):

@@ -67,8 +67,9 @@ class RegistryClient:
     def diff(self, name: str, a: str, b: str) -> api.DiffResponse:
         return self._call("Diff", api.DiffRequest(name=name, a=a, b=b))  # type: ignore[return-value]
 
-    def model_card(self, name: str, version: str = "") -> api.ModelCard:
-        return self._call("GetModelCard", api.GetModelCardRequest(name=name, version=version))  # type: ignore
+    def model_card(self, name: str, version: str = "", figures: bool = False) -> api.ModelCard:
+        return self._call("GetModelCard", api.GetModelCardRequest(name=name, version=version,  # type: ignore
+                                                                  figures=figures))
 
     def close(self) -> None:
         self._channel.close()

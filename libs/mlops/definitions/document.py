@@ -15,7 +15,9 @@ from mlops.definitions.model import (
     Aggregation,
     Entity,
     FeatureView,
+    FieldType,
     Model,
+    SliceAttribute,
     Source,
     _Strict,
     _unique,
@@ -60,6 +62,55 @@ class Definitions(_Strict):
     def model_inputs(self, model: Model) -> tuple[tuple[str, str], ...]:
         """(view, column) of each model input, in input order."""
         return tuple(_split_ref(ref) for ref in model.features)
+
+    def slices(self, model: Model) -> tuple[SliceAttribute, ...]:
+        """What `model`'s holdout is sliced by: its gate's declared `slices.attributes`, then every feature of a
+        `sensitive: true` source field the model reads whole (all of a one-hot group's columns) not declared there.
+        Raises ValueError naming an attribute that is not a model input (checked when the document validates)."""
+        declared = model.gate.slices.attributes if model.gate.slices is not None else ()
+        out = [self._slice_attribute(model, ref, f"gate.slices.attributes[{i}]") for i, ref in enumerate(declared)]
+        seen = set(declared)
+        for view_name, column in self.model_inputs(model):
+            view = self.feature_view(view_name)
+            feature = next((f for f in view.features if column == f.name or column.startswith(f"{f.name}=")), None)
+            field = self.source(view.source).field(feature.field) if feature is not None else None
+            ref = f"{view_name}.{feature.name}" if feature is not None else ""
+            if field is not None and field.sensitive and ref not in seen:
+                seen.add(ref)
+                try:
+                    out.append(self._slice_attribute(model, ref, "features"))
+                except ValueError:  # reads part of a one-hot group only: declare the slices to be judged by
+                    continue
+        return tuple(out)
+
+    def _slice_attribute(self, model: Model, ref: str, where: str) -> SliceAttribute:
+        view_name, name = _split_ref(ref)
+        if not name or view_name not in {v.name for v in self.feature_views}:
+            raise ValueError(f"{where}: {ref!r} should be `view.feature` of a declared feature view")
+        view = self.feature_view(view_name)
+        feature = next((f for f in view.features if f.name == name), None)
+        if feature is None:
+            raise ValueError(f"{where}: feature view {view_name!r} has no feature {name!r}; its features: "
+                             f"{[f.name for f in view.features]}")
+        field = self.source(view.source).field(feature.field)
+        assert field is not None  # checked by _references
+        values: tuple[str, ...] | None = None
+        one_hot = feature.aggregation is Aggregation.ONE_HOT
+        if one_hot:
+            values = field.vocabulary
+            columns = tuple(f"{view_name}.{c}" for c in self.feature_names(view.model_copy(
+                update={"features": (feature,)})))
+        else:
+            columns = (ref,)
+            if feature.aggregation is Aggregation.LAST and field.type is FieldType.CATEGORICAL:
+                values = field.vocabulary
+            elif feature.aggregation is Aggregation.LAST and field.type is FieldType.BOOL:
+                values = ("false", "true")
+        missing = [c for c in columns if c not in model.features]
+        if missing:
+            raise ValueError(f"{where}: {ref!r} is not among model {model.name!r}'s features (lacks "
+                             f"{missing}); slices are cut from the holdout's model inputs")
+        return SliceAttribute(ref, columns, values, one_hot, field.sensitive)
 
     @model_validator(mode="after")
     def _references(self) -> Self:
@@ -120,6 +171,10 @@ class Definitions(_Strict):
             if len(view_entities) > 1:
                 raise ValueError(f"models[{i}].features: features of several entities {sorted(view_entities)}; "
                                  "a model reads one entity's views")
+            try:
+                self.slices(model)
+            except ValueError as exc:
+                raise ValueError(f"models[{i}].{exc}") from None
         return self
 
 

@@ -9,6 +9,7 @@ names the path of the field at fault (`models[0].features[2]: ...`).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Literal, Self
 
@@ -30,6 +31,8 @@ __all__ = [
     "MissingEntity",
     "Model",
     "ServingPolicy",
+    "SliceAttribute",
+    "SlicePolicy",
     "Source",
     "SourceField",
     "Task",
@@ -80,6 +83,9 @@ class SourceField(_Strict):
     maximum: float | None = Field(None, description="Largest accepted value (numeric fields).")
     vocabulary: tuple[str, ...] | None = Field(None, description="Known values (categorical fields).")
     unknown: UnknownCategory = Field(UnknownCategory.REJECT, description="Handling of values outside the vocabulary.")
+    sensitive: bool = Field(False, description="A protected or sensitive attribute (e.g. age band, region): every "
+                                                "model reading a feature of it reports and gates metrics per slice "
+                                                "of it (`models[].gate.slices`).")
     description: str = ""
 
     @property
@@ -240,10 +246,53 @@ class TrainingWindow(_Strict):
     seed: int = Field(42, description="Training seed: same data offsets and seed give the same ONNX bytes.")
 
 
+class SlicePolicy(_Strict):
+    """The gate's checks per slice of the holdout: each value of a categorical attribute, each quantile bin of a
+    numeric one. Thresholds are in the gate metric's units and follow its direction (a loss is always "worse")."""
+
+    attributes: tuple[str, ...] = Field(
+        (), description="`view.feature` names of model inputs to slice by (a one_hot feature by its name, e.g. "
+                        "`orders.channel`); inputs of `sensitive: true` source fields are always sliced.")
+    bins: int = Field(4, ge=2, le=20, description="Quantile bins of a numeric attribute (edges from the holdout).")
+    min_rows: int = Field(30, ge=1, description="A slice with fewer holdout rows is reported but not judged.")
+    max_slice_loss: float | None = Field(
+        None, ge=0, description="No slice may be worse than the champion's same slice by more than this.")
+    slice_floor: float | None = Field(
+        None, description="Every slice must reach this (a minimum when higher is better, a maximum otherwise).")
+    max_slice_gap: float | None = Field(None, ge=0, description="Largest allowed gap between best and worst slice.")
+
+    @model_validator(mode="after")
+    def _finite(self) -> Self:
+        _unique(list(self.attributes), "slice attribute")
+        if self.slice_floor is not None and not math.isfinite(self.slice_floor):
+            raise ValueError("slice_floor must be a finite number")
+        return self
+
+
 class GatePolicy(_Strict):
     metric: str | None = Field(None, description="The task's metric; none: the task's default.")
     margin: float = Field(0.0, ge=0, description="How much better than the champion a challenger must be.")
     floor: float | None = Field(None, description="A challenger worse than this is refused even with no champion.")
+    slices: SlicePolicy | None = Field(None, description="Checks per slice of the holdout (bias and segment "
+                                                         "regressions); none: slices of sensitive fields are "
+                                                         "reported, not judged.")
+
+
+@dataclass(frozen=True)
+class SliceAttribute:
+    """One attribute a model's holdout is sliced by, resolved against the definitions (`Definitions.slices`):
+    `columns` are model-input names; a categorical attribute reads a one-hot group (one column per value) or a
+    vocabulary index (one column; -1 is `__other__`), a numeric one is cut into quantile bins."""
+
+    name: str  # `view.feature`
+    columns: tuple[str, ...]
+    values: tuple[str, ...] | None  # categorical: the value of each one-hot column / vocabulary index
+    one_hot: bool = False
+    sensitive: bool = False
+
+    @property
+    def categorical(self) -> bool:
+        return self.values is not None
 
 
 class DriftPolicy(_Strict):

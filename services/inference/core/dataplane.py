@@ -30,6 +30,7 @@ from services.inference.core.domain import (
     Tensor,
     TensorInfo,
 )
+from services.inference.core.explain import EXPLAIN_OUTPUTS, explain_outputs
 from services.inference.core.features import assemble
 from services.inference.core.models import ModelRepository, ModelVersion
 from services.inference.core.outputs import Binding, served_output
@@ -145,9 +146,9 @@ class DataPlane:
             elif t.name != ENTITY_INPUT:
                 raise InvalidInput(f"unknown input {t.name!r}; model {spec.name} takes {MODEL_INPUT!r} FP32 "
                                    f"[N, {spec.k}] or {ENTITY_INPUT!r} BYTES [N]")
-        if request.outputs and any(n != spec.output.name for n in request.outputs):
-            raise InvalidInput(f"unknown output(s) {[n for n in request.outputs if n != spec.output.name]}; "
-                               f"model {spec.name} has {[spec.output.name]}")
+        unknown = [n for n in request.outputs if n != spec.output.name and n not in EXPLAIN_OUTPUTS]
+        if unknown:
+            raise InvalidInput(f"unknown output(s) {unknown}; model {spec.name} has {[spec.output.name]}")
         entity_ids = _entity_ids(request)
         as_of: list[int] | None = None
         if x_tensor is not None:
@@ -166,7 +167,8 @@ class DataPlane:
                 request_id, spec.name, model.version, spec.task, spec.classes, spec.feature_names, x, output,
                 entity_ids, as_of, int((time.perf_counter() - started) * 1e6), int(time.time() * 1000)))
         return InferResponse(spec.name, model.version, request_id,
-                             [Tensor(spec.output.name, "FP32", output.shape, output)])
+                             [Tensor(spec.output.name, "FP32", output.shape, output),
+                              *explain_outputs(request.parameters, model, binding, x)])
 
     def _check_rows(self, n: int) -> None:
         if n > self.settings.max_request_rows:

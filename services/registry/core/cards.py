@@ -1,12 +1,16 @@
-"""Readable views of a version: the Markdown model card and a field-by-field diff of two versions."""
+"""Readable views of a version: the Markdown model card (with its explainability and slice reports, whose figures
+`figures.py` draws and the Markdown references by file name) and a field-by-field diff of two versions."""
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 
 from mlops.definitions.model import Model
+from mlops.evaluation import Explainability
 
 from services.registry.core.gate import GatePolicy
+from services.registry.core.slices import SliceReport
 from services.registry.core.state import AuditEntry, CandidateInfo, VersionState
 
 __all__ = ["diff", "diff_text", "flatten", "model_card"]
@@ -107,11 +111,68 @@ def model_card(v: VersionState, champion: VersionState | None, audit: list[Audit
         lines.append(f"| {m} | {_fmt(c.metrics[m]) if m in c.metrics else '-'} | "
                      f"{_fmt(v.gate_metrics[m]) if m in v.gate_metrics else '-'} | "
                      f"{_fmt(v.champion_metrics[m]) if m in v.champion_metrics else '-'} |")
+    lines += _explainability(c.explainability)
+    lines += _slices(v.slices, model)
     history = [a for a in audit if a.version == v.version]
     if history:
         lines += ["", "## History", "", "| seq | when | action | actor | why |", "|---|---|---|---|---|"]
         lines += [f"| {a.sequence} | {_ts(a.at_ms)} | {a.action} | {a.actor} | {a.why} |" for a in history]
     return "\n".join(lines) + "\n"
+
+
+def _explainability(r: Explainability | None) -> list[str]:
+    """Permutation importance (table and figure), partial dependence and calibration figures."""
+    lines = ["", "## Explainability (holdout)", ""]
+    if r is None:
+        return lines + ["- No explainability report: the version was registered before reports existed."]
+    lines += [f"Permutation importance: the drop of {r.metric} when one input is shuffled (5 seeded repeats, "
+              f"{r.rows} holdout rows); partial dependence of the top inputs; training means are the baseline of "
+              "per-prediction explanations (`explain` request parameter).", "",
+              "![Permutation importance](importance.png)", "",
+              "| rank | feature | importance | std | training mean |", "|---|---|---|---|---|"]
+    lines += [f"| {k} | `{i.feature}` | {i.mean:.4f} | {i.std:.4f} | {_fmt(r.feature_means.get(i.feature, math.nan))} |"
+              for k, i in enumerate(r.importances, 1)]
+    if r.dependence:
+        lines += ["", "![Partial dependence](partial_dependence.png)"]
+    if r.calibration is not None:
+        c = r.calibration
+        gap = sum(n * abs(t - p) for n, t, p in zip(c.counts, c.prob_true, c.prob_pred, strict=True)) / max(
+            1, sum(c.counts))
+        lines += ["", f"Calibration: expected calibration error {gap:.4f} over {len(c.counts)} bins.", "",
+                  "![Reliability (calibration) curve](calibration.png)"]
+    return lines
+
+
+def _slices(s: SliceReport | None, model: Model | None) -> list[str]:
+    """The gate metric per slice, beside the champion's on the same rows, and the gap per attribute."""
+    lines = ["", "## Slices (holdout, scored by the registry's gate)", ""]
+    if s is None:
+        return lines + ["- No slices: the model declares no `gate.slices` and reads no `sensitive: true` field."]
+    policy = model.gate.slices if model is not None else None
+    if policy is not None:
+        checks = [f"{k} {v:g}" for k, v in (("max_slice_loss", policy.max_slice_loss),
+                                              ("slice_floor", policy.slice_floor),
+                                              ("max_slice_gap", policy.max_slice_gap)) if v is not None]
+        lines += [f"Gate checks: {', '.join(checks) or 'none (reported only)'}; slices with fewer than "
+                  f"{s.min_rows} rows are not judged.", ""]
+    champ = f"champion v{s.champion_version}" if s.champion_version else "champion"
+    lines += ["![Slices](slices.png)", "",
+              f"| attribute | slice | rows | {s.metric} | 95% interval | {champ} | its interval |",
+              "|---|---|---|---|---|---|---|"]
+    for r in s.rows:
+        mark = " (sensitive)" if r.sensitive else ""
+        ours = f"[{_fmt(r.low)}, {_fmt(r.high)}]"
+        theirs = "-" if r.champion is None else f"[{_fmt(r.champion_low)}, {_fmt(r.champion_high)}]"
+        lines.append(f"| `{r.attribute}`{mark} | {r.value} | {r.rows} | {_fmt(r.metric)} | {ours} | "
+                     f"{'-' if r.champion is None else _fmt(r.champion)} | {theirs} |")
+    lines += [""]
+    for attribute in s.attributes():
+        pair = s.gap(attribute)
+        if pair is not None:
+            best, worst = pair
+            lines.append(f"- Gap on `{attribute}`: {abs(best.metric - worst.metric):.4f} between best "
+                         f"{best.value} ({_fmt(best.metric)}) and worst {worst.value} ({_fmt(worst.metric)})")
+    return lines
 
 
 def flatten(v: VersionState) -> dict[str, str]:

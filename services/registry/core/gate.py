@@ -1,6 +1,7 @@
 """The champion/challenger gate, by each model's declared policy: score ONNX models on the same holdout rows
 through the task's output, with the task's metrics (`mlops.evaluation`, shared with the trainer and the monitor),
-then decide by the declared metric, margin and floor."""
+then decide by the declared metric, margin and floor — and, when the model declares slice checks, per slice of
+the holdout (`slices.py`): a challenger better overall but worse on one slice is refused, naming the slice."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from mlops.definitions.model import Model, Task
+from mlops.definitions.model import Model, SliceAttribute, SlicePolicy, Task
 from mlops.evaluation import ONNX_OUTPUT, better, scores
 
+from services.registry.core.slices import SliceReport, check_slices
 from services.registry.core.state import Holdout
 
-__all__ = ["GateDecision", "GatePolicy", "decide", "mismatched", "score", "undeclared"]
+__all__ = ["GateDecision", "GatePolicy", "decide", "mismatched", "predict", "score", "undeclared"]
 
 
 @dataclass(frozen=True)
@@ -29,11 +31,13 @@ class GatePolicy:
     floor: float | None = None  # a minimum when higher is better, a maximum otherwise
     classes: tuple[int, ...] | None = None
     revision: int = 0  # the definitions revision the policy comes from, named in every decision
+    slices: SlicePolicy | None = None  # the declared slice checks (none: slices reported, not judged)
+    attributes: tuple[SliceAttribute, ...] = ()  # what the holdout is sliced by (declared and sensitive)
 
     @classmethod
-    def of(cls, model: Model, revision: int) -> GatePolicy:
+    def of(cls, model: Model, revision: int, attributes: Sequence[SliceAttribute] = ()) -> GatePolicy:
         return cls(model.name, model.task, model.metric, model.higher_is_better, model.gate.margin,
-                   model.gate.floor, model.classes, revision)
+                   model.gate.floor, model.classes, revision, model.gate.slices, tuple(attributes))
 
     def passes_floor(self, value: float) -> bool:
         if self.floor is None:
@@ -43,8 +47,13 @@ class GatePolicy:
     def describe(self) -> str:
         floor = "none" if self.floor is None else f"{self.metric} {'>=' if self.higher_is_better else '<='} " \
                                                   f"{self.floor:g}"
+        s = self.slices
+        checks = "" if s is None else "".join(
+            f", {k} {v:g}" for k, v in (("max_slice_loss", s.max_slice_loss), ("slice_floor", s.slice_floor),
+                                        ("max_slice_gap", s.max_slice_gap)) if v is not None)
+        sliced = f", slices by {', '.join(a.name for a in self.attributes)}{checks}" if self.attributes else ""
         return (f"{self.task.value} model, {self.metric} ({'higher' if self.higher_is_better else 'lower'} is "
-                f"better), margin {self.margin:g}, floor {floor}, definitions revision {self.revision}")
+                f"better), margin {self.margin:g}, floor {floor}{sliced}, definitions revision {self.revision}")
 
 
 @dataclass(frozen=True)
@@ -55,8 +64,14 @@ class GateDecision:
 
 def score(onnx_bytes: bytes, feature_names: Sequence[str], holdout: Holdout, task: Task,
           classes: Sequence[int] | None = None) -> dict[str, float]:
-    """Every metric of `task` for the model on `holdout`; columns are picked by the model's feature names and the
-    task's output (`ONNX_OUTPUT`) is read. Raises ValueError naming what does not fit."""
+    """Every metric of `task` for the model on `holdout` (see `predict`)."""
+    return scores(task, holdout.y, predict(onnx_bytes, feature_names, holdout, task, classes), classes)
+
+
+def predict(onnx_bytes: bytes, feature_names: Sequence[str], holdout: Holdout, task: Task,
+            classes: Sequence[int] | None = None) -> np.ndarray:
+    """The model's task output on `holdout`; columns are picked by the model's feature names and the task's output
+    (`ONNX_OUTPUT`) is read. Raises ValueError naming what does not fit."""
     import onnxruntime as ort
 
     missing = [n for n in feature_names if n not in holdout.feature_names]
@@ -79,11 +94,24 @@ def score(onnx_bytes: bytes, feature_names: Sequence[str], holdout: Holdout, tas
         width = 2 if task is Task.BINARY else len(classes or ())
         if out.ndim != 2 or out.shape != (len(X), width):
             raise ValueError(f"output {wanted!r} has shape {list(out.shape)}, expected [{len(X)}, {width}]")
-    return scores(task, holdout.y, out, classes)
+    return out
 
 
 def decide(policy: GatePolicy, candidate: dict[str, float], champion: dict[str, float] | None,
-           champion_version: str = "") -> GateDecision:
+           champion_version: str = "", slices: SliceReport | None = None) -> GateDecision:
+    """The overall decision (`decide_overall`), then the declared slice checks: a challenger that passes overall
+    but fails a slice is refused, the reason naming that slice with its figures and the overall verdict."""
+    overall = decide_overall(policy, candidate, champion, champion_version)
+    if not overall.promote:
+        return overall
+    failing = check_slices(policy.slices, slices, policy.task)
+    if failing is None:
+        return overall
+    return GateDecision(False, f"refused on a slice: {failing}; overall it passed: {overall.reason}")
+
+
+def decide_overall(policy: GatePolicy, candidate: dict[str, float], champion: dict[str, float] | None,
+                   champion_version: str = "") -> GateDecision:
     """The floor first (it holds with or without a champion), then the margin over the champion on the same
     rows. Every reason names the metric, the values and the policy they were judged by."""
     m = policy.metric

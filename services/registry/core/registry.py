@@ -18,9 +18,12 @@ import numpy as np
 from mlops.definitions.labels import LabelError, check_label
 from mlops.definitions.model import Model
 from mlops.definitions.revision import Revision
+from mlops.evaluation import scores
 
 from services.registry.core import gate
 from services.registry.core.cards import diff, model_card
+from services.registry.core.figures import Figure, figures
+from services.registry.core.slices import SliceReport, slice_report
 from services.registry.core.state import (
     AuditEntry,
     CandidateInfo,
@@ -88,7 +91,7 @@ class Registry:
             if revision is None:
                 raise NoDefinitions()
             champ = self.state.champion(cand.model_name)
-            cand_metrics, champ_metrics, decision = self._judge(cand, holdout, champ, revision)
+            cand_metrics, champ_metrics, decision, slices = self._judge(cand, holdout, champ, revision)
             name, now = cand.model_name, self.clock()
             version, seq = self.state.next_version(name), self.state.next_sequence(name)
             status = Status.CHAMPION if decision.promote else Status.REJECTED
@@ -98,7 +101,7 @@ class Registry:
                 gate_metrics=cand_metrics, champion_metrics=champ_metrics or {},
                 champion_version_at_gate=champ.version if champ else "", registered_at_ms=now,
                 promoted_sequence=seq + 1 if decision.promote else 0, sequence=seq + 1,
-                gate_definitions_revision=revision.number,
+                gate_definitions_revision=revision.number, slices=slices,
             )
             events: list[Event] = [AuditEntry(name, seq, version, "register", cand.registered_by or self.actor,
                                               _submission(cand), now, Status.CANDIDATE)]
@@ -188,6 +191,12 @@ class Registry:
             return model_card(v, self.state.champion(name), self.state.audit_of(name), _declared(revision, name),
                               revision.number if revision is not None else 0)
 
+    def card_figures(self, name: str, version: str = "") -> list[Figure]:
+        """The PNG figures the card of `version` (default: the champion) references, drawn from its reports."""
+        with self._lock:
+            v = self.resolve(name, version)
+        return figures(v.candidate.explainability, v.slices)
+
     def diff(self, name: str, a: str, b: str) -> list[tuple[str, str, str]]:
         with self._lock:
             return diff(self.get(name, a), self.get(name, b))
@@ -195,35 +204,41 @@ class Registry:
     # --- internals ---------------------------------------------------------------------------------------------
 
     def _judge(self, cand: CandidateInfo, holdout: Holdout, champ: VersionState | None, revision: Revision
-               ) -> tuple[dict[str, float], dict[str, float] | None, gate.GateDecision]:
-        """Judge the candidate by its model's declared policy: score it and the champion on the same holdout rows
-        and decide. An undeclared model, or inputs other than the declared features, is rejected unscored; a
-        champion that cannot be scored leaves the challenger judged alone, and the reason says so."""
+               ) -> tuple[dict[str, float], dict[str, float] | None, gate.GateDecision, SliceReport | None]:
+        """Judge the candidate by its model's declared policy: score it and the champion on the same holdout rows,
+        overall and per slice, and decide. An undeclared model, or inputs other than the declared features, is
+        rejected unscored; a champion that cannot be scored leaves the challenger judged alone, and the reason
+        says so."""
         model = _declared(revision, cand.model_name)
         if model is None:
             return {}, None, gate.undeclared(cand.model_name, [m.name for m in revision.definitions.models],
-                                             revision.number)
+                                             revision.number), None
         if tuple(cand.feature_names) != model.features:
-            return {}, None, gate.mismatched(model.name, cand.feature_names, model.features, revision.number)
+            return {}, None, gate.mismatched(model.name, cand.feature_names, model.features, revision.number), None
         _check_labels(model, holdout)
-        policy = gate.GatePolicy.of(model, revision.number)
+        policy = gate.GatePolicy.of(model, revision.number, revision.definitions.slices(model))
         onnx = self.fetch(cand.sha256)
         try:
-            cand_metrics = gate.score(onnx, cand.feature_names, holdout, policy.task, policy.classes)
+            cand_out = gate.predict(onnx, cand.feature_names, holdout, policy.task, policy.classes)
         except Exception as exc:
             raise ArtifactRejected(cand.sha256, f"cannot be scored with onnxruntime: {exc}") from exc
-        champ_metrics: dict[str, float] | None = None
+        cand_metrics = scores(policy.task, holdout.y, cand_out, policy.classes)
+        champ_out: np.ndarray | None = None
         if champ is not None:
             try:
-                champ_metrics = gate.score(self.fetch(champ.candidate.sha256), champ.candidate.feature_names,
-                                           holdout, policy.task, policy.classes)
+                champ_out = gate.predict(self.fetch(champ.candidate.sha256), champ.candidate.feature_names,
+                                         holdout, policy.task, policy.classes)
             except Exception as exc:
                 log.warning("champion cannot be scored", extra={"fields": {"error": str(exc)}})
-        decision = gate.decide(policy, cand_metrics, champ_metrics, champ.version if champ else "")
+        champ_metrics = None if champ_out is None else scores(policy.task, holdout.y, champ_out, policy.classes)
+        slices = slice_report(policy.attributes, policy.slices, policy.task, policy.metric,
+                              policy.higher_is_better, holdout.feature_names, holdout.X, holdout.y, cand_out,
+                              champ_out, champ.version if champ else "", policy.classes)
+        decision = gate.decide(policy, cand_metrics, champ_metrics, champ.version if champ else "", slices)
         if champ is not None and champ_metrics is None:
             decision = gate.GateDecision(decision.promote, f"{decision.reason} (champion v{champ.version} "
                                          "could not be scored on this holdout)")
-        return cand_metrics, champ_metrics, decision
+        return cand_metrics, champ_metrics, decision, slices
 
     def _crown(self, target: VersionState, demote_to: Status, action: str, actor: str, why: str,
                audit_why: str) -> tuple[Promotion, int]:

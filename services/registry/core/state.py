@@ -14,6 +14,9 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 import numpy as np
+from mlops.evaluation import Explainability
+
+from services.registry.core.slices import SliceReport
 
 __all__ = [
     "BYO_FRAMEWORK", "AuditEntry", "CandidateInfo", "Event", "Holdout", "LineageInfo", "ModelSummary", "Promotion",
@@ -77,6 +80,7 @@ class CandidateInfo:
     lineage: LineageInfo = LineageInfo()
     created_at_ms: int = 0
     holdout_rows: int = 0
+    explainability: Explainability | None = None  # the trainer's report on the holdout (numbers; cards draw them)
 
     @property
     def byo(self) -> bool:
@@ -114,6 +118,7 @@ class VersionState:
     promoted_sequence: int = 0
     sequence: int = 0  # sequence of the change that produced this state
     gate_definitions_revision: int = 0  # the definitions revision whose gate policy judged this version
+    slices: SliceReport | None = None  # the gate's metrics per slice of the holdout, beside the champion's
 
     def with_status(self, status: str, sequence: int, promoted: bool = False) -> VersionState:
         return replace(self, status=status, sequence=sequence,

@@ -109,7 +109,9 @@ class RegistryServicer(api_grpc.ModelRegistryServicer):
         def card() -> api.ModelCard:
             name = require(request.name, "name")
             version = self.registry.resolve(name, request.version).version
-            return api.ModelCard(name=name, version=version, markdown=self.registry.model_card(name, version))
+            drawn = self.registry.card_figures(name, version) if request.figures else []
+            return api.ModelCard(name=name, version=version, markdown=self.registry.model_card(name, version),
+                                 figures=[api.Figure(name=f.name, title=f.title, png=f.png) for f in drawn])
 
         return _call(context, card)
 

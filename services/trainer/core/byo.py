@@ -16,6 +16,7 @@ import numpy as np
 from mlops.definitions import Task
 from mlops.evaluation import ONNX_OUTPUT, scores
 
+from services.trainer.core.report import explain_or_none, training_means
 from services.trainer.core.train import TrainConfig, TrainedModel, TrainingSetLike, onnx_output, prepare
 from services.trainer.errors import SignatureMismatch
 
@@ -118,6 +119,9 @@ def evaluate_byo(onnx_bytes: bytes, data: TrainingSetLike, config: TrainConfig, 
     X_ho, y_ho = p.X[p.hold_idx], p.y[p.hold_idx]  # noqa: N806
     out = _run(onnx_bytes, X_ho, config)
     metrics = scores(config.task, y_ho, out, config.classes) | {"holdout_rows": float(len(p.hold_idx))}
+    # explained like a trained version; its bytes are the registrant's, so the means travel in the report only
+    report = explain_or_none(onnx_bytes, X_ho, y_ho, config.task, config.gate_metric, expected_features,
+                           training_means(p.X[p.train_idx]), config.classes, config.seed)
     keep = p.hold_idx[-config.holdout_max_rows:]
     held_times = p.times[p.hold_idx]
     return TrainedModel(
@@ -126,4 +130,5 @@ def evaluate_byo(onnx_bytes: bytes, data: TrainingSetLike, config: TrainConfig, 
         feature_names=tuple(expected_features), holdout_X=np.ascontiguousarray(p.X[keep], dtype=np.float32),
         holdout_y=p.y[keep], train_rows=0, holdout_rows=len(p.hold_idx), data_start_ms=int(held_times.min()),
         data_end_ms=int(held_times.max()), parity_max_diff=0.0, timings_s={"total": time.perf_counter() - t0},
+        explainability=report,
     )

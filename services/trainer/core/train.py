@@ -16,8 +16,10 @@ from typing import Any, Protocol
 
 import numpy as np
 from mlops.definitions import Model, Task
+from mlops.definitions.model import METRICS_FOR
 from mlops.evaluation import ONNX_OUTPUT, scores
 
+from services.trainer.core.report import Explainability, explain_or_none, training_means, with_feature_means
 from services.trainer.errors import (
     BadParams,
     ExportMismatch,
@@ -78,6 +80,11 @@ class TrainConfig:
     holdout_max_rows: int = 5000
     parity_tolerance: float = 1e-4
     onnx_opset: int = 17
+    metric: str = ""  # the gate metric the explainability report measures importance by ("": the task's default)
+
+    @property
+    def gate_metric(self) -> str:
+        return self.metric or next(iter(METRICS_FOR[self.task]))
 
     @property
     def estimator_name(self) -> str:
@@ -107,7 +114,7 @@ def train_config(model: Model, settings: TrainerSettings, seed: int | None = Non
         name=model.name, task=model.task, classes=model.classes, params=dict(model.algorithm.params),
         seed=t.seed if seed is None else seed, holdout_fraction=t.holdout_fraction, min_rows=t.min_rows,
         max_rows=t.max_rows or 0, holdout_max_rows=settings.holdout_max_rows,
-        parity_tolerance=settings.parity_tolerance, onnx_opset=settings.onnx_opset,
+        parity_tolerance=settings.parity_tolerance, onnx_opset=settings.onnx_opset, metric=model.metric,
     )
 
 
@@ -127,6 +134,7 @@ class TrainedModel:
     data_end_ms: int
     parity_max_diff: float
     timings_s: dict[str, float] = field(default_factory=dict)
+    explainability: Explainability | None = None  # computed on the holdout with the ONNX model
 
 
 def _noop(_stage: str, _fraction: float) -> None:
@@ -268,6 +276,8 @@ def train_model(data: TrainingSetLike, config: TrainConfig, expected_features: S
     progress("export", 0.7)
     t = time.perf_counter()
     onnx_bytes = export_onnx(model, X_tr.shape[1], config.onnx_opset, config.task)
+    means = training_means(X_tr)
+    onnx_bytes = with_feature_means(onnx_bytes, means)  # the baseline of per-prediction explanations
     timings["export"] = time.perf_counter() - t
 
     progress("verify", 0.8)
@@ -283,6 +293,11 @@ def train_model(data: TrainingSetLike, config: TrainConfig, expected_features: S
     metrics |= {"train_rows": float(len(p.train_idx)), "holdout_rows": float(len(p.hold_idx)),
                 "onnx_parity_max_diff": max_diff}
     keep = p.hold_idx[-config.holdout_max_rows:]  # the latest rows when the holdout is capped
+    progress("explain", 0.91)
+    t = time.perf_counter()
+    report = explain_or_none(onnx_bytes, X_ho, y_ho, config.task, config.gate_metric, expected_features, means,
+                           config.classes, config.seed)
+    timings["explain"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
     progress("trained", 0.92)
     return TrainedModel(
@@ -291,5 +306,5 @@ def train_model(data: TrainingSetLike, config: TrainConfig, expected_features: S
         feature_names=tuple(expected_features), holdout_X=np.ascontiguousarray(p.X[keep], dtype=np.float32),
         holdout_y=p.y[keep], train_rows=len(p.train_idx), holdout_rows=len(p.hold_idx),
         data_start_ms=int(p.times.min()), data_end_ms=int(p.times.max()), parity_max_diff=max_diff,
-        timings_s=timings,
+        timings_s=timings, explainability=report,
     )

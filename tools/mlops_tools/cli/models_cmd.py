@@ -38,9 +38,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("a")
     p.add_argument("b")
     p.set_defaults(func=_diff)
-    p = msub.add_parser("card", help="the Markdown model card of a version (default: the champion)")
+    p = msub.add_parser("card", help="the model card of a version (default: the champion): Markdown, or HTML")
     p.add_argument("name")
     p.add_argument("--version", default="")
+    p.add_argument("--html", action="store_true", help="one self-contained HTML page, figures inlined (base64)")
+    p.add_argument("--figures", default=None, metavar="DIR",
+                   help="write card.md and the PNG figures it references into DIR")
+    p.add_argument("--output", "-o", default=None, help="write the card to this file instead of stdout")
     p.set_defaults(func=_card)
 
 
@@ -122,4 +126,29 @@ def _diff(args: argparse.Namespace) -> int:
 
 
 def _card(args: argparse.Namespace) -> int:
-    return _run(args, lambda client: print(client.model_card(args.name, args.version).markdown, end=""))
+    from pathlib import Path
+
+    def show(client: Any) -> None:
+        card = client.model_card(args.name, args.version, figures=bool(args.html or args.figures))
+        figures = {f.name: f.png for f in card.figures}
+        if args.figures:
+            folder = Path(args.figures)
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "card.md").write_text(card.markdown)
+            for name, png in figures.items():
+                (folder / name).write_bytes(png)
+            print(f"wrote {folder / 'card.md'} and {len(figures)} figure(s)", file=sys.stderr)
+        if args.html:
+            from mlops_tools.card_html import card_html
+
+            text = card_html(card.markdown, figures, f"{card.name} v{card.version}")
+        elif args.figures:
+            return
+        else:
+            text = card.markdown
+        if args.output:
+            Path(args.output).write_text(text)
+        else:
+            print(text, end="")
+
+    return _run(args, show)

@@ -134,7 +134,7 @@ class Holdout(_message.Message):
     def __init__(self, feature_names: _Optional[_Iterable[str]] = ..., rows: _Optional[int] = ..., features_f32: _Optional[bytes] = ..., labels: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class ModelCandidate(_message.Message):
-    __slots__ = ("contract_version", "model_name", "candidate_id", "artifact_sha256", "artifact_size", "framework", "metrics", "params", "lineage", "feature_names", "holdout", "created_at_ms", "trace_id", "span_id")
+    __slots__ = ("contract_version", "model_name", "candidate_id", "artifact_sha256", "artifact_size", "framework", "metrics", "params", "lineage", "feature_names", "holdout", "created_at_ms", "trace_id", "span_id", "explainability")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -163,6 +163,7 @@ class ModelCandidate(_message.Message):
     CREATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
     TRACE_ID_FIELD_NUMBER: _ClassVar[int]
     SPAN_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPLAINABILITY_FIELD_NUMBER: _ClassVar[int]
     contract_version: int
     model_name: str
     candidate_id: str
@@ -177,7 +178,101 @@ class ModelCandidate(_message.Message):
     created_at_ms: int
     trace_id: str
     span_id: str
-    def __init__(self, contract_version: _Optional[int] = ..., model_name: _Optional[str] = ..., candidate_id: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., artifact_size: _Optional[int] = ..., framework: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., params: _Optional[_Mapping[str, str]] = ..., lineage: _Optional[_Union[Lineage, _Mapping]] = ..., feature_names: _Optional[_Iterable[str]] = ..., holdout: _Optional[_Union[Holdout, _Mapping]] = ..., created_at_ms: _Optional[int] = ..., trace_id: _Optional[str] = ..., span_id: _Optional[str] = ...) -> None: ...
+    explainability: Explainability
+    def __init__(self, contract_version: _Optional[int] = ..., model_name: _Optional[str] = ..., candidate_id: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., artifact_size: _Optional[int] = ..., framework: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., params: _Optional[_Mapping[str, str]] = ..., lineage: _Optional[_Union[Lineage, _Mapping]] = ..., feature_names: _Optional[_Iterable[str]] = ..., holdout: _Optional[_Union[Holdout, _Mapping]] = ..., created_at_ms: _Optional[int] = ..., trace_id: _Optional[str] = ..., span_id: _Optional[str] = ..., explainability: _Optional[_Union[Explainability, _Mapping]] = ...) -> None: ...
+
+class Explainability(_message.Message):
+    __slots__ = ("metric", "rows", "importances", "partial_dependence", "calibration", "feature_means")
+    class FeatureMeansEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    IMPORTANCES_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_DEPENDENCE_FIELD_NUMBER: _ClassVar[int]
+    CALIBRATION_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_MEANS_FIELD_NUMBER: _ClassVar[int]
+    metric: str
+    rows: int
+    importances: _containers.RepeatedCompositeFieldContainer[FeatureImportance]
+    partial_dependence: _containers.RepeatedCompositeFieldContainer[PartialDependence]
+    calibration: CalibrationCurve
+    feature_means: _containers.ScalarMap[str, float]
+    def __init__(self, metric: _Optional[str] = ..., rows: _Optional[int] = ..., importances: _Optional[_Iterable[_Union[FeatureImportance, _Mapping]]] = ..., partial_dependence: _Optional[_Iterable[_Union[PartialDependence, _Mapping]]] = ..., calibration: _Optional[_Union[CalibrationCurve, _Mapping]] = ..., feature_means: _Optional[_Mapping[str, float]] = ...) -> None: ...
+
+class FeatureImportance(_message.Message):
+    __slots__ = ("feature", "mean", "std")
+    FEATURE_FIELD_NUMBER: _ClassVar[int]
+    MEAN_FIELD_NUMBER: _ClassVar[int]
+    STD_FIELD_NUMBER: _ClassVar[int]
+    feature: str
+    mean: float
+    std: float
+    def __init__(self, feature: _Optional[str] = ..., mean: _Optional[float] = ..., std: _Optional[float] = ...) -> None: ...
+
+class PartialDependence(_message.Message):
+    __slots__ = ("feature", "grid", "average")
+    FEATURE_FIELD_NUMBER: _ClassVar[int]
+    GRID_FIELD_NUMBER: _ClassVar[int]
+    AVERAGE_FIELD_NUMBER: _ClassVar[int]
+    feature: str
+    grid: _containers.RepeatedScalarFieldContainer[float]
+    average: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, feature: _Optional[str] = ..., grid: _Optional[_Iterable[float]] = ..., average: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class CalibrationCurve(_message.Message):
+    __slots__ = ("prob_pred", "prob_true", "counts")
+    PROB_PRED_FIELD_NUMBER: _ClassVar[int]
+    PROB_TRUE_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    prob_pred: _containers.RepeatedScalarFieldContainer[float]
+    prob_true: _containers.RepeatedScalarFieldContainer[float]
+    counts: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, prob_pred: _Optional[_Iterable[float]] = ..., prob_true: _Optional[_Iterable[float]] = ..., counts: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class SliceMetric(_message.Message):
+    __slots__ = ("attribute", "value", "rows", "metric", "ci_low", "ci_high", "has_champion", "champion_metric", "champion_ci_low", "champion_ci_high", "sensitive")
+    ATTRIBUTE_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    CI_LOW_FIELD_NUMBER: _ClassVar[int]
+    CI_HIGH_FIELD_NUMBER: _ClassVar[int]
+    HAS_CHAMPION_FIELD_NUMBER: _ClassVar[int]
+    CHAMPION_METRIC_FIELD_NUMBER: _ClassVar[int]
+    CHAMPION_CI_LOW_FIELD_NUMBER: _ClassVar[int]
+    CHAMPION_CI_HIGH_FIELD_NUMBER: _ClassVar[int]
+    SENSITIVE_FIELD_NUMBER: _ClassVar[int]
+    attribute: str
+    value: str
+    rows: int
+    metric: float
+    ci_low: float
+    ci_high: float
+    has_champion: bool
+    champion_metric: float
+    champion_ci_low: float
+    champion_ci_high: float
+    sensitive: bool
+    def __init__(self, attribute: _Optional[str] = ..., value: _Optional[str] = ..., rows: _Optional[int] = ..., metric: _Optional[float] = ..., ci_low: _Optional[float] = ..., ci_high: _Optional[float] = ..., has_champion: _Optional[bool] = ..., champion_metric: _Optional[float] = ..., champion_ci_low: _Optional[float] = ..., champion_ci_high: _Optional[float] = ..., sensitive: _Optional[bool] = ...) -> None: ...
+
+class SliceReport(_message.Message):
+    __slots__ = ("metric", "higher_is_better", "slices", "champion_version", "min_rows")
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    HIGHER_IS_BETTER_FIELD_NUMBER: _ClassVar[int]
+    SLICES_FIELD_NUMBER: _ClassVar[int]
+    CHAMPION_VERSION_FIELD_NUMBER: _ClassVar[int]
+    MIN_ROWS_FIELD_NUMBER: _ClassVar[int]
+    metric: str
+    higher_is_better: bool
+    slices: _containers.RepeatedCompositeFieldContainer[SliceMetric]
+    champion_version: str
+    min_rows: int
+    def __init__(self, metric: _Optional[str] = ..., higher_is_better: _Optional[bool] = ..., slices: _Optional[_Iterable[_Union[SliceMetric, _Mapping]]] = ..., champion_version: _Optional[str] = ..., min_rows: _Optional[int] = ...) -> None: ...
 
 class TrainingFailed(_message.Message):
     __slots__ = ("contract_version", "model_name", "retrain_request_id", "reason", "failed_at_ms")
@@ -216,7 +311,7 @@ class ModelPromoted(_message.Message):
     def __init__(self, contract_version: _Optional[int] = ..., model_name: _Optional[str] = ..., version: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., previous_version: _Optional[str] = ..., reason: _Optional[str] = ..., promoted_at_ms: _Optional[int] = ..., feature_names: _Optional[_Iterable[str]] = ..., action: _Optional[str] = ...) -> None: ...
 
 class RegistryEvent(_message.Message):
-    __slots__ = ("contract_version", "model_name", "version", "status", "candidate", "gate_decision", "gate_reason", "champion_metrics", "actor", "action", "why", "at_ms", "sequence", "record_kind", "promoted_sequence", "gate_metrics", "champion_version_at_gate", "registered_at_ms", "gate_definitions_revision")
+    __slots__ = ("contract_version", "model_name", "version", "status", "candidate", "gate_decision", "gate_reason", "champion_metrics", "actor", "action", "why", "at_ms", "sequence", "record_kind", "promoted_sequence", "gate_metrics", "champion_version_at_gate", "registered_at_ms", "gate_definitions_revision", "slices")
     class ChampionMetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -250,6 +345,7 @@ class RegistryEvent(_message.Message):
     CHAMPION_VERSION_AT_GATE_FIELD_NUMBER: _ClassVar[int]
     REGISTERED_AT_MS_FIELD_NUMBER: _ClassVar[int]
     GATE_DEFINITIONS_REVISION_FIELD_NUMBER: _ClassVar[int]
+    SLICES_FIELD_NUMBER: _ClassVar[int]
     contract_version: int
     model_name: str
     version: str
@@ -269,7 +365,8 @@ class RegistryEvent(_message.Message):
     champion_version_at_gate: str
     registered_at_ms: int
     gate_definitions_revision: int
-    def __init__(self, contract_version: _Optional[int] = ..., model_name: _Optional[str] = ..., version: _Optional[str] = ..., status: _Optional[str] = ..., candidate: _Optional[_Union[ModelCandidate, _Mapping]] = ..., gate_decision: _Optional[str] = ..., gate_reason: _Optional[str] = ..., champion_metrics: _Optional[_Mapping[str, float]] = ..., actor: _Optional[str] = ..., action: _Optional[str] = ..., why: _Optional[str] = ..., at_ms: _Optional[int] = ..., sequence: _Optional[int] = ..., record_kind: _Optional[str] = ..., promoted_sequence: _Optional[int] = ..., gate_metrics: _Optional[_Mapping[str, float]] = ..., champion_version_at_gate: _Optional[str] = ..., registered_at_ms: _Optional[int] = ..., gate_definitions_revision: _Optional[int] = ...) -> None: ...
+    slices: SliceReport
+    def __init__(self, contract_version: _Optional[int] = ..., model_name: _Optional[str] = ..., version: _Optional[str] = ..., status: _Optional[str] = ..., candidate: _Optional[_Union[ModelCandidate, _Mapping]] = ..., gate_decision: _Optional[str] = ..., gate_reason: _Optional[str] = ..., champion_metrics: _Optional[_Mapping[str, float]] = ..., actor: _Optional[str] = ..., action: _Optional[str] = ..., why: _Optional[str] = ..., at_ms: _Optional[int] = ..., sequence: _Optional[int] = ..., record_kind: _Optional[str] = ..., promoted_sequence: _Optional[int] = ..., gate_metrics: _Optional[_Mapping[str, float]] = ..., champion_version_at_gate: _Optional[str] = ..., registered_at_ms: _Optional[int] = ..., gate_definitions_revision: _Optional[int] = ..., slices: _Optional[_Union[SliceReport, _Mapping]] = ...) -> None: ...
 
 class ModelRegistration(_message.Message):
     __slots__ = ("contract_version", "model_name", "request_id", "artifact_sha256", "artifact_size", "requested_by", "requested_at_ms", "description", "trace_id", "span_id")

@@ -230,19 +230,33 @@ class DiffResponse(_message.Message):
     def __init__(self, differences: _Optional[_Iterable[_Union[FieldDiff, _Mapping]]] = ..., text: _Optional[str] = ...) -> None: ...
 
 class GetModelCardRequest(_message.Message):
-    __slots__ = ("name", "version")
+    __slots__ = ("name", "version", "figures")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    FIGURES_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
+    figures: bool
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., figures: _Optional[bool] = ...) -> None: ...
 
 class ModelCard(_message.Message):
-    __slots__ = ("name", "version", "markdown")
+    __slots__ = ("name", "version", "markdown", "figures")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     MARKDOWN_FIELD_NUMBER: _ClassVar[int]
+    FIGURES_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     markdown: str
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., markdown: _Optional[str] = ...) -> None: ...
+    figures: _containers.RepeatedCompositeFieldContainer[Figure]
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., markdown: _Optional[str] = ..., figures: _Optional[_Iterable[_Union[Figure, _Mapping]]] = ...) -> None: ...
+
+class Figure(_message.Message):
+    __slots__ = ("name", "title", "png")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    PNG_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    title: str
+    png: bytes
+    def __init__(self, name: _Optional[str] = ..., title: _Optional[str] = ..., png: _Optional[bytes] = ...) -> None: ...
