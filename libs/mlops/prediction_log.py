@@ -25,7 +25,7 @@ RECORD_TYPE = models_pb2.PredictionRecord.DESCRIPTOR.full_name
 _F32, _I64, _U32 = np.dtype("<f4"), np.dtype("<i8"), np.dtype("<u4")
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False, slots=True)  # not frozen: built once per request on the serving side, where __init__ counts
 class PredictionColumns:
     """The rows of one request (or a share of them) as arrays: `x` [rows, len(feature_names)], `outputs`
     [rows, width], `scores` / `predicted_labels` / `as_of_ms` [rows]; `entity_ids` one per row or empty (raw
@@ -78,17 +78,17 @@ def to_batch(c: PredictionColumns) -> models_pb2.PredictionBatch:
     msg = models_pb2.PredictionBatch(
         request_id=c.request_id, model_name=c.model_name, model_version=c.model_version, trace_id=c.trace_id,
         span_id=c.span_id, latency_us=c.latency_us, timestamp_ms=c.timestamp_ms, rows=n,
-        feature_names=c.feature_names, features_f32=np.ascontiguousarray(c.x, _F32).tobytes(),
+        feature_names=c.feature_names, features_f32=c.x.astype(_F32, copy=False).tobytes(),
         output_width=c.outputs.shape[1] if c.outputs.ndim == 2 else 1,
-        outputs_f32=np.ascontiguousarray(c.outputs, _F32).tobytes(),
-        scores_f32=np.ascontiguousarray(c.scores, _F32).tobytes(),
-        predicted_labels_f32=np.ascontiguousarray(c.predicted_labels, _F32).tobytes(),
+        outputs_f32=c.outputs.astype(_F32, copy=False).tobytes(),
+        scores_f32=c.scores.astype(_F32, copy=False).tobytes(),
+        predicted_labels_f32=c.predicted_labels.astype(_F32, copy=False).tobytes(),
         entity_ids=c.entity_ids, request_rows=c.request_rows or n, row_request_ids=c.row_request_ids,
     )
     if c.as_of_ms is not None and len(c.as_of_ms):
-        msg.features_as_of_ms_i64 = np.ascontiguousarray(c.as_of_ms, _I64).tobytes()
+        msg.features_as_of_ms_i64 = c.as_of_ms.astype(_I64, copy=False).tobytes()
     if c.row_index is not None:
-        msg.row_index_u32 = np.ascontiguousarray(c.row_index, _U32).tobytes()
+        msg.row_index_u32 = c.row_index.astype(_U32, copy=False).tobytes()
     return msg
 
 

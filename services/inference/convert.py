@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import struct
 import zlib
 from typing import Any
@@ -172,10 +171,11 @@ def prediction_batches(batch: ServedBatch, partitions: int = 1, trace_id: str = 
     if groups is None:
         return [(ids[0] if ids else batch.request_id, to_batch(cols))]
     out = []
+    x, output, as_of = cols.x, cols.outputs, cols.as_of_ms
     for rows in groups:
-        part = dataclasses.replace(
-            cols, x=cols.x[rows], outputs=cols.outputs[rows], scores=scores[rows], predicted_labels=labels[rows],
-            entity_ids=[ids[i] for i in rows.tolist()], row_index=rows,
-            as_of_ms=cols.as_of_ms[rows] if cols.as_of_ms is not None else None)
-        out.append((ids[int(rows[0])], to_batch(part)))
+        cols.x, cols.outputs, cols.scores, cols.predicted_labels = x[rows], output[rows], scores[rows], labels[rows]
+        index = rows.tolist()
+        cols.entity_ids, cols.row_index = [ids[i] for i in index], rows
+        cols.as_of_ms = as_of[rows] if as_of is not None else None
+        out.append((ids[index[0]], to_batch(cols)))
     return out

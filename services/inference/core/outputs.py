@@ -61,8 +61,10 @@ def score_arrays(task: Task, output: np.ndarray, classes: tuple[int, ...] | None
     if task is Task.REGRESSION:
         values = np.asarray(output).reshape(-1)
         return values, values
-    scores = output[:, 1] if task is Task.BINARY else output.max(axis=1)
-    return scores, np.asarray(point_predictions(task, output, classes))
+    if task is Task.BINARY:  # point_predictions' rule without its float64 copy (this runs per served request)
+        scores = output[:, 1]
+        return scores, (scores >= 0.5).astype(output.dtype)
+    return output.max(axis=1), np.asarray(point_predictions(task, output, classes))
 
 
 def scores_and_labels(task: Task, output: np.ndarray, classes: tuple[int, ...] | None) -> tuple[
