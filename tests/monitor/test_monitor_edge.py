@@ -10,6 +10,7 @@ import math
 import threading
 import time
 import uuid
+import zlib
 
 import numpy as np
 import pytest
@@ -29,6 +30,7 @@ from services.monitor.edge import MonitorService
 from services.monitor.settings import MonitorSettings
 
 NEVER_S = 10**9  # a cool-down (s) that never ends within a test stream
+PARTITIONS = 3  # of `predictions` on both buses (MemoryBus and the test broker's default)
 
 EXPORTER = InMemorySpanExporter()
 
@@ -53,21 +55,30 @@ def read(kafka: KafkaSettings, spec, want: int, timeout: float = 20.0, settle: f
 def send_predictions_and_labels(bus, cfg: StreamConfig, version: str = "1", contract: str = "record") -> None:
     """What inference (a model of SEA variant 2) and the label source would write for the stream `cfg`, onto
     `bus` (a MemoryBus or KafkaBus). `contract`: per-row PredictionRecords (the log before the batch), columnar
-    PredictionBatches of four rows each, or "mixed" (every other request as a batch: a topic mid-upgrade)."""
+    PredictionBatches of four-row requests (split by partition, as inference writes them: an entity's predictions
+    stay in its partition, in time order, which the label join relies on), or "mixed" (every other request as a
+    batch: a topic mid-upgrade)."""
     p: Producer = bus.producer(client_id="t-inference")
     pred_topic, label_topic = bus.topic(PREDICTIONS), bus.topic(LABELS)
     rows: list = []
 
-    def send_batch() -> None:
+    def send_batch() -> None:  # one request of four rows, split by partition as inference does (CRC-32 of the key)
+        by_partition: dict[int, list[int]] = {}
+        for i, (r, _) in enumerate(rows):
+            by_partition.setdefault(zlib.crc32(r.entity_id.encode()) % PARTITIONS, []).append(i)
         first = rows[0][0]
-        cols = PredictionColumns(
-            request_id=f"req-{first.index}", model_name="sea", model_version=version,
-            feature_names=tuple(first.values), x=np.array([list(r.values.values()) for r, _ in rows]),
-            outputs=np.array([[1 - sc, sc] for _, sc in rows]), scores=np.array([sc for _, sc in rows]),
-            predicted_labels=np.array([float(sc > 0.5) for _, sc in rows]),
-            entity_ids=[r.entity_id for r, _ in rows], as_of_ms=np.array([r.event_time_ms for r, _ in rows]),
-            trace_id=f"{first.index + 1:032x}", span_id=f"{first.index + 1:016x}", timestamp_ms=first.event_time_ms)
-        p.send(pred_topic, to_batch(cols), key=first.entity_id)
+        for index in by_partition.values():
+            part = [rows[i] for i in index]
+            scores = np.array([sc for _, sc in part])
+            cols = PredictionColumns(
+                request_id=f"req-{first.index}", model_name="sea", model_version=version,
+                feature_names=tuple(first.values), x=np.array([list(r.values.values()) for r, _ in part]),
+                outputs=np.stack([1 - scores, scores], axis=1), scores=scores,
+                predicted_labels=(scores > 0.5).astype(float), entity_ids=[r.entity_id for r, _ in part],
+                as_of_ms=np.array([r.event_time_ms for r, _ in part]), request_rows=len(rows),
+                row_index=np.array(index), trace_id=f"{first.index + 1:032x}", span_id=f"{first.index + 1:016x}",
+                timestamp_ms=part[-1][0].event_time_ms)
+            p.send(pred_topic, to_batch(cols), key=part[0][0].entity_id)
         rows.clear()
 
     for rec in generate(cfg):
