@@ -159,3 +159,18 @@ def test_kafka_unreachable_drops_and_counts_what_was_not_acknowledged_in_time() 
     wait_until(lambda: dropped("delivery_failed") - before == 50, timeout=30)
     plog.close(timeout=2)
     assert logged() == delivered and dropped("buffer_full") == full
+
+
+def test_while_the_partition_count_is_unknown_the_configured_default_is_assumed() -> None:
+    bus = MemoryBus()
+
+    def no_broker() -> int:
+        raise OSError("no broker")
+
+    plog = PredictionLog(bus.producer(client_id="t"), "p", 1_000, partitions=no_broker, fallback_partitions=3)
+    entities = [f"e{i}" for i in range(20)]
+    plog.offer(served(20, "r", entities))
+    plog.close()
+    records = bus.records("p")
+    assert len(records) == 3 and sum(read_predictions(r).rows for r in records) == 20
+    assert all(zlib.crc32(e.encode()) % 3 == r.partition for r in records for e in read_predictions(r).entity_list())

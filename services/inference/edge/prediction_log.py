@@ -39,13 +39,14 @@ _RETRY_PARTITIONS_S = 60.0
 
 class PredictionLog:
     """Bounded hand-off of served batches to a producer thread; what it cannot keep is dropped and counted.
-    `partitions` tells the thread how many partitions `topic` has (asked on the thread, retried while it fails)."""
+    `partitions` tells the thread how many partitions `topic` has (asked on the thread; while it fails,
+    `fallback_partitions` is assumed and the question retried a minute later)."""
 
     def __init__(self, producer: Producer, topic: str, buffer_rows: int,
                  overflow: PredictionOverflow = PredictionOverflow.DROP_NEWEST,
-                 partitions: Callable[[], int] | int = 1):
+                 partitions: Callable[[], int] | int = 1, fallback_partitions: int = 1):
         self._producer, self._topic, self._limit, self._overflow = producer, topic, buffer_rows, overflow
-        self._partitions_of = partitions
+        self._partitions_of, self._fallback = partitions, fallback_partitions
         self._partitions: int | None = partitions if isinstance(partitions, int) else None
         self._partitions_retry_at = 0.0
         self._buffer: collections.deque[_Item] = collections.deque()
@@ -95,16 +96,16 @@ class PredictionLog:
             return self._partitions
         now = time.monotonic()
         if now < self._partitions_retry_at:
-            return 1
+            return self._fallback
         try:
             assert callable(self._partitions_of)
             self._partitions = max(1, self._partitions_of())
             return self._partitions
-        except Exception as exc:  # no broker yet: one record per request until it answers
+        except Exception as exc:  # no broker yet: assume the count topics are made with until it answers
             self._partitions_retry_at = now + _RETRY_PARTITIONS_S
             log.warning("prediction log: partitions of the topic unknown", extra={"fields": {
-                "topic": self._topic, "error": str(exc)[:300]}})
-            return 1
+                "topic": self._topic, "assumed": self._fallback, "error": str(exc)[:300]}})
+            return self._fallback
 
     def _run(self) -> None:
         last_check = time.monotonic()

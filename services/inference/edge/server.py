@@ -276,7 +276,8 @@ class InferenceServer:
             finally:
                 reader.close()
 
-        return PredictionLog(producer, topic, s.prediction_buffer_rows, s.prediction_overflow, partitions)
+        fallback = bus.settings.default_partitions if bus.settings is not None else 1
+        return PredictionLog(producer, topic, s.prediction_buffer_rows, s.prediction_overflow, partitions, fallback)
 
     def ready(self) -> bool:
         """Declarations in force (their follower alive) and at least one declared model with a champion."""
