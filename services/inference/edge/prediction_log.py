@@ -1,8 +1,8 @@
 """The prediction log: each served request to Kafka as one columnar `PredictionBatch`, off the response path.
 
 The request path only appends its `ServedBatch` (arrays it already has) to a bounded buffer; a background thread
-takes everything queued at once, packs each request's arrays into one record (one per partition its entities hash
-to) and hands it to the producer. The produce rate is the request rate, not the row rate.
+packs each request's arrays into one record (one per partition its entities hash to) and hands it to the producer.
+The produce rate is the request rate, not the row rate.
 
 Buffer policy when Kafka is slow or down (settings, all counted in
 `mlops_inference_prediction_logs_dropped_total{reason}` by rows; requests never wait):
@@ -110,18 +110,18 @@ class PredictionLog:
     def _run(self) -> None:
         last_check = time.monotonic()
         while True:
-            with self._cond:
+            with self._cond:  # one batch at a time: what waits stays in the buffer, under its limit and policy
                 if not self._buffer and not self._stop:
                     self._cond.wait(0.5)
                 if self._stop and not self._buffer:
                     return
-                items, self._buffer = self._buffer, collections.deque()
-                self._pending_rows = 0
-            if items:
-                partitions = self._partition_count()
-                for batch, ctx in items:
-                    self._send(batch, ctx, partitions)
-            self._producer.poll(0)
+                item = self._buffer.popleft() if self._buffer else None
+                if item is not None:
+                    self._pending_rows -= len(item[0].x)
+            if item is not None:
+                self._send(item[0], item[1], self._partition_count())
+                continue
+            self._producer.poll(0)  # idle: serve delivery callbacks
             if time.monotonic() - last_check > 1.0:  # collect delivery errors so they do not pile up
                 last_check = time.monotonic()
                 self._drain_errors(0)
