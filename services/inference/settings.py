@@ -78,6 +78,11 @@ class InferenceSettings(BaseSettings):
         "(the log keeps the start of an outage), drop-oldest evicts the oldest queued ones (it keeps the latest); "
         "either way counted, and requests never wait."
     )
+    prediction_log_interval_ms: float = Field(
+        20.0, ge=0.0, description="While requests flow, the prediction log's thread wakes once per this interval "
+        "and hands everything queued to the producer (not once per request: a thread wake-up costs more than a "
+        "request's record). The log runs up to this much behind the responses."
+    )
     prediction_delivery_timeout_s: float = Field(
         120.0, gt=0, description="How long a record may wait in the producer for the broker's acknowledgement "
         "(librdkafka message.timeout.ms); one not acknowledged by then is dropped and counted."

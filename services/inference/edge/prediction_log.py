@@ -2,7 +2,9 @@
 
 The request path only appends its `ServedBatch` (arrays it already has) to a bounded buffer; a background thread
 packs each request's arrays into one record (one per partition its entities hash to) and hands it to the producer.
-The produce rate is the request rate, not the row rate.
+The produce rate is the request rate, not the row rate. The thread wakes once per `prediction_log_interval_ms` while
+requests flow, not once per request: on a busy machine a thread wake-up (and the GIL hand-over it brings) costs more
+than packing a request.
 
 Buffer policy when Kafka is slow or down (settings, all counted in
 `mlops_inference_prediction_logs_dropped_total{reason}` by rows; requests never wait):
@@ -40,12 +42,14 @@ _RETRY_PARTITIONS_S = 60.0
 class PredictionLog:
     """Bounded hand-off of served batches to a producer thread; what it cannot keep is dropped and counted.
     `partitions` tells the thread how many partitions `topic` has (asked on the thread; while it fails,
-    `fallback_partitions` is assumed and the question retried a minute later)."""
+    `fallback_partitions` is assumed and the question retried a minute later); `interval_s` is how long the thread
+    lets batches gather after the first one woke it."""
 
     def __init__(self, producer: Producer, topic: str, buffer_rows: int,
                  overflow: PredictionOverflow = PredictionOverflow.DROP_NEWEST,
-                 partitions: Callable[[], int] | int = 1, fallback_partitions: int = 1):
+                 partitions: Callable[[], int] | int = 1, fallback_partitions: int = 1, interval_s: float = 0.0):
         self._producer, self._topic, self._limit, self._overflow = producer, topic, buffer_rows, overflow
+        self._interval_s = interval_s
         self._partitions_of, self._fallback = partitions, fallback_partitions
         self._partitions: int | None = partitions if isinstance(partitions, int) else None
         self._partitions_retry_at = 0.0
@@ -76,9 +80,10 @@ class PredictionLog:
                     old = len(self._buffer.popleft()[0].x)
                     self._pending_rows -= old
                     self._dropped_full.inc(old)
+            if not self._buffer:  # the thread waits only on an empty buffer: wake it for the first batch
+                self._cond.notify()
             self._buffer.append((batch, ctx))
             self._pending_rows += n
-            self._cond.notify()
         return True
 
     def pending_rows(self) -> int:
@@ -107,21 +112,29 @@ class PredictionLog:
                 "topic": self._topic, "assumed": self._fallback, "error": str(exc)[:300]}})
             return self._fallback
 
+    def _pop(self) -> _Item | None:
+        with self._cond:
+            if not self._buffer:
+                return None
+            item = self._buffer.popleft()
+            self._pending_rows -= len(item[0].x)
+            return item
+
     def _run(self) -> None:
         last_check = time.monotonic()
         while True:
-            with self._cond:  # one batch at a time: what waits stays in the buffer, under its limit and policy
+            with self._cond:
                 if not self._buffer and not self._stop:
-                    self._cond.wait(0.5)
+                    self._cond.wait(1.0)  # idle until a batch arrives (offer wakes the thread on the first one)
                 if self._stop and not self._buffer:
                     return
-                item = self._buffer.popleft() if self._buffer else None
-                if item is not None:
-                    self._pending_rows -= len(item[0].x)
-            if item is not None:
+                gather = bool(self._buffer) and not self._stop
+            if gather:  # let concurrent requests queue up: one wake-up per interval, not one per request
+                time.sleep(self._interval_s)
+            # one batch at a time: what waits stays in the buffer, under its limit and overflow policy
+            while (item := self._pop()) is not None:
                 self._send(item[0], item[1], self._partition_count())
-                continue
-            self._producer.poll(0)  # idle: serve delivery callbacks
+            self._producer.poll(0)  # serve delivery callbacks
             if time.monotonic() - last_check > 1.0:  # collect delivery errors so they do not pile up
                 last_check = time.monotonic()
                 self._drain_errors(0)

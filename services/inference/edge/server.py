@@ -277,7 +277,8 @@ class InferenceServer:
                 reader.close()
 
         fallback = bus.settings.default_partitions if bus.settings is not None else 1
-        return PredictionLog(producer, topic, s.prediction_buffer_rows, s.prediction_overflow, partitions, fallback)
+        return PredictionLog(producer, topic, s.prediction_buffer_rows, s.prediction_overflow, partitions, fallback,
+                             s.prediction_log_interval_ms / 1000)
 
     def ready(self) -> bool:
         """Declarations in force (their follower alive) and at least one declared model with a champion."""
