@@ -167,7 +167,7 @@ def main() -> None:
     try:
         servers[CEILING] = start_floor()
         for name, env in OURS.items():
-            filled = {k: v if v is not None else str(tmp / f"traces-{len(servers)}.jsonl") for k, v in env.items()}
+            filled = {k: v if v is not None else str(_trace_file(tmp, name)) for k, v in env.items()}
             servers[name] = start_ours(name, model_path, kafka_env(kafka) | filled, args.workers)
         if mlserver is not None:
             servers[MLSERVER] = start_mlserver(mlserver, model_path, tmp / "mlserver",
@@ -195,6 +195,8 @@ def main() -> None:
         for server in servers.values():
             stop_child(server.proc, 15)
     rows += _table(results, paced, mlserver is not None, raw64, (served, logged, dropped))
+    spans = {name: _lines(_trace_file(tmp, name)) for name in OURS if "MLOPS_TELEMETRY_FILE_PATH" in OURS[name]}
+    rows.append(("trace exporter on: spans in the file, by server", ", ".join(f"{n} {c:,}" for n, c in spans.items())))
     if not args.skip_monitor:
         drained = monitor_drain(kafka, int(logged))
         fastest = max(results.med(n, "b64") for n in results.runs if n.startswith("ours") and n != "ours, log off")
@@ -212,6 +214,18 @@ def main() -> None:
           f"process(es), MLServer parallel_workers {args.workers if args.workers > 1 else 0})")
     for name, value in rows:
         print(f"  {name:<{width}}  {value}")
+
+
+def _trace_file(tmp: Path, server: str) -> Path:
+    return tmp / f"traces-{server.replace(',', '').replace(' ', '-')}.jsonl"
+
+
+def _lines(path: Path) -> int:
+    try:
+        with path.open("rb") as f:
+            return sum(1 for _ in f)
+    except OSError:
+        return 0
 
 
 def _table(results: Results, paced: dict, with_mlserver: bool, raw64: float,
