@@ -57,6 +57,7 @@ class PredictionLog:
         self._pending_rows = 0
         self._cond = threading.Condition()
         self._stop = False
+        self._idle = False
         self._dropped_full = PREDICTIONS_DROPPED.labels("buffer_full")
         self._dropped_failed = PREDICTIONS_DROPPED.labels("failed")
         self._dropped_delivery = PREDICTIONS_DROPPED.labels("delivery_failed")
@@ -80,7 +81,7 @@ class PredictionLog:
                     old = len(self._buffer.popleft()[0].x)
                     self._pending_rows -= old
                     self._dropped_full.inc(old)
-            if not self._buffer:  # the thread waits only on an empty buffer: wake it for the first batch
+            if self._idle:  # wake the thread only from its idle wait: while requests flow it runs on a timer
                 self._cond.notify()
             self._buffer.append((batch, ctx))
             self._pending_rows += n
@@ -122,18 +123,22 @@ class PredictionLog:
 
     def _run(self) -> None:
         last_check = time.monotonic()
+        flowing = False  # the last round found batches: sleep on the timer, nobody needs to wake the thread
         while True:
             with self._cond:
-                if not self._buffer and not self._stop:
-                    self._cond.wait(1.0)  # idle until a batch arrives (offer wakes the thread on the first one)
+                if not self._buffer and not self._stop and not flowing:
+                    self._idle = True  # idle until a batch arrives (offer wakes the thread then, and only then)
+                    self._cond.wait(1.0)
+                    self._idle = False
                 if self._stop and not self._buffer:
                     return
-                gather = bool(self._buffer) and not self._stop
-            if gather:  # let concurrent requests queue up: one wake-up per interval, not one per request
+            if not self._stop:  # let concurrent requests queue up: one wake-up per interval, not one per request
                 time.sleep(self._interval_s)
+            flowing = False
             # one batch at a time: what waits stays in the buffer, under its limit and overflow policy
             while (item := self._pop()) is not None:
                 self._send(item[0], item[1], self._partition_count())
+                flowing = True
             self._producer.poll(0)  # serve delivery callbacks
             if time.monotonic() - last_check > 1.0:  # collect delivery errors so they do not pile up
                 last_check = time.monotonic()
