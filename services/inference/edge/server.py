@@ -266,7 +266,7 @@ class InferenceServer:
         s = self.settings
         producer = bus.producer(client_id="inference-predictions", extra={
             "queue.buffering.max.messages": s.prediction_queue_records,
-            "message.timeout.ms": int(s.prediction_delivery_timeout_s * 1000)})
+            "message.timeout.ms": int(s.prediction_delivery_timeout_s * 1000), "linger.ms": s.prediction_linger_ms})
         topic = bus.topic(PREDICTIONS)
 
         def partitions() -> int:  # on the log's thread: its records follow the entities' partitions
