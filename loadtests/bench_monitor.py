@@ -9,7 +9,9 @@ PSI + KS amortized over their window, the label join). Part 2 runs the whole cor
 inputs (the demo's feature set has 6) plus the score stream: 7 streams per prediction, with each data/score
 detector choice and with detectors off (join + PSI/KS windows only), and the same predictions shared by the two
 example models (SEA's binary one and the delivery domain's regression one, configured from their definitions).
-Part 3 is the label path (join + error stream). The best of `--repeat` runs is reported. Target: >= 100k
+Part 3 is the label path (join + error stream). Part 4 is the edge in front of the core: records of
+`predictions` (columnar PredictionBatches of 64 and 1 rows, and the older per-row PredictionRecords) decoded into
+the core's predictions, alone and with the core behind it. The best of `--repeat` runs is reported. Target: >= 100k
 predictions/s per process with the defaults.
 """
 
@@ -24,10 +26,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from mlops.bus import MemoryBus, Record
+from mlops.contracts import models_pb2
 from mlops.definitions import load, merge
+from mlops.prediction_log import PredictionColumns, read_predictions, to_batch
 from mlops_tools.datagen import StreamConfig, generate
 
 from services.monitor import DriftMonitor, LabelEvent, MonitorConfig, MonitorSettings, Prediction
+from services.monitor.convert import predictions_from_columns
 from services.monitor.core import LabelJoiner, StreamStats, make_detector
 
 TARGET = 100_000
@@ -186,6 +192,58 @@ def _core_rows(preds: list[Prediction], labels: list[LabelEvent], repeat: int) -
     return rows
 
 
+def _log_records(preds: list[Prediction], rows_per_record: int) -> list[Record]:
+    """`preds` as the prediction log holds them: PredictionBatch records of `rows_per_record` rows (0: per-row
+    PredictionRecords, the contract before the batch), as records read from a bus."""
+    bus = MemoryBus(partitions=1)
+    producer = bus.producer(client_id="bench")
+    names = tuple(preds[0].inputs)
+    step = rows_per_record or 1
+    for i in range(0, len(preds), step):
+        chunk = preds[i:i + step]
+        p = chunk[0]
+        if not rows_per_record:
+            producer.send("p", models_pb2.PredictionRecord(
+                request_id=p.request_id, entity_id=p.entity_id, model_name=p.model_name,
+                model_version=p.model_version, inputs=p.inputs, score=p.score, predicted_label=p.predicted_label,
+                timestamp_ms=p.timestamp_ms, features_as_of_ms=p.features_as_of_ms, trace_id=p.trace_id,
+                span_id=p.span_id), key=p.entity_id)
+            continue
+        scores = np.array([q.score for q in chunk])
+        producer.send("p", to_batch(PredictionColumns(
+            request_id=p.request_id, model_name=p.model_name, model_version=p.model_version, feature_names=names,
+            x=np.array([list(q.inputs.values()) for q in chunk]), outputs=np.stack([1 - scores, scores], axis=1),
+            scores=scores, predicted_labels=np.array([q.predicted_label for q in chunk]),
+            entity_ids=[q.entity_id for q in chunk], as_of_ms=np.array([q.features_as_of_ms for q in chunk]),
+            trace_id=p.trace_id, span_id=p.span_id, timestamp_ms=p.timestamp_ms)), key=p.entity_id)
+    producer.flush()
+    return bus.records("p")
+
+
+def _edge_rows(preds: list[Prediction], repeat: int) -> list[tuple[str, float, float]]:
+    """What the monitor's edge does per record of `predictions` before the core: decode (either contract) and turn
+    the rows into the core's Predictions; then the same with the core (default settings) behind it."""
+    rows = []
+    for what, per_record in (("PredictionBatch of 64 rows", 64), ("PredictionBatch of 1 row", 1),
+                             ("PredictionRecord per row (older contract)", 0)):
+        records = _log_records(preds, per_record)
+
+        def decode(records: list[Record] = records) -> int:
+            return sum(len(predictions_from_columns(read_predictions(r))) for r in records)
+
+        secs, items = _best(decode, repeat)
+        rows.append((f"decode, {what}", items / secs, secs / items * 1e6))
+
+        def decode_and_core(records: list[Record] = records) -> int:
+            m = DriftMonitor(MonitorSettings())
+            return sum(len(batch) for r in records if m.observe_predictions(
+                batch := predictions_from_columns(read_predictions(r))) is not None)
+
+        secs, items = _best(decode_and_core, repeat)
+        rows.append((f"decode + core (default), {what}", items / secs, secs / items * 1e6))
+    return rows
+
+
 def _table(title: str, rows: list[tuple[str, float, float]]) -> None:
     print(f"\n{title}")
     print(f"{'what':58} {'per second':>14} {'µs each':>9}")
@@ -206,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     preds, labels = _predictions(args.predictions, args.features)
     rows = _core_rows(preds, labels, args.repeat)
     _table(f"whole core ({args.features} feature streams + score stream per prediction)", rows)
+    _table("the edge: records of `predictions` decoded into the core's predictions (rows)", _edge_rows(
+        preds, args.repeat))
     default = rows[1][1]
     verdict = "meets" if default >= TARGET else "MISSES"
     print(f"\ndefault config: {default:,.0f} predictions/s per process — {verdict} the {TARGET:,}/s target")

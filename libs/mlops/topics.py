@@ -51,7 +51,9 @@ EVENTS = TopicSpec("events", "validated Event records, keyed by entity id")
 EVENTS_DLQ = TopicSpec("events.dlq", "DeadLetter records: rejected input with the reason, keyed as the original")
 FEATURES_LOG = TopicSpec("features.log", "FeatureVector updates: the offline store, keyed by entity id")
 LABELS = TopicSpec("labels", "delayed ground truth (Label), keyed by entity id")
-PREDICTIONS = TopicSpec("predictions", "PredictionRecord per served row, keyed by entity id")
+PREDICTIONS = TopicSpec(
+    "predictions", "PredictionBatch per served request (and partition), keyed by an entity id of its rows"
+)
 RETRAIN_REQUESTED = TopicSpec("retrain.requested", "debounced RetrainRequest, keyed by model name", partitions=1)
 MODEL_CANDIDATES = TopicSpec("model.candidates", "ModelCandidate from the trainer, keyed by model name", partitions=1)
 TRAINING_FAILURES = TopicSpec("training.failures", "TrainingFailed, keyed by model name", partitions=1)

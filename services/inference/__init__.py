@@ -1,2 +1,3 @@
 """Inference: the Open Inference Protocol (KServe v2) over gRPC in front of onnxruntime, with adaptive batching,
-an online-feature join by entity id, hot swap on `model.promoted` and a `PredictionRecord` per served row."""
+an online-feature join by entity id, hot swap on `model.promoted` and a columnar `PredictionBatch` per served
+request."""

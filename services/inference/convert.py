@@ -1,14 +1,16 @@
 """Protobuf ↔ domain values: Open Inference Protocol requests and responses, `ModelPromoted` in and
-`PredictionRecord` out (with the edge, the only module that reads or builds generated messages)."""
+`PredictionBatch` out (with the edge, the only module that reads or builds generated messages)."""
 
 from __future__ import annotations
 
 import struct
+import zlib
 from typing import Any
 
 import numpy as np
 from mlops.contracts import models_pb2
 from mlops.contracts.oip import pb2
+from mlops.prediction_log import PredictionColumns, to_batch
 
 from services.inference.core.domain import (
     OIP_TO_NUMPY,
@@ -20,7 +22,7 @@ from services.inference.core.domain import (
     Tensor,
     TensorInfo,
 )
-from services.inference.core.outputs import scores_and_labels
+from services.inference.core.outputs import score_arrays
 from services.inference.errors import InvalidInput
 
 _CONTENTS_FIELD = {
@@ -226,24 +228,44 @@ def promotion(msg: models_pb2.ModelPromoted) -> Promotion:
                      msg.action or "promote")
 
 
-def prediction_records(batch: ServedBatch, trace_id: str = "",
-                       span_id: str = "") -> list[tuple[str, models_pb2.PredictionRecord]]:
-    """One (key, PredictionRecord) per served row, keyed by entity id (else by the row's request id): the inputs by
-    declared feature name, the served output row, and the score and predicted label of the model's task."""
-    names = batch.feature_names or tuple(f"f{i}" for i in range(batch.x.shape[1]))
+def _partition_groups(entity_ids: list[str], partitions: int) -> list[np.ndarray] | None:
+    """Row indices per partition of `predictions` that the rows' entity ids hash to (librdkafka's default
+    partitioner: CRC-32 of the key), or None when they all land in one."""
+    if partitions <= 1 or len(entity_ids) <= 1:
+        return None
+    part = np.fromiter((zlib.crc32(e.encode()) for e in entity_ids), np.uint32, len(entity_ids)) % partitions
+    if (part == part[0]).all():
+        return None
+    order = np.argsort(part, kind="stable")
+    cuts = np.flatnonzero(np.diff(part[order])) + 1
+    return np.split(order, cuts)
+
+
+def prediction_batches(batch: ServedBatch, partitions: int = 1, trace_id: str = "",
+                       span_id: str = "") -> list[tuple[str, models_pb2.PredictionBatch]]:
+    """The served batch as (key, PredictionBatch): one per request, or one per partition of `predictions` its
+    rows' entities hash to, keyed by one of those entities (so each row lies in its entity's partition, as the
+    monitor's label join expects); keyed by the request id when raw features were sent. Arrays only: no per-row
+    objects beyond the entity ids the request brought."""
+    scores, labels = score_arrays(batch.task, batch.output, batch.classes)
+    n = len(batch.x)
+    cols = PredictionColumns(
+        request_id=batch.request_id, model_name=batch.model_name, model_version=batch.model_version,
+        feature_names=batch.feature_names or tuple(f"f{i}" for i in range(batch.x.shape[1])), x=batch.x,
+        outputs=batch.output, scores=scores, predicted_labels=labels, entity_ids=batch.entity_ids or (),
+        as_of_ms=np.asarray(batch.as_of_ms, dtype=np.int64) if batch.as_of_ms else None, request_rows=n,
+        trace_id=trace_id, span_id=span_id, latency_us=batch.latency_us, timestamp_ms=batch.timestamp_ms,
+    )
+    ids = batch.entity_ids
+    groups = _partition_groups(ids, partitions) if ids else None
+    if groups is None:
+        return [(ids[0] if ids else batch.request_id, to_batch(cols))]
     out = []
-    xs = batch.x.tolist()
-    outputs = batch.output.tolist()
-    scores, labels = scores_and_labels(batch.task, batch.output, batch.classes)
-    for i, row in enumerate(xs):
-        entity = batch.entity_ids[i] if batch.entity_ids else ""
-        rec = models_pb2.PredictionRecord(
-            request_id=batch.request_id if len(xs) == 1 else f"{batch.request_id}/{i}",
-            entity_id=entity, model_name=batch.model_name, model_version=batch.model_version,
-            inputs=dict(zip(names, row, strict=False)), outputs=outputs[i], score=scores[i],
-            predicted_label=labels[i],
-            latency_us=batch.latency_us, trace_id=trace_id, span_id=span_id, timestamp_ms=batch.timestamp_ms,
-            features_as_of_ms=batch.as_of_ms[i] if batch.as_of_ms else 0,
-        )
-        out.append((entity or rec.request_id, rec))
+    x, output, as_of = cols.x, cols.outputs, cols.as_of_ms
+    for rows in groups:
+        cols.x, cols.outputs, cols.scores, cols.predicted_labels = x[rows], output[rows], scores[rows], labels[rows]
+        index = rows.tolist()
+        cols.entity_ids, cols.row_index = [ids[i] for i in index], rows
+        cols.as_of_ms = as_of[rows] if as_of is not None else None
+        out.append((ids[index[0]], to_batch(cols)))
     return out

@@ -21,9 +21,12 @@ MODEL_IN_SERVICE = Gauge(
     "mlops_inference_model_in_service", "1 for the champion version each model serves", ["model", "version"]
 )
 MODEL_SWAPS = Counter("mlops_inference_model_swaps_total", "Champion changes applied", ["model"])
-PREDICTIONS_LOGGED = Counter("mlops_inference_prediction_logs_total", "PredictionRecords handed to Kafka")
+PREDICTIONS_LOGGED = Counter("mlops_inference_prediction_logs_total",
+                             "Served rows the prediction log delivered to Kafka (acknowledged)")
 PREDICTIONS_DROPPED = Counter(
-    "mlops_inference_prediction_logs_dropped_total", "PredictionRecords dropped (buffer full or Kafka failing)"
+    "mlops_inference_prediction_logs_dropped_total",
+    "Served rows the prediction log dropped: buffer_full, delivery_failed (not acknowledged in time), failed",
+    ["reason"],
 )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from enum import StrEnum
 from pathlib import Path
 
 from mlops.settings import settings_config
@@ -11,6 +12,13 @@ from pydantic import Field
 from pydantic_settings import BaseSettings
 
 DEFAULT_METRICS_PORT = 9105
+
+
+class PredictionOverflow(StrEnum):
+    """What the prediction log does with a served batch when its buffer is full (Kafka slow or down)."""
+
+    DROP_NEWEST = "drop-newest"
+    DROP_OLDEST = "drop-oldest"
 
 
 class InferenceSettings(BaseSettings):
@@ -62,9 +70,33 @@ class InferenceSettings(BaseSettings):
     max_message_bytes: int = Field(8 * 1024 * 1024, description="Largest gRPC message accepted or sent.")
     online_join: bool = Field(True, description="Accept entity ids and read their features from Redis (what a "
                               "model does with an unknown entity is its declared serving.missing_entity).")
-    log_predictions: bool = Field(True, description="Send a PredictionRecord per served row to `predictions`.")
+    log_predictions: bool = Field(True, description="Send each served request to `predictions` as one columnar "
+                                  "PredictionBatch (one per partition its entities hash to).")
     prediction_buffer_rows: int = Field(
-        20_000, ge=1, description="Rows waiting for Kafka before new ones are dropped (and counted)."
+        100_000, ge=1, description="Served rows waiting for the producer (Kafka slow or down) before "
+        "prediction_overflow applies; every dropped row is counted in mlops_inference_prediction_logs_dropped_total."
+    )
+    prediction_overflow: PredictionOverflow = Field(
+        PredictionOverflow.DROP_NEWEST, description="When the buffer is full: drop-newest refuses new batches "
+        "(the log keeps the start of an outage), drop-oldest evicts the oldest queued ones (it keeps the latest); "
+        "either way counted, and requests never wait."
+    )
+    prediction_log_interval_ms: float = Field(
+        20.0, ge=0.0, description="While requests flow, the prediction log's thread wakes once per this interval "
+        "and hands everything queued to the producer (not once per request: a thread wake-up costs more than a "
+        "request's record). The log runs up to this much behind the responses."
+    )
+    prediction_linger_ms: float = Field(
+        100.0, ge=0.0, description="How long the prediction log's producer gathers records into one produce request "
+        "(librdkafka linger.ms; the services' 5 ms cost its network thread several times the CPU under load)."
+    )
+    prediction_delivery_timeout_s: float = Field(
+        120.0, gt=0, description="How long a record may wait in the producer for the broker's acknowledgement "
+        "(librdkafka message.timeout.ms); one not acknowledged by then is dropped and counted."
+    )
+    prediction_queue_records: int = Field(
+        100_000, ge=1, description="Records (requests) the producer holds unacknowledged (librdkafka "
+        "queue.buffering.max.messages); when full, served batches wait in the buffer."
     )
     artifact_timeout_s: float = Field(60.0, description="How long to wait for a promoted model's artifact bytes.")
 

@@ -1,24 +1,33 @@
-"""Protobuf ↔ domain: PredictionRecord and labels in, RetrainRequest out (the only module besides the edge that
-touches generated contracts). Labels arrive as `Label` protobufs or JSON on each model's declared topic;
+"""Protobuf ↔ domain: logged predictions and labels in, RetrainRequest out (the only module besides the edge that
+touches generated contracts). A record of `predictions` (a columnar PredictionBatch, or a per-row PredictionRecord
+written before it) is decoded by `mlops.prediction_log.read_predictions` into arrays, and `predictions_from_columns`
+turns those into the core's `Prediction`s. Labels arrive as `Label` protobufs or JSON on each model's declared topic;
 `mlops.definitions.labels.decode_label` reads both and checks them per task, and `label_from_row` takes it on."""
 
 from __future__ import annotations
 
 from mlops.contracts import models_pb2
 from mlops.definitions.labels import LabelRow
+from mlops.prediction_log import PredictionColumns
 
 from services.monitor.core import LabelEvent, Prediction, RetrainDecision
 
 REQUESTED_BY = "monitor"
 
 
-def prediction_from_pb(msg: models_pb2.PredictionRecord) -> Prediction:
-    return Prediction(
-        request_id=msg.request_id, entity_id=msg.entity_id, model_name=msg.model_name,
-        model_version=msg.model_version, inputs=dict(msg.inputs), score=msg.score,
-        predicted_label=msg.predicted_label, timestamp_ms=msg.timestamp_ms,
-        features_as_of_ms=msg.features_as_of_ms, trace_id=msg.trace_id, span_id=msg.span_id,
-    )
+def predictions_from_columns(c: PredictionColumns) -> list[Prediction]:
+    """The core's predictions of one logged request: every array turned into Python values with one call each,
+    then one `Prediction` (inputs by feature name) per row."""
+    names = c.feature_names
+    xs, scores, labels = c.x.tolist(), c.scores.tolist(), c.predicted_labels.tolist()
+    ids, entities, as_of = c.request_ids(), c.entity_list(), c.as_of_list()
+    model, version, t, trace_id, span_id = c.model_name, c.model_version, c.timestamp_ms, c.trace_id, c.span_id
+    return [
+        Prediction(request_id=ids[i], entity_id=entities[i], model_name=model, model_version=version,
+                   inputs=dict(zip(names, xs[i], strict=True)), score=scores[i], predicted_label=labels[i],
+                   timestamp_ms=t, features_as_of_ms=as_of[i], trace_id=trace_id, span_id=span_id)
+        for i in range(c.rows)
+    ]
 
 
 def label_from_row(row: LabelRow) -> LabelEvent:

@@ -41,13 +41,14 @@ from mlops.definitions.labels import LabelError, decode_label
 from mlops.definitions.model import Model
 from mlops.definitions.revision import Revision
 from mlops.definitions.store import DefinitionsFollower
+from mlops.prediction_log import read_predictions
 from mlops.telemetry import current_trace_ids, link_to_ids, messaging_attributes, span_link, tracer
 from mlops.topics import PREDICTIONS, RETRAIN_REQUESTED, TopicSpec, ensure_topics
 from opentelemetry import trace
 from opentelemetry.trace import Link, SpanKind
 
 from services.monitor import metrics
-from services.monitor.convert import label_from_row, prediction_from_pb, request_time_ms, retrain_to_pb
+from services.monitor.convert import label_from_row, predictions_from_columns, request_time_ms, retrain_to_pb
 from services.monitor.core import DriftMonitor, MonitorConfig, RetrainDecision
 from services.monitor.settings import MonitorSettings
 
@@ -227,12 +228,12 @@ class MonitorService:
         routes = self._routes
         assert routes is not None
         if record.topic == self.predictions_topic:
-            msg = record.decode(models_pb2.PredictionRecord)
-            decisions = self.monitor.observe_prediction(prediction_from_pb(msg))
-            if msg.timestamp_ms:
-                metrics.EVENT_LAG.set(max(0.0, time.time() - msg.timestamp_ms / 1000.0))
-            if msg.model_name not in routes.config.policies:
-                self._unwatched(msg.model_name)
+            served = read_predictions(record)  # one request's rows, either contract (ContractError: skipped)
+            decisions = self.monitor.observe_predictions(predictions_from_columns(served))
+            if served.timestamp_ms:
+                metrics.EVENT_LAG.set(max(0.0, time.time() - served.timestamp_ms / 1000.0))
+            if served.model_name not in routes.config.policies:
+                self._unwatched(served.model_name)
         else:
             decisions = []
             message_type = record.header(HEADER_MESSAGE_TYPE)

@@ -20,6 +20,7 @@ from mlops.offline_store import (
     point_in_time_join,
     snapshot_ranges,
 )
+from mlops.prediction_log import PredictionColumns, to_batch
 from mlops.settings import KafkaSettings
 from mlops.topics import FEATURES_LOG, LABELS, PREDICTIONS, topic_name
 
@@ -171,7 +172,7 @@ EXPECTED_ROWS = [
 ]
 
 
-def _check_request_rows(ts) -> None:
+def _check_request_rows(ts, records: int = len(PREDICTIONS_LOGGED)) -> None:
     assert ts.feature_names == ("v.a", "v.b")
     assert ts.entity_ids == [e for e, *_ in EXPECTED_ROWS]
     assert ts.label_times_ms.tolist() == [t for _e, t, *_ in EXPECTED_ROWS]
@@ -180,7 +181,7 @@ def _check_request_rows(ts) -> None:
     assert ts.labels_read == 8 and ts.vectors_read == 5 and ts.labels_without_features == 3
     assert ts.stats["labels_without_prediction"] == 3 and ts.stats["predictions_other_model"] == 2
     assert {r.topic for r in ts.feature_log_ranges} == {"predictions"}
-    assert sum(r.count for r in ts.feature_log_ranges) == len(PREDICTIONS_LOGGED)
+    assert sum(r.count for r in ts.feature_log_ranges) == records
     assert {r.topic for r in ts.label_ranges} == {"labels"}
     assert sum(r.count for r in ts.label_ranges) == len(LABELS_LOGGED)
 
@@ -203,6 +204,36 @@ def test_request_id_join_reads_the_prediction_log_on_a_bus() -> None:
     again = data.training_set(s, ts.feature_log_ranges, ts.label_ranges)  # the same ranges: the same rows
     np.testing.assert_array_equal(again.X, ts.X)
     assert data.snapshot(s)[0] == ts.feature_log_ranges
+
+
+def test_request_id_join_reads_columnar_prediction_batches_beside_older_records() -> None:
+    """The log as inference writes it now (one PredictionBatch per request: r3's two rows in one record, r5's row 1
+    as a share of a two-row request), with another model's rows still in per-row PredictionRecords (a topic
+    mid-upgrade): the same training rows."""
+    bus, s = MemoryBus(), request_spec()
+    producer, topic = bus.producer(client_id="test"), bus.topic(PREDICTIONS)
+    by_request: dict[str, list] = {}
+    for rid, entity, model, t, inputs in PREDICTIONS_LOGGED:
+        by_request.setdefault((rid.split("/")[0], model), []).append((rid, entity, t, inputs))
+    for (rid, model), rows in by_request.items():
+        if model == "other":
+            for row_id, entity, t, inputs in rows:
+                producer.send(topic, models_pb2.PredictionRecord(request_id=row_id, entity_id=entity,
+                                                                 model_name=model, inputs=inputs, timestamp_ms=t))
+            continue
+        names = tuple(rows[0][3])
+        n = len(rows)
+        cols = PredictionColumns(
+            request_id=rid, model_name=model, model_version="1", feature_names=names,
+            x=np.array([[inputs[k] for k in names] for *_, inputs in rows]), outputs=np.zeros((n, 2)),
+            scores=np.zeros(n), predicted_labels=np.zeros(n), entity_ids=[e for _, e, _, _ in rows],
+            timestamp_ms=rows[0][2], **({"request_rows": 2, "row_index": np.array([1])} if rid == "r5" else {}))
+        producer.send(topic, to_batch(cols), key=rows[0][1])
+    for entity, rid, t, y in LABELS_LOGGED:
+        producer.send(bus.topic(LABELS), events_pb2.Label(entity_id=entity, event_time_ms=t, label=y,
+                                                          request_id=rid), key=entity)
+    producer.flush()
+    _check_request_rows(KafkaTrainingData(bus, timeout=5).training_set(s), records=len(PREDICTIONS_LOGGED) - 1)
 
 
 def test_request_id_join_in_memory_gives_the_same_rows() -> None:

@@ -35,7 +35,8 @@ def test_generated_code_is_current(tmp_path: Path) -> None:
 
 TOP_LEVEL = [
     events_pb2.RawEvent, events_pb2.Event, events_pb2.DeadLetter, events_pb2.FeatureVector, events_pb2.Label,
-    models_pb2.PredictionRecord, models_pb2.RetrainRequest, models_pb2.ModelCandidate, models_pb2.TrainingFailed,
+    models_pb2.PredictionRecord, models_pb2.PredictionBatch, models_pb2.RetrainRequest, models_pb2.ModelCandidate,
+    models_pb2.TrainingFailed,
     models_pb2.ModelPromoted, models_pb2.RegistryEvent,
 ]
 

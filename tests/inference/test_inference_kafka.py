@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+import zlib
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from mlops.artifacts import publish_artifact
 from mlops.bus import Consumer, KafkaBus, Producer
 from mlops.contracts import models_pb2
 from mlops.online_store import RedisOnlineStore, SyncRedisOnlineStore, ViewLayout
+from mlops.prediction_log import read_predictions
 from mlops.topics import MODEL_PROMOTED, PREDICTIONS, topic_name
 from tritonclient.utils import InferenceServerException
 
@@ -69,14 +71,19 @@ def test_entity_join_and_prediction_records(server_factory, kafka_settings, redi
     while len(records) < 2 and time.monotonic() < deadline:
         records += consumer.consume(10, 0.5)
     consumer.close()
-    decoded = {r.key: r.decode(models_pb2.PredictionRecord) for r in records}
-    assert set(decoded) == {b"user-1", b"user-2"}
-    rec = decoded[b"user-1"]
-    assert rec.trace_id == trace_id and len(rec.span_id) == 16 and rec.request_id == "join-1/0"
-    assert rec.model_name == "sea" and rec.model_version == "1" and rec.features_as_of_ms == 1_700_000_000_000
-    assert rec.inputs == pytest.approx({f"entity_activity.{n}": v for n, v in values.items()})
-    assert 0.0 <= rec.score <= 1.0 and len(rec.outputs) == 2
-    assert rec.latency_us > 0
+    # the two entities hash to different partitions: one record each, keyed by its entity, in the entity's partition
+    assert sorted(r.key for r in records) == [b"user-1", b"user-2"]
+    assert all(r.partition == zlib.crc32(r.key) % kafka_settings.default_partitions for r in records)
+    by_key = {r.key: read_predictions(r) for r in records}
+    served = by_key[b"user-1"]
+    assert served.trace_id == trace_id and len(served.span_id) == 16 and served.request_ids() == ["join-1/0"]
+    assert by_key[b"user-2"].request_ids() == ["join-1/1"] and by_key[b"user-2"].entity_list() == ["user-2"]
+    assert served.model_name == "sea" and served.model_version == "1"
+    assert served.as_of_list() == [1_700_000_000_000] and served.entity_list() == ["user-1"]
+    assert dict(zip(served.feature_names, served.x[0].tolist(), strict=True)) == pytest.approx(
+        {f"entity_activity.{n}": v for n, v in values.items()})
+    assert 0.0 <= served.scores[0] <= 1.0 and served.outputs.shape == (1, 2)
+    assert served.latency_us > 0
     assert {r.header("traceparent").split("-")[1] for r in records} == {trace_id}
 
 

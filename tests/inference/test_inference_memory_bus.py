@@ -20,9 +20,10 @@ from inference_helpers import (
     wait_until,
 )
 from mlops.artifacts import publish_artifact
-from mlops.bus import MemoryBus
+from mlops.bus import HEADER_MESSAGE_TYPE, MemoryBus
 from mlops.contracts import models_pb2
 from mlops.online_store import MemoryOnlineStore, ViewLayout, ViewUpdate
+from mlops.prediction_log import read_predictions
 from mlops.topics import MODEL_PROMOTED, PREDICTIONS
 from tritonclient.utils import InferenceServerException
 
@@ -88,13 +89,17 @@ def test_served_rows_land_on_the_predictions_topic(server_factory, model_file: P
                  headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"})
     client.close()
     topic = bus.topic(PREDICTIONS)
-    wait_until(lambda: len(bus.records(topic)) == 3)
-    records = [r.decode(models_pb2.PredictionRecord) for r in bus.records(topic)]
-    assert sorted(r.request_id for r in records) == ["mem-1/0", "mem-1/1", "mem-1/2"]
-    assert {r.trace_id for r in records} == {trace_id} and all(len(r.span_id) == 16 for r in records)
-    assert all(r.model_name == "sea" and r.inputs == dict.fromkeys(SEA_FEATURES, 1.0) for r in records)
-    assert all(r.score == r.outputs[1] and r.predicted_label == float(r.score >= 0.5) for r in records)
-    assert {r.header("traceparent").split("-")[1] for r in bus.records(topic)} == {trace_id}
+    wait_until(lambda: len(bus.records(topic)) == 1)  # one columnar record for the request's three rows
+    (record,) = bus.records(topic)
+    assert record.header(HEADER_MESSAGE_TYPE) == "mlops.v1.PredictionBatch" and record.key == b"mem-1"
+    served = read_predictions(record)
+    assert served.request_ids() == ["mem-1/0", "mem-1/1", "mem-1/2"] and served.entity_list() == [""] * 3
+    assert served.trace_id == trace_id and len(served.span_id) == 16
+    assert served.model_name == "sea" and served.feature_names == SEA_FEATURES
+    assert served.x.tolist() == [[1.0] * len(SEA_FEATURES)] * 3 and served.outputs.shape == (3, 2)
+    assert (served.scores == served.outputs[:, 1]).all()
+    assert (served.predicted_labels == (served.scores >= 0.5)).all()
+    assert record.header("traceparent").split("-")[1] == trace_id
 
 
 def test_a_newly_declared_model_is_served_without_a_restart(server_factory) -> None:  # type: ignore[no-untyped-def]
@@ -134,9 +139,10 @@ def test_a_newly_declared_model_is_served_without_a_restart(server_factory) -> N
     assert np.allclose(result.as_numpy("predictions"), expected, atol=1e-5)
     client.close()
     topic = bus.topic(PREDICTIONS)
-    wait_until(lambda: any(r.decode(models_pb2.PredictionRecord).request_id == "d-1" for r in bus.records(topic)))
-    (record,) = [r.decode(models_pb2.PredictionRecord) for r in bus.records(topic)
-                 if r.decode(models_pb2.PredictionRecord).request_id == "d-1"]
-    assert record.entity_id == "c1" and record.features_as_of_ms == 1_700_000_000_000
-    assert record.score == record.predicted_label == record.outputs[0] == pytest.approx(float(expected[0, 0]))
-    assert set(record.inputs) == set(spec.feature_names)
+    wait_until(lambda: any(read_predictions(r).request_id == "d-1" for r in bus.records(topic)))
+    (served,) = [c for c in map(read_predictions, bus.records(topic)) if c.request_id == "d-1"]
+    assert served.request_ids() == ["d-1"] and served.entity_list() == ["c1"]
+    assert served.as_of_list() == [1_700_000_000_000]
+    assert served.scores[0] == served.predicted_labels[0] == served.outputs[0, 0] == pytest.approx(
+        float(expected[0, 0]))
+    assert served.feature_names == tuple(spec.feature_names)

@@ -10,9 +10,13 @@ import math
 import threading
 import time
 import uuid
+import zlib
 
+import numpy as np
+import pytest
 from mlops.bus import Consumer, Producer, Record, StopFlag
 from mlops.contracts import events_pb2, models_pb2
+from mlops.prediction_log import PredictionColumns, to_batch
 from mlops.settings import KafkaSettings
 from mlops.telemetry import setup_tracing
 from mlops.topics import LABELS, PREDICTIONS, RAW_EVENTS, RETRAIN_REQUESTED, topic_name
@@ -27,6 +31,7 @@ from services.monitor.edge import MonitorService
 from services.monitor.settings import MonitorSettings
 
 NEVER_S = 10**9  # a cool-down (s) that never ends within a test stream
+PARTITIONS = 3  # of `predictions` on both buses (MemoryBus and the test broker's default)
 
 EXPORTER = InMemorySpanExporter()
 
@@ -48,21 +53,53 @@ def read(kafka: KafkaSettings, spec, want: int, timeout: float = 20.0, settle: f
     return out
 
 
-def send_predictions_and_labels(bus, cfg: StreamConfig, version: str = "1") -> None:
+def send_predictions_and_labels(bus, cfg: StreamConfig, version: str = "1", contract: str = "record") -> None:
     """What inference (a model of SEA variant 2) and the label source would write for the stream `cfg`, onto
-    `bus` (a MemoryBus or KafkaBus)."""
+    `bus` (a MemoryBus or KafkaBus). `contract`: per-row PredictionRecords (the log before the batch), columnar
+    PredictionBatches of four-row requests (split by partition, as inference writes them: an entity's predictions
+    stay in its partition, in time order, which the label join relies on), or "mixed" (every other request as a
+    batch: a topic mid-upgrade)."""
     p: Producer = bus.producer(client_id="t-inference")
     pred_topic, label_topic = bus.topic(PREDICTIONS), bus.topic(LABELS)
+    rows: list = []
+
+    def send_batch() -> None:  # one request of four rows, split by partition as inference does (CRC-32 of the key)
+        by_partition: dict[int, list[int]] = {}
+        for i, (r, _) in enumerate(rows):
+            by_partition.setdefault(zlib.crc32(r.entity_id.encode()) % PARTITIONS, []).append(i)
+        first = rows[0][0]
+        for index in by_partition.values():
+            part = [rows[i] for i in index]
+            scores = np.array([sc for _, sc in part])
+            cols = PredictionColumns(
+                request_id=f"req-{first.index}", model_name="sea", model_version=version,
+                feature_names=tuple(first.values), x=np.array([list(r.values.values()) for r, _ in part]),
+                outputs=np.stack([1 - scores, scores], axis=1), scores=scores,
+                predicted_labels=(scores > 0.5).astype(float), entity_ids=[r.entity_id for r, _ in part],
+                as_of_ms=np.array([r.event_time_ms for r, _ in part]), request_rows=len(rows),
+                row_index=np.array(index), trace_id=f"{first.index + 1:032x}", span_id=f"{first.index + 1:016x}",
+                timestamp_ms=part[-1][0].event_time_ms)
+            p.send(pred_topic, to_batch(cols), key=part[0][0].entity_id)
+        rows.clear()
+
     for rec in generate(cfg):
         s = rec.values["x0"] + rec.values["x1"]
         score = 1.0 / (1.0 + math.exp(-(s - SEA_THRESHOLDS[2])))
-        p.send(pred_topic, models_pb2.PredictionRecord(
-            request_id=f"req-{rec.index}", entity_id=rec.entity_id, model_name="sea", model_version=version,
-            inputs=rec.values, score=score, predicted_label=float(score > 0.5), timestamp_ms=rec.event_time_ms,
-            features_as_of_ms=rec.event_time_ms, trace_id=f"{rec.index + 1:032x}", span_id=f"{rec.index + 1:016x}",
-        ), key=rec.entity_id)
+        as_batch = contract == "batch" or (contract == "mixed" and rec.index // 4 % 2 == 0)
+        if as_batch:
+            rows.append((rec, score))
+            if len(rows) == 4:
+                send_batch()
+        else:
+            p.send(pred_topic, models_pb2.PredictionRecord(
+                request_id=f"req-{rec.index}", entity_id=rec.entity_id, model_name="sea", model_version=version,
+                inputs=rec.values, score=score, predicted_label=float(score > 0.5), timestamp_ms=rec.event_time_ms,
+                features_as_of_ms=rec.event_time_ms, trace_id=f"{rec.index + 1:032x}",
+                span_id=f"{rec.index + 1:016x}"), key=rec.entity_id)
         p.send(label_topic, events_pb2.Label(entity_id=rec.entity_id, event_time_ms=rec.event_time_ms,
                                              label=float(rec.label), event_id=rec.event_id), key=rec.entity_id)
+    if rows:
+        send_batch()
     p.flush()
 
 
@@ -85,11 +122,12 @@ def handle_all(service: MonitorService, records: int, timeout: float = 120.0) ->
     assert not thread.is_alive()
 
 
-def test_memory_bus_predictions_and_labels_in_one_retrain_request_out_offsets_committed(memory_bus):
+@pytest.mark.parametrize("contract", ["batch", "mixed"])
+def test_memory_bus_predictions_and_labels_in_one_retrain_request_out_offsets_committed(memory_bus, contract):
     settings = MonitorSettings(retrain_timeout_ms=10**12, poll_timeout_s=0.05)
     cfg = StreamConfig(count=8_000, drift_at=3_500, covariate_shift=False, seed=9)
     apply_definitions(memory_bus, SEA, sea=with_drift(SEA, cooldown_s=NEVER_S))
-    send_predictions_and_labels(memory_bus, cfg)
+    send_predictions_and_labels(memory_bus, cfg, contract=contract)
     service = MonitorService(settings, memory_bus)
     handle_all(service, 16_000)
     assert service.monitor.predictions == 8_000 and service.monitor.labels == 8_000
@@ -149,7 +187,7 @@ def test_drift_gives_exactly_one_retrain_request_and_a_restart_keeps_the_cooldow
                                poll_timeout_s=0.2)
     cfg = StreamConfig(count=8_000, drift_at=3_500, covariate_shift=False, seed=9)
     apply_definitions(kafka_bus, SEA, sea=with_drift(SEA, cooldown_s=NEVER_S))
-    send_predictions_and_labels(kafka_bus, cfg)
+    send_predictions_and_labels(kafka_bus, cfg, contract="mixed")
     before = REGISTRY.get_sample_value("mlops_monitor_retrain_requests_total",
                                        {"model": "sea", "detector": "ADWIN", "statistic": "error_rate"}) or 0.0
 

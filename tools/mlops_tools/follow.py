@@ -12,6 +12,7 @@ from typing import Any, Literal
 from mlops import contracts
 from mlops.bus import Bus
 from mlops.contracts import models_pb2
+from mlops.prediction_log import read_predictions
 from mlops.topics import (
     EVENTS_DLQ,
     MODEL_CANDIDATES,
@@ -32,7 +33,7 @@ MESSAGE_TYPES: dict[str, type | None] = {
     TRAINING_FAILURES.name: models_pb2.TrainingFailed,
     REGISTRY_LOG.name: models_pb2.RegistryEvent,
     MODEL_PROMOTED.name: models_pb2.ModelPromoted,
-    PREDICTIONS.name: models_pb2.PredictionRecord,
+    PREDICTIONS.name: models_pb2.PredictionBatch,  # read by read_predictions: either contract, as PredictionColumns
     EVENTS_DLQ.name: None,
 }
 FOLLOWED = (RETRAIN_REQUESTED, MODEL_CANDIDATES, TRAINING_FAILURES, REGISTRY_LOG, MODEL_PROMOTED, PREDICTIONS,
@@ -40,7 +41,8 @@ FOLLOWED = (RETRAIN_REQUESTED, MODEL_CANDIDATES, TRAINING_FAILURES, REGISTRY_LOG
 
 
 class TopicFollower:
-    """Decoded records of `specs` (topics of `MESSAGE_TYPES`) as `(topic spec name, message)` pairs, from the
+    """Decoded records of `specs` (topics of `MESSAGE_TYPES`) as `(topic spec name, message)` pairs (a record of
+    `predictions` as `mlops.prediction_log.PredictionColumns`, whichever contract wrote it), from the
     beginning or from the end as it is when the follower is made (so nothing sent after that is missed)."""
 
     def __init__(self, bus: Bus, specs: Sequence[TopicSpec], *, client_id: str,
@@ -59,7 +61,8 @@ class TopicFollower:
                 out.append((name, record.value))
                 continue
             try:
-                out.append((name, contracts.decode(message_type, record.value)))
+                out.append((name, read_predictions(record) if name == PREDICTIONS.name
+                             else contracts.decode(message_type, record.value)))
             except contracts.ContractError:
                 continue  # not ours to judge here: the producing service dead-letters or logs it
         return out

@@ -10,9 +10,10 @@ earlier vector are left out (and counted); labels that do not fit the model (`de
 counted, never fatal.
 
 A model whose label names the prediction request it answers (`join: request_id`) joins its labels with the
-prediction log instead (`request_join`): each label with the `PredictionRecord` of that model, request id and
-entity, its features exactly as served; labels with no such prediction are left out and counted. The predictions
-topic's ranges are that training set's `feature_log_ranges` (each range names its topic).
+prediction log instead (`request_join`): each label with the served row of that model, request id and entity (read
+from `PredictionBatch` records, or the per-row `PredictionRecord`s written before them), its features exactly as
+served; labels with no such prediction are left out and counted. The predictions topic's ranges are that training
+set's `feature_log_ranges` (each range names its topic).
 """
 
 from mlops.offline_store._join import (

@@ -15,10 +15,11 @@ import numpy as np
 
 from mlops import contracts
 from mlops.bus import HEADER_MESSAGE_TYPE, Bus, BusError, KafkaBus, Record
-from mlops.contracts import events_pb2, models_pb2
+from mlops.contracts import events_pb2
 from mlops.definitions.labels import LabelError, check_label, decode_label
 from mlops.errors import MlopsError
 from mlops.offline_store._join import OffsetRange, TrainingSet, TrainingSpec, join_views, request_join
+from mlops.prediction_log import PredictionColumns, read_predictions
 from mlops.settings import KafkaSettings
 from mlops.topics import FEATURES_LOG, PREDICTIONS, TopicSpec
 
@@ -111,6 +112,17 @@ def _offer_prediction(read: _Read, spec: TrainingSpec, p: _Pred) -> None:
         read.skipped["predictions_other_model"] += 1
     else:
         read.predictions.append(p)
+
+
+def _offer_predictions(read: _Read, spec: TrainingSpec, served: PredictionColumns) -> None:
+    """The rows of one logged request (either contract), if they are the model's."""
+    if served.model_name != spec.model.name:
+        read.skipped["predictions_other_model"] += served.rows
+        return
+    names, xs = served.feature_names, served.x.tolist()
+    for rid, entity, row in zip(served.request_ids(), served.entity_list(), xs, strict=True):
+        read.predictions.append(_Pred(rid, entity, served.model_name, served.timestamp_ms,
+                                      dict(zip(names, row, strict=True))))
 
 
 def _offer_vector(read: _Read, spec: TrainingSpec, r: OffsetRange, view: str, vec: _Vec) -> None:
@@ -263,9 +275,8 @@ class KafkaTrainingData(_RangeSource):
         read = _new_read(spec)
         for r, rec in read_range(self.bus, f_ranges, self.timeout):
             if spec.by_request:
-                if (pr := self._decode(rec, read, models_pb2.PredictionRecord)) is not None:
-                    _offer_prediction(read, spec, _Pred(pr.request_id, pr.entity_id, pr.model_name,
-                                                        pr.timestamp_ms, dict(pr.inputs)))
+                if (served := self._decode(rec, read, None)) is not None:
+                    _offer_predictions(read, spec, served)
             elif (fv := self._decode(rec, read, events_pb2.FeatureVector)) is not None:
                 _offer_vector(read, spec, r, fv.feature_set, _Vec(fv.entity_id, fv.as_of_ms, dict(fv.values)))
         for _r, rec in read_range(self.bus, l_ranges, self.timeout):
@@ -278,9 +289,10 @@ class KafkaTrainingData(_RangeSource):
         return read
 
     @staticmethod
-    def _decode(rec: Record, read: _Read, message_type: type) -> Any:
+    def _decode(rec: Record, read: _Read, message_type: type | None) -> Any:
+        """`message_type`, or (None) a record of `predictions` in either contract; None when undecodable."""
         try:
-            return rec.decode(message_type)
+            return read_predictions(rec) if message_type is None else rec.decode(message_type)
         except contracts.ContractError as exc:
             read.skipped["undecodable"] += 1
             log.warning("skipping undecodable record", extra={"fields": {"error": str(exc)}})

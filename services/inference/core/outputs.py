@@ -19,7 +19,7 @@ from services.inference.errors import ModelMismatch
 if TYPE_CHECKING:
     from services.inference.core.models import ModelVersion
 
-__all__ = ["Binding", "bind", "scores_and_labels", "served_output"]
+__all__ = ["Binding", "bind", "score_arrays", "scores_and_labels", "served_output"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,13 +56,19 @@ def served_output(binding: Binding, outs: list[np.ndarray]) -> np.ndarray:
     return out if out.dtype == np.float32 else out.astype(np.float32)
 
 
+def score_arrays(task: Task, output: np.ndarray, classes: tuple[int, ...] | None) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, as arrays: the headline score and the predicted label, by task."""
+    if task is Task.REGRESSION:
+        values = np.asarray(output).reshape(-1)
+        return values, values
+    if task is Task.BINARY:  # point_predictions' rule without its float64 copy (this runs per served request)
+        scores = output[:, 1]
+        return scores, (scores >= 0.5).astype(output.dtype)
+    return output.max(axis=1), np.asarray(point_predictions(task, output, classes))
+
+
 def scores_and_labels(task: Task, output: np.ndarray, classes: tuple[int, ...] | None) -> tuple[
         list[float], list[float]]:
     """Per row: the headline score and the predicted label, by task."""
-    if task is Task.REGRESSION:
-        values = np.asarray(output, dtype=np.float64).reshape(-1).tolist()
-        return values, values
-    probs = np.asarray(output, dtype=np.float64)
-    labels = point_predictions(task, probs, classes).tolist()
-    scores = probs[:, 1] if task is Task.BINARY else probs.max(axis=1)
-    return scores.tolist(), labels
+    scores, labels = score_arrays(task, np.asarray(output, dtype=np.float64), classes)
+    return scores.tolist(), labels.tolist()

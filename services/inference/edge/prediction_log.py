@@ -1,8 +1,19 @@
-"""PredictionRecords to Kafka without touching the response path.
+"""The prediction log: each served request to Kafka as one columnar `PredictionBatch`, off the response path.
 
-The request path only appends one `ServedBatch` (arrays it already has) to a bounded buffer; a background thread
-turns it into one PredictionRecord per row and produces them. When the buffer is full (Kafka slow or down), new
-batches are dropped and counted in `mlops_inference_prediction_logs_dropped_total`; requests never wait.
+The request path only appends its `ServedBatch` (arrays it already has) to a bounded buffer; a background thread
+packs each request's arrays into one record (one per partition its entities hash to) and hands it to the producer.
+The produce rate is the request rate, not the row rate. The thread wakes once per `prediction_log_interval_ms` while
+requests flow, not once per request: on a busy machine a thread wake-up (and the GIL hand-over it brings) costs more
+than packing a request.
+
+Buffer policy when Kafka is slow or down (settings, all counted in
+`mlops_inference_prediction_logs_dropped_total{reason}` by rows; requests never wait):
+- records wait in the producer's queue until acknowledged, at most `prediction_delivery_timeout_s`; one not
+  acknowledged by then is dropped (`reason="delivery_failed"`);
+- when the producer's queue is full the thread waits for room, and served batches wait in this buffer, up to
+  `prediction_buffer_rows` rows; beyond that `prediction_overflow` decides: `drop-newest` refuses the new batch,
+  `drop-oldest` evicts the oldest queued ones (`reason="buffer_full"`);
+- a batch that cannot be encoded or produced is dropped (`reason="failed"`) and logged; the thread lives on.
 """
 
 from __future__ import annotations
@@ -11,6 +22,7 @@ import collections
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from mlops.bus import BusError, Producer
 from opentelemetry import context as otel_context
@@ -19,72 +31,130 @@ from opentelemetry import trace
 from services.inference import convert
 from services.inference.core import ServedBatch
 from services.inference.metrics import PREDICTIONS_DROPPED, PREDICTIONS_LOGGED
+from services.inference.settings import PredictionOverflow
 
 log = logging.getLogger("mlops.inference")
 
+_Item = tuple[ServedBatch, trace.SpanContext]
+_RETRY_PARTITIONS_S = 60.0
+
 
 class PredictionLog:
-    """Bounded, lossy (counted) hand-off of served batches to a Kafka producer thread."""
+    """Bounded hand-off of served batches to a producer thread; what it cannot keep is dropped and counted.
+    `partitions` tells the thread how many partitions `topic` has (asked on the thread; while it fails,
+    `fallback_partitions` is assumed and the question retried a minute later); `interval_s` is how long the thread
+    lets batches gather after the first one woke it."""
 
-    def __init__(self, producer: Producer, topic: str, buffer_rows: int):
-        self._producer, self._topic, self._limit = producer, topic, buffer_rows
-        self._buffer: collections.deque[tuple[ServedBatch, trace.SpanContext]] = collections.deque()
+    def __init__(self, producer: Producer, topic: str, buffer_rows: int,
+                 overflow: PredictionOverflow = PredictionOverflow.DROP_NEWEST,
+                 partitions: Callable[[], int] | int = 1, fallback_partitions: int = 1, interval_s: float = 0.0):
+        self._producer, self._topic, self._limit, self._overflow = producer, topic, buffer_rows, overflow
+        self._interval_s = interval_s
+        self._partitions_of, self._fallback = partitions, fallback_partitions
+        self._partitions: int | None = partitions if isinstance(partitions, int) else None
+        self._partitions_retry_at = 0.0
+        self._buffer: collections.deque[_Item] = collections.deque()
         self._pending_rows = 0
         self._cond = threading.Condition()
         self._stop = False
+        self._idle = False
+        self._dropped_full = PREDICTIONS_DROPPED.labels("buffer_full")
+        self._dropped_failed = PREDICTIONS_DROPPED.labels("failed")
+        self._dropped_delivery = PREDICTIONS_DROPPED.labels("delivery_failed")
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
 
     def offer(self, batch: ServedBatch) -> bool:
-        """Queue a batch, with the trace context of the request serving it, unless the buffer is full (then it is
-        dropped and counted). Never blocks on Kafka."""
+        """Queue a batch with the trace context of the request serving it; False when it was dropped (buffer full
+        under `drop-newest`, or closing). Never blocks on Kafka."""
         n = len(batch.x)
         ctx = trace.get_current_span().get_span_context()
         with self._cond:
-            if self._stop or self._pending_rows + n > self._limit:
-                PREDICTIONS_DROPPED.inc(n)
+            if self._stop:
+                self._dropped_full.inc(n)
                 return False
+            if self._pending_rows + n > self._limit:
+                if self._overflow is PredictionOverflow.DROP_NEWEST or n > self._limit:
+                    self._dropped_full.inc(n)
+                    return False
+                while self._buffer and self._pending_rows + n > self._limit:  # drop-oldest: make room
+                    old = len(self._buffer.popleft()[0].x)
+                    self._pending_rows -= old
+                    self._dropped_full.inc(old)
+            if self._idle:  # wake the thread only from its idle wait: while requests flow it runs on a timer
+                self._cond.notify()
             self._buffer.append((batch, ctx))
             self._pending_rows += n
-            self._cond.notify()
         return True
 
-    def _on_delivery(self, err: object, _msg: object) -> None:
-        if err is not None:
-            PREDICTIONS_DROPPED.inc()
-        else:
-            PREDICTIONS_LOGGED.inc()
+    def pending_rows(self) -> int:
+        """Rows waiting in this buffer (not yet handed to the producer)."""
+        return self._pending_rows
+
+    def _delivered(self, rows: int) -> Callable[[object, object], None]:
+        def on_delivery(err: object, _msg: object) -> None:
+            (self._dropped_delivery if err is not None else PREDICTIONS_LOGGED).inc(rows)
+
+        return on_delivery
+
+    def _partition_count(self) -> int:
+        if self._partitions is not None:
+            return self._partitions
+        now = time.monotonic()
+        if now < self._partitions_retry_at:
+            return self._fallback
+        try:
+            assert callable(self._partitions_of)
+            self._partitions = max(1, self._partitions_of())
+            return self._partitions
+        except Exception as exc:  # no broker yet: assume the count topics are made with until it answers
+            self._partitions_retry_at = now + _RETRY_PARTITIONS_S
+            log.warning("prediction log: partitions of the topic unknown", extra={"fields": {
+                "topic": self._topic, "assumed": self._fallback, "error": str(exc)[:300]}})
+            return self._fallback
+
+    def _pop(self) -> _Item | None:
+        with self._cond:
+            if not self._buffer:
+                return None
+            item = self._buffer.popleft()
+            self._pending_rows -= len(item[0].x)
+            return item
 
     def _run(self) -> None:
         last_check = time.monotonic()
+        flowing = False  # the last round found batches: sleep on the timer, nobody needs to wake the thread
         while True:
             with self._cond:
-                while not self._buffer and not self._stop:
-                    self._cond.wait(0.5)
-                    break
+                if not self._buffer and not self._stop and not flowing:
+                    self._idle = True  # idle until a batch arrives (offer wakes the thread then, and only then)
+                    self._cond.wait(1.0)
+                    self._idle = False
                 if self._stop and not self._buffer:
                     return
-                item = self._buffer.popleft() if self._buffer else None
-                if item is not None:
-                    self._pending_rows -= len(item[0].x)
-            if item is not None:
-                self._send(*item)
-            self._producer.poll(0)
+            if not self._stop:  # let concurrent requests queue up: one wake-up per interval, not one per request
+                time.sleep(self._interval_s)
+            flowing = False
+            # one batch at a time: what waits stays in the buffer, under its limit and overflow policy
+            while (item := self._pop()) is not None:
+                self._send(item[0], item[1], self._partition_count())
+                flowing = True
+            self._producer.poll(0)  # serve delivery callbacks
             if time.monotonic() - last_check > 1.0:  # collect delivery errors so they do not pile up
                 last_check = time.monotonic()
                 self._drain_errors(0)
 
-    def _send(self, batch: ServedBatch, ctx: trace.SpanContext) -> None:
+    def _send(self, batch: ServedBatch, ctx: trace.SpanContext, partitions: int) -> None:
         token = None
         trace_id = span_id = ""
-        if ctx.is_valid:  # the records name the request's trace, and their produce spans join it
+        if ctx.is_valid:  # the record names the request's trace, and its traceparent header joins it
             token = otel_context.attach(trace.set_span_in_context(trace.NonRecordingSpan(ctx)))
             trace_id, span_id = format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
         try:
-            for key, record in convert.prediction_records(batch, trace_id, span_id):
-                self._producer.send(self._topic, record, key=key, on_delivery=self._on_delivery)
+            for key, record in convert.prediction_batches(batch, partitions, trace_id, span_id):
+                self._producer.send(self._topic, record, key=key, on_delivery=self._delivered(record.rows))
         except Exception as exc:  # a broken record or producer must not kill the logger thread
-            PREDICTIONS_DROPPED.inc(len(batch.x))
+            self._dropped_failed.inc(len(batch.x))
             log.error("prediction log failed", extra={"fields": {"error": str(exc)}})
         finally:
             if token is not None:
@@ -98,6 +168,7 @@ class PredictionLog:
                 log.warning("prediction log delivery", extra={"fields": {"error": str(exc)[:500]}})
 
     def close(self, timeout: float = 10.0) -> None:
+        """Send what is queued, wait up to `timeout` for acknowledgements, stop the thread."""
         with self._cond:
             self._stop = True
             self._cond.notify()

@@ -228,9 +228,7 @@ class InferenceServer:
         self._loop = asyncio.get_running_loop()
         self.repository.set_on_change(self._on_change)
         if self.bus is not None and s.log_predictions:
-            producer = self.bus.producer(client_id="inference-predictions",
-                                         extra={"queue.buffering.max.messages": 200_000})
-            self.predictions = PredictionLog(producer, self.bus.topic(PREDICTIONS), s.prediction_buffer_rows)
+            self.predictions = self._prediction_log(self.bus)
         self.batcher = Batcher(self._executor, BatchPolicy.from_settings(s))
         self.dataplane = DataPlane(s, self.repository, self.batcher, self._store, self.predictions,
                                    on_features=link_feature_updates)
@@ -269,6 +267,24 @@ class InferenceServer:
             "worker": s.worker_index, "models": self.repository.names(),
             "inline_max_rows": self.batcher.policy.inline_max_rows}})
         return self.port
+
+    def _prediction_log(self, bus: Bus) -> PredictionLog:
+        s = self.settings
+        producer = bus.producer(client_id="inference-predictions", extra={
+            "queue.buffering.max.messages": s.prediction_queue_records,
+            "message.timeout.ms": int(s.prediction_delivery_timeout_s * 1000), "linger.ms": s.prediction_linger_ms})
+        topic = bus.topic(PREDICTIONS)
+
+        def partitions() -> int:  # on the log's thread: its records follow the entities' partitions
+            reader = bus.reader([], client_id="inference-predictions-meta", start={})
+            try:
+                return len(reader.watermarks([topic], timeout=5.0))
+            finally:
+                reader.close()
+
+        fallback = bus.settings.default_partitions if bus.settings is not None else 1
+        return PredictionLog(producer, topic, s.prediction_buffer_rows, s.prediction_overflow, partitions, fallback,
+                             s.prediction_log_interval_ms / 1000)
 
     def ready(self) -> bool:
         """Declarations in force (their follower alive) and at least one declared model with a champion."""

@@ -1,5 +1,5 @@
 """The demo's watcher: reads every outcome topic of the run from the start and turns its records into timeline
-events and figures. Accuracy is the served prediction (PredictionRecord) against the label of the record whose
+events and figures. Accuracy is each served row of the prediction log against the label of the record whose
 features it used (entity + features_as_of_ms identify that record)."""
 
 from __future__ import annotations
@@ -32,10 +32,12 @@ def _on_record(traffic: Traffic, kind: str, m: Any) -> None:
     if s is None:
         return
     r, timeline = s.loop, traffic.timeline
-    if kind == "predictions":
-        truth = s.truth.get((m.entity_id, m.features_as_of_ms))
-        if truth is not None:
-            r.add(m.model_version, truth[2], m.predicted_label, truth[1])
+    if kind == "predictions":  # one request's rows (PredictionColumns)
+        for entity, as_of, predicted in zip(m.entity_list(), m.as_of_list(), m.predicted_labels.tolist(),
+                                            strict=True):
+            truth = s.truth.get((entity, as_of))
+            if truth is not None:
+                r.add(m.model_version, truth[2], predicted, truth[1])
         if not traffic.result.example_trace_id and m.trace_id:
             traffic.result.example_trace_id = m.trace_id
     elif kind == "retrain.requested":
