@@ -41,7 +41,7 @@ from services.inference.errors import (
     TooLarge,
     TooLargeBody,
 )
-from services.inference.metrics import LATENCY, REQUESTS
+from services.inference.metrics import observe_request
 from services.inference.settings import InferenceSettings
 
 __all__ = ["HTTP_STATUS", "RestServer", "http_status", "rest_app"]
@@ -116,13 +116,12 @@ def rest_app(dataplane: DataPlane, settings: InferenceSettings) -> Starlette:
                 message = f"internal error: {type(exc).__name__}: {exc}"
                 log.exception("inference failed", extra={"fields": {"error": str(exc)}})
             else:
-                REQUESTS.labels("OK").inc()
-                LATENCY.observe(time.perf_counter() - started)
+                observe_request("OK", result.model_name, result.model_version, time.perf_counter() - started)
                 return response
             span.set_attribute("http.response.status_code", status)
             span.set_status(Status(StatusCode.ERROR, f"{status}: {message}"))
-        REQUESTS.labels(code.name).inc()
-        LATENCY.observe(time.perf_counter() - started)
+        observe_request(code.name, name if name in dataplane.repository.names() else "unknown", "",
+                        time.perf_counter() - started)
         return _error(status, message)
 
     versioned = "/v2/models/{name}/versions/{version}"
