@@ -244,13 +244,19 @@ class _Keys:
         for update, record in zip(updates, records, strict=True):
             self._queue(pipe, update, record)
 
-    def _queue(self, pipe: redis.client.Pipeline, update: ViewUpdate, record: bytes) -> None:
-        layout, entity_id, values, as_of_ms, traceparent = update
+    @staticmethod
+    def hash_fields(update: ViewUpdate) -> dict[str, str]:
+        """The operator-readable hash of a view update."""
+        layout, _entity_id, values, as_of_ms, traceparent = update
         fields: dict[str, str] = {c: repr(float(values[c])) for c in layout.columns}
         fields |= {"as_of_ms": str(int(as_of_ms)), "view_version": str(layout.version),
                    TRACEPARENT_FIELD: traceparent}  # always set: an untraced update clears an older one
+        return fields
+
+    def _queue(self, pipe: redis.client.Pipeline, update: ViewUpdate, record: bytes) -> None:
+        layout, entity_id = update.layout, update.entity_id
         key = self.key(layout, entity_id)
-        pipe.hset(key, mapping=fields)
+        pipe.hset(key, mapping=self.hash_fields(update))
         pipe.expire(key, layout.ttl_s)
         pipe.set(self.vec_key(layout, entity_id), record, ex=layout.ttl_s)
 
