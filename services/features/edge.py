@@ -62,10 +62,13 @@ def build(
     store: OnlineStore,
     *,
     on_assigned: Callable[[], None] = lambda: None,
+    rebuild_online_store: Callable[[], object] | None = None,
 ) -> FeaturesApp:
     """The faust app of features on `bus`'s broker and topics, writing views to `store`; `on_assigned` is called
-    once partitions are assigned (readiness). faust is its own Kafka client, so this takes the real bus only. The
-    agent folds nothing until `featurizer.reconfigure` has given it a definitions revision."""
+    once partitions are assigned (readiness); `rebuild_online_store` (blocking: run in a thread every
+    `online_rebuild_check_s`) rebuilds the store when it lost its data and returns None when it had not. faust is
+    its own Kafka client, so this takes the real bus only. The agent folds nothing until `featurizer.reconfigure`
+    has given it a definitions revision."""
     kafka = bus.settings
 
     # --- app -------------------------------------------------------------------------------------------------
@@ -78,6 +81,11 @@ def build(
         topic_replication_factor=kafka.replication_factor,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=settings.commit_interval_s,
+        # the confluent consumers' session timeout for faust too (faust's default, 60 s, kept a killed member's
+        # partitions unprocessed for about 70 s after its restart); heartbeats as the confluent consumers send them
+        broker_session_timeout=kafka.session_timeout_ms / 1000,
+        broker_heartbeat_interval=max(1000, kafka.session_timeout_ms // 4) / 1000,
+        consumer_group_instance_id=settings.group_instance_id or None,
         web_enabled=False,
     )
 
@@ -117,6 +125,19 @@ def build(
             lag.update(lags)
         except Exception as exc:  # metrics must never stop the worker
             log.debug("lag refresh failed", extra={"fields": {"error": str(exc)}})
+
+    if rebuild_online_store is not None:
+        check = rebuild_online_store
+
+        @app.timer(interval=settings.online_rebuild_check_s)
+        async def online_store_check() -> None:
+            try:
+                rebuilt = await asyncio.to_thread(check)
+            except Exception as exc:  # Redis still down: the next tick tries again
+                log.warning("online store check failed", extra={"fields": {"error": str(exc)}})
+                return
+            if rebuilt is not None:
+                metrics.ONLINE_REBUILDS.inc()
 
     @app.on_rebalance_complete.connect
     async def assigned(sender: Any, **kwargs: Any) -> None:

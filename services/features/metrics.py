@@ -17,6 +17,8 @@ PROCESSING = Histogram(
 BATCH_SIZE = Histogram(
     "mlops_features_batch_size", "Events per processed batch.", buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000)
 )
+ONLINE_REBUILDS = Counter("mlops_features_online_rebuilds_total", "Rebuilds of the online store from "
+                          "features.log after its marker key was found gone (a Redis that lost its data).")
 FRESHNESS = Histogram(
     "mlops_features_freshness_seconds",
     "Event ingest time → online view written in Redis.",
