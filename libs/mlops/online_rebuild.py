@@ -5,8 +5,8 @@ features.log holds every view update the features service ever wrote to Redis (o
 view: `feature_set` is the view, `feature_set_version` its version). The rebuild reads it from the beginning (or
 from records produced since a bound), keeps per (view, version, entity) the update with the newest `as_of_ms`
 (later in the log wins a tie: the log is in processing order per entity), and writes those in pipelined batches of
-one small Lua script per entity. Every version any definitions revision declared is rebuilt (readers fall back to
-older versions); a record of a version no revision declared is counted and skipped.
+calls of a small Lua script (many views per call). Every version any definitions revision declared is rebuilt
+(readers fall back to older versions); a record of a version no revision declared is counted and skipped.
 
 What a rebuild must not do is overwrite a newer view the running features service wrote meanwhile: the script
 writes an entity's view only where its record key is absent (`overwrite` writes it regardless). A record past its
@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 import redis
 
 from mlops import contracts
-from mlops.bus import Bus
+from mlops.bus import Bus, Record
 from mlops.contracts import events_pb2
 from mlops.definitions import Revision
 from mlops.definitions.store import read_revisions
@@ -48,18 +48,29 @@ __all__ = ["RebuildReport", "ensure_rebuilt", "layouts_of", "marker_key", "rebui
 
 log = logging.getLogger("mlops.online_rebuild")
 
-# KEYS: record key, hash key. ARGV: record, ttl seconds, "1" to overwrite, then the hash's field/value pairs.
-_WRITE_VIEW = """
-if ARGV[3] == '1' then
-  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-elseif not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
-  return 0
+# One call writes many views. KEYS: record key, hash key of each view. ARGV: "1" to overwrite, then per view: record,
+# ttl seconds, n, and the hash's n field/value items. Returns how many views it wrote (absent ones, or all).
+_WRITE_VIEWS = """
+local overwrite, a, written = ARGV[1] == '1', 2, 0
+for k = 1, #KEYS, 2 do
+  local record, ttl, n = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
+  local ok
+  if overwrite then
+    ok = redis.call('SET', KEYS[k], record, 'EX', ttl)
+  else
+    ok = redis.call('SET', KEYS[k], record, 'NX', 'EX', ttl)
+  end
+  if ok then
+    redis.call('DEL', KEYS[k + 1])
+    redis.call('HSET', KEYS[k + 1], unpack(ARGV, a + 3, a + 2 + n))
+    redis.call('EXPIRE', KEYS[k + 1], ttl)
+    written = written + 1
+  end
+  a = a + 3 + n
 end
-redis.call('DEL', KEYS[2])
-redis.call('HSET', KEYS[2], unpack(ARGV, 4))
-redis.call('EXPIRE', KEYS[2], ARGV[2])
-return 1
+return written
 """
+VIEWS_PER_CALL = 100  # views per script call: one reply per call instead of per view (the client's cost)
 READ_CHUNK = 50_000  # offsets per partition read at once: the log is streamed, not held whole
 LOCK_TTL_S = 600
 
@@ -74,6 +85,7 @@ class RebuildReport:
     unknown_version: int = 0  # records of a (view, version) no revision declares
     undecodable: int = 0
     unwritable: int = 0  # updates that lack a column of their layout
+    read_s: float = 0.0  # reading features.log (the rest of `seconds` is writing)
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, float]:
@@ -96,12 +108,11 @@ def layouts_of(revisions: Iterable[Revision]) -> dict[tuple[str, int], ViewLayou
 
 
 def _latest(bus: Bus, since_ms: int, report: RebuildReport) -> dict[tuple[str, int, str], tuple[
-        events_pb2.FeatureVector, int, str]]:
-    """(view, version, entity) → (newest update, produce time ms, traceparent), streaming features.log to its end
-    as of now."""
+        events_pb2.FeatureVector, Record]]:
+    """(view, version, entity) → (newest update, its record), streaming features.log to its end as of now."""
     topic = bus.topic(FEATURES_LOG)
     reader = bus.reader([topic], client_id="mlops-online-rebuild", start="beginning")
-    latest: dict[tuple[str, int, str], tuple[events_pb2.FeatureVector, int, str]] = {}
+    latest: dict[tuple[str, int, str], tuple[events_pb2.FeatureVector, Record]] = {}
     try:
         marks = reader.watermarks([topic])
         position = {tp: low for tp, (low, _high) in marks.items()}
@@ -109,22 +120,60 @@ def _latest(bus: Bus, since_ms: int, report: RebuildReport) -> dict[tuple[str, i
             ends = {tp: min(position[tp] + READ_CHUNK, high) for tp, (_low, high) in marks.items()}
             for rec in reader.read_until(ends, timeout=60):
                 report.records += 1
-                produced = rec.timestamp_ms
-                if produced and produced < since_ms:
+                if since_ms and rec.timestamp_ms < since_ms:
                     continue
                 try:
-                    fv = contracts.decode(events_pb2.FeatureVector, rec.value, rec.where)
+                    fv = rec.decode(events_pb2.FeatureVector)  # names the record only on failure
                 except contracts.ContractError:
                     report.undecodable += 1
                     continue
                 key = (fv.feature_set, fv.feature_set_version, fv.entity_id)
                 seen = latest.get(key)
                 if seen is None or fv.as_of_ms >= seen[0].as_of_ms:
-                    latest[key] = (fv, produced, rec.header("traceparent") or "")
+                    latest[key] = (fv, rec)
             position = ends
     finally:
         reader.close()
     return latest
+
+
+class _Writer:
+    """Queues views for the script, VIEWS_PER_CALL per call, `batch` per pipelined round trip."""
+
+    def __init__(self, store: SyncRedisOnlineStore, overwrite: bool, batch: int, report: RebuildReport):
+        self._store, self._batch, self._report = store, batch, report
+        self._script = store.client.register_script(_WRITE_VIEWS)
+        self._pipe = store.client.pipeline(transaction=False)
+        self._overwrite = "1" if overwrite else "0"
+        self._keys: list[str] = []
+        self._args: list[object] = [self._overwrite]
+        self._sent = self._queued = 0
+
+    def add(self, update: ViewUpdate, record: bytes, fields: dict[str, str], ttl_s: int) -> None:
+        layout, entity_id = update.layout, update.entity_id
+        self._keys += (self._store.vec_key(layout, entity_id), self._store.key(layout, entity_id))
+        self._args += (record, ttl_s, 2 * len(fields))
+        for item in fields.items():
+            self._args += item
+        if len(self._keys) >= 2 * VIEWS_PER_CALL:
+            self._call()
+        if self._queued >= self._batch:
+            self.flush()
+
+    def _call(self) -> None:
+        if self._keys:
+            self._script(keys=self._keys, args=self._args, client=self._pipe)
+            self._sent += len(self._keys) // 2
+            self._queued += len(self._keys) // 2
+            self._keys, self._args = [], [self._overwrite]
+
+    def flush(self) -> None:
+        self._call()
+        if self._queued:
+            written = sum(self._pipe.execute())
+            self._report.written += written
+            self._report.kept += self._queued - written
+            self._queued = 0
 
 
 def rebuild_online_store(bus: Bus, store: SyncRedisOnlineStore, revisions: Iterable[Revision], *,
@@ -136,49 +185,35 @@ def rebuild_online_store(bus: Bus, store: SyncRedisOnlineStore, revisions: Itera
     report = RebuildReport()
     layouts = layouts_of(revisions)
     latest = _latest(bus, since_ms, report)
+    report.read_s = round(time.perf_counter() - started, 3)
     report.entities = len(latest)
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    client = store.client
-    script = client.register_script(_WRITE_VIEW)
-    pipe = client.pipeline(transaction=False)
-    queued = 0
     try:
-        for (view, version, entity_id), (fv, produced, traceparent) in latest.items():
+        writer = _Writer(store, overwrite, batch, report)
+        for (view, version, entity_id), (fv, rec) in latest.items():
             layout = layouts.get((view, version))
             if layout is None:
                 report.unknown_version += 1
                 continue
+            produced = rec.timestamp_ms
             ttl_s = layout.ttl_s - (now_ms - produced) // 1000 if produced else layout.ttl_s
             if ttl_s <= 0:
                 report.expired += 1
                 continue
             values = dict(fv.values)  # a protobuf map answers 0.0 for a missing key: a plain dict raises
+            traceparent = rec.header("traceparent") or ""
             update = ViewUpdate(layout, entity_id, values, fv.as_of_ms, traceparent)
             try:
                 record, fields = pack(layout, values, fv.as_of_ms, traceparent), store.hash_fields(update)
             except (OnlineStoreError, KeyError):  # a column missing from the record: not this layout's update
                 report.unwritable += 1
                 continue
-            script(keys=[store.vec_key(layout, entity_id), store.key(layout, entity_id)],
-                   args=[record, ttl_s, "1" if overwrite else "0", *(x for kv in fields.items() for x in kv)],
-                   client=pipe)
-            queued += 1
-            if queued >= batch:
-                _flush(pipe, report)
-                queued = 0
-        _flush(pipe, report)
+            writer.add(update, record, fields, ttl_s)
+        writer.flush()
     except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
         raise OnlineStoreUnavailable("rebuild", exc) from exc
     report.seconds = round(time.perf_counter() - started, 3)
     return report
-
-
-def _flush(pipe: redis.client.Pipeline, report: RebuildReport) -> None:
-    for done in pipe.execute():
-        if done:
-            report.written += 1
-        else:
-            report.kept += 1
 
 
 def ensure_rebuilt(bus: Bus, settings: RedisSettings, *, revisions: Iterable[Revision] | None = None,
