@@ -1,18 +1,21 @@
-"""The online store rebuilt from features.log (features.log on a MemoryBus, the store in the real Redis under this
-test's key prefix): the newest update per (view, version, entity), views written meanwhile kept, the marker."""
+"""The online store rebuilt from features.log (features.log on a MemoryBus or the real broker, the store in the real
+Redis under this test's key prefix): the newest update per (view, version, entity), views written meanwhile kept,
+the marker, and `mlops features rebuild`."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
 from mlops import definitions as d
-from mlops.bus import MemoryBus
+from mlops.bus import KafkaBus, MemoryBus, Producer
 from mlops.contracts import events_pb2
 from mlops.online_rebuild import ensure_rebuilt, marker_key, rebuild_online_store
 from mlops.online_store import SyncRedisOnlineStore, ViewLayout
-from mlops.settings import RedisSettings
+from mlops.settings import KafkaSettings, RedisSettings
 from mlops.topics import FEATURES_LOG
+from mlops_tools.cli import main as cli_main
 from mlops_tools.examples import definitions_path
 
 REVISION = d.plan(None, d.load(definitions_path("sea")), "tests").revision
@@ -111,3 +114,28 @@ def test_ensure_rebuilt_runs_when_the_marker_is_gone(redis_settings: RedisSettin
     assert again is not None and again.written == 1
     [e1] = store.read_many(LAYOUT, ["e1"])
     assert e1 is not None and set(e1.values.values()) == {4.0}
+
+
+def test_mlops_features_rebuild_on_the_real_broker(kafka_settings: KafkaSettings, redis_settings: RedisSettings,
+                                                   store: SyncRedisOnlineStore, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    bus = KafkaBus(kafka_settings)
+    now = int(time.time() * 1000)
+    producer = Producer(kafka_settings, client_id="test-features-log")
+    for i in range(50):
+        for u in range(2):
+            producer.send(bus.topic(FEATURES_LOG), events_pb2.FeatureVector(
+                entity_id=f"e{i}", feature_set=VIEW, feature_set_version=LAYOUT.version, as_of_ms=now + u,
+                values=_values(float(i + u)), event_id=f"e{i}-{u}"), key=f"e{i}")
+    producer.flush()
+    for name, value in {"MLOPS_KAFKA_BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
+                        "MLOPS_KAFKA_TOPIC_PREFIX": kafka_settings.topic_prefix,
+                        "MLOPS_REDIS_URL": redis_settings.url,
+                        "MLOPS_REDIS_KEY_PREFIX": redis_settings.key_prefix}.items():
+        monkeypatch.setenv(name, value)
+    assert cli_main(["features", "rebuild"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (report["records"], report["entities"], report["written"]) == (100, 50, 50), report
+    got = store.read_many(LAYOUT, [f"e{i}" for i in range(50)])
+    assert all(g is not None and set(g.values.values()) == {float(i + 1)} for i, g in enumerate(got)), got
+    assert store.client.exists(marker_key(redis_settings.key_prefix))
