@@ -100,7 +100,7 @@ def build(
     # features.log goes out through the C client (librdkafka): faust's pure-Python producer cost more per record
     # than the fold
     producer = bus.producer(client_id=f"{settings.app_id}-features-log")
-    limits = Limits(round(settings.late_events_s * 1000), settings.sliding_max_events)
+    limits = Limits(round(settings.late_events_s * 1000), settings.sliding_max_events, settings.remembered_events)
     featurizer = Featurizer(store, producer, features_log_name, settings.app_id, limits)
 
     @app.agent(events, name="featurize")
@@ -277,6 +277,10 @@ class Featurizer:
             metrics.REJECTED.labels(reason).inc()
             name = ev.source_name or "(none)"
             skipped[name] = skipped.get(name, 0) + 1
+            return
+        if not vectors:  # every view of its source has folded this event already: a replay
+            if config.views_for(ev.source_name):
+                metrics.REJECTED.labels("duplicate").inc()
             return
         attrs = messaging_attributes("process", msg.topic, msg.partition, msg.offset, ev.entity_id, self._group)
         # ended by handle once the batch's online views are written

@@ -6,8 +6,9 @@ from prometheus_client import Counter, Gauge, Histogram
 
 UPDATES = Counter("mlops_features_updates_total", "View updates (one per event and view of its source) written to "
                   "features.log.", ["view"])
-REJECTED = Counter("mlops_features_rejected_total", "Event records skipped: undecodable, or of no declared source "
-                   "(unknown_source, or no_source: unnamed while several sources are declared).", ["reason"])
+REJECTED = Counter("mlops_features_rejected_total", "Event records skipped: undecodable, of no declared source "
+                   "(unknown_source, or no_source: unnamed while several sources are declared), or duplicate (an "
+                   "event id its views have folded already: a replay after a crash).", ["reason"])
 REVISION = Gauge("mlops_features_definitions_revision", "The definitions revision in force (0: none yet).")
 PROCESSING = Histogram(
     "mlops_features_processing_seconds",
