@@ -4,7 +4,9 @@ double (unit) and with a real Redis of this test's own, killed while the server 
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -120,7 +122,9 @@ def test_redis_killed_while_serving_answers_unavailable_then_recovers(server_fac
     assert _infer_by_entity(running.url, "e1").as_numpy("probabilities").shape == (1, 2)
 
     own_redis.kill()
+    started = time.monotonic()
     status, message = _status_of(running.url, "e1")
+    print(f"\nkilled Redis: {status} after {time.monotonic() - started:.2f}s")
     assert status == str(grpc.StatusCode.UNAVAILABLE), (status, message)
     assert "online store" in message
     with pytest.raises(OnlineStoreUnavailable):  # the blocking client maps the outage the same way
@@ -132,3 +136,18 @@ def test_redis_killed_while_serving_answers_unavailable_then_recovers(server_fac
     writer.write(LAYOUT, "e1", dict.fromkeys(SEA_COLUMNS, 2.0), as_of_ms=1_700_000_000_001)
     assert _infer_by_entity(running.url, "e1").as_numpy("probabilities").shape == (1, 2)
     writer.close()
+
+
+def test_a_redis_that_never_answers_is_unavailable_within_the_deadline(server_factory, model_file: Path) -> None:  # type: ignore[no-untyped-def]
+    """A socket that accepts but never replies (a hung Redis): the bounded reply timeout and retries answer
+    UNAVAILABLE before the client's deadline (redis-py's defaults would wait ~a minute: DEADLINE_EXCEEDED)."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)  # the kernel completes connections; nobody ever reads or writes
+        settings = RedisSettings(url=f"redis://127.0.0.1:{silent.getsockname()[1]}/0", key_prefix="hung")
+        running = server_factory(store=RedisOnlineStore(settings), model_path=model_file)
+        started = time.monotonic()
+        status, message = _status_of(running.url, "e1")
+        print(f"\nhung Redis: {status} after {time.monotonic() - started:.2f}s (client deadline {DEADLINE_S}s)")
+        assert status == str(grpc.StatusCode.UNAVAILABLE), (status, message)
+        assert "Timeout" in message
