@@ -32,7 +32,7 @@ from faust.types import EventT
 from mlops import contracts
 from mlops.bus import KafkaBus, LagSeries, Producer
 from mlops.definitions import Revision
-from mlops.online_store import OnlineStore, ViewUpdate
+from mlops.online_store import OnlineStore, OnlineStoreUnavailable, ViewUpdate
 from mlops.telemetry import extract_context, messaging_attributes, traceparent_of_current, tracer
 from mlops.topics import EVENTS, FEATURES_LOG
 from opentelemetry.context import Context
@@ -46,6 +46,7 @@ from services.features.settings import FeaturesSettings
 log = logging.getLogger("mlops.features")
 _tracer = tracer("mlops.features")
 TABLE = "views"  # the faust table of per-(view, entity) state
+STORE_RETRY_MAX_S = 2.0  # longest wait between writes of a batch while Redis is unavailable
 
 
 @dataclass(frozen=True)
@@ -304,6 +305,21 @@ class Featurizer:
                 metrics.UPDATES.labels(vector.view.name).inc()
         return traceparent_of_current(context)
 
+    async def _write_until_written(self, updates: list[ViewUpdate]) -> None:
+        """Write the views, waiting out a Redis outage: the batch stays unacked (nothing is lost, lag grows) and
+        its state is already folded, so failing it would leave these views stale (a replay is not folded again)."""
+        delay = 0.1
+        while True:
+            try:
+                await self._store.write_many(updates)
+                return
+            except OnlineStoreUnavailable as exc:
+                metrics.STORE_RETRIES.inc()
+                log.warning("online store unavailable; retrying the batch's write", extra={"fields": {
+                    "error": str(exc), "views": len(updates), "retry_in_s": delay}})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, STORE_RETRY_MAX_S)
+
     @staticmethod
     def _online_views(tables: BatchTables, newest: dict[tuple[str, str], _Update]) -> list[tuple[ViewUpdate, Span]]:
         """The online view of each (view, entity) the batch touched, as of the entity's newest event: the last
@@ -322,7 +338,7 @@ class Featurizer:
         flushed = asyncio.ensure_future(asyncio.to_thread(self._producer.flush))
         begun = time.time_ns()
         try:
-            await self._store.write_many([view for view, _ in views])
+            await self._write_until_written([view for view, _ in views])
         finally:
             await flushed
         written = time.time_ns()

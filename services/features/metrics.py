@@ -18,6 +18,8 @@ PROCESSING = Histogram(
 BATCH_SIZE = Histogram(
     "mlops_features_batch_size", "Events per processed batch.", buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000)
 )
+STORE_RETRIES = Counter("mlops_features_store_retries_total", "Batch writes to the online store retried because "
+                        "Redis was unavailable (the batch waits, unacked).")
 ONLINE_REBUILDS = Counter("mlops_features_online_rebuilds_total", "Rebuilds of the online store from "
                           "features.log after its marker key was found gone (a Redis that lost its data).")
 FRESHNESS = Histogram(

@@ -1,14 +1,19 @@
 """Window aggregates are idempotent under replay: after a crash faust restores state that may already hold events
 it then consumes again; every view skips an event id it has folded, so each aggregate equals the reference computed
-on the de-duplicated stream (the demo views, all window kinds)."""
+on the de-duplicated stream (the demo views, all window kinds). And a Redis outage holds the batch instead of failing
+it (a failed batch's events would be skipped as replays, its views left stale)."""
 
 from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 from pathlib import Path
 
+import redis
 from mlops import definitions as d
+from mlops.bus import MemoryBus
+from mlops.online_store import MemoryOnlineStore, OnlineStoreUnavailable, ViewUpdate
 
 from services.features.core import Event, FeaturesConfig, Limits, ReferenceFeatures, fold
 
@@ -92,3 +97,30 @@ def test_remembered_ids_are_bounded_and_zero_turns_deduplication_off() -> None:
     anon = Event("", "", "e", T0, 0, {"x0": 1.0, "x1": 1.0, "x2": 1.0})
     assert nameless.update(anon) != {} and nameless.update(anon) != {}
     assert fold(config, nameless.state, anon) is not None
+
+
+class FlakyStore(MemoryOnlineStore):
+    """An online store whose Redis is unavailable for the first `outages` writes."""
+
+    def __init__(self, outages: int) -> None:
+        super().__init__()
+        self.outages, self.attempts = outages, 0
+
+    async def write_many(self, updates: Sequence[ViewUpdate]) -> None:
+        self.attempts += 1
+        if self.attempts <= self.outages:
+            raise OnlineStoreUnavailable("write", redis.ConnectionError("Connection refused"))
+        await super().write_many(updates)
+
+
+async def test_a_batch_waits_out_a_redis_outage_instead_of_failing() -> None:
+    """A failed batch would be consumed again, but its events are folded already (and so skipped as replays): the
+    views would stay stale. The batch's write is retried until Redis answers."""
+    from test_features_edge import SEA, Tables, featurizer, layout, sea
+
+    bus, store = MemoryBus(), FlakyStore(outages=2)
+    f = featurizer(bus, store)  # type: ignore[arg-type]
+    await f.handle([sea(0, "a", T0, 1.0)], Tables())
+    assert store.attempts == 3
+    [a] = await store.read_many(layout(SEA, "entity_activity"), ["a"])
+    assert a is not None and a.as_of_ms == T0
