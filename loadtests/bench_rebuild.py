@@ -18,7 +18,7 @@ import uuid
 from mlops import definitions as d
 from mlops.bus import KafkaBus, Producer
 from mlops.contracts import events_pb2
-from mlops.online_rebuild import rebuild_online_store
+from mlops.online_rebuild import rebuild_online_store, rebuild_store
 from mlops.online_store import SyncRedisOnlineStore, ViewLayout
 from mlops.settings import RedisSettings
 from mlops.topics import FEATURES_LOG, delete_topics, ensure_topics
@@ -68,7 +68,7 @@ def main() -> None:
     atexit.register(delete_topics, kafka)  # leftover partitions slow the broker down
     prefix = f"bench{uuid.uuid4().hex[:6]}"
     redis_settings: RedisSettings = stack.redis_settings().model_copy(update={"key_prefix": prefix})
-    store = SyncRedisOnlineStore(redis_settings)
+    store = rebuild_store(redis_settings)  # what the command and the service use
     atexit.register(_clear, store, prefix)
     revision = d.plan(None, d.load(definitions_path("sea")), "bench").revision
     assert revision is not None

@@ -44,7 +44,7 @@ from mlops.online_store import (
 from mlops.settings import RedisSettings
 from mlops.topics import FEATURES_LOG
 
-__all__ = ["RebuildReport", "ensure_rebuilt", "layouts_of", "marker_key", "rebuild_online_store"]
+__all__ = ["RebuildReport", "ensure_rebuilt", "layouts_of", "marker_key", "rebuild_online_store", "rebuild_store"]
 
 log = logging.getLogger("mlops.online_rebuild")
 
@@ -71,6 +71,7 @@ end
 return written
 """
 VIEWS_PER_CALL = 100  # views per script call: one reply per call instead of per view (the client's cost)
+REPLY_TIMEOUT_S = 30.0  # a pipelined batch of scripts answers in one reply: not a request's 1 s budget
 READ_CHUNK = 50_000  # offsets per partition read at once: the log is streamed, not held whole
 LOCK_TTL_S = 600
 
@@ -90,6 +91,12 @@ class RebuildReport:
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
+
+
+def rebuild_store(settings: RedisSettings) -> SyncRedisOnlineStore:
+    """A blocking store for a rebuild: the settings' Redis with a reply timeout long enough for a whole batch."""
+    return SyncRedisOnlineStore(settings.model_copy(update={
+        "socket_timeout_s": max(settings.socket_timeout_s, REPLY_TIMEOUT_S)}))
 
 
 def marker_key(key_prefix: str) -> str:
@@ -220,7 +227,7 @@ def ensure_rebuilt(bus: Bus, settings: RedisSettings, *, revisions: Iterable[Rev
                    client_id: str = "mlops-online-rebuild") -> RebuildReport | None:
     """Rebuild the online store if its marker is gone (a new or emptied Redis), under a lock so one process does it;
     None when there was nothing to do (or another process is at it)."""
-    store = SyncRedisOnlineStore(settings)
+    store = rebuild_store(settings)
     try:
         client = store.client
         marker, lock = marker_key(settings.key_prefix), f"{settings.key_prefix}:online-meta:rebuilding"

@@ -29,8 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _rebuild(args: argparse.Namespace) -> int:
     from mlops.bus import BusError, KafkaBus
     from mlops.definitions.store import read_revisions
-    from mlops.online_rebuild import marker_key, rebuild_online_store
-    from mlops.online_store import OnlineStoreUnavailable, SyncRedisOnlineStore
+    from mlops.online_rebuild import marker_key, rebuild_online_store, rebuild_store
+    from mlops.online_store import OnlineStoreUnavailable
     from mlops.settings import KafkaSettings, RedisSettings
 
     if args.batch < 1:
@@ -39,7 +39,7 @@ def _rebuild(args: argparse.Namespace) -> int:
     kafka, redis_settings = KafkaSettings(), RedisSettings()
     bus = KafkaBus(kafka)
     since_ms = 0 if args.since_hours is None else int((time.time() - args.since_hours * 3600) * 1000)
-    store = SyncRedisOnlineStore(redis_settings)
+    store = rebuild_store(redis_settings)
     try:
         revisions = read_revisions(bus, client_id="mlops-features-rebuild")
         if not revisions:
