@@ -12,6 +12,7 @@ The library's errors, each defined in the module whose failures it names:
     ├── OnlineStoreError                         mlops.online_store   a view that cannot be written
     │   ├── MissingFeatures                                           a view lacking columns of its layout
     │   └── TraceparentTooLong                                        a traceparent longer than W3C's 55 bytes
+    ├── OnlineStoreUnavailable                   mlops.online_store   Redis unreachable or too slow to answer
     ├── OfflineStoreError                        mlops.offline_store  offset ranges not read completely
     ├── UnknownExporter (also ValueError)        mlops.telemetry      MLOPS_TELEMETRY_EXPORTER names no exporter
     ├── UnknownMessagingOperation (ValueError)   mlops.telemetry      not a messaging convention operation (send, …)

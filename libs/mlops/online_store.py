@@ -8,7 +8,9 @@ a revision.
 `OnlineStore` is the interface both sides code against: write a batch of views (any mix of views, one round trip),
 read many entities of ONE view layout (one round trip), close. `RedisOnlineStore` is the deployed backend;
 `MemoryOnlineStore` keeps the same records in process memory for tests and broker-free runs;
-`SyncRedisOnlineStore` is the blocking Redis client for scripts, tests and benchmarks.
+`SyncRedisOnlineStore` is the blocking Redis client for scripts, tests and benchmarks. Both Redis clients use
+bounded connect/reply timeouts and few retries (`RedisSettings`), and raise `OnlineStoreUnavailable` when Redis
+cannot be reached or answers too late, so a caller can tell an outage from a bug (inference answers UNAVAILABLE).
 
 Redis layout per entity and view version, both keys with the view's TTL and written in one MULTI/EXEC:
 
@@ -40,6 +42,9 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 import numpy as np
 import redis
 import redis.asyncio as aredis
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from mlops.errors import MlopsError
 from mlops.settings import RedisSettings
@@ -55,12 +60,14 @@ __all__ = [
     "OnlineFeatures",
     "OnlineStore",
     "OnlineStoreError",
+    "OnlineStoreUnavailable",
     "RedisOnlineStore",
     "SyncRedisOnlineStore",
     "TraceparentTooLong",
     "ViewLayout",
     "ViewUpdate",
     "pack",
+    "redis_client_options",
     "view_layouts",
 ]
 
@@ -113,6 +120,26 @@ class ViewUpdate(NamedTuple):
 
 class OnlineStoreError(MlopsError):
     """The online store was given a view it cannot write."""
+
+
+class OnlineStoreUnavailable(MlopsError):
+    """Redis could not be reached or did not answer in time (the request itself may be fine: retry later)."""
+
+    def __init__(self, operation: str, cause: BaseException):
+        super().__init__(f"online store unavailable ({operation}): {type(cause).__name__}: {cause}")
+        self.operation = operation
+
+
+# what an outage looks like from redis-py (a refused or dropped connection, a reply later than socket_timeout_s)
+_OUTAGE = (redis.ConnectionError, redis.TimeoutError, OSError)
+
+
+def redis_client_options(settings: RedisSettings, *, blocking: bool = False) -> dict[str, object]:
+    """The keyword arguments of a Redis client with the bounded timeouts and retries of `settings` (redis-py's
+    defaults wait 5 s per attempt and retry 10 times: a minute before a caller hears of an outage)."""
+    retry = (Retry if blocking else AsyncRetry)(ExponentialBackoff(cap=0.1, base=0.01), settings.retries)
+    return {"socket_connect_timeout": settings.connect_timeout_s, "socket_timeout": settings.socket_timeout_s,
+            "retry": retry}
 
 
 class MissingFeatures(OnlineStoreError):
@@ -217,13 +244,19 @@ class _Keys:
         for update, record in zip(updates, records, strict=True):
             self._queue(pipe, update, record)
 
-    def _queue(self, pipe: redis.client.Pipeline, update: ViewUpdate, record: bytes) -> None:
-        layout, entity_id, values, as_of_ms, traceparent = update
+    @staticmethod
+    def hash_fields(update: ViewUpdate) -> dict[str, str]:
+        """The operator-readable hash of a view update."""
+        layout, _entity_id, values, as_of_ms, traceparent = update
         fields: dict[str, str] = {c: repr(float(values[c])) for c in layout.columns}
         fields |= {"as_of_ms": str(int(as_of_ms)), "view_version": str(layout.version),
                    TRACEPARENT_FIELD: traceparent}  # always set: an untraced update clears an older one
+        return fields
+
+    def _queue(self, pipe: redis.client.Pipeline, update: ViewUpdate, record: bytes) -> None:
+        layout, entity_id = update.layout, update.entity_id
         key = self.key(layout, entity_id)
-        pipe.hset(key, mapping=fields)
+        pipe.hset(key, mapping=self.hash_fields(update))
         pipe.expire(key, layout.ttl_s)
         pipe.set(self.vec_key(layout, entity_id), record, ex=layout.ttl_s)
 
@@ -233,20 +266,27 @@ class RedisOnlineStore(_Keys):
 
     def __init__(self, settings: RedisSettings):
         super().__init__(settings.key_prefix)
-        self._redis = aredis.Redis.from_url(settings.url)
+        self._redis = aredis.Redis.from_url(settings.url, **redis_client_options(settings))  # type: ignore[arg-type]
 
     async def write_many(self, updates: Sequence[ViewUpdate]) -> None:
         """Write the views in ONE round trip (one MULTI/EXEC)."""
         if not updates:
             return
-        async with self._redis.pipeline(transaction=True) as pipe:
-            self.queue_writes(pipe, updates)  # type: ignore[arg-type]
-            await pipe.execute()
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                self.queue_writes(pipe, updates)  # type: ignore[arg-type]
+                await pipe.execute()
+        except _OUTAGE as exc:
+            raise OnlineStoreUnavailable("write", exc) from exc
 
     async def read_many(self, layout: ViewLayout, entity_ids: Sequence[str]) -> list[OnlineFeatures | None]:
         if not entity_ids:
             return []
-        return _decode(layout, entity_ids, await self._redis.mget(self.vec_keys(layout, entity_ids)))
+        try:
+            replies = await self._redis.mget(self.vec_keys(layout, entity_ids))
+        except _OUTAGE as exc:
+            raise OnlineStoreUnavailable("read", exc) from exc
+        return _decode(layout, entity_ids, replies)
 
     async def close(self) -> None:
         await self._redis.aclose()
@@ -260,7 +300,12 @@ class SyncRedisOnlineStore(_Keys):
 
     def __init__(self, settings: RedisSettings):
         super().__init__(settings.key_prefix)
-        self._redis = redis.Redis.from_url(settings.url)
+        self._redis = redis.Redis.from_url(settings.url, **redis_client_options(settings, blocking=True))  # type: ignore[arg-type]
+
+    @property
+    def client(self) -> redis.Redis:
+        """The blocking client (for bulk work such as the rebuild from features.log)."""
+        return self._redis
 
     def write_many(self, updates: Sequence[ViewUpdate]) -> None:
         """Replace the views and (re)arm their TTLs atomically, in one round trip."""
@@ -268,7 +313,10 @@ class SyncRedisOnlineStore(_Keys):
             return
         pipe = self._redis.pipeline(transaction=True)
         self.queue_writes(pipe, updates)
-        pipe.execute()
+        try:
+            pipe.execute()
+        except _OUTAGE as exc:
+            raise OnlineStoreUnavailable("write", exc) from exc
 
     def write(self, layout: ViewLayout, entity_id: str, values: Mapping[str, float], as_of_ms: int,
               traceparent: str = "") -> None:
@@ -278,7 +326,11 @@ class SyncRedisOnlineStore(_Keys):
         """The views of `entity_ids` in order (None: unknown, expired or another layout) in one round trip."""
         if not entity_ids:
             return []
-        return _decode(layout, entity_ids, self._redis.mget(self.vec_keys(layout, entity_ids)))
+        try:
+            replies = self._redis.mget(self.vec_keys(layout, entity_ids))
+        except _OUTAGE as exc:
+            raise OnlineStoreUnavailable("read", exc) from exc
+        return _decode(layout, entity_ids, replies)  # type: ignore[arg-type]
 
     def close(self) -> None:
         self._redis.close()

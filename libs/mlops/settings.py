@@ -61,6 +61,11 @@ class RedisSettings(BaseSettings):
 
     url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL of the online feature store.")
     key_prefix: str = Field("mlops", description="Prefix of every Redis key (isolates test runs).")
+    # bounded so a Redis outage fails a request within its deadline instead of hanging on a dead socket
+    connect_timeout_s: float = Field(0.5, gt=0, description="Longest wait to open a Redis connection.")
+    socket_timeout_s: float = Field(1.0, gt=0, description="Longest wait for one Redis reply.")
+    retries: int = Field(1, ge=0, description="Retries of a command after a connection error or timeout (short "
+                                              "backoff): rides out a dropped connection, not an outage.")
 
 
 class TelemetrySettings(BaseSettings):

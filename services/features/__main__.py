@@ -9,6 +9,7 @@ import time
 import faust
 from mlops.bus import KafkaBus, wait_for_broker
 from mlops.definitions.store import DefinitionsFollower
+from mlops.online_rebuild import ensure_rebuilt
 from mlops.online_store import RedisOnlineStore
 from mlops.service import start
 from mlops.settings import KafkaSettings, RedisSettings
@@ -29,7 +30,8 @@ def main() -> int:
     service = start("features", DEFAULT_METRICS_PORT, ready=ready)
     wait_for_broker(kafka)
     bus = KafkaBus(kafka)
-    features = build(settings, bus, RedisOnlineStore(redis), on_assigned=assigned.set)
+    features = build(settings, bus, RedisOnlineStore(redis), on_assigned=assigned.set,
+                     rebuild_online_store=lambda: ensure_rebuilt(bus, redis, client_id=f"{settings.app_id}-rebuild"))
     follower = holder["follower"] = DefinitionsFollower(bus, client_id=f"{settings.app_id}-definitions",
                                                         on_change=features.featurizer.reconfigure)
     follower.start(settings.definitions_timeout_s)

@@ -32,7 +32,7 @@ from faust.types import EventT
 from mlops import contracts
 from mlops.bus import KafkaBus, LagSeries, Producer
 from mlops.definitions import Revision
-from mlops.online_store import OnlineStore, ViewUpdate
+from mlops.online_store import OnlineStore, OnlineStoreUnavailable, ViewUpdate
 from mlops.telemetry import extract_context, messaging_attributes, traceparent_of_current, tracer
 from mlops.topics import EVENTS, FEATURES_LOG
 from opentelemetry.context import Context
@@ -46,6 +46,7 @@ from services.features.settings import FeaturesSettings
 log = logging.getLogger("mlops.features")
 _tracer = tracer("mlops.features")
 TABLE = "views"  # the faust table of per-(view, entity) state
+STORE_RETRY_MAX_S = 2.0  # longest wait between writes of a batch while Redis is unavailable
 
 
 @dataclass(frozen=True)
@@ -62,10 +63,13 @@ def build(
     store: OnlineStore,
     *,
     on_assigned: Callable[[], None] = lambda: None,
+    rebuild_online_store: Callable[[], object] | None = None,
 ) -> FeaturesApp:
     """The faust app of features on `bus`'s broker and topics, writing views to `store`; `on_assigned` is called
-    once partitions are assigned (readiness). faust is its own Kafka client, so this takes the real bus only. The
-    agent folds nothing until `featurizer.reconfigure` has given it a definitions revision."""
+    once partitions are assigned (readiness); `rebuild_online_store` (blocking: run in a thread every
+    `online_rebuild_check_s`) rebuilds the store when it lost its data and returns None when it had not. faust is
+    its own Kafka client, so this takes the real bus only. The agent folds nothing until `featurizer.reconfigure`
+    has given it a definitions revision."""
     kafka = bus.settings
 
     # --- app -------------------------------------------------------------------------------------------------
@@ -78,6 +82,11 @@ def build(
         topic_replication_factor=kafka.replication_factor,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=settings.commit_interval_s,
+        # the confluent consumers' session timeout for faust too (faust's default, 60 s, kept a killed member's
+        # partitions unprocessed for about 70 s after its restart); heartbeats as the confluent consumers send them
+        broker_session_timeout=kafka.session_timeout_ms / 1000,
+        broker_heartbeat_interval=max(1000, kafka.session_timeout_ms // 4) / 1000,
+        consumer_group_instance_id=settings.group_instance_id or None,
         web_enabled=False,
     )
 
@@ -92,7 +101,7 @@ def build(
     # features.log goes out through the C client (librdkafka): faust's pure-Python producer cost more per record
     # than the fold
     producer = bus.producer(client_id=f"{settings.app_id}-features-log")
-    limits = Limits(round(settings.late_events_s * 1000), settings.sliding_max_events)
+    limits = Limits(round(settings.late_events_s * 1000), settings.sliding_max_events, settings.remembered_events)
     featurizer = Featurizer(store, producer, features_log_name, settings.app_id, limits)
 
     @app.agent(events, name="featurize")
@@ -117,6 +126,19 @@ def build(
             lag.update(lags)
         except Exception as exc:  # metrics must never stop the worker
             log.debug("lag refresh failed", extra={"fields": {"error": str(exc)}})
+
+    if rebuild_online_store is not None:
+        check = rebuild_online_store
+
+        @app.timer(interval=settings.online_rebuild_check_s)
+        async def online_store_check() -> None:
+            try:
+                rebuilt = await asyncio.to_thread(check)
+            except Exception as exc:  # Redis still down: the next tick tries again
+                log.warning("online store check failed", extra={"fields": {"error": str(exc)}})
+                return
+            if rebuilt is not None:
+                metrics.ONLINE_REBUILDS.inc()
 
     @app.on_rebalance_complete.connect
     async def assigned(sender: Any, **kwargs: Any) -> None:
@@ -257,6 +279,10 @@ class Featurizer:
             name = ev.source_name or "(none)"
             skipped[name] = skipped.get(name, 0) + 1
             return
+        if not vectors:  # every view of its source has folded this event already: a replay
+            if config.views_for(ev.source_name):
+                metrics.REJECTED.labels("duplicate").inc()
+            return
         attrs = messaging_attributes("process", msg.topic, msg.partition, msg.offset, ev.entity_id, self._group)
         # ended by handle once the batch's online views are written
         span = _tracer.start_span(f"process {msg.topic}", context=extract_context(msg.headers), kind=SpanKind.CONSUMER,
@@ -279,6 +305,21 @@ class Featurizer:
                 metrics.UPDATES.labels(vector.view.name).inc()
         return traceparent_of_current(context)
 
+    async def _write_until_written(self, updates: list[ViewUpdate]) -> None:
+        """Write the views, waiting out a Redis outage: the batch stays unacked (nothing is lost, lag grows) and
+        its state is already folded, so failing it would leave these views stale (a replay is not folded again)."""
+        delay = 0.1
+        while True:
+            try:
+                await self._store.write_many(updates)
+                return
+            except OnlineStoreUnavailable as exc:
+                metrics.STORE_RETRIES.inc()
+                log.warning("online store unavailable; retrying the batch's write", extra={"fields": {
+                    "error": str(exc), "views": len(updates), "retry_in_s": delay}})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, STORE_RETRY_MAX_S)
+
     @staticmethod
     def _online_views(tables: BatchTables, newest: dict[tuple[str, str], _Update]) -> list[tuple[ViewUpdate, Span]]:
         """The online view of each (view, entity) the batch touched, as of the entity's newest event: the last
@@ -297,7 +338,7 @@ class Featurizer:
         flushed = asyncio.ensure_future(asyncio.to_thread(self._producer.flush))
         begun = time.time_ns()
         try:
-            await self._store.write_many([view for view, _ in views])
+            await self._write_until_written([view for view, _ in views])
         finally:
             await flushed
         written = time.time_ns()

@@ -43,3 +43,17 @@ class FeaturesSettings(BaseSettings):
         "freshness cost of batching when traffic is light). Must be > 0: faust's take_events without a timeout "
         "holds a partial batch until it fills.",
     )
+    group_instance_id: str = Field(
+        "", description="Static group membership (Kafka group.instance.id), unique per replica (e.g. the pod "
+        "name): a restarted replica gets its partitions back at once instead of after the session timeout. "
+        "Empty: dynamic membership.",
+    )
+    remembered_events: int = Field(
+        64, ge=0, description="Recent event ids remembered per entity and view (8 bytes each in the table): an "
+        "event replayed after a crash (consumed again after its effect reached the changelog) is not folded twice "
+        "if it is among them. 0: no de-duplication.",
+    )
+    online_rebuild_check_s: float = Field(
+        5.0, gt=0, description="How often the online store's marker key is checked: a Redis that lost its data "
+        "(restarted without persistence, flushed) is rebuilt from features.log (mlops.online_rebuild).",
+    )

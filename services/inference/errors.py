@@ -5,7 +5,7 @@ from __future__ import annotations
 from mlops.errors import MlopsError
 
 __all__ = ["EntityNotFound", "InferenceError", "InvalidInput", "ModelLoadError", "ModelMismatch", "ModelNotFound",
-           "NoDefinitions", "NoOnlineStore", "NotReady", "ShuttingDown", "TooLarge", "TooLargeBody"]
+           "NoDefinitions", "NoOnlineStore", "NotReady", "OnlineStoreDown", "ShuttingDown", "TooLarge", "TooLargeBody"]
 
 
 class InferenceError(MlopsError):
@@ -66,6 +66,13 @@ class ShuttingDown(NotReady):
 class NoOnlineStore(NotReady):
     def __init__(self) -> None:
         super().__init__("entity ids need the online store, which this server has not configured")
+
+
+class OnlineStoreDown(NotReady):
+    """The online store (Redis) could not be read in time: UNAVAILABLE, the client may retry."""
+
+    def __init__(self, problem: str):
+        super().__init__(f"entity ids need the online store, which cannot be read now: {problem}")
 
 
 class NoDefinitions(NotReady):

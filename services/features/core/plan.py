@@ -42,6 +42,7 @@ class ViewPlan:
     layout: ViewLayout
     units: tuple[Unit, ...]
     features: tuple[FeaturePlan, ...]
+    remembered_events: int = 64  # recent event ids kept per entity to skip replays (Limits.remembered_events)
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class Limits:
 
     grace_ms: int = 300_000  # how late an event may be and still count in its window
     sliding_max_events: int = 10_000  # most buffered events per entity, field and sliding window
+    remembered_events: int = 64  # recent event ids per entity and view: a replayed one is not folded again
 
 
 @dataclass(frozen=True)
@@ -104,4 +106,5 @@ def view_plan(d: Definitions, view: FeatureView, version: int, limits: Limits) -
         key = f"{source.name}.{field.name}|{win.key}" + ("" if shared else f"|{agg.kind}")
         units.setdefault(key, Unit(key, field.name, categorical, win, None if shared else agg))
         features.append(FeaturePlan(feature.name, key, win, agg))
-    return ViewPlan(view.name, ViewLayout.of(d, view, version), tuple(units.values()), tuple(features))
+    return ViewPlan(view.name, ViewLayout.of(d, view, version), tuple(units.values()), tuple(features),
+                    limits.remembered_events)

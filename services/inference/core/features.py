@@ -5,7 +5,8 @@ features a request for the same entity would. Per view one read of the current v
 batch), then, for the entities missing there only, one read per older layout that still has the columns. An entity
 missing from a view after that follows the model's declared `serving.missing_entity`: `error` refuses the request
 naming the entities, `defaults` serves NaN in that view's columns (the model's own missing-value handling). NaN
-inside a found view is a value the features service has none for yet, and is passed on the same way.
+inside a found view is a value the features service has none for yet, and is passed on the same way. A store that
+cannot be reached (`OnlineStoreUnavailable`) becomes `OnlineStoreDown`, a NotReady: the edge answers UNAVAILABLE.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 from mlops.definitions.model import MissingEntity
-from mlops.online_store import OnlineFeatures, OnlineStore
+from mlops.online_store import OnlineFeatures, OnlineStore, OnlineStoreUnavailable
 
 from services.inference.core.catalog import ModelSpec, ViewRead
-from services.inference.errors import EntityNotFound
+from services.inference.errors import EntityNotFound, OnlineStoreDown
 
 __all__ = ["Assembled", "assemble"]
 
@@ -47,6 +48,13 @@ async def _read(store: OnlineStore, read: ViewRead, entity_ids: Sequence[str]) -
 
 
 async def assemble(store: OnlineStore, spec: ModelSpec, entity_ids: Sequence[str]) -> Assembled:
+    try:
+        return await _assemble(store, spec, entity_ids)
+    except OnlineStoreUnavailable as exc:
+        raise OnlineStoreDown(str(exc)) from exc
+
+
+async def _assemble(store: OnlineStore, spec: ModelSpec, entity_ids: Sequence[str]) -> Assembled:
     n, k = len(entity_ids), spec.k
     if len(spec.views) == 1:  # the common case, and with every entity in the current layout the fastest
         read = spec.views[0]

@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "mlops_tools.cli.models_cmd",  # models list|show|promote|rollback|diff|card
     "mlops_tools.cli.register_cmd",  # models register (bring your own ONNX; after models_cmd, whose group it joins)
     "mlops_tools.cli.score_cmd",  # score (batch scoring)
+    "mlops_tools.cli.features_cmd",  # features rebuild (the online store from features.log)
     "mlops_tools.cli.demo_cmd",  # demo
     "mlops_tools.cli.trace_cmd",  # trace ID
     "mlops_tools.cli.bench_cmd",  # bench NAME

@@ -222,7 +222,10 @@ class Stack:
         rdir.mkdir(parents=True, exist_ok=True)
         self.redis.start(
             [server, "--bind", self.s.host, "--port", str(self.s.redis_port), "--dir", str(rdir),
-             "--save", "", "--appendonly", "no", "--protected-mode", "yes", "--daemonize", "no",
+             # persistence on: a restarted Redis comes back with its views (AOF, fsync each second; the features
+             # service still rebuilds from features.log when they are gone)
+             "--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
+             "--protected-mode", "yes", "--daemonize", "no",
              "--pidfile", str(rdir / "redis-server.pid")]
         )
         self._wait("redis", self.redis, self.s.redis_port)
