@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 from prometheus_client import Counter, Gauge
 
 from services.monitor.core import Detection, DriftMonitor, RetrainDecision, WindowResult
+
+log = logging.getLogger("mlops.monitor")
 
 DRIFT_STATISTIC = Gauge(
     "mlops_monitor_drift_statistic",
@@ -34,6 +38,18 @@ BAD_LABELS = Counter(
 )
 REVISION = Gauge("mlops_monitor_definitions_revision", "The definitions revision the monitor watches by.")
 MODELS = Gauge("mlops_monitor_models_watched", "Models the definitions in force declare (the monitor watches each).")
+ESTIMATED_ACCURACY = Gauge(
+    "mlops_monitor_estimated_accuracy", "Expected accuracy of a classifier version from its calibrated confidence "
+    "over the latest window of predictions (no labels needed, as NannyML's CBPE).", ["model", "version"]
+)
+REALISED_ACCURACY = Gauge(
+    "mlops_monitor_realised_accuracy", "Accuracy of a classifier version over its latest window of joined labels.",
+    ["model", "version"]
+)
+DEFERRED = Counter(
+    "mlops_monitor_deferred_drifts_total", "Drift seen during a cool-down: reported now, asked for when it ends.",
+    ["model", "kind"]
+)
 MODEL_VERSION = Gauge("mlops_monitor_model_version_info", "The model version the monitor sees serving.",
                       ["model", "version"])
 
@@ -43,6 +59,16 @@ class PrometheusObserver:
 
     def on_detection(self, detection: Detection, suppressed: str | None) -> None:
         DETECTIONS.labels(detection.model_name, detection.kind, detection.detector, suppressed or "retrain").inc()
+        if suppressed == "deferred":
+            DEFERRED.labels(detection.model_name, detection.kind).inc()
+            log.warning("drift during the cool-down: reported, asked for when it ends", extra={"fields": {
+                "model": detection.model_name, "version": detection.model_version, "kind": detection.kind,
+                "detector": detection.detector, "feature": detection.feature, "value": detection.value}})
+
+    def on_estimate(self, model_name: str, version: str, expected: float, realised: float | None) -> None:
+        ESTIMATED_ACCURACY.labels(model_name, version).set(expected)
+        if realised is not None:
+            REALISED_ACCURACY.labels(model_name, version).set(realised)
 
     def on_window(self, model_name: str, feature: str, result: WindowResult) -> None:
         DRIFT_STATISTIC.labels(model_name, feature, "psi").set(result.psi)

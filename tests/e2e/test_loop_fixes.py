@@ -45,7 +45,7 @@ def test_monitor_keeps_the_decision_of_a_label_that_arrived_before_its_predictio
             score=0.1 if wrong else 0.9, predicted_label=0.0 if wrong else 1.0, timestamp_ms=t,
             features_as_of_ms=t))
     assert len(decisions) == 1, "exactly one retrain decision for the episode"
-    assert decisions[0].detector == "ADWIN" and decisions[0].statistic == "error_rate"
+    assert decisions[0].detector == "ErrorWindows" and decisions[0].statistic == "error_rate"
 
 
 class _Data:

@@ -96,7 +96,8 @@ def test_memory_bus_predictions_and_labels_in_one_retrain_request_out_offsets_co
 
     [request] = memory_bus.records(memory_bus.topic(RETRAIN_REQUESTED))
     req = request.decode(models_pb2.RetrainRequest)
-    assert (req.model_name, req.detector, req.statistic, req.requested_by) == ("sea", "ADWIN", "error_rate", "monitor")
+    assert (req.model_name, req.detector, req.statistic, req.requested_by) == (
+        "sea", "ErrorWindows", "error_rate", "monitor")
     assert request.key == b"sea" and "concept drift" in req.reason
     for spec in (PREDICTIONS, LABELS):
         topic = memory_bus.topic(spec)
@@ -169,7 +170,7 @@ def test_drift_gives_exactly_one_retrain_request_and_a_restart_keeps_the_cooldow
     assert len(requests) == 1
     req = requests[0].decode(models_pb2.RetrainRequest)
     named = (req.model_name, req.detector, req.statistic, req.requested_by)
-    assert named == ("sea", "ADWIN", "error_rate", "monitor")
+    assert named == ("sea", "ErrorWindows", "error_rate", "monitor")
     assert req.value >= settings.error_min_increase and req.window_start_ms <= req.window_end_ms
     assert "concept drift" in req.reason
     assert len(req.trace_id) == 32 and requests[0].key == b"sea"
