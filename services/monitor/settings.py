@@ -52,7 +52,7 @@ class MonitorSettings(BaseSettings):
         "reference; the latest window is compared with it every `data_window_step` records (KS per feature and "
         "on the score; PSI is reported)."
     )
-    data_window_step: int = Field(250, ge=1, description="Records between two data-stream KS tests.")
+    data_window_step: int = Field(500, ge=1, description="Records between two data-stream KS tests.")
     psi_bins: int = Field(10, ge=2, description="PSI bins (reference quantiles).")
     psi_threshold: float = Field(
         0.25, gt=0, description="PSI above this is reported as a detection (0.25 = major shift); PSI has no "

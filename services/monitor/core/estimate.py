@@ -27,7 +27,7 @@ class PerformanceEstimator:
         self._window = window
         self._reference_labels = reference_labels
         self._recent: deque[int] = deque()  # bin of each recent prediction
-        self._counts = np.zeros(_BINS, dtype=np.int64)  # recent predictions per bin
+        self._counts = [0] * _BINS  # recent predictions per bin (a list: cheaper than numpy per item)
         self._correct = np.zeros(_BINS)  # reference: right predictions per bin
         self._seen = np.zeros(_BINS)  # reference: labelled predictions per bin
         self._labelled = 0
@@ -41,11 +41,14 @@ class PerformanceEstimator:
         return min(_BINS - 1, max(0, int(conf * _BINS)))
 
     def add_prediction(self, conf: float) -> None:
-        b = self._bin(conf)
-        self._recent.append(b)
-        self._counts[b] += 1
-        if len(self._recent) > self._window:
-            self._counts[self._recent.popleft()] -= 1
+        b = int(conf * _BINS)
+        b = _BINS - 1 if b >= _BINS else (0 if b < 0 else b)
+        recent = self._recent
+        recent.append(b)
+        counts = self._counts
+        counts[b] += 1
+        if len(recent) > self._window:
+            counts[recent.popleft()] -= 1
 
     def add_label(self, conf: float, correct: bool) -> None:
         """A joined label calibrates its confidence bin (only the version's first labels: the reference)."""
@@ -65,5 +68,6 @@ class PerformanceEstimator:
         midpoints = (np.arange(_BINS) + 0.5) / _BINS
         # a bin with few reference labels leans on its raw confidence (a pseudo-count of 5)
         calibrated = (self._correct + 5 * midpoints) / (self._seen + 5)
-        n = self._counts.sum()
-        return float((self._counts * calibrated).sum() / n) if n else float("nan")
+        counts = np.asarray(self._counts, dtype=np.float64)
+        n = counts.sum()
+        return float((counts * calibrated).sum() / n) if n else float("nan")

@@ -87,23 +87,28 @@ def make_detector(name: str, settings: MonitorSettings, seed: int = 0, alpha: fl
     raise UnknownDetector(name, DETECTORS)
 
 
-def psi(reference_props: np.ndarray, edges: np.ndarray, current: np.ndarray) -> float:
+def psi(reference_props: np.ndarray, edges: np.ndarray, current: np.ndarray, *, is_sorted: bool = False) -> float:
     """Population stability index of `current` against reference bin proportions (bins: interior `edges`)."""
-    counts = np.bincount(np.searchsorted(edges, current, side="right"), minlength=len(reference_props))
-    cur = counts / max(1, len(current))
+    cur_sorted = current if is_sorted else np.sort(current)
+    # bin counts from the sorted values: one search per edge instead of one per value
+    cuts = np.searchsorted(cur_sorted, edges, side="left")
+    counts = np.diff(np.concatenate(([0], cuts, [len(cur_sorted)])))
+    cur = counts / max(1, len(cur_sorted))
     eps = 1e-4
     ref = np.clip(reference_props, eps, None)
     cur = np.clip(cur, eps, None)
     return float(np.sum((cur - ref) * np.log(cur / ref)))
 
 
-def ks_statistic(sorted_ref: np.ndarray, current: np.ndarray) -> float:
-    """Two-sample Kolmogorov–Smirnov D (both empirical CDFs evaluated on the pooled points)."""
-    cur = np.sort(current)
-    pooled = np.concatenate([sorted_ref, cur])
-    cdf_ref = np.searchsorted(sorted_ref, pooled, side="right") / len(sorted_ref)
-    cdf_cur = np.searchsorted(cur, pooled, side="right") / len(cur)
-    return float(np.max(np.abs(cdf_ref - cdf_cur)))
+def ks_statistic(sorted_ref: np.ndarray, current: np.ndarray, *, is_sorted: bool = False) -> float:
+    """Two-sample Kolmogorov–Smirnov D: both empirical CDFs evaluated at every point of either sample (the sup of
+    two right-continuous step functions is reached there). Sorted queries keep searchsorted cache-friendly."""
+    cur = current if is_sorted else np.sort(current)
+    n, m = len(sorted_ref), len(cur)
+    at_cur = np.abs(np.searchsorted(sorted_ref, cur, side="right") / n - np.searchsorted(cur, cur, side="right") / m)
+    at_ref = np.abs(np.searchsorted(sorted_ref, sorted_ref, side="right") / n
+                    - np.searchsorted(cur, sorted_ref, side="right") / m)
+    return float(max(at_cur.max(), at_ref.max()))
 
 
 def ks_critical(n: int, m: int, alpha: float) -> float:
@@ -127,7 +132,7 @@ class StreamStats:
     __slots__ = (
         "_buf", "_mean", "_inv_std", "_ref_props", "_ref_sorted", "_edges", "_window_start_ms", "_n", "_step",
         "detector", "detector_label", "name", "settings", "ready", "on_window", "_ks_crit", "seed",
-        "detector_name", "alpha", "_step_n", "_starts", "ks_alpha",
+        "detector_name", "alpha", "_step_n", "_starts", "ks_alpha", "_mark",
     )
 
     def __init__(self, name: str, detector_name: str, settings: MonitorSettings,
@@ -147,7 +152,8 @@ class StreamStats:
         self._buf: list[float] = []
         self._n = settings.window_size
         self._step_n = settings.data_window_step
-        self._starts: deque[int] = deque(maxlen=-(-settings.window_size // settings.data_window_step) + 1)
+        self._starts: deque[int] = deque(maxlen=-(-settings.window_size // settings.data_window_step))
+        self._mark = True
         self._window_start_ms = 0
         self._mean = 0.0
         self._inv_std = 1.0
@@ -161,8 +167,9 @@ class StreamStats:
     def update(self, x: float, t_ms: int) -> bool:
         """Add one value; True when the online detector fired on it (the hot path: keep it lean)."""
         buf = self._buf
-        if not buf or (self.ready and (len(buf) - self._n) % self._step_n == 0):
-            self._starts.append(t_ms)  # a chunk of `data_window_step` values starts: windows start at chunks
+        if self._mark:  # the first value since the last test: windows start at such marks
+            self._starts.append(t_ms)
+            self._mark = False
         buf.append(x)
         step = self._step
         if step is None:  # reference phase, or no online detector
@@ -181,6 +188,7 @@ class StreamStats:
         ref = np.asarray(self._buf, dtype=np.float64)
         self._buf = []
         self._starts.clear()
+        self._mark = True
         self._mean = float(ref.mean())
         std = float(ref.std())
         self._inv_std = 1.0 / std if std > 1e-12 else 1.0
@@ -196,13 +204,15 @@ class StreamStats:
     def _close_window(self) -> None:
         buf = self._buf
         self._window_start_ms = self._starts[0]
-        cur = np.asarray(buf, dtype=np.float64)
+        cur = np.sort(np.asarray(buf, dtype=np.float64))
         result = WindowResult(
-            psi(self._ref_props, self._edges, cur), ks_statistic(self._ref_sorted, cur), self._ks_crit,
+            psi(self._ref_props, self._edges, cur, is_sorted=True),
+            ks_statistic(self._ref_sorted, cur, is_sorted=True), self._ks_crit,
             self._window_start_ms,
         )
         keep = self._n - self._step_n  # the next test's window overlaps this one
         del buf[:len(buf) - keep]
+        self._mark = True
         self.on_window(self, result)
 
     @property
