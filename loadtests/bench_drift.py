@@ -304,7 +304,7 @@ def plot(outcomes: list[Outcome], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> list[Outcome]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="CI size: 2 seeds, shorter streams")
+    ap.add_argument("--quick", action="store_true", help="CI size: 2 seeds, shorter streams, no KSWIN")
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--pre", type=int, default=6000, help="predictions before the change")
     ap.add_argument("--post", type=int, default=6000, help="predictions after the change")
@@ -314,7 +314,7 @@ def main(argv: list[str] | None = None) -> list[Outcome]:
     ap.add_argument("--plot", type=Path, default=None, help="write the delay-vs-noise plot (PNG) here")
     args = ap.parse_args(argv)
     if args.quick:
-        args.seeds, args.pre, args.post = 2, 4000, 3000
+        args.seeds, args.pre, args.post, args.no_kswin = 2, 3000, 2000, True
     todo = cases(args.seeds, args.pre, args.post, args.label_delay, not args.no_kswin)
     random.Random(0).shuffle(todo)  # mix slow and fast families across workers
     started = time.perf_counter()

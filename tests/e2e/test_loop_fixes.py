@@ -30,7 +30,7 @@ COLUMNS = [column for _, column in SEA.model_inputs(SEA.model("sea"))]
 
 
 def test_monitor_keeps_the_decision_of_a_label_that_arrived_before_its_prediction() -> None:
-    settings = MonitorSettings(window_size=100, min_records=100, error_reference_labels=20, error_recent_labels=20,
+    settings = MonitorSettings(window_size=100, min_records=100, error_reference_labels=20, error_check_every=5,
                                data_detector="none", score_detector="none")
     monitor = DriftMonitor(settings, config=MonitorConfig(fallback=ModelPolicy("", cooldown_ms=0)))
     decisions = []

@@ -183,3 +183,61 @@ def test_restored_request_keeps_the_cooldown_after_a_restart():
 def test_warm_up_min_records_must_cover_the_reference_window():
     with pytest.raises(ValueError, match="min_records"):
         MonitorSettings(window_size=1000, min_records=500)
+
+
+class Estimates(Recorder):
+    """A Recorder that also keeps the confidence-based accuracy estimates."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.estimates: list[tuple[float, float | None]] = []
+
+    def on_estimate(self, model_name, version, expected, realised) -> None:  # noqa: ANN001
+        self.estimates.append((expected, realised))
+
+
+def test_the_change_point_estimate_lies_near_the_true_change():
+    cfg = StreamConfig(count=12_000, drift_at=6_000, noise=0.05, covariate_shift=False, seed=5)
+    [(_, d)] = replay(monitor(), generate(cfg))
+    drift_ms = cfg.start_ms + 6_000 * 10  # 10 ms per record
+    assert abs(d.change_point_ms - drift_ms) <= 300 * 10, (d.change_point_ms - drift_ms) / 10
+    assert d.attempt == 1
+
+
+def test_a_persisting_drift_is_deferred_during_the_cooldown_then_asked_again_with_the_same_change_point():
+    """The retrain did not replace the model (e.g. its challenger was rejected): the drift seen during the cool-down
+    is reported as deferred and asked for when the cool-down ends, at most max_requests_per_version times."""
+    rec = Recorder()
+    cfg = StreamConfig(count=30_000, drift_at=5_000, noise=0.05, covariate_shift=False, seed=6)
+    m = monitor(rec, cooldown_ms=40_000, retrain_timeout_ms=0, max_requests_per_version=3)
+    fired = replay(m, generate(cfg))
+    assert [d.attempt for _, d in fired] == [1, 2, 3]
+    gaps = [b.window_end_ms - a.window_end_ms for (_, a), (_, b) in zip(fired, fired[1:], strict=False)]
+    assert all(40_000 <= g <= 40_000 + 5_000 for g in gaps), gaps  # asked for as soon as the cool-down ends
+    assert len({d.change_point_ms for _, d in fired}) == 1
+    outcomes = [why for _, _, _, why in rec.detections]
+    assert "deferred" in outcomes and "attempts_exhausted" in outcomes
+
+
+def test_a_concept_drift_after_a_data_only_request_is_asked_for_at_once():
+    """A covariate shift asks first (a data signal); the concept drift that follows is stronger evidence and is not
+    held back by that request's cool-down."""
+    shift = StreamConfig(count=9_000, drift_at=4_000, noise=0.05, covariate_shift=True, variant_before=2,
+                         variant_after=2, seed=8)  # x2 moves, the concept stays
+    recs = list(generate(shift))
+    both = StreamConfig(count=7_000, drift_at=1, noise=0.05, covariate_shift=True, variant_before=2, variant_after=3,
+                        seed=9, start_ms=recs[-1].event_time_ms + 10)  # x2 still moved, and now the concept too
+    recs += [SyntheticRecord(r.index + 9_000, r.event_id, r.entity_id, r.event_time_ms, r.values, r.label, r.drifted)
+             for r in generate(both)]
+    m = monitor(cooldown_ms=NEVER, retrain_timeout_ms=NEVER)
+    fired = replay(m, iter(recs), model=lambda rec: predict(rec, 2, "1"))
+    assert [d.statistic for _, d in fired][:2] == ["ks", "error_rate"], [d.reason for _, d in fired]
+    assert len(fired) == 2
+
+
+def test_the_confidence_based_estimate_follows_the_realised_accuracy_without_drift():
+    rec = Estimates()
+    m = monitor(rec)
+    assert replay(m, generate(StreamConfig(count=12_000, drift_at=None, noise=0.1, seed=9))) == []
+    late = [(e, r) for e, r in rec.estimates[len(rec.estimates) // 2:] if r is not None]
+    assert late and all(abs(e - r) < 0.05 for e, r in late), late[:5]
