@@ -52,7 +52,9 @@ class MonitorSettings(BaseSettings):
         "reference; the latest window is compared with it every `data_window_step` records (KS per feature and "
         "on the score; PSI is reported)."
     )
-    data_window_step: int = Field(500, ge=1, description="Records between two data-stream KS tests.")
+    data_window_step: int = Field(
+        500, ge=1, description="Records between two data-stream KS tests (at most window_size: every record is tested)."
+    )
     psi_bins: int = Field(10, ge=2, description="PSI bins (reference quantiles).")
     psi_threshold: float = Field(
         0.25, gt=0, description="PSI above this is reported as a detection (0.25 = major shift); PSI has no "
@@ -129,6 +131,4 @@ class MonitorSettings(BaseSettings):
     def _consistent(self) -> MonitorSettings:
         if self.min_records and self.min_records < self.window_size:
             raise ValueError("min_records must be 0 or >= window_size (the reference window must be complete)")
-        if self.data_window_step > self.window_size:
-            raise ValueError("data_window_step must be <= window_size (every record must be tested)")
         return self

@@ -78,7 +78,8 @@ class ModelState:
         """Split the data streams' share of the false-alarm budget over the streams that exist (Bonferroni)."""
         s = self.monitor.settings
         streams = [*self.streams.values(), *((self.score,) if self.score is not None else ())]
-        alpha = data_test_alpha(s.false_alarms_per_100k, s.error_budget_share, s.data_window_step, len(streams))
+        step = min(s.data_window_step, s.window_size)
+        alpha = data_test_alpha(s.false_alarms_per_100k, s.error_budget_share, step, len(streams))
         for st in streams:
             st.set_ks_alpha(alpha)
 

@@ -151,8 +151,8 @@ class StreamStats:
         self.on_window = on_window
         self._buf: list[float] = []
         self._n = settings.window_size
-        self._step_n = settings.data_window_step
-        self._starts: deque[int] = deque(maxlen=-(-settings.window_size // settings.data_window_step))
+        self._step_n = min(settings.data_window_step, settings.window_size)
+        self._starts: deque[int] = deque(maxlen=-(-settings.window_size // self._step_n))
         self._mark = True
         self._window_start_ms = 0
         self._mean = 0.0
