@@ -152,7 +152,7 @@ def test_drift_gives_exactly_one_retrain_request_and_a_restart_keeps_the_cooldow
     apply_definitions(kafka_bus, SEA, sea=with_drift(SEA, cooldown_s=NEVER_S))
     send_predictions_and_labels(kafka_bus, cfg)
     before = REGISTRY.get_sample_value("mlops_monitor_retrain_requests_total",
-                                       {"model": "sea", "detector": "ADWIN", "statistic": "error_rate"}) or 0.0
+                                       {"model": "sea", "detector": "ErrorWindows", "statistic": "error_rate"}) or 0.0
 
     service = MonitorService(settings, kafka_bus)
     stop, thread = run_service(service)
@@ -179,7 +179,7 @@ def test_drift_gives_exactly_one_retrain_request_and_a_restart_keeps_the_cooldow
     assert spans and len(spans[0].links) >= 1  # linked to the mispredicted requests that were the evidence
     assert spans[0].attributes["mlops.drift.statistic"] == "error_rate"
     after = REGISTRY.get_sample_value("mlops_monitor_retrain_requests_total",
-                                      {"model": "sea", "detector": "ADWIN", "statistic": "error_rate"})
+                                      {"model": "sea", "detector": "ErrorWindows", "statistic": "error_rate"})
     assert after == before + 1
 
     # restart: same group → resumes after the committed offsets; the request is read back for the cool-down
