@@ -7,10 +7,11 @@
 
 The test (ADWIN's idea, with its level taken from the false-alarm budget, `services.monitor.core.budget`): every
 `error_check_every` labels, for each recent window in `error_windows` (smallest first), the window's errors are
-compared with every error of the version before it. The drift is significant when the window's lower confidence
-bound exceeds the earlier errors' upper bound, each at half the test's level (binary: exact Chernoff bounds;
-regression: normal bounds), and the increase is at least the practical margin (`error_min_increase` /
-`error_min_relative_increase`). Label noise only dilutes the increase (the tests stay valid); label delay only
+compared with every error of the version before it. The drift is significant when the increase is at least the
+practical margin (`error_min_increase` / `error_min_relative_increase`) and, at the test's level: binary errors,
+the pooled two-sample z-test once both samples are large (n·p·(1-p) >= 100), else the window's exact lower
+Chernoff bound above the earlier errors' upper one (each at half the level); regression, the same with normal
+bounds. Label noise only dilutes the increase (the tests stay valid); label delay only
 shifts when errors arrive.
 
 On the first alarm the change point is estimated (the split that maximises the CUSUM of errors above the midpoint
@@ -29,11 +30,15 @@ import numpy as np
 from services.monitor.core.budget import bernoulli_lcb, bernoulli_ucb, error_test_alpha, normal_quantile
 from services.monitor.settings import MonitorSettings
 
+# n * p * (1 - p) of the smaller sample from which the pooled two-sample z-test replaces the exact bounds (the
+# normal approximation of a binomial tail is then good far out; below it the Chernoff bounds are used)
+_NORMAL_ENOUGH = 100.0
+
 
 class ErrorStream:
     """Errors of one model version: running totals, the last `max(error_windows)` errors, and the test."""
 
-    __slots__ = ("_cum", "_cut", "_errors", "_log_inv", "_quiet_until", "_relative", "_windows", "_z",
+    __slots__ = ("_cum", "_cut", "_errors", "_log_inv", "_quiet_until", "_relative", "_windows", "_z", "_z_diff",
                  "change_point_ms", "labels", "reference_error", "settings", "total", "total_sq",
                  "window_start_ms")
 
@@ -49,6 +54,7 @@ class ErrorStream:
                                  settings.error_check_every, len(self._windows))
         self._log_inv = math.log(2.0 / alpha)  # each side of a test gets half its level
         self._z = normal_quantile(alpha / 2.0)
+        self._z_diff = normal_quantile(alpha)  # one-sided two-sample test at the whole level
         self._cut: tuple[int, float, float] | None = None  # (labels, sum, sum sq) at the estimated change point
         self._quiet_until = 0
         self.labels = 0
@@ -114,6 +120,10 @@ class ErrorStream:
             return recent - self._z * sd_r > before + self._z * sd_b
         if recent - before < s.error_min_increase:
             return False
+        pooled = (recent * w + before * ref_n) / (w + ref_n)
+        spread = pooled * (1.0 - pooled)
+        if min(w, ref_n) * spread >= _NORMAL_ENOUGH:  # both samples large: the two-sample z-test is far sharper
+            return recent - before > self._z_diff * math.sqrt(spread * (1.0 / w + 1.0 / ref_n))
         return bernoulli_lcb(recent, w, self._log_inv) > bernoulli_ucb(before, ref_n, self._log_inv)
 
     def _estimate_change_point(self, n: int, before: float, recent: float) -> None:
