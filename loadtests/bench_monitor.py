@@ -8,7 +8,8 @@ Part 1 times each statistic alone, per value (a river detector's update on one s
 PSI + KS amortized over their window, the label join). Part 2 runs the whole core on predictions with `--features`
 inputs (the demo's feature set has 6) plus the score stream: 7 streams per prediction, with the defaults (join +
 KS/PSI windows + the accuracy estimate) and each online data/score detector (reported only), and the same
-predictions shared by the two example models (SEA's binary one and the delivery domain's regression one, configured from their definitions).
+predictions shared by the two example models (SEA's binary one and the delivery domain's regression one,
+configured from their definitions).
 Part 3 is the label path (join + error stream). The best of `--repeat` runs is reported. Target: >= 100k
 predictions/s per process with the defaults.
 """
