@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import sys
 from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.slow]
 
 BENCH = Path(__file__).resolve().parents[2] / "loadtests" / "bench_drift.py"
 
@@ -14,6 +19,7 @@ def _bench():  # noqa: ANN202
     spec = importlib.util.spec_from_file_location("bench_drift", BENCH)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_drift"] = module  # dataclasses and the worker processes look the module up by name
     spec.loader.exec_module(module)
     return module
 
