@@ -231,8 +231,9 @@ def run_case(case: Case) -> Outcome:
     return out
 
 
-def cases(seeds: int, pre: int, post: int, label_delay: int, kswin: bool = True) -> list[Case]:
-    return [Case(f, noise, seed, d, pre, post, label_delay, kswin) for f in FAMILIES for noise in NOISES
+def cases(seeds: int, pre: int, post: int, label_delay: int, kswin: bool = True,
+          families: tuple[str, ...] = FAMILIES) -> list[Case]:
+    return [Case(f, noise, seed, d, pre, post, label_delay, kswin) for f in families for noise in NOISES
             for seed in range(seeds) for d in (True, False)]
 
 
@@ -249,6 +250,8 @@ def report(outcomes: list[Outcome]) -> list[str]:
     for family in FAMILIES:
         for noise in NOISES:
             group = [o for o in outcomes if o.case.family == family and o.case.noise == noise]
+            if not group:
+                continue
             drifted = [o for o in group if o.case.drift]
             exposure = sum(o.pre_change_predictions for o in group)
             for det in [MONITOR, *BASELINES]:
@@ -311,11 +314,13 @@ def main(argv: list[str] | None = None) -> list[Outcome]:
     ap.add_argument("--label-delay", type=int, default=50, help="predictions between a prediction and its label")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--no-kswin", action="store_true", help="leave out the KSWIN baseline (~0.4 ms per label)")
+    ap.add_argument("--families", default=",".join(FAMILIES), help="comma-separated subset of the stream families")
     ap.add_argument("--plot", type=Path, default=None, help="write the delay-vs-noise plot (PNG) here")
     args = ap.parse_args(argv)
     if args.quick:
         args.seeds, args.pre, args.post, args.no_kswin = 2, 3000, 2000, True
-    todo = cases(args.seeds, args.pre, args.post, args.label_delay, not args.no_kswin)
+    todo = cases(args.seeds, args.pre, args.post, args.label_delay, not args.no_kswin,
+                 tuple(f for f in args.families.split(",") if f))
     random.Random(0).shuffle(todo)  # mix slow and fast families across workers
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.workers) as pool:

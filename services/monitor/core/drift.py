@@ -125,7 +125,7 @@ class DriftMonitor:
             state.joiner = self._joiner(p.model_name) if state.watch_errors else None
             state.last_request_ms = self._restored.pop(p.model_name, None)
             if state.last_request_ms is not None:  # a request made before a restart: its cool-down holds
-                state.request_version, state.request_strong = p.model_version, True
+                state.request_version = p.model_version
             self.observer.on_version(p.model_name, p.model_version, None)
         elif p.model_version != state.version:
             grace = self.settings.version_grace_ms
@@ -279,7 +279,6 @@ class DriftMonitor:
         ))
         state.last_request_ms = state.now_ms
         state.request_version = state.version
-        state.request_strong = d.strong
         state.signals.clear()
         state.deferred = None
 
@@ -296,8 +295,6 @@ class DriftMonitor:
         if state.request_version in (None, state.version) and state.last_request_ms is not None:
             if state.requests_for_version >= self.settings.max_requests_per_version:
                 return "attempts_exhausted"
-            if d.strong and not state.request_strong:
-                return None  # a concept drift after a data-only request: stronger evidence, asked for at once
             if not self._cooled(state):
                 return "deferred"
         return None
@@ -327,4 +324,4 @@ class DriftMonitor:
             self._restored[model_name] = max(requested_at_ms, self._restored.get(model_name, 0))
         else:
             state.last_request_ms = max(requested_at_ms, state.last_request_ms or 0)
-            state.request_version, state.request_strong = state.version, True
+            state.request_version = state.version

@@ -49,7 +49,6 @@ class ModelState:
         self.error_traces: deque[tuple[str, str]] = deque(maxlen=n)
         self.last_request_ms: int | None = None
         self.request_version: str | None = None  # the version the last request asked to replace
-        self.request_strong = False  # the last request came from a concept drift
         self.requests_for_version = 0
         self.deferred: Detection | None = None  # drift seen during the cool-down, acted on when it ends
         self.now_ms = t_ms
