@@ -6,9 +6,10 @@ statistic costs.
 
 Part 1 times each statistic alone, per value (a river detector's update on one stream, the window statistics
 PSI + KS amortized over their window, the label join). Part 2 runs the whole core on predictions with `--features`
-inputs (the demo's feature set has 6) plus the score stream: 7 streams per prediction, with each data/score
-detector choice and with detectors off (join + PSI/KS windows only), and the same predictions shared by the two
-example models (SEA's binary one and the delivery domain's regression one, configured from their definitions).
+inputs (the demo's feature set has 6) plus the score stream: 7 streams per prediction, with the defaults (join +
+KS/PSI windows + the accuracy estimate) and each online data/score detector (reported only), and the same
+predictions shared by the two example models (SEA's binary one and the delivery domain's regression one,
+configured from their definitions).
 Part 3 is the label path (join + error stream). Part 4 is the edge in front of the core: records of
 `predictions` (columnar PredictionBatches of 64 and 1 rows, and the older per-row PredictionRecords) decoded into
 the core's predictions, alone and with the core behind it. The best of `--repeat` runs is reported. Target: >= 100k
@@ -152,8 +153,8 @@ def _component_rows(n: int, repeat: int) -> list[tuple[str, float, float]]:
 def _core_rows(preds: list[Prediction], labels: list[LabelEvent], repeat: int) -> list[tuple[str, float, float]]:
     rows = []
     configs = (
-        ("detectors off: join + PSI/KS windows", MonitorSettings(data_detector="none", score_detector="none")),
-        ("ADWIN data + score (default)", MonitorSettings()),
+        ("defaults: join + KS/PSI windows + accuracy estimate", MonitorSettings()),
+        ("ADWIN data + score (reported only)", MonitorSettings(data_detector="adwin", score_detector="adwin")),
         ("PageHinkley data + score", MonitorSettings(data_detector="pagehinkley", score_detector="pagehinkley")),
         ("KSWIN data + score, stride 10", MonitorSettings(data_detector="kswin", score_detector="kswin")),
     )
@@ -188,7 +189,7 @@ def _core_rows(preds: list[Prediction], labels: list[LabelEvent], repeat: int) -
         return _timed_labels(m.observe_prediction, lambda lab: m.observe_label("sea", lab), preds, labels)
 
     best = _best_section(with_labels, repeat)
-    rows.append(("labels: join + error stream (ADWIN)", len(labels) / best, best / len(labels) * 1e6))
+    rows.append(("labels: join + error stream (window tests)", len(labels) / best, best / len(labels) * 1e6))
     return rows
 
 
@@ -266,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     _table(f"whole core ({args.features} feature streams + score stream per prediction)", rows)
     _table("the edge: records of `predictions` decoded into the core's predictions (rows)", _edge_rows(
         preds, args.repeat))
-    default = rows[1][1]
+    default = rows[0][1]
     verdict = "meets" if default >= TARGET else "MISSES"
     print(f"\ndefault config: {default:,.0f} predictions/s per process — {verdict} the {TARGET:,}/s target")
     return 0 if default >= TARGET else 1

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
 from mlops.definitions import Model, Task
 from prometheus_client import Counter, Gauge
 
 from services.monitor.core import Detection, DriftMonitor, RetrainDecision, WindowResult
+
+log = logging.getLogger("mlops.monitor")
 
 DRIFT_STATISTIC = Gauge(
     "mlops_monitor_drift_statistic",
@@ -39,12 +42,20 @@ REVISION = Gauge("mlops_monitor_definitions_revision", "The definitions revision
 MODELS = Gauge("mlops_monitor_models_watched", "Models the definitions in force declare (the monitor watches each).")
 REALISED = Gauge(
     "mlops_monitor_realised_metric",
-    "The serving version's metric over its latest joined labels (MLOPS_MONITOR_ERROR_RECENT_LABELS of them): "
+    "The serving version's metric over its latest joined labels (MLOPS_MONITOR_WINDOW_SIZE of them): "
     "accuracy (1 - the 0/1 error rate) of a classifier, mae of a regression.", ["model", "version", "metric"],
 )
 GATE_FLOOR = Gauge(
     "mlops_monitor_gate_floor", "The floor of each model's gate in the definitions in force (declared ones only); "
     "higher_is_better says on which side of it a model fails.", ["model", "metric", "higher_is_better"],
+)
+ESTIMATED_ACCURACY = Gauge(
+    "mlops_monitor_estimated_accuracy", "Expected accuracy of a classifier version from its calibrated confidence "
+    "over the latest window of predictions (no labels needed, as NannyML's CBPE).", ["model", "version"]
+)
+DEFERRED = Counter(
+    "mlops_monitor_deferred_drifts_total", "Drift seen during a cool-down: reported now, asked for when it ends.",
+    ["model", "kind"]
 )
 MODEL_VERSION = Gauge("mlops_monitor_model_version_info", "The model version the monitor sees serving.",
                       ["model", "version"])
@@ -55,6 +66,15 @@ class PrometheusObserver:
 
     def on_detection(self, detection: Detection, suppressed: str | None) -> None:
         DETECTIONS.labels(detection.model_name, detection.kind, detection.detector, suppressed or "retrain").inc()
+        if suppressed == "deferred":
+            DEFERRED.labels(detection.model_name, detection.kind).inc()
+            log.warning("drift during the cool-down: reported, asked for when it ends", extra={"fields": {
+                "model": detection.model_name, "version": detection.model_version, "kind": detection.kind,
+                "detector": detection.detector, "feature": detection.feature, "value": detection.value}})
+
+    def on_estimate(self, model_name: str, version: str, expected: float, realised: float | None) -> None:
+        # the realised side is mlops_monitor_realised_metric (CounterSync), for every task
+        ESTIMATED_ACCURACY.labels(model_name, version).set(expected)
 
     def on_window(self, model_name: str, feature: str, result: WindowResult) -> None:
         DRIFT_STATISTIC.labels(model_name, feature, "psi").set(result.psi)

@@ -28,16 +28,14 @@ class MonitorSettings(BaseSettings):
     batch_size: int = Field(1000, ge=1, description="Records handled per consume batch (one commit per batch).")
     poll_timeout_s: float = Field(0.5, gt=0, description="Consume poll timeout in seconds.")
 
-    # --- drift detectors -------------------------------------------------------------------------------------
+    # --- online detectors (reported only: their levels are not calibrated to the false-alarm budget) -------------
     data_detector: DetectorName = Field(
-        "adwin", description="Per-feature detector on standardized inputs: adwin | kswin | pagehinkley | none."
+        "none", description="Per-feature online detector on standardized inputs, reported as a metric and never "
+        "a retrain on its own: adwin | kswin | pagehinkley | none."
     )
-    score_detector: DetectorName = Field("adwin", description="Detector on the prediction-score stream.")
+    score_detector: DetectorName = Field("none", description="Online detector on the prediction-score stream "
+                                         "(reported only, as data_detector).")
     adwin_delta: Fraction = Field(0.0002, description="ADWIN confidence for feature and score streams.")
-    error_adwin_delta: Fraction = Field(
-        0.002, description="ADWIN confidence on the error stream (0/1 errors; regression: absolute errors in units "
-        "of the reference mean absolute error)."
-    )
     pagehinkley_delta: float = Field(
         0.25, ge=0, description="PageHinkley tolerated drift magnitude, in reference standard deviations."
     )
@@ -51,36 +49,64 @@ class MonitorSettings(BaseSettings):
     # --- reference vs current windows --------------------------------------------------------------------------
     window_size: int = Field(
         1000, ge=100, description="Records per window: the first window after a model-version change is the "
-        "reference, later tumbling windows are compared with it (PSI and KS per feature and on the score)."
+        "reference; the latest window is compared with it every `data_window_step` records (KS per feature and "
+        "on the score; PSI is reported)."
+    )
+    data_window_step: int = Field(
+        500, ge=1, description="Records between two data-stream KS tests (at most window_size: every record is tested)."
     )
     psi_bins: int = Field(10, ge=2, description="PSI bins (reference quantiles).")
-    psi_threshold: float = Field(0.25, gt=0, description="PSI above this is a detection (0.25 = major shift).")
+    psi_threshold: float = Field(
+        0.25, gt=0, description="PSI above this is reported as a detection (0.25 = major shift); PSI has no "
+        "significance level, so it never asks for a retrain on its own."
+    )
+
+    # --- the false-alarm budget (services.monitor.core.budget) -------------------------------------------------
+    false_alarms_per_100k: float = Field(
+        0.01, gt=0, le=100, description="Bound on the expected false alarms per 100,000 predictions of a model "
+        "with no drift: split by a union bound over every error-stream and data-stream test (the guarantee)."
+    )
+    error_budget_share: Fraction = Field(
+        0.5, description="Share of the false-alarm budget given to the error stream (labels); the data streams "
+        "(features, score) share the rest."
+    )
 
     # --- concept drift on the error stream ---------------------------------------------------------------------
     error_reference_labels: int = Field(
-        200, ge=20, description="Joined labels that set a model version's reference error rate."
+        200, ge=20, description="Least joined labels of a model version before the recent windows are tested "
+        "(the reference is every earlier label of the version, up to an estimated change point)."
     )
-    error_recent_labels: int = Field(200, ge=20, description="Labels in the recent error-rate window.")
+    error_check_every: int = Field(25, ge=1, description="Labels between two tests of the recent windows.")
+    error_windows: tuple[int, ...] = Field(
+        (50, 100, 200, 400, 800, 1600, 3200), min_length=1,
+        description="Recent windows (labels) tested against the earlier errors, smallest first: a large change is "
+        "caught by a small window, a small one by a large window."
+    )
     error_min_increase: Fraction = Field(
-        0.05, description="Classification: a concept drift is confirmed when the recent error rate exceeds the "
-        "reference by at least this much after the error detector fired."
+        0.02, description="Classification: the least increase of the error rate that counts as a concept drift "
+        "(practical significance, on top of the statistical one)."
     )
     error_min_relative_increase: float = Field(
-        0.25, gt=0, description="Regression: a concept drift is confirmed when the recent mean absolute error "
-        "exceeds the reference one by at least this fraction after the error detector fired."
+        0.1, gt=0, description="Regression: the least relative increase of the mean absolute error that counts as "
+        "a concept drift."
     )
 
     # --- debounce ----------------------------------------------------------------------------------------------
     min_records: int = Field(2000, ge=0, description="Predictions of a model version before it may trigger a retrain.")
     min_agreeing: int = Field(
-        2, ge=1, description="Distinct data/prediction-drift signals (detector × stream) needed without a "
+        1, ge=1, description="Distinct data/prediction-drift signals (detector × stream) needed without a "
         "confirmed concept drift."
     )
     evidence_records: int = Field(
         3000, ge=1, description="Data-drift signals count as agreeing if fired within this many predictions."
     )
     retrain_timeout_ms: StreamMs = Field(
-        600_000, description="After a request, no new one until the model version changes or this passes."
+        30_000, description="After a request, the least time before the same version may be asked for again (the "
+        "model's cool-down applies too, whichever is longer); a new version is judged on its own at once."
+    )
+    max_requests_per_version: int = Field(
+        3, ge=1, description="Most retrain requests while one model version serves (a drift the retrains cannot "
+        "fix, e.g. a covariate shift the model does not depend on, must not ask forever)."
     )
     version_grace_ms: StreamMs = Field(
         30_000, description="After a version change, predictions of the previous version (in flight) are ignored "

@@ -24,7 +24,7 @@ def ask_from_proto(msg: models_pb2.RetrainRequest) -> RetrainAsk:
     return RetrainAsk(
         model_name=msg.model_name, request_id=msg.request_id, reason=msg.reason, detector=msg.detector,
         requested_at_ms=msg.requested_at_ms, requested_by=msg.requested_by,
-        seed=msg.seed if msg.HasField("seed") else None,
+        seed=msg.seed if msg.HasField("seed") else None, change_point_ms=msg.change_point_ms,
     )
 
 

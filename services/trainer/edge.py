@@ -41,10 +41,11 @@ from services.trainer.core import (
     coalesce,
     evaluate_byo,
     failure_reason,
+    since_change,
     train_config,
     train_model,
 )
-from services.trainer.errors import DataUnavailable, NoDefinitions, UnknownModel
+from services.trainer.errors import DataUnavailable, InsufficientData, NoDefinitions, UnknownModel
 from services.trainer.settings import TrainerSettings
 
 log = logging.getLogger("mlops.trainer")
@@ -136,6 +137,9 @@ class TrainerService:
                 config = train_config(spec.model, self.settings, job.seed)
                 span.set_attributes({"mlops.seed": config.seed, "mlops.definitions_revision": revision.number})
                 data = self._training_set(spec)
+                if not job.byo and job.primary.change_point_ms:
+                    data = self._after_change(spec, data, job.primary.change_point_ms, config.min_rows)
+                    span.set_attribute("mlops.change_point_ms", job.primary.change_point_ms)
                 if job.byo:
                     onnx_bytes = self._artifact(job.primary.artifact_sha256)
                     model = evaluate_byo(onnx_bytes, data, config, spec.feature_names)
@@ -192,6 +196,25 @@ class TrainerService:
         if bad := data.stats.get("labels_invalid", 0):
             metrics.LABELS_INVALID.labels(spec.model.name).inc(bad)
         return data
+
+    def _after_change(self, spec: TrainingSpec, data: TrainingSet, change_point_ms: int, min_rows: int
+                      ) -> TrainingSet:
+        """The rows labelled after the change point, once there are `min_rows` of them (re-reading the data while
+        labels of the new concept arrive, at most `change_point_wait_s`)."""
+        s = self.settings
+        deadline = time.monotonic() + s.change_point_wait_s
+        while True:
+            post = since_change(data, change_point_ms)
+            if len(post) >= min_rows or time.monotonic() >= deadline:
+                break
+            log.info("waiting for rows after the change point", extra={"fields": {
+                "model": spec.model.name, "change_point_ms": change_point_ms, "rows": len(post),
+                "needed": min_rows}})
+            time.sleep(s.change_point_poll_s)
+            data = self._training_set(spec)
+        if len(post) < min_rows:
+            raise InsufficientData(len(post), min_rows, f"labelled after the change point {change_point_ms}")
+        return post
 
     def _artifact(self, sha256: str) -> bytes:
         if self._artifacts is None:

@@ -41,6 +41,12 @@ class TrainerSettings(BaseSettings):
     )
     coalesce_max_s: float = Field(5.0, ge=0.0, description="Longest a burst can delay its training.")
     poll_timeout_s: float = Field(0.5, gt=0.0, description="Consumer poll timeout.")
+    change_point_wait_s: float = Field(
+        60.0, ge=0.0, description="A retrain after a concept drift trains on the rows labelled after the estimated "
+        "change point only; it waits this long for the model's `training.min_rows` of them (re-reading the data), "
+        "then fails (the monitor asks again when its cool-down ends, with more post-change data)."
+    )
+    change_point_poll_s: float = Field(2.0, gt=0.0, description="How often that wait re-reads the training data.")
     code_version: str | None = Field(
         None, description="Recorded code version; unset: `git describe` of the checkout, else the package version."
     )

@@ -30,7 +30,7 @@ COLUMNS = [column for _, column in SEA.model_inputs(SEA.model("sea"))]
 
 
 def test_monitor_keeps_the_decision_of_a_label_that_arrived_before_its_prediction() -> None:
-    settings = MonitorSettings(window_size=100, min_records=100, error_reference_labels=20, error_recent_labels=20,
+    settings = MonitorSettings(window_size=100, min_records=100, error_reference_labels=20, error_check_every=5,
                                data_detector="none", score_detector="none")
     monitor = DriftMonitor(settings, config=MonitorConfig(fallback=ModelPolicy("", cooldown_ms=0)))
     decisions = []
@@ -45,7 +45,7 @@ def test_monitor_keeps_the_decision_of_a_label_that_arrived_before_its_predictio
             score=0.1 if wrong else 0.9, predicted_label=0.0 if wrong else 1.0, timestamp_ms=t,
             features_as_of_ms=t))
     assert len(decisions) == 1, "exactly one retrain decision for the episode"
-    assert decisions[0].detector == "ADWIN" and decisions[0].statistic == "error_rate"
+    assert decisions[0].detector == "ErrorWindows" and decisions[0].statistic == "error_rate"
 
 
 class _Data:

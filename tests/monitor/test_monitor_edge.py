@@ -134,7 +134,8 @@ def test_memory_bus_predictions_and_labels_in_one_retrain_request_out_offsets_co
 
     [request] = memory_bus.records(memory_bus.topic(RETRAIN_REQUESTED))
     req = request.decode(models_pb2.RetrainRequest)
-    assert (req.model_name, req.detector, req.statistic, req.requested_by) == ("sea", "ADWIN", "error_rate", "monitor")
+    assert (req.model_name, req.detector, req.statistic, req.requested_by) == (
+        "sea", "ErrorWindows", "error_rate", "monitor")
     assert request.key == b"sea" and "concept drift" in req.reason
     for spec in (PREDICTIONS, LABELS):
         topic = memory_bus.topic(spec)
@@ -189,7 +190,7 @@ def test_drift_gives_exactly_one_retrain_request_and_a_restart_keeps_the_cooldow
     apply_definitions(kafka_bus, SEA, sea=with_drift(SEA, cooldown_s=NEVER_S))
     send_predictions_and_labels(kafka_bus, cfg, contract="mixed")
     before = REGISTRY.get_sample_value("mlops_monitor_retrain_requests_total",
-                                       {"model": "sea", "detector": "ADWIN", "statistic": "error_rate"}) or 0.0
+                                       {"model": "sea", "detector": "ErrorWindows", "statistic": "error_rate"}) or 0.0
 
     service = MonitorService(settings, kafka_bus)
     stop, thread = run_service(service)
@@ -209,7 +210,7 @@ def test_drift_gives_exactly_one_retrain_request_and_a_restart_keeps_the_cooldow
     assert len(requests) == 1
     req = requests[0].decode(models_pb2.RetrainRequest)
     named = (req.model_name, req.detector, req.statistic, req.requested_by)
-    assert named == ("sea", "ADWIN", "error_rate", "monitor")
+    assert named == ("sea", "ErrorWindows", "error_rate", "monitor")
     assert req.value >= settings.error_min_increase and req.window_start_ms <= req.window_end_ms
     assert "concept drift" in req.reason
     assert len(req.trace_id) == 32 and requests[0].key == b"sea"
@@ -218,7 +219,7 @@ def test_drift_gives_exactly_one_retrain_request_and_a_restart_keeps_the_cooldow
     assert spans and len(spans[0].links) >= 1  # linked to the mispredicted requests that were the evidence
     assert spans[0].attributes["mlops.drift.statistic"] == "error_rate"
     after = REGISTRY.get_sample_value("mlops_monitor_retrain_requests_total",
-                                      {"model": "sea", "detector": "ADWIN", "statistic": "error_rate"})
+                                      {"model": "sea", "detector": "ErrorWindows", "statistic": "error_rate"})
     assert after == before + 1
 
     # restart: same group → resumes after the committed offsets; the request is read back for the cool-down

@@ -58,7 +58,7 @@ def test_drift_in_one_model_requests_a_retrain_of_that_model_only(drifted):
     assert [d.model_name for _, d in fired] == [drifted], [d.reason for _, d in fired]
     at, d = fired[0]
     assert 8_000 <= at <= 8_000 + 2 * 600  # both streams interleaved: sample 8,000 is each model's 4,000th
-    assert (d.detector, d.feature, d.model_version) == ("ADWIN", "", "1")
+    assert (d.detector, d.feature, d.model_version) == ("ErrorWindows", "", "1")
     reference = m.models[drifted].errors.reference_error
     if drifted == "sea":  # the recent error rate, an absolute margin above the reference
         assert d.statistic == "error_rate" and d.value - reference >= m.settings.error_min_increase
@@ -124,7 +124,7 @@ def test_a_new_policy_is_taken_up_keeping_the_debounce_and_rebuilding_statistics
 
 
 def test_regression_error_stream_judges_in_units_of_the_reference_mae():
-    s = MonitorSettings(error_reference_labels=20, error_recent_labels=20)
+    s = MonitorSettings(error_reference_labels=20, error_check_every=5, error_windows=(10, 20, 40))
     for unit in (1.0, 60.0, 0.001):  # minutes, seconds, thousandths: the same decisions
         errors = ErrorStream(s, relative=True)
         fired = [errors.update(e * unit, i) for i, e in enumerate([2.0, 3.0] * 100 + [6.0, 7.0] * 100)]

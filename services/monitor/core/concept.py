@@ -1,98 +1,145 @@
 """Concept drift on the error stream of one model version: joined labels give one error per prediction.
 
-- binary and multiclass: the 0/1 error of the predicted label; the drift is confirmed when the recent error rate
-  exceeds the version's reference rate by `error_min_increase` (an absolute rate, as before definitions).
-- regression: the absolute error |prediction - label|. The ADWIN sees it divided by the reference mean absolute
-  error (MAE), so the detector works in units of the version's own MAE whatever the label's unit (minutes, EUR),
-  and the drift is confirmed when the recent MAE exceeds the reference MAE by the fraction
-  `error_min_relative_increase`: an absolute increase cannot be one setting for every unit, and a 0/1 error of a
-  real value would need a tolerance nobody declared.
+- binary and multiclass: the 0/1 error of the predicted label; a drift is a recent error rate above the earlier one.
+- regression: the absolute error |prediction - label|; a drift is a recent mean absolute error (MAE) above the
+  earlier one by the fraction `error_min_relative_increase` (an absolute increase cannot be one setting for every
+  unit).
 
-Either way an ADWIN firing makes the stream *suspect* for two recent windows; the drift is confirmed (a strong
-signal) when the recent error crosses the threshold within them.
+The test (ADWIN's idea, with its level taken from the false-alarm budget, `services.monitor.core.budget`): every
+`error_check_every` labels, for each recent window in `error_windows` (smallest first), the window's errors are
+compared with every error of the version before it. The drift is significant when the increase is at least the
+practical margin (`error_min_increase` / `error_min_relative_increase`) and, at the test's level: binary errors,
+the pooled two-sample z-test once both samples are large (n·p·(1-p) >= 100), else the window's exact lower
+Chernoff bound above the earlier errors' upper one (each at half the level); regression, the same with normal
+bounds. Label noise only dilutes the increase (the tests stay valid); label delay only
+shifts when errors arrive.
+
+On the first alarm the change point is estimated (the split that maximises the CUSUM of errors above the midpoint
+of the two rates, as ADWIN's cut would) and the reference is frozen there, so post-change errors never become the
+"before". A persisting drift is reported again every few windows, which lets the debounce re-ask after a rejected
+retrain.
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 
+import numpy as np
+
+from services.monitor.core.budget import bernoulli_lcb, bernoulli_ucb, error_test_alpha, normal_quantile
 from services.monitor.settings import MonitorSettings
+
+# n * p * (1 - p) of the smaller sample from which the pooled two-sample z-test replaces the exact bounds (the
+# normal approximation of a binomial tail is then good far out; below it the Chernoff bounds are used)
+_NORMAL_ENOUGH = 100.0
 
 
 class ErrorStream:
-    """Errors of one model version: a reference, a recent window and an ADWIN on the (scaled) errors."""
+    """Errors of one model version: running totals, the last `max(error_windows)` errors, and the test."""
 
-    __slots__ = ("_recent", "_reference", "_relative", "_scale", "confirmed", "detector", "labels", "recent_sum",
-                 "reference_error", "settings", "suspect")
+    __slots__ = ("_cum", "_cut", "_errors", "_log_inv", "_quiet_until", "_relative", "_windows", "_z", "_z_diff",
+                 "change_point_ms", "labels", "reference_error", "settings", "total", "total_sq",
+                 "window_start_ms")
 
     def __init__(self, settings: MonitorSettings, *, relative: bool = False):
         self.settings = settings
-        self._relative = relative  # regression: thresholds relative to the reference MAE
-        self._reference: list[float] = []
-        self.reference_error: float | None = None  # error rate or MAE of the version's first labels
-        self._scale = 1.0
-        self._recent: deque[tuple[float, int]] = deque()  # (error, t_ms)
-        self.recent_sum = 0.0
-        self.detector: object | None = None
-        self.suspect = 0  # labels left in which a detector firing may still be confirmed
-        self.confirmed = False  # a confirmed episode is going on
+        self._relative = relative
+        self._windows = tuple(sorted(settings.error_windows))
+        cap = self._windows[-1]
+        self._errors: deque[tuple[float, int]] = deque(maxlen=cap)  # (error, prediction time)
+        self._cum: deque[tuple[float, float]] = deque(maxlen=cap + 1)  # (sum, sum of squares) after each label
+        self._cum.append((0.0, 0.0))
+        alpha = error_test_alpha(settings.false_alarms_per_100k, settings.error_budget_share,
+                                 settings.error_check_every, len(self._windows))
+        self._log_inv = math.log(2.0 / alpha)  # each side of a test gets half its level
+        self._z = normal_quantile(alpha / 2.0)
+        self._z_diff = normal_quantile(alpha)  # one-sided two-sample test at the whole level
+        self._cut: tuple[int, float, float] | None = None  # (labels, sum, sum sq) at the estimated change point
+        self._quiet_until = 0
         self.labels = 0
+        self.total = 0.0
+        self.total_sq = 0.0
+        self.reference_error: float | None = None  # error rate or MAE before the drift (None: not enough labels)
+        self.change_point_ms = 0  # stream time of the estimated change point (0: none yet)
+        self.window_start_ms = 0  # the window that fired
 
     def update(self, error: float, t_ms: int) -> float | None:
-        """Add one error; the recent error (rate or MAE) when a concept drift is confirmed, else None."""
+        """Add one error; the recent error (rate or MAE) when a concept drift is significant, else None."""
+        self.labels = n = self.labels + 1
+        self.total += error
+        self.total_sq += error * error
+        self._errors.append((error, t_ms))
+        self._cum.append((self.total, self.total_sq))
         s = self.settings
-        self.labels += 1
-        recent = self._recent
-        recent.append((error, t_ms))
-        self.recent_sum += error
-        if len(recent) > s.error_recent_labels:
-            self.recent_sum -= recent.popleft()[0]
-        reference = self.reference_error
-        if reference is None:
-            self._set_reference(error)
+        if n < s.error_reference_labels:
             return None
-        det = self.detector
-        det.update(error * self._scale)  # type: ignore[attr-defined]
-        if det.drift_detected:  # type: ignore[attr-defined]
-            self.suspect = 2 * s.error_recent_labels
-        if self.suspect:
-            self.suspect -= 1
-            current = self.recent_sum / len(recent)
-            if len(recent) >= s.error_recent_labels and self._exceeds(current, reference):
-                self.suspect = 0
-                self.confirmed = True
-                return current
-        elif self.confirmed and self.labels % s.error_recent_labels == 0:
-            # a confirmed episode that persists is reported again each recent window (the debounce suppresses
-            # it until the cool-down / retrain timeout lets a new request through); it ends when the error is back
-            current = self.recent_sum / len(recent)
-            if self._exceeds(current, reference):
-                return current
-            self.confirmed = False
+        if self._cut is None:
+            self.reference_error = self.total / n
+        if n % s.error_check_every or n < self._quiet_until:
+            return None
+        return self._check(n)
+
+    def recent_mean(self, w: int) -> float | None:
+        """Mean error of the last `w` labels (fewer if not yet seen; None before any)."""
+        cum = self._cum
+        k = min(w, len(cum) - 1)
+        return (cum[-1][0] - cum[-1 - k][0]) / k if k else None
+
+    def _check(self, n: int) -> float | None:
+        s = self.settings
+        cum = self._cum
+        total, total_sq = cum[-1]
+        for w in self._windows:
+            if w >= len(cum):
+                break
+            ref_n, ref_s, ref_q = n - w, *cum[-1 - w]
+            if self._cut is not None and self._cut[0] < ref_n:
+                ref_n, ref_s, ref_q = self._cut
+            if ref_n < s.error_reference_labels:
+                continue
+            recent = (total - cum[-1 - w][0]) / w
+            before = ref_s / ref_n
+            if not self._significant(recent, (total_sq - cum[-1 - w][1]) / w, w, before, ref_q / ref_n, ref_n):
+                continue
+            self.window_start_ms = self._errors[-w][1]
+            if self._cut is None:
+                self._estimate_change_point(n, before, recent)
+            self._quiet_until = n + 2 * self._windows[0]
+            return recent
         return None
 
-    def _set_reference(self, error: float) -> None:
-        self._reference.append(error)
-        if len(self._reference) < self.settings.error_reference_labels:
-            return
-        self.reference_error = sum(self._reference) / len(self._reference)
-        if self._relative and self.reference_error > 1e-12:
-            self._scale = 1.0 / self.reference_error
-        from river import drift
-
-        self.detector = drift.ADWIN(delta=self.settings.error_adwin_delta)
-
-    def _exceeds(self, current: float, reference: float) -> bool:
+    def _significant(self, recent: float, recent_sq: float, w: int, before: float, before_sq: float,
+                     ref_n: int) -> bool:
         s = self.settings
         if self._relative:
-            return current >= reference * (1.0 + s.error_min_relative_increase)
-        return current - reference >= s.error_min_increase
+            if recent < before * (1.0 + s.error_min_relative_increase):
+                return False
+            sd_r = math.sqrt(max(recent_sq - recent * recent, 0.0) / w)
+            sd_b = math.sqrt(max(before_sq - before * before, 0.0) / ref_n)
+            return recent - self._z * sd_r > before + self._z * sd_b
+        if recent - before < s.error_min_increase:
+            return False
+        pooled = (recent * w + before * ref_n) / (w + ref_n)
+        spread = pooled * (1.0 - pooled)
+        if min(w, ref_n) * spread >= _NORMAL_ENOUGH:  # both samples large: the two-sample z-test is far sharper
+            return recent - before > self._z_diff * math.sqrt(spread * (1.0 / w + 1.0 / ref_n))
+        return bernoulli_lcb(recent, w, self._log_inv) > bernoulli_ucb(before, ref_n, self._log_inv)
+
+    def _estimate_change_point(self, n: int, before: float, recent: float) -> None:
+        """Freeze the reference at the most likely change point among the buffered errors."""
+        errors = np.fromiter((e for e, _ in self._errors), dtype=np.float64, count=len(self._errors))
+        excess = errors - (before + recent) / 2.0
+        tail = np.cumsum(excess[::-1])[::-1]  # tail[i]: excess from i to the end
+        i = int(np.argmax(tail))
+        self.change_point_ms = self._errors[i][1]
+        at = n - len(errors) + i  # labels before the change point
+        s, q = self._cum[-1 - (n - at)]
+        if at >= self.settings.error_reference_labels:  # else the reference keeps growing (a drift this early
+            self._cut = (at, s, q)                      # can only be judged against what came before its window)
+            self.reference_error = s / at
 
     def recent_error(self) -> float | None:
-        """The error rate (or MAE) of the recent window once it is full, else None."""
-        n = len(self._recent)
-        return self.recent_sum / n if n and n >= self.settings.error_recent_labels else None
-
-    @property
-    def window_start_ms(self) -> int:
-        return self._recent[0][1] if self._recent else 0
+        """The error rate (or MAE) over the latest `window_size` labels once that many were seen, else None."""
+        w = self.settings.window_size
+        return self.recent_mean(w) if self.labels >= w else None

@@ -49,6 +49,8 @@ class Detection:
     window_start_ms: int
     at_ms: int
     strong: bool = False  # enough on its own to ask for a retrain (confirmed concept drift)
+    counts: bool = True  # tested within the false-alarm budget; False: reported only (PSI, online detectors)
+    change_point_ms: int = 0  # the detector's estimate of when the change began (0: none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,3 +67,5 @@ class RetrainDecision:
     window_end_ms: int
     evidence: tuple[Detection, ...] = ()
     evidence_traces: tuple[tuple[str, str], ...] = field(default=())  # (trace_id, span_id) of predictions
+    change_point_ms: int = 0  # estimated start of the new concept: the retrain should learn from data after it
+    attempt: int = 1  # requests for this model version so far, this one included

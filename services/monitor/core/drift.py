@@ -8,12 +8,19 @@ and cool-down of its drift policy (`MonitorConfig`, from the definitions in forc
   class, absolute errors of a regression); an ADWIN on it fires, and the drift is *confirmed* when the recent
   error exceeds the version's reference error by a margin (a strong signal).
 
-Debounce, per model: nothing before `min_records` predictions of the version; then one confirmed concept drift, or
-`min_agreeing` distinct data/prediction signals within `evidence_records` predictions, make ONE retrain decision.
-After it, no other until predictions show a new model version (or `retrain_timeout_ms` passes, e.g. the candidate
-was rejected), and never within the model's cool-down of the previous one. A new version resets every detector
-and rebuilds the reference from its first window. Time is stream time (prediction timestamps), so replays and
-tests behave like live runs.
+False alarms are bounded by design (`services.monitor.core.budget`): only tests run at a level taken from one
+false-alarm budget may ask for a retrain (the error-stream windows, the data streams' KS windows); PSI and the
+optional online detectors are reported only.
+
+Debounce, per model: nothing before `min_records` predictions of the version; then one significant concept drift,
+or `min_agreeing` distinct significant data/prediction signals within `evidence_records` predictions, make ONE
+retrain decision, carrying the estimated change point. While the version it asked to replace still serves, the
+cool-down (the longer of the model's `cooldown_s` and `retrain_timeout_ms`) holds further requests — but a drift
+seen then is reported (outcome "deferred") and kept, and asked for when the cool-down ends (a retrain the gate
+rejected gets another attempt, with more post-change data), at most `max_requests_per_version` times; a concept
+drift after a request that only data signals made is asked for at once. A new version is judged on its own at once:
+every detector is reset and the reference rebuilt from its first window. Time is stream time (prediction
+timestamps), so replays and tests behave like live runs.
 """
 
 from __future__ import annotations
@@ -40,6 +47,8 @@ class MonitorObserver(Protocol):
 
     def on_version(self, model_name: str, version: str, previous: str | None) -> None: ...
 
+    def on_estimate(self, model_name: str, version: str, expected: float, realised: float | None) -> None: ...
+
 
 class _NullObserver:
     def on_detection(self, detection: Detection, suppressed: str | None) -> None:
@@ -49,6 +58,9 @@ class _NullObserver:
         return None
 
     def on_version(self, model_name: str, version: str, previous: str | None) -> None:
+        return None
+
+    def on_estimate(self, model_name: str, version: str, expected: float, realised: float | None) -> None:
         return None
 
 
@@ -112,6 +124,8 @@ class DriftMonitor:
             state = self.models[p.model_name] = ModelState(self, policy, p.model_version, t)
             state.joiner = self._joiner(p.model_name) if state.watch_errors else None
             state.last_request_ms = self._restored.pop(p.model_name, None)
+            if state.last_request_ms is not None:  # a request made before a restart: its cool-down holds
+                state.request_version = p.model_version
             self.observer.on_version(p.model_name, p.model_version, None)
         elif p.model_version != state.version:
             grace = self.settings.version_grace_ms
@@ -123,6 +137,8 @@ class DriftMonitor:
             self.observer.on_version(p.model_name, p.model_version, previous)
         if t > state.now_ms:
             state.now_ms = t
+            if state.deferred is not None and self._cooled(state):
+                self._request(state, state.deferred)
         state.records += 1
         if p.trace_id:
             state.traces.append((p.trace_id, p.span_id))
@@ -132,11 +148,17 @@ class DriftMonitor:
                 st = streams.get(name) or state.feature_stream(name)
                 if st.update(value, t):
                     self._detected(state, Detection(p.model_name, state.version, "data", st.detector_label,
-                                                    "mean", name, st.mean_z, st.window_start_ms, t))
+                                                    "mean", name, st.mean_z, st.window_start_ms, t, counts=False))
         sc = state.score
         if sc is not None and sc.update(p.score, t):
             self._detected(state, Detection(p.model_name, state.version, "prediction", sc.detector_label,
-                                            "score_mean", SCORE_STREAM, sc.mean_z, sc.window_start_ms, t))
+                                            "score_mean", SCORE_STREAM, sc.mean_z, sc.window_start_ms, t,
+                                            counts=False))
+        est = state.estimator
+        if est is not None:
+            est.add_prediction(est.confidence(p.score, state.binary))
+            if state.records % self.settings.data_window_step == 0:
+                self._estimate(state)
         joiner = state.joiner
         if joiner is not None:
             # labels that waited for this prediction join now; their decisions must reach the caller with the rest
@@ -207,17 +229,20 @@ class DriftMonitor:
         error = state.error(p.predicted_label, label.label)
         if p.trace_id and state.counts_as_evidence(error):
             state.error_traces.append((p.trace_id, p.span_id))
+        est = state.estimator
+        if est is not None:
+            est.add_label(est.confidence(p.score, state.binary), error == 0)
         value = errors.update(error, p.timestamp_ms)
         if value is not None:
-            self._detected(state, Detection(p.model_name, state.version, "concept", "ADWIN",
+            self._detected(state, Detection(p.model_name, state.version, "concept", "ErrorWindows",
                                             state.policy.error_statistic, "", value, errors.window_start_ms,
-                                            state.now_ms, strong=True))
+                                            state.now_ms, strong=True, change_point_ms=errors.change_point_ms))
 
     def _detected(self, state: ModelState, d: Detection) -> None:
         """Debounce: record the detection and decide whether it completes the evidence for a retrain."""
         s = self.settings
         self.detections += 1
-        reason = self._suppression(state, d)
+        reason = "reported_only" if not d.counts else self._suppression(state, d)
         if reason is None and not d.strong:
             state.signals[(d.detector, d.feature)] = (state.records, d)
             horizon = state.records - s.evidence_records
@@ -225,37 +250,64 @@ class DriftMonitor:
                 del state.signals[key]
             if len(state.signals) < s.min_agreeing:
                 reason = "waiting_for_agreement"
+        if reason == "deferred" and (state.deferred is None or d.strong or not state.deferred.strong):
+            state.deferred = d  # acted on when the cool-down ends, if the version still serves
         if reason is not None:
             self.suppressed += 1
             self.observer.on_detection(d, reason)
             return
         self.observer.on_detection(d, None)
-        evidence = (d,) if d.strong else tuple(det for _, det in state.signals.values())
+        self._request(state, d)
+
+    def _request(self, state: ModelState, d: Detection) -> None:
+        evidence = (d,) if d.strong or not state.signals else tuple(det for _, det in state.signals.values())
         traces = tuple(state.error_traces if d.strong and state.error_traces else state.traces)
         start = min(e.window_start_ms for e in evidence)
+        change = min((e.change_point_ms for e in evidence if e.change_point_ms), default=start)
         names = ", ".join(f"{e.detector}({e.feature or 'error'}) {e.statistic}={e.value:.3f}" for e in evidence)
-        kind = "concept drift" if d.strong else f"{len(evidence)} drift signals agree"
+        kind = "concept drift" if d.strong else f"{len(evidence)} drift signal(s)"
+        same = state.request_version == state.version
+        state.requests_for_version = state.requests_for_version + 1 if same else 1
+        attempt = state.requests_for_version
+        again = f" (attempt {attempt}: the version still serves)" if attempt > 1 else ""
         self._pending.append(RetrainDecision(
             model_name=state.model_name, model_version=state.version, request_id=uuid.uuid4().hex,
-            reason=f"{kind} on {state.model_name} v{state.version}: {names}",
+            reason=f"{kind} on {state.model_name} v{state.version}: {names}{again}",
             detector=d.detector, statistic=d.statistic, feature=d.feature, value=d.value,
             window_start_ms=start, window_end_ms=state.now_ms, evidence=evidence, evidence_traces=traces,
+            change_point_ms=change, attempt=attempt,
         ))
         state.last_request_ms = state.now_ms
-        state.awaiting_version = state.version
+        state.request_version = state.version
         state.signals.clear()
+        state.deferred = None
+
+    def _cooled(self, state: ModelState) -> bool:
+        """The cool-down after the last request has passed (or never applied to the version serving)."""
+        last = state.last_request_ms
+        if last is None or state.request_version not in (None, state.version):
+            return True
+        return state.now_ms - last >= max(state.policy.cooldown_ms, self.settings.retrain_timeout_ms)
 
     def _suppression(self, state: ModelState, d: Detection) -> str | None:
-        s = self.settings
-        if state.records < s.min_records:
+        if state.records < self.settings.min_records:
             return "warming_up"
-        if state.awaiting_version is not None:
-            if state.last_request_ms is not None and state.now_ms - state.last_request_ms < s.retrain_timeout_ms:
-                return "awaiting_new_version"
-            state.awaiting_version = None
-        if state.last_request_ms is not None and state.now_ms - state.last_request_ms < state.policy.cooldown_ms:
-            return "cooldown"
+        if state.request_version in (None, state.version) and state.last_request_ms is not None:
+            if state.requests_for_version >= self.settings.max_requests_per_version:
+                return "attempts_exhausted"
+            if not self._cooled(state):
+                return "deferred"
         return None
+
+    def _estimate(self, state: ModelState) -> None:
+        est = state.estimator
+        assert est is not None
+        errors = state.errors
+        realised = None
+        if errors is not None:
+            recent = errors.recent_mean(self.settings.window_size)
+            realised = None if recent is None else 1.0 - recent
+        self.observer.on_estimate(state.model_name, state.version, est.expected_accuracy(), realised)
 
     def _drain(self) -> list[RetrainDecision]:
         if not self._pending:
@@ -272,3 +324,4 @@ class DriftMonitor:
             self._restored[model_name] = max(requested_at_ms, self._restored.get(model_name, 0))
         else:
             state.last_request_ms = max(requested_at_ms, state.last_request_ms or 0)
+            state.request_version = state.version

@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING
 
 from mlops.definitions.model import Task
 
+from services.monitor.core.budget import data_test_alpha
 from services.monitor.core.concept import ErrorStream
 from services.monitor.core.domain import Detection
+from services.monitor.core.estimate import PerformanceEstimator
 from services.monitor.core.join import LabelJoiner
 from services.monitor.core.policy import ModelPolicy
 from services.monitor.core.stats import StreamStats, WindowResult
@@ -46,7 +48,9 @@ class ModelState:
         self.traces: deque[tuple[str, str]] = deque(maxlen=n)
         self.error_traces: deque[tuple[str, str]] = deque(maxlen=n)
         self.last_request_ms: int | None = None
-        self.awaiting_version: str | None = None  # the version a pending retrain should replace
+        self.request_version: str | None = None  # the version the last request asked to replace
+        self.requests_for_version = 0
+        self.deferred: Detection | None = None  # drift seen during the cool-down, acted on when it ends
         self.now_ms = t_ms
         self._fresh_statistics()
 
@@ -58,10 +62,25 @@ class ModelState:
         self.watch_errors = "error" in policy.signals
         self.score = (self._stream(SCORE_STREAM, self.monitor.settings.score_detector)
                       if "score" in policy.signals else None)
-        self.errors = (ErrorStream(self.monitor.settings, relative=policy.task is Task.REGRESSION)
+        settings = self.monitor.settings
+        self.errors = (ErrorStream(settings, relative=policy.task is Task.REGRESSION)
                        if self.watch_errors else None)
+        self.binary = policy.task is Task.BINARY
+        self.estimator = (PerformanceEstimator(settings.window_size, settings.window_size)
+                          if policy.task is not Task.REGRESSION else None)
         self.signals.clear()
         self.error_traces.clear()
+        self.deferred = None
+        self._rebudget()
+
+    def _rebudget(self) -> None:
+        """Split the data streams' share of the false-alarm budget over the streams that exist (Bonferroni)."""
+        s = self.monitor.settings
+        streams = [*self.streams.values(), *((self.score,) if self.score is not None else ())]
+        step = min(s.data_window_step, s.window_size)
+        alpha = data_test_alpha(s.false_alarms_per_100k, s.error_budget_share, step, len(streams))
+        for st in streams:
+            st.set_ks_alpha(alpha)
 
     def _stream(self, name: str, detector: str) -> StreamStats:
         m = self.monitor
@@ -72,7 +91,7 @@ class ModelState:
         self.previous_version, self.version = self.version, version
         self.version_since_ms = t_ms
         self._fresh_statistics()
-        self.awaiting_version = None
+        self.requests_for_version = 0
 
     def repolicy(self, policy: ModelPolicy) -> None:
         """A new revision's policy: swapped in; the statistics restart only if what they depend on changed."""
@@ -85,6 +104,7 @@ class ModelState:
         st = self.streams.get(name)
         if st is None:
             st = self.streams[name] = self._stream(name, self.monitor.settings.data_detector)
+            self._rebudget()
         return st
 
     def error(self, predicted: float, label: float) -> float:
@@ -105,9 +125,9 @@ class ModelState:
         m = self.monitor
         m.observer.on_window(self.model_name, stream.name, result)
         kind = "prediction" if stream.name == SCORE_STREAM else "data"
-        if result.psi > m.settings.psi_threshold:
+        if result.psi > m.settings.psi_threshold:  # no significance level: reported, never a retrain
             m._detected(self, Detection(self.model_name, self.version, kind, "PSI", "psi", stream.name, result.psi,
-                                        result.window_start_ms, self.now_ms))
+                                        result.window_start_ms, self.now_ms, counts=False))
         if result.ks > result.ks_critical:
             m._detected(self, Detection(self.model_name, self.version, kind, "KS", "ks", stream.name, result.ks,
-                                        result.window_start_ms, self.now_ms))
+                                        result.window_start_ms, self.now_ms, change_point_ms=result.window_start_ms))

@@ -1,15 +1,18 @@
-"""Drift statistics for one stream of values: a river detector on standardized values plus a reference window
-compared with tumbling current windows (PSI on reference-quantile bins, two-sample KS).
+"""Drift statistics for one stream of values: the latest window compared with a reference window (two-sample KS at
+the level the false-alarm budget gives it; PSI on reference-quantile bins, reported), plus an optional river
+detector on standardized values (reported only).
 
 Phase 1 (reference): the first `window_size` values after a model-version change are the reference; they fix the
 mean/std used to standardize (so detector thresholds are in units of the reference standard deviation and one
 tuning fits every feature) and the PSI bin edges.
-Phase 2 (live): every value goes to the detector; every full window is compared with the reference.
+Phase 2 (live): every value goes to the detector; every `data_window_step` values the last `window_size` values
+are compared with the reference.
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -84,23 +87,28 @@ def make_detector(name: str, settings: MonitorSettings, seed: int = 0, alpha: fl
     raise UnknownDetector(name, DETECTORS)
 
 
-def psi(reference_props: np.ndarray, edges: np.ndarray, current: np.ndarray) -> float:
+def psi(reference_props: np.ndarray, edges: np.ndarray, current: np.ndarray, *, is_sorted: bool = False) -> float:
     """Population stability index of `current` against reference bin proportions (bins: interior `edges`)."""
-    counts = np.bincount(np.searchsorted(edges, current, side="right"), minlength=len(reference_props))
-    cur = counts / max(1, len(current))
+    cur_sorted = current if is_sorted else np.sort(current)
+    # bin counts from the sorted values: one search per edge instead of one per value
+    cuts = np.searchsorted(cur_sorted, edges, side="left")
+    counts = np.diff(np.concatenate(([0], cuts, [len(cur_sorted)])))
+    cur = counts / max(1, len(cur_sorted))
     eps = 1e-4
     ref = np.clip(reference_props, eps, None)
     cur = np.clip(cur, eps, None)
     return float(np.sum((cur - ref) * np.log(cur / ref)))
 
 
-def ks_statistic(sorted_ref: np.ndarray, current: np.ndarray) -> float:
-    """Two-sample Kolmogorov–Smirnov D (both empirical CDFs evaluated on the pooled points)."""
-    cur = np.sort(current)
-    pooled = np.concatenate([sorted_ref, cur])
-    cdf_ref = np.searchsorted(sorted_ref, pooled, side="right") / len(sorted_ref)
-    cdf_cur = np.searchsorted(cur, pooled, side="right") / len(cur)
-    return float(np.max(np.abs(cdf_ref - cdf_cur)))
+def ks_statistic(sorted_ref: np.ndarray, current: np.ndarray, *, is_sorted: bool = False) -> float:
+    """Two-sample Kolmogorov–Smirnov D: both empirical CDFs evaluated at every point of either sample (the sup of
+    two right-continuous step functions is reached there). Sorted queries keep searchsorted cache-friendly."""
+    cur = current if is_sorted else np.sort(current)
+    n, m = len(sorted_ref), len(cur)
+    at_cur = np.abs(np.searchsorted(sorted_ref, cur, side="right") / n - np.searchsorted(cur, cur, side="right") / m)
+    at_ref = np.abs(np.searchsorted(sorted_ref, sorted_ref, side="right") / n
+                    - np.searchsorted(cur, sorted_ref, side="right") / m)
+    return float(max(at_cur.max(), at_ref.max()))
 
 
 def ks_critical(n: int, m: int, alpha: float) -> float:
@@ -124,14 +132,15 @@ class StreamStats:
     __slots__ = (
         "_buf", "_mean", "_inv_std", "_ref_props", "_ref_sorted", "_edges", "_window_start_ms", "_n", "_step",
         "detector", "detector_label", "name", "settings", "ready", "on_window", "_ks_crit", "seed",
-        "detector_name", "alpha",
+        "detector_name", "alpha", "_step_n", "_starts", "ks_alpha", "_mark",
     )
 
     def __init__(self, name: str, detector_name: str, settings: MonitorSettings,
                  on_window: Callable[[StreamStats, WindowResult], None], seed: int = 0,
                  alpha: float = DEFAULT_ALPHA):
         self.name = name
-        self.alpha = alpha  # significance of the KS window test and of KSWIN
+        self.alpha = alpha  # significance of KSWIN (the model's declared drift.alpha; reported only)
+        self.ks_alpha = alpha  # of the KS window test: set from the false-alarm budget (set_ks_alpha)
         self.settings = settings
         self.detector_name = detector_name
         self.detector_label = DETECTOR_LABELS.get(detector_name, detector_name)
@@ -142,16 +151,25 @@ class StreamStats:
         self.on_window = on_window
         self._buf: list[float] = []
         self._n = settings.window_size
+        self._step_n = min(settings.data_window_step, settings.window_size)
+        self._starts: deque[int] = deque(maxlen=-(-settings.window_size // self._step_n))
+        self._mark = True
         self._window_start_ms = 0
         self._mean = 0.0
         self._inv_std = 1.0
         self._ks_crit = ks_critical(settings.window_size, settings.window_size, alpha)
 
+    def set_ks_alpha(self, alpha: float) -> None:
+        """The level of this stream's KS test (its share of the false-alarm budget)."""
+        self.ks_alpha = alpha
+        self._ks_crit = ks_critical(self._n, self._n, alpha)
+
     def update(self, x: float, t_ms: int) -> bool:
         """Add one value; True when the online detector fired on it (the hot path: keep it lean)."""
         buf = self._buf
-        if not buf:
-            self._window_start_ms = t_ms
+        if self._mark:  # the first value since the last test: windows start at such marks
+            self._starts.append(t_ms)
+            self._mark = False
         buf.append(x)
         step = self._step
         if step is None:  # reference phase, or no online detector
@@ -169,6 +187,8 @@ class StreamStats:
     def _set_reference(self) -> None:
         ref = np.asarray(self._buf, dtype=np.float64)
         self._buf = []
+        self._starts.clear()
+        self._mark = True
         self._mean = float(ref.mean())
         std = float(ref.std())
         self._inv_std = 1.0 / std if std > 1e-12 else 1.0
@@ -182,12 +202,17 @@ class StreamStats:
         self.ready = True
 
     def _close_window(self) -> None:
-        cur = np.asarray(self._buf, dtype=np.float64)
-        self._buf = []
+        buf = self._buf
+        self._window_start_ms = self._starts[0]
+        cur = np.sort(np.asarray(buf, dtype=np.float64))
         result = WindowResult(
-            psi(self._ref_props, self._edges, cur), ks_statistic(self._ref_sorted, cur), self._ks_crit,
+            psi(self._ref_props, self._edges, cur, is_sorted=True),
+            ks_statistic(self._ref_sorted, cur, is_sorted=True), self._ks_crit,
             self._window_start_ms,
         )
+        keep = self._n - self._step_n  # the next test's window overlaps this one
+        del buf[:len(buf) - keep]
+        self._mark = True
         self.on_window(self, result)
 
     @property

@@ -2,7 +2,7 @@
 verified ONNX model (`train`), and a team's own ONNX model checked and scored (`byo`)."""
 
 from services.trainer.core.byo import BYO_FRAMEWORK, Signature, check_signature, evaluate_byo
-from services.trainer.core.jobs import RetrainAsk, RetrainJob, coalesce, failure_reason
+from services.trainer.core.jobs import RetrainAsk, RetrainJob, coalesce, failure_reason, since_change
 from services.trainer.core.train import (
     ONNX_INPUT,
     Progress,
@@ -32,6 +32,7 @@ __all__ = [
     "evaluate_byo",
     "export_onnx",
     "failure_reason",
+    "since_change",
     "onnx_output",
     "prepare",
     "time_ordered_split",

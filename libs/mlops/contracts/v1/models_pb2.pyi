@@ -91,7 +91,7 @@ class PredictionBatch(_message.Message):
     def __init__(self, contract_version: _Optional[int] = ..., request_id: _Optional[str] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., trace_id: _Optional[str] = ..., span_id: _Optional[str] = ..., latency_us: _Optional[int] = ..., timestamp_ms: _Optional[int] = ..., rows: _Optional[int] = ..., feature_names: _Optional[_Iterable[str]] = ..., features_f32: _Optional[bytes] = ..., output_width: _Optional[int] = ..., outputs_f32: _Optional[bytes] = ..., scores_f32: _Optional[bytes] = ..., predicted_labels_f32: _Optional[bytes] = ..., entity_ids: _Optional[_Iterable[str]] = ..., features_as_of_ms_i64: _Optional[bytes] = ..., request_rows: _Optional[int] = ..., row_index_u32: _Optional[bytes] = ..., row_request_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RetrainRequest(_message.Message):
-    __slots__ = ("contract_version", "model_name", "request_id", "reason", "detector", "statistic", "feature", "value", "window_start_ms", "window_end_ms", "requested_at_ms", "requested_by", "trace_id", "span_id", "seed")
+    __slots__ = ("contract_version", "model_name", "request_id", "reason", "detector", "statistic", "feature", "value", "window_start_ms", "window_end_ms", "requested_at_ms", "requested_by", "trace_id", "span_id", "seed", "change_point_ms", "attempt")
     CONTRACT_VERSION_FIELD_NUMBER: _ClassVar[int]
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
@@ -107,6 +107,8 @@ class RetrainRequest(_message.Message):
     TRACE_ID_FIELD_NUMBER: _ClassVar[int]
     SPAN_ID_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
+    CHANGE_POINT_MS_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     contract_version: int
     model_name: str
     request_id: str
@@ -122,7 +124,9 @@ class RetrainRequest(_message.Message):
     trace_id: str
     span_id: str
     seed: int
-    def __init__(self, contract_version: _Optional[int] = ..., model_name: _Optional[str] = ..., request_id: _Optional[str] = ..., reason: _Optional[str] = ..., detector: _Optional[str] = ..., statistic: _Optional[str] = ..., feature: _Optional[str] = ..., value: _Optional[float] = ..., window_start_ms: _Optional[int] = ..., window_end_ms: _Optional[int] = ..., requested_at_ms: _Optional[int] = ..., requested_by: _Optional[str] = ..., trace_id: _Optional[str] = ..., span_id: _Optional[str] = ..., seed: _Optional[int] = ...) -> None: ...
+    change_point_ms: int
+    attempt: int
+    def __init__(self, contract_version: _Optional[int] = ..., model_name: _Optional[str] = ..., request_id: _Optional[str] = ..., reason: _Optional[str] = ..., detector: _Optional[str] = ..., statistic: _Optional[str] = ..., feature: _Optional[str] = ..., value: _Optional[float] = ..., window_start_ms: _Optional[int] = ..., window_end_ms: _Optional[int] = ..., requested_at_ms: _Optional[int] = ..., requested_by: _Optional[str] = ..., trace_id: _Optional[str] = ..., span_id: _Optional[str] = ..., seed: _Optional[int] = ..., change_point_ms: _Optional[int] = ..., attempt: _Optional[int] = ...) -> None: ...
 
 class Lineage(_message.Message):
     __slots__ = ("feature_log_offsets", "label_offsets", "feature_set", "feature_set_version", "code_version", "seed", "row_count", "data_start_ms", "data_end_ms", "retrain_request_id", "retrain_reason", "coalesced_request_ids", "view_versions", "definitions_revision", "requested_by")

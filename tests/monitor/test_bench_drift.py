@@ -1,0 +1,45 @@
+"""The drift-quality benchmark at its quick size keeps the monitor's promises: no false alarm on any control or
+pre-change segment, every abrupt concept drift detected, the covariate shift seen without labels."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.slow]
+
+BENCH = Path(__file__).resolve().parents[2] / "loadtests" / "bench_drift.py"
+
+
+def _bench():  # noqa: ANN202
+    spec = importlib.util.spec_from_file_location("bench_drift", BENCH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_drift"] = module  # dataclasses and the worker processes look the module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_quick_benchmark_no_false_alarm_and_abrupt_drifts_detected(tmp_path, capsys):
+    bench = _bench()
+    outcomes = bench.main(["--quick", "--workers", "2", "--plot", str(tmp_path / "delay.png")])
+    assert len(outcomes) == len(bench.FAMILIES) * len(bench.NOISES) * 2 * 2
+    assert sum(o.false_alarms[bench.MONITOR] for o in outcomes) == 0
+    assert sum(o.pre_change_predictions for o in outcomes) > 250_000
+    drifted = [o for o in outcomes if o.case.drift]
+    for o in drifted:
+        if o.case.family in ("agrawal", "stagger", "sine"):  # abrupt changes that cost tens of accuracy points
+            assert o.delay_labels[bench.MONITOR] is not None, o.case
+            assert o.delay_labels[bench.MONITOR] <= 300, o.case
+        if o.case.family == "sea_covariate":  # x2 moved: a data signal, no label needed
+            assert o.data_signal_delay is not None and o.data_signal_delay <= 1_000, o.case
+        if o.case.family in ("agrawal", "stagger", "sine") and not math.isnan(o.acc_after):
+            assert o.acc_after < o.acc_before - 0.05  # the suite's drifts do cost accuracy
+    controls = [o for o in outcomes if not o.case.drift]
+    assert all(o.retrains == 0 for o in controls)
+    assert (tmp_path / "delay.png").stat().st_size > 10_000
+    assert "| family | noise | detector |" in capsys.readouterr().out
