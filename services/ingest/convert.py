@@ -6,7 +6,6 @@ With the edge, the only module of ingest that touches generated `mlops.contracts
 
 from __future__ import annotations
 
-import hashlib
 import operator
 import struct
 from collections.abc import Callable, Mapping
@@ -15,6 +14,7 @@ from typing import Any
 from mlops import contracts
 from mlops.bus import Record
 from mlops.contracts import common_pb2, events_pb2
+from mlops.dead_letters import DEFAULT_ORIGINAL_BYTES, dead_letter
 
 from services.ingest.core import (
     DEFAULT_MAX_FUTURE_SKEW_MS,
@@ -29,8 +29,6 @@ from services.ingest.errors import Rejected
 __all__ = ["EventEncoder", "raw_event_fields", "to_dead_letter", "to_event", "validate"]
 
 SERVICE = "ingest"
-DEFAULT_DEAD_LETTER_ORIGINAL_BYTES = 64 * 1024
-_MAX_REASON_CHARS, _MAX_HEADER_CHARS = 4096, 1024  # a reason or header quoting a huge value stays small
 
 
 def validate(
@@ -95,25 +93,10 @@ def to_event(ev: ValidEvent, topic: str, partition: int, offset: int, ingest_tim
 
 
 def to_dead_letter(record: Record, error_type: str, field: str, reason: str, now_ms: int,
-                   max_original_bytes: int = DEFAULT_DEAD_LETTER_ORIGINAL_BYTES) -> events_pb2.DeadLetter:
-    """A rejected record with its original bytes (the first `max_original_bytes` of them, with the whole value's
-    size and sha256, so that a record near the broker's limit cannot make a dead letter over it and crash-loop the
-    service), its headers, and the reason naming the field."""
-    value = record.value or b""
-    return events_pb2.DeadLetter(
-        original_key=(record.key or b"")[:max_original_bytes],
-        original_value=value[:max_original_bytes],
-        reason=reason[:_MAX_REASON_CHARS],
-        field=field[:_MAX_REASON_CHARS],
-        error_type=error_type,
-        source=common_pb2.SourcePosition(topic=record.topic, partition=record.partition, offset=record.offset),
-        failed_at_ms=now_ms,
-        service=SERVICE,
-        original_headers={k: v.decode("utf-8", "replace")[:_MAX_HEADER_CHARS] for k, v in record.headers.items()},
-        original_size=len(value),
-        original_sha256=hashlib.sha256(value).hexdigest(),
-        original_truncated=len(value) > max_original_bytes,
-    )
+                   max_original_bytes: int = DEFAULT_ORIGINAL_BYTES) -> events_pb2.DeadLetter:
+    """A rejected record with (at most `max_original_bytes` of) its original bytes, their size and sha256, its
+    headers, and the reason naming the field."""
+    return dead_letter(record, SERVICE, error_type, field, reason, now_ms, max_original_bytes)
 
 
 # --- Event bytes without building an Event ------------------------------------------------------------------------
