@@ -162,8 +162,8 @@ class Registry:
                     or existing.gate_decision != "promoted":
                 return False
             c = existing.candidate
-            self.announce(Promotion(c.model_name, existing.version, c.sha256, existing.champion_version_at_gate,
-                                    existing.gate_reason, c.feature_names, "promote", existing.registered_at_ms))
+            self._announce(Promotion(c.model_name, existing.version, c.sha256, existing.champion_version_at_gate,
+                                     existing.gate_reason, c.feature_names, "promote", existing.registered_at_ms))
             return True
 
     # --- the outbox: announcements of changes already durable on registry.log ----------------------------------
