@@ -14,6 +14,7 @@ from typing import Any
 from mlops import contracts
 from mlops.bus import Record
 from mlops.contracts import common_pb2, events_pb2
+from mlops.dead_letters import DEFAULT_ORIGINAL_BYTES, dead_letter
 
 from services.ingest.core import (
     DEFAULT_MAX_FUTURE_SKEW_MS,
@@ -91,19 +92,11 @@ def to_event(ev: ValidEvent, topic: str, partition: int, offset: int, ingest_tim
     )
 
 
-def to_dead_letter(record: Record, error_type: str, field: str, reason: str, now_ms: int) -> events_pb2.DeadLetter:
-    """A rejected record with its original bytes and headers, and the reason naming the field."""
-    return events_pb2.DeadLetter(
-        original_key=record.key or b"",
-        original_value=record.value or b"",
-        reason=reason,
-        field=field,
-        error_type=error_type,
-        source=common_pb2.SourcePosition(topic=record.topic, partition=record.partition, offset=record.offset),
-        failed_at_ms=now_ms,
-        service=SERVICE,
-        original_headers={k: v.decode("utf-8", "replace") for k, v in record.headers.items()},
-    )
+def to_dead_letter(record: Record, error_type: str, field: str, reason: str, now_ms: int,
+                   max_original_bytes: int = DEFAULT_ORIGINAL_BYTES) -> events_pb2.DeadLetter:
+    """A rejected record with (at most `max_original_bytes` of) its original bytes, their size and sha256, its
+    headers, and the reason naming the field."""
+    return dead_letter(record, SERVICE, error_type, field, reason, now_ms, max_original_bytes)
 
 
 # --- Event bytes without building an Event ------------------------------------------------------------------------

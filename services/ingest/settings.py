@@ -28,6 +28,11 @@ class IngestSettings(BaseSettings):
     definitions_timeout_s: float = Field(
         30.0, gt=0, description="Longest wait at start for the definitions already published to be read."
     )
+    dead_letter_original_bytes: int = Field(
+        64 * 1024, ge=0, description="Most bytes of a rejected record's value kept in its dead letter (the whole "
+        "value's size and sha256 are always kept): a record near the broker's limit must not make a dead letter "
+        "over it.",
+    )
     max_future_skew_ms: int = Field(
         24 * 3600 * 1000, ge=0, description="Event times further than this in the future are rejected."
     )

@@ -37,13 +37,14 @@ from dataclasses import dataclass
 
 from mlops.bus import HEADER_MESSAGE_TYPE, Bus, BusError, FailurePolicy, Producer, Record, StopFlag, run_loop
 from mlops.contracts import ContractError, models_pb2
+from mlops.dead_letters import INVALID_LABEL, dead_letter
 from mlops.definitions.labels import LabelError, decode_label
 from mlops.definitions.model import Model
 from mlops.definitions.revision import Revision
 from mlops.definitions.store import DefinitionsFollower
 from mlops.prediction_log import read_predictions
 from mlops.telemetry import current_trace_ids, link_to_ids, messaging_attributes, span_link, tracer
-from mlops.topics import PREDICTIONS, RETRAIN_REQUESTED, TopicSpec, ensure_topics
+from mlops.topics import EVENTS_DLQ, PREDICTIONS, RETRAIN_REQUESTED, TopicSpec, ensure_topics
 from opentelemetry import trace
 from opentelemetry.trace import Link, SpanKind
 
@@ -130,6 +131,7 @@ class MonitorService:
         self.monitor = monitor or DriftMonitor(settings, self.observer, config=MonitorConfig())
         self.predictions_topic = bus.topic(PREDICTIONS)
         self.retrain_topic = bus.topic(RETRAIN_REQUESTED)
+        self.dlq_topic = bus.topic(EVENTS_DLQ)
         self.tracer = tracer("mlops.monitor")
         self.follower = DefinitionsFollower(bus, client_id=f"{CLIENT_ID}-definitions", on_change=self._on_revision)
         self.published: list[str] = []  # request ids, newest last (bounded)
@@ -250,6 +252,10 @@ class MonitorService:
 
     def _bad_label(self, model: str, exc: LabelError, record: Record) -> None:
         metrics.BAD_LABELS.labels(model, exc.field).inc()
+        # dead-lettered with the reason (flushed before the offset is committed, like the retrain requests)
+        assert self._producer is not None
+        self._producer.send(self.dlq_topic, dead_letter(record, "monitor", INVALID_LABEL, exc.field,
+                                                        f"label of model {model!r}: {exc}"), key=record.key)
         now = time.monotonic()
         last, unlogged = self._bad_logged.get(model, (0.0, 0))
         if now - last < 1.0:  # a flood of bad labels must not become a flood of log lines

@@ -175,13 +175,15 @@ def event_out(e: VersionState | AuditEntry) -> models_pb2.RegistryEvent:
         )
     return models_pb2.RegistryEvent(
         record_kind=AUDIT, model_name=e.model_name, version=e.version, status=e.status, actor=e.actor,
-        action=e.action, why=e.why, at_ms=e.at_ms, sequence=e.sequence,
+        action=e.action, why=e.why, at_ms=e.at_ms, sequence=e.sequence, command_id=e.command_id,
+        previous_version=e.previous_version,
     )
 
 
 def event_in(m: models_pb2.RegistryEvent) -> VersionState | AuditEntry:
     if m.record_kind == AUDIT:
-        return AuditEntry(m.model_name, m.sequence, m.version, m.action, m.actor, m.why, m.at_ms, m.status)
+        return AuditEntry(m.model_name, m.sequence, m.version, m.action, m.actor, m.why, m.at_ms, m.status,
+                          m.command_id, m.previous_version)
     info = _info(m.candidate)
     return VersionState(
         model_name=m.model_name, version=m.version, status=m.status, candidate=info,

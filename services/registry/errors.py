@@ -6,9 +6,9 @@ from __future__ import annotations
 from mlops.errors import MlopsError
 
 __all__ = [
-    "AlreadyChampion", "ArtifactRejected", "DuplicateCandidate", "InvalidCandidate", "InvalidRequest",
-    "ModelNotFound", "NoChampion", "NoDefinitions", "NotPromotable", "NothingToRollBack", "RegistryError",
-    "VersionNotFound",
+    "AlreadyChampion", "ArtifactRejected", "CommandConflict", "DuplicateCandidate", "GateRejected", "InvalidCandidate",
+    "InvalidRequest", "ModelNotFound", "NoChampion", "NoDefinitions", "NotPromotable", "NothingToRollBack",
+    "RegistryError", "VersionNotFound",
 ]
 
 
@@ -74,6 +74,23 @@ class AlreadyChampion(NotPromotable):
     def __init__(self, name: str, version: str):
         self.name, self.version = name, version
         super().__init__(f"{name!r} v{version} is already the champion")
+
+
+class GateRejected(NotPromotable):
+    """A manual promotion of a version the gate rejected, without the explicit override."""
+
+    def __init__(self, name: str, version: str, gate_reason: str):
+        self.name, self.version = name, version
+        super().__init__(f"{name!r} v{version} was rejected by the gate ({gate_reason}); promote it with "
+                         "override_gate (mlops models promote --override-gate) to overrule the gate")
+
+
+class CommandConflict(RegistryError):
+    """A command id already used by a different command (another model, version or action)."""
+
+    def __init__(self, command_id: str, first: str):
+        self.command_id = command_id
+        super().__init__(f"command id {command_id!r} was already used for {first}; use a new id for a new command")
 
 
 class NoChampion(NotPromotable):

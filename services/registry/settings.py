@@ -24,6 +24,9 @@ class RegistrySettings(BaseSettings):
     replay_timeout_s: float = Field(
         60.0, gt=0.0, description="Longest the start-up replay of registry.log may take."
     )
+    announce_retry_s: float = Field(
+        5.0, gt=0.0, description="How often an announcement on model.promoted that failed is re-sent (the outbox)."
+    )
     definitions_timeout_s: float = Field(
         30.0, gt=0.0, description="Longest the start-up read of the definitions topic may take."
     )

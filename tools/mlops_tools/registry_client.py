@@ -6,6 +6,7 @@ code name and the server's message (e.g. NOT_FOUND: unknown model 'x')."""
 from __future__ import annotations
 
 import os
+import uuid
 
 import grpc
 from mlops.contracts import models_pb2
@@ -57,12 +58,16 @@ class RegistryClient:
     def register(self, candidate: models_pb2.ModelCandidate) -> api.RegisterResponse:
         return self._call("Register", candidate)  # type: ignore[return-value]
 
-    def promote(self, name: str, version: str, actor: str, reason: str) -> api.ChangeResponse:
-        return self._call("Promote", api.PromoteRequest(name=name, version=version, actor=actor,  # type: ignore
-                                                        reason=reason))
+    def promote(self, name: str, version: str, actor: str, reason: str, override_gate: bool = False,
+                command_id: str | None = None) -> api.ChangeResponse:
+        """`command_id` (default: a new one) makes a retry of this call apply once and return the first result."""
+        return self._call("Promote", api.PromoteRequest(  # type: ignore[return-value]
+            name=name, version=version, actor=actor, reason=reason, override_gate=override_gate,
+            command_id=command_id or uuid.uuid4().hex))
 
-    def rollback(self, name: str, actor: str, reason: str) -> api.ChangeResponse:
-        return self._call("Rollback", api.RollbackRequest(name=name, actor=actor, reason=reason))  # type: ignore
+    def rollback(self, name: str, actor: str, reason: str, command_id: str | None = None) -> api.ChangeResponse:
+        return self._call("Rollback", api.RollbackRequest(  # type: ignore[return-value]
+            name=name, actor=actor, reason=reason, command_id=command_id or uuid.uuid4().hex))
 
     def diff(self, name: str, a: str, b: str) -> api.DiffResponse:
         return self._call("Diff", api.DiffRequest(name=name, a=a, b=b))  # type: ignore[return-value]

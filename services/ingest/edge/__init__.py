@@ -271,7 +271,7 @@ class Ingest:
         now_ms: int,
         headers: dict[str, str] | None = None,
     ) -> None:
-        dead = to_dead_letter(record, error_type, field, reason, now_ms)
+        dead = to_dead_letter(record, error_type, field, reason, now_ms, self.settings.dead_letter_original_bytes)
         self.producer.send(self.dlq_topic, dead, key=record.key, headers=headers)
 
     def on_unexpected(self, record: Record, exc: Exception) -> str:

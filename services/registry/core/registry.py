@@ -2,7 +2,8 @@
 
 Every command runs under one lock: validate against the current state, compute the events, persist them (the
 caller's `persist` writes them to registry.log and waits for the acknowledgement), and only then apply them. A
-command that raises has persisted nothing and changed nothing.
+command that raises has persisted nothing and changed nothing. A champion change is then announced; an announcement
+that fails waits in an outbox and is re-sent (the change itself stands).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,7 +39,9 @@ from services.registry.core.state import (
 from services.registry.errors import (
     AlreadyChampion,
     ArtifactRejected,
+    CommandConflict,
     DuplicateCandidate,
+    GateRejected,
     InvalidCandidate,
     InvalidRequest,
     ModelNotFound,
@@ -77,6 +80,9 @@ class Registry:
     actor: str = "registry"
     clock: Callable[[], int] = _now_ms
     _lock: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False)
+    # the outbox: promotions persisted on registry.log whose announcement failed, by model (a newer one replaces
+    # an older); re-sent by `announce_pending`, and rebuilt on restart by `recover_announcements`
+    _pending: dict[str, Promotion] = field(default_factory=dict, init=False, repr=False)
 
     # --- commands ----------------------------------------------------------------------------------------------
 
@@ -112,22 +118,34 @@ class Registry:
                                      self.actor, decision.reason, now, status))
             self._commit(events)
             if decision.promote:
-                self.announce(Promotion(name, version, cand.sha256, champ.version if champ else "",
-                                        decision.reason, cand.feature_names, "promote", now))
+                self._announce(Promotion(name, version, cand.sha256, champ.version if champ else "",
+                                         decision.reason, cand.feature_names, "promote", now))
             log.info("candidate registered", extra={"fields": {
                 "model": name, "version": version, "decision": new.gate_decision, "reason": decision.reason}})
             return new
 
-    def promote(self, name: str, version: str, actor: str, reason: str) -> tuple[Promotion, int]:
+    def promote(self, name: str, version: str, actor: str, reason: str, override_gate: bool = False,
+                command_id: str = "") -> tuple[Promotion, int]:
+        """Make `version` the champion. A version the gate rejected is refused unless `override_gate`, and the
+        override is audited. A `command_id` already applied returns that first result and changes nothing."""
         with self._lock:
+            if (done := self._replayed(command_id, name, "promote", version)) is not None:
+                return done
             target = self.get(name, version)
             if target.status == Status.CHAMPION:
                 raise AlreadyChampion(name, version)
             why = reason or "manual promotion"
-            return self._crown(target, Status.RETIRED, "promote", actor, why, why)
+            audit_why = why
+            if target.gate_decision == "rejected":
+                if not override_gate:
+                    raise GateRejected(name, version, target.gate_reason)
+                audit_why = f"{why} (override of a gate rejection: {target.gate_reason})"
+            return self._crown(target, Status.RETIRED, "promote", actor, why, audit_why, command_id)
 
-    def rollback(self, name: str, actor: str, reason: str) -> tuple[Promotion, int]:
+    def rollback(self, name: str, actor: str, reason: str, command_id: str = "") -> tuple[Promotion, int]:
         with self._lock:
+            if (done := self._replayed(command_id, name, "rollback")) is not None:
+                return done
             if name not in self.state.versions:
                 raise ModelNotFound(name)
             target = self.state.rollback_target(name)
@@ -136,7 +154,7 @@ class Registry:
             champ = self.state.champion(name)
             why = reason or "manual rollback"
             return self._crown(target, Status.ROLLED_BACK, "rollback", actor, why,
-                               f"{why} (from v{champ.version if champ else '-'})")
+                               f"{why} (from v{champ.version if champ else '-'})", command_id)
 
     def reannounce(self, dup: DuplicateCandidate) -> bool:
         """Announce again a champion the gate promoted when its candidate is delivered twice: a crash between
@@ -147,9 +165,69 @@ class Registry:
                     or existing.gate_decision != "promoted":
                 return False
             c = existing.candidate
-            self.announce(Promotion(c.model_name, existing.version, c.sha256, existing.champion_version_at_gate,
-                                    existing.gate_reason, c.feature_names, "promote", existing.registered_at_ms))
+            self._announce(Promotion(c.model_name, existing.version, c.sha256, existing.champion_version_at_gate,
+                                     existing.gate_reason, c.feature_names, "promote", existing.registered_at_ms))
             return True
+
+    # --- the outbox: announcements of changes already durable on registry.log ----------------------------------
+
+    def announced(self, name: str) -> bool:
+        """Whether the latest champion change of `name` is announced (False: it waits in the outbox)."""
+        with self._lock:
+            return name not in self._pending
+
+    def announce_pending(self) -> int:
+        """Re-send every announcement that failed; returns how many still wait."""
+        with self._lock:
+            for promo in list(self._pending.values()):
+                self._announce(promo)
+            return len(self._pending)
+
+    def recover_announcements(self, last_announced: Mapping[str, tuple[str, str]]) -> int:
+        """On start: a champion that is not the last (version, sha256) announced on model.promoted (a crash or a
+        broker fault between registry.log and model.promoted) goes to the outbox and is re-sent. Returns how many
+        were missing."""
+        with self._lock:
+            for name in self.state.models():
+                champ = self.state.champion(name)
+                if champ is not None and last_announced.get(name) != (champ.version, champ.candidate.sha256):
+                    self._pending[name] = self._promotion_of(champ)
+            missing = len(self._pending)
+            self.announce_pending()
+            return missing
+
+    def _announce(self, promo: Promotion) -> None:
+        """Announce, or keep it in the outbox: the change is durable and applied, so the command has succeeded
+        and must not report that nothing was applied."""
+        try:
+            self.announce(promo)
+        except Exception as exc:
+            self._pending[promo.model_name] = promo  # a newer change replaces an older one not yet announced
+            log.error("announcement failed; kept in the outbox to re-send", extra={"fields": {
+                "model": promo.model_name, "version": promo.version, "error": f"{type(exc).__name__}: {exc}"}})
+            return
+        self._pending.pop(promo.model_name, None)
+
+    def _promotion_of(self, champ: VersionState) -> Promotion:
+        """The announcement of `champ`, rebuilt from the state and the audit entry of the change that crowned it."""
+        name, c = champ.model_name, champ.candidate
+        entry = self.state.audit.get(name, {}).get(champ.promoted_sequence)
+        previous = next((v.version for v in self.state.versions_of(name) if v.version != champ.version
+                         and v.sequence == champ.promoted_sequence), "")
+        action = entry.action if entry is not None and entry.action in ("promote", "rollback") else "promote"
+        return Promotion(name, champ.version, c.sha256, previous, entry.why if entry else champ.gate_reason,
+                         c.feature_names, action, entry.at_ms if entry else champ.registered_at_ms)
+
+    def _replayed(self, command_id: str, name: str, action: str, version: str = "") -> tuple[Promotion, int] | None:
+        """The first result of a command id already applied (a client's retry), or None for a new command."""
+        first = self.state.commands.get(command_id) if command_id else None
+        if first is None:
+            return None
+        if first.model_name != name or first.action != action or (version and first.version != version):
+            raise CommandConflict(command_id, f"{first.action} of {first.model_name!r} v{first.version}")
+        c = self.state.get(name, first.version).candidate  # type: ignore[union-attr]
+        return Promotion(name, first.version, c.sha256, first.previous_version, first.why, c.feature_names,
+                         action, first.at_ms), first.sequence
 
     # --- queries -----------------------------------------------------------------------------------------------
 
@@ -241,7 +319,7 @@ class Registry:
         return cand_metrics, champ_metrics, decision, slices
 
     def _crown(self, target: VersionState, demote_to: Status, action: str, actor: str, why: str,
-               audit_why: str) -> tuple[Promotion, int]:
+               audit_why: str, command_id: str = "") -> tuple[Promotion, int]:
         """Make `target` the champion, the current champion (if any) becoming `demote_to`; persist and announce."""
         name = target.model_name
         champ = self.state.champion(name)
@@ -250,11 +328,12 @@ class Registry:
         if champ is not None:
             events.append(champ.with_status(demote_to, seq))
         events += [target.with_status(Status.CHAMPION, seq, promoted=True),
-                   AuditEntry(name, seq, target.version, action, actor or "unknown", audit_why, now, Status.CHAMPION)]
+                   AuditEntry(name, seq, target.version, action, actor or "unknown", audit_why, now, Status.CHAMPION,
+                              command_id, champ.version if champ else "")]
         self._commit(events)
         promo = Promotion(name, target.version, target.candidate.sha256, champ.version if champ else "", why,
                           target.candidate.feature_names, action, now)
-        self.announce(promo)
+        self._announce(promo)
         return promo, seq
 
     def _commit(self, events: list[Event]) -> None:

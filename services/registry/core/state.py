@@ -135,6 +135,8 @@ class AuditEntry:
     why: str
     at_ms: int
     status: str
+    command_id: str = ""  # the client's id of the command that made this change (a retry returns this change)
+    previous_version: str = ""  # the champion this change replaced, for a promote or rollback
 
 
 Event = VersionState | AuditEntry
@@ -172,6 +174,7 @@ class RegistryState:
         self.versions: dict[str, dict[str, VersionState]] = {}
         self.audit: dict[str, dict[int, AuditEntry]] = {}
         self.sequence: dict[str, int] = {}
+        self.commands: dict[str, AuditEntry] = {}  # command id → the change it made (rebuilt from the audit trail)
 
     def apply(self, event: Event) -> None:
         name = event.model_name
@@ -180,6 +183,8 @@ class RegistryState:
             self.versions.setdefault(name, {})[event.version] = event
         else:
             self.audit.setdefault(name, {})[event.sequence] = event
+            if event.command_id:
+                self.commands[event.command_id] = event
 
     # --- queries ---------------------------------------------------------------------------------------------
 

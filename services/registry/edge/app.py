@@ -4,7 +4,8 @@ model.candidates once a definitions revision is in force."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 
 import grpc
 from mlops.artifacts import ArtifactReader
@@ -15,7 +16,7 @@ from mlops.topics import MODEL_CANDIDATES
 
 from services.registry.core import Registry
 from services.registry.edge.candidates import CandidateHandler
-from services.registry.edge.eventlog import EventLog, artifact_fetcher, replay
+from services.registry.edge.eventlog import EventLog, artifact_fetcher, last_announced, replay
 from services.registry.edge.grpc_api import start_grpc_server
 from services.registry.errors import NoDefinitions
 from services.registry.settings import RegistrySettings
@@ -34,12 +35,28 @@ class RegistryApp:
     server: grpc.Server
     grpc_port: int
     replayed: int
+    _stopping: threading.Event = field(default_factory=threading.Event)
+
+    def start_outbox(self, interval_s: float) -> threading.Thread:
+        """Re-send failed announcements every `interval_s` until `stop` (a broker fault must not leave a persisted
+        champion unannounced until the next restart)."""
+        def loop() -> None:
+            while not self._stopping.wait(interval_s):
+                try:
+                    self.registry.announce_pending()
+                except Exception:  # never let the outbox thread die: the next round tries again
+                    log.exception("outbox round failed")
+
+        thread = threading.Thread(target=loop, name="registry-outbox", daemon=True)
+        thread.start()
+        return thread
 
     def ready(self) -> bool:
         """Serving candidates: a definitions revision is in force and still followed."""
         return self.definitions.current is not None and self.definitions.alive()
 
     def stop(self) -> None:
+        self._stopping.set()
         self.server.stop(grace=2).wait(5)
         self.definitions.stop()
 
@@ -61,11 +78,17 @@ def build(settings: RegistrySettings, bus: Bus) -> RegistryApp:
     # a new model) applies from the next candidate on, without a restart
     registry = Registry(state, fetch, events.persist, events.announce, lambda: follower.current,
                         actor=settings.actor)
+    missing = registry.recover_announcements(last_announced(bus, settings.replay_timeout_s))
+    if missing:
+        log.warning("champions not yet announced on model.promoted were re-sent", extra={"fields": {
+            "models": missing, "still_pending": registry.announce_pending()}})
     server, port, _ = start_grpc_server(registry, settings.grpc_host, settings.grpc_port, settings.grpc_workers)
     log.info("registry state rebuilt", extra={"fields": {
         "records": replayed, "models": state.models(), "grpc_port": port,
         "definitions_revision": follower.current.number if follower.current else None}})
-    return RegistryApp(bus, registry, events, follower, server, port, replayed)
+    app = RegistryApp(bus, registry, events, follower, server, port, replayed)
+    app.start_outbox(settings.announce_retry_s)
+    return app
 
 
 def run(app: RegistryApp, settings: RegistrySettings, stop: StopFlag) -> int:

@@ -17,7 +17,7 @@ from services.registry.core import Event, FetchArtifact, Promotion, RegistryStat
 from services.registry.errors import ArtifactRejected
 from services.registry.metrics import PROMOTIONS
 
-__all__ = ["EventLog", "artifact_fetcher", "replay"]
+__all__ = ["EventLog", "artifact_fetcher", "last_announced", "replay"]
 
 log = logging.getLogger("mlops.registry")
 _tracer = tracer("mlops.registry")
@@ -68,6 +68,24 @@ def replay(bus: Bus, timeout: float = 60.0) -> tuple[RegistryState, int]:
         state.apply(event)
         applied += 1
     return state, applied
+
+
+def last_announced(bus: Bus, timeout: float = 60.0) -> dict[str, tuple[str, str]]:
+    """The last (version, sha256) announced on model.promoted for each model, as of now: what the registry compares
+    its champions with on start to re-send an announcement lost between registry.log and model.promoted."""
+    reader = bus.reader([bus.topic(MODEL_PROMOTED)], client_id="registry-outbox", start="beginning")
+    try:
+        records = reader.read_to_end(timeout)
+    finally:
+        reader.close()
+    last: dict[str, tuple[str, str]] = {}
+    for record in records:
+        try:
+            msg = record.decode(models_pb2.ModelPromoted)
+        except ContractError:
+            continue  # not ours to judge here; inference dead-letters nothing on this topic either
+        last[msg.model_name] = (msg.version, msg.artifact_sha256)
+    return last
 
 
 def artifact_fetcher(reader: ArtifactReader, timeout: float) -> FetchArtifact:

@@ -30,6 +30,7 @@ STATUS: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
     (errors.VersionNotFound, grpc.StatusCode.NOT_FOUND),
     (errors.InvalidCandidate, grpc.StatusCode.INVALID_ARGUMENT),
     (errors.InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.CommandConflict, grpc.StatusCode.INVALID_ARGUMENT),
     (errors.DuplicateCandidate, grpc.StatusCode.ALREADY_EXISTS),
     (errors.ArtifactRejected, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.NotPromotable, grpc.StatusCode.FAILED_PRECONDITION),
@@ -84,15 +85,19 @@ class RegistryServicer(api_grpc.ModelRegistryServicer):
     def Promote(self, request: api.PromoteRequest, context: Any) -> api.ChangeResponse:  # noqa: N802
         def promote() -> api.ChangeResponse:
             promo, seq = self.registry.promote(require(request.name, "name"), require(request.version, "version"),
-                                               request.actor, request.reason)
-            return api.ChangeResponse(promoted=promotion_out(promo), sequence=seq)
+                                               request.actor, request.reason, override_gate=request.override_gate,
+                                               command_id=request.command_id)
+            return api.ChangeResponse(promoted=promotion_out(promo), sequence=seq,
+                                      announced=self.registry.announced(promo.model_name))
 
         return _call(context, promote)
 
     def Rollback(self, request: api.RollbackRequest, context: Any) -> api.ChangeResponse:  # noqa: N802
         def rollback() -> api.ChangeResponse:
-            promo, seq = self.registry.rollback(require(request.name, "name"), request.actor, request.reason)
-            return api.ChangeResponse(promoted=promotion_out(promo), sequence=seq)
+            promo, seq = self.registry.rollback(require(request.name, "name"), request.actor, request.reason,
+                                                command_id=request.command_id)
+            return api.ChangeResponse(promoted=promotion_out(promo), sequence=seq,
+                                      announced=self.registry.announced(promo.model_name))
 
         return _call(context, rollback)
 

@@ -27,11 +27,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("version")
     p.add_argument("--reason", default="manual promotion")
     p.add_argument("--actor", default=None, help="who (default: your user name)")
+    p.add_argument("--override-gate", action="store_true",
+                   help="promote a version the gate rejected (refused without this; audited as an override)")
+    p.add_argument("--command-id", default=None, help="id of this command: repeating it applies it once "
+                                                      "(default: a new one)")
     p.set_defaults(func=_promote)
     p = msub.add_parser("rollback", help="go back to the previous champion")
     p.add_argument("name")
     p.add_argument("--reason", default="manual rollback")
     p.add_argument("--actor", default=None, help="who (default: your user name)")
+    p.add_argument("--command-id", default=None, help="id of this command: repeating it applies it once "
+                                                      "(default: a new one)")
     p.set_defaults(func=_rollback)
     p = msub.add_parser("diff", help="what differs between two versions")
     p.add_argument("name")
@@ -105,20 +111,26 @@ def _show(args: argparse.Namespace) -> int:
 
 def _promote(args: argparse.Namespace) -> int:
     def do(client: Any) -> None:
-        r = client.promote(args.name, args.version, args.actor or getpass.getuser(), args.reason)
+        r = client.promote(args.name, args.version, args.actor or getpass.getuser(), args.reason,
+                           override_gate=args.override_gate, command_id=args.command_id)
         print(f"promoted {r.promoted.model_name} v{r.promoted.version} "
-              f"(previous v{r.promoted.previous_version or '-'}), audit #{r.sequence}")
+              f"(previous v{r.promoted.previous_version or '-'}), audit #{r.sequence}{_pending(r)}")
 
     return _run(args, do)
 
 
 def _rollback(args: argparse.Namespace) -> int:
     def do(client: Any) -> None:
-        r = client.rollback(args.name, args.actor or getpass.getuser(), args.reason)
+        r = client.rollback(args.name, args.actor or getpass.getuser(), args.reason, command_id=args.command_id)
         print(f"rolled back {r.promoted.model_name} to v{r.promoted.version} "
-              f"(from v{r.promoted.previous_version}), audit #{r.sequence}")
+              f"(from v{r.promoted.previous_version}), audit #{r.sequence}{_pending(r)}")
 
     return _run(args, do)
+
+
+def _pending(r: Any) -> str:
+    return "" if r.announced else "; not yet announced on model.promoted (the registry re-sends it)"
+
 
 
 def _diff(args: argparse.Namespace) -> int:

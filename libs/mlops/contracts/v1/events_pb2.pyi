@@ -78,7 +78,7 @@ class Event(_message.Message):
     def __init__(self, contract_version: _Optional[int] = ..., event_id: _Optional[str] = ..., entity_id: _Optional[str] = ..., event_time_ms: _Optional[int] = ..., ingest_time_ms: _Optional[int] = ..., schema_version: _Optional[int] = ..., values: _Optional[_Mapping[str, float]] = ..., source: _Optional[_Union[_common_pb2.SourcePosition, _Mapping]] = ..., source_name: _Optional[str] = ..., categories: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class DeadLetter(_message.Message):
-    __slots__ = ("contract_version", "original_key", "original_value", "reason", "field", "error_type", "source", "failed_at_ms", "service", "original_headers")
+    __slots__ = ("contract_version", "original_key", "original_value", "reason", "field", "error_type", "source", "failed_at_ms", "service", "original_headers", "original_size", "original_sha256", "original_truncated")
     class OriginalHeadersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -96,6 +96,9 @@ class DeadLetter(_message.Message):
     FAILED_AT_MS_FIELD_NUMBER: _ClassVar[int]
     SERVICE_FIELD_NUMBER: _ClassVar[int]
     ORIGINAL_HEADERS_FIELD_NUMBER: _ClassVar[int]
+    ORIGINAL_SIZE_FIELD_NUMBER: _ClassVar[int]
+    ORIGINAL_SHA256_FIELD_NUMBER: _ClassVar[int]
+    ORIGINAL_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     contract_version: int
     original_key: bytes
     original_value: bytes
@@ -106,7 +109,10 @@ class DeadLetter(_message.Message):
     failed_at_ms: int
     service: str
     original_headers: _containers.ScalarMap[str, str]
-    def __init__(self, contract_version: _Optional[int] = ..., original_key: _Optional[bytes] = ..., original_value: _Optional[bytes] = ..., reason: _Optional[str] = ..., field: _Optional[str] = ..., error_type: _Optional[str] = ..., source: _Optional[_Union[_common_pb2.SourcePosition, _Mapping]] = ..., failed_at_ms: _Optional[int] = ..., service: _Optional[str] = ..., original_headers: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    original_size: int
+    original_sha256: str
+    original_truncated: bool
+    def __init__(self, contract_version: _Optional[int] = ..., original_key: _Optional[bytes] = ..., original_value: _Optional[bytes] = ..., reason: _Optional[str] = ..., field: _Optional[str] = ..., error_type: _Optional[str] = ..., source: _Optional[_Union[_common_pb2.SourcePosition, _Mapping]] = ..., failed_at_ms: _Optional[int] = ..., service: _Optional[str] = ..., original_headers: _Optional[_Mapping[str, str]] = ..., original_size: _Optional[int] = ..., original_sha256: _Optional[str] = ..., original_truncated: _Optional[bool] = ...) -> None: ...
 
 class FeatureVector(_message.Message):
     __slots__ = ("contract_version", "entity_id", "feature_set", "feature_set_version", "as_of_ms", "values", "event_id")

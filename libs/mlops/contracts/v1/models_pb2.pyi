@@ -359,7 +359,7 @@ class ModelPromoted(_message.Message):
     def __init__(self, contract_version: _Optional[int] = ..., model_name: _Optional[str] = ..., version: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., previous_version: _Optional[str] = ..., reason: _Optional[str] = ..., promoted_at_ms: _Optional[int] = ..., feature_names: _Optional[_Iterable[str]] = ..., action: _Optional[str] = ...) -> None: ...
 
 class RegistryEvent(_message.Message):
-    __slots__ = ("contract_version", "model_name", "version", "status", "candidate", "gate_decision", "gate_reason", "champion_metrics", "actor", "action", "why", "at_ms", "sequence", "record_kind", "promoted_sequence", "gate_metrics", "champion_version_at_gate", "registered_at_ms", "gate_definitions_revision", "slices")
+    __slots__ = ("contract_version", "model_name", "version", "status", "candidate", "gate_decision", "gate_reason", "champion_metrics", "actor", "action", "why", "at_ms", "sequence", "record_kind", "promoted_sequence", "gate_metrics", "champion_version_at_gate", "registered_at_ms", "gate_definitions_revision", "slices", "command_id", "previous_version")
     class ChampionMetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -394,6 +394,8 @@ class RegistryEvent(_message.Message):
     REGISTERED_AT_MS_FIELD_NUMBER: _ClassVar[int]
     GATE_DEFINITIONS_REVISION_FIELD_NUMBER: _ClassVar[int]
     SLICES_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_ID_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_VERSION_FIELD_NUMBER: _ClassVar[int]
     contract_version: int
     model_name: str
     version: str
@@ -414,7 +416,9 @@ class RegistryEvent(_message.Message):
     registered_at_ms: int
     gate_definitions_revision: int
     slices: SliceReport
-    def __init__(self, contract_version: _Optional[int] = ..., model_name: _Optional[str] = ..., version: _Optional[str] = ..., status: _Optional[str] = ..., candidate: _Optional[_Union[ModelCandidate, _Mapping]] = ..., gate_decision: _Optional[str] = ..., gate_reason: _Optional[str] = ..., champion_metrics: _Optional[_Mapping[str, float]] = ..., actor: _Optional[str] = ..., action: _Optional[str] = ..., why: _Optional[str] = ..., at_ms: _Optional[int] = ..., sequence: _Optional[int] = ..., record_kind: _Optional[str] = ..., promoted_sequence: _Optional[int] = ..., gate_metrics: _Optional[_Mapping[str, float]] = ..., champion_version_at_gate: _Optional[str] = ..., registered_at_ms: _Optional[int] = ..., gate_definitions_revision: _Optional[int] = ..., slices: _Optional[_Union[SliceReport, _Mapping]] = ...) -> None: ...
+    command_id: str
+    previous_version: str
+    def __init__(self, contract_version: _Optional[int] = ..., model_name: _Optional[str] = ..., version: _Optional[str] = ..., status: _Optional[str] = ..., candidate: _Optional[_Union[ModelCandidate, _Mapping]] = ..., gate_decision: _Optional[str] = ..., gate_reason: _Optional[str] = ..., champion_metrics: _Optional[_Mapping[str, float]] = ..., actor: _Optional[str] = ..., action: _Optional[str] = ..., why: _Optional[str] = ..., at_ms: _Optional[int] = ..., sequence: _Optional[int] = ..., record_kind: _Optional[str] = ..., promoted_sequence: _Optional[int] = ..., gate_metrics: _Optional[_Mapping[str, float]] = ..., champion_version_at_gate: _Optional[str] = ..., registered_at_ms: _Optional[int] = ..., gate_definitions_revision: _Optional[int] = ..., slices: _Optional[_Union[SliceReport, _Mapping]] = ..., command_id: _Optional[str] = ..., previous_version: _Optional[str] = ...) -> None: ...
 
 class ModelRegistration(_message.Message):
     __slots__ = ("contract_version", "model_name", "request_id", "artifact_sha256", "artifact_size", "requested_by", "requested_at_ms", "description", "trace_id", "span_id")

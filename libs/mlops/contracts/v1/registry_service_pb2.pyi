@@ -172,34 +172,42 @@ class RegisterResponse(_message.Message):
     def __init__(self, model_name: _Optional[str] = ..., version: _Optional[str] = ..., decision: _Optional[str] = ..., reason: _Optional[str] = ..., candidate_metrics: _Optional[_Mapping[str, float]] = ..., champion_metrics: _Optional[_Mapping[str, float]] = ..., previous_version: _Optional[str] = ...) -> None: ...
 
 class PromoteRequest(_message.Message):
-    __slots__ = ("name", "version", "actor", "reason")
+    __slots__ = ("name", "version", "actor", "reason", "override_gate", "command_id")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     ACTOR_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    OVERRIDE_GATE_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_ID_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     actor: str
     reason: str
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., actor: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    override_gate: bool
+    command_id: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., actor: _Optional[str] = ..., reason: _Optional[str] = ..., override_gate: _Optional[bool] = ..., command_id: _Optional[str] = ...) -> None: ...
 
 class RollbackRequest(_message.Message):
-    __slots__ = ("name", "actor", "reason")
+    __slots__ = ("name", "actor", "reason", "command_id")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ACTOR_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_ID_FIELD_NUMBER: _ClassVar[int]
     name: str
     actor: str
     reason: str
-    def __init__(self, name: _Optional[str] = ..., actor: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    command_id: str
+    def __init__(self, name: _Optional[str] = ..., actor: _Optional[str] = ..., reason: _Optional[str] = ..., command_id: _Optional[str] = ...) -> None: ...
 
 class ChangeResponse(_message.Message):
-    __slots__ = ("promoted", "sequence")
+    __slots__ = ("promoted", "sequence", "announced")
     PROMOTED_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    ANNOUNCED_FIELD_NUMBER: _ClassVar[int]
     promoted: _models_pb2.ModelPromoted
     sequence: int
-    def __init__(self, promoted: _Optional[_Union[_models_pb2.ModelPromoted, _Mapping]] = ..., sequence: _Optional[int] = ...) -> None: ...
+    announced: bool
+    def __init__(self, promoted: _Optional[_Union[_models_pb2.ModelPromoted, _Mapping]] = ..., sequence: _Optional[int] = ..., announced: _Optional[bool] = ...) -> None: ...
 
 class DiffRequest(_message.Message):
     __slots__ = ("name", "a", "b")
