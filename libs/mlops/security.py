@@ -14,6 +14,9 @@ mutual TLS, a client certificate is required); without them it listens in plaint
 from __future__ import annotations
 
 import contextvars
+import hashlib
+import hmac
+import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -45,6 +48,8 @@ __all__ = [
     "client_metadata",
     "current_principal",
     "interceptors",
+    "promotion_signature",
+    "promotion_verified",
 ]
 
 log = logging.getLogger("mlops.security")
@@ -95,6 +100,9 @@ class SecuritySettings(BaseSettings):
     tls_key_file: Path | None = Field(None, description="Private key of tls_cert_file (PEM).")
     tls_client_ca_file: Path | None = Field(None, description="CA of client certificates: set, mutual TLS is "
                                             "required.")
+    promotion_key: SecretStr = Field(SecretStr(""), description="Shared HMAC key: the registry signs each "
+                                     "model.promoted record with it, inference serves only records it verifies. "
+                                     "Empty: promotions are neither signed nor checked.")
 
     def table(self) -> TokenTable:
         text = self.tokens.get_secret_value()
@@ -318,3 +326,14 @@ def client_channel(address: str, settings: ClientSecuritySettings | None = None,
         credentials = grpc.composite_channel_credentials(
             credentials, grpc.metadata_call_credentials(_TokenAuth(token)))
     return grpc.secure_channel(address, credentials, options=list(options))
+
+
+def promotion_signature(key: SecretStr, model: str, version: str, artifact_sha256: str) -> str:
+    """Hex HMAC-SHA256 over (model, version, sha256) — JSON-encoded, so no field can run into the next."""
+    payload = json.dumps([model, version, artifact_sha256]).encode()
+    return hmac.new(key.get_secret_value().encode(), payload, hashlib.sha256).hexdigest()
+
+
+def promotion_verified(key: SecretStr, model: str, version: str, artifact_sha256: str, signature: str) -> bool:
+    """True when `signature` is the key's signature of the promotion (constant-time comparison)."""
+    return hmac.compare_digest(promotion_signature(key, model, version, artifact_sha256), signature)

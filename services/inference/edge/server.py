@@ -274,7 +274,8 @@ class InferenceServer:
             dataplane = self.dataplane
             self.promotions = PromotionFollower(self.bus, self.repository,
                                                 lambda sha256: artifacts.get(sha256, timeout=timeout),
-                                                self.options, lambda: dataplane.catalog)
+                                                self.options, lambda: dataplane.catalog,
+                                                key=self.security.promotion_key)
             self.promotions.start()
         log.info("inference serving", extra={"fields": {
             "port": self.port, "rest_port": self.rest.port if self.rest else None,

@@ -56,7 +56,8 @@ def build(settings: RegistrySettings, bus: Bus, security: SecuritySettings | Non
     and TLS; None: from MLOPS_SECURITY_*)."""
     state, replayed = replay(bus, settings.replay_timeout_s)
     fetch = artifact_fetcher(ArtifactReader(bus), settings.artifact_timeout_s)
-    events = EventLog(bus, bus.producer(client_id="registry"))
+    security = security if security is not None else SecuritySettings()
+    events = EventLog(bus, bus.producer(client_id="registry"), security.promotion_key)
     follower = DefinitionsFollower(bus, client_id="registry-definitions", on_change=_changed)
     follower.start(settings.definitions_timeout_s)
     # the registry reads the follower's current revision once per command: a newer revision (a changed margin,

@@ -14,33 +14,19 @@ import pytest
 import tritonclient.grpc as tc
 from certs import make_ca, make_signed
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from inference_helpers import SEA_FILE, K
+from inference_helpers import K
 from mlops.security import SecuritySettings
 from pydantic import SecretStr
 from tritonclient.utils import InferenceServerException
-
-from services.inference.edge import InferenceServer
-from services.inference.settings import InferenceSettings
 
 ADMIN_TOKEN, PREDICT_TOKEN = "adm-secret-0123456789", "pred-secret-0123456789"
 TOKENS = SecuritySettings(tokens=SecretStr(f"ops=admin:{ADMIN_TOKEN}, app=predict:{PREDICT_TOKEN}"))
 
 
 @pytest.fixture
-def secured(model_file: Path):  # type: ignore[no-untyped-def]
-    from conftest import RunningServer
-
-    def make(security: SecuritySettings) -> RunningServer:
-        settings = InferenceSettings(host="127.0.0.1", port=0, rest_port=0, watch_promotions=False,
-                                     log_predictions=False, definitions_file=SEA_FILE, model_path=model_file)
-        running = RunningServer(InferenceServer(settings, security=security))
-        started.append(running)
-        return running
-
-    started: list[RunningServer] = []
-    yield make
-    for running in started:
-        running.close()
+def secured(server_factory, model_file: Path):  # type: ignore[no-untyped-def]
+    """`make(security)`: a server of the SEA model from a file, with those tokens / TLS settings."""
+    return lambda security: server_factory(model_path=model_file, security=security)
 
 
 def _infer(client: tc.InferenceServerClient, token: str | None) -> np.ndarray:

@@ -15,12 +15,16 @@ from certs import make_ca, make_signed
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from mlops.artifacts import publish_artifact
 from mlops.bus import MemoryBus, StopFlag
-from mlops.security import ClientSecuritySettings, SecuritySettings
+from mlops.contracts import models_pb2
+from mlops.security import ClientSecuritySettings, SecuritySettings, promotion_signature, promotion_verified
+from mlops.topics import MODEL_PROMOTED
 from mlops_tools.registry_client import RegistryCallError, RegistryClient
 from pydantic import SecretStr
 from registry_helpers import apply_definitions
 
+from services.registry.core import Promotion
 from services.registry.edge import build, run
+from services.registry.edge.eventlog import EventLog
 from services.registry.settings import RegistrySettings
 
 ADMIN_TOKEN, PREDICT_TOKEN = "reg-admin-secret-42", "reg-predict-secret-42"
@@ -103,3 +107,20 @@ def test_tls_needs_the_ca(registry_factory, tmp_path: Path) -> None:
         assert refused(untrusting.list_models).code == grpc.StatusCode.UNAVAILABLE
     with client(app, PREDICT_TOKEN) as plaintext:
         assert refused(plaintext.list_models).code == grpc.StatusCode.UNAVAILABLE
+
+
+def test_the_registry_signs_what_it_announces() -> None:
+    key = SecretStr("promotion-hmac-key-for-tests")
+    bus = MemoryBus()
+    EventLog(bus, bus.producer(client_id="registry"), key).announce(Promotion(
+        model_name="sea", version="5", sha256="ab" * 32, previous_version="4", reason="test", feature_names=("a",),
+        action="promote", at_ms=1))
+    EventLog(bus, bus.producer(client_id="registry")).announce(Promotion(  # no key: unsigned, as before
+        model_name="sea", version="6", sha256="cd" * 32, previous_version="5", reason="test", feature_names=("a",),
+        action="promote", at_ms=2))
+    signed, unsigned = (r.decode(models_pb2.ModelPromoted) for r in bus.records(bus.topic(MODEL_PROMOTED)))
+    assert signed.signature == promotion_signature(key, "sea", "5", "ab" * 32)
+    assert promotion_verified(key, "sea", "5", "ab" * 32, signed.signature)
+    assert not promotion_verified(key, "sea", "5", "cd" * 32, signed.signature)  # another artifact: refused
+    assert not promotion_verified(SecretStr("other"), "sea", "5", "ab" * 32, signed.signature)
+    assert unsigned.signature == ""
