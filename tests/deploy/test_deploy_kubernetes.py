@@ -109,13 +109,17 @@ def test_every_service_is_probed_on_its_own_ports(rendered: dict[str, str], kust
             "MLOPS_KAFKA_SASL_PASSWORD": "mlops-kafka-sasl",
         } | ({"MLOPS_CONSOLE_ADMIN_TOKEN": "mlops-console-admin", "MLOPS_CONSOLE_REGISTRY_TOKEN": "mlops-auth"}
              if name == "console" else {}) | (
-            {"MLOPS_SECURITY_TOKENS": "mlops-auth"} if name in ("registry", "inference") else {}), name
+            {"MLOPS_SECURITY_TOKENS": "mlops-auth"} if name in ("registry", "inference") else {}) | (
+            {"MLOPS_SECURITY_PROMOTION_KEY": "mlops-auth"}
+            if name in ("registry", "inference") and kustomization == "overlays/production" else {}), name
         if kustomization == "overlays/production" and name in ("registry", "inference", "console"):
             # closed by default in production: the token Secret is required and the gRPC APIs use TLS
             env = {e["name"]: e for e in c["env"]}
             token = "MLOPS_CONSOLE_REGISTRY_TOKEN" if name == "console" else "MLOPS_SECURITY_TOKENS"
             assert env[token]["valueFrom"]["secretKeyRef"]["optional"] is False, name
             assert ("MLOPS_CLIENT_CA_FILE" if name == "console" else "MLOPS_SECURITY_TLS_CERT_FILE") in env, name
+            if name != "console":  # promotions signed by the registry, verified by inference
+                assert env["MLOPS_SECURITY_PROMOTION_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "mlops-auth"
 
 
 @pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
