@@ -40,6 +40,7 @@ __all__ = [
     "PermissionDenied",
     "Principal",
     "SecuritySettings",
+    "TlsConfigError",
     "TokenTable",
     "Unauthenticated",
     "aio_interceptors",
@@ -78,6 +79,11 @@ class PermissionDenied(AuthError):
 class BadTokenEntry(MlopsError, ValueError):
     def __init__(self, line: int, reason: str):
         super().__init__(f"MLOPS_SECURITY_TOKENS entry {line}: {reason} (expected identity=role[+role]:token)")
+
+
+class TlsConfigError(MlopsError, ValueError):
+    def __init__(self, missing: str, given: str):
+        super().__init__(f"{given} is set but {missing} is not: a TLS server needs both")
 
 
 @dataclass(frozen=True)
@@ -275,7 +281,7 @@ def bind_port(server: Any, address: str, settings: SecuritySettings, service: st
                     extra={"fields": {"service": service, "address": address}})
         return int(server.add_insecure_port(address))
     if settings.tls_key_file is None:
-        raise MlopsError("MLOPS_SECURITY_TLS_CERT_FILE is set but MLOPS_SECURITY_TLS_KEY_FILE is not")
+        raise TlsConfigError("MLOPS_SECURITY_TLS_KEY_FILE", "MLOPS_SECURITY_TLS_CERT_FILE")
     pair = (settings.tls_key_file.read_bytes(), settings.tls_cert_file.read_bytes())
     client_ca = settings.tls_client_ca_file.read_bytes() if settings.tls_client_ca_file else None
     credentials = grpc.ssl_server_credentials([pair], root_certificates=client_ca,
