@@ -18,6 +18,11 @@ The library's errors, each defined in the module whose failures it names:
     ├── UnknownMessagingOperation (ValueError)   mlops.telemetry      not a messaging convention operation (send, …)
     ├── DefinitionsError                         mlops.definitions    definitions that cannot be applied or read
     ├── LabelError                               mlops.definitions    a label that does not fit its model
+    ├── AuthError                                mlops.security       a call the edge refuses
+    │   ├── Unauthenticated                                           no token, or an unknown one
+    │   └── PermissionDenied                                          a known caller without the role
+    ├── BadTokenEntry (also ValueError)          mlops.security       a token entry that does not parse
+    ├── TlsConfigError (also ValueError)         mlops.security       a certificate without its key
     └── ArtifactError                            mlops.artifacts
         ├── ArtifactNotFound                                          no artifact under that sha256
         └── ArtifactCorrupt                                           bytes that do not match their sha256

@@ -29,5 +29,8 @@ class ConsoleSettings(BaseSettings):
     chart_minutes: int = Field(60, ge=1, description="Time range of the drift and rate charts.")
     actions_enabled: bool = Field(False, description="Offer promote and rollback (through the registry's gRPC "
                                   "API, so they land in its audit trail); also needs admin_token.")
+    registry_token: SecretStr = Field(SecretStr(""), description="Token the console sends to the registry's gRPC "
+                                      "API (an identity with role predict to read, admin for actions); empty: "
+                                      "MLOPS_CLIENT_TOKEN. TLS to the registry: MLOPS_CLIENT_CA_FILE.")
     admin_token: SecretStr = Field(SecretStr(""), description="Token an action must carry (form field `token` or "
                                    "header X-Admin-Token); empty: actions are refused even when enabled.")

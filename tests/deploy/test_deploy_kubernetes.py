@@ -86,8 +86,11 @@ def test_every_service_is_probed_on_its_own_ports(rendered: dict[str, str], kust
         if name in HTTP_PORTS:
             assert ports["http"] == HTTP_PORTS[name], name
         assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "ops"}, name
-        if name == "inference":
+        if name == "inference" and kustomization != "overlays/production":
             assert c["readinessProbe"]["grpc"] == {"port": GRPC_PORTS["inference"]}, "native gRPC probe"
+        elif name == "inference":  # production listens with TLS, which the kubelet's gRPC probe cannot speak
+            assert "grpc" not in c["readinessProbe"], "a plaintext gRPC probe against a TLS port"
+            assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "ops"}, name
         else:
             assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "ops"}, name
         resources = c["resources"]
@@ -104,7 +107,19 @@ def test_every_service_is_probed_on_its_own_ports(rendered: dict[str, str], kust
         assert secret_env == {
             "MLOPS_KAFKA_SASL_USERNAME": "mlops-kafka-sasl",
             "MLOPS_KAFKA_SASL_PASSWORD": "mlops-kafka-sasl",
-        } | ({"MLOPS_CONSOLE_ADMIN_TOKEN": "mlops-console-admin"} if name == "console" else {}), name
+        } | ({"MLOPS_CONSOLE_ADMIN_TOKEN": "mlops-console-admin", "MLOPS_CONSOLE_REGISTRY_TOKEN": "mlops-auth"}
+             if name == "console" else {}) | (
+            {"MLOPS_SECURITY_TOKENS": "mlops-auth"} if name in ("registry", "inference") else {}) | (
+            {"MLOPS_SECURITY_PROMOTION_KEY": "mlops-auth"}
+            if name in ("registry", "inference") and kustomization == "overlays/production" else {}), name
+        if kustomization == "overlays/production" and name in ("registry", "inference", "console"):
+            # closed by default in production: the token Secret is required and the gRPC APIs use TLS
+            env = {e["name"]: e for e in c["env"]}
+            token = "MLOPS_CONSOLE_REGISTRY_TOKEN" if name == "console" else "MLOPS_SECURITY_TOKENS"
+            assert env[token]["valueFrom"]["secretKeyRef"]["optional"] is False, name
+            assert ("MLOPS_CLIENT_CA_FILE" if name == "console" else "MLOPS_SECURITY_TLS_CERT_FILE") in env, name
+            if name != "console":  # promotions signed by the registry, verified by inference
+                assert env["MLOPS_SECURITY_PROMOTION_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "mlops-auth"
 
 
 @pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)

@@ -16,12 +16,15 @@ from typing import Any
 
 import pytest
 from deploy_helpers import COMPOSE, DEPLOY, ROOT, load_yaml, load_yaml_documents
+from mlops.security import ClientSecuritySettings, SecuritySettings
 from mlops.settings import KafkaSettings, RedisSettings, TelemetrySettings
 from mlops_tools.cli.services_cmd import SERVICES
 from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
 SHARED_CLASSES: tuple[type[BaseSettings], ...] = (KafkaSettings, RedisSettings, TelemetrySettings)
+# set per service where needed (tokens, TLS), not in the common environment
+SECURITY_CLASSES: tuple[type[BaseSettings], ...] = (SecuritySettings, ClientSecuritySettings)
 NAME = re.compile(r"\bMLOPS_[A-Z0-9_]+\b")
 INTERPOLATION = re.compile(r"\$\{(MLOPS_[A-Z0-9_]+)")  # compose variables such as ${MLOPS_IMAGE}: not settings
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -57,7 +60,7 @@ def env_names(cls: type[BaseSettings]) -> dict[str, str]:
 def settings_classes() -> dict[str, type[BaseSettings]]:
     """Every settings class a deployment file may address, by env prefix."""
     classes: dict[str, type[BaseSettings]] = {}
-    for cls in SHARED_CLASSES:
+    for cls in (*SHARED_CLASSES, *SECURITY_CLASSES):
         classes[cls.model_config["env_prefix"]] = cls
     for service in SERVICES:
         cls = service_settings_class(service)

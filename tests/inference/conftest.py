@@ -55,12 +55,12 @@ class RunningServer:
 def server_factory() -> Iterator[Callable[..., RunningServer]]:
     started: list[RunningServer] = []
 
-    def make(bus=None, store=None, **overrides) -> RunningServer:  # type: ignore[no-untyped-def]
+    def make(bus=None, store=None, security=None, **overrides) -> RunningServer:  # type: ignore[no-untyped-def]
         # without a bus the definitions come from the SEA example file (standalone use)
         defaults = {"host": "127.0.0.1", "port": 0, "watch_promotions": False, "log_predictions": False,
                     "rest_port": 0, "definitions_file": SEA_FILE if bus is None else None}
         settings = InferenceSettings(**(defaults | overrides))
-        running = RunningServer(InferenceServer(settings, bus, store))
+        running = RunningServer(InferenceServer(settings, bus, store, security))
         started.append(running)
         return running
 

@@ -13,6 +13,7 @@ from mlops.contracts import models_pb2
 from mlops.contracts.v1 import registry_service_pb2 as api
 from mlops.contracts.v1 import registry_service_pb2_grpc as api_grpc
 from mlops.errors import MlopsError
+from mlops.security import ClientSecuritySettings, client_channel
 from opentelemetry.instrumentation.grpc import client_interceptor
 from opentelemetry.instrumentation.grpc.grpcext import intercept_channel
 
@@ -33,11 +34,13 @@ class RegistryCallError(MlopsError):
 
 
 class RegistryClient:
-    def __init__(self, address: str | None = None, timeout: float = 30.0):
+    def __init__(self, address: str | None = None, timeout: float = 30.0,
+                 security: ClientSecuritySettings | None = None):
+        """`security`: token and TLS (None: from MLOPS_CLIENT_TOKEN, MLOPS_CLIENT_CA_FILE, ...)."""
         self.address = address or default_address()
         self.timeout = timeout
         # the client span carries this process's trace context to the registry (W3C traceparent in the metadata)
-        self._channel = intercept_channel(grpc.insecure_channel(self.address), client_interceptor())
+        self._channel = intercept_channel(client_channel(self.address, security), client_interceptor())
         self._stub = api_grpc.ModelRegistryStub(self._channel)
 
     def _call(self, method: str, request: object) -> object:

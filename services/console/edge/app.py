@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from mlops.bus import Bus, Record
 from mlops.errors import MlopsError
+from mlops.security import ClientSecuritySettings
 from mlops.topics import EVENTS_DLQ, PREDICTIONS, RETRAIN_REQUESTED
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -76,7 +77,10 @@ class Console:
     @classmethod
     def create(cls, settings: ConsoleSettings, bus: Bus) -> Console:
         t = settings.upstream_timeout_s
-        return cls(settings, RegistryGateway(settings.registry_address, t),
+        client = ClientSecuritySettings()
+        if settings.registry_token.get_secret_value():
+            client = client.model_copy(update={"token": settings.registry_token})
+        return cls(settings, RegistryGateway(settings.registry_address, t, client),
                    RecentRecords(bus, settings.kafka_timeout_s), Prometheus(str(settings.prometheus_url), t),
                    Jaeger(str(settings.jaeger_url), t))
 

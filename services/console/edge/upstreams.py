@@ -13,6 +13,7 @@ import httpx
 from mlops.bus import Bus, Record
 from mlops.contracts.v1 import registry_service_pb2 as api
 from mlops.contracts.v1 import registry_service_pb2_grpc as api_grpc
+from mlops.security import ClientSecuritySettings, client_channel
 from mlops.topics import TopicSpec
 
 from services.console import convert
@@ -28,9 +29,10 @@ _DOWN = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 class RegistryGateway:
     """mlops.v1.ModelRegistry over gRPC (blocking stubs run in a worker thread)."""
 
-    def __init__(self, address: str, timeout: float):
+    def __init__(self, address: str, timeout: float, security: ClientSecuritySettings | None = None):
+        """`security`: the token and CA the registry wants (None: from MLOPS_CLIENT_TOKEN, MLOPS_CLIENT_CA_FILE)."""
         self.address, self.timeout = address, timeout
-        self._channel = grpc.insecure_channel(address)
+        self._channel = client_channel(address, security)
         self._stub = api_grpc.ModelRegistryStub(self._channel)
 
     async def _call(self, method: str, request: Any) -> Any:

@@ -15,12 +15,15 @@ from collections.abc import Callable
 
 from mlops.bus import Bus, BusError, Reader, Record
 from mlops.contracts import ContractError, models_pb2
+from mlops.security import promotion_verified
 from mlops.telemetry import extract_context, messaging_attributes, tracer
 from mlops.topics import MODEL_PROMOTED
 from opentelemetry.trace import SpanKind
+from pydantic import SecretStr
 
 from services.inference import convert
 from services.inference.core import Catalog, ModelRepository, SessionOptions, apply_promotion
+from services.inference.metrics import PROMOTIONS_REFUSED
 
 log = logging.getLogger("mlops.inference")
 _tracer = tracer("mlops.inference")
@@ -30,8 +33,11 @@ FetchArtifact = Callable[[str], bytes]  # sha256 -> the verified bytes
 
 class PromotionFollower:
     def __init__(self, bus: Bus, repository: ModelRepository, fetch: FetchArtifact, options: SessionOptions,
-                 catalog: Callable[[], Catalog | None], replay_timeout_s: float = 60.0):
-        """`catalog` gives the declarations in force, which each promoted version is checked against."""
+                 catalog: Callable[[], Catalog | None], replay_timeout_s: float = 60.0,
+                 key: SecretStr | None = None):
+        """`catalog` gives the declarations in force, which each promoted version is checked against; `key`
+        (set and not empty): only records signed with it are applied."""
+        self._key = key if key is not None and key.get_secret_value() else None
         self._bus, self._repository, self._fetch, self._options = bus, repository, fetch, options
         self._catalog = catalog
         self._replay_timeout = replay_timeout_s
@@ -80,6 +86,15 @@ class PromotionFollower:
             except ContractError as exc:
                 self.errors += 1
                 log.error("bad model.promoted record", extra={"fields": {"error": str(exc)}})
+                continue
+            if self._key is not None and not promotion_verified(
+                    self._key, promoted.model_name, promoted.version, promoted.artifact_sha256, promoted.signature):
+                # before the history collapses: a forged record must not hide the last genuine one
+                self.errors += 1
+                PROMOTIONS_REFUSED.inc()
+                log.error("promotion refused: unsigned or badly signed", extra={"fields": {
+                    "model": promoted.model_name, "version": promoted.version, "topic": r.topic,
+                    "partition": r.partition, "offset": r.offset}})
                 continue
             latest[promoted.model_name] = (r, promoted)
         for record, promoted in latest.values():

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import uvicorn
+from mlops.security import PREDICT, AuthError, PermissionDenied, TokenTable
 from opentelemetry.trace import Status, StatusCode
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -76,8 +77,22 @@ def _flag(value: bool, key: str) -> JSONResponse:
     return JSONResponse({key: value}, status_code=200 if value else 400)
 
 
-def rest_app(dataplane: DataPlane, settings: InferenceSettings) -> Starlette:
-    """The v2 REST routes over `dataplane`."""
+def _refused(table: TokenTable, request: Request) -> JSONResponse | None:
+    """The same token check as gRPC's (mlops.security): 401 without a known token, 403 without the role."""
+    if not table.enabled:
+        return None
+    try:
+        table.authorize(request.headers.get("authorization"), PREDICT, f"{request.method} {request.url.path}")
+    except AuthError as exc:
+        log.warning("call refused", extra={"fields": {"path": request.url.path, "reason": str(exc)}})
+        return _error(403 if isinstance(exc, PermissionDenied) else 401, str(exc))
+    return None
+
+
+def rest_app(dataplane: DataPlane, settings: InferenceSettings, tokens: TokenTable | None = None) -> Starlette:
+    """The v2 REST routes over `dataplane`; with `tokens`, metadata and infer need a `predict` bearer token
+    (health and readiness stay open)."""
+    table = tokens or TokenTable({})
 
     async def live(request: Request) -> JSONResponse:
         return _flag(dataplane.live(), "live")
@@ -86,9 +101,13 @@ def rest_app(dataplane: DataPlane, settings: InferenceSettings) -> Starlette:
         return _flag(dataplane.ready(), "ready")
 
     async def server_metadata(request: Request) -> JSONResponse:
+        if (refused := _refused(table, request)) is not None:
+            return refused
         return JSONResponse({"name": settings.server_name, "version": "1", "extensions": ["model_repository"]})
 
     async def model_metadata(request: Request) -> JSONResponse:
+        if (refused := _refused(table, request)) is not None:
+            return refused
         name, version = request.path_params["name"], request.path_params.get("version", "")
         try:
             return JSONResponse(convert.metadata_json(dataplane.model_metadata(name, version)))
@@ -100,6 +119,8 @@ def rest_app(dataplane: DataPlane, settings: InferenceSettings) -> Starlette:
         return _flag(dataplane.model_ready(name, version), "ready")
 
     async def infer(request: Request) -> JSONResponse:
+        if (refused := _refused(table, request)) is not None:
+            return refused
         started = time.perf_counter()
         name, version = request.path_params["name"], request.path_params.get("version", "")
         route = "/v2/models/{name}" + ("/versions/{version}" if version else "") + "/infer"
@@ -120,8 +141,8 @@ def rest_app(dataplane: DataPlane, settings: InferenceSettings) -> Starlette:
                 return response
             span.set_attribute("http.response.status_code", status)
             span.set_status(Status(StatusCode.ERROR, f"{status}: {message}"))
-        observe_request(code.name, name if name in dataplane.repository.names() else "unknown", "",
-                        time.perf_counter() - started)
+        model = name if name in dataplane.repository.names() else "unknown"  # as gRPC: no label per bad name
+        observe_request(code.name, model, "", time.perf_counter() - started)
         return _error(status, message)
 
     versioned = "/v2/models/{name}/versions/{version}"
@@ -167,9 +188,9 @@ class _EmbeddedServer(uvicorn.Server):
 class RestServer:
     """The REST app on its own socket, in the running event loop: `await start()` returns the bound port."""
 
-    def __init__(self, dataplane: DataPlane, settings: InferenceSettings):
+    def __init__(self, dataplane: DataPlane, settings: InferenceSettings, tokens: TokenTable | None = None):
         self.settings = settings
-        self.app = rest_app(dataplane, settings)
+        self.app = rest_app(dataplane, settings, tokens)
         self.port = 0
         self._server: _EmbeddedServer | None = None
         self._task: asyncio.Task[None] | None = None

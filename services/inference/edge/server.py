@@ -20,6 +20,7 @@ from mlops.contracts.oip import POOL, SERVICE_NAME, pb2, pb2_grpc
 from mlops.definitions import Revision, load, plan
 from mlops.definitions.store import DefinitionsFollower
 from mlops.online_store import OnlineStore
+from mlops.security import PREDICT, SecuritySettings, aio_interceptors, bind_port
 from mlops.topics import PREDICTIONS
 from opentelemetry.trace import Status, StatusCode
 
@@ -134,6 +135,14 @@ class InferenceServicer(pb2_grpc.GRPCInferenceServiceServicer):
         await context.abort(code, message)
 
 
+# what each OIP method needs when tokens are configured (mlops.security): probes stay open, unlisted methods
+# (RepositoryModelLoad/Unload) need admin
+ROLES: dict[str, str | None] = {
+    "ServerLive": None, "ServerReady": None, "ModelReady": None,
+    "ServerMetadata": PREDICT, "ModelMetadata": PREDICT, "RepositoryIndex": PREDICT, "ModelInfer": PREDICT,
+}
+
+
 def _reflection_pool() -> Any:
     """Our private descriptor pool also answers reflection for health and reflection itself."""
     for fd in (health_pb2.DESCRIPTOR, reflection_pb2.DESCRIPTOR):
@@ -147,10 +156,12 @@ def _reflection_pool() -> Any:
 class InferenceServer:
     """The whole service in one object: `await start()` returns the bound port, `await stop()` ends everything."""
 
-    def __init__(self, settings: InferenceSettings, bus: Bus | None = None, store: OnlineStore | None = None):
+    def __init__(self, settings: InferenceSettings, bus: Bus | None = None, store: OnlineStore | None = None,
+                 security: SecuritySettings | None = None):
         """`bus` carries promotions and artifacts in and predictions out (None: none of them), `store` the online
-        features (None: no entity ids)."""
+        features (None: no entity ids), `security` tokens and TLS (None: from MLOPS_SECURITY_*)."""
         self.settings = settings
+        self.security = security if security is not None else SecuritySettings()
         self.bus = bus
         self.options = SessionOptions(settings.ort_intra_op_threads, settings.use_cuda)
         self.repository = ModelRepository(settings.retain_versions)
@@ -238,29 +249,31 @@ class InferenceServer:
         opts = [("grpc.max_receive_message_length", s.max_message_bytes),
                 ("grpc.max_send_message_length", s.max_message_bytes),
                 ("grpc.so_reuseport", 1 if s.workers > 1 or s.worker_index > 0 else 0)]
-        # No gRPC interceptor: any aio interceptor (even the OTel one filtered down to nothing) puts a Python
+        # No tracing interceptor: any aio interceptor (even the OTel one filtered down to nothing) puts a Python
         # coroutine chain in front of every call. ModelInfer makes its own server span (infer_span); the
-        # control-plane RPCs (health, metadata, reflection) are not traced.
-        self._server = grpc.aio.server(options=opts)
+        # control-plane RPCs (health, metadata, reflection) are not traced. The auth interceptor is there only
+        # when tokens are configured.
+        self._server = grpc.aio.server(options=opts, interceptors=aio_interceptors(self.security, ROLES))
         pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(self.dataplane, s), self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
             self._server, pool=_reflection_pool())
-        self.port = self._server.add_insecure_port(f"{s.host}:{s.port}")
+        self.port = bind_port(self._server, f"{s.host}:{s.port}", self.security, "inference")
         await self._update_health()
         await self._server.start()
         if s.rest:  # KServe v2 REST on the same data plane (imported here: rest.py builds on this module)
             from services.inference.edge.rest import RestServer
 
-            self.rest = RestServer(self.dataplane, s)
+            self.rest = RestServer(self.dataplane, s, self.security.table())
             await self.rest.start()
         if self.bus is not None and s.watch_promotions:
             artifacts, timeout = ArtifactReader(self.bus), s.artifact_timeout_s
             dataplane = self.dataplane
             self.promotions = PromotionFollower(self.bus, self.repository,
                                                 lambda sha256: artifacts.get(sha256, timeout=timeout),
-                                                self.options, lambda: dataplane.catalog)
+                                                self.options, lambda: dataplane.catalog,
+                                                key=self.security.promotion_key)
             self.promotions.start()
         log.info("inference serving", extra={"fields": {
             "port": self.port, "rest_port": self.rest.port if self.rest else None,

@@ -12,6 +12,7 @@ from mlops.artifacts import ArtifactReader
 from mlops.bus import Bus, FailurePolicy, StopFlag, run_loop
 from mlops.definitions.revision import Revision
 from mlops.definitions.store import DefinitionsFollower
+from mlops.security import SecuritySettings
 from mlops.topics import MODEL_CANDIDATES
 
 from services.registry.core import Registry
@@ -67,11 +68,13 @@ def _changed(revision: Revision) -> None:
                                                 for m in revision.definitions.models}}})
 
 
-def build(settings: RegistrySettings, bus: Bus) -> RegistryApp:
-    """Rebuild the state from registry.log, follow the definitions, then serve the gRPC API."""
+def build(settings: RegistrySettings, bus: Bus, security: SecuritySettings | None = None) -> RegistryApp:
+    """Rebuild the state from registry.log, follow the definitions, then serve the gRPC API (`security`: tokens
+    and TLS; None: from MLOPS_SECURITY_*)."""
     state, replayed = replay(bus, settings.replay_timeout_s)
     fetch = artifact_fetcher(ArtifactReader(bus), settings.artifact_timeout_s)
-    events = EventLog(bus, bus.producer(client_id="registry"))
+    security = security if security is not None else SecuritySettings()
+    events = EventLog(bus, bus.producer(client_id="registry"), security.promotion_key)
     follower = DefinitionsFollower(bus, client_id="registry-definitions", on_change=_changed)
     follower.start(settings.definitions_timeout_s)
     # the registry reads the follower's current revision once per command: a newer revision (a changed margin,
@@ -82,7 +85,8 @@ def build(settings: RegistrySettings, bus: Bus) -> RegistryApp:
     if missing:
         log.warning("champions not yet announced on model.promoted were re-sent", extra={"fields": {
             "models": missing, "still_pending": registry.announce_pending()}})
-    server, port, _ = start_grpc_server(registry, settings.grpc_host, settings.grpc_port, settings.grpc_workers)
+    server, port, _ = start_grpc_server(registry, settings.grpc_host, settings.grpc_port, settings.grpc_workers,
+                                       security)
     log.info("registry state rebuilt", extra={"fields": {
         "records": replayed, "models": state.models(), "grpc_port": port,
         "definitions_revision": follower.current.number if follower.current else None}})

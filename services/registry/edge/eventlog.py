@@ -8,9 +8,11 @@ import logging
 from mlops.artifacts import ArtifactError, ArtifactReader
 from mlops.bus import Bus, Producer
 from mlops.contracts import ContractError, models_pb2
+from mlops.security import promotion_signature
 from mlops.telemetry import messaging_attributes, messaging_span_name, tracer
 from mlops.topics import MODEL_PROMOTED, REGISTRY_LOG
 from opentelemetry.trace import SpanKind
+from pydantic import SecretStr
 
 from services.registry.convert import event_in, event_key, event_out, promotion_out
 from services.registry.core import Event, FetchArtifact, Promotion, RegistryState
@@ -26,8 +28,10 @@ _tracer = tracer("mlops.registry")
 class EventLog:
     """Persists events to registry.log and announces promotions on model.promoted."""
 
-    def __init__(self, bus: Bus, producer: Producer):
+    def __init__(self, bus: Bus, producer: Producer, signing_key: SecretStr | None = None):
+        """`signing_key`: the HMAC key model.promoted records are signed with (None or empty: unsigned)."""
         self.producer = producer
+        self.signing_key = signing_key if signing_key is not None and signing_key.get_secret_value() else None
         self.log_topic = bus.topic(REGISTRY_LOG)
         self.promoted_topic = bus.topic(MODEL_PROMOTED)
 
@@ -44,7 +48,11 @@ class EventLog:
             "mlops.previous_version": promotion.previous_version, "mlops.action": promotion.action}
         with _tracer.start_as_current_span(messaging_span_name("send", self.promoted_topic), kind=SpanKind.PRODUCER,
                                            attributes=attrs):
-            self.producer.send(self.promoted_topic, promotion_out(promotion), key=promotion.model_name)
+            message = promotion_out(promotion)
+            if self.signing_key is not None:
+                message.signature = promotion_signature(self.signing_key, message.model_name, message.version,
+                                                        message.artifact_sha256)
+            self.producer.send(self.promoted_topic, message, key=promotion.model_name)
             self.producer.flush()
         PROMOTIONS.labels(promotion.model_name, promotion.action).inc()
 

@@ -13,13 +13,14 @@ from grpc_reflection.v1alpha import reflection
 from mlops.contracts import models_pb2
 from mlops.contracts.v1 import registry_service_pb2 as api
 from mlops.contracts.v1 import registry_service_pb2_grpc as api_grpc
+from mlops.security import PREDICT, SecuritySettings, bind_port, current_principal, interceptors
 from opentelemetry.instrumentation.grpc import filters, server_interceptor
 
 from services.registry import errors
 from services.registry.convert import audit_out, candidate_in, promotion_out, summary_out, version_out
 from services.registry.core import Registry, diff_text, require
 
-__all__ = ["SERVICE_NAME", "STATUS", "RegistryServicer", "start_grpc_server"]
+__all__ = ["ROLES", "SERVICE_NAME", "STATUS", "RegistryServicer", "start_grpc_server"]
 
 log = logging.getLogger("mlops.registry")
 SERVICE_NAME = "mlops.v1.ModelRegistry"
@@ -38,7 +39,23 @@ STATUS: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
     (errors.NoDefinitions, grpc.StatusCode.UNAVAILABLE),
 )
 
+# what each method needs when tokens are configured (mlops.security): reading is `predict`; Register, Promote,
+# Rollback and any method not listed here need `admin`
+ROLES: dict[str, str | None] = {"ListModels": PREDICT, "GetModel": PREDICT, "Diff": PREDICT,
+                                "GetModelCard": PREDICT}
+
 T = TypeVar("T")
+
+
+def _actor(claimed: str, reason: str) -> tuple[str, str]:
+    """(actor, reason) for the audit: the authenticated identity when there is one — the client's own claim is
+    kept only as a note in the reason — else (authentication off) what the client says."""
+    principal = current_principal.get()
+    if principal is None:
+        return claimed, reason
+    if claimed and claimed != principal.identity:
+        reason = f"{reason} (client claimed actor {claimed!r})".lstrip()
+    return principal.identity, reason
 
 
 def _call(context: grpc.ServicerContext, fn: Callable[[], T]) -> T:
@@ -85,8 +102,8 @@ class RegistryServicer(api_grpc.ModelRegistryServicer):
     def Promote(self, request: api.PromoteRequest, context: Any) -> api.ChangeResponse:  # noqa: N802
         def promote() -> api.ChangeResponse:
             promo, seq = self.registry.promote(require(request.name, "name"), require(request.version, "version"),
-                                               request.actor, request.reason, override_gate=request.override_gate,
-                                               command_id=request.command_id)
+                                               *_actor(request.actor, request.reason),
+                                               override_gate=request.override_gate, command_id=request.command_id)
             return api.ChangeResponse(promoted=promotion_out(promo), sequence=seq,
                                       announced=self.registry.announced(promo.model_name))
 
@@ -94,7 +111,7 @@ class RegistryServicer(api_grpc.ModelRegistryServicer):
 
     def Rollback(self, request: api.RollbackRequest, context: Any) -> api.ChangeResponse:  # noqa: N802
         def rollback() -> api.ChangeResponse:
-            promo, seq = self.registry.rollback(require(request.name, "name"), request.actor, request.reason,
+            promo, seq = self.registry.rollback(require(request.name, "name"), *_actor(request.actor, request.reason),
                                                 command_id=request.command_id)
             return api.ChangeResponse(promoted=promotion_out(promo), sequence=seq,
                                       announced=self.registry.announced(promo.model_name))
@@ -121,20 +138,22 @@ class RegistryServicer(api_grpc.ModelRegistryServicer):
         return _call(context, card)
 
 
-def start_grpc_server(registry: Registry, host: str, port: int, workers: int = 4) -> tuple[grpc.Server, int,
-                                                                                         health.HealthServicer]:
+def start_grpc_server(registry: Registry, host: str, port: int, workers: int = 4,
+                      security: SecuritySettings | None = None) -> tuple[grpc.Server, int, health.HealthServicer]:
     """Serve the registry API, grpc.health.v1 and reflection; returns (server, bound port, health servicer). Each
     API call gets an OpenTelemetry server span, child of the caller's trace context in the call metadata, so what a
-    promote sends to model.promoted joins the caller's trace (health checks and reflection are not traced)."""
+    promote sends to model.promoted joins the caller's trace (health checks and reflection are not traced).
+    `security`: tokens and TLS (None: from MLOPS_SECURITY_*)."""
+    security = security if security is not None else SecuritySettings()
     traced = server_interceptor(filter_=filters.service_name(SERVICE_NAME))
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="registry-grpc"),
-                         interceptors=[traced])
+                         interceptors=[*interceptors(security, ROLES), traced])
     api_grpc.add_ModelRegistryServicer_to_server(RegistryServicer(registry), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    bound = bind_port(server, f"{host}:{port}", security, "registry")
     if bound == 0:
         raise OSError(f"cannot bind the registry gRPC API to {host}:{port}")
     server.start()

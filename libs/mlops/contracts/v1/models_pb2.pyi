@@ -337,7 +337,7 @@ class TrainingFailed(_message.Message):
     def __init__(self, contract_version: _Optional[int] = ..., model_name: _Optional[str] = ..., retrain_request_id: _Optional[str] = ..., reason: _Optional[str] = ..., failed_at_ms: _Optional[int] = ...) -> None: ...
 
 class ModelPromoted(_message.Message):
-    __slots__ = ("contract_version", "model_name", "version", "artifact_sha256", "previous_version", "reason", "promoted_at_ms", "feature_names", "action")
+    __slots__ = ("contract_version", "model_name", "version", "artifact_sha256", "previous_version", "reason", "promoted_at_ms", "feature_names", "action", "signature")
     CONTRACT_VERSION_FIELD_NUMBER: _ClassVar[int]
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -347,6 +347,7 @@ class ModelPromoted(_message.Message):
     PROMOTED_AT_MS_FIELD_NUMBER: _ClassVar[int]
     FEATURE_NAMES_FIELD_NUMBER: _ClassVar[int]
     ACTION_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     contract_version: int
     model_name: str
     version: str
@@ -356,7 +357,8 @@ class ModelPromoted(_message.Message):
     promoted_at_ms: int
     feature_names: _containers.RepeatedScalarFieldContainer[str]
     action: str
-    def __init__(self, contract_version: _Optional[int] = ..., model_name: _Optional[str] = ..., version: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., previous_version: _Optional[str] = ..., reason: _Optional[str] = ..., promoted_at_ms: _Optional[int] = ..., feature_names: _Optional[_Iterable[str]] = ..., action: _Optional[str] = ...) -> None: ...
+    signature: str
+    def __init__(self, contract_version: _Optional[int] = ..., model_name: _Optional[str] = ..., version: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., previous_version: _Optional[str] = ..., reason: _Optional[str] = ..., promoted_at_ms: _Optional[int] = ..., feature_names: _Optional[_Iterable[str]] = ..., action: _Optional[str] = ..., signature: _Optional[str] = ...) -> None: ...
 
 class RegistryEvent(_message.Message):
     __slots__ = ("contract_version", "model_name", "version", "status", "candidate", "gate_decision", "gate_reason", "champion_metrics", "actor", "action", "why", "at_ms", "sequence", "record_kind", "promoted_sequence", "gate_metrics", "champion_version_at_gate", "registered_at_ms", "gate_definitions_revision", "slices", "command_id", "previous_version")
