@@ -7,7 +7,8 @@ import math
 import numpy as np
 from mlops.contracts import common_pb2, models_pb2
 from mlops.contracts.v1 import registry_service_pb2 as api
-from mlops.evaluation import Calibration, Dependence, Explainability, Importance
+from mlops.evaluation import Explainability
+from mlops.explainability import explainability_from_proto, explainability_to_proto
 
 from services.registry.core import (
     AuditEntry,
@@ -24,7 +25,7 @@ from services.registry.errors import InvalidCandidate
 
 __all__ = [
     "AUDIT", "STATE", "audit_out", "candidate_in", "candidate_out", "event_in", "event_key", "event_out",
-    "explainability_in", "explainability_out", "lineage_in", "lineage_out", "promotion_out", "slices_in",
+    "explainability_in", "lineage_in", "lineage_out", "promotion_out", "slices_in",
     "slices_out", "summary_out", "version_out",
 ]
 
@@ -65,32 +66,7 @@ def lineage_out(lin: LineageInfo) -> models_pb2.Lineage:
 
 
 def explainability_in(m: models_pb2.ModelCandidate) -> Explainability | None:
-    if not m.HasField("explainability"):
-        return None
-    e = m.explainability
-    calibration = None
-    if e.HasField("calibration"):
-        c = e.calibration
-        calibration = Calibration(tuple(c.prob_pred), tuple(c.prob_true), tuple(c.counts))
-    return Explainability(
-        e.metric, e.rows, tuple(Importance(i.feature, i.mean, i.std) for i in e.importances),
-        tuple(Dependence(d.feature, tuple(d.grid), tuple(d.average)) for d in e.partial_dependence), calibration,
-        dict(e.feature_means))
-
-
-def explainability_out(e: Explainability | None) -> models_pb2.Explainability | None:
-    if e is None:
-        return None
-    out = models_pb2.Explainability(
-        metric=e.metric, rows=e.rows, feature_means=e.feature_means,
-        importances=[models_pb2.FeatureImportance(feature=i.feature, mean=i.mean, std=i.std) for i in e.importances],
-        partial_dependence=[models_pb2.PartialDependence(feature=d.feature, grid=d.grid, average=d.average)
-                            for d in e.dependence])
-    if e.calibration is not None:
-        c = e.calibration
-        out.calibration.CopyFrom(models_pb2.CalibrationCurve(prob_pred=c.prob_pred, prob_true=c.prob_true,
-                                                             counts=c.counts))
-    return out
+    return explainability_from_proto(m.explainability) if m.HasField("explainability") else None
 
 
 def slices_in(m: models_pb2.RegistryEvent) -> SliceReport | None:
@@ -150,7 +126,7 @@ def candidate_out(c: CandidateInfo) -> models_pb2.ModelCandidate:
         model_name=c.model_name, candidate_id=c.candidate_id, artifact_sha256=c.sha256, artifact_size=c.size,
         framework=c.framework, metrics=c.metrics, params=c.params, lineage=lineage_out(c.lineage),
         feature_names=list(c.feature_names), holdout=models_pb2.Holdout(rows=c.holdout_rows),
-        created_at_ms=c.created_at_ms, explainability=explainability_out(c.explainability),
+        created_at_ms=c.created_at_ms, explainability=explainability_to_proto(c.explainability),
     )
 
 

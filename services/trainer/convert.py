@@ -12,11 +12,11 @@ from typing import Any
 
 from mlops.contracts import common_pb2, models_pb2
 from mlops.definitions import Revision
-from mlops.evaluation import Explainability
+from mlops.explainability import explainability_to_proto
 
 from services.trainer.core import RetrainAsk, RetrainJob, TrainedModel, TrainingSetLike
 
-__all__ = ["ask_from_proto", "ask_from_registration", "candidate_to_proto", "explainability_to_proto",
+__all__ = ["ask_from_proto", "ask_from_registration", "candidate_to_proto",
            "failure_to_proto"]
 
 
@@ -82,22 +82,6 @@ def candidate_to_proto(job: RetrainJob, model: TrainedModel, data: TrainingSetLi
         created_at_ms=int(time.time() * 1000), trace_id=trace_id, span_id=span_id,
         explainability=explainability_to_proto(model.explainability),
     )
-
-
-def explainability_to_proto(e: Explainability | None) -> models_pb2.Explainability | None:
-    """The report as it travels with the candidate (a few hundred numbers)."""
-    if e is None:
-        return None
-    out = models_pb2.Explainability(
-        metric=e.metric, rows=e.rows, feature_means=e.feature_means,
-        importances=[models_pb2.FeatureImportance(feature=i.feature, mean=i.mean, std=i.std) for i in e.importances],
-        partial_dependence=[models_pb2.PartialDependence(feature=d.feature, grid=d.grid, average=d.average)
-                            for d in e.dependence])
-    if e.calibration is not None:
-        c = e.calibration
-        out.calibration.CopyFrom(models_pb2.CalibrationCurve(prob_pred=c.prob_pred, prob_true=c.prob_true,
-                                                             counts=c.counts))
-    return out
 
 
 def failure_to_proto(job: RetrainJob, reason: str) -> models_pb2.TrainingFailed:

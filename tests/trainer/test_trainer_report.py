@@ -10,9 +10,9 @@ import numpy as np
 import onnx
 from mlops.definitions import Task
 from mlops.evaluation import FEATURE_MEANS_KEY
+from mlops.explainability import explainability_to_proto
 from test_trainer_core import SMALL, Data, regression, sea
 
-from services.trainer.convert import explainability_to_proto
 from services.trainer.core import TrainConfig, train_model
 
 
