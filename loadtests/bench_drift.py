@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import multiprocessing
 import os
 import random
 import statistics
@@ -323,7 +324,9 @@ def main(argv: list[str] | None = None) -> list[Outcome]:
                  tuple(f for f in args.families.split(",") if f))
     random.Random(0).shuffle(todo)  # mix slow and fast families across workers
     started = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+    # spawned workers: forking a process that runs other threads (gRPC, Kafka clients in a test session) can hang
+    # or kill a child
+    with ProcessPoolExecutor(max_workers=args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         outcomes = list(pool.map(run_case, todo, chunksize=2))
     seconds = time.perf_counter() - started
     total = sum(o.predictions for o in outcomes)

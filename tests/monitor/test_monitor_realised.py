@@ -28,7 +28,7 @@ def test_realised_metric_per_serving_version() -> None:
     m = DriftMonitor(settings, config=MonitorConfig.of(merge(load(SEA), load(DELIVERY)), revision=1))
     sync = CounterSync()
     REALISED.clear()  # the registry is process-wide: other tests' monitors published theirs
-    few = settings.error_recent_labels // 2
+    few = settings.window_size // 2
     feed(m, interleave(sea_samples(few, None), delivery_samples(few, None)))
     sync.sync(m)
     assert realised("sea", "1", "accuracy") is None  # the recent window is not full yet
@@ -39,7 +39,7 @@ def test_realised_metric_per_serving_version() -> None:
     assert 2.0 < realised("delivery_time", "1", "mae") < 3.0  # it misses only the noise (sigma 3 minutes)
     assert realised("sea", "1", "mae") is None
 
-    feed(m, sea_samples(2 * settings.error_recent_labels, None, start_ms=2 * 10**12, version="2"))
+    feed(m, sea_samples(2 * settings.window_size, None, start_ms=2 * 10**12, version="2"))
     sync.sync(m)
     assert realised("sea", "1", "accuracy") is None  # v1 no longer serves: its series is gone
     assert realised("sea", "2", "accuracy") == 1.0
