@@ -23,6 +23,7 @@ from mlops.online_store import SyncRedisOnlineStore, ViewLayout
 from mlops.settings import KafkaSettings, RedisSettings
 from mlops.topics import EVENTS, FEATURES_LOG, topic_name
 from mlops_tools.examples import apply_definitions, definitions_path
+from testkit import wait_until
 
 from services.features.core import Event
 
@@ -84,9 +85,17 @@ def layout(revision: d.Revision, view: str) -> ViewLayout:
 
 def check_online(store: SyncRedisOnlineStore, revision: d.Revision, view: str, raw: dict[str, list[RawEvent]],
                  expected: Callable[[list[RawEvent]], dict[str, float]]) -> None:
-    """The online view of each entity in `raw` is what the independent oracle computes from its raw events."""
+    """The online view of each entity in `raw` is what the independent oracle computes from its raw events. A batch's
+    features.log records and its Redis write go out side by side (the write may wait out a slow Redis), so the
+    views are awaited until each one is as of its entity's newest event."""
     entities = sorted(raw)
-    got = store.read_many(layout(revision, view), entities)
+
+    def current() -> list:  # type: ignore[type-arg]
+        return store.read_many(layout(revision, view), entities)
+
+    wait_until(lambda: all(f is not None and f.as_of_ms == newest_time(raw[e])
+                           for f, e in zip(current(), entities, strict=True)), timeout=60)
+    got = current()
     for feats, entity in zip(got, entities, strict=True):
         want = expected(raw[entity])
         assert feats is not None and feats.as_of_ms == newest_time(raw[entity]), (entity, feats)
