@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections.abc import Iterable
 
 from mlops.definitions import Model, Task
@@ -64,10 +66,21 @@ MODEL_VERSION = Gauge("mlops_monitor_model_version_info", "The model version the
 class PrometheusObserver:
     """The DriftMonitor's observer for a service process."""
 
+    # a drift that persists through a cool-down is detected again every few windows: every one is counted, but the
+    # log says it once per model, version and kind in this long (else a long cool-down floods the log)
+    DEFERRED_LOG_EVERY_S = 60.0
+
+    def __init__(self) -> None:
+        self._deferred_logged: dict[tuple[str, str, str], float] = {}
+
     def on_detection(self, detection: Detection, suppressed: str | None) -> None:
         DETECTIONS.labels(detection.model_name, detection.kind, detection.detector, suppressed or "retrain").inc()
         if suppressed == "deferred":
             DEFERRED.labels(detection.model_name, detection.kind).inc()
+            key, now = (detection.model_name, detection.model_version, detection.kind), time.monotonic()
+            if now - self._deferred_logged.get(key, -math.inf) < self.DEFERRED_LOG_EVERY_S:
+                return
+            self._deferred_logged[key] = now
             log.warning("drift during the cool-down: reported, asked for when it ends", extra={"fields": {
                 "model": detection.model_name, "version": detection.model_version, "kind": detection.kind,
                 "detector": detection.detector, "feature": detection.feature, "value": detection.value}})
