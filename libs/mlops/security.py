@@ -334,12 +334,15 @@ def client_channel(address: str, settings: ClientSecuritySettings | None = None,
     return grpc.secure_channel(address, credentials, options=list(options))
 
 
-def promotion_signature(key: SecretStr, model: str, version: str, artifact_sha256: str) -> str:
-    """Hex HMAC-SHA256 over (model, version, sha256) — JSON-encoded, so no field can run into the next."""
-    payload = json.dumps([model, version, artifact_sha256]).encode()
+def promotion_signature(key: SecretStr, model: str, version: str, artifact_sha256: str, role: str = "") -> str:
+    """Hex HMAC-SHA256 over (model, version, sha256[, role]) — JSON-encoded, so no field can run into the next.
+    A challenger's role is signed too, so a signed shadow announcement cannot be replayed as a champion."""
+    fields = [model, version, artifact_sha256] + ([role] if role not in ("", "champion") else [])
+    payload = json.dumps(fields).encode()
     return hmac.new(key.get_secret_value().encode(), payload, hashlib.sha256).hexdigest()
 
 
-def promotion_verified(key: SecretStr, model: str, version: str, artifact_sha256: str, signature: str) -> bool:
+def promotion_verified(key: SecretStr, model: str, version: str, artifact_sha256: str, signature: str,
+                       role: str = "") -> bool:
     """True when `signature` is the key's signature of the promotion (constant-time comparison)."""
-    return hmac.compare_digest(promotion_signature(key, model, version, artifact_sha256), signature)
+    return hmac.compare_digest(promotion_signature(key, model, version, artifact_sha256, role), signature)

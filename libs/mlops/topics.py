@@ -9,6 +9,7 @@ from mlops.settings import KafkaSettings
 
 __all__ = [
     "ALL_TOPICS",
+    "CHALLENGER_VERDICTS",
     "DEFINITIONS",
     "EVENTS",
     "EVENTS_DLQ",
@@ -67,6 +68,10 @@ REGISTRY_LOG = TopicSpec(
 MODEL_REGISTRATIONS = TopicSpec(
     "model.registrations", "ModelRegistration: a model trained elsewhere, to be checked and gated", partitions=1
 )
+CHALLENGER_VERDICTS = TopicSpec(
+    "challenger.verdicts", "ChallengerVerdict: the monitor's live judgement of a challenger, keyed by model name",
+    partitions=1,
+)
 DEFINITIONS = TopicSpec(
     "definitions", "DefinitionsRevision per applied revision, keyed revision/<n> (never overwritten)",
     compacted=True, partitions=1,
@@ -87,6 +92,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     REGISTRY_LOG,
     MODEL_REGISTRATIONS,
     DEFINITIONS,
+    CHALLENGER_VERDICTS,
 )
 
 

@@ -30,6 +30,8 @@ __all__ = [
     "METRICS_FOR",
     "MissingEntity",
     "Model",
+    "RolloutMode",
+    "RolloutPolicy",
     "ServingPolicy",
     "SliceAttribute",
     "SlicePolicy",
@@ -301,6 +303,44 @@ class DriftPolicy(_Strict):
     cooldown_s: float = Field(60.0, ge=0)
 
 
+class RolloutMode(StrEnum):
+    OFFLINE = "offline"  # the offline gate decides; a passing challenger takes all traffic at once
+    SHADOW = "shadow"  # a passing challenger is mirrored a share of requests (answers logged, never returned)
+    CANARY = "canary"  # a passing challenger answers a share of requests, sticky by entity id
+
+
+class RolloutPolicy(_Strict):
+    """How a challenger that passed the offline gate reaches clients, and the live evidence that decides it: the
+    monitor compares challenger and champion on the same joined labels with a sequential test; the registry
+    promotes, retires or (after a promotion) rolls back on its verdict."""
+
+    mode: RolloutMode = RolloutMode.OFFLINE
+    fraction: float | None = Field(None, gt=0, le=1, description="Share of requests mirrored (shadow, default 1) "
+                                                                  "or answered (canary, default 0.1).")
+    confidence: float = Field(0.95, gt=0.5, lt=1, description="Confidence of the live test's decisions.")
+    min_improvement: float = Field(0.0, ge=0, description="How much better (gate metric units) the challenger "
+                                                          "must be on live labels to be promoted.")
+    min_labels: int = Field(100, ge=1, description="No live verdict on fewer joined labels than this.")
+    max_labels: int = Field(5000, ge=1, description="Undecided after this many joined labels: the challenger "
+                                                    "is retired (no evidence it is better).")
+    rollback_margin: float | None = Field(
+        0.02, ge=0, description="After a promotion the previous champion keeps shadowing; the new one is rolled "
+                                "back when worse than it by more than this on live labels (none: no guard).")
+    guard_labels: int = Field(1000, ge=1, description="Joined labels the post-promotion guard watches.")
+
+    @property
+    def traffic_fraction(self) -> float:
+        if self.fraction is not None:
+            return self.fraction
+        return 0.1 if self.mode is RolloutMode.CANARY else 1.0
+
+    @model_validator(mode="after")
+    def _labels_ordered(self) -> Self:
+        if self.max_labels < self.min_labels:
+            raise ValueError("rollout.max_labels must be at least rollout.min_labels")
+        return self
+
+
 class MissingEntity(StrEnum):
     ERROR = "error"  # NOT_FOUND for a request naming an entity with no online view
     DEFAULTS = "defaults"  # serve with the feature defaults (NaN: the model's own missing-value handling)
@@ -322,6 +362,7 @@ class Model(_Strict):
     gate: GatePolicy = Field(default_factory=GatePolicy)
     drift: DriftPolicy = Field(default_factory=DriftPolicy)
     serving: ServingPolicy = Field(default_factory=ServingPolicy)
+    rollout: RolloutPolicy = Field(default_factory=RolloutPolicy)
     description: str = ""
 
     @property

@@ -47,7 +47,7 @@ class PredictionRecord(_message.Message):
     def __init__(self, contract_version: _Optional[int] = ..., request_id: _Optional[str] = ..., entity_id: _Optional[str] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., inputs: _Optional[_Mapping[str, float]] = ..., outputs: _Optional[_Iterable[float]] = ..., score: _Optional[float] = ..., predicted_label: _Optional[float] = ..., latency_us: _Optional[int] = ..., trace_id: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., features_as_of_ms: _Optional[int] = ..., span_id: _Optional[str] = ...) -> None: ...
 
 class PredictionBatch(_message.Message):
-    __slots__ = ("contract_version", "request_id", "model_name", "model_version", "trace_id", "span_id", "latency_us", "timestamp_ms", "rows", "feature_names", "features_f32", "output_width", "outputs_f32", "scores_f32", "predicted_labels_f32", "entity_ids", "features_as_of_ms_i64", "request_rows", "row_index_u32", "row_request_ids")
+    __slots__ = ("contract_version", "request_id", "model_name", "model_version", "trace_id", "span_id", "latency_us", "timestamp_ms", "rows", "feature_names", "features_f32", "output_width", "outputs_f32", "scores_f32", "predicted_labels_f32", "entity_ids", "features_as_of_ms_i64", "request_rows", "row_index_u32", "row_request_ids", "role")
     CONTRACT_VERSION_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -68,6 +68,7 @@ class PredictionBatch(_message.Message):
     REQUEST_ROWS_FIELD_NUMBER: _ClassVar[int]
     ROW_INDEX_U32_FIELD_NUMBER: _ClassVar[int]
     ROW_REQUEST_IDS_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
     contract_version: int
     request_id: str
     model_name: str
@@ -88,7 +89,8 @@ class PredictionBatch(_message.Message):
     request_rows: int
     row_index_u32: bytes
     row_request_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, contract_version: _Optional[int] = ..., request_id: _Optional[str] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., trace_id: _Optional[str] = ..., span_id: _Optional[str] = ..., latency_us: _Optional[int] = ..., timestamp_ms: _Optional[int] = ..., rows: _Optional[int] = ..., feature_names: _Optional[_Iterable[str]] = ..., features_f32: _Optional[bytes] = ..., output_width: _Optional[int] = ..., outputs_f32: _Optional[bytes] = ..., scores_f32: _Optional[bytes] = ..., predicted_labels_f32: _Optional[bytes] = ..., entity_ids: _Optional[_Iterable[str]] = ..., features_as_of_ms_i64: _Optional[bytes] = ..., request_rows: _Optional[int] = ..., row_index_u32: _Optional[bytes] = ..., row_request_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    role: str
+    def __init__(self, contract_version: _Optional[int] = ..., request_id: _Optional[str] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., trace_id: _Optional[str] = ..., span_id: _Optional[str] = ..., latency_us: _Optional[int] = ..., timestamp_ms: _Optional[int] = ..., rows: _Optional[int] = ..., feature_names: _Optional[_Iterable[str]] = ..., features_f32: _Optional[bytes] = ..., output_width: _Optional[int] = ..., outputs_f32: _Optional[bytes] = ..., scores_f32: _Optional[bytes] = ..., predicted_labels_f32: _Optional[bytes] = ..., entity_ids: _Optional[_Iterable[str]] = ..., features_as_of_ms_i64: _Optional[bytes] = ..., request_rows: _Optional[int] = ..., row_index_u32: _Optional[bytes] = ..., row_request_ids: _Optional[_Iterable[str]] = ..., role: _Optional[str] = ...) -> None: ...
 
 class RetrainRequest(_message.Message):
     __slots__ = ("contract_version", "model_name", "request_id", "reason", "detector", "statistic", "feature", "value", "window_start_ms", "window_end_ms", "requested_at_ms", "requested_by", "trace_id", "span_id", "seed", "change_point_ms", "attempt")
@@ -337,7 +339,7 @@ class TrainingFailed(_message.Message):
     def __init__(self, contract_version: _Optional[int] = ..., model_name: _Optional[str] = ..., retrain_request_id: _Optional[str] = ..., reason: _Optional[str] = ..., failed_at_ms: _Optional[int] = ...) -> None: ...
 
 class ModelPromoted(_message.Message):
-    __slots__ = ("contract_version", "model_name", "version", "artifact_sha256", "previous_version", "reason", "promoted_at_ms", "feature_names", "action", "signature")
+    __slots__ = ("contract_version", "model_name", "version", "artifact_sha256", "previous_version", "reason", "promoted_at_ms", "feature_names", "action", "signature", "role", "traffic_fraction")
     CONTRACT_VERSION_FIELD_NUMBER: _ClassVar[int]
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -348,6 +350,8 @@ class ModelPromoted(_message.Message):
     FEATURE_NAMES_FIELD_NUMBER: _ClassVar[int]
     ACTION_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    TRAFFIC_FRACTION_FIELD_NUMBER: _ClassVar[int]
     contract_version: int
     model_name: str
     version: str
@@ -358,10 +362,56 @@ class ModelPromoted(_message.Message):
     feature_names: _containers.RepeatedScalarFieldContainer[str]
     action: str
     signature: str
-    def __init__(self, contract_version: _Optional[int] = ..., model_name: _Optional[str] = ..., version: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., previous_version: _Optional[str] = ..., reason: _Optional[str] = ..., promoted_at_ms: _Optional[int] = ..., feature_names: _Optional[_Iterable[str]] = ..., action: _Optional[str] = ..., signature: _Optional[str] = ...) -> None: ...
+    role: str
+    traffic_fraction: float
+    def __init__(self, contract_version: _Optional[int] = ..., model_name: _Optional[str] = ..., version: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., previous_version: _Optional[str] = ..., reason: _Optional[str] = ..., promoted_at_ms: _Optional[int] = ..., feature_names: _Optional[_Iterable[str]] = ..., action: _Optional[str] = ..., signature: _Optional[str] = ..., role: _Optional[str] = ..., traffic_fraction: _Optional[float] = ...) -> None: ...
+
+class ChallengerVerdict(_message.Message):
+    __slots__ = ("contract_version", "model_name", "champion_version", "challenger_version", "phase", "verdict", "metric", "champion_metric", "challenger_metric", "difference", "ci_low", "ci_high", "labelled_rows", "test", "confidence", "reason", "decided_at_ms", "verdict_id", "trace_id", "span_id")
+    CONTRACT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    CHAMPION_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CHALLENGER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    CHAMPION_METRIC_FIELD_NUMBER: _ClassVar[int]
+    CHALLENGER_METRIC_FIELD_NUMBER: _ClassVar[int]
+    DIFFERENCE_FIELD_NUMBER: _ClassVar[int]
+    CI_LOW_FIELD_NUMBER: _ClassVar[int]
+    CI_HIGH_FIELD_NUMBER: _ClassVar[int]
+    LABELLED_ROWS_FIELD_NUMBER: _ClassVar[int]
+    TEST_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_ID_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    SPAN_ID_FIELD_NUMBER: _ClassVar[int]
+    contract_version: int
+    model_name: str
+    champion_version: str
+    challenger_version: str
+    phase: str
+    verdict: str
+    metric: str
+    champion_metric: float
+    challenger_metric: float
+    difference: float
+    ci_low: float
+    ci_high: float
+    labelled_rows: int
+    test: str
+    confidence: float
+    reason: str
+    decided_at_ms: int
+    verdict_id: str
+    trace_id: str
+    span_id: str
+    def __init__(self, contract_version: _Optional[int] = ..., model_name: _Optional[str] = ..., champion_version: _Optional[str] = ..., challenger_version: _Optional[str] = ..., phase: _Optional[str] = ..., verdict: _Optional[str] = ..., metric: _Optional[str] = ..., champion_metric: _Optional[float] = ..., challenger_metric: _Optional[float] = ..., difference: _Optional[float] = ..., ci_low: _Optional[float] = ..., ci_high: _Optional[float] = ..., labelled_rows: _Optional[int] = ..., test: _Optional[str] = ..., confidence: _Optional[float] = ..., reason: _Optional[str] = ..., decided_at_ms: _Optional[int] = ..., verdict_id: _Optional[str] = ..., trace_id: _Optional[str] = ..., span_id: _Optional[str] = ...) -> None: ...
 
 class RegistryEvent(_message.Message):
-    __slots__ = ("contract_version", "model_name", "version", "status", "candidate", "gate_decision", "gate_reason", "champion_metrics", "actor", "action", "why", "at_ms", "sequence", "record_kind", "promoted_sequence", "gate_metrics", "champion_version_at_gate", "registered_at_ms", "gate_definitions_revision", "slices", "command_id", "previous_version")
+    __slots__ = ("contract_version", "model_name", "version", "status", "candidate", "gate_decision", "gate_reason", "champion_metrics", "actor", "action", "why", "at_ms", "sequence", "record_kind", "promoted_sequence", "gate_metrics", "champion_version_at_gate", "registered_at_ms", "gate_definitions_revision", "slices", "command_id", "previous_version", "evidence", "role", "traffic_fraction")
     class ChampionMetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -398,6 +448,9 @@ class RegistryEvent(_message.Message):
     SLICES_FIELD_NUMBER: _ClassVar[int]
     COMMAND_ID_FIELD_NUMBER: _ClassVar[int]
     PREVIOUS_VERSION_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    TRAFFIC_FRACTION_FIELD_NUMBER: _ClassVar[int]
     contract_version: int
     model_name: str
     version: str
@@ -420,7 +473,10 @@ class RegistryEvent(_message.Message):
     slices: SliceReport
     command_id: str
     previous_version: str
-    def __init__(self, contract_version: _Optional[int] = ..., model_name: _Optional[str] = ..., version: _Optional[str] = ..., status: _Optional[str] = ..., candidate: _Optional[_Union[ModelCandidate, _Mapping]] = ..., gate_decision: _Optional[str] = ..., gate_reason: _Optional[str] = ..., champion_metrics: _Optional[_Mapping[str, float]] = ..., actor: _Optional[str] = ..., action: _Optional[str] = ..., why: _Optional[str] = ..., at_ms: _Optional[int] = ..., sequence: _Optional[int] = ..., record_kind: _Optional[str] = ..., promoted_sequence: _Optional[int] = ..., gate_metrics: _Optional[_Mapping[str, float]] = ..., champion_version_at_gate: _Optional[str] = ..., registered_at_ms: _Optional[int] = ..., gate_definitions_revision: _Optional[int] = ..., slices: _Optional[_Union[SliceReport, _Mapping]] = ..., command_id: _Optional[str] = ..., previous_version: _Optional[str] = ...) -> None: ...
+    evidence: ChallengerVerdict
+    role: str
+    traffic_fraction: float
+    def __init__(self, contract_version: _Optional[int] = ..., model_name: _Optional[str] = ..., version: _Optional[str] = ..., status: _Optional[str] = ..., candidate: _Optional[_Union[ModelCandidate, _Mapping]] = ..., gate_decision: _Optional[str] = ..., gate_reason: _Optional[str] = ..., champion_metrics: _Optional[_Mapping[str, float]] = ..., actor: _Optional[str] = ..., action: _Optional[str] = ..., why: _Optional[str] = ..., at_ms: _Optional[int] = ..., sequence: _Optional[int] = ..., record_kind: _Optional[str] = ..., promoted_sequence: _Optional[int] = ..., gate_metrics: _Optional[_Mapping[str, float]] = ..., champion_version_at_gate: _Optional[str] = ..., registered_at_ms: _Optional[int] = ..., gate_definitions_revision: _Optional[int] = ..., slices: _Optional[_Union[SliceReport, _Mapping]] = ..., command_id: _Optional[str] = ..., previous_version: _Optional[str] = ..., evidence: _Optional[_Union[ChallengerVerdict, _Mapping]] = ..., role: _Optional[str] = ..., traffic_fraction: _Optional[float] = ...) -> None: ...
 
 class ModelRegistration(_message.Message):
     __slots__ = ("contract_version", "model_name", "request_id", "artifact_sha256", "artifact_size", "requested_by", "requested_at_ms", "description", "trace_id", "span_id")

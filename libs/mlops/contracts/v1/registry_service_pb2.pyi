@@ -12,20 +12,26 @@ class ListModelsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelSummary(_message.Message):
-    __slots__ = ("name", "champion_version", "latest_version", "version_count", "champion_sha256", "updated_at_ms")
+    __slots__ = ("name", "champion_version", "latest_version", "version_count", "champion_sha256", "updated_at_ms", "challenger_version", "challenger_role", "challenger_fraction")
     NAME_FIELD_NUMBER: _ClassVar[int]
     CHAMPION_VERSION_FIELD_NUMBER: _ClassVar[int]
     LATEST_VERSION_FIELD_NUMBER: _ClassVar[int]
     VERSION_COUNT_FIELD_NUMBER: _ClassVar[int]
     CHAMPION_SHA256_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    CHALLENGER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CHALLENGER_ROLE_FIELD_NUMBER: _ClassVar[int]
+    CHALLENGER_FRACTION_FIELD_NUMBER: _ClassVar[int]
     name: str
     champion_version: str
     latest_version: str
     version_count: int
     champion_sha256: str
     updated_at_ms: int
-    def __init__(self, name: _Optional[str] = ..., champion_version: _Optional[str] = ..., latest_version: _Optional[str] = ..., version_count: _Optional[int] = ..., champion_sha256: _Optional[str] = ..., updated_at_ms: _Optional[int] = ...) -> None: ...
+    challenger_version: str
+    challenger_role: str
+    challenger_fraction: float
+    def __init__(self, name: _Optional[str] = ..., champion_version: _Optional[str] = ..., latest_version: _Optional[str] = ..., version_count: _Optional[int] = ..., champion_sha256: _Optional[str] = ..., updated_at_ms: _Optional[int] = ..., challenger_version: _Optional[str] = ..., challenger_role: _Optional[str] = ..., challenger_fraction: _Optional[float] = ...) -> None: ...
 
 class ListModelsResponse(_message.Message):
     __slots__ = ("models",)
@@ -42,7 +48,7 @@ class GetModelRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
 
 class ModelVersion(_message.Message):
-    __slots__ = ("version", "status", "artifact_sha256", "artifact_size", "framework", "metrics", "gate_metrics", "champion_metrics", "champion_version_at_gate", "gate_decision", "gate_reason", "candidate_id", "feature_names", "params", "lineage", "registered_at_ms", "promoted_sequence", "gate_definitions_revision")
+    __slots__ = ("version", "status", "artifact_sha256", "artifact_size", "framework", "metrics", "gate_metrics", "champion_metrics", "champion_version_at_gate", "gate_decision", "gate_reason", "candidate_id", "feature_names", "params", "lineage", "registered_at_ms", "promoted_sequence", "gate_definitions_revision", "role", "traffic_fraction")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -89,6 +95,8 @@ class ModelVersion(_message.Message):
     REGISTERED_AT_MS_FIELD_NUMBER: _ClassVar[int]
     PROMOTED_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     GATE_DEFINITIONS_REVISION_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    TRAFFIC_FRACTION_FIELD_NUMBER: _ClassVar[int]
     version: str
     status: str
     artifact_sha256: str
@@ -107,10 +115,12 @@ class ModelVersion(_message.Message):
     registered_at_ms: int
     promoted_sequence: int
     gate_definitions_revision: int
-    def __init__(self, version: _Optional[str] = ..., status: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., artifact_size: _Optional[int] = ..., framework: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., gate_metrics: _Optional[_Mapping[str, float]] = ..., champion_metrics: _Optional[_Mapping[str, float]] = ..., champion_version_at_gate: _Optional[str] = ..., gate_decision: _Optional[str] = ..., gate_reason: _Optional[str] = ..., candidate_id: _Optional[str] = ..., feature_names: _Optional[_Iterable[str]] = ..., params: _Optional[_Mapping[str, str]] = ..., lineage: _Optional[_Union[_models_pb2.Lineage, _Mapping]] = ..., registered_at_ms: _Optional[int] = ..., promoted_sequence: _Optional[int] = ..., gate_definitions_revision: _Optional[int] = ...) -> None: ...
+    role: str
+    traffic_fraction: float
+    def __init__(self, version: _Optional[str] = ..., status: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., artifact_size: _Optional[int] = ..., framework: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., gate_metrics: _Optional[_Mapping[str, float]] = ..., champion_metrics: _Optional[_Mapping[str, float]] = ..., champion_version_at_gate: _Optional[str] = ..., gate_decision: _Optional[str] = ..., gate_reason: _Optional[str] = ..., candidate_id: _Optional[str] = ..., feature_names: _Optional[_Iterable[str]] = ..., params: _Optional[_Mapping[str, str]] = ..., lineage: _Optional[_Union[_models_pb2.Lineage, _Mapping]] = ..., registered_at_ms: _Optional[int] = ..., promoted_sequence: _Optional[int] = ..., gate_definitions_revision: _Optional[int] = ..., role: _Optional[str] = ..., traffic_fraction: _Optional[float] = ...) -> None: ...
 
 class AuditEntry(_message.Message):
-    __slots__ = ("sequence", "version", "action", "actor", "why", "at_ms", "status")
+    __slots__ = ("sequence", "version", "action", "actor", "why", "at_ms", "status", "evidence")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     ACTION_FIELD_NUMBER: _ClassVar[int]
@@ -118,6 +128,7 @@ class AuditEntry(_message.Message):
     WHY_FIELD_NUMBER: _ClassVar[int]
     AT_MS_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     version: str
     action: str
@@ -125,7 +136,8 @@ class AuditEntry(_message.Message):
     why: str
     at_ms: int
     status: str
-    def __init__(self, sequence: _Optional[int] = ..., version: _Optional[str] = ..., action: _Optional[str] = ..., actor: _Optional[str] = ..., why: _Optional[str] = ..., at_ms: _Optional[int] = ..., status: _Optional[str] = ...) -> None: ...
+    evidence: _models_pb2.ChallengerVerdict
+    def __init__(self, sequence: _Optional[int] = ..., version: _Optional[str] = ..., action: _Optional[str] = ..., actor: _Optional[str] = ..., why: _Optional[str] = ..., at_ms: _Optional[int] = ..., status: _Optional[str] = ..., evidence: _Optional[_Union[_models_pb2.ChallengerVerdict, _Mapping]] = ...) -> None: ...
 
 class GetModelResponse(_message.Message):
     __slots__ = ("name", "champion_version", "versions", "audit")
