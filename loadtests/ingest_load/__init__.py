@@ -1,0 +1,1 @@
+"""Harness pieces of loadtests/bench_ingest.py."""
