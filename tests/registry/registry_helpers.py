@@ -1,9 +1,11 @@
-"""Plain helpers of the registry's tests: the definitions the gate reads its policies from (today's SEA model, the
-delivery domain's REGRESSION model and a MULTICLASS one), the concepts test models learn, ONNX export."""
+"""Helpers of the registry's tests: a registry running in the test's process, the definitions the gate reads its
+policies from (today's SEA model, the delivery domain's REGRESSION model and a MULTICLASS one), the concepts test
+models learn, ONNX export."""
 
 from __future__ import annotations
 
 import hashlib
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,7 @@ from typing import Any
 import numpy as np
 import yaml
 from mlops import definitions as d
-from mlops.bus import Bus
+from mlops.bus import Bus, KafkaBus, StopFlag
 from mlops.contracts import models_pb2
 from mlops.definitions.store import publish, read_revisions
 
@@ -95,3 +97,28 @@ def regression_candidate(data: bytes, weight: float, **fields: Any) -> models_pb
         else:
             setattr(message, name, value)
     return message
+
+
+class RunningRegistry:
+    """The registry in this process: real replay, real gRPC server on a free port, real candidate consumer."""
+
+    def __init__(self, kafka: Any, settings: Any):
+        from mlops_tools.registry_client import RegistryClient
+
+        from services.registry.edge import build, run
+
+        self.kafka = kafka
+        bus = KafkaBus(kafka)
+        apply_definitions(bus)  # on top of what the session applied: the SEA, delivery and segment models
+        self.producer = bus.producer(client_id="test-registry")
+        self.app = build(settings, bus)
+        self.stop_flag = StopFlag(install_signals=False)
+        self.thread = threading.Thread(target=run, args=(self.app, settings, self.stop_flag), daemon=True)
+        self.thread.start()
+        self.client = RegistryClient(f"127.0.0.1:{self.app.grpc_port}", timeout=20)
+
+    def stop(self) -> None:
+        self.stop_flag.set()
+        self.thread.join(20)
+        self.client.close()
+        self.app.stop()

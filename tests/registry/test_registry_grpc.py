@@ -4,7 +4,6 @@ refusals with clear status codes, and a restart that rebuilds the same state fro
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
 
 import grpc
@@ -12,13 +11,12 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from mlops.artifacts import publish_artifact
-from mlops.bus import KafkaBus, Producer, StopFlag
+from mlops.bus import KafkaBus, Producer
 from mlops.contracts import models_pb2
 from mlops.topics import MODEL_ARTIFACTS, MODEL_CANDIDATES, MODEL_PROMOTED, topic_name
 from mlops_tools.registry_client import RegistryCallError, RegistryClient
-from registry_helpers import NAMES, apply_definitions, regression_candidate
+from registry_helpers import NAMES, RunningRegistry, apply_definitions, regression_candidate
 
-from services.registry.edge import build, run
 from services.registry.settings import RegistrySettings
 
 SETTINGS = RegistrySettings(grpc_host="127.0.0.1", grpc_port=0, artifact_timeout_s=3.0, grpc_workers=2)
@@ -29,33 +27,13 @@ def models(onnx_model_factory) -> dict[str, bytes]:
     return {"t7": onnx_model_factory(7.0), "t9_5": onnx_model_factory(9.5), "t9_5b": onnx_model_factory(9.5, seed=2)}
 
 
-class Running:
-    """The registry in this process: real replay, real gRPC server on a free port, real candidate consumer."""
-
-    def __init__(self, kafka):
-        self.kafka = kafka
-        bus = KafkaBus(kafka)
-        apply_definitions(bus)  # on top of what the session applied: the SEA, delivery and segment models
-        self.producer = bus.producer(client_id="test-registry")
-        self.app = build(SETTINGS, bus)
-        self.stop_flag = StopFlag(install_signals=False)
-        self.thread = threading.Thread(target=run, args=(self.app, SETTINGS, self.stop_flag), daemon=True)
-        self.thread.start()
-        self.client = RegistryClient(f"127.0.0.1:{self.app.grpc_port}", timeout=20)
-
-    def stop(self) -> None:
-        self.stop_flag.set()
-        self.thread.join(20)
-        self.client.close()
-        self.app.stop()
-
 
 @pytest.fixture
 def registry_factory(kafka_settings):
-    started: list[Running] = []
+    started: list[RunningRegistry] = []
 
-    def make() -> Running:
-        started.append(Running(kafka_settings))
+    def make() -> RunningRegistry:
+        started.append(RunningRegistry(kafka_settings, SETTINGS))
         return started[-1]
 
     yield make

@@ -5,17 +5,14 @@ restart; a gate-rejected version is refused over gRPC with FAILED_PRECONDITION u
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
 
 import grpc
 import pytest
-from mlops.bus import KafkaBus, StopFlag
-from mlops_tools.registry_client import RegistryCallError, RegistryClient
-from registry_helpers import apply_definitions
+from mlops_tools.registry_client import RegistryCallError
+from registry_helpers import RunningRegistry
 from test_registry_grpc import promoted_events, publish
 
-from services.registry.edge import build, run
 from services.registry.settings import RegistrySettings
 
 # the outbox's background round is slow here, so what the restart does is what is tested
@@ -23,27 +20,10 @@ SETTINGS = RegistrySettings(grpc_host="127.0.0.1", grpc_port=0, artifact_timeout
                             announce_retry_s=3600.0)
 
 
-class Running:
-    def __init__(self, kafka):
-        bus = KafkaBus(kafka)
-        apply_definitions(bus)
-        self.producer = bus.producer(client_id="test-registry")
-        self.app = build(SETTINGS, bus)
-        self.stop_flag = StopFlag(install_signals=False)
-        self.thread = threading.Thread(target=run, args=(self.app, SETTINGS, self.stop_flag), daemon=True)
-        self.thread.start()
-        self.client = RegistryClient(f"127.0.0.1:{self.app.grpc_port}", timeout=20)
-
-    def stop(self) -> None:
-        self.stop_flag.set()
-        self.thread.join(20)
-        self.client.close()
-        self.app.stop()
-
 
 @pytest.fixture
 def started():
-    running: list[Running] = []
+    running: list[RunningRegistry] = []
     yield running
     for r in running:
         r.stop()
@@ -56,7 +36,7 @@ def _broken(promotion) -> None:
 def test_an_unannounced_change_is_resent_on_restart_and_a_retried_command_applies_once(
         kafka_settings, started, onnx_model_factory, candidate_factory):
     t7, t9 = onnx_model_factory(7.0), onnx_model_factory(9.5)
-    started.append(reg := Running(kafka_settings))
+    started.append(reg := RunningRegistry(kafka_settings, SETTINGS))
     publish(kafka_settings, reg.producer, t9, candidate_factory(t9, 9.5))
     publish(kafka_settings, reg.producer, t7, candidate_factory(t7, 9.5))  # worse on the 9.5 holdout: rejected
     assert [p.version for p in promoted_events(kafka_settings, 1, 30)] == ["1"]
@@ -77,7 +57,8 @@ def test_an_unannounced_change_is_resent_on_restart_and_a_retried_command_applie
     reg.stop()
     started.remove(reg)
 
-    started.append(again := Running(kafka_settings))  # the restart finds v2 champion but v1 last announced
+    # the restart finds v2 champion but v1 last announced
+    started.append(again := RunningRegistry(kafka_settings, SETTINGS))
     promos = promoted_events(kafka_settings, 2, 30)
     assert [(p.version, p.previous_version, p.action) for p in promos] == [("1", "", "promote"),
                                                                             ("2", "1", "promote")]
@@ -94,5 +75,5 @@ def test_an_unannounced_change_is_resent_on_restart_and_a_retried_command_applie
     before = len(promoted_events(kafka_settings, 99, 3))
     again.stop()
     started.remove(again)
-    started.append(Running(kafka_settings))
+    started.append(RunningRegistry(kafka_settings, SETTINGS))
     assert len(promoted_events(kafka_settings, before + 1, 5)) == before
