@@ -88,10 +88,18 @@ class ArtifactReader:
         try:
             records = reader.read_to_end(timeout)
             while True:
+                # every record under the key counts: a corrupt one (tampered, or a bad write) is refused only when
+                # no record read so far carries the right bytes, so a good re-publish after it still serves
+                corrupt: ArtifactCorrupt | None = None
                 for record in records:
                     if record.key == wanted and record.value is not None:
-                        self._cache[sha256] = verify(record.value, sha256)
-                        return self._cache[sha256]
+                        try:
+                            self._cache[sha256] = verify(record.value, sha256)
+                            return self._cache[sha256]
+                        except ArtifactCorrupt as exc:
+                            corrupt = exc
+                if corrupt is not None:
+                    raise corrupt
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise ArtifactNotFound(sha256, self.topic)

@@ -37,3 +37,12 @@ def test_bytes_under_a_wrong_address_are_refused(bus: Bus) -> None:
         ArtifactReader(bus).get(wrong, timeout=30)
     assert isinstance(info.value, ArtifactError) and isinstance(info.value, MlopsError)
     assert info.value.actual == sha256_hex(b"something else")
+
+
+def test_a_good_copy_after_a_corrupt_one_is_served(bus: Bus) -> None:
+    producer = bus.producer(client_id="artifacts")
+    address = sha256_hex(b"the real model")
+    producer.send(bus.topic(MODEL_ARTIFACTS), b"tampered bytes", key=address)
+    producer.send(bus.topic(MODEL_ARTIFACTS), b"the real model", key=address)
+    producer.flush()
+    assert ArtifactReader(bus).get(address, timeout=30) == b"the real model"
