@@ -57,3 +57,15 @@ def test_show_prints_the_role_and_the_evidence_of_live_decisions(capsys) -> None
     evidence = [line.strip() for line in out.splitlines() if "evidence:" in line]
     assert evidence == ["evidence: shadow verdict promote: accuracy v2 0.8800 vs v1 0.8100, difference +0.0700 "
                         "[+0.0200, +0.1200] on 412 labelled rows (paired mSPRT, confidence 0.95)"]
+
+
+def test_the_console_shows_the_live_challenger_and_the_evidence() -> None:
+    from services.console.convert import model_detail, model_rows
+
+    client = Client()
+    rows = model_rows(client.list_models())
+    assert [(r.name, r.challenger) for r in rows] == [("sea", "v2 shadow 100%"), ("delivery_time", "")]
+    detail = model_detail(client.get_model("sea"))
+    assert [v.live for v in detail.versions] == ["guard 100%", ""]
+    assert detail.audit[0].evidence.startswith("shadow verdict promote: accuracy v2 0.8800 vs v1 0.8100")
+    assert detail.audit[1].evidence == ""
