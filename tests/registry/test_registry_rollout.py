@@ -21,6 +21,7 @@ from test_registry_core import World, cand, holdout
 from services.registry.convert import event_in, event_out, verdict_in, verdict_out
 from services.registry.core import Verdict
 from services.registry.edge import EventLog
+from services.registry.errors import DuplicateCandidate
 
 
 @pytest.fixture(scope="module")
@@ -254,3 +255,12 @@ def test_a_challenger_announcement_is_keyed_and_signed_with_its_role(models) -> 
     assert (record.key.decode(), msg.role, msg.traffic_fraction) == ("sea/challenger", "shadow", 1.0)
     assert promotion_verified(key, "sea", "2", msg.artifact_sha256, msg.signature, "shadow")
     assert not promotion_verified(key, "sea", "2", msg.artifact_sha256, msg.signature)  # not as a champion
+
+
+def test_a_redelivered_challenger_candidate_is_announced_again(models) -> None:
+    w = shadowing(models)
+    with pytest.raises(DuplicateCandidate) as dup:  # the same candidate id: a redelivery after a crash
+        w.registry.register(w.registry.state.get("sea", "2").candidate, holdout(9.5))
+    before = len(w.promoted)
+    assert w.registry.reannounce(dup.value)
+    assert sent(w)[before:] == [("sea/challenger", "2", "promote", "shadow", 1.0)]

@@ -205,8 +205,10 @@ class Registry:
         with self._lock:
             existing = self.state.get(dup.name, dup.version)
             if dup.same_candidate and existing is not None and existing.status == Status.CHALLENGER:
-                self._announce(rollout.pending_second(self.state, dup.name, None, self.clock()))  # type: ignore[arg-type]
-                return True
+                challenger = rollout.pending_second(self.state, dup.name, None, self.clock())
+                if challenger is not None:
+                    self._announce(challenger)
+                return challenger is not None
             if not dup.same_candidate or existing is None or existing.status != Status.CHAMPION \
                     or existing.gate_decision != "promoted":
                 return False

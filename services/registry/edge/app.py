@@ -65,8 +65,9 @@ class RegistryApp:
 
 
 def _changed(revision: Revision) -> None:
-    log.info("gate policies from definitions revision", extra={"fields": {
+    log.info("gate and rollout policies from definitions revision", extra={"fields": {
         "revision": revision.number, "models": {m.name: f"{m.metric} margin {m.gate.margin:g} floor {m.gate.floor}"
+                                                        f" rollout {m.rollout.mode.value}"
                                                 for m in revision.definitions.models}}})
 
 
