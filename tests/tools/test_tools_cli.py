@@ -76,3 +76,21 @@ def test_wait_after_a_local_retrain_follows_its_candidate_to_the_promotion(capsy
     code = train_cmd._follow(follower, args, "cli-1", Progress(io.StringIO()))
     assert code == 0
     assert "promoted: sea v2 (previous v-): gate passed" in capsys.readouterr().out
+
+
+def test_wait_reports_a_shadow_challenger_as_such_not_as_a_promotion(capsys: pytest.CaptureFixture) -> None:
+    from mlops.contracts import models_pb2
+
+    ours = models_pb2.ModelCandidate(model_name="sea", candidate_id="c1", artifact_sha256="mine",
+                                     lineage=models_pb2.Lineage(retrain_request_id="cli-1"))
+    follower = _Follower(
+        [("model.candidates", ours)],
+        [("model.promoted", models_pb2.ModelPromoted(
+            model_name="sea", version="3", artifact_sha256="mine", previous_version="2", role="shadow",
+            traffic_fraction=1.0, reason="gate passed; live traffic decides"))],
+    )
+    args = SimpleNamespace(model="sea", timeout=5.0, local=True)
+    assert train_cmd._follow(follower, args, "cli-1", Progress(io.StringIO())) == 0
+    out = capsys.readouterr().out
+    assert "shadow: sea v3 on 100% of requests beside the champion (previous v2)" in out
+    assert "promoted" not in out

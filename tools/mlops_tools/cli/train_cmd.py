@@ -106,10 +106,13 @@ def _follow(follower: Any, args: argparse.Namespace, request_id: str, progress: 
                 print(f"training failed: {msg.reason}", file=sys.stderr)
                 return 1
             elif candidate is not None and topic == "model.promoted" and \
-                    msg.artifact_sha256 == candidate.artifact_sha256:
-                progress("promoted", 1.0)
+                    msg.artifact_sha256 == candidate.artifact_sha256 and msg.action != "retire":
+                # a challenger role (shadow, canary) is not a promotion: live traffic decides it later
+                outcome = msg.role if msg.role not in ("", "champion") else "promoted"
+                progress(outcome, 1.0)
                 progress.done()
-                print(f"promoted: {msg.model_name} v{msg.version} (previous v{msg.previous_version or '-'}): "
+                share = f" on {msg.traffic_fraction:.0%} of requests beside the champion" if msg.role else ""
+                print(f"{outcome}: {msg.model_name} v{msg.version}{share} (previous v{msg.previous_version or '-'}): "
                       f"{msg.reason}")
                 return 0
             elif candidate is not None and topic == "registry.log" and msg.record_kind == "state" and \
