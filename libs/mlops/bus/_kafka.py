@@ -298,6 +298,7 @@ def wait_for_broker(settings: KafkaSettings, timeout: float = 60.0, brokers: int
             last = f"{listed} of {brokers} brokers registered"
         except KafkaException as exc:
             last = exc
+        admin.poll(0)  # serves error_cb
         refused.raise_if_any(settings)
         time.sleep(0.5)
     raise BusError(f"Kafka at {settings.bootstrap_servers} not reachable after {timeout}s: {last}")
@@ -317,7 +318,8 @@ class AuthFailures:
         self.errors: list[str] = []
 
     def __call__(self, err: KafkaError) -> None:
-        if err.code() in _AUTH_CODES or "authentication" in err.str().lower():
+        text = err.str().lower()
+        if err.code() in _AUTH_CODES or any(word in text for word in ("authentication", "certificate", "ssl")):
             self.errors.append(err.str())
 
     def raise_if_any(self, settings: KafkaSettings) -> None:
