@@ -252,17 +252,27 @@ class Consumer(ConfluentClient):
         if len(out) != len(msgs):  # errors are rare: only then look at them
             for msg in msgs:
                 err = msg.error()
-                if err is not None and err.code() != KafkaError._PARTITION_EOF:
+                if err is not None and err.code() != KafkaError._PARTITION_EOF and not transient(err):
                     raise KafkaException(err)
         return out
 
     def commit(self, records: Iterable[Record]) -> None:
-        """Commit past the highest offset of each partition in `records` (synchronously)."""
+        """Commit past the highest offset of each partition in `records` (synchronously). A transient error (the
+        group coordinator's broker just died, a cluster fails over) is retried for up to a session timeout."""
         offsets = next_offsets(records)
-        if offsets:
-            self._consumer.commit(
-                offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=False
-            )
+        if not offsets:
+            return
+        deadline = time.monotonic() + self._settings.session_timeout_ms / 1000
+        while True:
+            try:
+                self._consumer.commit(
+                    offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=False
+                )
+                return
+            except KafkaException as exc:
+                if not transient(exc.args[0]) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
     def assignment(self) -> list[tuple[str, int]]:
         """The (topic, partition)s this member holds now."""
@@ -339,6 +349,17 @@ RETRIABLE = {
     KafkaError._TRANSPORT,
     KafkaError._TIMED_OUT,
 }
+# what a consumer sees while a broker of a cluster dies and its partitions and groups fail over: librdkafka recovers
+# by itself, so these are reported, not raised (a raise ended a service's loop when one of three brokers died)
+_FAILOVER = {KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT,
+             KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_NOT_AVAILABLE,
+             KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.NOT_LEADER_FOR_PARTITION,
+             KafkaError.LEADER_NOT_AVAILABLE, KafkaError.REQUEST_TIMED_OUT}
+
+
+def transient(err: KafkaError) -> bool:
+    """An error the client recovers from by itself (a broker failing over); never a fatal one."""
+    return not err.fatal() and (err.code() in _FAILOVER or err.retriable())
 
 
 def watermarks(consumer: Any, topic: str, partition: int, timeout: float = 10.0) -> tuple[int, int]:

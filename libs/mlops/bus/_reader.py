@@ -9,7 +9,14 @@ from typing import Literal
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 
-from mlops.bus._kafka import RETRIABLE, ConfluentClient, consume_arrived, consumer_config, watermarks
+from mlops.bus._kafka import (
+    RETRIABLE,
+    ConfluentClient,
+    consume_arrived,
+    consumer_config,
+    transient,
+    watermarks,
+)
 from mlops.bus._record import BusError, Record
 from mlops.settings import KafkaSettings
 
@@ -124,6 +131,6 @@ class Reader(ConfluentClient):
                 self._next[tp] = offset + 1
             elif err.code() == KafkaError._PARTITION_EOF:  # the log ends at `offset`: everything before is read
                 self._next[tp] = max(self._next.get(tp, 0), offset)
-            else:
+            elif not transient(err):  # a broker failing over is recovered from by the client itself
                 raise BusError(f"reading {tp[0]}/{tp[1]}: {err}")
         return out

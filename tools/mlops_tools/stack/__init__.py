@@ -82,9 +82,7 @@ class Stack:
         settings; a layout that differs from the recorded one is refused by `up` (see `_check_layout`)."""
         self.s = settings or StackSettings()
         self.run_dir = self.s.run_dir.resolve()
-        recorded = Layout.recorded(self.run_dir)
-        self.recorded_layout = recorded
-        base = recorded or Layout(self.s.brokers, self.s.secure)
+        base = Layout.recorded(self.run_dir) or Layout(self.s.brokers, self.s.secure)
         self.layout = Layout(brokers if brokers is not None else base.brokers,
                              secure if secure is not None else base.secure)
         self.nodes = [
@@ -194,7 +192,7 @@ class Stack:
 
     def _check_layout(self) -> None:
         """Refuse to start a layout other than the one the run dir's data was formatted with."""
-        recorded = self.recorded_layout
+        recorded = Layout.recorded(self.run_dir)
         formatted = any((node.folder / "data" / "meta.properties").exists() for node in self.nodes)
         if recorded is not None and recorded != self.layout and (formatted or self.kafka.running()):
             raise StackError(
