@@ -70,16 +70,21 @@ class KafkaSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _consistent(self) -> KafkaSettings:
-        if self.sasl:
-            if not self.sasl_mechanism or not self.sasl_username:
-                raise KafkaConfigError(f"MLOPS_KAFKA_SECURITY_PROTOCOL={self.security_protocol} needs "
-                                       "MLOPS_KAFKA_SASL_MECHANISM and MLOPS_KAFKA_SASL_USERNAME")
-            if self.sasl_password is None and self.sasl_password_file is None:
-                raise KafkaConfigError(f"MLOPS_KAFKA_SECURITY_PROTOCOL={self.security_protocol} needs "
-                                       "MLOPS_KAFKA_SASL_PASSWORD or MLOPS_KAFKA_SASL_PASSWORD_FILE")
         if (self.ssl_cert_file is None) != (self.ssl_key_file is None):
             raise KafkaConfigError("MLOPS_KAFKA_SSL_CERT_FILE and MLOPS_KAFKA_SSL_KEY_FILE go together (mutual TLS)")
         return self
+
+    def _check_sasl(self) -> None:
+        """SASL needs a mechanism, a user and a password: checked when a client is made, not when the settings
+        load (a pod's ConfigMap names the protocol, its Secret adds the credentials)."""
+        if not self.sasl:
+            return
+        if not self.sasl_mechanism or not self.sasl_username:
+            raise KafkaConfigError(f"MLOPS_KAFKA_SECURITY_PROTOCOL={self.security_protocol} needs "
+                                   "MLOPS_KAFKA_SASL_MECHANISM and MLOPS_KAFKA_SASL_USERNAME")
+        if self.sasl_password is None and self.sasl_password_file is None:
+            raise KafkaConfigError(f"MLOPS_KAFKA_SECURITY_PROTOCOL={self.security_protocol} needs "
+                                   "MLOPS_KAFKA_SASL_PASSWORD or MLOPS_KAFKA_SASL_PASSWORD_FILE")
 
     @property
     def sasl(self) -> bool:
@@ -91,6 +96,7 @@ class KafkaSettings(BaseSettings):
 
     def password(self) -> str:
         """The SASL password (from sasl_password_file when set); for a client's config only, never for a log."""
+        self._check_sasl()
         if self.sasl_password_file is not None:
             try:
                 return self.sasl_password_file.read_text().strip()
@@ -101,12 +107,13 @@ class KafkaSettings(BaseSettings):
     def client_config(self) -> dict[str, object]:
         """librdkafka settings common to producers, consumers and admin clients: the one place every confluent
         client gets its address, security protocol, SASL credentials and TLS files from (faust: `ssl_context`)."""
+        self._check_sasl()
         conf: dict[str, object] = {
             "bootstrap.servers": self.bootstrap_servers,
             "security.protocol": self.security_protocol,
             "message.max.bytes": self.max_message_bytes,
         }
-        if self.sasl_mechanism and self.sasl:
+        if self.sasl:
             conf |= {
                 "sasl.mechanism": self.sasl_mechanism,
                 "sasl.username": self.sasl_username or "",

@@ -12,7 +12,7 @@ from certs import make_ca, make_signed
 from confluent_kafka import KafkaError
 from mlops.bus import BusError
 from mlops.bus._kafka import AuthFailures, transient
-from mlops.settings import KafkaSettings
+from mlops.settings import KafkaConfigError, KafkaSettings
 from mlops_tools.stack import Stack, StackSettings
 from mlops_tools.stack.nodes import Layout, server_properties
 from mlops_tools.stack.secure import CLIENT_USER, SecureMaterial
@@ -74,9 +74,6 @@ def test_faust_gets_the_same_credentials_and_tls_context(tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize("fields, names", [
-    ({"security_protocol": "SASL_SSL"}, "MLOPS_KAFKA_SASL_MECHANISM"),
-    ({"security_protocol": "SASL_SSL", "sasl_mechanism": "PLAIN", "sasl_username": "u"},
-     "MLOPS_KAFKA_SASL_PASSWORD"),
     ({"ssl_cert_file": "/x.pem"}, "MLOPS_KAFKA_SSL_KEY_FILE"),
     ({"security_protocol": "TLS"}, "security_protocol must be one of"),
 ])
@@ -85,13 +82,26 @@ def test_settings_that_cannot_work_are_refused_naming_the_variable(fields: dict[
         KafkaSettings(**fields)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("fields, names", [
+    ({"security_protocol": "SASL_SSL"}, "MLOPS_KAFKA_SASL_MECHANISM"),
+    ({"security_protocol": "SASL_SSL", "sasl_mechanism": "PLAIN", "sasl_username": "u"},
+     "MLOPS_KAFKA_SASL_PASSWORD"),
+])
+def test_sasl_without_credentials_is_refused_when_a_client_is_made(fields: dict[str, str], names: str) -> None:
+    settings = KafkaSettings(**fields)  # type: ignore[arg-type]  # a ConfigMap alone: the Secret adds the rest
+    with pytest.raises(KafkaConfigError, match=names):
+        settings.client_config()
+    with pytest.raises(KafkaConfigError, match=names):
+        broker_credentials(settings)
+
+
 def test_a_password_is_never_shown(tmp_path: Path) -> None:
     settings = _sasl_ssl(tmp_path)
     assert SECRET not in repr(settings) and SECRET not in str(settings)
     with pytest.raises(ValidationError) as info:  # an error of the settings shows no input (which holds it)
-        KafkaSettings(security_protocol="SASL_SSL", sasl_password=SecretStr(SECRET))
+        KafkaSettings(ssl_cert_file=Path("/x"), sasl_password=SecretStr(SECRET))
     with pytest.raises(ValidationError) as raw_info:
-        KafkaSettings(security_protocol="SASL_SSL", sasl_password=SECRET)  # type: ignore[arg-type]
+        KafkaSettings(ssl_cert_file=Path("/x"), sasl_password=SECRET)  # type: ignore[arg-type]
     assert SECRET not in str(info.value) and SECRET not in str(raw_info.value)
 
 

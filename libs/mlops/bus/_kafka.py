@@ -28,8 +28,8 @@ from mlops.bus._record import (
 from mlops.settings import KafkaSettings
 from mlops.telemetry import inject_headers
 
-__all__ = ["AuthFailures", "ConfluentClient", "Consumer", "DeliveryCallback", "Producer", "as_bytes", "consume_arrived",
-           "consumer_config", "wait_for_broker", "watermarks"]
+__all__ = ["AuthFailures", "ConfluentClient", "Consumer", "DeliveryCallback", "Producer", "as_bytes",
+           "consume_arrived", "consumer_config", "transient", "wait_for_broker", "watermarks"]
 
 DeliveryCallback = Callable[[KafkaError | None, Message], None]
 
@@ -195,12 +195,16 @@ class ConfluentClient:
 
     _consumer: _KafkaConsumer
     _settings: KafkaSettings
-    _refused: AuthFailures
+    _refused: AuthFailures | None = None  # None: a client built around a double, in a unit test
 
     def _make(self, settings: KafkaSettings, conf: dict[str, object]) -> _KafkaConsumer:
         self._settings, self._refused = settings, AuthFailures()
         self._consumer = _KafkaConsumer({"error_cb": self._refused} | conf)
         return self._consumer
+
+    def _raise_refused(self) -> None:
+        if self._refused is not None:
+            self._refused.raise_if_any(self._settings)
 
     @property
     def raw(self) -> _KafkaConsumer:
@@ -247,7 +251,7 @@ class Consumer(ConfluentClient):
         batch: `consume_arrived`); partition EOFs are skipped, broker errors raise."""
         msgs = consume_arrived(self._consumer, max_records, timeout)
         if not msgs:
-            self._refused.raise_if_any(self._settings)
+            self._raise_refused()
         out = [Record(msg) for msg in msgs if msg.error() is None]
         if len(out) != len(msgs):  # errors are rare: only then look at them
             for msg in msgs:
@@ -262,7 +266,7 @@ class Consumer(ConfluentClient):
         offsets = next_offsets(records)
         if not offsets:
             return
-        deadline = time.monotonic() + self._settings.session_timeout_ms / 1000
+        deadline = time.monotonic() + getattr(self, "_settings", KafkaSettings()).session_timeout_ms / 1000
         while True:
             try:
                 self._consumer.commit(

@@ -123,7 +123,7 @@ class Reader(ConfluentClient):
         out: list[Record] = []
         msgs = consume_arrived(self._consumer, max_records, timeout)
         if not msgs:
-            self._refused.raise_if_any(self._settings)
+            self._raise_refused()
         for msg in msgs:
             tp, offset, err = (msg.topic(), msg.partition()), msg.offset(), msg.error()
             if err is None:
