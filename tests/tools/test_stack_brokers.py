@@ -146,7 +146,9 @@ def test_a_node_killed_mid_stream_loses_nothing_and_rejoins_the_isr(cluster: Sta
         consumer.close()
         thread.join(120)
 
-    assert "started 1 of 3" in cluster.start_kafka()  # `up` restarts only the dead node
+    others = {name: proc.pid() for name, proc in cluster.node_procs.items() if name != "kafka-2"}
+    assert cluster.start_kafka() == "started" and victim.running()  # `up` restarts the dead node
+    assert {name: proc.pid() for name, proc in cluster.node_procs.items() if name != "kafka-2"} == others  # only it
     wait_until(lambda: all(n == 3 for n in _isr_sizes(settings, topic)), timeout=120,
                message=lambda: f"ISR sizes {_isr_sizes(settings, topic)}")
 

@@ -209,7 +209,7 @@ class Stack:
         pending = [node for node in self.nodes
                    if not (self.node_procs[node.name].running() and port_open(node.host, node.port))]
         if not pending:
-            return f"already running ({self.layout.describe()})"
+            return "already running"
         for node in pending:
             for port in (node.port, node.controller_port):
                 if port_open(node.host, port):
@@ -230,7 +230,7 @@ class Stack:
             self.node_procs[node.name].start(self._java_cmd("kafka.Kafka", str(props), heap=heap, node=node))
         for node in pending:
             self._wait(node.name, self.node_procs[node.name], node.port)
-        return f"started {len(pending)} of {len(self.nodes)} ({self.layout.describe()})"
+        return "started"
 
     def kafka_tool(self, main_class: str, *args: str, timeout: float = 60.0) -> str:
         """Run one of the broker's own admin CLIs (e.g. org.apache.kafka.tools.TopicCommand) against the local
@@ -274,6 +274,8 @@ class Stack:
         """Start Redis and Kafka (idempotent) and create the registry's topics; with `ops`, also the operators'
         tools (Jaeger)."""
         result = {"redis": self.start_redis(), "kafka": self.start_kafka()}
+        if self.layout != Layout():
+            result["layout"] = f"{self.layout.describe()}: {self.kafka_settings().bootstrap_servers}"
         if ops:
             from mlops_tools.stack import jaeger
 
