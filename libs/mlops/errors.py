@@ -23,6 +23,7 @@ The library's errors, each defined in the module whose failures it names:
     │   └── PermissionDenied                                          a known caller without the role
     ├── BadTokenEntry (also ValueError)          mlops.security       a token entry that does not parse
     ├── TlsConfigError (also ValueError)         mlops.security       a certificate without its key
+    ├── KafkaConfigError (also ValueError)       mlops.settings       Kafka security settings that cannot work
     └── ArtifactError                            mlops.artifacts
         ├── ArtifactNotFound                                          no artifact under that sha256
         └── ArtifactCorrupt                                           bytes that do not match their sha256

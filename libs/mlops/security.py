@@ -39,6 +39,7 @@ __all__ = [
     "ClientSecuritySettings",
     "PermissionDenied",
     "Principal",
+    "PromotionReplayGuard",
     "SecuritySettings",
     "TlsConfigError",
     "TokenTable",
@@ -334,15 +335,52 @@ def client_channel(address: str, settings: ClientSecuritySettings | None = None,
     return grpc.secure_channel(address, credentials, options=list(options))
 
 
-def promotion_signature(key: SecretStr, model: str, version: str, artifact_sha256: str, role: str = "") -> str:
+def promotion_signature(key: SecretStr, model: str, version: str, artifact_sha256: str, role: str = "", *,
+                        promoted_at_ms: int | None = None, action: str = "") -> str:
     """Hex HMAC-SHA256 over (model, version, sha256[, role]) — JSON-encoded, so no field can run into the next.
-    A challenger's role is signed too, so a signed shadow announcement cannot be replayed as a champion."""
-    fields = [model, version, artifact_sha256] + ([role] if role not in ("", "champion") else [])
+    A challenger's role is signed too, so a signed shadow announcement cannot be replayed as a champion.
+
+    With `promoted_at_ms` (the record's own field) the time and the action are signed as well, so a recorded
+    promotion cannot be re-sent later as a fresh one: the reader keeps the newest time it accepted per model and slot
+    (`PromotionReplayGuard`) and refuses anything not newer. Without it, the signature is the earlier one (records
+    signed before this was added still verify, but carry no replay protection)."""
+    fields: list[object] = [model, version, artifact_sha256] + ([role] if role not in ("", "champion") else [])
+    if promoted_at_ms is not None:
+        fields = [*fields, {"promoted_at_ms": int(promoted_at_ms), "action": action}]
     payload = json.dumps(fields).encode()
     return hmac.new(key.get_secret_value().encode(), payload, hashlib.sha256).hexdigest()
 
 
 def promotion_verified(key: SecretStr, model: str, version: str, artifact_sha256: str, signature: str,
-                       role: str = "") -> bool:
+                       role: str = "", *, promoted_at_ms: int | None = None, action: str = "") -> bool:
     """True when `signature` is the key's signature of the promotion (constant-time comparison)."""
-    return hmac.compare_digest(promotion_signature(key, model, version, artifact_sha256, role), signature)
+    expected = promotion_signature(key, model, version, artifact_sha256, role, promoted_at_ms=promoted_at_ms,
+                                   action=action)
+    return hmac.compare_digest(expected, signature)
+
+
+class PromotionReplayGuard:
+    """Refuses a (verified) promotion that is not newer than the last one accepted for the same model and slot
+    (champion, or the one challenger slot): an old signed record appended again is a replay, not a decision.
+
+    Records must be offered in log order (model.promoted has one partition), the history replayed on start
+    included; a rollback is a new record with a new time, so it passes. The registry's clock orders promotions: a
+    registry restarted with its clock behind the last promotion would be refused until it catches up."""
+
+    def __init__(self) -> None:
+        self._newest: dict[tuple[str, str], int] = {}
+
+    @staticmethod
+    def slot(role: str) -> str:
+        return "champion" if role in ("", "champion") else "challenger"
+
+    def accept(self, model: str, role: str, promoted_at_ms: int) -> bool:
+        """True (and remembered) when `promoted_at_ms` is newer than every promotion accepted for this slot."""
+        key = (model, self.slot(role))
+        if promoted_at_ms <= self._newest.get(key, -1):
+            return False
+        self._newest[key] = promoted_at_ms
+        return True
+
+    def newest(self, model: str, role: str = "") -> int | None:
+        return self._newest.get((model, self.slot(role)))

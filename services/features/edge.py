@@ -33,6 +33,7 @@ from mlops import contracts
 from mlops.bus import KafkaBus, LagSeries, Producer
 from mlops.definitions import Revision
 from mlops.online_store import OnlineStore, OnlineStoreUnavailable, ViewUpdate
+from mlops.settings import KafkaSettings
 from mlops.telemetry import extract_context, messaging_attributes, traceparent_of_current, tracer
 from mlops.topics import EVENTS, FEATURES_LOG
 from opentelemetry.context import Context
@@ -57,6 +58,16 @@ class FeaturesApp:
     features_log_topic: str
 
 
+def broker_credentials(kafka: KafkaSettings) -> faust.types.auth.CredentialsT | None:
+    """faust's (aiokafka's) credentials from the KafkaSettings the confluent clients use: the SASL user and
+    password, and a TLS context with the same CA and client certificate (None on PLAINTEXT)."""
+    context = kafka.ssl_context()
+    if kafka.sasl:
+        return faust.SASLCredentials(username=kafka.sasl_username, password=kafka.password(),
+                                     mechanism=kafka.sasl_mechanism, ssl_context=context)
+    return faust.SSLCredentials(context) if context is not None else None
+
+
 def build(
     settings: FeaturesSettings,
     bus: KafkaBus,
@@ -76,6 +87,7 @@ def build(
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{host.strip()}" for host in kafka.bootstrap_servers.split(",")],
+        broker_credentials=broker_credentials(kafka),
         store=settings.store,
         datadir=settings.data_dir,
         topic_partitions=kafka.default_partitions,

@@ -202,6 +202,10 @@ NOT_IN_COMMON_ENV = {
     "MLOPS_KAFKA_SASL_USERNAME": "from the Secret mlops-kafka-sasl, never in a ConfigMap",
     "MLOPS_KAFKA_SASL_PASSWORD": "from the Secret mlops-kafka-sasl, never in a ConfigMap",
     "MLOPS_KAFKA_SASL_MECHANISM": "only with SASL: set by the production overlay",
+    "MLOPS_KAFKA_SASL_PASSWORD_FILE": "the alternative to MLOPS_KAFKA_SASL_PASSWORD: a mounted Secret's path",
+    "MLOPS_KAFKA_SSL_CA_FILE": "only for a cluster CA outside the image's trust store (see the production overlay)",
+    "MLOPS_KAFKA_SSL_CERT_FILE": "only for mutual TLS to the brokers (see the production overlay)",
+    "MLOPS_KAFKA_SSL_KEY_FILE": "only for mutual TLS to the brokers (see the production overlay)",
     "MLOPS_TELEMETRY_FILE_PATH": "only for the file exporter; deployments export OTLP",
     "MLOPS_TELEMETRY_METRICS_PORT": "per service (mlops-<name> ConfigMaps, each compose service)",
 }

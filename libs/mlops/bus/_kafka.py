@@ -28,8 +28,8 @@ from mlops.bus._record import (
 from mlops.settings import KafkaSettings
 from mlops.telemetry import inject_headers
 
-__all__ = ["ConfluentClient", "Consumer", "DeliveryCallback", "Producer", "as_bytes", "consume_arrived",
-           "consumer_config", "wait_for_broker", "watermarks"]
+__all__ = ["AuthFailures", "ConfluentClient", "Consumer", "DeliveryCallback", "Producer", "as_bytes",
+           "consume_arrived", "consumer_config", "transient", "wait_for_broker", "watermarks"]
 
 DeliveryCallback = Callable[[KafkaError | None, Message], None]
 
@@ -49,7 +49,8 @@ class Producer:
             "linger.ms": 5,
             "compression.type": "lz4",
         }
-        self._producer = _KafkaProducer(conf | (extra or {}))
+        self._settings, self._refused = settings, AuthFailures()
+        self._producer = _KafkaProducer(conf | {"error_cb": self._refused} | (extra or {}))
         self._errors: list[str] = []
         self._static_headers: dict[type, dict[str, str]] = {}
 
@@ -136,8 +137,14 @@ class Producer:
         return self._producer.poll(timeout)
 
     def flush(self, timeout: float = 30.0) -> None:
-        """Wait until every queued record is acknowledged; raise BusError if any failed or are still queued."""
-        remaining = self._producer.flush(timeout)
+        """Wait until every queued record is acknowledged; raise BusError if any failed or are still queued, or at
+        once when the broker refused the client's credentials."""
+        deadline = time.monotonic() + timeout
+        remaining = self._producer.flush(min(timeout, 1.0))
+        while remaining and time.monotonic() < deadline:
+            self._refused.raise_if_any(self._settings)
+            remaining = self._producer.flush(min(1.0, max(0.0, deadline - time.monotonic())))
+        self._refused.raise_if_any(self._settings)
         errors, self._errors = self._errors, []
         if remaining:
             errors.append(f"{remaining} record(s) still queued after {timeout}s")
@@ -183,9 +190,21 @@ def consume_arrived(consumer: Any, max_records: int, timeout: float) -> list[Mes
 
 
 class ConfluentClient:
-    """What the bus's consuming clients share: the confluent-kafka consumer under them."""
+    """What the bus's consuming clients share: the confluent-kafka consumer under them, and the refusals of its
+    credentials (`error_cb`), raised by `consume`."""
 
     _consumer: _KafkaConsumer
+    _settings: KafkaSettings
+    _refused: AuthFailures | None = None  # None: a client built around a double, in a unit test
+
+    def _make(self, settings: KafkaSettings, conf: dict[str, object]) -> _KafkaConsumer:
+        self._settings, self._refused = settings, AuthFailures()
+        self._consumer = _KafkaConsumer({"error_cb": self._refused} | conf)
+        return self._consumer
+
+    def _raise_refused(self) -> None:
+        if self._refused is not None:
+            self._refused.raise_if_any(self._settings)
 
     @property
     def raw(self) -> _KafkaConsumer:
@@ -218,7 +237,7 @@ class Consumer(ConfluentClient):
             "heartbeat.interval.ms": max(1000, settings.session_timeout_ms // 4),
         }
         self.group_id = group_id
-        self._consumer = _KafkaConsumer(conf | (extra or {}))
+        self._make(settings, conf | (extra or {}))
         if rewind:
             self._consumer.subscribe(list(topics), on_assign=_assign_from_beginning)
         else:
@@ -231,21 +250,33 @@ class Consumer(ConfluentClient):
         """Up to `max_records` records of what has arrived, waiting up to `timeout` for the first (never for a full
         batch: `consume_arrived`); partition EOFs are skipped, broker errors raise."""
         msgs = consume_arrived(self._consumer, max_records, timeout)
+        if not msgs:
+            self._raise_refused()
         out = [Record(msg) for msg in msgs if msg.error() is None]
         if len(out) != len(msgs):  # errors are rare: only then look at them
             for msg in msgs:
                 err = msg.error()
-                if err is not None and err.code() != KafkaError._PARTITION_EOF:
+                if err is not None and err.code() != KafkaError._PARTITION_EOF and not transient(err):
                     raise KafkaException(err)
         return out
 
     def commit(self, records: Iterable[Record]) -> None:
-        """Commit past the highest offset of each partition in `records` (synchronously)."""
+        """Commit past the highest offset of each partition in `records` (synchronously). A transient error (the
+        group coordinator's broker just died, a cluster fails over) is retried for up to a session timeout."""
         offsets = next_offsets(records)
-        if offsets:
-            self._consumer.commit(
-                offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=False
-            )
+        if not offsets:
+            return
+        deadline = time.monotonic() + getattr(self, "_settings", KafkaSettings()).session_timeout_ms / 1000
+        while True:
+            try:
+                self._consumer.commit(
+                    offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=False
+                )
+                return
+            except KafkaException as exc:
+                if not transient(exc.args[0]) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
     def assignment(self) -> list[tuple[str, int]]:
         """The (topic, partition)s this member holds now."""
@@ -264,21 +295,55 @@ class Consumer(ConfluentClient):
         return out
 
 
-def wait_for_broker(settings: KafkaSettings, timeout: float = 60.0) -> None:
-    """Block until the broker answers a metadata request."""
+def wait_for_broker(settings: KafkaSettings, timeout: float = 60.0, brokers: int = 1) -> None:
+    """Block until the cluster answers a metadata request listing at least `brokers` brokers. Refused credentials
+    or certificates fail at once with a BusError that says so (they would never get better by waiting)."""
     from confluent_kafka.admin import AdminClient
 
     deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    admin = AdminClient(settings.client_config())
+    last: Exception | str | None = None
+    refused = AuthFailures()
+    admin = AdminClient(settings.client_config() | {"error_cb": refused})
     while time.monotonic() < deadline:
         try:
-            admin.list_topics(timeout=2)
-            return
+            listed = len(admin.list_topics(timeout=2).brokers)
+            if listed >= brokers:
+                return
+            last = f"{listed} of {brokers} brokers registered"
         except KafkaException as exc:
             last = exc
-            time.sleep(0.5)
+        admin.poll(0)  # serves error_cb
+        refused.raise_if_any(settings)
+        time.sleep(0.5)
     raise BusError(f"Kafka at {settings.bootstrap_servers} not reachable after {timeout}s: {last}")
+
+
+# what librdkafka reports when the broker refuses the client's SASL credentials or its TLS handshake
+_AUTH_CODES = {KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED, KafkaError._SSL,
+               KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED}
+
+
+class AuthFailures:
+    """A librdkafka `error_cb` keeping authentication and TLS refusals, which the client otherwise only retries
+    (a producer would queue, a consumer poll nothing, for ever); `raise_if_any` turns them into a BusError naming
+    the user, the mechanism and the settings to check (never the password)."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    def __call__(self, err: KafkaError) -> None:
+        text = err.str().lower()
+        if err.code() in _AUTH_CODES or any(word in text for word in ("authentication", "certificate", "ssl")):
+            self.errors.append(err.str())
+
+    def raise_if_any(self, settings: KafkaSettings) -> None:
+        if not self.errors:
+            return
+        who = (f"SASL user {settings.sasl_username!r} ({settings.sasl_mechanism})" if settings.sasl
+               else "the client")
+        raise BusError(f"Kafka at {settings.bootstrap_servers} refused {who} over {settings.security_protocol}: "
+                       f"{self.errors[-1]} (check MLOPS_KAFKA_SASL_USERNAME, MLOPS_KAFKA_SASL_PASSWORD[_FILE] and "
+                       "MLOPS_KAFKA_SSL_*_FILE)")
 
 
 RETRIABLE = {
@@ -288,6 +353,17 @@ RETRIABLE = {
     KafkaError._TRANSPORT,
     KafkaError._TIMED_OUT,
 }
+# what a consumer sees while a broker of a cluster dies and its partitions and groups fail over: librdkafka recovers
+# by itself, so these are reported, not raised (a raise ended a service's loop when one of three brokers died)
+_FAILOVER = {KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT,
+             KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_NOT_AVAILABLE,
+             KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.NOT_LEADER_FOR_PARTITION,
+             KafkaError.LEADER_NOT_AVAILABLE, KafkaError.REQUEST_TIMED_OUT}
+
+
+def transient(err: KafkaError) -> bool:
+    """An error the client recovers from by itself (a broker failing over); never a fatal one."""
+    return not err.fatal() and (err.code() in _FAILOVER or err.retriable())
 
 
 def watermarks(consumer: Any, topic: str, partition: int, timeout: float = 10.0) -> tuple[int, int]:

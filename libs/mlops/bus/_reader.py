@@ -8,9 +8,15 @@ from collections.abc import Iterable, Mapping
 from typing import Literal
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
-from confluent_kafka import Consumer as _KafkaConsumer
 
-from mlops.bus._kafka import RETRIABLE, ConfluentClient, consume_arrived, consumer_config, watermarks
+from mlops.bus._kafka import (
+    RETRIABLE,
+    ConfluentClient,
+    consume_arrived,
+    consumer_config,
+    transient,
+    watermarks,
+)
 from mlops.bus._record import BusError, Record
 from mlops.settings import KafkaSettings
 
@@ -37,7 +43,7 @@ class Reader(ConfluentClient):
         extra: dict[str, object] | None = None,
     ):
         conf = consumer_config(settings, client_id) | {"group.id": READER_GROUP, "enable.partition.eof": True}
-        self._consumer = _KafkaConsumer(conf | (extra or {}))
+        self._make(settings, conf | (extra or {}))
         self._next: dict[Position, int] = {}  # the offset after the last record (or EOF) seen, per partition
         self._ahead: list[Record] = []  # records read past the ends of a read_until, returned by the next call
         try:
@@ -115,13 +121,16 @@ class Reader(ConfluentClient):
 
     def _fetch(self, max_records: int, timeout: float) -> list[Record]:
         out: list[Record] = []
-        for msg in consume_arrived(self._consumer, max_records, timeout):
+        msgs = consume_arrived(self._consumer, max_records, timeout)
+        if not msgs:
+            self._raise_refused()
+        for msg in msgs:
             tp, offset, err = (msg.topic(), msg.partition()), msg.offset(), msg.error()
             if err is None:
                 out.append(Record(msg))
                 self._next[tp] = offset + 1
             elif err.code() == KafkaError._PARTITION_EOF:  # the log ends at `offset`: everything before is read
                 self._next[tp] = max(self._next.get(tp, 0), offset)
-            else:
+            elif not transient(err):  # a broker failing over is recovered from by the client itself
                 raise BusError(f"reading {tp[0]}/{tp[1]}: {err}")
         return out

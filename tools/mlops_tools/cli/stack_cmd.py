@@ -1,8 +1,10 @@
-"""`mlops stack up|down|status`: the local Kafka (KRaft) broker and Redis; `up --ops` adds Prometheus and Jaeger."""
+"""`mlops stack up|down|status|env`: the local Kafka (KRaft) broker and Redis; `up --ops` adds Prometheus and Jaeger,
+`up --secure` a SASL_SSL listener, `up --brokers 3` a three-node cluster; `env` prints the clients' MLOPS_KAFKA_*."""
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 
@@ -19,7 +21,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="also the operators' tools: Prometheus, scraping the services' default ops ports "
                          "(9101-9106) with the alert rules of deploy/prometheus, and Jaeger (OTLP traces in, query "
                          "API out; built once with go)")
+    up.add_argument("--secure", action="store_true", default=None,
+                    help="the broker listens with SASL_SSL only (SCRAM-SHA-512 and a client certificate); CA, "
+                         "certificates and passwords are generated into the run dir (see `mlops stack env`)")
+    up.add_argument("--brokers", type=int, default=None, metavar="N",
+                    help="KRaft nodes (broker + controller each); 3: topics with replication factor 3 and "
+                         "min.insync.replicas 2. Default: the layout the run dir was made with, else 1")
     up.set_defaults(func=_up)
+    ssub.add_parser("env", help="print `export MLOPS_KAFKA_...` lines for clients of this stack (file paths, never "
+                                "a password)").set_defaults(func=_env)
     down = ssub.add_parser("down", help="stop what `stack up` started")
     down.add_argument("--wipe", action="store_true", help="also delete the broker's data: every topic and offset")
     down.set_defaults(func=_down)
@@ -29,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _up(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
-        result = Stack().up(ops=args.ops)
+        result = Stack(brokers=args.brokers, secure=args.secure).up(ops=args.ops)
         if args.ops:
             result |= _ops_up()
     except StackError as exc:
@@ -38,6 +48,12 @@ def _up(args: argparse.Namespace) -> int:
     for name, state in result.items():
         print(f"{name:8} {state}")
     print(f"stack ready in {time.monotonic() - started:.1f}s")
+    return 0
+
+
+def _env(_args: argparse.Namespace) -> int:
+    for name, value in Stack().kafka_settings().environ().items():
+        print(f"export {name}={shlex.quote(value)}")
     return 0
 
 

@@ -1,4 +1,7 @@
-"""The local stack: a real Apache Kafka 4.x broker (KRaft, single node, jars from Maven Central) and Redis.
+"""The local stack: a real Apache Kafka 4.x broker (KRaft, jars from Maven Central) and Redis.
+
+One node by default; `--brokers 3` runs a KRaft cluster (stack/nodes.py), `--secure` a SASL_SSL listener with
+locally made certificates and credentials (stack/secure.py).
 
 `up` is idempotent: it fetches the broker jars once into a cache folder, formats KRaft storage once, starts what is
 not running, waits until each component answers, and creates the topics of the registry. `down` stops only what
@@ -12,29 +15,25 @@ import logging
 import os
 import shutil
 import subprocess
-import tempfile
 import time
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from mlops.errors import MlopsError
 from mlops.settings import KafkaSettings, RedisSettings, settings_config
 from mlops.topics import ensure_topics
 from pydantic import Field
 from pydantic_settings import BaseSettings
 
 from mlops_tools.procs import ManagedProcess, port_open
+from mlops_tools.stack.install import StackError, apt_install, go_tool, require
+from mlops_tools.stack.nodes import Layout, Node, server_properties
+from mlops_tools.stack.secure import SecureMaterial
 
 __all__ = ["ComponentStatus", "Stack", "StackError", "StackSettings", "apt_install", "go_tool"]
 
 log = logging.getLogger("mlops_tools.stack")
-
-
-class StackError(MlopsError):
-    """The stack could not be brought up; the message says what to do."""
 
 
 class StackSettings(BaseSettings):
@@ -51,7 +50,14 @@ class StackSettings(BaseSettings):
     controller_port: int = Field(9093, description="KRaft controller listener port.")
     redis_port: int = Field(6379, description="Redis port.")
     prometheus_port: int = Field(9090, description="Prometheus port (`mlops stack up --ops`, `mlops demo`).")
-    kafka_heap: str = Field("768m", description="Broker JVM heap (-Xms/-Xmx).")
+    kafka_heap: str = Field("768m", description="Broker JVM heap (-Xms/-Xmx) of a single-node stack.")
+    brokers: int = Field(1, ge=1, le=9, description="Kafka nodes (broker + controller each); 3: replication "
+                         "factor 3, min.insync.replicas 2 (`mlops stack up --brokers 3`).")
+    secure: bool = Field(False, description="SASL_SSL listener (SCRAM-SHA-512 + mutual TLS) with certificates and "
+                         "credentials generated into the run dir (`mlops stack up --secure`).")
+    node_port_step: int = Field(100, ge=2, description="Node n listens on kafka_port and controller_port plus "
+                                "(n - 1) * this.")
+    kafka_node_heap: str = Field("384m", description="JVM heap of each node of a multi-node cluster.")
     start_timeout_s: float = Field(90.0, description="How long to wait for each component to answer.")
     # the ops group (`mlops stack up --ops`): Jaeger v2, built once from the Go module proxy (stack/jaeger.py)
     jaeger_version: str = Field("v1.76.0", description="Jaeger v2 binary (Go module version) built and cached.")
@@ -70,15 +76,38 @@ class ComponentStatus:
 
 
 class Stack:
-    def __init__(self, settings: StackSettings | None = None):
+    def __init__(self, settings: StackSettings | None = None, *, brokers: int | None = None,
+                 secure: bool | None = None):
+        """`brokers` / `secure` (the CLI's flags) win over the layout recorded in the run dir, which wins over the
+        settings; a layout that differs from the recorded one is refused by `up` (see `_check_layout`)."""
         self.s = settings or StackSettings()
         self.run_dir = self.s.run_dir.resolve()
-        self.kafka = ManagedProcess("kafka", self.run_dir)
+        base = Layout.recorded(self.run_dir) or Layout(self.s.brokers, self.s.secure)
+        self.layout = Layout(brokers if brokers is not None else base.brokers,
+                             secure if secure is not None else base.secure)
+        self.nodes = [
+            Node(n, "kafka" if n == 1 else f"kafka-{n}", self.s.host,
+                 self.s.kafka_port + (n - 1) * self.s.node_port_step,
+                 self.s.controller_port + (n - 1) * self.s.node_port_step,
+                 self.run_dir / ("kafka" if n == 1 else f"kafka-{n}"))
+            for n in range(1, self.layout.brokers + 1)
+        ]
+        self.node_procs = {node.name: ManagedProcess(node.name, self.run_dir) for node in self.nodes}
+        self.kafka = self.node_procs["kafka"]  # node 1
         self.redis = ManagedProcess("redis", self.run_dir)
+
+    @property
+    def secure_material(self) -> SecureMaterial | None:
+        return SecureMaterial(self.run_dir / "kafka-secure") if self.layout.secure else None
 
     # -- settings the clients use -------------------------------------------------------------------------------
     def kafka_settings(self) -> KafkaSettings:
-        return KafkaSettings(bootstrap_servers=f"{self.s.host}:{self.s.kafka_port}")
+        """What a client of this stack sets: every node's address, the replication factor of its topics, and on a
+        secure stack the SASL user, its password file and the TLS files (no secret itself)."""
+        secure = self.secure_material
+        return KafkaSettings(bootstrap_servers=",".join(node.address for node in self.nodes),
+                             replication_factor=self.layout.replication_factor,
+                             **(secure.client_settings() if secure else {}))  # type: ignore[arg-type]
 
     def redis_settings(self) -> RedisSettings:
         return RedisSettings(url=f"redis://{self.s.host}:{self.s.redis_port}/0")
@@ -93,8 +122,8 @@ class Stack:
         done = self.jar_dir / ".complete"
         if done.exists():
             return self.jar_dir
-        _require("java", "Java 17+ is required to run the Kafka 4.x broker (Debian: apt-get install openjdk-17-jre)")
-        _require("mvn", "Maven is required to fetch the Kafka jars (Debian: apt-get install maven)")
+        require("java", "Java 17+ is required to run the Kafka 4.x broker (Debian: apt-get install openjdk-17-jre)")
+        require("mvn", "Maven is required to fetch the Kafka jars (Debian: apt-get install maven)")
         self.jar_dir.mkdir(parents=True, exist_ok=True)
         pom = resources.files("mlops_tools.stack") / "kafka-pom.xml"
         with resources.as_file(pom) as pom_path:
@@ -115,93 +144,102 @@ class Stack:
         done.touch()
         return self.jar_dir
 
-    def _kafka_dir(self) -> Path:
-        return self.run_dir / "kafka"
+    def _kafka_dir(self, node: Node | None = None) -> Path:
+        return (node or self.nodes[0]).folder
 
-    def _write_kafka_config(self) -> Path:
-        kdir = self._kafka_dir()
+    def _write_kafka_config(self, node: Node | None = None) -> Path:
+        node = node or self.nodes[0]
+        kdir = node.folder
         kdir.mkdir(parents=True, exist_ok=True)
-        h, kp, cp = self.s.host, self.s.kafka_port, self.s.controller_port
         props = kdir / "server.properties"
-        props.write_text(
-            "\n".join(
-                [
-                    "process.roles=broker,controller",
-                    "node.id=1",
-                    f"controller.quorum.bootstrap.servers={h}:{cp}",
-                    f"listeners=PLAINTEXT://{h}:{kp},CONTROLLER://{h}:{cp}",
-                    f"advertised.listeners=PLAINTEXT://{h}:{kp}",
-                    "controller.listener.names=CONTROLLER",
-                    "inter.broker.listener.name=PLAINTEXT",
-                    "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-                    f"log.dirs={kdir / 'data'}",
-                    "num.partitions=3",
-                    "offsets.topic.replication.factor=1",
-                    "offsets.topic.num.partitions=10",
-                    "transaction.state.log.replication.factor=1",
-                    "transaction.state.log.min.isr=1",
-                    "share.coordinator.state.topic.replication.factor=1",
-                    "share.coordinator.state.topic.min.isr=1",
-                    "group.initial.rebalance.delay.ms=0",
-                    f"message.max.bytes={self.kafka_settings().max_message_bytes}",
-                    f"replica.fetch.max.bytes={self.kafka_settings().max_message_bytes}",
-                    "log.cleaner.backoff.ms=1000",
-                    "auto.create.topics.enable=false",
-                    "",
-                ]
-            )
-        )
+        text = server_properties(node, self.nodes, self.layout, self.kafka_settings().max_message_bytes,
+                                 self.secure_material)
+        # a secure node's config holds its users' passwords: readable by the owner only
+        props.touch(mode=0o600)
+        props.chmod(0o600)
+        props.write_text(text)
         log4j = kdir / "log4j2.properties"
         log4j.write_text((resources.files("mlops_tools.stack") / "log4j2.properties").read_text())
         return props
 
-    def _java_cmd(self, main: str, *args: str, heap: str | None = None) -> list[str]:
+    def _java_cmd(self, main: str, *args: str, heap: str | None = None, node: Node | None = None) -> list[str]:
+        kdir = self._kafka_dir(node)
         cmd = ["java"]
         if heap:
             cmd += [f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20"]
         cmd += [
             "-Djava.awt.headless=true",
-            f"-Dkafka.logs.dir={self._kafka_dir() / 'logs'}",
-            f"-Dlog4j2.configurationFile={self._kafka_dir() / 'log4j2.properties'}",
+            f"-Dkafka.logs.dir={kdir / 'logs'}",
+            f"-Dlog4j2.configurationFile={kdir / 'log4j2.properties'}",
             "-cp", f"{self.jar_dir}/*", main, *args,
         ]
         return cmd
 
-    def format_storage(self, props: Path, cluster_id: str) -> None:
-        """Format KRaft storage once, for a new cluster id."""
+    def format_storage(self, props: Path, cluster_id: str, node: Node | None = None) -> None:
+        """Format KRaft storage once, for a new cluster id (all nodes of a cluster share it)."""
+        secure = self.secure_material
         fmt = subprocess.run(
             # `--cluster-id=ID` in one word: a URL-safe base64 id may start with "-", which the tool's argument
             # parser would take for an option (it did, once in 64 formats)
-            self._java_cmd("kafka.tools.StorageTool", "format", "--standalone", f"--cluster-id={cluster_id}",
-                           "-c", str(props), "-g"),
+            self._java_cmd("kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(props),
+                           "-g", *(["--standalone"] if len(self.nodes) == 1 else []),
+                           *(secure.scram_users() if secure else []), node=node),
             capture_output=True, text=True,
         )
         if fmt.returncode != 0:
-            raise StackError(f"formatting KRaft storage failed:\n{(fmt.stdout + fmt.stderr)[-2000:]}")
+            output = secure.redact(fmt.stdout + fmt.stderr) if secure else fmt.stdout + fmt.stderr
+            raise StackError(f"formatting KRaft storage failed:\n{output[-2000:]}")
+
+    def _check_layout(self) -> None:
+        """Refuse to start a layout other than the one the run dir's data was formatted with."""
+        recorded = Layout.recorded(self.run_dir)
+        formatted = any((node.folder / "data" / "meta.properties").exists() for node in self.nodes)
+        if recorded is not None and recorded != self.layout and (formatted or self.kafka.running()):
+            raise StackError(
+                f"{self.run_dir} holds a {recorded.describe()}, not a {self.layout.describe()}: run `mlops stack "
+                "down --wipe` first, or use another MLOPS_STACK_RUN_DIR"
+            )
+        if recorded is None and formatted and self.layout != Layout():
+            raise StackError(f"{self.run_dir} holds a single-node PLAINTEXT broker's data: run `mlops stack down "
+                             "--wipe` first, or use another MLOPS_STACK_RUN_DIR")
 
     def start_kafka(self) -> str:
-        if self.kafka.running() and port_open(self.s.host, self.s.kafka_port):
+        """Start every node that is not running (a killed node of a cluster rejoins); wait until all answer."""
+        self._check_layout()
+        pending = [node for node in self.nodes
+                   if not (self.node_procs[node.name].running() and port_open(node.host, node.port))]
+        if not pending:
             return "already running"
-        for port in (self.s.kafka_port, self.s.controller_port):
-            if port_open(self.s.host, port):
-                raise StackError(
-                    f"port {self.s.host}:{port} is taken by a process this stack did not start; stop it or set "
-                    "MLOPS_STACK_KAFKA_PORT / MLOPS_STACK_CONTROLLER_PORT (and MLOPS_KAFKA_BOOTSTRAP_SERVERS)"
-                )
+        for node in pending:
+            for port in (node.port, node.controller_port):
+                if port_open(node.host, port):
+                    raise StackError(
+                        f"port {node.host}:{port} is taken by a process this stack did not start; stop it or set "
+                        "MLOPS_STACK_KAFKA_PORT / MLOPS_STACK_CONTROLLER_PORT (and MLOPS_KAFKA_BOOTSTRAP_SERVERS)"
+                    )
         self.fetch_kafka()
-        props = self._write_kafka_config()
-        if not (self._kafka_dir() / "data" / "meta.properties").exists():
-            self.format_storage(props, base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
-        self.kafka.start(self._java_cmd("kafka.Kafka", str(props), heap=self.s.kafka_heap))
-        self._wait("kafka", self.kafka, self.s.kafka_port)
+        if self.secure_material is not None:
+            self.secure_material.create(self.s.host)
+        self.layout.record(self.run_dir)
+        cluster_id = _cluster_id(self.nodes)
+        heap = self.s.kafka_heap if len(self.nodes) == 1 else self.s.kafka_node_heap
+        for node in pending:
+            props = self._write_kafka_config(node)
+            if not (node.folder / "data" / "meta.properties").exists():
+                self.format_storage(props, cluster_id, node)
+            self.node_procs[node.name].start(self._java_cmd("kafka.Kafka", str(props), heap=heap, node=node))
+        for node in pending:
+            self._wait(node.name, self.node_procs[node.name], node.port)
         return "started"
 
     def kafka_tool(self, main_class: str, *args: str, timeout: float = 60.0) -> str:
         """Run one of the broker's own admin CLIs (e.g. org.apache.kafka.tools.TopicCommand) against the local
         broker; returns its output, raises StackError on failure."""
+        secure = self.secure_material
         proc = subprocess.run(
             ["java", "-cp", f"{self.jar_dir}/*", "-Dlog4j2.level=WARN", main_class,
-             "--bootstrap-server", f"{self.s.host}:{self.s.kafka_port}", *args],
+             "--bootstrap-server", ",".join(node.address for node in self.nodes),
+             *(["--command-config", str(secure.client_properties)] if secure else []), *args],
             capture_output=True, text=True, timeout=timeout,
         )
         if proc.returncode != 0:
@@ -236,6 +274,8 @@ class Stack:
         """Start Redis and Kafka (idempotent) and create the registry's topics; with `ops`, also the operators'
         tools (Jaeger)."""
         result = {"redis": self.start_redis(), "kafka": self.start_kafka()}
+        if self.layout != Layout():
+            result["layout"] = f"{self.layout.describe()}: {self.kafka_settings().bootstrap_servers}"
         if ops:
             from mlops_tools.stack import jaeger
 
@@ -243,32 +283,35 @@ class Stack:
         from mlops.bus import wait_for_broker
 
         settings = self.kafka_settings()
-        wait_for_broker(settings, timeout=self.s.start_timeout_s)
+        wait_for_broker(settings, timeout=self.s.start_timeout_s, brokers=len(self.nodes))
         created = ensure_topics(settings)
         result["topics"] = f"created {len(created)}" if created else "all present"
         return result
 
     def down(self, wipe: bool = False) -> dict[str, str]:
-        """Stop what `up` started; with `wipe`, also delete the broker's log dirs (every topic and offset)."""
-        result = {
-            name: ("stopped" if proc.stop() else "was not running")
-            for name, proc in (("kafka", self.kafka), ("redis", self.redis))
-        }
+        """Stop what `up` started (every node); with `wipe`, also delete the nodes' log dirs (every topic and
+        offset) and a secure stack's credentials (its SCRAM users live in those logs)."""
+        result = {name: ("stopped" if proc.stop() else "was not running")
+                  for name, proc in [*self.node_procs.items(), ("redis", self.redis)]}
         from mlops_tools.stack import jaeger
 
         result["jaeger"] = jaeger.stop(self)
         if wipe:
-            data = self._kafka_dir() / "data"
-            shutil.rmtree(data, ignore_errors=True)
-            result["data"] = f"wiped {data}"
+            for node in self.nodes:
+                shutil.rmtree(node.folder / "data", ignore_errors=True)
+            shutil.rmtree(self.run_dir / "kafka-secure", ignore_errors=True)
+            (self.run_dir / "kafka-layout.json").unlink(missing_ok=True)
+            result["data"] = f"wiped {', '.join(str(node.folder / 'data') for node in self.nodes)}"
         return result
 
     def status(self) -> list[ComponentStatus]:
         out = []
-        for name, proc, port in (("kafka", self.kafka, self.s.kafka_port), ("redis", self.redis, self.s.redis_port)):
+        listeners = [(node.name, self.node_procs[node.name], node.port) for node in self.nodes]
+        for name, proc, port in [*listeners, ("redis", self.redis, self.s.redis_port)]:
             pid, listening = proc.pid(), port_open(self.s.host, port)
+            protocol = (" SASL_SSL" if self.layout.secure else "") if name.startswith("kafka") else ""
             if pid and listening:
-                out.append(ComponentStatus(name, "running", f"pid {pid}, {self.s.host}:{port}"))
+                out.append(ComponentStatus(name, "running", f"pid {pid}, {self.s.host}:{port}{protocol}"))
             elif listening:
                 out.append(ComponentStatus(name, "foreign", f"{self.s.host}:{port} held by a process we did not start"))
             elif pid:
@@ -292,74 +335,12 @@ class Stack:
                          f"{proc.log_tail()}")
 
 
-def go_tool(package: str, binary: str, timeout: float = 900.0, replace: Mapping[str, str] | None = None) -> Path | None:
-    """A Go command-line tool that benchmarks, tests and the stack use (ghz, grpc-health-probe, jaeger): on PATH,
-    in the tool cache, or installed there now from the Go module proxy (`package` is `module/cmd@version`). A module
-    whose go.mod has `replace` directives cannot be `go install`ed by version: pass them as `replace` and it is built
-    inside a throwaway module instead (`go get -tool`, then `go build`). None when Go is missing or the build fails
-    (logged with go's own message)."""
-    found = shutil.which(binary)
-    if found:
-        return Path(found)
-    bin_dir = StackSettings().cache_dir.expanduser() / "bin"
-    cached = bin_dir / binary
-    if cached.exists():
-        return cached
-    if shutil.which("go") is None:
-        log.warning("go not found: cannot install %s", package)
-        return None
-    bin_dir.mkdir(parents=True, exist_ok=True)
-    env = os.environ | {"GOBIN": str(bin_dir), "GOFLAGS": "-mod=mod", "GOTOOLCHAIN": "local"}
-    if replace is None:
-        steps = [["go", "install", package]]
-    else:
-        steps = [["go", "mod", "init", "mlops.local/tool-build"],
-                 *(["go", "mod", "edit", f"-replace={old}={new}"] for old, new in replace.items()),
-                 ["go", "get", "-tool", package],
-                 ["go", "build", "-trimpath", "-ldflags=-s -w", "-o", str(cached), package.split("@")[0]]]
-    with tempfile.TemporaryDirectory(prefix="go-tool-") as workdir:
-        log.info("building %s with go (once; cached in %s)", package, bin_dir)
-        for step in steps:
-            done = subprocess.run(step, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
-            if done.returncode != 0:
-                log.warning("%s failed: %s", " ".join(step), done.stderr[-1000:])
-                return None
-    return cached if cached.exists() else None
-
-
-def _require(binary: str, message: str) -> None:
-    if shutil.which(binary) is None:
-        raise StackError(f"{binary} not found: {message}")
-
-
-def apt_install(package: str, binary: str) -> str:
-    """Install Debian's `package` for `binary` (needs root; `apt-get update` first when the package lists are
-    empty) and return the binary's path. The package's own daemon is kept from starting, or stopped: the stack
-    runs its own under the run folder."""
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        raise StackError(f"{binary} not found; install it (Debian: apt-get install {package})")
-    log.info("installing %s from Debian", package)
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    # policy-rc.d exit 101 keeps the package from starting its own daemon on our port; we start it ourselves
-    policy = Path("/usr/sbin/policy-rc.d")
-    added_policy = not policy.exists()
-    if added_policy:
-        policy.write_text("#!/bin/sh\nexit 101\n")
-        policy.chmod(0o755)
-    try:
-        for cmd in (["apt-get", "update", "-q"],
-                    ["apt-get", "install", "-y", "-q", "--no-install-recommends", package]):
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-            if proc.returncode != 0:
-                raise StackError(f"{' '.join(cmd)} failed:\n{(proc.stdout + proc.stderr)[-2000:]}")
-    finally:
-        if added_policy:
-            policy.unlink(missing_ok=True)
-    # the package may still start its own daemon (seen here with redis-server despite policy-rc.d); it is ours to
-    # stop, we just installed it
-    if Path(f"/etc/init.d/{package}").exists():
-        subprocess.run([f"/etc/init.d/{package}", "stop"], capture_output=True)
-    path = shutil.which(binary)
-    if path is None:
-        raise StackError(f"{binary} still not found after apt-get install {package}")
-    return path
+def _cluster_id(nodes: list[Node]) -> str:
+    """The cluster id a formatted node already has (a wiped node rejoins its cluster), else a new one."""
+    for node in nodes:
+        meta = node.folder / "data" / "meta.properties"
+        if meta.exists():
+            for line in meta.read_text().splitlines():
+                if line.startswith("cluster.id="):
+                    return line.partition("=")[2].strip()
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
