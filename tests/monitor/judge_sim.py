@@ -91,3 +91,32 @@ def run(j: ChallengerJudge, events: Iterator[tuple[str, object]]) -> Outcome:
         if verdicts:
             return Outcome(verdicts[0].verdict, verdicts[0].labelled_rows, verdicts[0])
     return Outcome(None, labels, None)
+
+
+def main() -> None:
+    """The figures of the README (shipped defaults: confidence 0.95, min_labels 100, max_labels 5000):
+    `python tests/monitor/judge_sim.py [seeds]` from the repository root, with the repository on PYTHONPATH."""
+    import sys
+
+    seeds = int(sys.argv[1]) if len(sys.argv) > 1 else 200
+    shadow = RolloutPolicy(mode="shadow")
+    cases = [  # (what, rollout, delta, discordant)
+        ("5 points better", shadow, 0.05, 0.10), ("5 points better", shadow, 0.05, 0.15),
+        ("5 points better", shadow, 0.05, 0.20), ("5 points better, independent errors", shadow, 0.05, 0.29),
+        ("equal", shadow, 0.0, 0.10), ("equal, nearly the same model", shadow, 0.0, 0.03),
+        ("2 points better, 2 required", RolloutPolicy(mode="shadow", min_improvement=0.02), 0.02, 0.10),
+        ("2 points worse", shadow, -0.02, 0.10),
+    ]
+    print("| challenger | discordant rows | promoted | retired | labels to verdict: median / p90 | within 500 |")
+    print("|---|---|---|---|---|---|")
+    for what, rollout, delta, discordant in cases:
+        out = [run(judge(rollout), paired_stream(s, delta, discordant, rollout.max_labels + 10)) for s in range(seeds)]
+        n = np.array([o.labels for o in out])
+        promoted = sum(o.verdict == "promote" for o in out) / seeds
+        retired = sum(o.verdict == "retire" for o in out) / seeds
+        print(f"| {what} | {discordant:.0%} | {promoted:.1%} | {retired:.1%} | {np.median(n):.0f} / "
+              f"{np.percentile(n, 90):.0f} | {np.mean(n <= 500):.0%} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

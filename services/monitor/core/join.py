@@ -8,7 +8,9 @@ are held (oldest evicted first); labels that arrive before their prediction wait
 
 What waits is anything `Joinable`: the drift path holds the champion's `Prediction`s; the challenger judge holds
 its own rows (a champion row paired with its shadow row, or one arm's row of a canary) in a joiner of its own, so
-one label reaches the champion's row here and the same request's rows there.
+one label reaches the champion's row here and the same request's rows there. The judge's joiner is `by_request_only`:
+a label that names its request joins that request's rows or none (the entity/time fallback would pair a label with
+a neighbouring request's rows when its own were never judged, e.g. before the trial began).
 """
 
 from __future__ import annotations
@@ -54,8 +56,10 @@ class JoinCounts:
 
 
 class LabelJoiner(Generic[T]):
-    def __init__(self, window_ms: int, tolerance_ms: int, capacity: int, label_capacity: int):
+    def __init__(self, window_ms: int, tolerance_ms: int, capacity: int, label_capacity: int,
+                 by_request_only: bool = False):
         self.window_ms = window_ms
+        self.by_request_only = by_request_only
         self.tolerance_ms = tolerance_ms
         self.capacity = capacity
         self.label_capacity = label_capacity
@@ -111,6 +115,8 @@ class LabelJoiner(Generic[T]):
             w = self._by_request.get(label.request_id)
             if w is not None and not w.joined:
                 return w
+            if self.by_request_only:
+                return None
         q = self._by_entity.get(label.entity_id)
         while q and q[0].joined:  # joined ones leave from the front (a deque only shrinks cheaply there)
             q.popleft()

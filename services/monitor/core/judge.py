@@ -231,7 +231,8 @@ class ChallengerJudge:
 
     def _joiner(self) -> LabelJoiner[JudgedRow]:
         s = self.settings
-        return LabelJoiner[JudgedRow](s.join_window_ms, s.join_tolerance_ms, s.join_capacity, s.label_capacity)
+        return LabelJoiner[JudgedRow](s.join_window_ms, s.join_tolerance_ms, s.join_capacity, s.label_capacity,
+                                      by_request_only=True)
 
     def _pair(self, trial: Trial, p: Prediction, side: str, other: str) -> None:
         partner = trial.waiting[other].pop(p.request_id, None)
@@ -306,10 +307,10 @@ class ChallengerJudge:
         champ, chall = sign * trial.champion.mean, sign * trial.challenger.mean
         n, rollout = trial.labelled_rows, policy.rollout
         test = "paired mSPRT (normal mixture)" if trial.paired else "two-sample mSPRT (normal mixture)"
-        second = "guard" if trial.phase == "guard" else "challenger"
+        second = "previous champion, guard" if trial.phase == "guard" else f"challenger, {trial.phase}"
         rows = (f"{n} labelled rows" if trial.paired else
                 f"{trial.challenger.n} canary and {trial.champion.n} champion labelled rows")
-        reason = (f"{trial.model_name} v{trial.challenger_version} ({second}, {trial.phase}) vs "
+        reason = (f"{trial.model_name} v{trial.challenger_version} ({second}) vs "
                   f"v{trial.champion_version} (champion) on {rows}: {metric} {chall:.4f} vs {champ:.4f}, "
                   f"difference {ci.estimate:+.4f} ({rollout.confidence:.0%} bounds {ci.low:+.4f} .. "
                   f"{ci.high:+.4f}, {test}): {why}")
