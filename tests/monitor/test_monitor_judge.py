@@ -18,6 +18,8 @@ from services.monitor import LabelEvent, MonitorSettings
 from services.monitor.core import ChallengerJudge, ModelPolicy, Prediction
 from services.monitor.core.sequential import Running, mixture_halfwidth, paired_interval
 
+pytestmark = pytest.mark.slow  # hundreds of seeded streams: ~35 s of one core in all
+
 SHADOW = RolloutPolicy(mode="shadow")  # confidence 0.95, min_improvement 0, min_labels 100, max_labels 5000
 ALPHA = 1 - SHADOW.confidence
 

@@ -104,6 +104,14 @@ def test_a_model_without_the_error_signal_is_still_judged():
     assert [v.verdict for v in m.judge.take_verdicts()] == ["promote"]
 
 
+def test_a_revision_without_the_model_ends_its_trial():
+    m = DriftMonitor(MonitorSettings(), config=config(RolloutPolicy(mode="shadow", min_labels=500)))
+    feed(m, 50)
+    assert "m" in m.judge.trials
+    m.configure(MonitorConfig(revision=2))
+    assert not m.judge.trials
+
+
 def test_a_new_champion_restarts_the_evidence_and_the_previous_ones_rows_in_flight_are_ignored():
     m = DriftMonitor(MonitorSettings(), config=config(RolloutPolicy(mode="shadow", min_labels=150)))
     feed(m, 100)

@@ -109,6 +109,7 @@ class DriftMonitor:
             else:
                 state.repolicy(policy)
                 state.joiner = self._joiner(name) if state.watch_errors else None
+        self.judge.forget_undeclared()
         for name in [n for n in self.joiners if config.policy(n) is None or (
                 n in self.models and self.models[n].joiner is None)]:
             del self.joiners[name]

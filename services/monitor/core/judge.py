@@ -184,6 +184,11 @@ class ChallengerJudge:
         if row is not None:
             self._labelled(trial, row, label)
 
+    def forget_undeclared(self) -> None:
+        """A new definitions revision: trials of models no longer declared end (their verdict ids are kept)."""
+        for name in [n for n in self.trials if self.policy_of(n) is None]:
+            del self.trials[name]
+
     def take_verdicts(self) -> list[Verdict]:
         out, self._verdicts = self._verdicts, []
         return out
