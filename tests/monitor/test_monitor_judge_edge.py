@@ -104,6 +104,17 @@ def test_a_model_without_the_error_signal_is_still_judged():
     assert [v.verdict for v in m.judge.take_verdicts()] == ["promote"]
 
 
+def test_a_newer_challenger_replaces_the_trial_and_the_old_ones_rows_in_flight_do_not_displace_it():
+    m = DriftMonitor(MonitorSettings(), config=config(RolloutPolicy(mode="shadow", min_labels=500)))
+    feed(m, 50)
+    feed(m, 30, second_version="3", seed=4)
+    trial = m.judge.trials["m"]
+    assert (trial.challenger_version, trial.labelled_rows) == ("3", 29)  # from r1: r0 came before v3's trial
+    stale = m.judge.counts.stale
+    m.observe_prediction(row(7, "2", "shadow", True, 1))  # v2, replaced, still in flight
+    assert m.judge.trials["m"] is trial and m.judge.counts.stale == stale + 1
+
+
 def test_a_revision_without_the_model_ends_its_trial():
     m = DriftMonitor(MonitorSettings(), config=config(RolloutPolicy(mode="shadow", min_labels=500)))
     feed(m, 50)

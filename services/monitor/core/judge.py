@@ -47,7 +47,7 @@ __all__ = ["CHAMPION", "PHASES", "ChallengerJudge", "JudgedRow", "Trial", "Verdi
 CHAMPION = "champion"
 PAIRED = ("shadow", "guard")
 PHASES = (*PAIRED, "canary")
-REMEMBERED_VERDICTS = 10_000  # decided verdict ids kept (oldest forgotten first)
+REMEMBERED_VERDICTS = 10_000  # verdict ids kept, decided or ended (oldest forgotten first)
 # pseudo-rows of prior variance per test (outcomes in [0, 1]): two rows (+1, -1) of a paired difference, two rows
 # (0, 1) of an arm — keeps a short run of identical outcomes from collapsing the interval; none for a regression
 _PRIOR = {"paired": (2.0, 2), "arm": (0.5, 2)}
@@ -146,7 +146,8 @@ class ChallengerJudge:
         self.settings = settings
         self.policy_of = policy_of
         self.trials: dict[str, Trial] = {}
-        self.decided: OrderedDict[str, None] = OrderedDict()
+        self.decided: OrderedDict[str, None] = OrderedDict()  # verdict ids published (here or before a restart)
+        self.ended: OrderedDict[str, None] = OrderedDict()  # trials replaced or promoted before any verdict
         self.counts = JudgeCounts()
         self._verdicts: list[Verdict] = []
 
@@ -196,7 +197,7 @@ class ChallengerJudge:
     def restore(self, verdict_ids: list[str]) -> None:
         """Verdicts published before a restart: those trials are not judged again."""
         for vid in verdict_ids:
-            self._remember(vid)
+            _remember(self.decided, vid)
 
     # --- rows -------------------------------------------------------------------------------------------------
 
@@ -208,6 +209,12 @@ class ChallengerJudge:
             self.counts.unjudged += 1
             return None
         vid = verdict_id(p.model_name, p.model_version, role)
+        if vid in self.ended:  # in flight from a challenger already replaced: must not displace the new one
+            self.counts.stale += 1
+            return None
+        old = self.trials.get(p.model_name)
+        if old is not None:
+            self._end(old)
         joiner = None if vid in self.decided else self._joiner()
         trial = self.trials[p.model_name] = Trial(p.model_name, p.model_version, role, joiner)
         trial.done = joiner is None  # judged before (e.g. before a restart): remembered as decided
@@ -216,6 +223,7 @@ class ChallengerJudge:
     def _champion_row(self, trial: Trial, p: Prediction) -> None:
         v = p.model_version
         if v == trial.challenger_version:  # the challenger was promoted: this trial is over
+            self._end(trial)
             del self.trials[trial.model_name]
             return
         if trial.done:
@@ -234,6 +242,10 @@ class ChallengerJudge:
         else:
             self._join(trial, JudgedRow(p.request_id, p.entity_id, p.join_time_ms, p, None))
 
+    def _end(self, trial: Trial) -> None:
+        if not trial.done:
+            _remember(self.ended, verdict_id(trial.model_name, trial.challenger_version, trial.phase))
+
     def _joiner(self) -> LabelJoiner[JudgedRow]:
         s = self.settings
         return LabelJoiner[JudgedRow](s.join_window_ms, s.join_tolerance_ms, s.join_capacity, s.label_capacity,
@@ -248,11 +260,12 @@ class ChallengerJudge:
             return
         waiting = trial.waiting[side]
         waiting[p.request_id] = p
-        horizon = p.join_time_ms - self.settings.challenger_pair_window_ms
+        # serve time, not the features' as-of time (an idle entity's features are old, its request is not)
+        horizon = p.timestamp_ms - self.settings.challenger_pair_window_ms
         capacity = self.settings.join_capacity
         while waiting:
             _, oldest = next(iter(waiting.items()))
-            if len(waiting) <= capacity and oldest.join_time_ms >= horizon:
+            if len(waiting) <= capacity and oldest.timestamp_ms >= horizon:
                 break
             waiting.popitem(last=False)
             self.counts.unpaired += 1
@@ -302,7 +315,7 @@ class ChallengerJudge:
         trial.done, trial.joiner = True, None  # nothing more to join: free the rows
         for rows in trial.waiting.values():
             rows.clear()
-        self._remember(v.verdict_id)
+        _remember(self.decided, v.verdict_id)
         self._verdicts.append(v)
 
     def _verdict(self, trial: Trial, policy: ModelPolicy, regression: bool, verdict: str, why: str,
@@ -323,11 +336,13 @@ class ChallengerJudge:
                        metric, champ, chall, ci.estimate, ci.low, ci.high, n, test, rollout.confidence, reason,
                        at_ms)
 
-    def _remember(self, vid: str) -> None:
-        self.decided[vid] = None
-        self.decided.move_to_end(vid)
-        while len(self.decided) > REMEMBERED_VERDICTS:
-            self.decided.popitem(last=False)
+
+
+def _remember(ids: OrderedDict[str, None], vid: str) -> None:
+    ids[vid] = None
+    ids.move_to_end(vid)
+    while len(ids) > REMEMBERED_VERDICTS:
+        ids.popitem(last=False)
 
 
 def _outcome(predicted: float, label: float, regression: bool) -> float:
