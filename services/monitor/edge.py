@@ -277,9 +277,10 @@ class MonitorService:
                 decisions += self.monitor.observe_label(model.name, label_from_row(row))
         for d in decisions:
             self._publish(d, record)
-        for v in self.monitor.judge.take_verdicts():
+        verdicts = self.monitor.judge.take_verdicts()
+        for v in verdicts:
             self._publish_verdict(v, record)
-        self._maybe_sync()
+        self._maybe_sync(force=bool(verdicts))  # a verdict's figures are on the gauges as it goes out
 
     def _bad_label(self, model: str, exc: LabelError, record: Record) -> None:
         metrics.BAD_LABELS.labels(model, exc.field).inc()
