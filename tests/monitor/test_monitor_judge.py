@@ -121,7 +121,7 @@ def test_a_guard_rolls_back_a_new_champion_worse_by_more_than_the_margin():
     assert {o.verdict for o in out} <= {"rollback", "keep"}
     assert sum(o.verdict == "rollback" for o in out) >= 95  # (the few others: an unlucky sample within 600 rows)
     v = out[0].v
-    assert (v.phase, v.champion_version, v.challenger_version, v.verdict_id) == ("guard", "2", "1", "m/1/guard")
+    assert (v.phase, v.champion_version, v.challenger_version, v.verdict_id) == ("guard", "2", "1", "m/2/1/guard")
     assert v.ci_low > GUARD.rollback_margin and v.difference > 0  # the previous champion (v1) is better
     print(f"\nnew champion 10 points worse: labels to rollback {labels_to_verdict(out)}")
 

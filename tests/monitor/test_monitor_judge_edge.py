@@ -60,7 +60,7 @@ def test_shadow_rows_are_judged_and_never_reach_the_champions_drift_detectors():
     assert state.version == "1" and state.records == 300  # the shadow's rows (v2) neither reset nor fed it
     assert m.joiners["m"].counts.joined == 300  # every label reached the champion's row ...
     [verdict] = m.judge.take_verdicts()  # ... and the shadow's row of the same request: judged, decided
-    assert (verdict.verdict, verdict.phase, verdict.verdict_id) == ("promote", "shadow", "m/2/shadow")
+    assert (verdict.verdict, verdict.phase, verdict.verdict_id) == ("promote", "shadow", "m/1/2/shadow")
     assert (verdict.champion_version, verdict.challenger_version) == ("1", "2")
     assert verdict.labelled_rows == 100 and verdict.challenger_metric == 1.0
     assert m.judge.counts.rows == {"shadow": 300}
@@ -70,7 +70,7 @@ def test_one_verdict_per_challenger_and_phase_then_promotion_then_guard():
     rollout = RolloutPolicy(mode="shadow", min_labels=100, rollback_margin=0.02, guard_labels=200)
     m = DriftMonitor(MonitorSettings(), config=config(rollout))
     feed(m, 400)
-    assert [v.verdict_id for v in m.judge.take_verdicts()] == ["m/2/shadow"]  # once, though rows went on
+    assert [v.verdict_id for v in m.judge.take_verdicts()] == ["m/1/2/shadow"]  # once, though rows went on
     # v2 promoted: it serves as champion, v1 (the previous champion) is the guard, here the better one
     feed(m, 400, second="guard", second_version="1", champion="2", seed=1)
     [guard] = m.judge.take_verdicts()
@@ -205,7 +205,7 @@ def test_prediction_batches_with_roles_and_labels_in_one_verdict_on_challenger_v
     [v] = verdicts(bus)
     assert (v.model_name, v.champion_version, v.challenger_version, v.phase, v.verdict) == (
         "sea", "1", "2", "shadow", "promote")
-    assert v.verdict_id == "sea/2/shadow" and v.metric == "accuracy" and v.labelled_rows == 100
+    assert v.verdict_id == "sea/1/2/shadow" and v.metric == "accuracy" and v.labelled_rows == 100
     assert v.ci_low > 0 and v.difference == pytest.approx(v.challenger_metric - v.champion_metric)
     assert v.confidence == 0.95 and v.test.startswith("paired mSPRT") and v.decided_at_ms > 0
     assert v.reason.startswith("sea v2 (challenger, shadow) vs v1 (champion) on 100 labelled rows")

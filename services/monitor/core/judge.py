@@ -53,8 +53,10 @@ REMEMBERED_VERDICTS = 10_000  # verdict ids kept, decided or ended (oldest forgo
 _PRIOR = {"paired": (2.0, 2), "arm": (0.5, 2)}
 
 
-def verdict_id(model: str, challenger_version: str, phase: str) -> str:
-    return f"{model}/{challenger_version}/{phase}"
+def verdict_id(model: str, champion_version: str, challenger_version: str, phase: str) -> str:
+    """Unique per trial: the champion is part of it, because a version can come back in the same phase against
+    another champion (v2 guards v3, v3 is rolled back, later v2 guards v4) and must be judged again."""
+    return f"{model}/{champion_version}/{challenger_version}/{phase}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +80,7 @@ class Verdict:
 
     @property
     def verdict_id(self) -> str:
-        return verdict_id(self.model_name, self.challenger_version, self.phase)
+        return verdict_id(self.model_name, self.champion_version, self.challenger_version, self.phase)
 
 
 @dataclass(slots=True)
@@ -146,6 +148,7 @@ class ChallengerJudge:
         self.settings = settings
         self.policy_of = policy_of
         self.trials: dict[str, Trial] = {}
+        self.champions: dict[str, str] = {}  # model → the version its champion rows last named
         self.decided: OrderedDict[str, None] = OrderedDict()  # verdict ids published (here or before a restart)
         self.ended: OrderedDict[str, None] = OrderedDict()  # trials replaced or promoted before any verdict
         self.counts = JudgeCounts()
@@ -159,6 +162,7 @@ class ChallengerJudge:
         role = p.role or CHAMPION
         trial = self.trials.get(p.model_name)
         if role == CHAMPION:
+            self.champions[p.model_name] = p.model_version
             if trial is not None:
                 self._champion_row(trial, p)
             return False
@@ -208,7 +212,7 @@ class ChallengerJudge:
         if unjudged:
             self.counts.unjudged += 1
             return None
-        vid = verdict_id(p.model_name, p.model_version, role)
+        vid = verdict_id(p.model_name, self.champions.get(p.model_name, ""), p.model_version, role)
         if vid in self.ended:  # in flight from a challenger already replaced: must not displace the new one
             self.counts.stale += 1
             return None
@@ -216,7 +220,8 @@ class ChallengerJudge:
         if old is not None:
             self._end(old)
         joiner = None if vid in self.decided else self._joiner()
-        trial = self.trials[p.model_name] = Trial(p.model_name, p.model_version, role, joiner)
+        trial = self.trials[p.model_name] = Trial(p.model_name, p.model_version, role, joiner,
+                                                  champion_version=self.champions.get(p.model_name, ""))
         trial.done = joiner is None  # judged before (e.g. before a restart): remembered as decided
         return trial
 
@@ -237,6 +242,9 @@ class ChallengerJudge:
                 trial.fresh()
                 trial.joiner = self._joiner()
             trial.champion_version = v
+            if verdict_id(trial.model_name, v, trial.challenger_version, trial.phase) in self.decided:
+                trial.done = True  # the champion was unknown when it opened (a restart): judged before
+                return
         if trial.paired:
             self._pair(trial, p, CHAMPION, "second")
         else:
@@ -244,7 +252,8 @@ class ChallengerJudge:
 
     def _end(self, trial: Trial) -> None:
         if not trial.done:
-            _remember(self.ended, verdict_id(trial.model_name, trial.challenger_version, trial.phase))
+            _remember(self.ended, verdict_id(trial.model_name, trial.champion_version, trial.challenger_version,
+                                             trial.phase))
 
     def _joiner(self) -> LabelJoiner[JudgedRow]:
         s = self.settings
