@@ -13,6 +13,7 @@ from mlops.contracts.oip import pb2
 from mlops.prediction_log import PredictionColumns, to_batch
 
 from services.inference.core.domain import (
+    CHAMPION,
     OIP_TO_NUMPY,
     InferRequest,
     InferResponse,
@@ -225,7 +226,7 @@ def metadata_json(info: ModelInfo) -> dict[str, Any]:
 
 def promotion(msg: models_pb2.ModelPromoted) -> Promotion:
     return Promotion(msg.model_name, msg.version, msg.artifact_sha256, tuple(msg.feature_names),
-                     msg.action or "promote")
+                     msg.action or "promote", msg.role or CHAMPION, msg.traffic_fraction)
 
 
 def _partition_groups(entity_ids: list[str], partitions: int) -> list[np.ndarray] | None:
@@ -245,8 +246,9 @@ def prediction_batches(batch: ServedBatch, partitions: int = 1, trace_id: str = 
                        span_id: str = "") -> list[tuple[str, models_pb2.PredictionBatch]]:
     """The served batch as (key, PredictionBatch): one per request, or one per partition of `predictions` its
     rows' entities hash to, keyed by one of those entities (so each row lies in its entity's partition, as the
-    monitor's label join expects); keyed by the request id when raw features were sent. Arrays only: no per-row
-    objects beyond the entity ids the request brought."""
+    monitor's label join expects); keyed by the request id when raw features were sent. Each carries the batch's
+    role: a mirrored request's rows land beside the champion's, with the same request and row ids. Arrays only: no
+    per-row objects beyond the entity ids the request brought."""
     scores, labels = score_arrays(batch.task, batch.output, batch.classes)
     n = len(batch.x)
     cols = PredictionColumns(
@@ -259,7 +261,7 @@ def prediction_batches(batch: ServedBatch, partitions: int = 1, trace_id: str = 
     ids = batch.entity_ids
     groups = _partition_groups(ids, partitions) if ids else None
     if groups is None:
-        return [(ids[0] if ids else batch.request_id, to_batch(cols))]
+        return [(ids[0] if ids else batch.request_id, _with_role(to_batch(cols), batch.role))]
     out = []
     x, output, as_of = cols.x, cols.outputs, cols.as_of_ms
     for rows in groups:
@@ -267,5 +269,10 @@ def prediction_batches(batch: ServedBatch, partitions: int = 1, trace_id: str = 
         index = rows.tolist()
         cols.entity_ids, cols.row_index = [ids[i] for i in index], rows
         cols.as_of_ms = as_of[rows] if as_of is not None else None
-        out.append((ids[index[0]], to_batch(cols)))
+        out.append((ids[index[0]], _with_role(to_batch(cols), batch.role)))
     return out
+
+
+def _with_role(msg: models_pb2.PredictionBatch, role: str) -> models_pb2.PredictionBatch:
+    msg.role = role  # on the message: the columns (mlops.prediction_log) do not carry a role
+    return msg
