@@ -85,8 +85,9 @@ class Promotion:
 
     @property
     def challenger(self) -> bool:
-        """About the second version (key `<model>/challenger`), not the champion."""
-        return self.role in CHALLENGER_ROLES or self.action == "retire"
+        """About the second version (key `<model>/challenger`), not the champion (an unknown role is refused as a
+        second version's, never taken for the champion's)."""
+        return self.role != CHAMPION or self.action == "retire"
 
 
 @dataclass(slots=True)
