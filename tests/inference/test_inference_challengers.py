@@ -29,7 +29,8 @@ KEY = SecretStr("challenger-hmac-key-for-tests")
 
 
 def announce(bus: Bus, data: bytes | None, version: str, role: str = "", fraction: float = 0.0,
-             action: str = "promote", key: SecretStr | None = None, signed_role: str | None = None) -> None:
+             action: str = "promote", key: SecretStr | None = None, signed_role: str | None = None,
+             features: tuple[str, ...] = SEA_FEATURES) -> None:
     """A `model.promoted` record as the registry writes it: keyed `sea` for the champion, `sea/challenger` for a
     second version (`signed_role`: sign with another role than announced, as a replayed record would be)."""
     producer = bus.producer(client_id="test-registry")
@@ -37,7 +38,7 @@ def announce(bus: Bus, data: bytes | None, version: str, role: str = "", fractio
     signature = promotion_signature(key, "sea", version, sha, role if signed_role is None else signed_role) \
         if key is not None else ""
     producer.send(bus.topic(MODEL_PROMOTED), models_pb2.ModelPromoted(
-        model_name="sea", version=version, artifact_sha256=sha, feature_names=list(SEA_FEATURES), action=action,
+        model_name="sea", version=version, artifact_sha256=sha, feature_names=list(features), action=action,
         role=role, traffic_fraction=fraction, signature=signature),
         key="sea/challenger" if role not in ("", "champion") or action == "retire" else "sea")
     producer.flush()
@@ -140,6 +141,31 @@ def test_canary_answers_its_share_sticky_by_entity_then_retire_withdraws_it(serv
     wait_until(lambda: running.server.repository.challenger("sea") is None)
     assert client.infer("sea", rows(x[:1], [canaried])).get_response().model_version == "1"
     assert metric("mlops_inference_challenger_traffic_fraction", model="sea", version="2", role="canary") == 0
+    client.close()
+
+
+def test_a_second_version_on_fewer_features_reads_its_own_columns(server_factory) -> None:  # type: ignore
+    bus = MemoryBus()
+    publish_definitions(bus)
+    announce(bus, make_onnx(seed=1), "1")
+    fewer = SEA_FEATURES[2:]  # trained after two features were dropped: its inputs are a subset, reordered below
+    announce(bus, make_onnx(seed=2, k=len(fewer)), "2", role="shadow", fraction=1.0, features=fewer)
+    running, client = _served(bus, server_factory)
+    wait_until(lambda: running.server.repository.challenger("sea") is not None)
+    x = np.random.default_rng(5).uniform(0, 10, (2, K))
+    client.infer("sea", rows(x), request_id="fewer")
+    topic = bus.topic(PREDICTIONS)
+    wait_until(lambda: {m.role for m, _ in logged(bus.records(topic))} == {"champion", "shadow"})
+    shadow = next(from_batch(m) for m, _ in logged(bus.records(topic)) if m.role == "shadow")
+    assert shadow.feature_names == fewer and np.allclose(shadow.x, x[:, 2:])
+    expected = running.server.repository.get("sea", "2").run(x[:, 2:].astype(np.float32))[1]
+    assert np.allclose(shadow.outputs, expected, atol=1e-6)
+
+    announce(bus, make_onnx(seed=2, k=len(fewer)), "2", role="canary", fraction=1.0, features=fewer)
+    wait_until(lambda: (c := running.server.repository.challenger("sea")) is not None and c.role == "canary")
+    result = client.infer("sea", rows(x, ["a", "b"]))  # the client sends the champion's inputs; the canary its own
+    assert result.get_response().model_version == "2"
+    assert np.allclose(result.as_numpy("probabilities"), expected, atol=1e-6)
     client.close()
 
 
