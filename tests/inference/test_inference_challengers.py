@@ -7,6 +7,7 @@ rather than making a client wait. The same against the real Kafka: test_inferenc
 from __future__ import annotations
 
 import threading
+import zlib
 
 import numpy as np
 import pytest
@@ -22,6 +23,7 @@ from mlops.topics import MODEL_PROMOTED, PREDICTIONS
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
+from services.inference import convert
 from services.inference.core import Mirror, MirrorJob, ServedBatch, build_catalog, share
 from services.inference.core.outputs import Binding
 
@@ -254,23 +256,34 @@ def test_a_full_mirror_queue_drops_new_work_and_counts_it() -> None:
     served: list[ServedBatch] = []
     mirror = Mirror(served.append, max_rows=4, batch_rows=256, interval_s=0.0)
 
-    def job(request_id: str, n: int = 2) -> MirrorJob:
-        return MirrorJob(model, Binding(spec, 1), spec, "shadow", request_id, np.zeros((n, K), np.float32),  # type: ignore[arg-type]
-                         None, None, 0.0, None)
+    binding = Binding(spec, 1)
+
+    def job(request_id: str, n: int = 2, entities: list[str] | None = None) -> MirrorJob:
+        return MirrorJob(model, binding, spec, "shadow", request_id, np.zeros((n, K), np.float32),  # type: ignore
+                         entities, None, 0.0, None)
 
     before = metric("mlops_inference_mirror_dropped_total", model="sea", role="shadow", reason="queue_full")
     try:
         assert mirror.offer(job("busy"))
         assert model.entered.wait(10)  # the thread is inside the model now; what follows waits in the queue
-        assert mirror.offer(job("a")) and mirror.offer(job("b"))
-        assert not mirror.offer(job("c"))  # 4 rows wait: a fifth is not queued, and offer returned at once
+        assert mirror.offer(job("a")) and mirror.offer(job("b", 1, ["e-1"])) and mirror.offer(job("c", 1))
+        assert not mirror.offer(job("d"))  # 4 rows wait: a fifth is not queued, and offer returned at once
         assert metric("mlops_inference_mirror_dropped_total", model="sea", role="shadow",
                       reason="queue_full") == before + 1
     finally:
         model.release.set()
         mirror.close()
-    assert [b.request_id for b in served] == ["busy", "a", "b"]
-    assert {b.role for b in served} == {"shadow"} and served[1].output.shape == (2, 2)
+    assert [b.request_id for b in served] == ["busy", "a"]  # what queued meanwhile is scored and logged together
+    merged = served[1]
+    assert merged.role == "shadow" and merged.output.shape == (4, 2)
+    assert merged.row_request_ids == ["a/0", "a/1", "b", "c"]  # as the champion's rows derive them
+    assert merged.entity_ids == ["", "", "e-1", ""] and merged.row_keys == ["a", "a", "e-1", "c"]
+    # one record per partition; each row lies where its request's champion record went (its entity, else its id)
+    records = convert.prediction_batches(merged, partitions=4)
+    placed = {rid: zlib.crc32(key.encode()) % 4 for key, msg in records for rid in from_batch(msg).request_ids()}
+    assert placed == {rid: zlib.crc32(k.encode()) % 4 for rid, k in zip(merged.row_request_ids, merged.row_keys,
+                                                                       strict=True)}
+    assert all(msg.role == "shadow" for _, msg in records)
 
 
 @pytest.mark.parametrize("features", [SEA_FEATURES[:4], SEA_FEATURES])

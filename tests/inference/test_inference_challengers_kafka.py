@@ -14,6 +14,7 @@ import tritonclient.grpc as tc
 from inference_helpers import K, make_onnx, publish_definitions, wait_until
 from mlops.bus import Consumer, KafkaBus
 from mlops.contracts import models_pb2
+from mlops.prediction_log import from_batch
 from mlops.security import SecuritySettings
 from mlops.topics import PREDICTIONS, topic_name
 from pydantic import SecretStr
@@ -22,15 +23,15 @@ from test_inference_challengers import KEY, announce, metric, rows
 from services.inference.core import share
 
 
-def _predictions(kafka, until, timeout: float = 60.0) -> list[models_pb2.PredictionBatch]:  # type: ignore
-    """Every PredictionBatch on the run's `predictions` topic, read until `until(batches)` holds."""
+def _predictions(kafka, until, timeout: float = 60.0) -> list[tuple[models_pb2.PredictionBatch, int]]:  # type: ignore
+    """Every PredictionBatch on the run's `predictions` topic with its partition, read until `until(batches)`."""
     consumer = Consumer(kafka, group_id=f"test-{uuid.uuid4().hex[:6]}", topics=[topic_name(PREDICTIONS, kafka)],
                         client_id="test")
-    batches: list[models_pb2.PredictionBatch] = []
+    batches: list[tuple[models_pb2.PredictionBatch, int]] = []
     deadline = time.monotonic() + timeout
     try:
         while not until(batches) and time.monotonic() < deadline:
-            batches += [r.decode(models_pb2.PredictionBatch) for r in consumer.consume(100, 0.5)]
+            batches += [(r.decode(models_pb2.PredictionBatch), r.partition) for r in consumer.consume(100, 0.5)]
     finally:
         consumer.close()
     assert until(batches), f"{len(batches)} batches read"
@@ -50,15 +51,16 @@ def test_shadow_canary_and_retire_on_the_real_broker(server_factory, kafka_setti
     for i in range(5):
         assert client.infer("sea", rows(x, [f"e{i}", f"f{i}"]), request_id=f"s-{i}").get_response() \
             .model_version == "1"
-    batches = _predictions(kafka_settings, lambda bs: sum(b.rows for b in bs) >= 20)
-    by_role: dict[str, dict[str, list[str]]] = {}
-    for b in batches:
-        by_role.setdefault(b.role, {}).setdefault(b.request_id, []).extend(b.entity_ids)
+    batches = _predictions(kafka_settings, lambda bs: sum(b.rows for b, _ in bs) >= 20)
+    by_role: dict[str, dict[str, tuple[str, int]]] = {}  # role -> row request id -> (entity, partition)
+    for b, partition in batches:
+        cols = from_batch(b)
+        for rid, entity in zip(cols.request_ids(), cols.entity_list(), strict=True):
+            by_role.setdefault(b.role, {})[rid] = (entity, partition)
         assert b.model_version == {"champion": "1", "shadow": "2"}[b.role]
     assert set(by_role) == {"champion", "shadow"}
-    assert {k: sorted(v) for k, v in by_role["shadow"].items()} == {k: sorted(v) for k, v in
-                                                                    by_role["champion"].items()}
-    assert set(by_role["shadow"]) == {f"s-{i}" for i in range(5)}
+    assert by_role["shadow"] == by_role["champion"]  # the same rows, entities and partitions
+    assert set(by_role["shadow"]) == {f"s-{i}/{r}" for i in range(5) for r in (0, 1)}
 
     # the shadow replaced by a canary on half the entities, sticky
     announce(bus, make_onnx(seed=3), "3", role="canary", fraction=0.5)

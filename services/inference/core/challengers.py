@@ -11,9 +11,12 @@ salted `hash()` — mapped to [0, 1); a request is taken when it falls below the
 
 The mirror (`Mirror`): the request path appends the rows it already has to a bounded buffer and returns; a thread
 of its own wakes once per interval while work flows (not once per request: a thread wake-up costs more than a
-request's share of work), merges what queued per version into one onnxruntime call and hands each request's rows to
-the prediction log as that request's shadow/guard rows. A full buffer drops the new request's mirror work and
-counts it (`mlops_inference_mirror_dropped_total{reason="queue_full"}`): clients never wait for a challenger.
+request's share of work), merges what queued per version into one onnxruntime call and hands the rows to the
+prediction log as ONE batch (a record per partition, not per request: packing and producing a record costs more
+than scoring a row), each row carrying its request's id and landing in its request's partition, as the champion's
+rows do. A batch of one request carries that request's trace; a merged one carries none. A full buffer drops the
+new request's mirror work and counts it (`mlops_inference_mirror_dropped_total{reason="queue_full"}`): clients
+never wait for a challenger.
 """
 
 from __future__ import annotations
@@ -71,6 +74,26 @@ class MirrorJob:
     trace: object
 
 
+def _merged(group: list[MirrorJob], x: np.ndarray, output: np.ndarray, latency_us: int, now_ms: int) -> ServedBatch:
+    """The rows of several mirrored requests as one batch: per row its request id (as the champion's rows derive
+    it: the request's id for a one-row request, else `<id>/<row>`), its row index, its entity (or "") and the key
+    its request's champion rows were partitioned by (its entity, else its request id)."""
+    first, spec = group[0], group[0].spec
+    row_ids: list[str] = []
+    keys: list[str] = []
+    for job in group:
+        n = len(job.x)
+        row_ids += [job.request_id] if n == 1 else [f"{job.request_id}/{i}" for i in range(n)]
+        keys += job.entity_ids if job.entity_ids else [job.request_id] * n
+    with_entities = any(job.entity_ids for job in group)
+    entities = [e for job in group for e in (job.entity_ids or [""] * len(job.x))] if with_entities else None
+    as_of = [t for job in group for t in (job.as_of_ms or [0] * len(job.x))] if any(
+        job.as_of_ms for job in group) else None
+    index = np.concatenate([np.arange(len(job.x), dtype=np.uint32) for job in group])
+    return ServedBatch(first.request_id, spec.name, first.model.version, spec.task, spec.classes, spec.feature_names,
+                       x, output, entities, as_of, latency_us, now_ms, first.role, None, row_ids, index, keys)
+
+
 class Mirror:
     """Scores mirrored requests on its own thread and offers their rows to `sink`; at most `max_rows` rows wait,
     `batch_rows` rows per onnxruntime call, one wake-up per `interval_s` while work flows."""
@@ -126,9 +149,9 @@ class Mirror:
             flowing = False
             while jobs := self._take():
                 flowing = True
-                groups: dict[tuple[int, int], list[MirrorJob]] = {}
+                groups: dict[tuple[int, int, str], list[MirrorJob]] = {}
                 for job in jobs:
-                    groups.setdefault((id(job.model), id(job.binding)), []).append(job)
+                    groups.setdefault((id(job.model), id(job.binding), job.role), []).append(job)
                 for group in groups.values():
                     self._score(group)
             MIRROR_QUEUE_ROWS.set(self._pending_rows)
@@ -143,17 +166,15 @@ class Mirror:
             log.error("mirrored scoring failed", extra={"fields": {
                 "model": first.model.name, "version": first.model.version, "role": first.role, "error": str(exc)}})
             return
-        now_ms, done = int(time.time() * 1000), time.perf_counter()
-        start = 0
-        for job in group:
-            n = len(job.x)
-            spec = job.spec
+        now_ms, latency_us = int(time.time() * 1000), int((time.perf_counter() - first.started) * 1e6)
+        spec = first.spec
+        if len(group) == 1:  # one request: its record as the champion's, under its trace
             self._sink(ServedBatch(
-                job.request_id, spec.name, job.model.version, spec.task, spec.classes, spec.feature_names, job.x,
-                output[start:start + n], job.entity_ids, job.as_of_ms, int((done - job.started) * 1e6), now_ms,
-                job.role, job.trace))
-            start += n
-        CHALLENGER_REQUESTS.labels(first.spec.name, first.model.version, first.role).inc(len(group))
+                first.request_id, spec.name, first.model.version, spec.task, spec.classes, spec.feature_names, x,
+                output, first.entity_ids, first.as_of_ms, latency_us, now_ms, first.role, first.trace))
+        else:
+            self._sink(_merged(group, x, output, latency_us, now_ms))
+        CHALLENGER_REQUESTS.labels(spec.name, first.model.version, first.role).inc(len(group))
 
     def close(self, timeout: float = 10.0) -> None:
         """Score what is queued (up to `timeout`), stop the thread."""

@@ -108,3 +108,8 @@ class ServedBatch:
     timestamp_ms: int
     role: str = CHAMPION  # who served these rows (shadow and guard rows were never returned)
     trace: object = None  # the request's trace context when it is logged off the request (mirrored rows)
+    # rows of several requests (the mirror logs a round's rows together): per row its request id, its index in
+    # its request, and the key its request's record was partitioned by (entity id, else request id)
+    row_request_ids: list[str] | None = None
+    row_index: np.ndarray | None = None
+    row_keys: list[str] | None = None
