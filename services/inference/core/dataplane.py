@@ -68,6 +68,17 @@ FeaturesSeen = Callable[[Sequence[OnlineFeatures | None]], object]
 TraceContext = Callable[[], object]
 
 
+Resolved = tuple[ModelSpec, ModelVersion, Binding]  # a version with the declaration it is read under
+
+
+def _inputs_of(spec: ModelSpec, champion: ModelSpec, x: np.ndarray) -> np.ndarray | None:
+    """`x` (rows of `champion`'s inputs) as `spec`'s inputs; None when `spec` reads a feature `champion` does not."""
+    if spec is champion:
+        return x
+    columns = columns_for(champion, spec)
+    return None if columns is None else x[:, columns]
+
+
 def _entity_ids(request: InferRequest) -> list[str] | None:
     for t in request.inputs:
         if t.name == ENTITY_INPUT:
@@ -138,7 +149,7 @@ class DataPlane:
                          "onnxruntime_onnx", inputs,
                          (TensorInfo(spec.output.name, "FP32", (-1, spec.output.width)),))
 
-    def _resolve(self, name: str, version: str) -> tuple[ModelSpec, ModelVersion, Binding]:
+    def _resolve(self, name: str, version: str) -> Resolved:
         catalog = self.catalog
         if catalog is None:
             raise NoDefinitions()
@@ -171,20 +182,19 @@ class DataPlane:
         entity_ids = _entity_ids(request)
         # a request naming a version gets that version; otherwise the model's second version may take it
         second = None if request.model_version else self.repository.challenger(spec.name)
-        canary: tuple[ModelSpec, Binding] | None = None  # the canary's inputs and outputs when it answers
-        canary_model = None
+        canary: Resolved | None = None  # the canary, when it answers this request (sticky by its first entity)
         if second is not None and second.role == CANARY:
             if share(entity_ids[0] if entity_ids else request_id) < second.fraction:
-                canary, canary_model = self._bound(spec.name, second.model), second.model
+                canary = self._bound(spec.name, second.model)
             second = None
         as_of: list[int] | None = None
         if x_tensor is not None:
             x = self._features_from_tensor(spec, x_tensor)  # the client's contract: the champion's inputs
             if entity_ids is not None and len(entity_ids) != len(x):
                 raise InvalidInput(f"{len(entity_ids)} entity ids for {len(x)} rows")
-            if canary is not None and canary[0] is not spec:
-                columns = columns_for(spec, canary[0])
-                x, canary = (x, None) if columns is None else (x[:, columns], canary)
+            if canary is not None:  # the canary's own columns, or the champion answers
+                mapped = _inputs_of(canary[0], spec, x)
+                x, canary = (x, None) if mapped is None else (mapped, canary)
         elif entity_ids is not None:
             self._check_rows(len(entity_ids))
             x, as_of = await self._features_from_store(canary[0] if canary is not None else spec, entity_ids)
@@ -192,8 +202,8 @@ class DataPlane:
             raise InvalidInput(f"request needs input {MODEL_INPUT!r} FP32 [N, {spec.k}] or {ENTITY_INPUT!r} "
                                "BYTES [N]")
         role = CHAMPION
-        if canary is not None and canary_model is not None:
-            (spec, binding), model, role = canary, canary_model, CANARY
+        if canary is not None:
+            (spec, model, binding), role = canary, CANARY
         output = served_output(binding, await self._batcher.submit(model, x))
         if self._predictions is not None:
             self._predictions.offer(ServedBatch(
@@ -206,14 +216,14 @@ class DataPlane:
                              [Tensor(spec.output.name, "FP32", output.shape, output),
                               *explain_outputs(request.parameters, model, binding, x)])
 
-    def _bound(self, name: str, model: ModelVersion) -> tuple[ModelSpec, Binding] | None:
+    def _bound(self, name: str, model: ModelVersion) -> Resolved | None:
         """`model` (a second version) read with its own inputs under the declarations in force; None when it no
-        longer fits them (the champion serves instead: a second version never fails a request)."""
+        longer fits them (the champion serves alone: a second version never fails a request)."""
         catalog = self.catalog
         try:
             assert catalog is not None
             spec = catalog.for_inputs(name, model.feature_names)
-            return spec, model.bound(spec)
+            return spec, model, model.bound(spec)
         except (ModelMismatch, ModelNotFound) as exc:
             if (name, model.version) not in self._misfits:  # once per version, not once per request
                 self._misfits.add((name, model.version))
@@ -226,15 +236,12 @@ class DataPlane:
         """Hand the request's rows to the mirror for `second` (shadow or guard); never waits."""
         assert self._mirror is not None
         bound = self._bound(spec.name, second.model)
-        if bound is not None and bound[0] is not spec:
-            columns = columns_for(spec, bound[0])
-            x = x[:, columns] if columns is not None else x
-            bound = bound if columns is not None else None
-        if bound is None:
+        mapped = _inputs_of(bound[0], spec, x) if bound is not None else None
+        if bound is None or mapped is None:
             MIRROR_DROPPED.labels(spec.name, second.role, "inputs").inc()
             return
-        self._mirror.offer(MirrorJob(second.model, bound[1], bound[0], second.role, request_id, x, entity_ids, as_of,
-                                     started, self._context() if self._context is not None else None))
+        self._mirror.offer(MirrorJob(second.model, bound[2], bound[0], second.role, request_id, mapped, entity_ids,
+                                     as_of, started, self._context() if self._context is not None else None))
 
     def _check_rows(self, n: int) -> None:
         if n > self.settings.max_request_rows:

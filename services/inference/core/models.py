@@ -246,7 +246,10 @@ class ModelRepository:
         return list(self._champions)
 
     def versions(self, name: str) -> list[str]:
-        return list(self._versions.get(name, {}))
+        """The versions a request may name: the retained ones (oldest first), then the second version."""
+        out = list(self._versions.get(name, {}))
+        second = self._challengers.get(name)
+        return out + [second.model.version] if second is not None and second.model.version not in out else out
 
     def empty(self) -> bool:
         return not self._champions
