@@ -294,3 +294,32 @@ def test_columns_for_maps_a_second_versions_inputs(features: tuple[str, ...]) ->
     champion = catalog.get("sea")
     second = catalog.for_inputs("sea", tuple(reversed(features)))
     assert [champion.feature_names[i] for i in columns_for(champion, second) or []] == list(reversed(features))
+
+
+class _BrokenModel(_BlockingModel):
+    version = "8"
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        raise RuntimeError("onnxruntime says no")
+
+
+def test_a_failing_second_version_is_counted_and_the_mirror_lives_on(caplog) -> None:  # type: ignore
+    spec = build_catalog(revision(SEA)).get("sea")
+    served: list[ServedBatch] = []
+    mirror = Mirror(served.append, max_rows=100, batch_rows=256, interval_s=0.0)
+    good = _BlockingModel()
+    good.release.set()
+    before = metric("mlops_inference_mirror_dropped_total", model="sea", role="guard", reason="failed")
+    try:
+        assert mirror.offer(MirrorJob(_BrokenModel(), Binding(spec, 1), spec, "guard", "r1",  # type: ignore[arg-type]
+                                      np.zeros((1, K), np.float32), None, None, 0.0, None))
+        wait_until(lambda: metric("mlops_inference_mirror_dropped_total", model="sea", role="guard",
+                                  reason="failed") == before + 1)
+        assert mirror.offer(MirrorJob(good, Binding(spec, 1), spec, "guard", "r2",  # type: ignore[arg-type]
+                                      np.zeros((1, K), np.float32), None, None, 0.0, None))
+        wait_until(lambda: [b.request_id for b in served] == ["r2"])
+    finally:
+        mirror.close()
+    (failed,) = [r for r in caplog.records if r.getMessage() == "mirrored scoring failed"]
+    assert failed.fields == {"model": "sea", "version": "8", "role": "guard",  # type: ignore[attr-defined]
+                             "error": "onnxruntime says no"}

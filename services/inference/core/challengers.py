@@ -153,19 +153,20 @@ class Mirror:
                 for job in jobs:
                     groups.setdefault((id(job.model), id(job.binding), job.role), []).append(job)
                 for group in groups.values():
-                    self._score(group)
+                    try:
+                        self._score(group)
+                    except Exception as exc:  # a failing challenger (or a row it cannot log) must not stop the mirror
+                        first = group[0]
+                        MIRROR_DROPPED.labels(first.spec.name, first.role, "failed").inc(len(group))
+                        log.error("mirrored scoring failed", extra={"fields": {
+                            "model": first.model.name, "version": first.model.version, "role": first.role,
+                            "error": str(exc)}})
             MIRROR_QUEUE_ROWS.set(self._pending_rows)
 
     def _score(self, group: list[MirrorJob]) -> None:
         first = group[0]
-        try:
-            x = first.x if len(group) == 1 else np.concatenate([job.x for job in group])
-            output = served_output(first.binding, first.model.run(x))
-        except Exception as exc:  # a failing challenger must not kill the mirror
-            MIRROR_DROPPED.labels(first.spec.name, first.role, "failed").inc(len(group))
-            log.error("mirrored scoring failed", extra={"fields": {
-                "model": first.model.name, "version": first.model.version, "role": first.role, "error": str(exc)}})
-            return
+        x = first.x if len(group) == 1 else np.concatenate([job.x for job in group])
+        output = served_output(first.binding, first.model.run(x))
         now_ms, latency_us = int(time.time() * 1000), int((time.perf_counter() - first.started) * 1e6)
         spec = first.spec
         if len(group) == 1:  # one request: its record as the champion's, under its trace
