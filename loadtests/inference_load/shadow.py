@@ -94,7 +94,8 @@ def shadow_rows(result: dict, rate: float) -> list[tuple[str, str]]:
                          f"{state['cpu_us']:,.0f} us/req; {state['failures']} failed of {state['requests']:,})"))
         ratio, p50_ratio = on["p99_ms"] / off["p99_ms"], on["p50_ms"] / off["p50_ms"]
         rows.append((f"shadow / no shadow, p99, {client} client",
-                     f"{ratio:.2f}x  ({ratio - 1:+.0%} added; target <= +10%; p50 {p50_ratio:.2f}x)"))
+                     f"{ratio:.2f}x  ({ratio - 1:+.0%} added; target <= +10%; p50 {p50_ratio:.2f}x; server CPU per "
+                     f"request {on['cpu_us'] / off['cpu_us']:.2f}x)"))
     rows.append(("shadow: requests scored by the mirror / dropped (queue full, failed)",
                  f"{result['scored']:,.0f} / {result['dropped']:,.0f}"))
     return rows

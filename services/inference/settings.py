@@ -104,8 +104,10 @@ class InferenceSettings(BaseSettings):
         "mlops_inference_mirror_dropped_total{reason=\"queue_full\"} (clients never wait for a second version)."
     )
     shadow_interval_ms: float = Field(
-        10.0, ge=0.0, description="While mirrored requests flow, the mirror's thread wakes once per this interval and "
-        "scores everything queued per version in one onnxruntime call (not once per request)."
+        50.0, ge=0.0, description="While mirrored requests flow, the mirror's thread wakes once per this interval, "
+        "scores everything queued per version in one onnxruntime call and logs it as one batch (not once per "
+        "request: fewer wake-ups and GIL hand-overs beside the event loop; 10 ms cost more CPU per request at 1k "
+        "req/s). Shadow rows reach the log up to this much after the champion's."
     )
     artifact_timeout_s: float = Field(60.0, description="How long to wait for a promoted model's artifact bytes.")
 
