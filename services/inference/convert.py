@@ -258,13 +258,13 @@ def prediction_batches(batch: ServedBatch, partitions: int = 1, trace_id: str = 
         outputs=batch.output, scores=scores, predicted_labels=labels, entity_ids=batch.entity_ids or (),
         as_of_ms=np.asarray(batch.as_of_ms, dtype=np.int64) if batch.as_of_ms else None, request_rows=n,
         row_index=batch.row_index, row_request_ids=batch.row_request_ids or (), trace_id=trace_id, span_id=span_id,
-        latency_us=batch.latency_us, timestamp_ms=batch.timestamp_ms,
+        latency_us=batch.latency_us, timestamp_ms=batch.timestamp_ms, role=batch.role,
     )
     ids = batch.entity_ids
     keys = batch.row_keys or ids  # rows of several requests follow their own request's key
     groups = _partition_groups(keys, partitions) if keys else None
     if groups is None:
-        return [(keys[0] if keys else batch.request_id, _with_role(to_batch(cols), batch.role))]
+        return [(keys[0] if keys else batch.request_id, to_batch(cols))]
     out = []
     x, output, as_of, row_ids, row_index = cols.x, cols.outputs, cols.as_of_ms, batch.row_request_ids, batch.row_index
     for rows in groups:
@@ -274,10 +274,5 @@ def prediction_batches(batch: ServedBatch, partitions: int = 1, trace_id: str = 
         cols.row_index = rows if row_index is None else row_index[rows]
         cols.row_request_ids = [row_ids[i] for i in index] if row_ids else ()
         cols.as_of_ms = as_of[rows] if as_of is not None else None
-        out.append((keys[index[0]], _with_role(to_batch(cols), batch.role)))
+        out.append((keys[index[0]], to_batch(cols)))
     return out
-
-
-def _with_role(msg: models_pb2.PredictionBatch, role: str) -> models_pb2.PredictionBatch:
-    msg.role = role  # on the message: the columns (mlops.prediction_log) do not carry a role
-    return msg

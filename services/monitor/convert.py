@@ -1,38 +1,29 @@
 """Protobuf ↔ domain: logged predictions and labels in, RetrainRequest and ChallengerVerdict out (the only module
 besides the edge that touches generated contracts). A record of `predictions` (a columnar PredictionBatch, or a
-per-row PredictionRecord written before it) is decoded into arrays (`read_served`: those of
-`mlops.prediction_log` and the batch's role), and `predictions_from_columns` turns them into the core's
+per-row PredictionRecord written before it) is decoded into arrays (`mlops.prediction_log.read_predictions`, the
+batch's role included), and `predictions_from_columns` turns them into the core's
 `Prediction`s. Labels arrive as `Label` protobufs or JSON on each model's declared topic;
 `mlops.definitions.labels.decode_label` reads both and checks them per task, and `label_from_row` takes it on."""
 
 from __future__ import annotations
 
-from mlops.bus import HEADER_MESSAGE_TYPE, Record
 from mlops.contracts import models_pb2
 from mlops.definitions.labels import LabelRow
-from mlops.prediction_log import BATCH_TYPE, PredictionColumns, from_batch, read_predictions
+from mlops.prediction_log import PredictionColumns
 
 from services.monitor.core import LabelEvent, Prediction, RetrainDecision, Verdict
 
 REQUESTED_BY = "monitor"
 
 
-def read_served(record: Record) -> tuple[PredictionColumns, str]:
-    """The rows of a record of `predictions` and who served them: the batch's `role` ("" for the champion, and for
-    a per-row PredictionRecord, which predates roles). ContractError as `read_predictions`."""
-    if (record.header(HEADER_MESSAGE_TYPE) or BATCH_TYPE) == BATCH_TYPE:
-        msg = record.decode(models_pb2.PredictionBatch)
-        return from_batch(msg, record.where), msg.role
-    return read_predictions(record), ""
-
-
-def predictions_from_columns(c: PredictionColumns, role: str = "") -> list[Prediction]:
+def predictions_from_columns(c: PredictionColumns) -> list[Prediction]:
     """The core's predictions of one logged request: every array turned into Python values with one call each,
     then one `Prediction` (inputs by feature name) per row."""
     names = c.feature_names
     xs, scores, labels = c.x.tolist(), c.scores.tolist(), c.predicted_labels.tolist()
     ids, entities, as_of = c.request_ids(), c.entity_list(), c.as_of_list()
-    model, version, t, trace_id, span_id = c.model_name, c.model_version, c.timestamp_ms, c.trace_id, c.span_id
+    model, version, t, trace_id, span_id, role = (c.model_name, c.model_version, c.timestamp_ms, c.trace_id,
+                                                  c.span_id, c.role)
     return [
         Prediction(request_id=ids[i], entity_id=entities[i], model_name=model, model_version=version,
                    inputs=dict(zip(names, xs[i], strict=True)), score=scores[i], predicted_label=labels[i],

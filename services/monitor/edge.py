@@ -47,6 +47,7 @@ from mlops.definitions.labels import LabelError, decode_label
 from mlops.definitions.model import Model
 from mlops.definitions.revision import Revision
 from mlops.definitions.store import DefinitionsFollower
+from mlops.prediction_log import read_predictions
 from mlops.telemetry import current_trace_ids, link_to_ids, messaging_attributes, span_link, tracer
 from mlops.topics import CHALLENGER_VERDICTS, EVENTS_DLQ, PREDICTIONS, RETRAIN_REQUESTED, TopicSpec, ensure_topics
 from opentelemetry import trace
@@ -56,7 +57,6 @@ from services.monitor import metrics
 from services.monitor.convert import (
     label_from_row,
     predictions_from_columns,
-    read_served,
     request_time_ms,
     retrain_to_pb,
     verdict_to_pb,
@@ -259,8 +259,8 @@ class MonitorService:
         routes = self._routes
         assert routes is not None
         if record.topic == self.predictions_topic:
-            served, role = read_served(record)  # one request's rows, either contract (ContractError: skipped)
-            decisions = self.monitor.observe_predictions(predictions_from_columns(served, role))
+            served = read_predictions(record)  # one request's rows, either contract (ContractError: skipped)
+            decisions = self.monitor.observe_predictions(predictions_from_columns(served))
             if served.timestamp_ms:
                 metrics.EVENT_LAG.set(max(0.0, time.time() - served.timestamp_ms / 1000.0))
             if served.model_name not in routes.config.policies:

@@ -3,6 +3,7 @@ with the prediction log on the in-process bus and in memory."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 
@@ -208,11 +209,12 @@ def test_request_id_join_reads_the_prediction_log_on_a_bus() -> None:
 
 def test_request_id_join_reads_columnar_prediction_batches_beside_older_records() -> None:
     """The log as inference writes it now (one PredictionBatch per request: r3's two rows in one record, r5's row 1
-    as a share of a two-row request), with another model's rows still in per-row PredictionRecords (a topic
-    mid-upgrade): the same training rows."""
+    as a share of a two-row request, each request mirrored to a shadow challenger too), with another model's rows
+    still in per-row PredictionRecords (a topic mid-upgrade): the same training rows."""
     bus, s = MemoryBus(), request_spec()
     producer, topic = bus.producer(client_id="test"), bus.topic(PREDICTIONS)
     by_request: dict[str, list] = {}
+    mirrored_rows = 0
     for rid, entity, model, t, inputs in PREDICTIONS_LOGGED:
         by_request.setdefault((rid.split("/")[0], model), []).append((rid, entity, t, inputs))
     for (rid, model), rows in by_request.items():
@@ -229,11 +231,17 @@ def test_request_id_join_reads_columnar_prediction_batches_beside_older_records(
             scores=np.zeros(n), predicted_labels=np.zeros(n), entity_ids=[e for _, e, _, _ in rows],
             timestamp_ms=rows[0][2], **({"request_rows": 2, "row_index": np.array([1])} if rid == "r5" else {}))
         producer.send(topic, to_batch(cols), key=rows[0][1])
+        # a challenger mirrored the same request: its rows repeat the request and must not become training rows
+        mirrored = dataclasses.replace(cols, model_version="2", x=cols.x + 1000.0, role="shadow")
+        producer.send(topic, to_batch(mirrored), key=rows[0][1])
+        mirrored_rows += n
     for entity, rid, t, y in LABELS_LOGGED:
         producer.send(bus.topic(LABELS), events_pb2.Label(entity_id=entity, event_time_ms=t, label=y,
                                                           request_id=rid), key=entity)
     producer.flush()
-    _check_request_rows(KafkaTrainingData(bus, timeout=5).training_set(s), records=len(PREDICTIONS_LOGGED) - 1)
+    ts = KafkaTrainingData(bus, timeout=5).training_set(s)
+    _check_request_rows(ts, records=len(PREDICTIONS_LOGGED) - 1 + len([k for k in by_request if k[1] == "m"]))
+    assert ts.stats["predictions_mirrored"] == mirrored_rows
 
 
 def test_request_id_join_in_memory_gives_the_same_rows() -> None:

@@ -101,7 +101,8 @@ class _Read:
 
 def _new_read(spec: TrainingSpec) -> _Read:
     if spec.by_request:
-        return _Read({}, [], {"predictions_other_model": 0, "undecodable": 0, "labels_invalid": 0})
+        return _Read({}, [], {"predictions_other_model": 0, "predictions_mirrored": 0, "undecodable": 0,
+                              "labels_invalid": 0})
     return _Read({v: [] for v in spec.views}, [], {"vectors_other_view": 0, "vectors_missing_columns": 0,
                                                   "undecodable": 0, "labels_invalid": 0})
 
@@ -115,9 +116,13 @@ def _offer_prediction(read: _Read, spec: TrainingSpec, p: _Pred) -> None:
 
 
 def _offer_predictions(read: _Read, spec: TrainingSpec, served: PredictionColumns) -> None:
-    """The rows of one logged request (either contract), if they are the model's."""
+    """The rows of one logged request (either contract), if they are the model's and were answered to the client
+    (mirrored shadow and guard rows repeat a request the champion answered: they would count it twice)."""
     if served.model_name != spec.model.name:
         read.skipped["predictions_other_model"] += served.rows
+        return
+    if served.role in ("shadow", "guard"):
+        read.skipped["predictions_mirrored"] += served.rows
         return
     names, xs = served.feature_names, served.x.tolist()
     for rid, entity, row in zip(served.request_ids(), served.entity_list(), xs, strict=True):
