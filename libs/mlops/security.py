@@ -360,7 +360,7 @@ def promotion_verified(key: SecretStr, model: str, version: str, artifact_sha256
 
 
 class PromotionReplayGuard:
-    """Refuses a (verified) promotion that is not newer than the last one accepted for the same model and slot
+    """Refuses a (verified) promotion that is older than the last one accepted for the same model and slot
     (champion, or the one challenger slot): an old signed record appended again is a replay, not a decision.
 
     Records must be offered in log order (model.promoted has one partition), the history replayed on start
@@ -375,9 +375,11 @@ class PromotionReplayGuard:
         return "champion" if role in ("", "champion") else "challenger"
 
     def accept(self, model: str, role: str, promoted_at_ms: int) -> bool:
-        """True (and remembered) when `promoted_at_ms` is newer than every promotion accepted for this slot."""
+        """True (and remembered) unless `promoted_at_ms` is older than a promotion accepted for this slot. The same
+        time passes: one registry command stamps all its announcements alike (a replaced challenger's withdrawal
+        and its successor), and a copy of the newest record only re-applies what is in force."""
         key = (model, self.slot(role))
-        if promoted_at_ms <= self._newest.get(key, -1):
+        if promoted_at_ms < self._newest.get(key, -1):
             return False
         self._newest[key] = promoted_at_ms
         return True

@@ -21,8 +21,8 @@ MODEL_IN_SERVICE = Gauge(
     "mlops_inference_model_in_service", "1 for the champion version each model serves", ["model", "version"]
 )
 PROMOTIONS_REFUSED = Counter(
-    "mlops_inference_promotions_refused_total", "model.promoted records not applied: unsigned or badly signed "
-    "while MLOPS_SECURITY_PROMOTION_KEY is set (no model label: a forged record must not mint series)"
+    "mlops_inference_promotions_refused_total", "model.promoted records not applied: unsigned, badly signed or "
+    "replayed while MLOPS_SECURITY_PROMOTION_KEY is set (no model label: a forged record must not mint series)"
 )
 MODEL_SWAPS = Counter("mlops_inference_model_swaps_total", "Champion changes applied", ["model"])
 CHALLENGER_TRAFFIC = Gauge(

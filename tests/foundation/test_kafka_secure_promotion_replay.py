@@ -26,7 +26,8 @@ def test_an_old_signed_promotion_replayed_later_is_refused() -> None:
     history = [("sea", "", 1_000), ("sea", "", 2_000), ("sea", "shadow", 2_500), ("sea", "", 3_000)]
     assert [guard.accept(*record) for record in history] == [True, True, True, True]
     assert not guard.accept("sea", "", 1_000)  # v1's genuine, signed record appended again
-    assert not guard.accept("sea", "champion", 3_000)  # the newest one again: not a new decision
+    assert not guard.accept("sea", "champion", 2_999)  # any older one
+    assert guard.accept("sea", "champion", 3_000)  # the newest again (or a record of the same command): re-applied
     assert not guard.accept("sea", "canary", 2_400)  # the challenger slot has its own order
     assert guard.accept("sea", "guard", 3_100) and guard.accept("sea", "", 4_000)  # a rollback is a new record
     assert guard.accept("other", "", 10)  # per model

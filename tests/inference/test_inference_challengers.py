@@ -6,6 +6,7 @@ rather than making a client wait. The same against the real Kafka: test_inferenc
 
 from __future__ import annotations
 
+import itertools
 import threading
 import zlib
 
@@ -28,6 +29,7 @@ from services.inference.core import Mirror, MirrorJob, ServedBatch, build_catalo
 from services.inference.core.outputs import Binding
 
 KEY = SecretStr("challenger-hmac-key-for-tests")
+CLOCK = itertools.count(1_700_000_000_000)
 
 
 def announce(bus: Bus, data: bytes | None, version: str, role: str = "", fraction: float = 0.0,
@@ -37,11 +39,12 @@ def announce(bus: Bus, data: bytes | None, version: str, role: str = "", fractio
     second version (`signed_role`: sign with another role than announced, as a replayed record would be)."""
     producer = bus.producer(client_id="test-registry")
     sha = publish_artifact(producer, bus, data) if data is not None else ""
-    signature = promotion_signature(key, "sea", version, sha, role if signed_role is None else signed_role) \
-        if key is not None else ""
+    at_ms = next(CLOCK)  # every announcement is newer than the last: the registry's clock orders them
+    signature = promotion_signature(key, "sea", version, sha, role if signed_role is None else signed_role,
+                                    promoted_at_ms=at_ms, action=action) if key is not None else ""
     producer.send(bus.topic(MODEL_PROMOTED), models_pb2.ModelPromoted(
         model_name="sea", version=version, artifact_sha256=sha, feature_names=list(features), action=action,
-        role=role, traffic_fraction=fraction, signature=signature),
+        role=role, traffic_fraction=fraction, signature=signature, promoted_at_ms=at_ms),
         key="sea/challenger" if role not in ("", "champion") or action == "retire" else "sea")
     producer.flush()
 

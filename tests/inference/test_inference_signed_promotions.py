@@ -4,6 +4,7 @@ while the old champion keeps serving. (The registry's signing: tests/registry/te
 
 from __future__ import annotations
 
+import itertools
 import logging
 
 import tritonclient.grpc as tc
@@ -17,15 +18,18 @@ from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
 KEY = SecretStr("promotion-hmac-key-for-tests")
+CLOCK = itertools.count(1_700_000_000_000)
 
 
 def _promote(bus: MemoryBus, data: bytes, version: str, key: SecretStr | None) -> str:
     producer = bus.producer(client_id="test-registry")
     sha = publish_artifact(producer, bus, data)
-    signature = promotion_signature(key, "sea", version, sha) if key is not None else ""
+    at_ms = next(CLOCK)  # each newer than the last, as the registry's clock stamps them
+    signature = promotion_signature(key, "sea", version, sha, promoted_at_ms=at_ms, action="promote") \
+        if key is not None else ""
     producer.send(bus.topic(MODEL_PROMOTED), models_pb2.ModelPromoted(
         model_name="sea", version=version, artifact_sha256=sha, feature_names=list(SEA_FEATURES),
-        action="promote", signature=signature), key="sea")
+        action="promote", signature=signature, promoted_at_ms=at_ms), key="sea")
     producer.flush()
     return sha
 
@@ -53,3 +57,24 @@ def test_forged_promotions_are_refused_and_genuine_ones_served(server_factory, c
     assert "3" not in running.server.repository.versions("sea")  # the forged version never loaded
     assert "promotion refused: unsigned or badly signed" in caplog.text
     assert KEY.get_secret_value() not in caplog.text
+
+
+def test_a_genuine_promotion_appended_again_is_refused_as_a_replay(server_factory, caplog) -> None:  # type: ignore
+    """Whoever can write model.promoted cannot sign, but can copy: v1's genuine record appended after v2's must
+    not bring v1 back (its signed time is not newer than the last promotion applied)."""
+    caplog.set_level(logging.INFO)
+    bus = MemoryBus()
+    publish_definitions(bus)
+    _promote(bus, make_onnx(seed=1), "1", KEY)
+    _promote(bus, make_onnx(seed=2), "2", KEY)
+    before = _refused()
+    running = server_factory(bus, watch_promotions=True, security=SecuritySettings(promotion_key=KEY))
+    with tc.InferenceServerClient(running.url) as client:
+        wait_until(client.is_server_ready)
+    assert running.server.repository.champion_version("sea") == "2" and _refused() == before
+    [first, *_] = bus.records(bus.topic(MODEL_PROMOTED))
+    producer = bus.producer(client_id="an-attacker")
+    producer.send(bus.topic(MODEL_PROMOTED), first.value, key="sea")  # the same bytes, signature and all
+    producer.flush()
+    wait_until(lambda: "promotion refused: replayed" in caplog.text)  # logged after it is counted
+    assert _refused() == before + 1 and running.server.repository.champion_version("sea") == "2"

@@ -119,8 +119,11 @@ def test_the_registry_signs_what_it_announces() -> None:
         model_name="sea", version="6", sha256="cd" * 32, previous_version="5", reason="test", feature_names=("a",),
         action="promote", at_ms=2))
     signed, unsigned = (r.decode(models_pb2.ModelPromoted) for r in bus.records(bus.topic(MODEL_PROMOTED)))
-    assert signed.signature == promotion_signature(key, "sea", "5", "ab" * 32)
-    assert promotion_verified(key, "sea", "5", "ab" * 32, signed.signature)
-    assert not promotion_verified(key, "sea", "5", "cd" * 32, signed.signature)  # another artifact: refused
-    assert not promotion_verified(SecretStr("other"), "sea", "5", "ab" * 32, signed.signature)
+    at = {"promoted_at_ms": signed.promoted_at_ms, "action": "promote"}  # time and action are signed too
+    assert signed.promoted_at_ms > 0 and signed.signature == promotion_signature(key, "sea", "5", "ab" * 32, **at)
+    assert promotion_verified(key, "sea", "5", "ab" * 32, signed.signature, **at)
+    assert not promotion_verified(key, "sea", "5", "cd" * 32, signed.signature, **at)  # another artifact: refused
+    assert not promotion_verified(SecretStr("other"), "sea", "5", "ab" * 32, signed.signature, **at)
+    later = {"promoted_at_ms": signed.promoted_at_ms + 1, "action": "promote"}  # re-stamped: refused
+    assert not promotion_verified(key, "sea", "5", "ab" * 32, signed.signature, **later)
     assert unsigned.signature == ""

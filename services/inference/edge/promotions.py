@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from mlops.bus import Bus, BusError, Reader, Record
 from mlops.contracts import ContractError, models_pb2
-from mlops.security import promotion_verified
+from mlops.security import PromotionReplayGuard, promotion_verified
 from mlops.telemetry import extract_context, messaging_attributes, tracer
 from mlops.topics import MODEL_PROMOTED
 from opentelemetry.trace import SpanKind
@@ -45,6 +45,7 @@ class PromotionFollower:
         """`catalog` gives the declarations in force, which each promoted version is checked against; `key`
         (set and not empty): only records signed with it are applied."""
         self._key = key if key is not None and key.get_secret_value() else None
+        self._replays = PromotionReplayGuard()  # sees every record in log order, the replayed history included
         self._bus, self._repository, self._fetch, self._options = bus, repository, fetch, options
         self._catalog = catalog
         self._replay_timeout = replay_timeout_s
@@ -94,13 +95,11 @@ class PromotionFollower:
                 self.errors += 1
                 log.error("bad model.promoted record", extra={"fields": {"error": str(exc)}})
                 continue
-            if self._key is not None and not promotion_verified(
-                    self._key, promoted.model_name, promoted.version, promoted.artifact_sha256, promoted.signature,
-                    role=promoted.role):  # the role is signed: a shadow announcement cannot pass as a champion
-                # before the history collapses: a forged record must not hide the last genuine one
+            if (refusal := self._refusal(promoted)) is not None:
+                # before the history collapses: a forged or replayed record must not hide the last genuine one
                 self.errors += 1
                 PROMOTIONS_REFUSED.inc()
-                log.error("promotion refused: unsigned or badly signed", extra={"fields": {
+                log.error(f"promotion refused: {refusal}", extra={"fields": {
                     "model": promoted.model_name, "version": promoted.version, "role": promoted.role or CHAMPION,
                     "action": promoted.action, "topic": r.topic,
                     "partition": r.partition, "offset": r.offset}})
@@ -110,6 +109,20 @@ class PromotionFollower:
             latest[slot] = (r, promoted)
         for record, promoted in latest.values():
             self._handle(record, promoted)
+
+    def _refusal(self, promoted: models_pb2.ModelPromoted) -> str | None:
+        """Why a record is not applied when promotions must be signed: a bad signature (over model, version, sha256,
+        role, time and action: a shadow announcement cannot pass as a champion), or a genuine record appended again
+        (older than the last one applied to its slot: a replay)."""
+        if self._key is None:
+            return None
+        if not promotion_verified(self._key, promoted.model_name, promoted.version, promoted.artifact_sha256,
+                                  promoted.signature, role=promoted.role, promoted_at_ms=promoted.promoted_at_ms,
+                                  action=promoted.action):
+            return "unsigned or badly signed"
+        if not self._replays.accept(promoted.model_name, promoted.role, promoted.promoted_at_ms):
+            return "replayed (older than the last promotion applied to its slot)"
+        return None
 
     def _handle(self, record: Record, message: models_pb2.ModelPromoted) -> None:
         promotion = convert.promotion(message)

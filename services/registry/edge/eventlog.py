@@ -52,8 +52,9 @@ class EventLog:
                                            attributes=attrs):
             message = promotion_out(promotion)
             if self.signing_key is not None:
-                message.signature = promotion_signature(self.signing_key, message.model_name, message.version,
-                                                        message.artifact_sha256, message.role)
+                message.signature = promotion_signature(
+                    self.signing_key, message.model_name, message.version, message.artifact_sha256, message.role,
+                    promoted_at_ms=message.promoted_at_ms, action=message.action)
             self.producer.send(self.promoted_topic, message, key=promotion.key)
             self.producer.flush()
         PROMOTIONS.labels(promotion.model_name, promotion.action).inc()
