@@ -44,9 +44,9 @@ _Z_SLACK = 4.0
 class ErrorStream:
     """Errors of one model version: running totals over a ring of the last labels, and the scan test."""
 
-    __slots__ = ("_cut", "_first", "_hits", "_origin", "_prefix", "_quiet_until", "_relative",
-                 "_ring", "_ring_err", "_ring_hit", "_tests", "_threshold", "_times", "_top", "_windows", "change_point_ms",
-                 "labels", "reference_error", "settings", "total", "window_start_ms")
+    __slots__ = ("_cut", "_first", "_hits", "_origin", "_prefix", "_quiet_until", "_relative", "_ring", "_ring_err",
+                 "_ring_hit", "_tests", "_threshold", "_times", "_top", "_windows", "change_point_ms", "labels",
+                 "reference_error", "settings", "total", "window_start_ms")
 
     def __init__(self, settings: MonitorSettings, *, relative: bool = False):
         self.settings = settings
