@@ -3,7 +3,7 @@
 - binary and multiclass: the 0/1 error of the predicted label; a drift is a recent error rate above the earlier one
   by at least `error_min_increase`.
 - regression: the absolute error |prediction - label|. The test runs on its 0/1 exceedances over a threshold, the
-  90th percentile of the version's first `error_reference_labels` errors (those labels only set the threshold,
+  95th percentile of the version's first `error_reference_labels` errors (those labels only set the threshold,
   so the test stays exact and free of units and of any assumption on the errors' law); a drift is also a recent
   mean absolute error (MAE) at least `error_min_relative_increase` above the earlier one.
 
@@ -35,7 +35,8 @@ from services.monitor.settings import MonitorSettings
 
 _CHECKS_PER_WINDOW = 8  # tests of a window while it slides over its own length (more: less lag, a stricter level)
 _REPORT_EVERY = 100  # labels between two reports of a drift that persists
-_REGRESSION_QUANTILE = 0.9  # a higher quantile gains more from a scale increase of the errors than the median
+_REGRESSION_QUANTILE = 0.95  # a high quantile gains more from a rise of large errors than the median; 0.95 as
+# much as 0.9 from a small scale increase of the errors, and more from a large one
 # the exact test is skipped when the normal approximation is this many nats short of the level: for a rate up to
 # one half the upper tail of the window's count is heavier than the normal one, so this only saves time
 _Z_SLACK = 4.0
