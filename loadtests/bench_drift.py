@@ -2,6 +2,7 @@
 suite of streams with a known change point, beside river's detectors run directly on the same error streams.
 
     .venv/bin/python loadtests/bench_drift.py [--quick] [--seeds 10] [--workers 2] [--plot docs/drift_benchmark.png]
+        [--markdown docs/drift_benchmark.md] [--save outcomes.pkl] [--load outcomes.pkl]
     mlops bench drift -- --quick
 
 Per stream: a scikit-learn model is trained on the concept before the change (its own sample, noisy labels as in
