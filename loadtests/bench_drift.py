@@ -2,6 +2,7 @@
 suite of streams with a known change point, beside river's detectors run directly on the same error streams.
 
     .venv/bin/python loadtests/bench_drift.py [--quick] [--seeds 10] [--workers 2] [--plot docs/drift_benchmark.png]
+        [--markdown docs/drift_benchmark.md] [--save outcomes.pkl] [--load outcomes.pkl]
     mlops bench drift -- --quick
 
 Per stream: a scikit-learn model is trained on the concept before the change (its own sample, noisy labels as in
@@ -25,6 +26,7 @@ import argparse
 import math
 import multiprocessing
 import os
+import pickle
 import random
 import statistics
 import time
@@ -276,6 +278,51 @@ def report(outcomes: list[Outcome]) -> list[str]:
     return lines
 
 
+ABRUPT = ("sea", "sea_covariate", "agrawal", "stagger", "sine", "friedman")  # hyperplane drifts gradually
+
+
+def _median(outcomes: list[Outcome], det: str) -> tuple[float | None, int]:
+    """(median delay in labels over the detected episodes, episodes detected)."""
+    d = [o.delay_labels[det] for o in outcomes if o.case.drift and o.delay_labels.get(det) is not None]
+    return (float(np.median(d)) if d else None), len(d)
+
+
+def summary(outcomes: list[Outcome]) -> list[str]:
+    """Per family and noise: the monitor beside ADWIN and the fastest river detector (median delay, among those
+    detecting at least as many episodes as the monitor), and the monitor's delay as a multiple of each."""
+    lines = ["| stream | noise | monitor: detected | labels p50 / p90 | false alarms /100k | ADWIN: detected, "
+             "labels p50, FA /100k | fastest river (labels p50, detected, FA /100k) | monitor ÷ ADWIN | "
+             "monitor ÷ fastest |", "|---|---|---|---|---|---|---|---|---|"]
+    for family in FAMILIES:
+        for noise in NOISES:
+            group = [o for o in outcomes if o.case.family == family and o.case.noise == noise]
+            if not group:
+                continue
+            episodes = sum(o.case.drift for o in group)
+            exposure = sum(o.pre_change_predictions for o in group)
+
+            def fa(det: str, group: list[Outcome] = group, exposure: int = exposure) -> float:
+                return sum(o.false_alarms[det] for o in group) / exposure * 100_000
+
+            mine, found = _median(group, MONITOR)
+            delays = [o.delay_labels[MONITOR] for o in group if o.case.drift and o.delay_labels[MONITOR] is not None]
+            adwin, adwin_found = _median(group, "ADWIN")
+            rivals = [(m, det, n) for det in BASELINES if det in group[0].false_alarms
+                      for m, n in [_median(group, det)] if m is not None and n >= found]
+            best = min(rivals, default=None)
+
+            def ratio(other: float | None, mine: float | None = mine) -> str:
+                return f"{mine / other:.2f}" if mine is not None and other else "–"
+
+            lines.append(
+                f"| {family} | {noise:.0%} | {found}/{episodes} | {_pct(delays, 50)} / {_pct(delays, 90)} | "
+                f"{fa(MONITOR):.2f} | {adwin_found}/{episodes}, {adwin if adwin is None else f'{adwin:.0f}'}, "
+                f"{fa('ADWIN'):.2f} | "
+                + (f"{best[1]} {best[0]:.0f} ({best[2]}/{episodes}), {fa(best[1]):.2f}" if best else "–")
+                + f" | {ratio(adwin)} | {ratio(best[0] if best else None)} |")
+    return lines
+
+
 def plot(outcomes: list[Outcome], path: Path) -> None:
     import matplotlib
 
@@ -317,6 +364,9 @@ def main(argv: list[str] | None = None) -> list[Outcome]:
     ap.add_argument("--no-kswin", action="store_true", help="leave out the KSWIN baseline (~0.4 ms per label)")
     ap.add_argument("--families", default=",".join(FAMILIES), help="comma-separated subset of the stream families")
     ap.add_argument("--plot", type=Path, default=None, help="write the delay-vs-noise plot (PNG) here")
+    ap.add_argument("--markdown", type=Path, default=None, help="write the summary and the full table here")
+    ap.add_argument("--save", type=Path, default=None, help="pickle the outcomes here (`--load` renders them again)")
+    ap.add_argument("--load", type=Path, default=None, help="render saved outcomes instead of running")
     args = ap.parse_args(argv)
     if args.quick:
         args.seeds, args.pre, args.post, args.no_kswin = 2, 3000, 2000, True
@@ -324,18 +374,31 @@ def main(argv: list[str] | None = None) -> list[Outcome]:
                  tuple(f for f in args.families.split(",") if f))
     random.Random(0).shuffle(todo)  # mix slow and fast families across workers
     started = time.perf_counter()
+    if args.load is not None:
+        outcomes = pickle.loads(args.load.read_bytes())
+        return _render(args, outcomes, f"{len(outcomes)} streams (saved in {args.load})")
     # spawned workers: forking a process that runs other threads (gRPC, Kafka clients in a test session) can hang
     # or kill a child
     with ProcessPoolExecutor(max_workers=args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         outcomes = list(pool.map(run_case, todo, chunksize=2))
-    seconds = time.perf_counter() - started
+    if args.save is not None:
+        args.save.parent.mkdir(parents=True, exist_ok=True)
+        args.save.write_bytes(pickle.dumps(outcomes))
+    return _render(args, outcomes, f"{len(outcomes)} streams, {time.perf_counter() - started:.0f} s on "
+                                   f"{args.workers} workers")
+
+
+def _render(args: argparse.Namespace, outcomes: list[Outcome], what: str) -> list[Outcome]:
     total = sum(o.predictions for o in outcomes)
     exposure = sum(o.pre_change_predictions for o in outcomes)
-    print(f"{len(outcomes)} streams, {total:,} predictions ({exposure:,} in controls and pre-change segments), "
-          f"{seconds:.0f} s on {args.workers} workers")
-    print("\n".join(report(outcomes)))
+    head = f"{what}: {total:,} predictions ({exposure:,} in controls and pre-change segments)"
     fa = sum(o.false_alarms[MONITOR] for o in outcomes)
-    print(f"\nmonitor false alarms in all: {fa} over {exposure:,} predictions")
+    tail = f"monitor false alarms in all: {fa} over {exposure:,} predictions"
+    text = [head, "", *summary(outcomes), "", *report(outcomes), "", tail]
+    print("\n".join(text))
+    if args.markdown is not None:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text("\n".join(text) + "\n")
     if args.plot is not None:
         plot(outcomes, args.plot)
         print(f"plot: {args.plot}")

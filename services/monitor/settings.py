@@ -74,13 +74,17 @@ class MonitorSettings(BaseSettings):
     # --- concept drift on the error stream ---------------------------------------------------------------------
     error_reference_labels: int = Field(
         200, ge=20, description="Least joined labels of a model version before the recent windows are tested "
-        "(the reference is every earlier label of the version, up to an estimated change point)."
+        "(the reference is every earlier label of the version, up to an estimated change point; a regression's "
+        "first this many labels set its error threshold)."
     )
-    error_check_every: int = Field(25, ge=1, description="Labels between two tests of the recent windows.")
-    error_windows: tuple[int, ...] = Field(
-        (50, 100, 200, 400, 800, 1600, 3200), min_length=1,
-        description="Recent windows (labels) tested against the earlier errors, smallest first: a large change is "
-        "caught by a small window, a small one by a large window."
+    error_check_every: int = Field(
+        1, ge=1, description="Labels between two tests of the smallest windows; a window of L labels is tested "
+        "about every L / 8 labels, never more often than this."
+    )
+    error_windows: tuple[Annotated[int, Field(ge=2)], ...] = Field(
+        tuple(sorted({round(2 * 1.25**k) for k in range(34)})), min_length=1,
+        description="Recent windows (labels) tested against the earlier errors: a geometric grid (2 … 3,155, "
+        "ratio 1.25) — a large change is caught by a small window, a small one by a large window."
     )
     error_min_increase: Fraction = Field(
         0.02, description="Classification: the least increase of the error rate that counts as a concept drift "
