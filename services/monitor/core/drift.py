@@ -5,8 +5,9 @@ and cool-down of its drift policy (`MonitorConfig`, from the definitions in forc
 - data drift: one `StreamStats` per input feature (a river detector on standardized values + PSI/KS windows);
 - prediction drift: the same on the score stream;
 - concept drift: labels joined to the model's predictions give an error stream (`ErrorStream`: 0/1 errors of a
-  class, absolute errors of a regression); an ADWIN on it fires, and the drift is *confirmed* when the recent
-  error exceeds the version's reference error by a margin (a strong signal).
+  class, absolute errors of a regression); windows of recent errors are tested against every earlier error of
+  the version (Fisher's exact test, at a level from the false-alarm budget), and the drift is *confirmed* when the
+  recent error exceeds the version's reference error by a margin (a strong signal).
 
 False alarms are bounded by design (`services.monitor.core.budget`): only tests run at a level taken from one
 false-alarm budget may ask for a retrain (the error-stream windows, the data streams' KS windows); PSI and the
