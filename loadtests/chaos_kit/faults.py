@@ -1,0 +1,174 @@
+"""The faults beyond a service's kill -9: the broker, Redis (restarted with its files, or lost), a second consumer
+joining, slow Redis, a near-limit poison record, bad labels, and one broker of three lost. `SCENARIOS` names them
+all, in the order a full run takes them."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+
+from chaos_kit.scenarios import Row, Suite, _since, kill_service
+from chaos_kit.traffic import RecordStream
+
+__all__ = ["SCENARIOS"]
+
+Scenario = Callable[[Suite, Row, RecordStream], None]
+OUTAGE_S = 3.0  # how long the broker or Redis stays down
+
+
+def _tag(row: Row) -> str:
+    return row.scenario.replace("-", "_")
+
+
+def broker_kill(suite: Suite, row: Row, stream: RecordStream) -> None:
+    suite.p.kill_broker()
+    time.sleep(OUTAGE_S)
+    restarted = suite.p.start_broker()
+    up = time.time() - restarted
+    row.resumed_s = suite.wait_for(lambda: suite.tailer.first_output_after(_tag(row), "features.log", restarted),
+                                   "features.log after the broker restart")
+    row.note = f"down {OUTAGE_S:.0f}s, broker answering {up:.1f}s after its start; resumed = features.log again"
+
+
+def redis_restart(suite: Suite, row: Row, stream: RecordStream) -> None:
+    """kill -9 and restart with its append-only file: the views come back from Redis itself."""
+    _redis_outage(suite, row, wipe=False)
+
+
+def redis_lost(suite: Suite, row: Row, stream: RecordStream) -> None:
+    """kill -9 and restart *without* its files: the features service must rebuild every view from features.log."""
+    _redis_outage(suite, row, wipe=True)
+
+
+def _redis_outage(suite: Suite, row: Row, wipe: bool) -> None:
+    assert suite.requests is not None and suite.reference is not None
+    p, reference = suite.p, suite.reference
+    layout = next(iter(reference.layouts.values()))
+    killed = time.time()
+    p.kill_redis(wipe=wipe)
+    time.sleep(OUTAGE_S)
+    restarted = p.start_redis()
+    served = suite.wait_for(lambda: _since(suite.requests.first_ok_after(restarted), restarted), "a served request")
+    row.resumed_s = served
+    during = {code for _, code in suite.requests.between(killed, restarted) if code != "OK"}
+    row.note = f"down {OUTAGE_S:.0f}s; while down: {', '.join(sorted(during)) or 'no failure'}"
+    if wipe:
+        def rebuilt() -> float | None:
+            views = reference.store.read_many(layout, suite.warm)
+            return None if any(v is None for v in views) else time.time() - restarted
+        rebuilt_s = suite.wait_for(rebuilt, "the online store's rebuild")
+        row.note += f"; every view rebuilt from features.log {rebuilt_s:.1f}s after the restart"
+
+
+def rebalance(suite: Suite, row: Row, stream: RecordStream) -> None:
+    """A second features member joins mid-stream and leaves (SIGTERM) two thirds in: two rebalances."""
+    p = suite.p
+    joined = time.time()
+    p.start("features", "-2")
+    stream.at(2 * stream.count // 3)
+    p.stop("features-2")
+    row.resumed_s = suite.tailer.longest_gap(_tag(row), joined)
+    row.note = "features #2 joined at 1/3, left at 2/3; resumed = longest features.log pause"
+
+
+def slow_redis(suite: Suite, row: Row, stream: RecordStream) -> None:
+    started = time.time()
+    suite.p.proxy.latency_s = suite.redis_latency_s
+    try:
+        stream.at(2 * stream.count // 3)
+    finally:
+        suite.p.proxy.latency_s = 0.0
+    row.resumed_s = suite.tailer.longest_gap(_tag(row), started)
+    row.note = (f"+{suite.redis_latency_s * 1000:.0f} ms each way for {time.time() - started:.0f}s; "
+                "resumed = longest features.log pause")
+
+
+def poison(suite: Suite, row: Row, stream: RecordStream) -> None:
+    """One raw record just under the 16 MiB limit, invalid: dead-lettered with a capped original, no crash loop."""
+    from mlops.bus import Producer
+
+    p, tag = suite.p, _tag(row)
+    pid = p.pid("ingest")
+    size = p.kafka.max_message_bytes - 128 * 1024
+    doc = {"entity_id": f"{tag}.e0", "event_time": int(time.time() * 1000), "schema_version": 1,
+           "event_id": f"{tag}.poison", "values": {"x0": "x" * size, "x1": 1.0, "x2": 1.0}}
+    producer = Producer(p.kafka, client_id="chaos-poison")
+    sent = time.time()
+    producer.send(f"{p.kafka.topic_prefix}raw.events", json.dumps(doc).encode(), key=f"{tag}.e0",
+                  headers={"content-type": "application/json"})
+    producer.flush(60)
+    row.records_in = stream.count + 1
+    suite.tailer.wait(lambda: suite.tailer.snapshot(tag)[2], suite.resume_timeout_s)
+    dead = suite.tailer.snapshot(tag)[2]
+    took = time.time() - sent
+    if not dead:
+        raise AssertionError(f"no dead letter for the poison record after {suite.resume_timeout_s:.0f}s; ingest "
+                             f"log:\n{p.log_tail('ingest')}")
+    dl = dead[0]
+    row.note = (f"{size / 2**20:.1f} MiB record → dead letter in {took:.1f}s ({dl.error_type}, "
+                f"{len(dl.original_value)} B kept of {dl.original_size}, truncated={dl.original_truncated}); "
+                f"ingest pid {pid} → {p.pid('ingest')}")
+
+
+BAD_LABELS = (math.nan, 2.0, -1.0, math.inf)
+
+
+def bad_labels(suite: Suite, row: Row, stream: RecordStream) -> None:
+    """Labels that cannot be a binary model's (NaN, 2.0, -1, inf) go to the dead letters, and the next retrain
+    still succeeds."""
+    from mlops.bus import Producer
+    from mlops.contracts import events_pb2
+    from mlops.topics import LABELS, topic_name
+
+    tag, n = _tag(row), 20
+    producer = Producer(suite.p.kafka, client_id="chaos-bad-labels")
+    now = int(time.time() * 1000)
+    for i in range(n):
+        entity = f"{tag}.e{i % stream.entities}"
+        producer.send(topic_name(LABELS, suite.p.kafka), events_pb2.Label(
+            entity_id=entity, event_time_ms=now + i, label=BAD_LABELS[i % len(BAD_LABELS)],
+            event_id=f"{tag}.bad{i}"), key=entity)
+    producer.flush(60)
+    row.records_in = stream.count + n
+    suite.tailer.wait(lambda: len(suite.tailer.snapshot(tag)[2]) >= n, suite.resume_timeout_s)
+    request_id = suite.retrain("after bad labels")
+    suite.wait_for(lambda: _first(suite.tailer.outcome_of(request_id)), "the retrain after bad labels")
+    outcomes = [k for _, k in suite.tailer.outcome_of(request_id)]
+    reasons = sorted({d.error_type for d in suite.tailer.snapshot(tag)[2]})
+    row.note = f"{n} bad labels (NaN, 2, -1, inf): dead letters {', '.join(reasons)}; retrain after: {outcomes}"
+
+
+def _first(outcomes: list[tuple[int, str]]) -> float | None:
+    return float(outcomes[0][0]) if outcomes else None
+
+
+def three_brokers(suite: Suite, row: Row, stream: RecordStream) -> None:
+    """One broker of a 3-broker KRaft cluster (RF 3, min.insync.replicas 2) killed mid-stream."""
+    kill_one = getattr(suite.p.stack, "kill_broker", None)
+    if suite.p.brokers < 3 or kill_one is None:
+        row.note = "pending: needs `mlops stack up --brokers 3` (run with --brokers 3 once the stack offers it)"
+        return
+    killed = time.time()
+    kill_one(2)
+    row.resumed_s = suite.tailer.longest_gap(_tag(row), killed)
+    row.note = "broker 2 of 3 killed at 1/3 and left down; resumed = longest features.log pause"
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "kill-ingest": kill_service("ingest", "events"),
+    "kill-features": kill_service("features", "features.log"),
+    "kill-trainer": kill_service("trainer"),
+    "kill-registry": kill_service("registry"),
+    "kill-inference": kill_service("inference"),
+    "kill-monitor": kill_service("monitor"),
+    "broker-kill": broker_kill,
+    "redis-restart": redis_restart,
+    "redis-lost": redis_lost,
+    "rebalance": rebalance,
+    "slow-redis": slow_redis,
+    "poison-record": poison,
+    "bad-labels": bad_labels,
+    "broker-1-of-3": three_brokers,
+}
