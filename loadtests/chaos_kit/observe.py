@@ -42,7 +42,7 @@ class Observed:
 class Tailer:
     def __init__(self, kafka: KafkaSettings):
         self.kafka = kafka
-        self.names = {spec: topic_name(spec, kafka) for spec in
+        self.names = {spec.name: topic_name(spec, kafka) for spec in
                       (EVENTS, EVENTS_DLQ, FEATURES_LOG, MODEL_CANDIDATES, TRAINING_FAILURES, REGISTRY_LOG)}
         self.events: dict[str, list[Observed]] = defaultdict(list)
         self.features_log: dict[str, list[Observed]] = defaultdict(list)
@@ -65,26 +65,26 @@ class Tailer:
 
     def _run(self) -> None:
         reader = Reader(self.kafka, list(self.names.values()), client_id="chaos-tailer")
-        by_name = {name: spec for spec, name in self.names.items()}
+        by_name = {name: spec for spec, name in self.names.items()}  # topic → its spec's name
         try:
             while not self._stop.is_set():
                 for r in reader.consume(2000, 0.3):
                     spec, ts = by_name[r.topic], r.timestamp_ms
                     with self._lock:
-                        if spec is EVENTS:
+                        if spec == EVENTS.name:
                             ev = r.decode(events_pb2.Event)
                             self.events[tag_of(r.key)].append(Observed(r.partition, r.offset, ts, ev.event_id, r.value))
-                        elif spec is FEATURES_LOG:
+                        elif spec == FEATURES_LOG.name:
                             fv = r.decode(events_pb2.FeatureVector)
                             self.features_log[tag_of(r.key)].append(
                                 Observed(r.partition, r.offset, ts, f"{fv.feature_set}/{fv.event_id}", b""))
-                        elif spec is EVENTS_DLQ:
+                        elif spec == EVENTS_DLQ.name:
                             self.dead_letters[tag_of(r.key)].append(r.decode(events_pb2.DeadLetter))
-                        elif spec is MODEL_CANDIDATES:
+                        elif spec == MODEL_CANDIDATES.name:
                             self.candidates.append((ts, r.decode(models_pb2.ModelCandidate)))
-                        elif spec is TRAINING_FAILURES:
+                        elif spec == TRAINING_FAILURES.name:
                             self.failures.append((ts, r.decode(models_pb2.TrainingFailed)))
-                        elif spec is REGISTRY_LOG and r.value:
+                        elif spec == REGISTRY_LOG.name and r.value:
                             self.registry.append((ts, r.decode(models_pb2.RegistryEvent)))
         except Exception as exc:  # the figures would be wrong: say so in every row
             self.error = f"{type(exc).__name__}: {exc}"

@@ -41,6 +41,8 @@ class LatencyProxy:
         self._loop.call_soon_threadsafe(close_all)
 
     def stop(self) -> None:
+        if not self._thread.is_alive():
+            return
         if self._server is not None:
             self._server.close()
         self.drop_connections()
