@@ -77,6 +77,9 @@ def main(argv: list[str] | None = None) -> list[Row]:
     for row in rows:
         for diff in row.diffs[:3]:
             print(f"  {row.scenario}: {diff}")
+        for key in ("missing_from_features_log", "never_on_events"):
+            if row.facts.get(key):
+                print(f"  {row.scenario}: {key}: {row.facts[key]}")
     return rows
 
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 
 from chaos_kit.scenarios import Row, Suite, _since, kill_service
-from chaos_kit.traffic import RecordStream
+from chaos_kit.traffic import QUIET, RecordStream
 
 __all__ = ["SCENARIOS"]
 
@@ -23,13 +23,21 @@ def _tag(row: Row) -> str:
 
 
 def broker_kill(suite: Suite, row: Row, stream: RecordStream) -> None:
+    tag = _tag(row)
     suite.p.kill_broker()
     time.sleep(OUTAGE_S)
-    restarted = suite.p.start_broker()
-    up = time.time() - restarted
-    row.resumed_s = suite.wait_for(lambda: suite.tailer.first_output_after(_tag(row), "features.log", restarted),
+    started = suite.p.start_broker()
+    answering = time.time()  # start_broker returns once the broker answers (its log recovery done)
+    row.resumed_s = suite.wait_for(lambda: suite.tailer.first_output_after(tag, "features.log", answering),
                                    "features.log after the broker restart")
-    row.note = f"down {OUTAGE_S:.0f}s, broker answering {up:.1f}s after its start; resumed = features.log again"
+    events_s = suite.tailer.first_output_after(tag, "events", answering)
+    row.facts |= {"broker_start_s": answering - started, "events_s": events_s}
+    row.note = (f"down {OUTAGE_S:.0f}s + {answering - started:.1f}s until the restarted broker answered; from then: "
+                f"events again {_s(events_s)}s, features.log {row.resumed_s:.1f}s")
+
+
+def _s(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
 
 
 def redis_restart(suite: Suite, row: Row, stream: RecordStream) -> None:
@@ -53,24 +61,33 @@ def _redis_outage(suite: Suite, row: Row, wipe: bool) -> None:
     served = suite.wait_for(lambda: _since(suite.requests.first_ok_after(restarted), restarted), "a served request")
     row.resumed_s = served
     during = {code for _, code in suite.requests.between(killed, restarted) if code != "OK"}
+    row.facts["codes_while_down"] = sorted(during)
     row.note = f"down {OUTAGE_S:.0f}s; while down: {', '.join(sorted(during)) or 'no failure'}"
     if wipe:
         def rebuilt() -> float | None:
             views = reference.store.read_many(layout, suite.warm)
             return None if any(v is None for v in views) else time.time() - restarted
         rebuilt_s = suite.wait_for(rebuilt, "the online store's rebuild")
+        row.facts["rebuilt_s"] = rebuilt_s
         row.note += f"; every view rebuilt from features.log {rebuilt_s:.1f}s after the restart"
 
 
 def rebalance(suite: Suite, row: Row, stream: RecordStream) -> None:
-    """A second features member joins mid-stream and leaves (SIGTERM) two thirds in: two rebalances."""
+    """A second features member joins mid-stream and, once it has partitions, leaves (SIGTERM): two rebalances."""
     p = suite.p
     joined = time.time()
     p.start("features", "-2")
+    p.wait_ready(["features-2"], suite.resume_timeout_s)
+    ready = time.time()
     stream.at(2 * stream.count // 3)
     p.stop("features-2")
+    left = time.time()
+    running = stream.running
     row.resumed_s = suite.tailer.longest_gap(_tag(row), joined)
-    row.note = "features #2 joined at 1/3, left at 2/3; resumed = longest features.log pause"
+    row.facts |= {"member_ready_s": ready - joined, "stream_running_after": running}
+    row.note = (f"features #2 joined at 1/3 (its partitions after {ready - joined:.1f}s), left "
+                f"{left - ready:.1f}s later{'' if running else ' (after the stream ended)'}; "
+                "resumed = longest features.log pause")
 
 
 def slow_redis(suite: Suite, row: Row, stream: RecordStream) -> None:
@@ -94,7 +111,7 @@ def poison(suite: Suite, row: Row, stream: RecordStream) -> None:
     size = p.kafka.max_message_bytes - 128 * 1024
     doc = {"entity_id": f"{tag}.e0", "event_time": int(time.time() * 1000), "schema_version": 1,
            "event_id": f"{tag}.poison", "values": {"x0": "x" * size, "x1": 1.0, "x2": 1.0}}
-    producer = Producer(p.kafka, client_id="chaos-poison")
+    producer = Producer(p.kafka, client_id="chaos-poison", extra=QUIET)
     sent = time.time()
     producer.send(f"{p.kafka.topic_prefix}raw.events", json.dumps(doc).encode(), key=f"{tag}.e0",
                   headers={"content-type": "application/json"})
@@ -107,6 +124,9 @@ def poison(suite: Suite, row: Row, stream: RecordStream) -> None:
         raise AssertionError(f"no dead letter for the poison record after {suite.resume_timeout_s:.0f}s; ingest "
                              f"log:\n{p.log_tail('ingest')}")
     dl = dead[0]
+    row.facts |= {"error_type": dl.error_type, "kept": len(dl.original_value), "original_size": dl.original_size,
+                  "truncated": dl.original_truncated, "pid_before": pid, "pid_after": p.pid("ingest"),
+                  "sent_size": size}
     row.note = (f"{size / 2**20:.1f} MiB record → dead letter in {took:.1f}s ({dl.error_type}, "
                 f"{len(dl.original_value)} B kept of {dl.original_size}, truncated={dl.original_truncated}); "
                 f"ingest pid {pid} → {p.pid('ingest')}")
@@ -123,7 +143,7 @@ def bad_labels(suite: Suite, row: Row, stream: RecordStream) -> None:
     from mlops.topics import LABELS, topic_name
 
     tag, n = _tag(row), 20
-    producer = Producer(suite.p.kafka, client_id="chaos-bad-labels")
+    producer = Producer(suite.p.kafka, client_id="chaos-bad-labels", extra=QUIET)
     now = int(time.time() * 1000)
     for i in range(n):
         entity = f"{tag}.e{i % stream.entities}"
@@ -137,6 +157,7 @@ def bad_labels(suite: Suite, row: Row, stream: RecordStream) -> None:
     suite.wait_for(lambda: _first(suite.tailer.outcome_of(request_id)), "the retrain after bad labels")
     outcomes = [k for _, k in suite.tailer.outcome_of(request_id)]
     reasons = sorted({d.error_type for d in suite.tailer.snapshot(tag)[2]})
+    row.facts |= {"outcomes": outcomes, "reasons": reasons}
     row.note = f"{n} bad labels (NaN, 2, -1, inf): dead letters {', '.join(reasons)}; retrain after: {outcomes}"
 
 

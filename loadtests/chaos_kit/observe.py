@@ -23,6 +23,8 @@ from mlops.topics import (
     topic_name,
 )
 
+from chaos_kit.traffic import QUIET
+
 __all__ = ["Observed", "Tailer", "tag_of"]
 
 
@@ -64,7 +66,7 @@ class Tailer:
         self._thread.join(10)
 
     def _run(self) -> None:
-        reader = Reader(self.kafka, list(self.names.values()), client_id="chaos-tailer")
+        reader = Reader(self.kafka, list(self.names.values()), client_id="chaos-tailer", extra=QUIET)
         by_name = {name: spec for spec, name in self.names.items()}  # topic → its spec's name
         try:
             while not self._stop.is_set():

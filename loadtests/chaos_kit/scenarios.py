@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from chaos_kit.observe import Tailer
 from chaos_kit.platform import Platform
-from chaos_kit.traffic import RecordStream, Requests, entity_ids
+from chaos_kit.traffic import QUIET, RecordStream, Requests, entity_ids
 from chaos_kit.verify import Reference
 
 __all__ = ["Row", "Suite", "kill_service", "table"]
@@ -39,6 +39,7 @@ class Row:
     note: str = ""
     error: str = ""
     diffs: list[str] = field(default_factory=list)
+    facts: dict[str, object] = field(default_factory=dict)  # what a scenario observed beyond the columns
 
     @property
     def lost(self) -> int:
@@ -117,7 +118,7 @@ class Suite:
 
         self._req += 1
         request_id = f"chaos-{self._req}-{int(time.time())}"
-        producer = Producer(self.p.kafka, client_id="chaos-retrain")
+        producer = Producer(self.p.kafka, client_id="chaos-retrain", extra=QUIET)
         producer.send(topic_name(RETRAIN_REQUESTED, self.p.kafka), models_pb2.RetrainRequest(
             model_name="sea", request_id=request_id, reason=f"chaos: {reason}", detector="manual",
             requested_at_ms=int(time.time() * 1000), requested_by="mlops-chaos"), key="sea")
@@ -170,7 +171,13 @@ class Suite:
         row.dup_events = len(ids) - len(set(ids))
         vectors = [o.event_id for o in log]
         row.dup_log = len(vectors) - len(set(vectors))
-        row.out = len({v.split("/", 1)[1] for v in vectors})
+        logged = {v.split("/", 1)[1] for v in vectors}
+        row.out = len(logged)
+        missing = sorted(set(ids) - logged)
+        if missing:  # on events but never on features.log: say where, for the report
+            where = {o.event_id: f"p{o.partition}@{o.offset} written {o.ts_ms}" for o in events}
+            row.facts["missing_from_features_log"] = [f"{m} ({where[m]})" for m in missing[:10]]
+        row.facts["never_on_events"] = row.valid_in - len(set(ids))
         row.dead_lettered = len(dead)
         # features.log and the Redis write of a batch go out side by side: give the last write a moment
         entities = entity_ids(tag, self.entities)
@@ -246,6 +253,7 @@ def kill_service(service: str, output: str | None = None) -> Callable[[Suite, Ro
             outcome = suite.wait_for(lambda: _first_ms(suite.tailer.outcome_of(request_id)), "the retrain outcome")
             row.resumed_s = outcome / 1000 - restarted
             outcomes = suite.tailer.outcome_of(request_id)
+            row.facts["outcomes"] = [k for _, k in outcomes]
             row.note = (f"retrain request killed mid-training: {len(outcomes)} outcome(s) "
                         f"({', '.join(k for _, k in outcomes)}; incl. training)")
         elif service == "registry":
@@ -255,8 +263,10 @@ def kill_service(service: str, output: str | None = None) -> Callable[[Suite, Ro
                                    "the registry's decision")
             row.resumed_s = first / 1000 - restarted
             time.sleep(2)
+            row.facts |= {"candidates": len(ids), "versions": len(suite.tailer.decisions_of(ids))}
             row.note = (f"candidate made while it was down: {len(ids)} candidate(s) → "
                         f"{len(suite.tailer.decisions_of(ids))} version(s)")
+        row.facts |= {"pid_before": before_pid, "pid_after": p.pid(service)}
         row.note = (row.note + "; " if row.note else "") + f"pid {before_pid} → {p.pid(service)}"
     return scenario
 

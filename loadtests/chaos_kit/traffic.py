@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from mlops.bus import Producer
 from mlops.settings import KafkaSettings
 
-__all__ = ["RecordStream", "Requests", "entity_ids", "sea_record"]
+__all__ = ["QUIET", "RecordStream", "Requests", "entity_ids", "sea_record"]
 
+# our own clients keep quiet while the broker is down on purpose (librdkafka logs each refused connect)
+QUIET: dict[str, object] = {"log_level": 2}
 THRESHOLD = 7.0  # SEA variant 2: label = x0 + x1 > 7 (examples/sea)
 
 
@@ -60,7 +62,7 @@ class RecordStream:
         from mlops.topics import LABELS, topic_name
 
         raw, labels = f"{self.kafka.topic_prefix}raw.events", topic_name(LABELS, self.kafka)
-        producer = Producer(self.kafka, client_id=f"chaos-stream-{self.tag}")
+        producer = Producer(self.kafka, client_id=f"chaos-stream-{self.tag}", extra=QUIET)
         rng, ents = random.Random(self.tag), entity_ids(self.tag, self.entities)
         start_ms, started = int(time.time() * 1000), time.monotonic()
         try:
