@@ -26,6 +26,7 @@ __all__ = ["Row", "Suite", "kill_service", "table"]
 @dataclass
 class Row:
     scenario: str
+    tag: str = ""  # the scenario's entities are `<tag>.e<i>` (the name, numbered when a run repeats it)
     records_in: int = 0
     valid_in: int = 0
     out: int = 0
@@ -79,6 +80,7 @@ class Suite:
         self.requests: Requests | None = None
         self.reference: Reference | None = None
         self._req = 0
+        self._runs: dict[str, int] = {}
 
     # --- set-up: a served model v1 -----------------------------------------------------------------------------------
     def start(self, warm_records: int = 600, v1_timeout_s: float = 240.0) -> None:
@@ -130,21 +132,26 @@ class Suite:
         from chaos_kit.faults import SCENARIOS
 
         scenario = SCENARIOS[name]
-        tag = name.replace("-", "_")
-        row = Row(name)
+        self._runs[name] = self._runs.get(name, 0) + 1
+        tag = name.replace("-", "_") + (f"_{self._runs[name]}" if self._runs[name] > 1 else "")
+        row = Row(name, tag)
         if name == "broker-1-of-3" and self.p.brokers < 3:
             row.note = "pending: needs a 3-broker stack (`--brokers 3` once `mlops stack up --brokers 3` exists)"
             return row
         started = time.time()
         stream = RecordStream(self.p.kafka, tag, self.records, self.rate, entities=self.entities)
         try:
+            stream.more.set()  # the stream goes on until the fault is over (and its recovery measured)
             stream.start()
             stream.at(self.records // 3)
-            scenario(self, row, stream)
+            try:
+                scenario(self, row, stream)
+            finally:
+                stream.more.clear()
             stream.join(600)
-            row.valid_in = self.records
-            row.records_in = max(row.records_in, self.records)
-            self._drain(tag, self.records, self.resume_timeout_s)
+            row.valid_in = stream.count
+            row.records_in += stream.count
+            self._drain(tag, stream.count, self.resume_timeout_s)
             self._figures(tag, row)
         except Exception as exc:
             row.error = f"{type(exc).__name__}: {exc}"[:300]
@@ -221,8 +228,7 @@ def _committed(p: Platform, group: str, topic: str) -> int:
 # --- the scenarios: each injects its fault into the running stream and fills in its row's resume figure -----------
 def kill_service(service: str, output: str | None = None) -> Callable[[Suite, Row, RecordStream], None]:
     def scenario(suite: Suite, row: Row, stream: RecordStream) -> None:
-        tag = row.scenario.replace("-", "_")
-        p = suite.p
+        tag, p = row.tag, suite.p
         if service == "trainer":  # killed while it trains: the request must still get exactly one outcome
             request_id = suite.retrain("killed trainer")
             time.sleep(2.5)  # past the 1 s coalescing window: training has begun

@@ -38,7 +38,9 @@ def sea_record(rng: random.Random, tag: str, i: int, entity: str, t_ms: int) -> 
 
 @dataclass
 class RecordStream:
-    """`count` records for `entities` entities of `tag` at `rate`/s in a thread; `at(n)` waits until n were sent."""
+    """`count` records for `entities` entities of `tag` at `rate`/s in a thread — and on while `more` is set (a
+    scenario keeps the stream going until its fault is over; `count` is then what was sent); `at(n)` waits until n
+    were sent."""
 
     kafka: KafkaSettings
     tag: str
@@ -49,6 +51,7 @@ class RecordStream:
     interval_ms: int = 100  # event time between records (the demo's pace: windows fill in seconds)
     sent: int = 0
     error: str = ""
+    more: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _progress: threading.Condition = field(default_factory=threading.Condition)
 
@@ -66,7 +69,8 @@ class RecordStream:
         rng, ents = random.Random(self.tag), entity_ids(self.tag, self.entities)
         start_ms, started = int(time.time() * 1000), time.monotonic()
         try:
-            for i in range(self.count):
+            i = 0
+            while i < self.count or self.more.is_set():
                 wait = started + i / self.rate - time.monotonic()
                 if wait > 0:
                     time.sleep(wait)
@@ -78,8 +82,9 @@ class RecordStream:
                                                            event_id=f"{self.tag}.{i}"), key=entity)
                 producer.poll(0)
                 with self._progress:
-                    self.sent = i + 1
+                    self.sent = i = i + 1
                     self._progress.notify_all()
+            self.count = i
             producer.flush(120)  # a broker restart may hold the tail back for a while
         except Exception as exc:
             self.error = f"{type(exc).__name__}: {exc}"
