@@ -161,6 +161,11 @@ class Platform:
                 raise RuntimeError(f"not ready after {timeout_s:.0f}s: {waiting}")
             time.sleep(0.3)
 
+    def log_count(self, text: str) -> int:
+        """Lines holding `text` in every service log of this platform (e.g. faust's "Crashed reason")."""
+        logs = (self.work_dir / "services" / "logs").glob("*.log")
+        return sum(line.count(text) for path in logs for line in path.read_text(errors="replace").splitlines())
+
     def log_tail(self, key: str, lines: int = 30) -> str:
         return self.procs[key].log_tail(lines)
 

@@ -23,6 +23,9 @@ from chaos_kit.verify import Reference
 __all__ = ["Row", "Suite", "kill_service", "table"]
 
 
+CRASHED = "Crashed reason="  # faust's log line when an agent's handler raised (its batch is acked all the same)
+
+
 @dataclass
 class Row:
     scenario: str
@@ -138,7 +141,7 @@ class Suite:
         if name == "broker-1-of-3" and self.p.brokers < 3:
             row.note = "pending: needs a 3-broker stack (`--brokers 3` once `mlops stack up --brokers 3` exists)"
             return row
-        started = time.time()
+        started, crashes = time.time(), self.p.log_count(CRASHED)
         stream = RecordStream(self.p.kafka, tag, self.records, self.rate, entities=self.entities)
         try:
             stream.more.set()  # the stream goes on until the fault is over (and its recovery measured)
@@ -159,6 +162,9 @@ class Suite:
                 self._figures(tag, row, settle_s=0)
             except Exception:
                 pass
+        row.facts["agent_crashes"] = self.p.log_count(CRASHED) - crashes
+        if row.facts["agent_crashes"]:
+            row.note += f"; faust agent crashed {row.facts['agent_crashes']}x (features log)"
         if self.requests is not None:
             outcomes = self.requests.between(started, time.time())
             row.requests = len(outcomes)

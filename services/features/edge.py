@@ -30,7 +30,7 @@ import faust
 from faust.streams import _current_event  # the one private faust API: see FaustTables
 from faust.types import EventT
 from mlops import contracts
-from mlops.bus import KafkaBus, LagSeries, Producer
+from mlops.bus import BusError, KafkaBus, LagSeries, Producer
 from mlops.definitions import Revision
 from mlops.online_store import OnlineStore, OnlineStoreUnavailable, ViewUpdate
 from mlops.telemetry import extract_context, messaging_attributes, traceparent_of_current, tracer
@@ -47,6 +47,7 @@ log = logging.getLogger("mlops.features")
 _tracer = tracer("mlops.features")
 TABLE = "views"  # the faust table of per-(view, entity) state
 STORE_RETRY_MAX_S = 2.0  # longest wait between writes of a batch while Redis is unavailable
+FLUSH_WAIT_S = 10.0  # features.log: how long one flush waits before the wait is logged and taken up again
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,8 @@ def build(
     # --- agent -----------------------------------------------------------------------------------------------
     # features.log goes out through the C client (librdkafka): faust's pure-Python producer cost more per record
     # than the fold
-    producer = bus.producer(client_id=f"{settings.app_id}-features-log")
+    # records never expire in the queue (message.timeout.ms 0): a broker outage is waited out, see _flush
+    producer = bus.producer(client_id=f"{settings.app_id}-features-log", extra={"message.timeout.ms": 0})
     limits = Limits(round(settings.late_events_s * 1000), settings.sliding_max_events, settings.remembered_events)
     featurizer = Featurizer(store, producer, features_log_name, settings.app_id, limits)
 
@@ -305,6 +307,22 @@ class Featurizer:
                 metrics.UPDATES.labels(vector.view.name).inc()
         return traceparent_of_current(context)
 
+    def _flush(self) -> None:
+        """Wait until features.log acknowledged the batch's vectors, however long the broker is away. Failing the
+        batch instead loses it: faust's take_events acks a batch whose handler raised, so its offsets are
+        committed, and the agent faust restarts consumed nothing more (both seen in the chaos suite's broker
+        kill, when a restart took over the old 30 s flush timeout)."""
+        while True:
+            try:
+                self._producer.flush(FLUSH_WAIT_S)
+                return
+            except BusError as exc:
+                # a record failed for good (not merely still queued): waiting cannot help
+                if not len(self._producer) or "; " in str(exc):
+                    raise
+                log.warning("features.log not acknowledged yet; waiting (the batch stays unacked)",
+                            extra={"fields": {"error": str(exc), "queued": len(self._producer)}})
+
     async def _write_until_written(self, updates: list[ViewUpdate]) -> None:
         """Write the views, waiting out a Redis outage: the batch stays unacked (nothing is lost, lag grows) and
         its state is already folded, so failing it would leave these views stale (a replay is not folded again)."""
@@ -335,7 +353,7 @@ class Featurizer:
 
     async def _write(self, views: list[tuple[ViewUpdate, Span]]) -> None:
         """The views in one store write, while features.log is flushed (acknowledged before the batch is)."""
-        flushed = asyncio.ensure_future(asyncio.to_thread(self._producer.flush))
+        flushed = asyncio.ensure_future(asyncio.to_thread(self._flush))
         begun = time.time_ns()
         try:
             await self._write_until_written([view for view, _ in views])
