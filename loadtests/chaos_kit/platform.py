@@ -26,6 +26,16 @@ __all__ = ["SERVICES", "Platform"]
 
 SERVICES = ("ingest", "features", "trainer", "registry", "inference", "monitor")
 PREFIX = "chaos."
+NODE_PORT_STEP = 100  # the stack's node_port_step default: node n listens on the ports + (n - 1) * 100
+
+
+def _free_ports(nodes: int) -> int:
+    """A free port p with p + k * NODE_PORT_STEP free too for every other node k of a cluster."""
+    while True:
+        port = free_port()
+        if nodes == 1 or all(not port_open("127.0.0.1", port + k * NODE_PORT_STEP) and
+                             port + k * NODE_PORT_STEP < 32_768 for k in range(1, nodes)):
+            return port
 
 
 def _http_ok(url: str) -> bool:
@@ -42,9 +52,11 @@ class Platform:
         self.say = say
         self.brokers = brokers
         stack_options: dict[str, object] = {
-            "run_dir": self.work_dir / "stack", "kafka_port": free_port(), "controller_port": free_port(),
-            "redis_port": free_port()}
-        if brokers > 1:  # a multi-broker stack (`mlops stack up --brokers N`), where the stack offers it
+            "run_dir": self.work_dir / "stack", "kafka_port": _free_ports(brokers), "controller_port":
+            _free_ports(brokers), "redis_port": free_port()}
+        if brokers > 1:  # a KRaft cluster (`mlops stack up --brokers N`: node n on the ports + (n - 1) * 100)
+            if "brokers" not in StackSettings.model_fields:
+                raise RuntimeError("this stack runs one broker only (no `mlops stack up --brokers` yet)")
             stack_options["brokers"] = brokers
         self.stack = Stack(StackSettings(**stack_options))  # type: ignore[arg-type]
         self.kafka = self.stack.kafka_settings().model_copy(update={"topic_prefix": PREFIX})
@@ -87,6 +99,7 @@ class Platform:
         common = {
             "MLOPS_KAFKA_BOOTSTRAP_SERVERS": self.kafka.bootstrap_servers,
             "MLOPS_KAFKA_TOPIC_PREFIX": self.kafka.topic_prefix,
+            "MLOPS_KAFKA_REPLICATION_FACTOR": str(self.kafka.replication_factor),
             "MLOPS_REDIS_URL": self.redis.url,
             "MLOPS_REDIS_KEY_PREFIX": self.redis.key_prefix,
             "MLOPS_TELEMETRY_EXPORTER": "none",
@@ -170,14 +183,19 @@ class Platform:
         return self.procs[key].log_tail(lines)
 
     # --- the broker and Redis -------------------------------------------------------------------------------------
-    def kill_broker(self) -> None:
-        pid = self.stack.kafka.pid()
-        assert pid is not None, "the chaos stack's broker is not running"
+    def kill_broker(self, node: int = 1) -> None:
+        """SIGKILL broker `node` (1: the only one of a one-broker stack)."""
+        procs = getattr(self.stack, "node_procs", None)  # a stack with --brokers keeps one process per node
+        proc = procs["kafka" if node == 1 else f"kafka-{node}"] if procs else self.stack.kafka
+        port = self.stack.s.kafka_port + (node - 1) * NODE_PORT_STEP
+        pid = proc.pid()
+        assert pid is not None, f"broker {node} of the chaos stack is not running"
         os.killpg(pid, signal.SIGKILL)
-        while self.stack.kafka.pid() is not None or port_open(self.stack.s.host, self.stack.s.kafka_port):
+        while proc.pid() is not None or port_open(self.stack.s.host, port):
             time.sleep(0.05)
 
     def start_broker(self) -> float:
+        """Start what of the broker(s) is not running; returns when it began (it returns once they answer)."""
         started = time.time()
         self.stack.start_kafka()
         return started

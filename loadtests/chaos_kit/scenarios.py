@@ -139,7 +139,7 @@ class Suite:
         tag = name.replace("-", "_") + (f"_{self._runs[name]}" if self._runs[name] > 1 else "")
         row = Row(name, tag)
         if name == "broker-1-of-3" and self.p.brokers < 3:
-            row.note = "pending: needs a 3-broker stack (`--brokers 3` once `mlops stack up --brokers 3` exists)"
+            row.note = "pending: needs a 3-broker stack (`mlops chaos --brokers 3`; `mlops stack up --brokers` first)"
             return row
         started, crashes = time.time(), self.p.log_count(CRASHED)
         stream = RecordStream(self.p.kafka, tag, self.records, self.rate, entities=self.entities)
