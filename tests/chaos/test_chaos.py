@@ -58,7 +58,8 @@ def test_a_consumer_killed_mid_stream_loses_nothing_and_state_equals_the_referen
     assert row.facts["pid_after"] not in (None, row.facts["pid_before"]), "the service was not restarted"
     assert row.resumed_s is not None
     assert row.facts["never_on_events"] == 0
-    assert row.lost == 0 and row.out == RECORDS, row.facts.get("missing_from_features_log")
+    # the stream runs on until the service processes again, so more than RECORDS went in
+    assert row.valid_in >= RECORDS and row.out == row.valid_in, row.facts.get("missing_from_features_log")
     assert row.state_diff == 0, row.diffs[:5]
 
 
@@ -73,7 +74,7 @@ def test_redis_lost_answers_unavailable_then_is_rebuilt(suite: Suite) -> None:
 
 def test_a_near_limit_poison_record_is_dead_lettered_without_a_crash_loop(suite: Suite) -> None:
     row = _run(suite, "poison-record")
-    assert row.dead_lettered == 1 and row.records_in == RECORDS + 1
+    assert row.dead_lettered == 1 and row.records_in == row.valid_in + 1
     assert row.facts["truncated"] and row.facts["kept"] < row.facts["original_size"]
     assert row.facts["original_size"] > row.facts["sent_size"]  # the whole record's size is kept, not the prefix's
     assert row.facts["pid_after"] == row.facts["pid_before"], "ingest restarted"
