@@ -29,7 +29,7 @@ from chaos_kit.scenarios import Row, Suite, table  # noqa: E402
 
 __all__ = ["main", "run"]
 
-RECORDS, RATE = 1_500, 100.0
+RECORDS, RATE = 1_000, 100.0
 
 
 def run(names: list[str], records: int, rate: float, work_dir: Path, brokers: int = 1,
