@@ -16,7 +16,7 @@ SCRIPT = Path(__file__).resolve().parents[3] / "loadtests" / "chaos.py"
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("chaos", help="kill services, the broker and Redis mid-stream on an isolated stack; print "
                                      "records lost, duplicates, recovery seconds (loadtests/chaos.py)",
-                       add_help=False)
+                       add_help=False, prefix_chars="+")  # every option is the script's
     p.add_argument("args", nargs=argparse.REMAINDER, help="arguments of loadtests/chaos.py (--help for them)")
     p.set_defaults(func=_chaos)
 
