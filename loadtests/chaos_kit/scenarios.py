@@ -213,6 +213,12 @@ class Suite:
         raise TimeoutError(f"{what} not within {self.resume_timeout_s:.0f}s")
 
 
+def _ready(p: Platform, key: str) -> bool:
+    from chaos_kit.platform import _http_ok
+
+    return _http_ok(f"http://127.0.0.1:{p.ports[f'ops-{key}']}/readyz")
+
+
 def _http_ok_ready(p: Platform) -> bool:
     from chaos_kit.platform import _http_ok
 
@@ -246,6 +252,9 @@ def kill_service(service: str, output: str | None = None) -> Callable[[Suite, Ro
         else:
             p.kill(service)
         restarted = p.restart(service)
+        # its readiness endpoint first (start-up, group join); the output's time is read from the records anyway
+        ready_s = suite.wait_for(lambda: time.time() - restarted if _ready(p, service) else None, f"{service} ready")
+        row.facts["ready_s"] = ready_s
         if output is not None:  # ingest → events, features → features.log
             row.resumed_s = suite.wait_for(lambda: suite.tailer.first_output_after(tag, output, restarted),
                                            f"{service} output")
@@ -266,8 +275,8 @@ def kill_service(service: str, output: str | None = None) -> Callable[[Suite, Ro
             row.resumed_s = outcome / 1000 - restarted
             outcomes = suite.tailer.outcome_of(request_id)
             row.facts["outcomes"] = [k for _, k in outcomes]
-            row.note = (f"retrain request killed mid-training: {len(outcomes)} outcome(s) "
-                        f"({', '.join(k for _, k in outcomes)}; incl. training)")
+            row.note = (f"killed while training: {len(outcomes)} outcome(s) ({', '.join(k for _, k in outcomes)}); "
+                        "resumed = the request's outcome, training included")
         elif service == "registry":
             ids = {c.candidate_id for _, c in suite.tailer.candidates
                    if request_id in (c.lineage.retrain_request_id, *c.lineage.coalesced_request_ids)}
@@ -279,7 +288,7 @@ def kill_service(service: str, output: str | None = None) -> Callable[[Suite, Ro
             row.note = (f"candidate made while it was down: {len(ids)} candidate(s) → "
                         f"{len(suite.tailer.decisions_of(ids))} version(s)")
         row.facts |= {"pid_before": before_pid, "pid_after": p.pid(service)}
-        row.note = (row.note + "; " if row.note else "") + f"pid {before_pid} → {p.pid(service)}"
+        row.note = (row.note + "; " if row.note else "") + f"ready {ready_s:.1f}s after its restart"
     return scenario
 
 
