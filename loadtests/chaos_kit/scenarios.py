@@ -171,11 +171,23 @@ class Suite:
             row.codes = Counter(code for _, code in outcomes if code != "OK")
         return row
 
-    def _drain(self, tag: str, expected: int, timeout: float) -> bool:
-        def done() -> bool:
-            _, log, _ = self.tailer.snapshot(tag)
-            return len({o.event_id.split("/", 1)[1] for o in log}) >= expected
-        return self.tailer.wait(done, timeout)
+    def _drain(self, tag: str, expected: int, stall_s: float) -> bool:
+        """Wait until `expected` distinct events of `tag` reached features.log, as long as they keep coming (a
+        backlog after a long outage is worked off, not counted as lost); False when they stopped short."""
+        def out() -> int:
+            return len({o.event_id.split("/", 1)[1] for o in self.tailer.snapshot(tag)[1]})
+
+        last, since = out(), time.monotonic()
+        while last < expected:
+            if self.tailer.error:
+                raise RuntimeError(f"the tailer stopped: {self.tailer.error}")
+            time.sleep(0.5)
+            now = out()
+            if now > last:
+                last, since = now, time.monotonic()
+            elif time.monotonic() - since > stall_s:
+                return False
+        return True
 
     def _figures(self, tag: str, row: Row, settle_s: float = 30.0) -> None:
         assert self.reference is not None
