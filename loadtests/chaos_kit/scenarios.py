@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from chaos_kit.observe import Tailer
-from chaos_kit.platform import Platform
+from chaos_kit.platform import SERVICES, Platform
 from chaos_kit.traffic import QUIET, RecordStream, Requests, entity_ids
 from chaos_kit.verify import Reference
 
@@ -154,11 +154,17 @@ class Suite:
             stream.join(600)
             row.valid_in = stream.count
             row.records_in += stream.count
-            self._drain(tag, stream.count, self.resume_timeout_s)
+            self._revive(row)
+            self._drain(tag, stream.count, self.resume_timeout_s, row)
             self._figures(tag, row)
         except Exception as exc:
             row.error = f"{type(exc).__name__}: {exc}"[:300]
             try:
+                stream.more.clear()
+                stream.join(600)
+                row.valid_in, row.records_in = stream.count, row.records_in + stream.count
+                self._revive(row)
+                self._drain(tag, stream.count, 60, row)
                 self._figures(tag, row, settle_s=0)
             except Exception:
                 pass
@@ -171,7 +177,19 @@ class Suite:
             row.codes = Counter(code for _, code in outcomes if code != "OK")
         return row
 
-    def _drain(self, tag: str, expected: int, stall_s: float) -> bool:
+    def _revive(self, row: Row) -> None:
+        """A service that died by itself (not killed by the scenario) is a finding: note why, start it again so
+        the records still get through and later scenarios run on a whole platform."""
+        for key in SERVICES:
+            if self.p.alive(key):
+                continue
+            last = next((line for line in reversed(self.p.log_tail(key, 60).splitlines())
+                         if "Error" in line or "Exception" in line), "no error logged")
+            row.facts.setdefault("died", []).append(f"{key}: {last.strip()[:160]}")  # type: ignore[union-attr]
+            row.note += f"; {key.upper()} DIED ({last.strip()[:120]}), restarted"
+            self.p.restart(key)
+
+    def _drain(self, tag: str, expected: int, stall_s: float, row: Row | None = None) -> bool:
         """Wait until `expected` distinct events of `tag` reached features.log, as long as they keep coming (a
         backlog after a long outage is worked off, not counted as lost); False when they stopped short."""
         def out() -> int:
@@ -182,6 +200,8 @@ class Suite:
             if self.tailer.error:
                 raise RuntimeError(f"the tailer stopped: {self.tailer.error}")
             time.sleep(0.5)
+            if row is not None:
+                self._revive(row)
             now = out()
             if now > last:
                 last, since = now, time.monotonic()
