@@ -65,6 +65,7 @@ class Platform:
         self.ports: dict[str, int] = {}
         self.procs: dict[str, ManagedProcess] = {}
         self.restarts: dict[str, int] = {}
+        self.extra_env: dict[str, dict[str, str]] = {}  # service key → settings a scenario added (kept on restart)
 
     # --- up / down ------------------------------------------------------------------------------------------------
     def up(self, ready_timeout_s: float = 180.0) -> None:
@@ -119,7 +120,7 @@ class Platform:
             # no drift is injected: the monitor must not ask for retrains the scenarios did not
             "monitor": {"MLOPS_MONITOR_GROUP_ID": "chaos-monitor"},
         }
-        return common | per[name]
+        return common | per[name] | self.extra_env.get(key, {})
 
     def start(self, name: str, instance: str = "") -> ManagedProcess:
         """Start service `name` (a second instance of it with `instance`, e.g. "-2": same group, own ports)."""
