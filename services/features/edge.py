@@ -11,9 +11,10 @@ Records are protobuf: the events topic uses faust's raw serializer and `convert`
 `Event`; `core.fold` routes it by source to its views and does the rest on plain values. The agent takes events in
 batches (up to `batch_max`, waiting at most `batch_wait_s`), because per event a Redis round trip and one changelog
 record per table key cost more than the fold: each table key is written back once per batch, the newest view of each
-(view, entity) goes to the store in one MULTI/EXEC, and features.log is flushed before the batch returns. faust acks
-a batch only after that and commits acked offsets only after flushing its own producer (the changelogs), so
-features.log is at-least-once. A whole batch is folded under one definitions revision.
+(view, entity) goes to the store in one MULTI/EXEC, and features.log is flushed before the table keys are written
+back (a replay after a crash never skips an event whose vectors were not acknowledged). faust acks a batch only
+after that and commits acked offsets only after flushing its own producer (the changelogs), so features.log is
+at-least-once. A whole batch is folded under one definitions revision.
 """
 
 from __future__ import annotations
@@ -243,6 +244,10 @@ class Featurizer:
         try:
             for event in batch:
                 self._fold_one(config, event, tables, spans, newest, skipped)
+            # features.log acknowledged before the state is written: after a crash in between, the replayed batch
+            # meets state that has not folded it and publishes its vectors again (at-least-once). The other way
+            # round the replay would be skipped as already folded and its vectors never reach features.log.
+            await asyncio.to_thread(self._flush)
             tables.write_back()
             await self._write(self._online_views(tables, newest))
         except Exception as exc:
@@ -352,13 +357,9 @@ class Featurizer:
         return out
 
     async def _write(self, views: list[tuple[ViewUpdate, Span]]) -> None:
-        """The views in one store write, while features.log is flushed (acknowledged before the batch is)."""
-        flushed = asyncio.ensure_future(asyncio.to_thread(self._flush))
+        """The views in one store write (features.log was flushed before)."""
         begun = time.time_ns()
-        try:
-            await self._write_until_written([view for view, _ in views])
-        finally:
-            await flushed
+        await self._write_until_written([view for view, _ in views])
         written = time.time_ns()
         for view, span in views:
             write = _tracer.start_span("MULTI", context=set_span_in_context(span), kind=SpanKind.CLIENT,
