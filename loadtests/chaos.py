@@ -77,8 +77,8 @@ def main(argv: list[str] | None = None) -> list[Row]:
     for row in rows:
         for diff in row.diffs[:3]:
             print(f"  {row.scenario}: {diff}")
-        for key in ("missing_from_features_log", "never_on_events"):
-            if row.facts.get(key):
+        for key in ("missing_from_features_log", "never_on_events", "killed_ms", "restarted_ms", "died"):
+            if row.facts.get(key) and (key.endswith("_ms") is False or row.facts.get("missing_from_features_log")):
                 print(f"  {row.scenario}: {key}: {row.facts[key]}")
     return rows
 

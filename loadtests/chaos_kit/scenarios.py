@@ -283,7 +283,9 @@ def kill_service(service: str, output: str | None = None) -> Callable[[Suite, Ro
             suite.tailer.wait(lambda: suite.tailer.outcome_of(request_id), suite.resume_timeout_s)
         else:
             p.kill(service)
+        killed = time.time()
         restarted = p.restart(service)
+        row.facts |= {"killed_ms": int(killed * 1000), "restarted_ms": int(restarted * 1000)}
         # its readiness endpoint first (start-up, group join); the output's time is read from the records anyway
         ready_s = suite.wait_for(lambda: time.time() - restarted if _ready(p, service) else None, f"{service} ready")
         row.facts["ready_s"] = ready_s
