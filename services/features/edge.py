@@ -11,9 +11,10 @@ Records are protobuf: the events topic uses faust's raw serializer and `convert`
 `Event`; `core.fold` routes it by source to its views and does the rest on plain values. The agent takes events in
 batches (up to `batch_max`, waiting at most `batch_wait_s`), because per event a Redis round trip and one changelog
 record per table key cost more than the fold: each table key is written back once per batch, the newest view of each
-(view, entity) goes to the store in one MULTI/EXEC, and features.log is flushed before the batch returns. faust acks
-a batch only after that and commits acked offsets only after flushing its own producer (the changelogs), so
-features.log is at-least-once. A whole batch is folded under one definitions revision.
+(view, entity) goes to the store in one MULTI/EXEC, and features.log is flushed before the table keys are written
+back (a replay after a crash never skips an event whose vectors were not acknowledged). faust acks a batch only
+after that and commits acked offsets only after flushing its own producer (the changelogs), so features.log is
+at-least-once. A whole batch is folded under one definitions revision.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import faust
 from faust.streams import _current_event  # the one private faust API: see FaustTables
 from faust.types import EventT
 from mlops import contracts
-from mlops.bus import KafkaBus, LagSeries, Producer
+from mlops.bus import BusError, KafkaBus, LagSeries, Producer
 from mlops.definitions import Revision
 from mlops.online_store import OnlineStore, OnlineStoreUnavailable, ViewUpdate
 from mlops.settings import KafkaSettings
@@ -48,6 +49,7 @@ log = logging.getLogger("mlops.features")
 _tracer = tracer("mlops.features")
 TABLE = "views"  # the faust table of per-(view, entity) state
 STORE_RETRY_MAX_S = 2.0  # longest wait between writes of a batch while Redis is unavailable
+FLUSH_WAIT_S = 10.0  # features.log: how long one flush waits before the wait is logged and taken up again
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,8 @@ def build(
     # --- agent -----------------------------------------------------------------------------------------------
     # features.log goes out through the C client (librdkafka): faust's pure-Python producer cost more per record
     # than the fold
-    producer = bus.producer(client_id=f"{settings.app_id}-features-log")
+    # records never expire in the queue (message.timeout.ms 0): a broker outage is waited out, see _flush
+    producer = bus.producer(client_id=f"{settings.app_id}-features-log", extra={"message.timeout.ms": 0})
     limits = Limits(round(settings.late_events_s * 1000), settings.sliding_max_events, settings.remembered_events)
     featurizer = Featurizer(store, producer, features_log_name, settings.app_id, limits)
 
@@ -253,6 +256,10 @@ class Featurizer:
         try:
             for event in batch:
                 self._fold_one(config, event, tables, spans, newest, skipped)
+            # features.log acknowledged before the state is written: after a crash in between, the replayed batch
+            # meets state that has not folded it and publishes its vectors again (at-least-once). The other way
+            # round the replay would be skipped as already folded and its vectors never reach features.log.
+            await asyncio.to_thread(self._flush)
             tables.write_back()
             await self._write(self._online_views(tables, newest))
         except Exception as exc:
@@ -317,6 +324,22 @@ class Featurizer:
                 metrics.UPDATES.labels(vector.view.name).inc()
         return traceparent_of_current(context)
 
+    def _flush(self) -> None:
+        """Wait until features.log acknowledged the batch's vectors, however long the broker is away. Failing the
+        batch instead loses it: faust's take_events acks a batch whose handler raised, so its offsets are
+        committed, and the agent faust restarts consumed nothing more (both seen in the chaos suite's broker
+        kill, when a restart took over the old 30 s flush timeout)."""
+        while True:
+            try:
+                self._producer.flush(FLUSH_WAIT_S)
+                return
+            except BusError as exc:
+                # a record failed for good (not merely still queued): waiting cannot help
+                if not len(self._producer) or "; " in str(exc):
+                    raise
+                log.warning("features.log not acknowledged yet; waiting (the batch stays unacked)",
+                            extra={"fields": {"error": str(exc), "queued": len(self._producer)}})
+
     async def _write_until_written(self, updates: list[ViewUpdate]) -> None:
         """Write the views, waiting out a Redis outage: the batch stays unacked (nothing is lost, lag grows) and
         its state is already folded, so failing it would leave these views stale (a replay is not folded again)."""
@@ -346,13 +369,9 @@ class Featurizer:
         return out
 
     async def _write(self, views: list[tuple[ViewUpdate, Span]]) -> None:
-        """The views in one store write, while features.log is flushed (acknowledged before the batch is)."""
-        flushed = asyncio.ensure_future(asyncio.to_thread(self._producer.flush))
+        """The views in one store write (features.log was flushed before)."""
         begun = time.time_ns()
-        try:
-            await self._write_until_written([view for view, _ in views])
-        finally:
-            await flushed
+        await self._write_until_written([view for view, _ in views])
         written = time.time_ns()
         for view, span in views:
             write = _tracer.start_span("MULTI", context=set_span_in_context(span), kind=SpanKind.CLIENT,

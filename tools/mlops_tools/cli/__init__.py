@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "mlops_tools.cli.demo_cmd",  # demo
     "mlops_tools.cli.trace_cmd",  # trace ID
     "mlops_tools.cli.bench_cmd",  # bench NAME
+    "mlops_tools.cli.chaos_cmd",  # chaos (faults injected into an isolated platform; loadtests/chaos.py)
     "mlops_tools.cli.ops_cmd",  # ops-gen (PrometheusRule, ServiceMonitor, Grafana dashboards)
 )
 
