@@ -8,11 +8,13 @@ import random
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mlops.bus import Bus
 
+from mlops_tools.demo.challengers import Switch
 from mlops_tools.demo.config import DemoConfig
 from mlops_tools.demo.summary import DemoResult, ModelLoop
 from mlops_tools.demo.timeline import Timeline
@@ -57,6 +59,7 @@ class Traffic:
     stop: threading.Event = field(default_factory=threading.Event)
     streams: dict[str, Stream] = field(default_factory=dict)  # model name → its stream
     request_times: list[float] = field(default_factory=list)
+    episode_over: threading.Event = field(default_factory=threading.Event)  # worse_challenger: back to normal
 
     def __post_init__(self) -> None:
         run = uuid.uuid4().hex[:8]
@@ -78,6 +81,13 @@ class Traffic:
         """A timeline event, naming the model when several loops share the timeline."""
         self.timeline.event(f"[{stream.model}] {what}" if len(self.streams) > 1 else what)
 
+    def switch(self, stream: Stream, what: str) -> None:
+        """A change of what serves the model: a timeline event with the client's requests and failures so far
+        (the figure every switch must leave at 0 failed), kept in the model's loop."""
+        lp = stream.loop
+        lp.live.switches.append(Switch(self.timeline.now(), what, lp.requests, lp.failed_requests))
+        self.say(stream, f"{what}  [requests {lp.requests + lp.failed_requests}, failed {lp.failed_requests}]")
+
     # --- the streams ----------------------------------------------------------------------------------------------
     def stream(self, model: str | None = None) -> None:
         """Produce one example's stream and labels (thread body); a producer failure ends the run with its reason."""
@@ -89,9 +99,10 @@ class Traffic:
                                   start_ms=int(time.time() * 1000),
                                   interval_ms=cfg.event_interval_ms or s.example.interval_ms(cfg.records))
         options = ProduceOptions(rate=cfg.rate, label_delay_ms=cfg.label_delay_ms)
+        records = self._episode(s, config) if cfg.worse_challenger else None
         try:
             produce(config, options=options, bus=self.bus, on_record=lambda rec: self._on_produced(s, rec),
-                    counts=s.counts, stop=self.stop, example=s.example.name)
+                    counts=s.counts, stop=self.stop, example=s.example.name, records=records)
             s.loop.records_produced, s.loop.labels_sent = s.counts["events"], s.counts["labels"]
             if not self.stop.is_set():
                 self.say(s, f"stream done: {s.counts['events']} records, {s.counts['labels']} labels")
@@ -99,12 +110,36 @@ class Traffic:
             self.result.error = f"producer ({s.example.name}): {type(exc).__name__}: {exc}"
             self.stop.set()
 
+    def _episode(self, s: Stream, config: Any) -> Iterator[Any]:
+        """The stream with a transient episode: from `drift_at` the records follow the new concept (no covariate
+        shift) until the retrain the episode causes has trained its candidate (`episode_over`, set by the watcher)
+        or `episode_max_records` passed; then the old concept again. Both concepts come from the example's own
+        generator, record for record (same index, entity, event time and event id)."""
+        start, cap = self.cfg.drift_at or 0, self.cfg.episode_max_records
+        normal = s.example.generate(replace(config, drift_at=None))
+        episode = s.example.generate(replace(config, drift_at=0, covariate_shift=False))
+        ended = False
+        for plain, odd in zip(normal, episode, strict=True):
+            if start <= plain.index and not ended:
+                ended = self.episode_over.is_set() or plain.index >= start + cap
+                if ended:
+                    self.say(s, f"EPISODE over at record {plain.index} ({plain.index - start} records): the old "
+                                f"concept is back (x0 + x1 > 7)")
+                else:
+                    yield odd
+                    continue
+            yield plain
+
     def _on_produced(self, s: Stream, rec: Any) -> None:
         s.truth[(rec.entity_id, rec.event_time_ms)] = (rec.index, float(rec.label), rec.drifted)
         s.loop.records_produced = s.counts["events"]
         if rec.index == self.cfg.drift_at:
             s.loop.drift_t_s = self.timeline.now()
-            self.say(s, f"DRIFT injected at record {rec.index} ({s.example.drift})")
+            if self.cfg.worse_challenger:
+                self.say(s, f"EPISODE begins at record {rec.index}: for a while the labels follow x0 + x1 > 9.5 "
+                            f"(a transient regime; no covariate shift)")
+            else:
+                self.say(s, f"DRIFT injected at record {rec.index} ({s.example.drift})")
         if rec.entity_id not in s.entities and len(s.entities) < self.cfg.entities:
             s.entities.append(rec.entity_id)
 
@@ -211,7 +246,7 @@ class Traffic:
                 if version not in s.loop.serving:
                     s.loop.serving[version] = t
                     if len(s.loop.serving) > 1:
-                        self.say(s, f"v{version} SERVING: first response from v{version}")
+                        self.switch(s, f"v{version} SERVING: first response from v{version}")
         finally:
             client.close()
 

@@ -14,7 +14,12 @@
    promoted and served (gRPC ModelReady), one thread sends OIP ModelInfer requests by entity id at
    `predict_rate`/s, taking turns among the models served — one inference server serves them all.
 4. A watcher reads the run's outcome topics and builds the timeline per model: drift detected, retrain, gate
-   decision, v2 promoted, v2 serving (demo.watch).
+   decision, v2 promoted, v2 serving (demo.watch). With the SEA model's shadow rollout (the default) a passing v2
+   is first a challenger: mirrored every request, judged by the monitor on live labels (verdict with labelled rows,
+   both accuracies and the interval of their difference), promoted or retired by the registry on that verdict,
+   then guarded by the previous champion; every switch is shown with the requests answered and failed so far.
+   `worse_challenger`: the drift is a transient episode, so the retrain's candidate passes the gate on an
+   unrepresentative holdout and is retired on live traffic.
 
 The result is a `DemoResult` (figures + timeline) whose `table()` is the demo's closing summary. Ctrl-C (or any
 exception) leaves `run()` with a partial result; `close()` stops what `start()` started.
@@ -45,7 +50,7 @@ from mlops_tools.demo.ops import DemoOps
 from mlops_tools.demo.summary import DemoResult, ModelLoop
 from mlops_tools.demo.timeline import Timeline
 from mlops_tools.demo.watch import watch
-from mlops_tools.examples import apply_definitions, definitions_path
+from mlops_tools.examples import EXAMPLES_DIR, apply_definitions
 from mlops_tools.procs import ManagedProcess, free_port, port_open
 
 __all__ = ["Demo"]
@@ -102,10 +107,12 @@ class Demo:
         ensure_topics(kafka)
         say(f"  topics created under prefix {kafka.topic_prefix!r}; Redis key prefix {self.tag!r}")
         for name in cfg.examples:  # what `mlops apply examples/NAME/definitions.yaml` does
-            revision = apply_definitions(kafka, definitions_path(name), applied_by="mlops-demo")
+            path = cfg.definitions_file(name)
+            revision = apply_definitions(kafka, path, applied_by="mlops-demo")
             if revision is not None:
-                say(f"  applied examples/{name}/definitions.yaml: revision {revision.number} "
-                    f"(models: {', '.join(m.name for m in revision.definitions.models)})")
+                models = ", ".join(f"{m.name} (rollout {m.rollout.mode.value})" for m in revision.definitions.models)
+                say(f"  applied {path.relative_to(EXAMPLES_DIR.parent)}: revision {revision.number} "
+                    f"(models: {models})")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         traces = self.run_dir / "traces.jsonl"
         self.ops = DemoOps(stack, self.tag, say, enabled=cfg.ops)
@@ -217,9 +224,13 @@ class Demo:
         drift = (f"drift at record {cfg.drift_at} (~{cfg.drift_at / cfg.rate:.0f}s)" if cfg.drift_at is not None
                  else "no drift (control)")
         for s in traffic.streams.values():
+            what = s.example.drift if cfg.drift_at is not None else ""
+            if cfg.worse_challenger:
+                drift, what = f"a transient episode from record {cfg.drift_at}", \
+                    "concept x0 + x1 > 7 → > 9.5 until the retrain it causes has trained, then back"
             self.timeline.say(f"streaming {cfg.records} {s.example.name} records at {cfg.rate:g}/s to "
                               f"{s.example.source.topic!r} for model {s.model!r} ({s.example.model.task.value}); "
-                              f"{drift}: {s.example.drift}")
+                              f"{drift}{': ' + what if what else ''}")
         self.timeline.say(f"labels {cfg.label_delay_ms} ms late on each model's label topic")
         self.timeline.start_clock()
         watcher = threading.Thread(target=watch, args=(traffic,), name="demo-watch", daemon=True)
@@ -255,7 +266,7 @@ class Demo:
         if cfg.drift_at is not None:  # the streams are over; give a pending v2 a little time
             deadline = time.monotonic() + cfg.v2_wait_s
             while time.monotonic() < deadline and not self._stop.is_set():
-                if not any(self._pending_after_drift(loop) for loop in self.result.loops.values()):
+                if not any(self._pending(loop) for loop in self.result.loops.values()):
                     break
                 traffic.show_status()
                 time.sleep(0.5)
@@ -263,12 +274,17 @@ class Demo:
         self._stop.set()
 
     @staticmethod
-    def _pending_after_drift(r: ModelLoop) -> bool:
-        """A retrain was requested after the drift and its outcome is still due (or v2 not served yet)."""
+    def _pending(r: ModelLoop) -> bool:
+        """An outcome is still due: a live judgement under way, a retrain requested after the drift whose
+        candidate or challenger is not decided yet, or v2 promoted but not served yet."""
+        if r.live.judging:
+            return True
         if r.loop_time_s is not None or not r.detections:
             return False
         if r.v2 is not None:
             return r.v2 not in r.serving
+        if r.live.challengers:  # the drift's challenger was decided, and not promoted
+            return False
         return not any(d == "rejected" for _, d, _ in r.gate) and not r.training_failures
 
     # --- stop -----------------------------------------------------------------------------------------------------
