@@ -54,7 +54,7 @@ class DemoConfig:
     # the drift is a transient episode from `drift_at` (concept only) that ends once the retrain it caused has
     # trained its candidate, or after `episode_max_records`: a candidate that looks good only on the episode
     worse_challenger: bool = False
-    episode_max_records: int = 4_000
+    episode_max_records: int = 6_000
 
     @property
     def examples(self) -> tuple[str, ...]:

@@ -264,9 +264,14 @@ class Demo:
         if failed:
             raise failed[0]
         if cfg.drift_at is not None:  # the streams are over; give a pending v2 a little time
-            deadline = time.monotonic() + cfg.v2_wait_s
+            now = time.monotonic()
+            deadline = now + cfg.v2_wait_s
+            # a live judgement needs labels, and the last ones come label_delay after the last record
+            labels_end = now + cfg.label_delay_ms / 1000 + 5.0
             while time.monotonic() < deadline and not self._stop.is_set():
-                if not any(self._pending(loop) for loop in self.result.loops.values()):
+                loops = self.result.loops.values()
+                if not any(self._pending(loop) or (loop.live.judging and time.monotonic() < labels_end)
+                           for loop in loops):
                     break
                 traffic.show_status()
                 time.sleep(0.5)
@@ -275,15 +280,11 @@ class Demo:
 
     @staticmethod
     def _pending(r: ModelLoop) -> bool:
-        """An outcome is still due: a live judgement under way, a retrain requested after the drift whose
-        candidate or challenger is not decided yet, or v2 promoted but not served yet."""
-        if r.live.judging:
-            return True
-        if r.loop_time_s is not None or not r.detections:
-            return False
+        """An outcome is still due: a retrain requested after the drift whose candidate the gate has not decided
+        yet, or v2 promoted but not served yet (a challenger's live judgement is waited for apart: it needs labels)."""
         if r.v2 is not None:
             return r.v2 not in r.serving
-        if r.live.challengers:  # the drift's challenger was decided, and not promoted
+        if r.live.challengers or r.loop_time_s is not None or not r.detections:
             return False
         return not any(d == "rejected" for _, d, _ in r.gate) and not r.training_failures
 
