@@ -48,6 +48,7 @@ class PredictionColumns:
     span_id: str = ""
     latency_us: int = 0
     timestamp_ms: int = 0
+    role: str = ""  # PredictionBatch.role: "" (champion) | shadow | canary | guard — who answered these rows
 
     @property
     def rows(self) -> int:
@@ -83,7 +84,7 @@ def to_batch(c: PredictionColumns) -> models_pb2.PredictionBatch:
         outputs_f32=c.outputs.astype(_F32, copy=False).tobytes(),
         scores_f32=c.scores.astype(_F32, copy=False).tobytes(),
         predicted_labels_f32=c.predicted_labels.astype(_F32, copy=False).tobytes(),
-        entity_ids=c.entity_ids, request_rows=c.request_rows or n, row_request_ids=c.row_request_ids,
+        entity_ids=c.entity_ids, request_rows=c.request_rows or n, row_request_ids=c.row_request_ids, role=c.role,
     )
     if c.as_of_ms is not None and len(c.as_of_ms):
         msg.features_as_of_ms_i64 = c.as_of_ms.astype(_I64, copy=False).tobytes()
@@ -122,7 +123,7 @@ def from_batch(msg: models_pb2.PredictionBatch, where: str = "<message>") -> Pre
         entity_ids=list(msg.entity_ids), as_of_ms=_array(msg, "features_as_of_ms_i64", _I64, n, where, True),
         request_rows=msg.request_rows or n, row_index=_array(msg, "row_index_u32", _U32, n, where, True),
         row_request_ids=list(msg.row_request_ids), trace_id=msg.trace_id, span_id=msg.span_id,
-        latency_us=msg.latency_us, timestamp_ms=msg.timestamp_ms,
+        latency_us=msg.latency_us, timestamp_ms=msg.timestamp_ms, role=msg.role,
     )
 
 

@@ -203,3 +203,39 @@ def test_a_retired_challenger_is_never_a_champion_and_a_newer_one_replaces_an_un
     assert r.live.champions == ["1"] and r.v2 is None
     assert "LIVE VERDICT RETIRE" in out.getvalue() and "-19.0 pts [-26.0, -12.0]" in out.getvalue()
     assert "v3 WITHDRAWN from live traffic (shadow retired): live verdict: retire" in out.getvalue()
+
+
+def test_shadow_rows_count_for_the_challenger_and_not_as_served() -> None:
+    from mlops.prediction_log import PredictionColumns, read_predictions, to_batch
+    from mlops.topics import PREDICTIONS
+
+    bus, out = MemoryBus(), io.StringIO()
+    traffic = _traffic(out, bus)
+    traffic.stream()
+    s = traffic.streams["sea"]
+    r = s.loop
+    (entity, as_of), (_, label, drifted) = next(iter(s.truth.items()))
+    p = bus.producer(client_id="test")
+    p.send(bus.topic(MODEL_PROMOTED), models_pb2.ModelPromoted(model_name="sea", version="2", action="promote",
+                                                               role="shadow", traffic_fraction=1.0))
+    p.flush()
+
+    def rows(version: str, role: str) -> PredictionColumns:
+        return PredictionColumns("r1", "sea", version, ("f",), np.zeros((1, 1)), np.zeros((1, 2)), np.zeros(1),
+                                 np.array([label]), [entity], np.array([as_of]), role=role)
+
+    for version, role in (("1", ""), ("2", "shadow")):
+        batch = to_batch(rows(version, role))
+        assert batch.role == role
+        p.send(bus.topic(PREDICTIONS), batch)
+    p.flush()
+    assert sorted(read_predictions(rec).role for rec in bus.records(bus.topic(PREDICTIONS))) == ["", "shadow"]
+    watcher = threading.Thread(target=watch, args=(traffic,), daemon=True)
+    watcher.start()
+    deadline = time.monotonic() + 10
+    while not r.live.shadow_rows and time.monotonic() < deadline:
+        time.sleep(0.05)
+    traffic.stop.set()
+    watcher.join(5)
+    assert r.live.shadow_rows == 1 and r.live.challengers[0].rows == 1
+    assert r.quality == {("1", drifted): [1.0, 1]}  # only the champion's row was served

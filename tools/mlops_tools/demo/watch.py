@@ -39,7 +39,7 @@ def _on_record(traffic: Traffic, kind: str, m: Any) -> None:
         return
     r, timeline = s.loop, traffic.timeline
     if kind == "predictions":  # one request's rows (PredictionColumns)
-        role = getattr(m, "role", "") or "champion"
+        role = m.role or "champion"
         if role != "champion":
             c = r.live.challenger(m.model_version)
             if c is not None:
