@@ -121,6 +121,9 @@ def _on_promoted(traffic: Traffic, s: Stream, m: Any) -> None:
             if m.version == r.live.guard_version:
                 r.live.guard_version = ""
             c = r.live.challenger(m.version)
+            if c is not None and c.outcome.startswith("promoted"):  # no guard declared: its old role just ends
+                traffic.say(s, f"v{m.version}'s {m.role} role ends: it is the champion now")
+                return
             if c is not None and not c.outcome:
                 c.outcome, c.outcome_t_s = "retired", now
             traffic.switch(s, f"v{m.version} WITHDRAWN from live traffic ({m.role or 'challenger'} retired): "
