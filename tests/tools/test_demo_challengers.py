@@ -127,7 +127,7 @@ def test_the_watcher_shows_shadow_verdict_promotion_guard_and_audit_with_the_req
     promoted, verdicts, log = bus.topic(MODEL_PROMOTED), bus.topic(CHALLENGER_VERDICTS), bus.topic(REGISTRY_LOG)
     p.send(promoted, models_pb2.ModelPromoted(model_name="sea", version="1", action="promote"), key="sea")
     p.send(log, models_pb2.RegistryEvent(model_name="sea", version="2", record_kind="state", status="challenger",
-                                         role="shadow", traffic_fraction=1.0, gate_decision="promoted",
+                                         role="shadow", traffic_fraction=1.0, gate_decision="challenger",
                                          gate_reason="candidate auc 0.97 beats champion v1 auc 0.90"))
     p.send(promoted, models_pb2.ModelPromoted(model_name="sea", version="2", action="promote", role="shadow",
                                               traffic_fraction=1.0), key="sea/challenger")
@@ -159,7 +159,7 @@ def test_the_watcher_shows_shadow_verdict_promotion_guard_and_audit_with_the_req
     assert (c.version, c.role, c.outcome) == ("2", "shadow", "promoted") and c.verdict is not None
     assert c.guard is not None and c.guard.verdict == "keep" and not r.live.guard_version
     assert [v for _, v in r.promoted] == ["1", "2"] and r.v1 == "1"
-    assert "gate: v2 PROMOTED → challenger (shadow)" in text
+    assert "gate: v2 PASSED → challenger (shadow)" in text
     assert "v2 → SHADOW: challenger on 100 % of requests (mirrored, answers logged, never returned); champion v1" \
            "  [requests 1234, failed 0]" in text
     assert "LIVE VERDICT PROMOTE (shadow phase, v2 vs champion v1): 143 labelled rows, accuracy v2 98.0 % vs v1 " \

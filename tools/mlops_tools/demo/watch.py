@@ -101,8 +101,10 @@ def _on_registry_event(traffic: Traffic, s: Stream, m: Any) -> None:
     if m.record_kind == "state" and m.gate_decision and m.status in ("champion", "challenger", "rejected") \
             and m.version not in {v for v, _, _ in r.gate}:
         r.gate.append((m.version, m.gate_decision, m.gate_reason))
+        # a passing candidate is "promoted", or "challenger" where the model declares a live rollout
+        decision = "PASSED" if m.gate_decision == "challenger" else m.gate_decision.upper()
         to = f" → {m.status}" + (f" ({m.role})" if m.role else "") if m.status != "rejected" else ""
-        traffic.say(s, f"gate: v{m.version} {m.gate_decision.upper()}{to}: {m.gate_reason}")
+        traffic.say(s, f"gate: v{m.version} {decision}{to}: {m.gate_reason}")
     elif m.record_kind == "audit" and m.evidence.verdict_id:
         e = AuditEvidence(traffic.timeline.now(), m.version, m.action, m.actor, m.status, m.why,
                           m.evidence.verdict_id, int(m.evidence.labelled_rows))
