@@ -62,7 +62,7 @@ def test_the_episode_follows_the_new_concept_until_its_candidate_is_trained_then
     s = traffic.streams["sea"]
     config = s.example.config(count=300, drift_at=100, entities=5, seed=3, interval_ms=10.0)
     records = []
-    for rec in traffic._episode(s, config):
+    for rec in traffic._drifting(s, config):
         records.append(rec)
         if rec.index == 180:
             traffic.episode_over.set()  # what the watcher does when the episode's retrain has its candidate
@@ -76,8 +76,9 @@ def test_the_episode_follows_the_new_concept_until_its_candidate_is_trained_then
     assert [(r.entity_id, r.event_time_ms, r.event_id) for r in records] == \
         [(r.entity_id, r.event_time_ms, r.event_id) for r in plain]
     assert "EPISODE over at record 181 (81 records)" in out.getvalue()
+    assert "EPISODE begins at record 100" not in out.getvalue()  # _on_produced says it, called by produce()
     capped = _traffic(io.StringIO(), worse_challenger=True, episode_max_records=50)
-    assert sum(r.drifted for r in capped._episode(capped.streams["sea"], config)) == 50
+    assert sum(r.drifted for r in capped._drifting(capped.streams["sea"], config)) == 50
 
 
 class _Rows:
@@ -239,3 +240,24 @@ def test_shadow_rows_count_for_the_challenger_and_not_as_served() -> None:
     watcher.join(5)
     assert r.live.shadow_rows == 1 and r.live.challengers[0].rows == 1
     assert r.quality == {("1", drifted): [1.0, 1]}  # only the champion's row was served
+
+
+def test_with_wait_for_monitor_the_drift_begins_once_the_model_has_answered_enough_requests() -> None:
+    out = io.StringIO()
+    traffic = _traffic(out, wait_for_monitor=True, monitor_min_records=50)
+    s = traffic.streams["sea"]
+    config = s.example.config(count=300, drift_at=100, entities=5, seed=3, interval_ms=10.0)
+    records = []
+    for rec in traffic._drifting(s, config):
+        records.append(rec)
+        traffic._on_produced(s, rec)
+        if rec.index == 140:  # v1 serves and has answered enough requests from here on
+            s.serving.set()
+            s.loop.requests = 150
+    drifted = [r.index for r in records if r.drifted]
+    assert drifted == list(range(141, 300)) and s.loop.drift_at == 141
+    assert all(r.label == sea_label(r.values, 3) for r in records[141:])
+    assert min(r.values["x2"] for r in records[141:]) >= 5  # the permanent drift keeps its covariate shift
+    assert "DRIFT injected at record 141" in out.getvalue()
+    never = _traffic(io.StringIO(), wait_for_monitor=True)  # never armed: the drift comes halfway to the end
+    assert next(r.index for r in never._drifting(never.streams["sea"], config) if r.drifted) == 200

@@ -20,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--records", type=int, default=12_000, help="records to stream (default 12000)")
     p.add_argument("--rate", type=float, default=100.0, help="records per second (default 100)")
     p.add_argument("--drift-at", type=int, default=None,
-                   help="index of the first drifted record (default: half of --records; -1: no drift)")
+                   help="index of the first drifted record (default: half of --records; later if the monitor is "
+                        "not armed by then, at most halfway to the end; -1: no drift)")
     p.add_argument("--seed", type=int, default=42, help="data seed (same seed, same records)")
     p.add_argument("--predict-rate", type=float, default=50.0, help="gRPC requests per second (default 50)")
     p.add_argument("--worse-challenger", action="store_true",
@@ -44,7 +45,7 @@ def _demo(args: argparse.Namespace) -> int:
     try:
         cfg = DemoConfig(example=args.example, records=args.records, rate=args.rate, drift_at=drift_at, seed=args.seed,
                          predict_rate=args.predict_rate, ops=not args.no_ops, shadow=not args.offline_gate,
-                         worse_challenger=args.worse_challenger,
+                         worse_challenger=args.worse_challenger, wait_for_monitor=True,
                          bootstrap_rows=min(600, max(300, (drift_at or args.records) // 4)))
     except ValueError as exc:
         print(f"mlops demo: {exc}", file=sys.stderr)

@@ -55,6 +55,9 @@ class DemoConfig:
     # trained its candidate, or after `episode_max_records`: a candidate that looks good only on the episode
     worse_challenger: bool = False
     episode_max_records: int = 6_000
+    # the drift waits, from `drift_at` on, until the monitor is armed (v1 has answered monitor_min_records
+    # requests), at most halfway to the end: a slow bootstrap on a busy machine would leave it unwatched
+    wait_for_monitor: bool = False
 
     @property
     def examples(self) -> tuple[str, ...]:

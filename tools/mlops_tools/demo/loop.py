@@ -99,7 +99,8 @@ class Traffic:
                                   start_ms=int(time.time() * 1000),
                                   interval_ms=cfg.event_interval_ms or s.example.interval_ms(cfg.records))
         options = ProduceOptions(rate=cfg.rate, label_delay_ms=cfg.label_delay_ms)
-        records = self._episode(s, config) if cfg.worse_challenger else None
+        placed = cfg.drift_at is not None and (cfg.worse_challenger or cfg.wait_for_monitor)
+        records = self._drifting(s, config) if placed else None  # else the generator's own, byte for byte
         try:
             produce(config, options=options, bus=self.bus, on_record=lambda rec: self._on_produced(s, rec),
                     counts=s.counts, stop=self.stop, example=s.example.name, records=records)
@@ -110,31 +111,42 @@ class Traffic:
             self.result.error = f"producer ({s.example.name}): {type(exc).__name__}: {exc}"
             self.stop.set()
 
-    def _episode(self, s: Stream, config: Any) -> Iterator[Any]:
-        """The stream with a transient episode: from `drift_at` the records follow the new concept (no covariate
-        shift) until the retrain the episode causes has trained its candidate (`episode_over`, set by the watcher)
-        or `episode_max_records` passed; then the old concept again. Both concepts come from the example's own
+    def _drifting(self, s: Stream, config: Any) -> Iterator[Any]:
+        """The stream with its drift placed by the run: from `drift_at` on — or, with `wait_for_monitor`, from the
+        first record after it at which the monitor is armed (the model has answered `monitor_min_records`
+        requests; at the latest halfway to the end), so a slow bootstrap on a busy machine does not leave the drift
+        unwatched — the records follow the new concept. `worse_challenger`: only until the retrain the episode
+        causes has trained its candidate (`episode_over`, set by the watcher) or `episode_max_records` passed, and
+        without the covariate shift; then the old concept again. Both concepts come from the example's own
         generator, record for record (same index, entity, event time and event id)."""
-        start, cap = self.cfg.drift_at or 0, self.cfg.episode_max_records
+        cfg = self.cfg
+        first = cfg.drift_at or 0
+        latest = first + (cfg.records - first) // 2 if cfg.wait_for_monitor else first
         normal = s.example.generate(replace(config, drift_at=None))
-        episode = s.example.generate(replace(config, drift_at=0, covariate_shift=False))
+        drifted = s.example.generate(replace(config, drift_at=0,
+                                             covariate_shift=config.covariate_shift and not cfg.worse_challenger))
+        start: int | None = None
         ended = False
-        for plain, odd in zip(normal, episode, strict=True):
-            if start <= plain.index and not ended:
-                ended = self.episode_over.is_set() or plain.index >= start + cap
+        for plain, odd in zip(normal, drifted, strict=True):
+            i = plain.index
+            if start is None and i >= first and (i >= latest or self._armed(s)):
+                start = i
+            if start is not None and cfg.worse_challenger and not ended:
+                ended = self.episode_over.is_set() or i >= start + cfg.episode_max_records
                 if ended:
-                    self.say(s, f"EPISODE over at record {plain.index} ({plain.index - start} records): the old "
-                                f"concept is back (x0 + x1 > 7)")
-                else:
-                    yield odd
-                    continue
-            yield plain
+                    self.say(s, f"EPISODE over at record {i} ({i - start} records): the old concept is back "
+                                "(x0 + x1 > 7)")
+            yield odd if start is not None and not ended else plain
+
+    def _armed(self, s: Stream) -> bool:
+        """The model serves and has answered enough requests for the monitor to judge a drift (with a margin)."""
+        return s.serving.is_set() and s.loop.requests >= self.cfg.monitor_min_records + 100
 
     def _on_produced(self, s: Stream, rec: Any) -> None:
         s.truth[(rec.entity_id, rec.event_time_ms)] = (rec.index, float(rec.label), rec.drifted)
         s.loop.records_produced = s.counts["events"]
-        if rec.index == self.cfg.drift_at:
-            s.loop.drift_t_s = self.timeline.now()
+        if rec.drifted and s.loop.drift_t_s is None:  # the first record of the new concept
+            s.loop.drift_at, s.loop.drift_t_s = rec.index, self.timeline.now()
             if self.cfg.worse_challenger:
                 self.say(s, f"EPISODE begins at record {rec.index}: for a while the labels follow x0 + x1 > 9.5 "
                             f"(a transient regime; no covariate shift)")

@@ -228,6 +228,8 @@ class Demo:
             if cfg.worse_challenger:
                 drift, what = f"a transient episode from record {cfg.drift_at}", \
                     "concept x0 + x1 > 7 → > 9.5 until the retrain it causes has trained, then back"
+            if cfg.wait_for_monitor and cfg.drift_at is not None:
+                drift += " (or later, once the monitor is armed)"
             self.timeline.say(f"streaming {cfg.records} {s.example.name} records at {cfg.rate:g}/s to "
                               f"{s.example.source.topic!r} for model {s.model!r} ({s.example.model.task.value}); "
                               f"{drift}{': ' + what if what else ''}")

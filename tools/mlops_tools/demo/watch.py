@@ -62,7 +62,7 @@ def _on_record(traffic: Traffic, kind: str, m: Any) -> None:
             r.false_alarms += 1
             traffic.say(s, f"FALSE ALARM: monitor requested a retrain before any drift: {m.reason}")
             return
-        since = max(0, s.counts["events"] - (traffic.cfg.drift_at or 0))
+        since = max(0, s.counts["events"] - (r.drift_at or 0))
         r.detections.append((timeline.now(), since, m.reason))
         traffic.say(s, f"DRIFT DETECTED by the monitor {timeline.now() - r.drift_t_s:.1f}s / {since} records "
                        f"after the drift: {m.reason}")
