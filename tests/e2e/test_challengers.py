@@ -7,7 +7,9 @@ verdict promotes it on at most 500 labelled predictions with an interval above 0
 (audited with the verdict as evidence) and it serves; the previous champion may guard it, and is never rolled back
 to. Worse challenger: a transient episode, so the retrain's candidate passes the offline gate on an unrepresentative
 holdout (the episode); back on normal traffic the verdict retires it, audited, and it never serves as champion.
-Both: 0 failed requests through every switch. Every service process is stopped by the fixture, pass or fail. Run
+Both: 0 failed requests through every switch. Sized for a busy machine (a training took 35 s on two shared
+cores): the drift waits until the monitor is armed, and 20,000 records leave room for detection, retrain and
+verdict after it. Every service process is stopped by the fixture, pass or fail. Run
 with -s to see the timelines and the figures.
 """
 
@@ -77,7 +79,7 @@ def _audit(demo: Demo) -> list[models_pb2.ChallengerVerdict]:
 
 def test_a_better_challenger_is_shadowed_judged_on_live_labels_and_promoted(
         demo_factory: Callable[..., Demo]) -> None:
-    demo = demo_factory("better", records=14_000, drift_at=6_000, wait_for_monitor=True, v2_wait_s=60.0)
+    demo = demo_factory("better", records=20_000, drift_at=8_000, wait_for_monitor=True, v2_wait_s=60.0)
     _, r = _run(demo)
     assert r.detections and r.false_alarms == 0, "the drift was not detected (or a false alarm came first)"
     assert r.live.challengers, f"no challenger announced after the drift: gate {r.gate}"
@@ -106,20 +108,22 @@ def test_a_better_challenger_is_shadowed_judged_on_live_labels_and_promoted(
 
 def test_a_worse_challenger_passes_the_offline_gate_and_is_retired_on_live_traffic(
         demo_factory: Callable[..., Demo]) -> None:
-    demo = demo_factory("worse", records=14_000, drift_at=6_000, worse_challenger=True, wait_for_monitor=True,
+    demo = demo_factory("worse", records=20_000, drift_at=8_000, worse_challenger=True, wait_for_monitor=True,
                          v2_wait_s=60.0)
     _, r = _run(demo)
     v1 = r.v1
     assert v1 is not None and r.detections, "the episode was not detected"
     assert r.live.challengers, f"the episode's candidate did not pass the offline gate: {r.gate}"
-    worse = [c for c in r.live.challengers if c.verdict is not None]
-    assert worse and all(c.verdict is not None and c.verdict.verdict == "retire" for c in worse), r.live.verdicts
+    # the episode's candidate: retired by the live verdict (a later retrain's challenger, when the monitor asks
+    # again with the episode still in its window, may be undecided at the end; it never serves either)
+    first = r.live.challengers[0]
+    assert first.outcome == "retired" and first.verdict is not None and first.verdict.verdict == "retire", \
+        (first, r.live.verdicts)
     for c in r.live.challengers:
-        assert c.outcome in ("retired", "replaced"), (c.version, c.outcome)
         assert c.version not in r.live.champions and c.version not in r.serving, "a worse challenger served"
     assert r.live.champions == [v1] and r.v2 is None, "a version after the episode became champion"
     assert not any(v.verdict == "promote" for v in r.live.verdicts)
-    retired = worse[-1].verdict
+    retired = first.verdict
     assert retired is not None and retired.ci_high < 0 and retired.challenger_metric < retired.champion_metric
     assert retired.verdict_id in {e.verdict_id for e in _audit(demo)}
     print(f"\n[worse] labels to verdict {retired.labelled_rows}; {retired.metrics}; {retired.interval}; "

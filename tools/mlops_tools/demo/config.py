@@ -54,7 +54,7 @@ class DemoConfig:
     # the drift is a transient episode from `drift_at` (concept only) that ends once the retrain it caused has
     # trained its candidate, or after `episode_max_records`: a candidate that looks good only on the episode
     worse_challenger: bool = False
-    episode_max_records: int = 6_000
+    episode_max_records: int = 8_000
     # the drift waits, from `drift_at` on, until the monitor is armed (v1 has answered monitor_min_records
     # requests), at most halfway to the end: a slow bootstrap on a busy machine would leave it unwatched
     wait_for_monitor: bool = False
