@@ -65,7 +65,7 @@ def test_the_episode_follows_the_new_concept_until_its_candidate_is_trained_then
     for rec in traffic._drifting(s, config):
         records.append(rec)
         if rec.index == 180:
-            traffic.episode_over.set()  # what the watcher does when the episode's retrain has its candidate
+            traffic.episode_over.set()  # what the watcher does when the episode's candidate is a challenger
     assert [r.index for r in records] == list(range(300))
     episode = [r for r in records if r.drifted]
     assert [r.index for r in episode] == list(range(100, 181))  # the record after the signal is normal again
@@ -261,3 +261,27 @@ def test_with_wait_for_monitor_the_drift_begins_once_the_model_has_answered_enou
     assert "DRIFT injected at record 141" in out.getvalue()
     never = _traffic(io.StringIO(), wait_for_monitor=True)  # never armed: the drift comes halfway to the end
     assert next(r.index for r in never._drifting(never.streams["sea"], config) if r.drifted) == 200
+
+
+def test_the_episode_ends_when_its_candidate_goes_on_live_traffic_not_when_one_is_refused() -> None:
+    bus, out = MemoryBus(), io.StringIO()
+    traffic = _traffic(out, bus, worse_challenger=True)
+    r = traffic.streams["sea"].loop
+    r.drift_t_s = 0.0  # the episode has begun
+    p = bus.producer(client_id="test")
+    p.send(bus.topic(REGISTRY_LOG), models_pb2.RegistryEvent(
+        model_name="sea", version="2", record_kind="state", status="rejected", gate_decision="rejected",
+        gate_reason="candidate auc 0.9984 does not beat champion v1 auc 0.9996"))
+    p.flush()
+    watcher = threading.Thread(target=watch, args=(traffic,), daemon=True)
+    watcher.start()
+    deadline = time.monotonic() + 10
+    while not r.gate and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert r.gate and not traffic.episode_over.is_set()  # trained too early to see the episode: it goes on
+    p.send(bus.topic(MODEL_PROMOTED), models_pb2.ModelPromoted(model_name="sea", version="3", action="promote",
+                                                               role="shadow", traffic_fraction=1.0))
+    p.flush()
+    assert traffic.episode_over.wait(10)
+    traffic.stop.set()
+    watcher.join(5)

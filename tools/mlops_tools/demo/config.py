@@ -4,9 +4,10 @@ services' settings for the loop, timeouts. Every example streams `records` at `r
 
 The SEA model is declared with a shadow rollout (`examples/sea/shadow/definitions.yaml`) unless `shadow` is off: a
 candidate that passes the offline gate is judged on live labels before it is promoted. `worse_challenger` turns
-the drift into a transient episode (concept only, no covariate shift) that ends once the retrain it causes has
-trained its candidate: that candidate's training window and holdout are the episode, an unrepresentative sample on
-which it beats the champion offline, so it passes the gate — and live traffic, back to normal, retires it."""
+the drift into a transient episode (concept only, no covariate shift) that ends once a retrain it causes has put
+its candidate on live traffic: that candidate's training window and holdout are the episode, an unrepresentative
+sample on which it beats the champion offline, so it passes the gate — and live traffic, back to normal, retires
+it."""
 
 from __future__ import annotations
 
@@ -51,10 +52,11 @@ class DemoConfig:
     extra_env: dict[str, str] = field(default_factory=dict)  # more MLOPS_* settings for every service
     # the SEA model declared with `rollout: {mode: shadow}` (False: the example's own file, offline gate only)
     shadow: bool = True
-    # the drift is a transient episode from `drift_at` (concept only) that ends once the retrain it caused has
-    # trained its candidate, or after `episode_max_records`: a candidate that looks good only on the episode
+    # the drift is a transient episode from `drift_at` (concept only) that ends once a retrain it caused has put
+    # its candidate on live traffic as a challenger, or after `episode_max_records`: a candidate that looks good
+    # only on the episode
     worse_challenger: bool = False
-    episode_max_records: int = 8_000
+    episode_max_records: int = 12_000
     # the drift waits, from `drift_at` on, until the monitor is armed (v1 has answered monitor_min_records
     # requests), at most halfway to the end: a slow bootstrap on a busy machine would leave it unwatched
     wait_for_monitor: bool = False

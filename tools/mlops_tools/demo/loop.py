@@ -115,10 +115,10 @@ class Traffic:
         """The stream with its drift placed by the run: from `drift_at` on — or, with `wait_for_monitor`, from the
         first record after it at which the monitor is armed (the model has answered `monitor_min_records`
         requests; at the latest halfway to the end), so a slow bootstrap on a busy machine does not leave the drift
-        unwatched — the records follow the new concept. `worse_challenger`: only until the retrain the episode
-        causes has trained its candidate (`episode_over`, set by the watcher) or `episode_max_records` passed, and
-        without the covariate shift; then the old concept again. Both concepts come from the example's own
-        generator, record for record (same index, entity, event time and event id)."""
+        unwatched — the records follow the new concept. `worse_challenger`: only until a retrain the episode
+        causes has put its candidate on live traffic as a challenger (`episode_over`, set by the watcher) or
+        `episode_max_records` passed, and without the covariate shift; then the old concept again. Both concepts
+        come from the example's own generator, record for record (same index, entity, event time and event id)."""
         cfg = self.cfg
         first = cfg.drift_at or 0
         latest = first + (cfg.records - first) // 2 if cfg.wait_for_monitor else first

@@ -74,8 +74,6 @@ def _on_record(traffic: Traffic, kind: str, m: Any) -> None:
         metrics = ", ".join(f"{k} {v:.4f}" for k, v in sorted(m.metrics.items()))
         traffic.say(s, f"trained: candidate {m.artifact_sha256[:12]} on {m.lineage.row_count} rows "
                        f"(holdout {metrics})")
-        if traffic.cfg.worse_challenger and r.drift_t_s is not None and not traffic.episode_over.is_set():
-            traffic.episode_over.set()  # its window and holdout are the episode: the stream goes back to normal
     elif kind == "training.failures":
         r.training_failures.append(m.reason)
         traffic.say(s, f"TRAINING FAILED: {m.reason}")
@@ -140,6 +138,10 @@ def _on_promoted(traffic: Traffic, s: Stream, m: Any) -> None:
                 if not earlier.outcome:
                     earlier.outcome, earlier.outcome_t_s = "replaced", now
             r.live.challengers.append(Challenger(m.version, m.role, m.traffic_fraction, now, s.counts["labels"]))
+            if traffic.cfg.worse_challenger and r.drift_t_s is not None:
+                # a candidate of the episode passed the gate: the episode ends, live traffic is normal again (a
+                # candidate the gate refused, trained too early to see the episode, does not end it)
+                traffic.episode_over.set()
             how = "mirrored, answers logged, never returned" if m.role == "shadow" else "answered by it, " \
                                                                                        "sticky by entity"
             champion = r.live.champions[-1] if r.live.champions else "-"
