@@ -14,12 +14,8 @@
    promoted and served (gRPC ModelReady), one thread sends OIP ModelInfer requests by entity id at
    `predict_rate`/s, taking turns among the models served — one inference server serves them all.
 4. A watcher reads the run's outcome topics and builds the timeline per model: drift detected, retrain, gate
-   decision, v2 promoted, v2 serving (demo.watch). With the SEA model's shadow rollout (the default) a passing v2
-   is first a challenger: mirrored every request, judged by the monitor on live labels (verdict with labelled rows,
-   both accuracies and the interval of their difference), promoted or retired by the registry on that verdict,
-   then guarded by the previous champion; every switch is shown with the requests answered and failed so far.
-   `worse_challenger`: the drift is a transient episode, so the retrain's candidate passes the gate on an
-   unrepresentative holdout and is retired on live traffic.
+   decision, v2 promoted, v2 serving (demo.watch) — with the shadow rollout, first v2 as a challenger, the live
+   verdict, the promotion (or retirement: `worse_challenger`) and the guard, each switch with the requests so far.
 
 The result is a `DemoResult` (figures + timeline) whose `table()` is the demo's closing summary. Ctrl-C (or any
 exception) leaves `run()` with a partial result; `close()` stops what `start()` started.
@@ -226,10 +222,8 @@ class Demo:
         for s in traffic.streams.values():
             what = s.example.drift if cfg.drift_at is not None else ""
             if cfg.worse_challenger:
-                drift, what = f"a transient episode from record {cfg.drift_at}", \
-                    "concept x0 + x1 > 7 → > 9.5 until the retrain it causes has trained, then back"
-            if cfg.wait_for_monitor and cfg.drift_at is not None:
-                drift += " (or later, once the monitor is armed)"
+                drift, what = f"a transient episode from record {cfg.drift_at}", "x0 + x1 > 7 → > 9.5, then back"
+            drift += " (or later, once the monitor is armed)" if cfg.wait_for_monitor and cfg.drift_at else ""
             self.timeline.say(f"streaming {cfg.records} {s.example.name} records at {cfg.rate:g}/s to "
                               f"{s.example.source.topic!r} for model {s.model!r} ({s.example.model.task.value}); "
                               f"{drift}{': ' + what if what else ''}")
