@@ -260,14 +260,11 @@ class Demo:
         if failed:
             raise failed[0]
         if cfg.drift_at is not None:  # the streams are over; give a pending v2 a little time
-            now = time.monotonic()
-            deadline = now + cfg.v2_wait_s
             # a live judgement needs labels, and the last ones come label_delay after the last record
-            labels_end = now + cfg.label_delay_ms / 1000 + 5.0
+            deadline, labels_end = time.monotonic() + cfg.v2_wait_s, time.monotonic() + cfg.label_delay_ms / 1000 + 5
             while time.monotonic() < deadline and not self._stop.is_set():
-                loops = self.result.loops.values()
-                if not any(self._pending(loop) or (loop.live.judging and time.monotonic() < labels_end)
-                           for loop in loops):
+                if not any(self._pending(lp) or (lp.live.judging and time.monotonic() < labels_end)
+                           for lp in self.result.loops.values()):
                     break
                 traffic.show_status()
                 time.sleep(0.5)
