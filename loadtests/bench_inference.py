@@ -1,9 +1,9 @@
 """Inference benchmark, all in one run: our server as users deploy it against MLServer and the thinnest grpc.aio
 server, with the same client; raw in-process onnxruntime; single-row latency at a fixed rate; the monitor reading
-what was logged; a hot swap under load.
+what was logged; a hot swap under load; what a shadow costs the client.
 
     .venv/bin/python loadtests/bench_inference.py [--seconds 4] [--rounds 3] [--skip-mlserver] [--skip-swap]
-        [--skip-monitor] [--client raw|triton] [--connections 1] [--workers 1]
+        [--skip-monitor] [--skip-shadow] [--shadow-only] [--client raw|triton] [--connections 1] [--workers 1]
 
 Rows (each server its own process, all side by side; the phases interleave round by round, medians reported):
 - **ours**: the service's defaults (`python -m services.inference` with nothing but host, port and the model set:
@@ -24,6 +24,10 @@ each response parsed and checked), because on a small machine the load generator
 (`--client triton` for tritonclient.grpc.aio). Targets: ours >= 2.5x MLServer at batch 1 x 8 in flight, >= 2x at
 batch 64 x 8; ours >= 90% of ours-log-off at both; 0 prediction rows dropped; the monitor keeps up; single-row p99
 <= 3 ms at 1k req/s; zero failed requests during hot swaps.
+
+Shadow cost (inference_load/shadow.py): single-row latency at 1k req/s on one server following model.promoted, with
+no second version (the shipped state, headline) and with a shadow mirrored on every request (traffic_fraction 1.0),
+alternating in the same run; target: the shadow adds <= 10 % to the client's p99.
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ from inference_load.servers import (  # noqa: E402
     start_ours,
     wait_ready,
 )
+from inference_load.shadow import shadow_cost, shadow_rows  # noqa: E402
 from mlops_tools.procs import stop_child  # noqa: E402
 from mlops_tools.stack import go_tool  # noqa: E402
 
@@ -73,6 +78,9 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--skip-swap", action="store_true")
     parser.add_argument("--skip-monitor", action="store_true")
     parser.add_argument("--skip-paced", action="store_true", help="no single-row latency at 1k req/s")
+    parser.add_argument("--skip-shadow", action="store_true", help="no shadow-cost phase")
+    parser.add_argument("--shadow-only", action="store_true",
+                        help="only the shadow-cost phase (latency at 1k req/s without and with a shadow)")
     parser.add_argument("--client", default="raw", choices=["raw", "triton"],
                         help="load client: raw (pre-serialized request on a grpc.aio channel) or tritonclient.grpc.aio")
     parser.add_argument("--connections", type=int, default=1, help="client connections (raw client only)")
@@ -147,6 +155,11 @@ def main() -> None:
     (ROOT / ".run").mkdir(exist_ok=True)
     load_before = os.getloadavg()[0]  # a busy machine (other jobs) lowers every figure: say so
     secs = args.seconds
+    if args.shadow_only:
+        rows = shadow_rows(shadow_cost(kafka_for_run(), secs, 1000, args.rounds, go_tool(GHZ, "ghz")), 1000)
+        _print(f"inference benchmark, shadow cost only ({secs:g} s per phase, {args.rounds} rounds, {os.cpu_count()} "
+               f"cores, load average before {load_before:.2f})", rows)
+        return
     data = make_model()
     tmp = Path(tempfile.mkdtemp(prefix="bench-inference-"))
     model_path = tmp / "model.onnx"
@@ -208,10 +221,16 @@ def main() -> None:
         rows += [("hot swap: swaps / requests / failed", f"{swap['swaps']} / {swap['requests']} / {swap['failures']}"),
                  ("hot swap at 500 req/s: p99 overall / in the 1 s after each promotion (ms)",
                   f"{swap['p99_ms']:.2f} / {swap['swap_window_p99_ms']:.2f}")]
+    if not args.skip_shadow:
+        rows += shadow_rows(shadow_cost(kafka, secs, 1000, args.rounds, ghz), 1000)
+    _print(f"inference benchmark ({secs:g} s per phase, {args.rounds} rounds, {os.cpu_count()} cores, load average "
+           f"before {load_before:.2f}; client {args.client}, {args.connections} connection(s); ours {args.workers} "
+           f"process(es), MLServer parallel_workers {args.workers if args.workers > 1 else 0})", rows)
+
+
+def _print(title: str, rows: list[tuple[str, str]]) -> None:
     width = max(len(r[0]) for r in rows)
-    print(f"inference benchmark ({secs:g} s per phase, {args.rounds} rounds, {os.cpu_count()} cores, load average "
-          f"before {load_before:.2f}; client {args.client}, {args.connections} connection(s); ours {args.workers} "
-          f"process(es), MLServer parallel_workers {args.workers if args.workers > 1 else 0})")
+    print(title)
     for name, value in rows:
         print(f"  {name:<{width}}  {value}")
 

@@ -42,6 +42,23 @@ class Server:
     url: str
     metrics_ports: list[int] = field(default_factory=list)  # ours: one per worker process
 
+    def metric(self, name: str, **labels: str) -> float:
+        """The sum of metric `name`'s samples that carry `labels` (whatever their order), over every worker; 0 when
+        none."""
+        wanted = [f'{k}="{v}"' for k, v in labels.items()]
+        total = 0.0
+        for port in self.metrics_ports:
+            try:
+                text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+            except OSError:
+                continue
+            for line in text.splitlines():
+                sample, _, value = line.rpartition(" ")
+                metric, _, rest = sample.partition("{")
+                if metric == name and set(wanted) <= set(rest.rstrip("}").split(",")):
+                    total += float(value)
+        return total
+
     def prediction_log(self) -> tuple[float, float]:
         """(rows delivered, rows dropped) by the prediction log, over every worker; (0, 0) for other servers."""
         logged = dropped = 0.0

@@ -40,8 +40,19 @@ def trace_id_of(traceparent: str | None) -> str:
 
 # --- the registry -------------------------------------------------------------------------------------------------
 def model_rows(resp: api.ListModelsResponse) -> list[ModelRow]:
-    return [ModelRow(m.name, m.champion_version, m.latest_version, m.version_count, m.updated_at_ms)
-            for m in resp.models]
+    return [ModelRow(m.name, m.champion_version, m.latest_version, m.version_count, m.updated_at_ms,
+                     f"v{m.challenger_version} {m.challenger_role} {m.challenger_fraction:.0%}"
+                     if m.challenger_version else "") for m in resp.models]
+
+
+def _evidence(a: api.AuditEntry) -> str:
+    """A live verdict's figures in one line ("" for an entry without one)."""
+    if not a.HasField("evidence"):
+        return ""
+    e = a.evidence
+    return (f"{e.phase} verdict {e.verdict}: {e.metric} v{e.challenger_version} {e.challenger_metric:.4f} vs "
+            f"v{e.champion_version} {e.champion_metric:.4f}, difference {e.difference:+.4f} "
+            f"[{e.ci_low:+.4f}, {e.ci_high:+.4f}] on {e.labelled_rows} labelled rows ({e.test})")
 
 
 def _ranges(items: Any) -> tuple[OffsetRange, ...]:
@@ -58,8 +69,10 @@ def model_detail(resp: api.GetModelResponse) -> ModelDetail:
     versions = tuple(Version(
         v.version, v.status, v.artifact_sha256, v.framework, dict(v.metrics), dict(v.gate_metrics),
         dict(v.champion_metrics), v.champion_version_at_gate, v.gate_decision, v.gate_reason,
-        tuple(v.feature_names), _lineage(v.lineage), v.registered_at_ms) for v in resp.versions)
-    audit = tuple(AuditEntry(a.sequence, a.version, a.action, a.actor, a.why, a.at_ms, a.status) for a in resp.audit)
+        tuple(v.feature_names), _lineage(v.lineage), v.registered_at_ms,
+        f"{v.role} {v.traffic_fraction:.0%}" if v.role else "") for v in resp.versions)
+    audit = tuple(AuditEntry(a.sequence, a.version, a.action, a.actor, a.why, a.at_ms, a.status, _evidence(a))
+                  for a in resp.audit)
     return ModelDetail(resp.name, resp.champion_version, versions, audit)
 
 

@@ -13,6 +13,7 @@ from mlops.contracts.oip import pb2
 from mlops.prediction_log import PredictionColumns, to_batch
 
 from services.inference.core.domain import (
+    CHAMPION,
     OIP_TO_NUMPY,
     InferRequest,
     InferResponse,
@@ -225,15 +226,15 @@ def metadata_json(info: ModelInfo) -> dict[str, Any]:
 
 def promotion(msg: models_pb2.ModelPromoted) -> Promotion:
     return Promotion(msg.model_name, msg.version, msg.artifact_sha256, tuple(msg.feature_names),
-                     msg.action or "promote")
+                     msg.action or "promote", msg.role or CHAMPION, msg.traffic_fraction)
 
 
-def _partition_groups(entity_ids: list[str], partitions: int) -> list[np.ndarray] | None:
-    """Row indices per partition of `predictions` that the rows' entity ids hash to (librdkafka's default
+def _partition_groups(keys: list[str], partitions: int) -> list[np.ndarray] | None:
+    """Row indices per partition of `predictions` that the rows' keys (entity ids) hash to (librdkafka's default
     partitioner: CRC-32 of the key), or None when they all land in one."""
-    if partitions <= 1 or len(entity_ids) <= 1:
+    if partitions <= 1 or len(keys) <= 1:
         return None
-    part = np.fromiter((zlib.crc32(e.encode()) for e in entity_ids), np.uint32, len(entity_ids)) % partitions
+    part = np.fromiter((zlib.crc32(e.encode()) for e in keys), np.uint32, len(keys)) % partitions
     if (part == part[0]).all():
         return None
     order = np.argsort(part, kind="stable")
@@ -245,8 +246,10 @@ def prediction_batches(batch: ServedBatch, partitions: int = 1, trace_id: str = 
                        span_id: str = "") -> list[tuple[str, models_pb2.PredictionBatch]]:
     """The served batch as (key, PredictionBatch): one per request, or one per partition of `predictions` its
     rows' entities hash to, keyed by one of those entities (so each row lies in its entity's partition, as the
-    monitor's label join expects); keyed by the request id when raw features were sent. Arrays only: no per-row
-    objects beyond the entity ids the request brought."""
+    monitor's label join expects); keyed by the request id when raw features were sent. Each carries the batch's
+    role. Mirrored rows of several requests (one batch per mirror round) carry each row's request id and go where
+    their request's champion rows went (by `row_keys`). Arrays only: no per-row objects beyond the entity ids the
+    request brought."""
     scores, labels = score_arrays(batch.task, batch.output, batch.classes)
     n = len(batch.x)
     cols = PredictionColumns(
@@ -254,18 +257,27 @@ def prediction_batches(batch: ServedBatch, partitions: int = 1, trace_id: str = 
         feature_names=batch.feature_names or tuple(f"f{i}" for i in range(batch.x.shape[1])), x=batch.x,
         outputs=batch.output, scores=scores, predicted_labels=labels, entity_ids=batch.entity_ids or (),
         as_of_ms=np.asarray(batch.as_of_ms, dtype=np.int64) if batch.as_of_ms else None, request_rows=n,
-        trace_id=trace_id, span_id=span_id, latency_us=batch.latency_us, timestamp_ms=batch.timestamp_ms,
+        row_index=batch.row_index, row_request_ids=batch.row_request_ids or (), trace_id=trace_id, span_id=span_id,
+        latency_us=batch.latency_us, timestamp_ms=batch.timestamp_ms,
     )
     ids = batch.entity_ids
-    groups = _partition_groups(ids, partitions) if ids else None
+    keys = batch.row_keys or ids  # rows of several requests follow their own request's key
+    groups = _partition_groups(keys, partitions) if keys else None
     if groups is None:
-        return [(ids[0] if ids else batch.request_id, to_batch(cols))]
+        return [(keys[0] if keys else batch.request_id, _with_role(to_batch(cols), batch.role))]
     out = []
-    x, output, as_of = cols.x, cols.outputs, cols.as_of_ms
+    x, output, as_of, row_ids, row_index = cols.x, cols.outputs, cols.as_of_ms, batch.row_request_ids, batch.row_index
     for rows in groups:
         cols.x, cols.outputs, cols.scores, cols.predicted_labels = x[rows], output[rows], scores[rows], labels[rows]
         index = rows.tolist()
-        cols.entity_ids, cols.row_index = [ids[i] for i in index], rows
+        cols.entity_ids = [ids[i] for i in index] if ids else ()
+        cols.row_index = rows if row_index is None else row_index[rows]
+        cols.row_request_ids = [row_ids[i] for i in index] if row_ids else ()
         cols.as_of_ms = as_of[rows] if as_of is not None else None
-        out.append((ids[index[0]], to_batch(cols)))
+        out.append((keys[index[0]], _with_role(to_batch(cols), batch.role)))
     return out
+
+
+def _with_role(msg: models_pb2.PredictionBatch, role: str) -> models_pb2.PredictionBatch:
+    msg.role = role  # on the message: the columns (mlops.prediction_log) do not carry a role
+    return msg

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from mlops.errors import MlopsError
 
-__all__ = ["EntityNotFound", "InferenceError", "InvalidInput", "ModelLoadError", "ModelMismatch", "ModelNotFound",
-           "NoDefinitions", "NoOnlineStore", "NotReady", "OnlineStoreDown", "ShuttingDown", "TooLarge", "TooLargeBody"]
+__all__ = ["BadPromotion", "EntityNotFound", "InferenceError", "InvalidInput", "ModelLoadError", "ModelMismatch",
+           "ModelNotFound", "NoDefinitions", "NoOnlineStore", "NotReady", "OnlineStoreDown", "ShuttingDown", "TooLarge",
+           "TooLargeBody"]
 
 
 class InferenceError(MlopsError):
@@ -94,3 +95,12 @@ class ModelLoadError(InferenceError):
     def __init__(self, model: str, problem: str):
         super().__init__(f"model {model}: {problem}")
         self.model = model
+
+
+class BadPromotion(InferenceError):
+    """A `model.promoted` record that cannot be applied as it is (an unknown role, a share of traffic out of
+    range); the versions in service stay."""
+
+    def __init__(self, model: str, version: str, field: str, problem: str):
+        super().__init__(f"promotion of {model}:{version}: field {field!r} {problem}")
+        self.model, self.version, self.field = model, version, field

@@ -25,6 +25,20 @@ PROMOTIONS_REFUSED = Counter(
     "while MLOPS_SECURITY_PROMOTION_KEY is set (no model label: a forged record must not mint series)"
 )
 MODEL_SWAPS = Counter("mlops_inference_model_swaps_total", "Champion changes applied", ["model"])
+CHALLENGER_TRAFFIC = Gauge(
+    "mlops_inference_challenger_traffic_fraction", "Share of requests each model's second version is mirrored "
+    "(role shadow, guard) or answers (role canary); 0 once withdrawn", ["model", "version", "role"]
+)
+CHALLENGER_REQUESTS = Counter(
+    "mlops_inference_challenger_requests_total", "Requests a second version answered (canary) or scored off the "
+    "response path (shadow, guard)", ["model", "version", "role"]
+)
+MIRROR_DROPPED = Counter(
+    "mlops_inference_mirror_dropped_total", "Mirrored requests (shadow, guard) not scored: queue_full (clients never "
+    "wait for the mirror), inputs (the second version reads features the request did not bring), failed",
+    ["model", "role", "reason"],
+)
+MIRROR_QUEUE_ROWS = Gauge("mlops_inference_mirror_queue_rows", "Rows waiting for their second version")
 PREDICTIONS_LOGGED = Counter("mlops_inference_prediction_logs_total",
                              "Served rows the prediction log delivered to Kafka (acknowledged)")
 PREDICTIONS_DROPPED = Counter(

@@ -1,21 +1,32 @@
-"""Protobuf ↔ domain: logged predictions and labels in, RetrainRequest out (the only module besides the edge that
-touches generated contracts). A record of `predictions` (a columnar PredictionBatch, or a per-row PredictionRecord
-written before it) is decoded by `mlops.prediction_log.read_predictions` into arrays, and `predictions_from_columns`
-turns those into the core's `Prediction`s. Labels arrive as `Label` protobufs or JSON on each model's declared topic;
+"""Protobuf ↔ domain: logged predictions and labels in, RetrainRequest and ChallengerVerdict out (the only module
+besides the edge that touches generated contracts). A record of `predictions` (a columnar PredictionBatch, or a
+per-row PredictionRecord written before it) is decoded into arrays (`read_served`: those of
+`mlops.prediction_log` and the batch's role), and `predictions_from_columns` turns them into the core's
+`Prediction`s. Labels arrive as `Label` protobufs or JSON on each model's declared topic;
 `mlops.definitions.labels.decode_label` reads both and checks them per task, and `label_from_row` takes it on."""
 
 from __future__ import annotations
 
+from mlops.bus import HEADER_MESSAGE_TYPE, Record
 from mlops.contracts import models_pb2
 from mlops.definitions.labels import LabelRow
-from mlops.prediction_log import PredictionColumns
+from mlops.prediction_log import BATCH_TYPE, PredictionColumns, from_batch, read_predictions
 
-from services.monitor.core import LabelEvent, Prediction, RetrainDecision
+from services.monitor.core import LabelEvent, Prediction, RetrainDecision, Verdict
 
 REQUESTED_BY = "monitor"
 
 
-def predictions_from_columns(c: PredictionColumns) -> list[Prediction]:
+def read_served(record: Record) -> tuple[PredictionColumns, str]:
+    """The rows of a record of `predictions` and who served them: the batch's `role` ("" for the champion, and for
+    a per-row PredictionRecord, which predates roles). ContractError as `read_predictions`."""
+    if (record.header(HEADER_MESSAGE_TYPE) or BATCH_TYPE) == BATCH_TYPE:
+        msg = record.decode(models_pb2.PredictionBatch)
+        return from_batch(msg, record.where), msg.role
+    return read_predictions(record), ""
+
+
+def predictions_from_columns(c: PredictionColumns, role: str = "") -> list[Prediction]:
     """The core's predictions of one logged request: every array turned into Python values with one call each,
     then one `Prediction` (inputs by feature name) per row."""
     names = c.feature_names
@@ -25,7 +36,7 @@ def predictions_from_columns(c: PredictionColumns) -> list[Prediction]:
     return [
         Prediction(request_id=ids[i], entity_id=entities[i], model_name=model, model_version=version,
                    inputs=dict(zip(names, xs[i], strict=True)), score=scores[i], predicted_label=labels[i],
-                   timestamp_ms=t, features_as_of_ms=as_of[i], trace_id=trace_id, span_id=span_id)
+                   timestamp_ms=t, features_as_of_ms=as_of[i], trace_id=trace_id, span_id=span_id, role=role)
         for i in range(c.rows)
     ]
 
@@ -43,6 +54,16 @@ def retrain_to_pb(
         statistic=d.statistic, feature=d.feature, value=d.value, window_start_ms=d.window_start_ms,
         window_end_ms=d.window_end_ms, requested_at_ms=requested_at_ms, requested_by=REQUESTED_BY,
         trace_id=trace_id, span_id=span_id,
+    )
+
+
+def verdict_to_pb(v: Verdict, decided_at_ms: int, trace_id: str, span_id: str) -> models_pb2.ChallengerVerdict:
+    return models_pb2.ChallengerVerdict(
+        model_name=v.model_name, champion_version=v.champion_version, challenger_version=v.challenger_version,
+        phase=v.phase, verdict=v.verdict, metric=v.metric, champion_metric=v.champion_metric,
+        challenger_metric=v.challenger_metric, difference=v.difference, ci_low=v.ci_low, ci_high=v.ci_high,
+        labelled_rows=v.labelled_rows, test=v.test, confidence=v.confidence, reason=v.reason,
+        decided_at_ms=decided_at_ms, verdict_id=v.verdict_id, trace_id=trace_id, span_id=span_id,
     )
 
 

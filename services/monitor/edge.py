@@ -1,5 +1,10 @@
-"""The Kafka edge: predictions + every declared model's labels in, RetrainRequest out. Decodes, delegates to the
-DriftMonitor core, encodes.
+"""The Kafka edge: predictions + every declared model's labels in, RetrainRequest and ChallengerVerdict out.
+Decodes, delegates to the DriftMonitor core, encodes.
+
+Challengers: rows logged with a second role (shadow, canary, guard) go to the core's `ChallengerJudge`, never to
+the drift detectors; each verdict it reaches is published once on challenger.verdicts (keyed by model, flushed
+before the offsets are committed like a retrain request). The verdicts already published are read back before
+consuming, so a restarted monitor does not judge the same challenger and phase again.
 
 Definitions: a `DefinitionsFollower` keeps the revision in force. Until one exists the monitor consumes nothing
 (records wait in Kafka) and is not ready. A newer revision is turned, on the follower's thread, into one immutable
@@ -42,15 +47,21 @@ from mlops.definitions.labels import LabelError, decode_label
 from mlops.definitions.model import Model
 from mlops.definitions.revision import Revision
 from mlops.definitions.store import DefinitionsFollower
-from mlops.prediction_log import read_predictions
 from mlops.telemetry import current_trace_ids, link_to_ids, messaging_attributes, span_link, tracer
-from mlops.topics import EVENTS_DLQ, PREDICTIONS, RETRAIN_REQUESTED, TopicSpec, ensure_topics
+from mlops.topics import CHALLENGER_VERDICTS, EVENTS_DLQ, PREDICTIONS, RETRAIN_REQUESTED, TopicSpec, ensure_topics
 from opentelemetry import trace
 from opentelemetry.trace import Link, SpanKind
 
 from services.monitor import metrics
-from services.monitor.convert import label_from_row, predictions_from_columns, request_time_ms, retrain_to_pb
-from services.monitor.core import DriftMonitor, MonitorConfig, RetrainDecision
+from services.monitor.convert import (
+    label_from_row,
+    predictions_from_columns,
+    read_served,
+    request_time_ms,
+    retrain_to_pb,
+    verdict_to_pb,
+)
+from services.monitor.core import DriftMonitor, MonitorConfig, RetrainDecision, Verdict
 from services.monitor.settings import MonitorSettings
 
 log = logging.getLogger("mlops.monitor")
@@ -63,21 +74,37 @@ def _evidence_link(trace_id: str, span_id: str) -> Link | None:
     return Link(link.context, {"mlops.link": "drift evidence"}) if link is not None else None
 
 
-def restore_cooldowns(monitor: DriftMonitor, bus: Bus, timeout: float = 10.0) -> int:
-    """Re-apply the cool-down of the RetrainRequests already on retrain.requested; returns how many were read.
-    Best effort: without the topic (nothing requested yet) or within `timeout`, the monitor starts without them."""
-    topic = bus.topic(RETRAIN_REQUESTED)
+def _read_back(bus: Bus, spec: TopicSpec, timeout: float) -> list[Record]:
+    """Every record of `spec` so far; best effort: none when the topic is missing or unreadable (logged)."""
+    topic = bus.topic(spec)
     try:
         reader = bus.reader([topic], client_id=f"{CLIENT_ID}-restore")
         try:
-            records = reader.read_to_end(timeout)
+            return reader.read_to_end(timeout)
         finally:
             reader.close()
     except BusError as exc:
-        log.warning("cannot read back earlier retrain requests", extra={"fields": {"topic": topic, "error": str(exc)}})
-        return 0
+        log.warning("cannot read back earlier outputs", extra={"fields": {"topic": topic, "error": str(exc)}})
+        return []
+
+
+def restore_verdicts(monitor: DriftMonitor, bus: Bus, timeout: float = 10.0) -> int:
+    """Remember the ChallengerVerdicts already published (not judged again); returns how many were read."""
+    ids = []
+    for record in _read_back(bus, CHALLENGER_VERDICTS, timeout):
+        try:
+            ids.append(record.decode(models_pb2.ChallengerVerdict).verdict_id)
+        except ContractError:
+            continue
+    monitor.judge.restore(ids)
+    return len(ids)
+
+
+def restore_cooldowns(monitor: DriftMonitor, bus: Bus, timeout: float = 10.0) -> int:
+    """Re-apply the cool-down of the RetrainRequests already on retrain.requested; returns how many were read.
+    Best effort: without the topic (nothing requested yet) or within `timeout`, the monitor starts without them."""
     read = 0
-    for record in records:
+    for record in _read_back(bus, RETRAIN_REQUESTED, timeout):
         try:
             req = record.decode(models_pb2.RetrainRequest)
         except ContractError:
@@ -131,6 +158,7 @@ class MonitorService:
         self.monitor = monitor or DriftMonitor(settings, self.observer, config=MonitorConfig())
         self.predictions_topic = bus.topic(PREDICTIONS)
         self.retrain_topic = bus.topic(RETRAIN_REQUESTED)
+        self.verdicts_topic = bus.topic(CHALLENGER_VERDICTS)
         self.dlq_topic = bus.topic(EVENTS_DLQ)
         self.tracer = tracer("mlops.monitor")
         self.follower = DefinitionsFollower(bus, client_id=f"{CLIENT_ID}-definitions", on_change=self._on_revision)
@@ -186,6 +214,7 @@ class MonitorService:
             if stop.is_set():
                 return 0
             restored = restore_cooldowns(self.monitor, self.bus)
+            restore_verdicts(self.monitor, self.bus)
             self._producer = self.bus.producer(client_id=CLIENT_ID)
             while not stop.is_set():
                 self._take_up()
@@ -230,8 +259,8 @@ class MonitorService:
         routes = self._routes
         assert routes is not None
         if record.topic == self.predictions_topic:
-            served = read_predictions(record)  # one request's rows, either contract (ContractError: skipped)
-            decisions = self.monitor.observe_predictions(predictions_from_columns(served))
+            served, role = read_served(record)  # one request's rows, either contract (ContractError: skipped)
+            decisions = self.monitor.observe_predictions(predictions_from_columns(served, role))
             if served.timestamp_ms:
                 metrics.EVENT_LAG.set(max(0.0, time.time() - served.timestamp_ms / 1000.0))
             if served.model_name not in routes.config.policies:
@@ -248,7 +277,10 @@ class MonitorService:
                 decisions += self.monitor.observe_label(model.name, label_from_row(row))
         for d in decisions:
             self._publish(d, record)
-        self._maybe_sync()
+        verdicts = self.monitor.judge.take_verdicts()
+        for v in verdicts:
+            self._publish_verdict(v, record)
+        self._maybe_sync(force=bool(verdicts))  # a verdict's figures are on the gauges as it goes out
 
     def _bad_label(self, model: str, exc: LabelError, record: Record) -> None:
         metrics.BAD_LABELS.labels(model, exc.field).inc()
@@ -297,6 +329,25 @@ class MonitorService:
             "model": d.model_name, "version": d.model_version, "request_id": d.request_id, "reason": d.reason,
             "detector": d.detector, "statistic": d.statistic, "feature": d.feature, "value": d.value,
             "window_start_ms": d.window_start_ms, "window_end_ms": d.window_end_ms}})
+
+    def _publish_verdict(self, v: Verdict, record: Record) -> None:
+        assert self._producer is not None
+        here = span_link(record.headers)
+        attrs = messaging_attributes("send", self.verdicts_topic, key=v.model_name) | {
+            "mlops.model.name": v.model_name, "mlops.challenger.version": v.challenger_version,
+            "mlops.challenger.phase": v.phase, "mlops.challenger.verdict": v.verdict,
+            "mlops.challenger.difference": v.difference, "mlops.challenger.labelled_rows": v.labelled_rows,
+        }
+        with self.tracer.start_as_current_span(f"send {self.verdicts_topic}", kind=SpanKind.PRODUCER,
+                                               links=[here] if here is not None else [], attributes=attrs,
+                                               context=trace.set_span_in_context(trace.INVALID_SPAN)):
+            trace_id, span_id = current_trace_ids()
+            self._producer.send(self.verdicts_topic, verdict_to_pb(v, int(time.time() * 1000), trace_id, span_id),
+                                key=v.model_name)
+        metrics.VERDICTS.labels(v.model_name, v.phase, v.verdict).inc()
+        log.warning("challenger verdict", extra={"fields": {
+            "model": v.model_name, "champion": v.champion_version, "challenger": v.challenger_version,
+            "phase": v.phase, "verdict": v.verdict, "verdict_id": v.verdict_id, "reason": v.reason}})
 
     def _idle(self) -> None:
         self._polled = True

@@ -61,6 +61,21 @@ DEFERRED = Counter(
 )
 MODEL_VERSION = Gauge("mlops_monitor_model_version_info", "The model version the monitor sees serving.",
                       ["model", "version"])
+# the live judgement of a second version (shadow, canary, guard) against the champion, per model and version
+_TRIAL = ["model", "challenger", "phase"]
+CHALLENGER_LABELLED = Gauge(
+    "mlops_monitor_challenger_labelled_rows", "Labelled rows the live test of a challenger rests on (per arm for a "
+    "canary: the smaller arm).", _TRIAL)
+CHALLENGER_DIFFERENCE = Gauge(
+    "mlops_monitor_challenger_difference", "Challenger minus champion on the gate metric's per-row outcome (> 0: "
+    "the challenger is better; for a guard, the previous champion minus the new one).", _TRIAL)
+CHALLENGER_INTERVAL = Gauge(
+    "mlops_monitor_challenger_interval", "Always-valid bounds of the difference (each one-sided at the rollout's "
+    "confidence), once min_labels rows are labelled.", [*_TRIAL, "bound"])
+VERDICTS = Counter("mlops_monitor_challenger_verdicts_total", "ChallengerVerdicts published.",
+                   ["model", "phase", "verdict"])
+CHALLENGER_ROWS = Counter("mlops_monitor_challenger_rows_total", "Prediction rows of a second version, by role.",
+                          ["role"])
 
 
 class PrometheusObserver:
@@ -117,6 +132,7 @@ class CounterSync:
     def __init__(self) -> None:
         self._last: dict[str, int] = {}
         self._realised: set[tuple[str, str, str]] = set()
+        self._trials: set[tuple[str, str, str]] = set()
 
     def _delta(self, name: str, value: int) -> int:
         d = value - self._last.get(name, 0)
@@ -137,6 +153,31 @@ class CounterSync:
         JOIN_BUFFER.labels("predictions").set(monitor.join_buffered())
         JOIN_BUFFER.labels("labels").set(c.labels_waiting)
         self._sync_realised(monitor)
+        self._sync_trials(monitor)
+
+    def _sync_trials(self, monitor: DriftMonitor) -> None:
+        judge = monitor.judge
+        for role, n in judge.counts.rows.items():
+            CHALLENGER_ROWS.labels(role).inc(self._delta(f"role:{role}", n))
+        shown: set[tuple[str, str, str]] = set()
+        for trial in judge.trials.values():
+            labels = (trial.model_name, trial.challenger_version, trial.phase)
+            shown.add(labels)
+            CHALLENGER_LABELLED.labels(*labels).set(trial.labelled_rows)
+            ci = trial.interval
+            if ci is not None:
+                CHALLENGER_DIFFERENCE.labels(*labels).set(ci.estimate)
+                CHALLENGER_INTERVAL.labels(*labels, "low").set(ci.low)
+                CHALLENGER_INTERVAL.labels(*labels, "high").set(ci.high)
+        for gone in self._trials - shown:  # a trial replaced by the next challenger, or ended by a promotion
+            CHALLENGER_LABELLED.remove(*gone)
+            for gauge, extra in ((CHALLENGER_DIFFERENCE, ()), (CHALLENGER_INTERVAL, ("low",)),
+                                 (CHALLENGER_INTERVAL, ("high",))):
+                try:
+                    gauge.remove(*gone, *extra)
+                except KeyError:  # never had an interval (ended before min_labels)
+                    pass
+        self._trials = shown
 
     def _sync_realised(self, monitor: DriftMonitor) -> None:
         shown: set[tuple[str, str, str]] = set()

@@ -127,6 +127,16 @@ class MonitorSettings(BaseSettings):
     )
     evidence_traces: int = Field(8, ge=0, description="Prediction traces linked from a retrain request's span.")
 
+    # --- live judgement of challengers (services.monitor.core.judge; thresholds are each model's `rollout`) ------
+    challenger_tuned_labels: int = Field(
+        300, ge=10, description="Labelled rows at which the sequential test's interval is tightest (the mixture's "
+        "scale): near where a challenger a few points better is expected to be decided."
+    )
+    challenger_pair_window_ms: StreamMs = Field(
+        60_000, gt=0, description="How long a champion row waits for the shadow/guard row of the same request (and "
+        "the other way round) before it is dropped unpaired."
+    )
+
     @model_validator(mode="after")
     def _consistent(self) -> MonitorSettings:
         if self.min_records and self.min_records < self.window_size:

@@ -18,6 +18,7 @@ from services.registry.core import (
     ModelSummary,
     Promotion,
     Range,
+    Verdict,
     VersionState,
 )
 from services.registry.core.slices import SliceReport, SliceRow
@@ -26,7 +27,7 @@ from services.registry.errors import InvalidCandidate
 __all__ = [
     "AUDIT", "STATE", "audit_out", "candidate_in", "candidate_out", "event_in", "event_key", "event_out",
     "explainability_in", "lineage_in", "lineage_out", "promotion_out", "slices_in",
-    "slices_out", "summary_out", "version_out",
+    "slices_out", "summary_out", "verdict_in", "verdict_out", "version_out",
 ]
 
 STATE, AUDIT = "state", "audit"
@@ -147,26 +148,28 @@ def event_out(e: VersionState | AuditEntry) -> models_pb2.RegistryEvent:
             champion_metrics=e.champion_metrics, gate_metrics=e.gate_metrics,
             champion_version_at_gate=e.champion_version_at_gate, registered_at_ms=e.registered_at_ms,
             promoted_sequence=e.promoted_sequence, sequence=e.sequence, at_ms=e.registered_at_ms,
-            gate_definitions_revision=e.gate_definitions_revision, slices=slices_out(e.slices),
+            gate_definitions_revision=e.gate_definitions_revision, slices=slices_out(e.slices), role=e.role,
+            traffic_fraction=e.traffic_fraction,
         )
     return models_pb2.RegistryEvent(
         record_kind=AUDIT, model_name=e.model_name, version=e.version, status=e.status, actor=e.actor,
         action=e.action, why=e.why, at_ms=e.at_ms, sequence=e.sequence, command_id=e.command_id,
-        previous_version=e.previous_version,
+        previous_version=e.previous_version, evidence=verdict_out(e.evidence),
     )
 
 
 def event_in(m: models_pb2.RegistryEvent) -> VersionState | AuditEntry:
     if m.record_kind == AUDIT:
         return AuditEntry(m.model_name, m.sequence, m.version, m.action, m.actor, m.why, m.at_ms, m.status,
-                          m.command_id, m.previous_version)
+                          m.command_id, m.previous_version, verdict_in(m.evidence) if m.HasField("evidence") else None)
     info = _info(m.candidate)
     return VersionState(
         model_name=m.model_name, version=m.version, status=m.status, candidate=info,
         gate_decision=m.gate_decision, gate_reason=m.gate_reason, gate_metrics=dict(m.gate_metrics),
         champion_metrics=dict(m.champion_metrics), champion_version_at_gate=m.champion_version_at_gate,
         registered_at_ms=m.registered_at_ms, promoted_sequence=m.promoted_sequence, sequence=m.sequence,
-        gate_definitions_revision=m.gate_definitions_revision, slices=slices_in(m),
+        gate_definitions_revision=m.gate_definitions_revision, slices=slices_in(m), role=m.role,
+        traffic_fraction=m.traffic_fraction,
     )
 
 
@@ -174,7 +177,28 @@ def promotion_out(p: Promotion) -> models_pb2.ModelPromoted:
     return models_pb2.ModelPromoted(
         model_name=p.model_name, version=p.version, artifact_sha256=p.sha256, previous_version=p.previous_version,
         reason=p.reason, promoted_at_ms=p.at_ms, feature_names=list(p.feature_names), action=p.action,
+        role=p.role, traffic_fraction=p.traffic_fraction,
     )
+
+
+def verdict_in(m: models_pb2.ChallengerVerdict) -> Verdict:
+    return Verdict(
+        model_name=m.model_name, champion_version=m.champion_version, challenger_version=m.challenger_version,
+        phase=m.phase, verdict=m.verdict, verdict_id=m.verdict_id, metric=m.metric,
+        champion_metric=m.champion_metric, challenger_metric=m.challenger_metric, difference=m.difference,
+        ci_low=m.ci_low, ci_high=m.ci_high, labelled_rows=m.labelled_rows, test=m.test, confidence=m.confidence,
+        reason=m.reason, decided_at_ms=m.decided_at_ms)
+
+
+def verdict_out(v: Verdict | None) -> models_pb2.ChallengerVerdict | None:
+    if v is None:
+        return None
+    return models_pb2.ChallengerVerdict(
+        model_name=v.model_name, champion_version=v.champion_version, challenger_version=v.challenger_version,
+        phase=v.phase, verdict=v.verdict, verdict_id=v.verdict_id, metric=v.metric,
+        champion_metric=v.champion_metric, challenger_metric=v.challenger_metric, difference=v.difference,
+        ci_low=v.ci_low, ci_high=v.ci_high, labelled_rows=v.labelled_rows, test=v.test, confidence=v.confidence,
+        reason=v.reason, decided_at_ms=v.decided_at_ms)
 
 
 # --- the gRPC API -----------------------------------------------------------------------------------------------
@@ -189,16 +213,20 @@ def version_out(v: VersionState) -> api.ModelVersion:
         gate_reason=v.gate_reason, candidate_id=c.candidate_id, feature_names=list(c.feature_names),
         params=c.params, lineage=lineage_out(c.lineage), registered_at_ms=v.registered_at_ms,
         promoted_sequence=v.promoted_sequence, gate_definitions_revision=v.gate_definitions_revision,
+        role=v.role, traffic_fraction=v.traffic_fraction,
     )
 
 
 def audit_out(a: AuditEntry) -> api.AuditEntry:
     return api.AuditEntry(sequence=a.sequence, version=a.version, action=a.action, actor=a.actor, why=a.why,
-                          at_ms=a.at_ms, status=a.status)
+                          at_ms=a.at_ms, status=a.status, evidence=verdict_out(a.evidence))
 
 
 def summary_out(s: ModelSummary) -> api.ModelSummary:
     return api.ModelSummary(
         name=s.name, champion_version=s.champion.version if s.champion else "",
         latest_version=s.latest.version if s.latest else "", version_count=s.version_count,
-        champion_sha256=s.champion.candidate.sha256 if s.champion else "", updated_at_ms=s.updated_at_ms)
+        champion_sha256=s.champion.candidate.sha256 if s.champion else "", updated_at_ms=s.updated_at_ms,
+        challenger_version=s.challenger.version if s.challenger else "",
+        challenger_role=s.challenger.role if s.challenger else "",
+        challenger_fraction=s.challenger.traffic_fraction if s.challenger else 0.0)

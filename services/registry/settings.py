@@ -17,6 +17,9 @@ class RegistrySettings(BaseSettings):
     grpc_port: int = Field(8002, description="Port of the gRPC API (mlops.v1.ModelRegistry); 0 picks a free one.")
     grpc_workers: int = Field(4, ge=1, description="Threads serving gRPC calls.")
     group_id: str = Field("registry", description="Consumer group on model.candidates.")
+    verdicts_group_id: str = Field(
+        "registry-verdicts", description="Consumer group on challenger.verdicts (the monitor's live verdicts)."
+    )
     artifact_timeout_s: float = Field(
         10.0, gt=0.0, description="How long to wait for a candidate's artifact to appear on model.artifacts."
     )

@@ -16,6 +16,7 @@ class ModelRow:
     latest: str
     versions: int
     updated_ms: int
+    challenger: str = ""  # the second version on live traffic, e.g. "v2 shadow 100%" ("" when none)
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ class Version:
     features: tuple[str, ...]
     lineage: Lineage
     registered_ms: int
+    live: str = ""  # its role on live traffic with its share, e.g. "shadow 100%" ("" when none)
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ class AuditEntry:
     why: str
     at_ms: int
     status: str
+    evidence: str = ""  # the live verdict a decision of the monitor acted on, in one line
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,23 @@
 """The transport-free core: the data plane (infer / ready / metadata on plain values), the serving catalog built
 from the definitions, the online feature assembly (shared with batch scoring), outputs by task, adaptive batching,
-the onnxruntime model versions and their repository, and the domain values they pass around."""
+the onnxruntime model versions and their repository, second versions on live traffic (canary routing, the shadow
+mirror), and the domain values they pass around."""
 
 from services.inference.core.batching import Batcher, BatchPolicy
 from services.inference.core.catalog import Catalog, LayoutHistory, ModelSpec, OutputSpec, ViewRead, build_catalog
-from services.inference.core.dataplane import DataPlane, FeaturesSeen, PredictionSink
+from services.inference.core.challengers import Mirror, MirrorJob, columns_for, share
+from services.inference.core.dataplane import DataPlane, FeaturesSeen, PredictionSink, TraceContext
 from services.inference.core.domain import (
+    CANARY,
+    CHALLENGER_ROLES,
+    CHAMPION,
     ENTITY_INPUT,
+    GUARD,
+    MIRRORED_ROLES,
     MODEL_INPUT,
     NUMPY_TO_OIP,
     OIP_TO_NUMPY,
+    SHADOW,
     InferRequest,
     InferResponse,
     ModelInfo,
@@ -20,6 +28,7 @@ from services.inference.core.domain import (
 )
 from services.inference.core.features import Assembled, assemble
 from services.inference.core.models import (
+    Challenger,
     ModelRepository,
     ModelVersion,
     SessionOptions,
@@ -27,24 +36,34 @@ from services.inference.core.models import (
     apply_promotion,
     build_session,
     make_champion,
+    withdraw_challenger,
 )
 from services.inference.core.outputs import Binding, bind, scores_and_labels, served_output
 
 __all__ = [
+    "CANARY",
+    "CHALLENGER_ROLES",
+    "CHAMPION",
     "ENTITY_INPUT",
+    "GUARD",
+    "MIRRORED_ROLES",
     "MODEL_INPUT",
     "NUMPY_TO_OIP",
     "OIP_TO_NUMPY",
+    "SHADOW",
     "Assembled",
     "BatchPolicy",
     "Batcher",
     "Binding",
     "Catalog",
+    "Challenger",
     "DataPlane",
     "FeaturesSeen",
     "InferRequest",
     "InferResponse",
     "LayoutHistory",
+    "Mirror",
+    "MirrorJob",
     "ModelInfo",
     "ModelRepository",
     "ModelSpec",
@@ -57,13 +76,17 @@ __all__ = [
     "Tensor",
     "TensorInfo",
     "TensorSpec",
+    "TraceContext",
     "ViewRead",
     "apply_promotion",
     "assemble",
     "bind",
     "build_catalog",
     "build_session",
+    "columns_for",
     "make_champion",
     "scores_and_labels",
     "served_output",
+    "share",
+    "withdraw_challenger",
 ]

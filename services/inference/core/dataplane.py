@@ -5,11 +5,17 @@ a declared model, which serves its promoted champion (or a retained version). `i
 the version once (a concurrent swap cannot change them mid-request), builds the input matrix from the "input"
 tensor or from the model's online views by entity id (`features.assemble`: one read per view for the whole
 batch), runs it through the batcher and hands the served rows to the prediction log.
+
+A model may serve a second version beside its champion (`core.challengers`): a canary answers its share of
+requests itself (sticky by the first entity id; its rows logged with role "canary"), a shadow or guard is handed
+its share of requests after the champion answered, to be scored by the mirror off the response path. A request
+that names a version gets that version, never a second one.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -20,7 +26,10 @@ from mlops.online_store import OnlineFeatures, OnlineStore
 
 from services.inference.core.batching import Batcher
 from services.inference.core.catalog import Catalog, ModelSpec
+from services.inference.core.challengers import Mirror, MirrorJob, columns_for, share
 from services.inference.core.domain import (
+    CANARY,
+    CHAMPION,
     ENTITY_INPUT,
     MODEL_INPUT,
     InferRequest,
@@ -32,7 +41,7 @@ from services.inference.core.domain import (
 )
 from services.inference.core.explain import EXPLAIN_OUTPUTS, explain_outputs
 from services.inference.core.features import assemble
-from services.inference.core.models import ModelRepository, ModelVersion
+from services.inference.core.models import Challenger, ModelRepository, ModelVersion
 from services.inference.core.outputs import Binding, served_output
 from services.inference.errors import (
     InvalidInput,
@@ -42,7 +51,10 @@ from services.inference.errors import (
     NoOnlineStore,
     TooLarge,
 )
+from services.inference.metrics import MIRROR_DROPPED
 from services.inference.settings import InferenceSettings
+
+log = logging.getLogger("mlops.inference")
 
 
 class PredictionSink(Protocol):
@@ -52,6 +64,19 @@ class PredictionSink(Protocol):
 # Called with what the online store returned for a request, inside the request: the edge links its span to the
 # feature updates (tracing stays out of the core).
 FeaturesSeen = Callable[[Sequence[OnlineFeatures | None]], object]
+# Called inside a mirrored request: the edge's trace context of it, carried to the rows logged off the request.
+TraceContext = Callable[[], object]
+
+
+Resolved = tuple[ModelSpec, ModelVersion, Binding]  # a version with the declaration it is read under
+
+
+def _inputs_of(spec: ModelSpec, champion: ModelSpec, x: np.ndarray) -> np.ndarray | None:
+    """`x` (rows of `champion`'s inputs) as `spec`'s inputs; None when `spec` reads a feature `champion` does not."""
+    if spec is champion:
+        return x
+    columns = columns_for(champion, spec)
+    return None if columns is None else x[:, columns]
 
 
 def _entity_ids(request: InferRequest) -> list[str] | None:
@@ -73,14 +98,19 @@ def _entity_ids(request: InferRequest) -> list[str] | None:
 
 class DataPlane:
     """The service's decisions on plain values. `features` answers entity ids (None: only tensors are served),
-    `predictions` receives each served batch, `on_features` sees what the store returned for a request. Nothing is
-    served until `use` gives it the catalog of a definitions revision."""
+    `predictions` receives each served batch, `on_features` sees what the store returned for a request, `mirror`
+    scores the shadow/guard share of requests off the response path (None, or no `predictions`: nothing is
+    mirrored), `context` gives a request's trace context for its mirrored rows. Nothing is served until `use`
+    gives it the catalog of a definitions revision."""
 
     def __init__(self, settings: InferenceSettings, repository: ModelRepository, batcher: Batcher,
                  features: OnlineStore | None = None, predictions: PredictionSink | None = None,
-                 on_features: FeaturesSeen | None = None, catalog: Catalog | None = None):
+                 on_features: FeaturesSeen | None = None, catalog: Catalog | None = None,
+                 mirror: Mirror | None = None, context: TraceContext | None = None):
         self.settings, self.repository, self._batcher = settings, repository, batcher
         self._features, self._predictions, self._on_features = features, predictions, on_features
+        self._mirror, self._context = mirror, context
+        self._misfits: set[tuple[str, str]] = set()
         self.catalog = catalog
         # ids for requests that bring none: a per-process random prefix and a counter (uuid4 reads os.urandom on
         # every call, too dear per request)
@@ -119,7 +149,7 @@ class DataPlane:
                          "onnxruntime_onnx", inputs,
                          (TensorInfo(spec.output.name, "FP32", (-1, spec.output.width)),))
 
-    def _resolve(self, name: str, version: str) -> tuple[ModelSpec, ModelVersion, Binding]:
+    def _resolve(self, name: str, version: str) -> Resolved:
         catalog = self.catalog
         if catalog is None:
             raise NoDefinitions()
@@ -150,25 +180,68 @@ class DataPlane:
         if unknown:
             raise InvalidInput(f"unknown output(s) {unknown}; model {spec.name} has {[spec.output.name]}")
         entity_ids = _entity_ids(request)
+        # a request naming a version gets that version; otherwise the model's second version may take it
+        second = None if request.model_version else self.repository.challenger(spec.name)
+        canary: Resolved | None = None  # the canary, when it answers this request (sticky by its first entity)
+        if second is not None and second.role == CANARY:
+            if share(entity_ids[0] if entity_ids else request_id) < second.fraction:
+                canary = self._bound(spec.name, second.model)
+            second = None
         as_of: list[int] | None = None
         if x_tensor is not None:
-            x = self._features_from_tensor(spec, x_tensor)
+            x = self._features_from_tensor(spec, x_tensor)  # the client's contract: the champion's inputs
             if entity_ids is not None and len(entity_ids) != len(x):
                 raise InvalidInput(f"{len(entity_ids)} entity ids for {len(x)} rows")
+            if canary is not None:  # the canary's own columns, or the champion answers
+                mapped = _inputs_of(canary[0], spec, x)
+                x, canary = (x, None) if mapped is None else (mapped, canary)
         elif entity_ids is not None:
             self._check_rows(len(entity_ids))
-            x, as_of = await self._features_from_store(spec, entity_ids)
+            x, as_of = await self._features_from_store(canary[0] if canary is not None else spec, entity_ids)
         else:
             raise InvalidInput(f"request needs input {MODEL_INPUT!r} FP32 [N, {spec.k}] or {ENTITY_INPUT!r} "
                                "BYTES [N]")
+        role = CHAMPION
+        if canary is not None:
+            (spec, model, binding), role = canary, CANARY
         output = served_output(binding, await self._batcher.submit(model, x))
         if self._predictions is not None:
             self._predictions.offer(ServedBatch(
                 request_id, spec.name, model.version, spec.task, spec.classes, spec.feature_names, x, output,
-                entity_ids, as_of, int((time.perf_counter() - started) * 1e6), int(time.time() * 1000)))
+                entity_ids, as_of, int((time.perf_counter() - started) * 1e6), int(time.time() * 1000), role))
+            if second is not None and self._mirror is not None and (
+                    second.fraction >= 1.0 or share(request_id) < second.fraction):
+                self._mirror_request(spec, second, request_id, x, entity_ids, as_of, started)
         return InferResponse(spec.name, model.version, request_id,
                              [Tensor(spec.output.name, "FP32", output.shape, output),
                               *explain_outputs(request.parameters, model, binding, x)])
+
+    def _bound(self, name: str, model: ModelVersion) -> Resolved | None:
+        """`model` (a second version) read with its own inputs under the declarations in force; None when it no
+        longer fits them (the champion serves alone: a second version never fails a request)."""
+        catalog = self.catalog
+        try:
+            assert catalog is not None
+            spec = catalog.for_inputs(name, model.feature_names)
+            return spec, model, model.bound(spec)
+        except (ModelMismatch, ModelNotFound) as exc:
+            if (name, model.version) not in self._misfits:  # once per version, not once per request
+                self._misfits.add((name, model.version))
+                log.warning("second version does not fit the declarations; the champion serves alone",
+                            extra={"fields": {"model": name, "version": model.version, "error": str(exc)}})
+            return None
+
+    def _mirror_request(self, spec: ModelSpec, second: Challenger, request_id: str, x: np.ndarray,
+                        entity_ids: list[str] | None, as_of: list[int] | None, started: float) -> None:
+        """Hand the request's rows to the mirror for `second` (shadow or guard); never waits."""
+        assert self._mirror is not None
+        bound = self._bound(spec.name, second.model)
+        mapped = _inputs_of(bound[0], spec, x) if bound is not None else None
+        if bound is None or mapped is None:
+            MIRROR_DROPPED.labels(spec.name, second.role, "inputs").inc()
+            return
+        self._mirror.offer(MirrorJob(second.model, bound[2], bound[0], second.role, request_id, mapped, entity_ids,
+                                     as_of, started, self._context() if self._context is not None else None))
 
     def _check_rows(self, n: int) -> None:
         if n > self.settings.max_request_rows:

@@ -8,6 +8,13 @@ from dataclasses import dataclass, field
 import numpy as np
 from mlops.definitions import Task
 
+# Roles a served version plays (`ModelPromoted.role`, `PredictionBatch.role`): the champion answers clients; one
+# second version per model may run beside it — shadow and guard are mirrored (scored off the response path, logged,
+# never returned), canary answers a share of requests itself.
+CHAMPION, SHADOW, CANARY, GUARD = "champion", "shadow", "canary", "guard"
+CHALLENGER_ROLES = frozenset({SHADOW, CANARY, GUARD})
+MIRRORED_ROLES = frozenset({SHADOW, GUARD})
+
 # Open Inference Protocol datatype → numpy dtype (little-endian); BYTES is a list of bytes objects.
 OIP_TO_NUMPY: dict[str, np.dtype] = {
     "BOOL": np.dtype(np.bool_), "UINT8": np.dtype("<u1"), "UINT16": np.dtype("<u2"), "UINT32": np.dtype("<u4"),
@@ -65,13 +72,22 @@ class ModelInfo:
 
 @dataclass(frozen=True)
 class Promotion:
-    """A champion change announced on `model.promoted`: which version to serve and where its bytes are."""
+    """A change announced on `model.promoted`: which version to serve in which role (champion, or a second version
+    with its share of traffic) and where its bytes are; action "retire" withdraws the second version."""
 
     model_name: str
     version: str
     artifact_sha256: str
     feature_names: tuple[str, ...]
     action: str = "promote"
+    role: str = CHAMPION
+    traffic_fraction: float = 0.0
+
+    @property
+    def challenger(self) -> bool:
+        """About the second version (key `<model>/challenger`), not the champion (an unknown role is refused as a
+        second version's, never taken for the champion's)."""
+        return self.role != CHAMPION or self.action == "retire"
 
 
 @dataclass(slots=True)
@@ -90,3 +106,10 @@ class ServedBatch:
     as_of_ms: list[int] | None
     latency_us: int
     timestamp_ms: int
+    role: str = CHAMPION  # who served these rows (shadow and guard rows were never returned)
+    trace: object = None  # the request's trace context when it is logged off the request (mirrored rows)
+    # rows of several requests (the mirror logs a round's rows together): per row its request id, its index in
+    # its request, and the key its request's record was partitioned by (entity id, else request id)
+    row_request_ids: list[str] | None = None
+    row_index: np.ndarray | None = None
+    row_keys: list[str] | None = None

@@ -1,4 +1,5 @@
-"""Model versions (one onnxruntime session each) and the repository that holds the champion and recent versions.
+"""Model versions (one onnxruntime session each) and the repository that holds the champion, recent versions and
+the one second version (shadow, canary or guard) a model may serve beside its champion.
 
 Swaps are a single reference assignment under a lock: a request resolves its ModelVersion once and keeps it, so
 in-flight requests finish on the session they started with while new requests see the new champion.
@@ -15,10 +16,10 @@ import numpy as np
 import onnxruntime as ort
 
 from services.inference.core.catalog import Catalog, ModelSpec
-from services.inference.core.domain import Promotion
+from services.inference.core.domain import CHALLENGER_ROLES, Promotion
 from services.inference.core.outputs import Binding, bind
-from services.inference.errors import ModelLoadError, ModelNotFound
-from services.inference.metrics import MODEL_IN_SERVICE, MODEL_SWAPS
+from services.inference.errors import BadPromotion, ModelLoadError, ModelNotFound
+from services.inference.metrics import CHALLENGER_TRAFFIC, MODEL_IN_SERVICE, MODEL_SWAPS
 
 log = logging.getLogger("mlops.inference")
 
@@ -148,14 +149,27 @@ class ModelVersion:
             self.run(np.zeros((n, self.n_features), dtype=np.float32))
 
 
+@dataclass(frozen=True)
+class Challenger:
+    """The second version a model serves beside its champion: `role` shadow or guard (mirrored: scored off the
+    response path, logged, never returned) or canary (answers its share of requests itself), on `fraction` of the
+    requests."""
+
+    model: ModelVersion
+    role: str
+    fraction: float
+
+
 class ModelRepository:
-    """Loaded versions per model name: the champion plus the last `retain` versions."""
+    """Loaded versions per model name: the champion plus the last `retain` versions, and at most one second version
+    (a `Challenger`) per name."""
 
     def __init__(self, retain: int = 3, on_change: Callable[[], None] | None = None):
         self._retain = retain
         self._lock = threading.Lock()
         self._champions: dict[str, ModelVersion] = {}
         self._versions: dict[str, dict[str, ModelVersion]] = {}
+        self._challengers: dict[str, Challenger] = {}
         self._on_change = on_change
 
     def set_on_change(self, callback: Callable[[], None]) -> None:
@@ -178,6 +192,29 @@ class ModelRepository:
             self._on_change()
         return previous
 
+    def set_challenger(self, challenger: Challenger) -> Challenger | None:
+        """Serve `challenger` beside its model's champion (replacing the one before, which is returned)."""
+        with self._lock:
+            previous = self._challengers.get(challenger.model.name)
+            self._challengers[challenger.model.name] = challenger
+        return previous
+
+    def withdraw(self, name: str, version: str = "") -> Challenger | None:
+        """Stop serving `name`'s second version (only when it is `version`, if given); returns the one withdrawn."""
+        with self._lock:
+            current = self._challengers.get(name)
+            if current is None or (version and current.model.version != version):
+                return None
+            return self._challengers.pop(name)
+
+    def challenger(self, name: str) -> Challenger | None:
+        """`name`'s second version, None when there is none or it is the champion itself (just promoted)."""
+        c = self._challengers.get(name)
+        if c is None:
+            return None
+        champion = self._champions.get(name)
+        return None if champion is not None and champion.version == c.model.version else c
+
     def get(self, name: str, version: str = "") -> ModelVersion:
         champion = self._champions.get(name)
         if not version:
@@ -188,6 +225,9 @@ class ModelRepository:
             return champion
         found = self._versions.get(name, {}).get(version)
         if found is None:
+            second = self._challengers.get(name)
+            if second is not None and second.model.version == version:  # a request may name the challenger
+                return second.model
             raise ModelNotFound(name, version)
         return found
 
@@ -206,7 +246,10 @@ class ModelRepository:
         return list(self._champions)
 
     def versions(self, name: str) -> list[str]:
-        return list(self._versions.get(name, {}))
+        """The versions a request may name: the retained ones (oldest first), then the second version."""
+        out = list(self._versions.get(name, {}))
+        second = self._challengers.get(name)
+        return out + [second.model.version] if second is not None and second.model.version not in out else out
 
     def empty(self) -> bool:
         return not self._champions
@@ -226,13 +269,49 @@ def make_champion(repository: ModelRepository, model: ModelVersion, action: str 
         "action": action}})
 
 
+def _set_challenger(repository: ModelRepository, model: ModelVersion, promotion: Promotion) -> None:
+    fraction = promotion.traffic_fraction
+    if promotion.role not in CHALLENGER_ROLES:
+        raise BadPromotion(model.name, model.version, "role", f"is {promotion.role!r}; a second version is one of "
+                           f"{sorted(CHALLENGER_ROLES)}")
+    if not 0.0 < fraction <= 1.0:
+        raise BadPromotion(model.name, model.version, "traffic_fraction", f"is {fraction}; a second version takes a "
+                           "share in (0, 1]")
+    if repository.champion_version(model.name) == model.version:
+        log.warning("second version is the champion itself; not served twice", extra={"fields": {
+            "model": model.name, "version": model.version, "role": promotion.role}})
+        withdraw_challenger(repository, model.name)
+        return
+    previous = repository.set_challenger(Challenger(model, promotion.role, fraction))
+    if previous is not None:
+        CHALLENGER_TRAFFIC.labels(model.name, previous.model.version, previous.role).set(0)
+    CHALLENGER_TRAFFIC.labels(model.name, model.version, promotion.role).set(fraction)
+    log.info("second version in service", extra={"fields": {
+        "model": model.name, "version": model.version, "role": promotion.role, "traffic_fraction": fraction,
+        "replaced": previous.model.version if previous else None}})
+
+
+def withdraw_challenger(repository: ModelRepository, name: str, version: str = "") -> Challenger | None:
+    """Withdraw `name`'s second version (only `version`, if given): requests in flight finish on it."""
+    withdrawn = repository.withdraw(name, version)
+    if withdrawn is not None:
+        CHALLENGER_TRAFFIC.labels(name, withdrawn.model.version, withdrawn.role).set(0)
+        log.info("second version withdrawn", extra={"fields": {
+            "model": name, "version": withdrawn.model.version, "role": withdrawn.role}})
+    return withdrawn
+
+
 def apply_promotion(
     repository: ModelRepository, promotion: Promotion, fetch: Callable[[str], bytes], options: SessionOptions,
     catalog: Catalog | None,
-) -> ModelVersion:
-    """Load the promoted version (or reuse it when retained), check it against its declaration when the model is
-    declared (a misfit raises ModelMismatch and the champion stays), and make it the champion. A model not declared
-    (yet) is loaded all the same: it is served once a revision declares it, and checked then."""
+) -> ModelVersion | None:
+    """Apply one `model.promoted` record. A champion or second version is loaded (or reused when retained), checked
+    against its declaration when the model is declared (a misfit raises ModelMismatch and what serves stays) and
+    put in service; action "retire" withdraws the second version. A model not declared (yet) is loaded all the same:
+    it is served once a revision declares it, and checked then."""
+    if promotion.action == "retire":
+        withdrawn = withdraw_challenger(repository, promotion.model_name, promotion.version)
+        return withdrawn.model if withdrawn is not None else None
     if repository.has(promotion.model_name, promotion.version):
         model = repository.get(promotion.model_name, promotion.version)
     else:
@@ -247,5 +326,11 @@ def apply_promotion(
     else:
         log.warning("promoted model is not declared; loaded, served once declared",
                     extra={"fields": {"model": promotion.model_name, "version": promotion.version}})
+    if promotion.challenger:
+        _set_challenger(repository, model, promotion)
+        return model
     make_champion(repository, model, promotion.action or "promote")
+    second = repository.withdraw(model.name, model.version)  # the challenger promoted: now served as champion
+    if second is not None:
+        CHALLENGER_TRAFFIC.labels(model.name, model.version, second.role).set(0)
     return model

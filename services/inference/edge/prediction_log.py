@@ -66,9 +66,10 @@ class PredictionLog:
 
     def offer(self, batch: ServedBatch) -> bool:
         """Queue a batch with the trace context of the request serving it; False when it was dropped (buffer full
-        under `drop-newest`, or closing). Never blocks on Kafka."""
+        under `drop-newest`, or closing). Never blocks on Kafka. Rows scored off their request (shadow, guard)
+        bring its trace context with them."""
         n = len(batch.x)
-        ctx = trace.get_current_span().get_span_context()
+        ctx = batch.trace if batch.trace is not None else trace.get_current_span().get_span_context()
         with self._cond:
             if self._stop:
                 self._dropped_full.inc(n)

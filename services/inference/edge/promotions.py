@@ -1,8 +1,9 @@
-"""Follows `model.promoted` and hot-swaps champions.
+"""Follows `model.promoted` and hot-swaps champions and second versions.
 
 Every replica must see every promotion, so each process reads the topic with a `Reader` (no consumer group, no
-commits) from the beginning: on start it replays the history up to the end, where the last record per model name
-is the current champion; afterwards each new record is applied as it arrives. Loading (artifact fetch by sha256,
+commits) from the beginning: on start it replays the history up to the end, where the last record per key is what
+is in force — key `<model>` the champion, key `<model>/challenger` the second version (shadow, canary or guard, or
+none after action "retire"); afterwards each new record is applied as it arrives. Loading (artifact fetch by sha256,
 session build, warm-up) happens here in the background thread; the swap itself is one reference assignment in
 the repository.
 """
@@ -22,13 +23,19 @@ from opentelemetry.trace import SpanKind
 from pydantic import SecretStr
 
 from services.inference import convert
-from services.inference.core import Catalog, ModelRepository, SessionOptions, apply_promotion
+from services.inference.core import CHAMPION, Catalog, ModelRepository, Promotion, SessionOptions, apply_promotion
 from services.inference.metrics import PROMOTIONS_REFUSED
 
 log = logging.getLogger("mlops.inference")
 _tracer = tracer("mlops.inference")
 
 FetchArtifact = Callable[[str], bytes]  # sha256 -> the verified bytes
+
+
+def _slot(promotion: Promotion) -> str:
+    """What a record is collapsed by: `<model>` for the champion, `<model>/challenger` for the second version (the
+    registry's record keys)."""
+    return f"{promotion.model_name}/challenger" if promotion.challenger else promotion.model_name
 
 
 class PromotionFollower:
@@ -80,7 +87,7 @@ class PromotionFollower:
 
     def _apply(self, records: list[Record]) -> None:
         latest: dict[str, tuple[Record, models_pb2.ModelPromoted]] = {}
-        for r in records:  # a replayed history collapses to the last record per model name
+        for r in records:  # a replayed history collapses to the last record per model name and slot
             try:
                 promoted = r.decode(models_pb2.ModelPromoted)
             except ContractError as exc:
@@ -88,15 +95,19 @@ class PromotionFollower:
                 log.error("bad model.promoted record", extra={"fields": {"error": str(exc)}})
                 continue
             if self._key is not None and not promotion_verified(
-                    self._key, promoted.model_name, promoted.version, promoted.artifact_sha256, promoted.signature):
+                    self._key, promoted.model_name, promoted.version, promoted.artifact_sha256, promoted.signature,
+                    role=promoted.role):  # the role is signed: a shadow announcement cannot pass as a champion
                 # before the history collapses: a forged record must not hide the last genuine one
                 self.errors += 1
                 PROMOTIONS_REFUSED.inc()
                 log.error("promotion refused: unsigned or badly signed", extra={"fields": {
-                    "model": promoted.model_name, "version": promoted.version, "topic": r.topic,
+                    "model": promoted.model_name, "version": promoted.version, "role": promoted.role or CHAMPION,
+                    "action": promoted.action, "topic": r.topic,
                     "partition": r.partition, "offset": r.offset}})
                 continue
-            latest[promoted.model_name] = (r, promoted)
+            slot = _slot(convert.promotion(promoted))
+            latest.pop(slot, None)  # re-inserted last: the slots are applied in the order they last moved
+            latest[slot] = (r, promoted)
         for record, promoted in latest.values():
             self._handle(record, promoted)
 
@@ -105,14 +116,15 @@ class PromotionFollower:
         with _tracer.start_as_current_span(
             f"process {record.topic}", context=extract_context(record.headers), kind=SpanKind.CONSUMER,
             attributes=messaging_attributes("process", record.topic, record.partition, record.offset, record.key)
-            | {"mlops.model": promotion.model_name, "mlops.version": promotion.version},
+            | {"mlops.model": promotion.model_name, "mlops.version": promotion.version, "mlops.role": promotion.role},
         ):
             try:
                 apply_promotion(self._repository, promotion, self._fetch, self._options, self._catalog())
             except Exception as exc:  # the old champion keeps serving; the failure is loud
                 self.errors += 1
                 log.error("promotion not applied", extra={"fields": {
-                    "model": promotion.model_name, "version": promotion.version, "error": str(exc)}})
+                    "model": promotion.model_name, "version": promotion.version, "role": promotion.role,
+                    "action": promotion.action, "error": str(exc)}})
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()

@@ -30,6 +30,7 @@ from services.inference.core import (
     BatchPolicy,
     DataPlane,
     LayoutHistory,
+    Mirror,
     ModelRepository,
     ModelVersion,
     SessionOptions,
@@ -38,7 +39,7 @@ from services.inference.core import (
 )
 from services.inference.edge.prediction_log import PredictionLog
 from services.inference.edge.promotions import PromotionFollower
-from services.inference.edge.tracing import infer_span, link_feature_updates
+from services.inference.edge.tracing import infer_span, link_feature_updates, span_context
 from services.inference.errors import (
     EntityNotFound,
     InferenceError,
@@ -171,6 +172,7 @@ class InferenceServer:
         self.definitions: DefinitionsFollower | None = None
         self._history = LayoutHistory()  # older view versions, for the online join's fallback
         self.predictions: PredictionLog | None = None
+        self.mirror: Mirror | None = None
         self._executor = ThreadPoolExecutor(settings.ort_workers, thread_name_prefix="ort")
         self._server: grpc.aio.Server | None = None
         self._store = store if settings.online_join else None
@@ -240,9 +242,12 @@ class InferenceServer:
         self.repository.set_on_change(self._on_change)
         if self.bus is not None and s.log_predictions:
             self.predictions = self._prediction_log(self.bus)
+            # shadow and guard answers exist only to be logged: no log, no mirror
+            self.mirror = Mirror(self.predictions.offer, s.shadow_queue_rows, s.max_batch_size,
+                                 s.shadow_interval_ms / 1000)
         self.batcher = Batcher(self._executor, BatchPolicy.from_settings(s))
         self.dataplane = DataPlane(s, self.repository, self.batcher, self._store, self.predictions,
-                                   on_features=link_feature_updates)
+                                   on_features=link_feature_updates, mirror=self.mirror, context=span_context)
         await self._start_definitions()
         if s.model_path is not None:
             self.load_file(s.model_path)
@@ -320,6 +325,8 @@ class InferenceServer:
             await asyncio.to_thread(self.definitions.stop)
         if self.batcher is not None:
             await self.batcher.close()
+        if self.mirror is not None:  # before the log: what it still scores is logged
+            await asyncio.to_thread(self.mirror.close)
         if self.predictions is not None:
             await asyncio.to_thread(self.predictions.close)
         if self._store is not None:

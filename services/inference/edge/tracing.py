@@ -77,3 +77,8 @@ def link_feature_updates(features: Iterable[Any]) -> int:
     for link in links:
         span.add_link(link.context, link.attributes)
     return len(links)
+
+
+def span_context() -> trace.SpanContext:
+    """The current span's context (a mirrored request's rows are logged off the request, under its trace)."""
+    return trace.get_current_span().get_span_context()

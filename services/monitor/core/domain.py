@@ -19,6 +19,7 @@ class Prediction:
     features_as_of_ms: int = 0
     trace_id: str = ""
     span_id: str = ""
+    role: str = ""  # who served the row: "" / champion, or a second version's role (shadow, canary, guard)
 
     @property
     def join_time_ms(self) -> int:

@@ -30,6 +30,7 @@ from typing import Protocol
 
 from services.monitor.core.domain import Detection, LabelEvent, Prediction, RetrainDecision
 from services.monitor.core.join import JoinCounts, LabelJoiner
+from services.monitor.core.judge import ChallengerJudge
 from services.monitor.core.model_state import SCORE_STREAM, ModelState
 from services.monitor.core.policy import MonitorConfig
 from services.monitor.core.stats import WindowResult
@@ -87,6 +88,8 @@ class DriftMonitor:
         self.detections = 0
         self.suppressed = 0
         self._restored: dict[str, int] = {}
+        # shadow / canary / guard rows and their labels: judged apart, never seen by the drift detectors
+        self.judge = ChallengerJudge(self.settings, lambda name: self.config.policy(name))
 
     # --- configuration ----------------------------------------------------------------------------------------
 
@@ -106,6 +109,7 @@ class DriftMonitor:
             else:
                 state.repolicy(policy)
                 state.joiner = self._joiner(name) if state.watch_errors else None
+        self.judge.forget_undeclared()
         for name in [n for n in self.joiners if config.policy(n) is None or (
                 n in self.models and self.models[n].joiner is None)]:
             del self.joiners[name]
@@ -114,6 +118,8 @@ class DriftMonitor:
 
     def observe_prediction(self, p: Prediction) -> list[RetrainDecision]:
         self.predictions += 1
+        if self.judge.observe_prediction(p):  # a second version's row: judged, not the champion's drift
+            return []
         state = self.models.get(p.model_name)
         t = p.timestamp_ms
         if state is None:
@@ -175,6 +181,7 @@ class DriftMonitor:
         if policy is None:
             self.unwatched += 1
             return []
+        self.judge.observe_label(model_name, label)
         if "error" not in policy.signals:
             return []  # the model's policy runs no error signal: nothing to join for
         p = self._joiner(model_name).add_label(label)

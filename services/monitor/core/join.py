@@ -5,20 +5,43 @@ whose as-of time (features_as_of_ms, or the serve time when raw features were se
 time, within a tolerance. Predictions wait at most `join_window_ms` of stream time and at most `capacity` of them
 are held (oldest evicted first); labels that arrive before their prediction wait the same way, bounded by
 `label_capacity`. Each prediction joins at most one label.
+
+What waits is anything `Joinable`: the drift path holds the champion's `Prediction`s; the challenger judge holds
+its own rows (a champion row paired with its shadow row, or one arm's row of a canary) in a joiner of its own, so
+one label reaches the champion's row here and the same request's rows there. The judge's joiner is `by_request_only`:
+a label that names its request joins that request's rows or none (the entity/time fallback would pair a label with
+a neighbouring request's rows when its own were never judged, e.g. before the trial began).
 """
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
 
-from services.monitor.core.domain import LabelEvent, Prediction
+from services.monitor.core.domain import LabelEvent
 
 
-class _Waiting:
+class Joinable(Protocol):
+    """What a label is joined to: a request id, an entity and the time a label's event time is compared with."""
+
+    @property
+    def request_id(self) -> str: ...
+
+    @property
+    def entity_id(self) -> str: ...
+
+    @property
+    def join_time_ms(self) -> int: ...
+
+
+T = TypeVar("T", bound=Joinable)
+
+
+class _Waiting(Generic[T]):
     __slots__ = ("joined", "prediction", "t")
 
-    def __init__(self, prediction: Prediction):
+    def __init__(self, prediction: T):
         self.prediction = prediction
         self.t = prediction.join_time_ms
         self.joined = False
@@ -32,15 +55,17 @@ class JoinCounts:
     labels_evicted: int = 0  # never matched a prediction
 
 
-class LabelJoiner:
-    def __init__(self, window_ms: int, tolerance_ms: int, capacity: int, label_capacity: int):
+class LabelJoiner(Generic[T]):
+    def __init__(self, window_ms: int, tolerance_ms: int, capacity: int, label_capacity: int,
+                 by_request_only: bool = False):
         self.window_ms = window_ms
+        self.by_request_only = by_request_only
         self.tolerance_ms = tolerance_ms
         self.capacity = capacity
         self.label_capacity = label_capacity
-        self._order: deque[_Waiting] = deque()
-        self._by_entity: dict[str, deque[_Waiting]] = {}
-        self._by_request: dict[str, _Waiting] = {}
+        self._order: deque[_Waiting[T]] = deque()
+        self._by_entity: dict[str, deque[_Waiting[T]]] = {}
+        self._by_request: dict[str, _Waiting[T]] = {}
         self._labels: deque[LabelEvent] = deque()
         self._labels_by_entity: dict[str, list[LabelEvent]] = {}
         self._watermark = 0
@@ -49,7 +74,7 @@ class LabelJoiner:
     def __len__(self) -> int:
         return len(self._order)
 
-    def add_prediction(self, p: Prediction) -> list[tuple[Prediction, LabelEvent]]:
+    def add_prediction(self, p: T) -> list[tuple[T, LabelEvent]]:
         """Hold `p` for its label; returns joins with labels that arrived before it (usually none)."""
         w = _Waiting(p)
         self._order.append(w)
@@ -66,7 +91,7 @@ class LabelJoiner:
             return self._retry_labels(p.entity_id)
         return []
 
-    def add_label(self, label: LabelEvent) -> Prediction | None:
+    def add_label(self, label: LabelEvent) -> T | None:
         """The prediction `label` answers, or None (the label then waits, bounded, for a later prediction)."""
         w = self._match(label)
         if w is not None:
@@ -85,17 +110,19 @@ class LabelJoiner:
 
     # --- internals ---------------------------------------------------------------------------------------
 
-    def _match(self, label: LabelEvent) -> _Waiting | None:
+    def _match(self, label: LabelEvent) -> _Waiting[T] | None:
         if label.request_id:
             w = self._by_request.get(label.request_id)
             if w is not None and not w.joined:
                 return w
+            if self.by_request_only:
+                return None
         q = self._by_entity.get(label.entity_id)
         while q and q[0].joined:  # joined ones leave from the front (a deque only shrinks cheaply there)
             q.popleft()
         if not q:
             return None
-        best: _Waiting | None = None
+        best: _Waiting[T] | None = None
         best_gap = self.tolerance_ms + 1
         t = label.event_time_ms
         latest = t + self.tolerance_ms
@@ -111,14 +138,14 @@ class LabelJoiner:
                     break
         return best
 
-    def _take(self, w: _Waiting) -> Prediction:
+    def _take(self, w: _Waiting[T]) -> T:
         w.joined = True
         self.counts.joined += 1
         if w.prediction.request_id:
             self._by_request.pop(w.prediction.request_id, None)
         return w.prediction
 
-    def _retry_labels(self, entity_id: str) -> list[tuple[Prediction, LabelEvent]]:
+    def _retry_labels(self, entity_id: str) -> list[tuple[T, LabelEvent]]:
         out = []
         waiting = self._labels_by_entity.get(entity_id, [])
         for label in list(waiting):

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from mlops.definitions import Definitions, Model, Task
-from mlops.definitions.model import DriftPolicy
+from mlops.definitions.model import DriftPolicy, RolloutPolicy
 
 SIGNALS = ("error", "score", "features")
 # the stream time one cool-down second is: time in the core is prediction timestamps, in milliseconds
@@ -20,7 +20,8 @@ _MS = 1000
 
 @dataclass(frozen=True, slots=True)
 class ModelPolicy:
-    """One model as the monitor sees it: its task (how a label becomes an error) and its drift policy."""
+    """One model as the monitor sees it: its task (how a label becomes an error), its drift policy and its
+    rollout policy (how a challenger is judged; no part of `statistics`, so a new one restarts no detector)."""
 
     name: str
     task: Task = Task.BINARY
@@ -29,13 +30,14 @@ class ModelPolicy:
     cooldown_ms: int = int(DriftPolicy().cooldown_s * _MS)
     label_topic: str = "labels"  # the declared name (the edge adds the bus's prefix)
     id_field: str = "entity_id"  # the entity's id field, which a JSON label carries
+    rollout: RolloutPolicy = RolloutPolicy()  # how a challenger is judged on live labels (services.monitor.core.judge)
 
     @classmethod
     def of(cls, model: Model, id_field: str) -> ModelPolicy:
         drift = model.drift
         return cls(name=model.name, task=model.task, signals=frozenset(drift.signals), alpha=drift.alpha,
                    cooldown_ms=int(round(drift.cooldown_s * _MS)), label_topic=model.label.topic,
-                   id_field=id_field)
+                   id_field=id_field, rollout=model.rollout)
 
     @property
     def statistics(self) -> tuple[object, ...]:

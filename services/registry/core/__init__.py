@@ -6,9 +6,13 @@ from __future__ import annotations
 
 from services.registry.core.cards import diff, diff_text, flatten, model_card
 from services.registry.core.gate import GateDecision, GatePolicy, decide, score
-from services.registry.core.registry import Announce, CurrentRevision, FetchArtifact, Persist, Registry, require
+from services.registry.core.judging import FetchArtifact
+from services.registry.core.registry import Announce, CurrentRevision, Persist, Registry, require
+from services.registry.core.rollout import LIVE_VERDICTS, MONITOR
 from services.registry.core.state import (
     BYO_FRAMEWORK,
+    CHALLENGER_KEY,
+    GUARD,
     AuditEntry,
     CandidateInfo,
     Event,
@@ -19,12 +23,13 @@ from services.registry.core.state import (
     Range,
     RegistryState,
     Status,
+    Verdict,
     VersionState,
 )
 
 __all__ = [
-    "BYO_FRAMEWORK", "Announce", "AuditEntry", "CandidateInfo", "CurrentRevision", "Event", "FetchArtifact",
-    "GateDecision", "GatePolicy", "Holdout", "LineageInfo", "ModelSummary", "Persist", "Promotion", "Range",
-    "Registry", "RegistryState", "Status", "VersionState", "decide", "diff", "diff_text", "flatten", "model_card",
-    "require", "score",
+    "BYO_FRAMEWORK", "CHALLENGER_KEY", "GUARD", "LIVE_VERDICTS", "MONITOR", "Announce", "AuditEntry", "CandidateInfo",
+    "CurrentRevision", "Event", "FetchArtifact", "GateDecision", "GatePolicy", "Holdout", "LineageInfo",
+    "ModelSummary", "Persist", "Promotion", "Range", "Registry", "RegistryState", "Status", "Verdict", "VersionState",
+    "decide", "diff", "diff_text", "flatten", "model_card", "require", "score",
 ]

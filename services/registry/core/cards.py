@@ -52,6 +52,13 @@ def _declared(c: CandidateInfo, model: Model | None, revision: int) -> list[str]
               f"- **Gate policy:** {policy.metric} ({'higher' if policy.higher_is_better else 'lower'} is better), "
               f"margin {policy.margin:g}, floor "
               + ("none" if policy.floor is None else f"{'>=' if policy.higher_is_better else '<='} {policy.floor:g}")]
+    r = model.rollout
+    lines.append(f"- **Rollout:** {r.mode.value}" + ("" if r.mode.value == "offline" else
+                 f" ({r.traffic_fraction:.0%} of requests; live test at confidence {r.confidence:g}, "
+                 f"min improvement {r.min_improvement:g}, {r.min_labels}–{r.max_labels} labels)")
+                 + ("" if r.rollback_margin is None else
+                    f"; after a live promotion the previous champion guards it (rollback margin "
+                    f"{r.rollback_margin:g}, {r.guard_labels} labels)"))
     if model.description:
         lines.append(f"- **Description:** {model.description}")
     return lines
@@ -64,7 +71,8 @@ def model_card(v: VersionState, champion: VersionState | None, audit: list[Audit
     lines = [
         f"# Model card: {v.model_name} v{v.version}",
         "",
-        f"- **Status:** {v.status}" + (" (serving)" if champion and champion.version == v.version else ""),
+        f"- **Status:** {v.status}" + (" (serving)" if champion and champion.version == v.version else "")
+        + (f", on live traffic as {v.role} ({v.traffic_fraction:.0%} of requests)" if v.role else ""),
         f"- **Artifact:** ONNX, sha256 `{c.sha256}` ({c.size} bytes), framework {c.framework or '-'}",
         f"- **Registered:** {_ts(v.registered_at_ms)}; candidate id `{c.candidate_id}`",
         f"- **Trained on:** definitions revision "
@@ -117,7 +125,24 @@ def model_card(v: VersionState, champion: VersionState | None, audit: list[Audit
     if history:
         lines += ["", "## History", "", "| seq | when | action | actor | why |", "|---|---|---|---|---|"]
         lines += [f"| {a.sequence} | {_ts(a.at_ms)} | {a.action} | {a.actor} | {a.why} |" for a in history]
+    lines += _live(v, audit)
     return "\n".join(lines) + "\n"
+
+
+def _live(v: VersionState, audit: list[AuditEntry]) -> list[str]:
+    """The monitor's verdicts on live traffic that involved the version (as challenger, champion or guard)."""
+    verdicts = [a.evidence for a in audit if a.evidence is not None and a.command_id == a.evidence.verdict_id
+                and v.version in (a.evidence.champion_version, a.evidence.challenger_version)]
+    if not verdicts:
+        return []
+    lines = ["", "## Live evidence (joined labels on live traffic)", "",
+             "| phase | verdict | champion | challenger | metric | champion value | challenger value | difference "
+             "| interval | labelled rows | test |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {e.phase} | {e.verdict} | v{e.champion_version} | v{e.challenger_version} | {e.metric} | "
+              f"{e.champion_metric:.4f} | {e.challenger_metric:.4f} | {e.difference:+.4f} | "
+              f"[{e.ci_low:+.4f}, {e.ci_high:+.4f}] | {e.labelled_rows} | {e.test} ({e.confidence:g}) |"
+              for e in verdicts if e is not None]
+    return lines
 
 
 def _explainability(r: Explainability | None) -> list[str]:

@@ -4,6 +4,9 @@ Every command runs under one lock: validate against the current state, compute t
 caller's `persist` writes them to registry.log and waits for the acknowledgement), and only then apply them. A
 command that raises has persisted nothing and changed nothing. A champion change is then announced; an announcement
 that fails waits in an outbox and is re-sent (the change itself stands).
+
+A model whose declared `rollout` is shadow or canary gets a passing candidate as its challenger on live traffic
+(announced on "<model>/challenger"); the monitor's verdicts then promote, retire or roll back (`rollout.py`).
 """
 
 from __future__ import annotations
@@ -15,17 +18,15 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-import numpy as np
-from mlops.definitions.labels import LabelError, check_label
-from mlops.definitions.model import Model
+from mlops.definitions.model import RolloutMode
 from mlops.definitions.revision import Revision
-from mlops.evaluation import scores
 
-from services.registry.core import gate
+from services.registry.core import rollout
 from services.registry.core.cards import diff, model_card
 from services.registry.core.figures import Figure, figures
-from services.registry.core.slices import SliceReport, slice_report
+from services.registry.core.judging import FetchArtifact, declared, judge, rollout_of
 from services.registry.core.state import (
+    CHALLENGER_KEY,
     AuditEntry,
     CandidateInfo,
     Event,
@@ -34,11 +35,11 @@ from services.registry.core.state import (
     Promotion,
     RegistryState,
     Status,
+    Verdict,
     VersionState,
 )
 from services.registry.errors import (
     AlreadyChampion,
-    ArtifactRejected,
     CommandConflict,
     DuplicateCandidate,
     GateRejected,
@@ -55,7 +56,6 @@ __all__ = ["Announce", "CurrentRevision", "FetchArtifact", "Persist", "Registry"
 
 log = logging.getLogger("mlops.registry")
 
-FetchArtifact = Callable[[str], bytes]  # sha256 → verified bytes; raises ArtifactRejected
 Persist = Callable[[list[Event]], None]
 Announce = Callable[[Promotion], None]
 CurrentRevision = Callable[[], Revision | None]  # the definitions revision in force, read once per command
@@ -97,29 +97,45 @@ class Registry:
             if revision is None:
                 raise NoDefinitions()
             champ = self.state.champion(cand.model_name)
-            cand_metrics, champ_metrics, decision, slices = self._judge(cand, holdout, champ, revision)
+            cand_metrics, champ_metrics, decision, slices = judge(self.fetch, cand, holdout, champ, revision)
             name, now = cand.model_name, self.clock()
             version, seq = self.state.next_version(name), self.state.next_sequence(name)
-            status = Status.CHAMPION if decision.promote else Status.REJECTED
-            new = VersionState(
-                model_name=name, version=version, status=status, candidate=cand,
-                gate_decision="promoted" if decision.promote else "rejected", gate_reason=decision.reason,
-                gate_metrics=cand_metrics, champion_metrics=champ_metrics or {},
-                champion_version_at_gate=champ.version if champ else "", registered_at_ms=now,
-                promoted_sequence=seq + 1 if decision.promote else 0, sequence=seq + 1,
-                gate_definitions_revision=revision.number, slices=slices,
-            )
+            policy = rollout_of(revision, name)
+            # with no champion there is nothing to compare with on live traffic: the first passing one is promoted
+            live = decision.promote and champ is not None and policy.mode is not RolloutMode.OFFLINE
             events: list[Event] = [AuditEntry(name, seq, version, "register", cand.registered_by or self.actor,
                                               _submission(cand), now, Status.CANDIDATE)]
-            if decision.promote and champ is not None:
-                events.append(champ.with_status(Status.RETIRED, seq + 1))
+            ended: VersionState | None = None
+            if decision.promote:  # a new challenger or champion ends the model's second version (one at a time)
+                gone, ended = rollout.ended(self.state, name, seq + 1, self.actor, f"replaced by v{version}", now)
+                events += gone
+            at = seq + 1 + (ended is not None)
+            status = Status.CHALLENGER if live else Status.CHAMPION if decision.promote else Status.REJECTED
+            why = decision.reason if not live else (
+                f"{decision.reason}; on live traffic as a {policy.mode.value} challenger "
+                f"({policy.traffic_fraction:.0%} of requests) until the monitor's verdict")
+            new = VersionState(
+                model_name=name, version=version, status=status, candidate=cand,
+                gate_decision="challenger" if live else "promoted" if decision.promote else "rejected",
+                gate_reason=decision.reason, gate_metrics=cand_metrics, champion_metrics=champ_metrics or {},
+                champion_version_at_gate=champ.version if champ else "", registered_at_ms=now,
+                promoted_sequence=at if status == Status.CHAMPION else 0, sequence=at,
+                gate_definitions_revision=revision.number, slices=slices,
+                role=policy.mode.value if live else "", traffic_fraction=policy.traffic_fraction if live else 0.0,
+            )
+            if status == Status.CHAMPION and champ is not None:
+                events.append(champ.with_status(Status.RETIRED, at))
             events.append(new)
-            events.append(AuditEntry(name, seq + 1, version, "promote" if decision.promote else "reject",
-                                     self.actor, decision.reason, now, status))
+            events.append(AuditEntry(name, at, version, {Status.CHALLENGER: "challenger", Status.CHAMPION: "promote"}
+                                     .get(status, "reject"), self.actor, why, now, status))
             self._commit(events)
-            if decision.promote:
+            if live:
+                self._announce(rollout.second_announcement(new, champ.version if champ else "", why, now))
+            elif decision.promote:
                 self._announce(Promotion(name, version, cand.sha256, champ.version if champ else "",
                                          decision.reason, cand.feature_names, "promote", now))
+                if ended is not None:
+                    self._announce(rollout.withdrawal(ended, ended.role, f"replaced by v{version}", now))
             log.info("candidate registered", extra={"fields": {
                 "model": name, "version": version, "decision": new.gate_decision, "reason": decision.reason}})
             return new
@@ -156,11 +172,43 @@ class Registry:
             return self._crown(target, Status.ROLLED_BACK, "rollback", actor, why,
                                f"{why} (from v{champ.version if champ else '-'})", command_id)
 
+    def apply_verdict(self, verdict: Verdict) -> str:
+        """Act on the monitor's live verdict (`rollout.plan_verdict`), once: its `verdict_id` is the command id,
+        so a redelivered verdict changes nothing. Returns the outcome: applied | duplicate | stale | invalid (only
+        "applied" changed anything; the others are logged)."""
+        with self._lock:
+            name = verdict.model_name
+            if not verdict.verdict_id:
+                outcome: str | rollout.Plan | rollout.Ignored = rollout.Ignored("invalid", "verdict_id is empty")
+            elif verdict.verdict_id in self.state.commands:
+                outcome = rollout.Ignored("duplicate", "already applied")
+            elif name not in self.state.versions:
+                outcome = rollout.Ignored("stale", f"unknown model {name!r}")
+            else:
+                outcome = rollout.plan_verdict(self.state, verdict, rollout_of(self.definitions(), name)
+                                               .rollback_margin, self.state.next_sequence(name), self.clock())
+            fields = {"model": name, "verdict_id": verdict.verdict_id, "verdict": verdict.verdict,
+                      "champion": verdict.champion_version, "challenger": verdict.challenger_version}
+            if isinstance(outcome, rollout.Ignored):
+                log.warning("verdict ignored", extra={"fields": fields | {"outcome": outcome.outcome,
+                                                                           "detail": outcome.detail}})
+                return outcome.outcome
+            self._commit(outcome.events)
+            for promo in outcome.announcements:
+                self._announce(promo)
+            log.info("verdict applied", extra={"fields": fields | {"evidence": verdict.evidence()}})
+            return "applied"
+
     def reannounce(self, dup: DuplicateCandidate) -> bool:
         """Announce again a champion the gate promoted when its candidate is delivered twice: a crash between
         registry.log and model.promoted leaves the promotion persisted but perhaps never announced."""
         with self._lock:
             existing = self.state.get(dup.name, dup.version)
+            if dup.same_candidate and existing is not None and existing.status == Status.CHALLENGER:
+                challenger = rollout.pending_second(self.state, dup.name, None, self.clock())
+                if challenger is not None:
+                    self._announce(challenger)
+                return challenger is not None
             if not dup.same_candidate or existing is None or existing.status != Status.CHAMPION \
                     or existing.gate_decision != "promoted":
                 return False
@@ -183,15 +231,20 @@ class Registry:
                 self._announce(promo)
             return len(self._pending)
 
-    def recover_announcements(self, last_announced: Mapping[str, tuple[str, str]]) -> int:
-        """On start: a champion that is not the last (version, sha256) announced on model.promoted (a crash or a
-        broker fault between registry.log and model.promoted) goes to the outbox and is re-sent. Returns how many
-        were missing."""
+    def recover_announcements(self, last_announced: Mapping[str, tuple[str, ...]]) -> int:
+        """On start: a champion that is not the last (version, sha256[, ...]) announced on model.promoted under its
+        model's key (a crash or a broker fault between registry.log and model.promoted) goes to the outbox and is
+        re-sent; so does a second version (challenger, guard) not last announced under "<model>/challenger" as
+        (version, sha256, action, role), or its withdrawal. Returns how many were missing."""
         with self._lock:
             for name in self.state.models():
                 champ = self.state.champion(name)
-                if champ is not None and last_announced.get(name) != (champ.version, champ.candidate.sha256):
+                if champ is not None and last_announced.get(name, ())[:2] != (champ.version, champ.candidate.sha256):
                     self._pending[name] = self._promotion_of(champ)
+                second = rollout.pending_second(self.state, name, last_announced.get(f"{name}/{CHALLENGER_KEY}"),
+                                                self.clock())
+                if second is not None:
+                    self._pending[second.key] = second
             missing = len(self._pending)
             self.announce_pending()
             return missing
@@ -202,11 +255,11 @@ class Registry:
         try:
             self.announce(promo)
         except Exception as exc:
-            self._pending[promo.model_name] = promo  # a newer change replaces an older one not yet announced
+            self._pending[promo.key] = promo  # a newer change replaces an older one not yet announced
             log.error("announcement failed; kept in the outbox to re-send", extra={"fields": {
-                "model": promo.model_name, "version": promo.version, "error": f"{type(exc).__name__}: {exc}"}})
+                "key": promo.key, "version": promo.version, "error": f"{type(exc).__name__}: {exc}"}})
             return
-        self._pending.pop(promo.model_name, None)
+        self._pending.pop(promo.key, None)
 
     def _promotion_of(self, champ: VersionState) -> Promotion:
         """The announcement of `champ`, rebuilt from the state and the audit entry of the change that crowned it."""
@@ -266,7 +319,7 @@ class Registry:
         with self._lock:
             v = self.resolve(name, version)
             revision = self.definitions()
-            return model_card(v, self.state.champion(name), self.state.audit_of(name), _declared(revision, name),
+            return model_card(v, self.state.champion(name), self.state.audit_of(name), declared(revision, name),
                               revision.number if revision is not None else 0)
 
     def card_figures(self, name: str, version: str = "") -> list[Figure]:
@@ -281,48 +334,11 @@ class Registry:
 
     # --- internals ---------------------------------------------------------------------------------------------
 
-    def _judge(self, cand: CandidateInfo, holdout: Holdout, champ: VersionState | None, revision: Revision
-               ) -> tuple[dict[str, float], dict[str, float] | None, gate.GateDecision, SliceReport | None]:
-        """Judge the candidate by its model's declared policy: score it and the champion on the same holdout rows,
-        overall and per slice, and decide. An undeclared model, or inputs other than the declared features, is
-        rejected unscored; a champion that cannot be scored leaves the challenger judged alone, and the reason
-        says so."""
-        model = _declared(revision, cand.model_name)
-        if model is None:
-            return {}, None, gate.undeclared(cand.model_name, [m.name for m in revision.definitions.models],
-                                             revision.number), None
-        if tuple(cand.feature_names) != model.features:
-            return {}, None, gate.mismatched(model.name, cand.feature_names, model.features, revision.number), None
-        _check_labels(model, holdout)
-        policy = gate.GatePolicy.of(model, revision.number, revision.definitions.slices(model))
-        onnx = self.fetch(cand.sha256)
-        try:
-            cand_out = gate.predict(onnx, cand.feature_names, holdout, policy.task, policy.classes)
-        except Exception as exc:
-            raise ArtifactRejected(cand.sha256, f"cannot be scored with onnxruntime: {exc}") from exc
-        cand_metrics = scores(policy.task, holdout.y, cand_out, policy.classes)
-        champ_out: np.ndarray | None = None
-        if champ is not None:
-            try:
-                champ_out = gate.predict(self.fetch(champ.candidate.sha256), champ.candidate.feature_names,
-                                         holdout, policy.task, policy.classes)
-            except Exception as exc:
-                log.warning("champion cannot be scored", extra={"fields": {"error": str(exc)}})
-        champ_metrics = None if champ_out is None else scores(policy.task, holdout.y, champ_out, policy.classes)
-        slices = slice_report(policy.attributes, policy.slices, policy.task, policy.metric,
-                              policy.higher_is_better, holdout.feature_names, holdout.X, holdout.y, cand_out,
-                              champ_out, champ.version if champ else "", policy.classes)
-        decision = gate.decide(policy, cand_metrics, champ_metrics, champ.version if champ else "", slices)
-        if champ is not None and champ_metrics is None:
-            decision = gate.GateDecision(decision.promote, f"{decision.reason} (champion v{champ.version} "
-                                         "could not be scored on this holdout)")
-        return cand_metrics, champ_metrics, decision, slices
-
     def _crown(self, target: VersionState, demote_to: Status, action: str, actor: str, why: str,
                audit_why: str, command_id: str = "") -> tuple[Promotion, int]:
         """Make `target` the champion, the current champion (if any) becoming `demote_to`; persist and announce."""
         name = target.model_name
-        champ = self.state.champion(name)
+        champ, second = self.state.champion(name), self.state.second(name)
         seq, now = self.state.next_sequence(name), self.clock()
         events: list[Event] = []
         if champ is not None:
@@ -334,6 +350,8 @@ class Registry:
         promo = Promotion(name, target.version, target.candidate.sha256, champ.version if champ else "", why,
                           target.candidate.feature_names, action, now)
         self._announce(promo)
+        if second is not None and second.version == target.version:  # crowned by hand: no longer a second
+            self._announce(rollout.withdrawal(second, second.role, why, now))
         return promo, seq
 
     def _commit(self, events: list[Event]) -> None:
@@ -357,21 +375,6 @@ class Registry:
         if holdout.X.shape != (n, len(holdout.feature_names)):
             raise InvalidCandidate(f"holdout features have shape {holdout.X.shape}, expected "
                                    f"({n}, {len(holdout.feature_names)})")
-
-
-def _declared(revision: Revision | None, name: str) -> Model | None:
-    if revision is None:
-        return None
-    return next((m for m in revision.definitions.models if m.name == name), None)
-
-
-def _check_labels(model: Model, holdout: Holdout) -> None:
-    """Holdout labels must fit the model's task (0/1, a declared class, a finite number), or nothing is judged."""
-    for value in np.unique(holdout.y):
-        try:
-            check_label(model, float(value))
-        except LabelError as exc:
-            raise InvalidCandidate(f"holdout label {exc}") from None
 
 
 def _submission(cand: CandidateInfo) -> str:

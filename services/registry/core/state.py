@@ -6,6 +6,10 @@ Two kinds of events live on the compacted registry.log:
   `promoted_sequence`).
 - AuditEntry, keyed "<model>/audit/<sequence>": one per change, unique key, never overwritten, so compaction
   never removes the trail.
+
+A model has at most one second version on live traffic beside its champion: a challenger (status "challenger",
+role shadow | canary) or, after a live promotion, the previous champion kept as a guard (status "retired", role
+"guard"). Both live in the versions' state, so a rebuild from registry.log knows them.
 """
 
 from __future__ import annotations
@@ -19,15 +23,19 @@ from mlops.evaluation import Explainability
 from services.registry.core.slices import SliceReport
 
 __all__ = [
-    "BYO_FRAMEWORK", "AuditEntry", "CandidateInfo", "Event", "Holdout", "LineageInfo", "ModelSummary", "Promotion",
-    "Range", "RegistryState", "Status", "VersionState",
+    "BYO_FRAMEWORK", "CHALLENGER_KEY", "GUARD", "AuditEntry", "CandidateInfo", "Event", "Holdout", "LineageInfo",
+    "ModelSummary", "Promotion", "Range", "RegistryState", "Status", "Verdict", "VersionState",
 ]
+
+GUARD = "guard"  # the role of the previous champion kept beside a newly promoted one (the rollback guard)
+CHALLENGER_KEY = "challenger"  # model.promoted key of a model's second version: "<model>/challenger"
 
 
 class Status(StrEnum):
     """Where a version stands; the values are what registry.log and the API carry."""
 
     CANDIDATE = "candidate"
+    CHALLENGER = "challenger"  # passed the gate; on live traffic (shadow or canary) until the monitor's verdict
     CHAMPION = "champion"
     REJECTED = "rejected"
     RETIRED = "retired"
@@ -119,10 +127,45 @@ class VersionState:
     sequence: int = 0  # sequence of the change that produced this state
     gate_definitions_revision: int = 0  # the definitions revision whose gate policy judged this version
     slices: SliceReport | None = None  # the gate's metrics per slice of the holdout, beside the champion's
+    role: str = ""  # shadow | canary while a challenger, guard while the rollback guard; "" otherwise
+    traffic_fraction: float = 0.0  # its share of requests while it has a role
 
-    def with_status(self, status: str, sequence: int, promoted: bool = False) -> VersionState:
-        return replace(self, status=status, sequence=sequence,
+    def with_status(self, status: str, sequence: int, promoted: bool = False, role: str = "",
+                    traffic_fraction: float = 0.0) -> VersionState:
+        """The version after a change; a role is kept only when given (every other change ends it)."""
+        return replace(self, status=status, sequence=sequence, role=role,
+                       traffic_fraction=traffic_fraction if role else 0.0,
                        promoted_sequence=sequence if promoted else self.promoted_sequence)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The monitor's live judgement of a model's second version (ChallengerVerdict on challenger.verdicts)."""
+
+    model_name: str
+    champion_version: str
+    challenger_version: str
+    phase: str  # shadow | canary | guard
+    verdict: str  # promote | retire (phase shadow/canary) | rollback | keep (phase guard)
+    verdict_id: str
+    metric: str = ""
+    champion_metric: float = 0.0
+    challenger_metric: float = 0.0
+    difference: float = 0.0  # challenger - champion, > 0 is better
+    ci_low: float = 0.0
+    ci_high: float = 0.0
+    labelled_rows: int = 0
+    test: str = ""
+    confidence: float = 0.0
+    reason: str = ""
+    decided_at_ms: int = 0
+
+    def evidence(self) -> str:
+        """The figures in one line (audit reasons, cards)."""
+        return (f"{self.metric or 'metric'} challenger v{self.challenger_version} {self.challenger_metric:.4f} vs "
+                f"champion v{self.champion_version} {self.champion_metric:.4f}, difference {self.difference:+.4f} "
+                f"(interval [{self.ci_low:+.4f}, {self.ci_high:+.4f}]) on {self.labelled_rows} labelled rows, "
+                f"{self.test or 'sequential test'} at confidence {self.confidence:g}")
 
 
 @dataclass(frozen=True)
@@ -130,13 +173,14 @@ class AuditEntry:
     model_name: str
     sequence: int
     version: str
-    action: str  # register | promote | reject | rollback | retire
+    action: str  # register | promote | reject | rollback | retire | challenger | guard | keep
     actor: str
     why: str
     at_ms: int
     status: str
     command_id: str = ""  # the client's id of the command that made this change (a retry returns this change)
     previous_version: str = ""  # the champion this change replaced, for a promote or rollback
+    evidence: Verdict | None = None  # the live verdict a decision of the monitor acted on
 
 
 Event = VersionState | AuditEntry
@@ -152,8 +196,15 @@ class Promotion:
     previous_version: str
     reason: str
     feature_names: tuple[str, ...]
-    action: str  # promote | rollback
+    action: str  # promote | rollback | retire (a second version withdrawn)
     at_ms: int
+    role: str = ""  # "": the champion; shadow | canary | guard: the model's second version
+    traffic_fraction: float = 0.0
+
+    @property
+    def key(self) -> str:
+        """The model.promoted key: the model for its champion, "<model>/challenger" for its second version."""
+        return f"{self.model_name}/{CHALLENGER_KEY}" if self.role else self.model_name
 
 
 @dataclass(frozen=True)
@@ -165,6 +216,7 @@ class ModelSummary:
     latest: VersionState | None
     version_count: int
     updated_at_ms: int  # of the latest audited change
+    challenger: VersionState | None = None  # the second version on live traffic (a challenger or the guard)
 
 
 class RegistryState:
@@ -200,6 +252,16 @@ class RegistryState:
     def champion(self, name: str) -> VersionState | None:
         return next((v for v in self.versions_of(name) if v.status == Status.CHAMPION), None)
 
+    def challenger(self, name: str) -> VersionState | None:
+        return next((v for v in self.versions_of(name) if v.status == Status.CHALLENGER), None)
+
+    def guard(self, name: str) -> VersionState | None:
+        return next((v for v in self.versions_of(name) if v.role == GUARD and v.status != Status.CHAMPION), None)
+
+    def second(self, name: str) -> VersionState | None:
+        """The version on live traffic beside the champion: its challenger, else its guard, else None."""
+        return self.challenger(name) or self.guard(name)
+
     def next_version(self, name: str) -> str:
         return str(max((int(v) for v in self.versions.get(name, {})), default=0) + 1)
 
@@ -212,7 +274,7 @@ class RegistryState:
     def summary(self, name: str) -> ModelSummary:
         versions = self.versions_of(name)
         return ModelSummary(name, self.champion(name), versions[-1] if versions else None, len(versions),
-                            max((a.at_ms for a in self.audit_of(name)), default=0))
+                            max((a.at_ms for a in self.audit_of(name)), default=0), self.second(name))
 
     def find_duplicate(self, name: str, candidate_id: str, sha256: str) -> tuple[VersionState, str] | None:
         for v in self.versions_of(name):

@@ -1,5 +1,6 @@
 """The registry's wiring: replay registry.log and follow the definitions → Registry → the gRPC API, then consume
-model.candidates once a definitions revision is in force."""
+model.candidates (once a definitions revision is in force) and challenger.verdicts (the monitor's live verdicts,
+in a consumer group and thread of their own)."""
 
 from __future__ import annotations
 
@@ -13,12 +14,13 @@ from mlops.bus import Bus, FailurePolicy, StopFlag, run_loop
 from mlops.definitions.revision import Revision
 from mlops.definitions.store import DefinitionsFollower
 from mlops.security import SecuritySettings
-from mlops.topics import MODEL_CANDIDATES
+from mlops.topics import CHALLENGER_VERDICTS, MODEL_CANDIDATES
 
 from services.registry.core import Registry
 from services.registry.edge.candidates import CandidateHandler
 from services.registry.edge.eventlog import EventLog, artifact_fetcher, last_announced, replay
 from services.registry.edge.grpc_api import start_grpc_server
+from services.registry.edge.verdicts import VerdictHandler
 from services.registry.errors import NoDefinitions
 from services.registry.settings import RegistrySettings
 
@@ -63,8 +65,9 @@ class RegistryApp:
 
 
 def _changed(revision: Revision) -> None:
-    log.info("gate policies from definitions revision", extra={"fields": {
+    log.info("gate and rollout policies from definitions revision", extra={"fields": {
         "revision": revision.number, "models": {m.name: f"{m.metric} margin {m.gate.margin:g} floor {m.gate.floor}"
+                                                        f" rollout {m.rollout.mode.value}"
                                                 for m in revision.definitions.models}}})
 
 
@@ -95,9 +98,33 @@ def build(settings: RegistrySettings, bus: Bus, security: SecuritySettings | Non
     return app
 
 
+def follow_verdicts(app: RegistryApp, settings: RegistrySettings, stop: StopFlag) -> tuple[threading.Thread,
+                                                                                          list[BaseException]]:
+    """Apply every verdict on challenger.verdicts until `stop`, in a thread. A failure (registry.log unwritable)
+    sets `stop`, so the whole registry stops and reads the verdict again after a restart; it is returned in the
+    list for `run` to raise."""
+    failed: list[BaseException] = []
+
+    def loop() -> None:
+        try:
+            consumer = app.bus.consumer(group_id=settings.verdicts_group_id,
+                                        topics=[app.bus.topic(CHALLENGER_VERDICTS)], client_id="registry-verdicts")
+            run_loop(consumer, VerdictHandler(app.registry, settings.verdicts_group_id), stop=stop,
+                     policy=FailurePolicy.STOP, batch_size=20)
+        except BaseException as exc:
+            log.exception("challenger.verdicts consumer failed; stopping the registry")
+            failed.append(exc)
+            stop.set()
+
+    thread = threading.Thread(target=loop, name="registry-verdicts", daemon=True)
+    thread.start()
+    return thread, failed
+
+
 def run(app: RegistryApp, settings: RegistrySettings, stop: StopFlag) -> int:
-    """Gate every candidate on model.candidates until `stop`; returns the records handled. Nothing is consumed
-    until a definitions revision is in force: candidates wait in Kafka rather than being judged by no policy."""
+    """Gate every candidate on model.candidates and apply every verdict on challenger.verdicts until `stop`;
+    returns the candidate records handled. Nothing is consumed until a definitions revision is in force:
+    candidates wait in Kafka rather than being judged by no policy."""
     if app.definitions.current is None:
         log.warning("no definitions revision yet; waiting before consuming model.candidates (mlops apply FILE)")
         while app.definitions.current is None:
@@ -105,7 +132,15 @@ def run(app: RegistryApp, settings: RegistrySettings, stop: StopFlag) -> int:
                 return 0
             if not app.definitions.alive():
                 raise NoDefinitions() from app.definitions.failed
+    verdicts, failed = follow_verdicts(app, settings, stop)
     consumer = app.bus.consumer(group_id=settings.group_id, topics=[app.bus.topic(MODEL_CANDIDATES)],
                                 client_id="registry")
-    return run_loop(consumer, CandidateHandler(app.registry, settings.group_id), stop=stop,
-                    policy=FailurePolicy.STOP, batch_size=20)
+    try:
+        handled = run_loop(consumer, CandidateHandler(app.registry, settings.group_id), stop=stop,
+                           policy=FailurePolicy.STOP, batch_size=20)
+    finally:
+        stop.set()
+        verdicts.join(30)
+    if failed:
+        raise failed[0]
+    return handled

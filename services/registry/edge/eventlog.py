@@ -15,7 +15,7 @@ from opentelemetry.trace import SpanKind
 from pydantic import SecretStr
 
 from services.registry.convert import event_in, event_key, event_out, promotion_out
-from services.registry.core import Event, FetchArtifact, Promotion, RegistryState
+from services.registry.core import CHALLENGER_KEY, Event, FetchArtifact, Promotion, RegistryState
 from services.registry.errors import ArtifactRejected
 from services.registry.metrics import PROMOTIONS
 
@@ -43,16 +43,18 @@ class EventLog:
     def announce(self, promotion: Promotion) -> None:
         # the promote span: a child of the candidate's span (gate promotion, in the training trace) or of the
         # gRPC call (manual promote / rollback); model.promoted carries its traceparent to inference
-        attrs = messaging_attributes("send", self.promoted_topic, key=promotion.model_name) | {
+        # a second version (challenger, guard) goes on "<model>/challenger", its role signed with it
+        attrs = messaging_attributes("send", self.promoted_topic, key=promotion.key) | {
             "mlops.model": promotion.model_name, "mlops.model_version": promotion.version,
-            "mlops.previous_version": promotion.previous_version, "mlops.action": promotion.action}
+            "mlops.previous_version": promotion.previous_version, "mlops.action": promotion.action,
+            "mlops.role": promotion.role or "champion"}
         with _tracer.start_as_current_span(messaging_span_name("send", self.promoted_topic), kind=SpanKind.PRODUCER,
                                            attributes=attrs):
             message = promotion_out(promotion)
             if self.signing_key is not None:
                 message.signature = promotion_signature(self.signing_key, message.model_name, message.version,
-                                                        message.artifact_sha256)
-            self.producer.send(self.promoted_topic, message, key=promotion.model_name)
+                                                        message.artifact_sha256, message.role)
+            self.producer.send(self.promoted_topic, message, key=promotion.key)
             self.producer.flush()
         PROMOTIONS.labels(promotion.model_name, promotion.action).inc()
 
@@ -78,21 +80,23 @@ def replay(bus: Bus, timeout: float = 60.0) -> tuple[RegistryState, int]:
     return state, applied
 
 
-def last_announced(bus: Bus, timeout: float = 60.0) -> dict[str, tuple[str, str]]:
-    """The last (version, sha256) announced on model.promoted for each model, as of now: what the registry compares
-    its champions with on start to re-send an announcement lost between registry.log and model.promoted."""
+def last_announced(bus: Bus, timeout: float = 60.0) -> dict[str, tuple[str, str, str, str]]:
+    """The last (version, sha256, action, role) announced on model.promoted under each key ("<model>" for its
+    champion, "<model>/challenger" for its second version), as of now: what the registry compares its state with
+    on start to re-send an announcement lost between registry.log and model.promoted."""
     reader = bus.reader([bus.topic(MODEL_PROMOTED)], client_id="registry-outbox", start="beginning")
     try:
         records = reader.read_to_end(timeout)
     finally:
         reader.close()
-    last: dict[str, tuple[str, str]] = {}
+    last: dict[str, tuple[str, str, str, str]] = {}
     for record in records:
         try:
             msg = record.decode(models_pb2.ModelPromoted)
         except ContractError:
             continue  # not ours to judge here; inference dead-letters nothing on this topic either
-        last[msg.model_name] = (msg.version, msg.artifact_sha256)
+        key = f"{msg.model_name}/{CHALLENGER_KEY}" if msg.role not in ("", "champion") else msg.model_name
+        last[key] = (msg.version, msg.artifact_sha256, msg.action, msg.role)
     return last
 
 

@@ -84,12 +84,27 @@ def _list(args: argparse.Namespace) -> int:
         models = client.list_models().models
         if not models:
             print("no models registered")
-        print(f"{'MODEL':<20} {'CHAMPION':>8} {'LATEST':>6} {'VERSIONS':>8}  SHA256")
+        print(f"{'MODEL':<20} {'CHAMPION':>8} {'LATEST':>6} {'VERSIONS':>8}  {'SHA256':<16}  LIVE CHALLENGER")
         for m in models:
             print(f"{m.name:<20} {m.champion_version or '-':>8} {m.latest_version:>6} {m.version_count:>8}  "
-                  f"{m.champion_sha256[:16] or '-'}")
+                  f"{m.champion_sha256[:16] or '-':<16}  {_challenger(m)}")
 
     return _run(args, show)
+
+
+def _challenger(m: Any) -> str:
+    """The second version on live traffic: `v2 shadow 100%`, `v3 canary 10%`, `v1 guard 100%`, or `-`."""
+    if not m.challenger_version:
+        return "-"
+    return f"v{m.challenger_version} {m.challenger_role} {m.challenger_fraction:.0%}"
+
+
+def _evidence(e: Any) -> str:
+    """A live verdict's figures on one line."""
+    return (f"{e.phase} verdict {e.verdict}: {e.metric} v{e.challenger_version} {e.challenger_metric:.4f} vs "
+            f"v{e.champion_version} {e.champion_metric:.4f}, difference {e.difference:+.4f} "
+            f"[{e.ci_low:+.4f}, {e.ci_high:+.4f}] on {e.labelled_rows} labelled rows ({e.test}, "
+            f"confidence {e.confidence:g})")
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -98,13 +113,16 @@ def _show(args: argparse.Namespace) -> int:
         print(f"model {r.name}: champion v{r.champion_version or '-'}")
         print(f"{'VER':>4} {'STATUS':<12} {'DECISION':<9} {'ROWS':>7}  {'SHA256':<16}  GATE METRICS / REASON")
         for v in r.versions:
+            live = f" [live {v.role} {v.traffic_fraction:.0%}]" if v.role else ""
             print(f"{v.version:>4} {v.status:<12} {v.gate_decision:<9} {v.lineage.row_count:>7}  "
-                  f"{v.artifact_sha256[:16]}  {_metrics(v.gate_metrics)}\n{'':>54}{v.gate_reason}")
+                  f"{v.artifact_sha256[:16]}  {_metrics(v.gate_metrics)}{live}\n{'':>54}{v.gate_reason}")
         print("audit:")
         for a in r.audit:
             if not args.version or a.version == args.version:
                 ts = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(a.at_ms / 1000))
-                print(f"  #{a.sequence:<4} {ts}Z v{a.version:<4} {a.action:<9} by {a.actor}: {a.why}")
+                print(f"  #{a.sequence:<4} {ts}Z v{a.version:<4} {a.action:<10} by {a.actor}: {a.why}")
+                if a.HasField("evidence"):
+                    print(f"{'':>8}evidence: {_evidence(a.evidence)}")
 
     return _run(args, show)
 
