@@ -29,7 +29,7 @@ from services.trainer.core import TrainConfig, onnx_output, train_model
 
 
 def test_the_demo_declares_the_shadow_rollout_and_nothing_else_differs_from_the_example() -> None:
-    cfg = DemoConfig()
+    cfg = DemoConfig(shadow=True)
     shadow = d.load(cfg.definitions_file("sea"))
     example = d.load(definitions_path("sea"))
     model = shadow.model("sea")
@@ -38,18 +38,19 @@ def test_the_demo_declares_the_shadow_rollout_and_nothing_else_differs_from_the_
     assert shadow.model_copy(update={"models": tuple(m.model_copy(update={"rollout": example.model(m.name).rollout})
                                                      for m in shadow.models)}) == example
     assert DemoConfig(shadow=False).definitions_file("sea") == definitions_path("sea")
-    assert DemoConfig(example="all").definitions_file("delivery") == definitions_path("delivery")
+    assert DemoConfig(example="all", shadow=True).definitions_file("delivery") == definitions_path("delivery")
+    assert DemoConfig().definitions_file("sea") == definitions_path("sea")  # the other loop tests: offline gate
 
 
 def test_worse_challenger_needs_the_shadowed_sea_model_and_a_drift_point() -> None:
     for bad in ({"drift_at": None}, {"shadow": False}, {"example": "all"}):
         with pytest.raises(ValueError, match="worse_challenger"):
-            DemoConfig(worse_challenger=True, **bad)  # type: ignore[arg-type]
+            DemoConfig(worse_challenger=True, **({"shadow": True} | bad))  # type: ignore[arg-type]
 
 
 def _traffic(out: io.StringIO, bus: MemoryBus | None = None, **overrides: object) -> Traffic:
     settings = {"records": 300, "rate": 100_000, "drift_at": 100, "bootstrap_rows": 5, "entities": 5,
-                "label_delay_ms": 0} | overrides
+                "label_delay_ms": 0, "shadow": True} | overrides
     result = DemoResult("demo-test")
     timeline = Timeline(result, out)
     timeline.start_clock()

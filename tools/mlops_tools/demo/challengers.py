@@ -96,6 +96,7 @@ class Challenger:
     outcome: str = ""  # promoted | retired | withdrawn
     outcome_t_s: float | None = None
     guard: LiveVerdict | None = None  # after a promotion: the guard phase's verdict (keep | rollback)
+    guard_rows: int = 0  # rows the previous champion answered beside it as the guard
 
     @property
     def verdict_delay_s(self) -> float | None:
@@ -111,7 +112,7 @@ class Challenger:
             f"{v.verdict} on {v.labelled_rows} labels, {self.verdict_delay_s:.1f} s after the announcement",
             "live metric": "-" if v is None else v.metrics,
             "difference": "-" if v is None else v.interval,
-            "shadow rows": str(self.rows),
+            "shadow rows": f"{self.rows}" + (f" (then {self.guard_rows} guard rows)" if self.guard_rows else ""),
             "guard": "-" if g is None else f"{g.verdict} on {g.labelled_rows} labels: {g.metrics}",
         }
 

@@ -2,8 +2,9 @@
 services' settings for the loop, timeouts. Every example streams `records` at `rate`/s with its drift at
 `drift_at`; with `example="all"` they stream side by side and one inference server serves every model.
 
-The SEA model is declared with a shadow rollout (`examples/sea/shadow/definitions.yaml`) unless `shadow` is off: a
-candidate that passes the offline gate is judged on live labels before it is promoted. `worse_challenger` turns
+With `shadow` (as `mlops demo` runs) the SEA model is declared with a shadow rollout
+(`examples/sea/shadow/definitions.yaml`): a candidate that passes the offline gate is judged on live labels before
+it is promoted. `worse_challenger` turns
 the drift into a transient episode (concept only, no covariate shift) that ends once a retrain it causes has put
 its candidate on live traffic: that candidate's training window and holdout are the episode, an unrepresentative
 sample on which it beats the champion offline, so it passes the gate — and live traffic, back to normal, retires
@@ -50,8 +51,9 @@ class DemoConfig:
     # go to the run's OTLP/JSON file and no Prometheus is started
     ops: bool = True
     extra_env: dict[str, str] = field(default_factory=dict)  # more MLOPS_* settings for every service
-    # the SEA model declared with `rollout: {mode: shadow}` (False: the example's own file, offline gate only)
-    shadow: bool = True
+    # the SEA model declared with `rollout: {mode: shadow}` (`mlops demo` does; False: the example's own file,
+    # offline gate only — what the other end-to-end tests of the loop run)
+    shadow: bool = False
     # the drift is a transient episode from `drift_at` (concept only) that ends once a retrain it caused has put
     # its candidate on live traffic as a challenger, or after `episode_max_records`: a candidate that looks good
     # only on the episode

@@ -40,7 +40,11 @@ def _on_record(traffic: Traffic, kind: str, m: Any) -> None:
     r, timeline = s.loop, traffic.timeline
     if kind == "predictions":  # one request's rows (PredictionColumns)
         role = m.role or "champion"
-        if role != "champion":
+        if role == "guard":  # the previous champion mirrored beside the promoted challenger
+            c = next((x for x in r.live.challengers if x.outcome.startswith("promoted")), None)
+            if c is not None:
+                c.guard_rows += m.rows
+        elif role != "champion":
             c = r.live.challenger(m.model_version)
             if c is not None:
                 c.rows += m.rows
