@@ -48,7 +48,7 @@ class PredictionColumns:
     span_id: str = ""
     latency_us: int = 0
     timestamp_ms: int = 0
-    role: str = ""  # PredictionBatch.role: "" (champion) | shadow | canary | guard — who answered these rows
+    role: str = ""  # "" / champion: answered the client; shadow, guard: mirrored, never returned; canary
 
     @property
     def rows(self) -> int:
