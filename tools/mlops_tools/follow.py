@@ -14,6 +14,7 @@ from mlops.bus import Bus
 from mlops.contracts import models_pb2
 from mlops.prediction_log import read_predictions
 from mlops.topics import (
+    CHALLENGER_VERDICTS,
     EVENTS_DLQ,
     MODEL_CANDIDATES,
     MODEL_PROMOTED,
@@ -35,6 +36,7 @@ MESSAGE_TYPES: dict[str, type | None] = {
     MODEL_PROMOTED.name: models_pb2.ModelPromoted,
     PREDICTIONS.name: models_pb2.PredictionBatch,  # read by read_predictions: either contract, as PredictionColumns
     EVENTS_DLQ.name: None,
+    CHALLENGER_VERDICTS.name: models_pb2.ChallengerVerdict,
 }
 FOLLOWED = (RETRAIN_REQUESTED, MODEL_CANDIDATES, TRAINING_FAILURES, REGISTRY_LOG, MODEL_PROMOTED, PREDICTIONS,
             EVENTS_DLQ)

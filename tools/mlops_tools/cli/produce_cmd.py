@@ -9,7 +9,7 @@ import heapq
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -67,6 +67,7 @@ def produce(
     counts: dict[str, int] | None = None,
     stop: threading.Event | None = None,
     example: str = "sea",
+    records: Iterable[GeneratedRecord] | None = None,
 ) -> dict[str, int]:
     """Produce `example`'s stream described by `stream_config` (its generator's config) to the declared source
     topic (one producer span per event, so each record carries `traceparent`) and its labels to the model's label
@@ -75,7 +76,8 @@ def produce(
 
     `bus`, when given, is used instead of `kafka_settings` (the demo's, or an in-process one); `on_record(record)`
     runs after each event is sent; `counts` (a dict the caller may read meanwhile) is counted into as records go
-    out; `stop`, once set, ends the stream at once (without waiting for pending labels)."""
+    out; `stop`, once set, ends the stream at once (without waiting for pending labels); `records`, when given, are
+    sent instead of the generator's (the demo's stream with a transient episode), indexed from 0 like them."""
     from mlops.bus import KafkaBus
     from mlops.settings import KafkaSettings
     from mlops.telemetry import messaging_attributes, setup_tracing, tracer
@@ -106,7 +108,7 @@ def produce(
                           headers={"content-type": "application/json"} if label_fmt == "json" else None)
             counts["labels"] += 1
 
-    for rec in ex.generate(stream_config):
+    for rec in ex.generate(stream_config) if records is None else records:
         if stopped():
             return counts
         if opts.rate > 0:

@@ -1,15 +1,27 @@
 """What one demo run does: which examples (and so which models), stream size and pace, the drift point, the
 services' settings for the loop, timeouts. Every example streams `records` at `rate`/s with its drift at
-`drift_at`; with `example="all"` they stream side by side and one inference server serves every model."""
+`drift_at`; with `example="all"` they stream side by side and one inference server serves every model.
+
+With `shadow` (as `mlops demo` runs) the SEA model is declared with a shadow rollout
+(`examples/sea/shadow/definitions.yaml`): a candidate that passes the offline gate is judged on live labels before
+it is promoted. `worse_challenger` turns
+the drift into a transient episode (concept only, no covariate shift) that ends once a retrain it causes has put
+its candidate on live traffic: that candidate's training window and holdout are the episode, an unrepresentative
+sample on which it beats the champion offline, so it passes the gate — and live traffic, back to normal, retires
+it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlops_tools.examples import EXAMPLES_DIR, definitions_path
+
 __all__ = ["DemoConfig"]
 
 EXAMPLES = ("sea", "delivery")
+# the examples whose model the demo declares with a shadow rollout: examples/<name>/shadow/definitions.yaml
+SHADOWED = ("sea",)
 
 
 @dataclass(frozen=True)
@@ -39,10 +51,27 @@ class DemoConfig:
     # go to the run's OTLP/JSON file and no Prometheus is started
     ops: bool = True
     extra_env: dict[str, str] = field(default_factory=dict)  # more MLOPS_* settings for every service
+    # the SEA model declared with `rollout: {mode: shadow}` (`mlops demo` does; False: the example's own file,
+    # offline gate only — what the other end-to-end tests of the loop run)
+    shadow: bool = False
+    # the drift is a transient episode from `drift_at` (concept only) that ends once a retrain it caused has put
+    # its candidate on live traffic as a challenger, or after `episode_max_records`: a candidate that looks good
+    # only on the episode
+    worse_challenger: bool = False
+    episode_max_records: int = 12_000
+    # the drift waits, from `drift_at` on, until the monitor is armed (v1 has answered monitor_min_records
+    # requests), at most halfway to the end: a slow bootstrap on a busy machine would leave it unwatched
+    wait_for_monitor: bool = False
 
     @property
     def examples(self) -> tuple[str, ...]:
         return EXAMPLES if self.example == "all" else (self.example,)
+
+    def definitions_file(self, example: str) -> Path:
+        """What the run applies for `example`: its shadow-rollout definitions, or its own."""
+        if self.shadow and example in SHADOWED:
+            return EXAMPLES_DIR / example / "shadow" / "definitions.yaml"
+        return definitions_path(example)
 
     def __post_init__(self) -> None:
         if self.example not in (*EXAMPLES, "all"):
@@ -53,3 +82,7 @@ class DemoConfig:
             raise ValueError(f"drift_at must lie in (0, {self.records}), got {self.drift_at}")
         if self.bootstrap_rows >= (self.drift_at if self.drift_at is not None else self.records):
             raise ValueError("bootstrap_rows must come before the drift point (and the end of the stream)")
+        if self.worse_challenger:
+            if self.drift_at is None or self.example != "sea" or not self.shadow:
+                raise ValueError("worse_challenger needs the sea example, a drift point (the episode's start) and "
+                                 "the shadow rollout")

@@ -8,11 +8,13 @@ import random
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mlops.bus import Bus
 
+from mlops_tools.demo.challengers import Switch
 from mlops_tools.demo.config import DemoConfig
 from mlops_tools.demo.summary import DemoResult, ModelLoop
 from mlops_tools.demo.timeline import Timeline
@@ -57,6 +59,7 @@ class Traffic:
     stop: threading.Event = field(default_factory=threading.Event)
     streams: dict[str, Stream] = field(default_factory=dict)  # model name → its stream
     request_times: list[float] = field(default_factory=list)
+    episode_over: threading.Event = field(default_factory=threading.Event)  # worse_challenger: back to normal
 
     def __post_init__(self) -> None:
         run = uuid.uuid4().hex[:8]
@@ -78,6 +81,13 @@ class Traffic:
         """A timeline event, naming the model when several loops share the timeline."""
         self.timeline.event(f"[{stream.model}] {what}" if len(self.streams) > 1 else what)
 
+    def switch(self, stream: Stream, what: str) -> None:
+        """A change of what serves the model: a timeline event with the client's requests and failures so far
+        (the figure every switch must leave at 0 failed), kept in the model's loop."""
+        lp = stream.loop
+        lp.live.switches.append(Switch(self.timeline.now(), what, lp.requests, lp.failed_requests))
+        self.say(stream, f"{what}  [requests {lp.requests + lp.failed_requests}, failed {lp.failed_requests}]")
+
     # --- the streams ----------------------------------------------------------------------------------------------
     def stream(self, model: str | None = None) -> None:
         """Produce one example's stream and labels (thread body); a producer failure ends the run with its reason."""
@@ -89,9 +99,11 @@ class Traffic:
                                   start_ms=int(time.time() * 1000),
                                   interval_ms=cfg.event_interval_ms or s.example.interval_ms(cfg.records))
         options = ProduceOptions(rate=cfg.rate, label_delay_ms=cfg.label_delay_ms)
+        placed = cfg.drift_at is not None and (cfg.worse_challenger or cfg.wait_for_monitor)
+        records = self._drifting(s, config) if placed else None  # else the generator's own, byte for byte
         try:
             produce(config, options=options, bus=self.bus, on_record=lambda rec: self._on_produced(s, rec),
-                    counts=s.counts, stop=self.stop, example=s.example.name)
+                    counts=s.counts, stop=self.stop, example=s.example.name, records=records)
             s.loop.records_produced, s.loop.labels_sent = s.counts["events"], s.counts["labels"]
             if not self.stop.is_set():
                 self.say(s, f"stream done: {s.counts['events']} records, {s.counts['labels']} labels")
@@ -99,12 +111,47 @@ class Traffic:
             self.result.error = f"producer ({s.example.name}): {type(exc).__name__}: {exc}"
             self.stop.set()
 
+    def _drifting(self, s: Stream, config: Any) -> Iterator[Any]:
+        """The stream with its drift placed by the run: from `drift_at` on — or, with `wait_for_monitor`, from the
+        first record after it at which the monitor is armed (the model has answered `monitor_min_records`
+        requests; at the latest halfway to the end), so a slow bootstrap on a busy machine does not leave the drift
+        unwatched — the records follow the new concept. `worse_challenger`: only until a retrain the episode
+        causes has put its candidate on live traffic as a challenger (`episode_over`, set by the watcher) or
+        `episode_max_records` passed, and without the covariate shift; then the old concept again. Both concepts
+        come from the example's own generator, record for record (same index, entity, event time and event id)."""
+        cfg = self.cfg
+        first = cfg.drift_at or 0
+        latest = first + (cfg.records - first) // 2 if cfg.wait_for_monitor else first
+        normal = s.example.generate(replace(config, drift_at=None))
+        drifted = s.example.generate(replace(config, drift_at=0,
+                                             covariate_shift=config.covariate_shift and not cfg.worse_challenger))
+        start: int | None = None
+        ended = False
+        for plain, odd in zip(normal, drifted, strict=True):
+            i = plain.index
+            if start is None and i >= first and (i >= latest or self._armed(s)):
+                start = i
+            if start is not None and cfg.worse_challenger and not ended:
+                ended = self.episode_over.is_set() or i >= start + cfg.episode_max_records
+                if ended:
+                    self.say(s, f"EPISODE over at record {i} ({i - start} records): the old concept is back "
+                                "(x0 + x1 > 7)")
+            yield odd if start is not None and not ended else plain
+
+    def _armed(self, s: Stream) -> bool:
+        """The model serves and has answered enough requests for the monitor to judge a drift (with a margin)."""
+        return s.serving.is_set() and s.loop.requests >= self.cfg.monitor_min_records + 100
+
     def _on_produced(self, s: Stream, rec: Any) -> None:
         s.truth[(rec.entity_id, rec.event_time_ms)] = (rec.index, float(rec.label), rec.drifted)
         s.loop.records_produced = s.counts["events"]
-        if rec.index == self.cfg.drift_at:
-            s.loop.drift_t_s = self.timeline.now()
-            self.say(s, f"DRIFT injected at record {rec.index} ({s.example.drift})")
+        if rec.drifted and s.loop.drift_t_s is None:  # the first record of the new concept
+            s.loop.drift_at, s.loop.drift_t_s = rec.index, self.timeline.now()
+            if self.cfg.worse_challenger:
+                self.say(s, f"EPISODE begins at record {rec.index}: for a while the labels follow x0 + x1 > 9.5 "
+                            f"(a transient regime; no covariate shift)")
+            else:
+                self.say(s, f"DRIFT injected at record {rec.index} ({s.example.drift})")
         if rec.entity_id not in s.entities and len(s.entities) < self.cfg.entities:
             s.entities.append(rec.entity_id)
 
@@ -211,7 +258,7 @@ class Traffic:
                 if version not in s.loop.serving:
                     s.loop.serving[version] = t
                     if len(s.loop.serving) > 1:
-                        self.say(s, f"v{version} SERVING: first response from v{version}")
+                        self.switch(s, f"v{version} SERVING: first response from v{version}")
         finally:
             client.close()
 

@@ -14,7 +14,8 @@
    promoted and served (gRPC ModelReady), one thread sends OIP ModelInfer requests by entity id at
    `predict_rate`/s, taking turns among the models served — one inference server serves them all.
 4. A watcher reads the run's outcome topics and builds the timeline per model: drift detected, retrain, gate
-   decision, v2 promoted, v2 serving (demo.watch).
+   decision, v2 promoted, v2 serving (demo.watch) — with the shadow rollout, first v2 as a challenger, the live
+   verdict, the promotion (or retirement: `worse_challenger`) and the guard, each switch with the requests so far.
 
 The result is a `DemoResult` (figures + timeline) whose `table()` is the demo's closing summary. Ctrl-C (or any
 exception) leaves `run()` with a partial result; `close()` stops what `start()` started.
@@ -45,7 +46,7 @@ from mlops_tools.demo.ops import DemoOps
 from mlops_tools.demo.summary import DemoResult, ModelLoop
 from mlops_tools.demo.timeline import Timeline
 from mlops_tools.demo.watch import watch
-from mlops_tools.examples import apply_definitions, definitions_path
+from mlops_tools.examples import EXAMPLES_DIR, apply_definitions
 from mlops_tools.procs import ManagedProcess, free_port, port_open
 
 __all__ = ["Demo"]
@@ -102,10 +103,12 @@ class Demo:
         ensure_topics(kafka)
         say(f"  topics created under prefix {kafka.topic_prefix!r}; Redis key prefix {self.tag!r}")
         for name in cfg.examples:  # what `mlops apply examples/NAME/definitions.yaml` does
-            revision = apply_definitions(kafka, definitions_path(name), applied_by="mlops-demo")
+            path = cfg.definitions_file(name)
+            revision = apply_definitions(kafka, path, applied_by="mlops-demo")
             if revision is not None:
-                say(f"  applied examples/{name}/definitions.yaml: revision {revision.number} "
-                    f"(models: {', '.join(m.name for m in revision.definitions.models)})")
+                models = ", ".join(f"{m.name} (rollout {m.rollout.mode.value})" for m in revision.definitions.models)
+                say(f"  applied {path.relative_to(EXAMPLES_DIR.parent)}: revision {revision.number} "
+                    f"(models: {models})")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         traces = self.run_dir / "traces.jsonl"
         self.ops = DemoOps(stack, self.tag, say, enabled=cfg.ops)
@@ -217,9 +220,13 @@ class Demo:
         drift = (f"drift at record {cfg.drift_at} (~{cfg.drift_at / cfg.rate:.0f}s)" if cfg.drift_at is not None
                  else "no drift (control)")
         for s in traffic.streams.values():
+            what = s.example.drift if cfg.drift_at is not None else ""
+            if cfg.worse_challenger:
+                drift, what = f"a transient episode from record {cfg.drift_at}", "x0 + x1 > 7 → > 9.5, then back"
+            drift += " (or later, once the monitor is armed)" if cfg.wait_for_monitor and cfg.drift_at else ""
             self.timeline.say(f"streaming {cfg.records} {s.example.name} records at {cfg.rate:g}/s to "
                               f"{s.example.source.topic!r} for model {s.model!r} ({s.example.model.task.value}); "
-                              f"{drift}: {s.example.drift}")
+                              f"{drift}{': ' + what if what else ''}")
         self.timeline.say(f"labels {cfg.label_delay_ms} ms late on each model's label topic")
         self.timeline.start_clock()
         watcher = threading.Thread(target=watch, args=(traffic,), name="demo-watch", daemon=True)
@@ -253,9 +260,11 @@ class Demo:
         if failed:
             raise failed[0]
         if cfg.drift_at is not None:  # the streams are over; give a pending v2 a little time
-            deadline = time.monotonic() + cfg.v2_wait_s
+            # a live judgement needs labels, and the last ones come label_delay after the last record
+            deadline, labels_end = time.monotonic() + cfg.v2_wait_s, time.monotonic() + cfg.label_delay_ms / 1000 + 5
             while time.monotonic() < deadline and not self._stop.is_set():
-                if not any(self._pending_after_drift(loop) for loop in self.result.loops.values()):
+                if not any(self._pending(lp) or (lp.live.judging and time.monotonic() < labels_end)
+                           for lp in self.result.loops.values()):
                     break
                 traffic.show_status()
                 time.sleep(0.5)
@@ -263,12 +272,13 @@ class Demo:
         self._stop.set()
 
     @staticmethod
-    def _pending_after_drift(r: ModelLoop) -> bool:
-        """A retrain was requested after the drift and its outcome is still due (or v2 not served yet)."""
-        if r.loop_time_s is not None or not r.detections:
-            return False
+    def _pending(r: ModelLoop) -> bool:
+        """An outcome is still due: a retrain requested after the drift whose candidate the gate has not decided
+        yet, or v2 promoted but not served yet (a challenger's live judgement is waited for apart: it needs labels)."""
         if r.v2 is not None:
             return r.v2 not in r.serving
+        if r.live.challengers or r.loop_time_s is not None or not r.detections:
+            return False
         return not any(d == "rejected" for _, d, _ in r.gate) and not r.training_failures
 
     # --- stop -----------------------------------------------------------------------------------------------------

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mlops_tools.demo.challengers import LiveLoop
+
 __all__ = ["DemoResult", "ModelLoop", "TimelineEvent"]
 
 
@@ -39,6 +41,7 @@ class ModelLoop:
     last_error: str = ""
     # (version, drifted) → [sum, n]: sum of hits (accuracy) or of absolute errors (MAE) over n served predictions
     quality: dict[tuple[str, bool], list[float]] = field(default_factory=dict)
+    live: LiveLoop = field(default_factory=LiveLoop)  # challengers on live traffic, verdicts, audit, switches
 
     @property
     def regression(self) -> bool:
@@ -121,6 +124,7 @@ class ModelLoop:
             "false alarms": str(self.false_alarms),
             "gate": "; ".join(f"v{v} {d}" for v, d, _ in self.gate) or "-",
             "loop time": f"{self.loop_time_s:.1f} s" if self.loop_time_s is not None else "-",
+            **self.live.rows(),
             "requests / failed": f"{self.requests + self.failed_requests} / {self.failed_requests}",
         }
 
@@ -170,7 +174,7 @@ class DemoResult:
             f"  records produced / DLQ'd: {self.records_produced} / {self.dlq}  ({self.labels_sent} labels)",
             f"  run time: {self.elapsed_s:.1f} s" + ("  (interrupted: partial)" if self.interrupted else ""),
             "  (accuracy: higher is better; MAE in the label's unit, lower is better; loop time = drift → v2 "
-            "serving, target <= 20 s)",
+            "serving, target <= 20 s; the live verdict's difference is challenger − champion with its interval)",
         ]
         for loop in self.loops.values():
             if loop.last_error:
