@@ -253,8 +253,9 @@ def test_a_challenger_announcement_is_keyed_and_signed_with_its_role(models) -> 
     [record] = bus.reader([bus.topic(MODEL_PROMOTED)], client_id="t", start="beginning").read_to_end(5)
     msg = record.decode(models_pb2.ModelPromoted)
     assert (record.key.decode(), msg.role, msg.traffic_fraction) == ("sea/challenger", "shadow", 1.0)
-    assert promotion_verified(key, "sea", "2", msg.artifact_sha256, msg.signature, "shadow")
-    assert not promotion_verified(key, "sea", "2", msg.artifact_sha256, msg.signature)  # not as a champion
+    at = {"promoted_at_ms": msg.promoted_at_ms, "action": msg.action}  # the time and action are signed too
+    assert promotion_verified(key, "sea", "2", msg.artifact_sha256, msg.signature, "shadow", **at)
+    assert not promotion_verified(key, "sea", "2", msg.artifact_sha256, msg.signature, **at)  # not as a champion
 
 
 def test_a_redelivered_challenger_candidate_is_announced_again(models) -> None:

@@ -121,7 +121,8 @@ def test_a_shadow_challenger_is_promoted_then_rolled_back_on_live_verdicts(
         publish(kafka_settings, reg.producer, t9, candidate_factory(t9, 9.5))
         assert promoted.wait(2)[1] == ("sea/challenger", "2", "promote", "shadow", 1.0)
         shadow = promoted.seen[1][1]
-        assert promotion_verified(KEY, "sea", "2", shadow.artifact_sha256, shadow.signature, "shadow")
+        assert promotion_verified(KEY, "sea", "2", shadow.artifact_sha256, shadow.signature, "shadow",
+                                  promoted_at_ms=shadow.promoted_at_ms, action=shadow.action)
         summary = reg.client.list_models().models[0]
         assert (summary.champion_version, summary.challenger_version, summary.challenger_role,
                 summary.challenger_fraction) == ("1", "2", "shadow", 1.0)
