@@ -78,6 +78,21 @@ def test_one_verdict_per_challenger_and_phase_then_promotion_then_guard():
     assert m.models["m"].version == "2"  # the champion's drift path follows the promotion as before
 
 
+def test_the_guards_own_champion_rows_still_in_flight_do_not_end_its_trial():
+    """Right after a promotion the old champion's last served rows can come after its first mirrored (guard) rows:
+    they are late, not a sign the guard was promoted, and the guard is still judged."""
+    rollout = RolloutPolicy(mode="shadow", min_labels=100, rollback_margin=0.02, guard_labels=200)
+    m = DriftMonitor(MonitorSettings(), config=config(rollout))
+    feed(m, 400)
+    m.judge.take_verdicts()
+    m.observe_prediction(row(5000, "1", "guard", True, 1))  # the guard's first mirrored row opens its trial
+    m.observe_prediction(row(5001, "1", "champion", True, 1))  # v1's last served row, from before the promotion
+    feed(m, 400, second="guard", second_version="1", champion="2", seed=1)
+    [guard] = m.judge.take_verdicts()
+    assert (guard.verdict, guard.phase, guard.champion_version, guard.challenger_version) == (
+        "rollback", "guard", "2", "1")
+
+
 def test_a_canary_arm_is_judged_apart_and_labels_join_the_arm_that_answered():
     m = DriftMonitor(MonitorSettings(), config=config(RolloutPolicy(mode="canary", min_labels=50)))
     rng = np.random.default_rng(2)

@@ -227,8 +227,11 @@ class ChallengerJudge:
 
     def _champion_row(self, trial: Trial, p: Prediction) -> None:
         v = p.model_version
-        if v == trial.challenger_version:  # the challenger was promoted: this trial is over
-            self._end(trial)
+        if v == trial.challenger_version:
+            if trial.phase == "guard":  # the guard's own rows from before it was replaced, still in flight
+                self.counts.stale += 1
+                return
+            self._end(trial)  # the challenger was promoted: this trial is over
             del self.trials[trial.model_name]
             return
         if trial.done:
