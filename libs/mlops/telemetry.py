@@ -39,6 +39,7 @@ __all__ = [
     "messaging_attributes",
     "messaging_span_name",
     "otlp_json",
+    "process_span",
     "setup_logging",
     "setup_tracing",
     "span_link",
@@ -235,6 +236,15 @@ def messaging_attributes(operation: str, topic: str, partition: int | None = Non
     if group is not None:
         attrs["messaging.consumer.group.name"] = group
     return attrs
+
+
+def process_span(t: trace.Tracer, record: Any, group: str | None = None,
+                 attributes: Mapping[str, Any] | None = None) -> Any:
+    """The `process <topic>` CONSUMER span of one bus record (its topic, partition, offset, key and headers),
+    continuing the producer's trace, as the current span (a context manager)."""
+    attrs = messaging_attributes("process", record.topic, record.partition, record.offset, record.key, group)
+    return t.start_as_current_span(messaging_span_name("process", record.topic), kind=trace.SpanKind.CONSUMER,
+                                   context=extract_context(record.headers), attributes=attrs | dict(attributes or {}))
 
 
 # --- structured logs ------------------------------------------------------------------------------------------------

@@ -102,16 +102,19 @@ def regression_candidate(data: bytes, weight: float, **fields: Any) -> models_pb
 class RunningRegistry:
     """The registry in this process: real replay, real gRPC server on a free port, real candidate consumer."""
 
-    def __init__(self, kafka: Any, settings: Any):
+    def __init__(self, kafka: Any, settings: Any, security: Any = None, definitions: bool = True):
+        """`definitions`: apply the test definitions first (False: the test applied its own); `security`:
+        `SecuritySettings` (None: from the environment)."""
         from mlops_tools.registry_client import RegistryClient
 
         from services.registry.edge import build, run
 
         self.kafka = kafka
         bus = KafkaBus(kafka)
-        apply_definitions(bus)  # on top of what the session applied: the SEA, delivery and segment models
+        if definitions:
+            apply_definitions(bus)  # on top of what the session applied: the SEA, delivery and segment models
         self.producer = bus.producer(client_id="test-registry")
-        self.app = build(settings, bus)
+        self.app = build(settings, bus, security)
         self.stop_flag = StopFlag(install_signals=False)
         self.thread = threading.Thread(target=run, args=(self.app, settings, self.stop_flag), daemon=True)
         self.thread.start()

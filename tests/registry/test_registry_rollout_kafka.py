@@ -6,13 +6,12 @@ verdicts as evidence over gRPC, and a restart rebuilds the same state without re
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any
 
 import pytest
 from mlops import definitions as d
-from mlops.bus import KafkaBus, StopFlag
+from mlops.bus import KafkaBus
 from mlops.contracts import models_pb2
 from mlops.definitions.store import publish as publish_revision
 from mlops.definitions.store import read_revisions
@@ -20,10 +19,9 @@ from mlops.security import SecuritySettings, promotion_verified
 from mlops.topics import CHALLENGER_VERDICTS, MODEL_PROMOTED, topic_name
 from mlops_tools.registry_client import RegistryClient
 from pydantic import SecretStr
-from registry_helpers import document
+from registry_helpers import RunningRegistry, document
 from test_registry_grpc import publish
 
-from services.registry.edge import build, run
 from services.registry.settings import RegistrySettings
 
 SETTINGS = RegistrySettings(grpc_host="127.0.0.1", grpc_port=0, artifact_timeout_s=3.0, grpc_workers=2)
@@ -42,26 +40,15 @@ def apply_rollout(bus: KafkaBus, rollout: dict[str, Any]) -> None:
     publish_revision(bus, revision, client_id="test-apply")
 
 
-class Running:
-    def __init__(self, kafka):
-        bus = KafkaBus(kafka)
-        self.producer = bus.producer(client_id="test-registry")
-        self.app = build(SETTINGS, bus, SecuritySettings(promotion_key=KEY))
-        self.stop_flag = StopFlag(install_signals=False)
-        self.thread = threading.Thread(target=run, args=(self.app, SETTINGS, self.stop_flag), daemon=True)
-        self.thread.start()
-        self.client = RegistryClient(f"127.0.0.1:{self.app.grpc_port}", timeout=20)
 
-    def stop(self) -> None:
-        self.stop_flag.set()
-        self.thread.join(30)
-        self.client.close()
-        self.app.stop()
+def registry(kafka) -> RunningRegistry:
+    """The registry signing with KEY, on the definitions the test applied (`apply_rollout`)."""
+    return RunningRegistry(kafka, SETTINGS, SecuritySettings(promotion_key=KEY), definitions=False)
 
 
 @pytest.fixture
 def started():
-    running: list[Running] = []
+    running: list[RunningRegistry] = []
     yield running
     for r in running:
         r.stop()
@@ -113,7 +100,7 @@ def test_a_shadow_challenger_is_promoted_then_rolled_back_on_live_verdicts(
         kafka_settings, started, onnx_model_factory, candidate_factory):
     apply_rollout(KafkaBus(kafka_settings), {"mode": "shadow", "rollback_margin": 0.02})
     t4, t9 = onnx_model_factory(4.0), onnx_model_factory(9.5)
-    started.append(reg := Running(kafka_settings))
+    started.append(reg := registry(kafka_settings))
     promoted = Announcements(kafka_settings)
     try:
         publish(kafka_settings, reg.producer, t4, candidate_factory(t4, 4.0))
@@ -157,7 +144,7 @@ def test_a_shadow_challenger_is_promoted_then_rolled_back_on_live_verdicts(
         started.remove(reg)
 
         # a restart rebuilds the same state from registry.log and re-announces nothing (all were sent)
-        started.append(again := Running(kafka_settings))
+        started.append(again := registry(kafka_settings))
         assert [(a.sequence, a.action, a.evidence.verdict_id) for a in again.client.get_model("sea").audit] == before
         assert again.client.list_models().models[0].challenger_version == ""
         assert len(promoted.wait(7, timeout=5)) == 6

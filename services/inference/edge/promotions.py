@@ -17,9 +17,8 @@ from collections.abc import Callable
 from mlops.bus import Bus, BusError, Reader, Record
 from mlops.contracts import ContractError, models_pb2
 from mlops.security import PromotionReplayGuard, promotion_verified
-from mlops.telemetry import extract_context, messaging_attributes, tracer
+from mlops.telemetry import process_span, tracer
 from mlops.topics import MODEL_PROMOTED
-from opentelemetry.trace import SpanKind
 from pydantic import SecretStr
 
 from services.inference import convert
@@ -126,11 +125,8 @@ class PromotionFollower:
 
     def _handle(self, record: Record, message: models_pb2.ModelPromoted) -> None:
         promotion = convert.promotion(message)
-        with _tracer.start_as_current_span(
-            f"process {record.topic}", context=extract_context(record.headers), kind=SpanKind.CONSUMER,
-            attributes=messaging_attributes("process", record.topic, record.partition, record.offset, record.key)
-            | {"mlops.model": promotion.model_name, "mlops.version": promotion.version, "mlops.role": promotion.role},
-        ):
+        with process_span(_tracer, record, attributes={
+                "mlops.model": promotion.model_name, "mlops.version": promotion.version, "mlops.role": promotion.role}):
             try:
                 apply_promotion(self._repository, promotion, self._fetch, self._options, self._catalog())
             except Exception as exc:  # the old champion keeps serving; the failure is loud

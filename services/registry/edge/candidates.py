@@ -6,8 +6,7 @@ import logging
 
 from mlops.bus import Record
 from mlops.contracts import ContractError, models_pb2
-from mlops.telemetry import extract_context, link_to_ids, messaging_attributes, messaging_span_name, tracer
-from opentelemetry.trace import SpanKind
+from mlops.telemetry import link_to_ids, process_span, tracer
 
 from services.registry import errors
 from services.registry.convert import candidate_in
@@ -31,11 +30,7 @@ class CandidateHandler:
         self.group = group
 
     def __call__(self, record: Record) -> None:
-        attrs = messaging_attributes("process", record.topic, record.partition, record.offset, record.key,
-                                     self.group)
-        with _tracer.start_as_current_span(messaging_span_name("process", record.topic), kind=SpanKind.CONSUMER,
-                                           context=extract_context(record.headers),
-                                           attributes=attrs) as span:
+        with process_span(_tracer, record, self.group) as span:
             try:
                 msg = record.decode(models_pb2.ModelCandidate)
                 training = link_to_ids(msg.trace_id, msg.span_id)  # the trainer's span that produced it

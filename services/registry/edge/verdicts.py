@@ -6,8 +6,7 @@ import logging
 
 from mlops.bus import Record
 from mlops.contracts import ContractError, models_pb2
-from mlops.telemetry import extract_context, link_to_ids, messaging_attributes, messaging_span_name, tracer
-from opentelemetry.trace import SpanKind
+from mlops.telemetry import link_to_ids, process_span, tracer
 
 from services.registry.convert import verdict_in
 from services.registry.core import Registry
@@ -30,10 +29,7 @@ class VerdictHandler:
         self.group = group
 
     def __call__(self, record: Record) -> None:
-        attrs = messaging_attributes("process", record.topic, record.partition, record.offset, record.key,
-                                     self.group)
-        with _tracer.start_as_current_span(messaging_span_name("process", record.topic), kind=SpanKind.CONSUMER,
-                                           context=extract_context(record.headers), attributes=attrs) as span:
+        with process_span(_tracer, record, self.group) as span:
             try:
                 msg = record.decode(models_pb2.ChallengerVerdict)
             except ContractError as exc:
