@@ -274,12 +274,13 @@ class Demo:
     @staticmethod
     def _pending(r: ModelLoop) -> bool:
         """An outcome is still due: a retrain requested after the drift whose candidate the gate has not decided
-        yet, or v2 promoted but not served yet (a challenger's live judgement is waited for apart: it needs labels)."""
+        yet (an outcome before the last detection does not count), or v2 promoted but not served yet (a
+        challenger's live judgement is waited for apart: it needs labels)."""
         if r.v2 is not None:
             return r.v2 not in r.serving
         if r.live.challengers or r.loop_time_s is not None or not r.detections:
             return False
-        return not any(d == "rejected" for _, d, _ in r.gate) and not r.training_failures
+        return len(r.gate) + len(r.training_failures) <= r.outcomes_at_detection
 
     # --- stop -----------------------------------------------------------------------------------------------------
     def close(self) -> None:

@@ -31,6 +31,7 @@ class ModelLoop:
     false_alarms: int = 0  # monitor requests before the drift point (or in a no-drift run)
     retrains: int = 0  # trainings that answered a monitor request (candidates)
     monitor_requests: int = 0
+    outcomes_at_detection: int = 0  # gate decisions + training failures seen when the last detection came
     candidates: int = 0
     training_failures: list[str] = field(default_factory=list)
     gate: list[tuple[str, str, str]] = field(default_factory=list)  # (version, decision, reason)

@@ -68,6 +68,7 @@ def _on_record(traffic: Traffic, kind: str, m: Any) -> None:
             return
         since = max(0, s.counts["events"] - (r.drift_at or 0))
         r.detections.append((timeline.now(), since, m.reason))
+        r.outcomes_at_detection = len(r.gate) + len(r.training_failures)
         traffic.say(s, f"DRIFT DETECTED by the monitor {timeline.now() - r.drift_t_s:.1f}s / {since} records "
                        f"after the drift: {m.reason}")
     elif kind == "model.candidates":
