@@ -1,0 +1,1 @@
+"""Pieces of loadtests/bench_drift.py."""
