@@ -7,18 +7,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from confluent_kafka.admin import AclOperation, AclPermissionType, ResourceType
+from mlops.bus import Acl
 from mlops_tools.stack import Stack, StackSettings
-from mlops_tools.stack.acls import LIMITED_USERS, base_bindings, protect_bindings
+from mlops_tools.stack.acls import LIMITED_USERS, base_acls, protect_acls
 from mlops_tools.stack.secure import ADMIN_USER, BROKER_USER, CLIENT_USER, SERVICE_USERS, SecureMaterial
 
 
 def _denied_writers(prefix: str) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
-    for b in protect_bindings(prefix):
-        assert b.permission_type == AclPermissionType.DENY and b.restype == ResourceType.TOPIC
-        if b.operation == AclOperation.WRITE:
-            out.setdefault(b.name, set()).add(b.principal.removeprefix("User:"))
+    for acl in protect_acls(prefix):
+        assert not acl.allow and acl.resource == "topic"
+        if acl.operation == "WRITE":
+            out.setdefault(acl.name, set()).add(acl.user)
     return out
 
 
@@ -30,20 +30,30 @@ def test_only_the_owners_may_write_the_protected_topics_of_a_prefix() -> None:
         "p.model.artifacts": everyone - {"trainer"},
     }
     assert ADMIN_USER not in everyone and BROKER_USER not in everyone
-    assert {b.operation for b in protect_bindings("")} == {AclOperation.WRITE, AclOperation.DELETE,
-                                                           AclOperation.ALTER, AclOperation.ALTER_CONFIGS}
+    assert {acl.operation for acl in protect_acls("")} == {"WRITE", "DELETE", "ALTER", "ALTER_CONFIGS"}
 
 
 def test_every_limited_user_may_use_topics_and_groups() -> None:
-    allowed = {(b.principal, b.restype, b.name, b.operation) for b in base_bindings()}
-    assert all(b.permission_type == AclPermissionType.ALLOW for b in base_bindings())
+    acls = base_acls()
+    assert all(acl.allow for acl in acls)
     for user in (CLIENT_USER, *SERVICE_USERS):
-        assert (f"User:{user}", ResourceType.TOPIC, "*", AclOperation.ALL) in allowed
-        assert (f"User:{user}", ResourceType.GROUP, "*", AclOperation.ALL) in allowed
-        assert (f"User:{user}", ResourceType.BROKER, "kafka-cluster", AclOperation.IDEMPOTENT_WRITE) in allowed
+        assert Acl(user, "topic", "*", "ALL") in acls and Acl(user, "group", "*", "ALL") in acls
+        assert Acl(user, "cluster", "kafka-cluster", "IDEMPOTENT_WRITE") in acls
     # nobody limited may change ACLs or the cluster's configuration
-    assert not [b for b in base_bindings() if b.restype == ResourceType.BROKER and
-                b.operation in (AclOperation.ALTER, AclOperation.ALTER_CONFIGS, AclOperation.ALL)]
+    assert not [acl for acl in acls if acl.resource == "cluster" and acl.operation in ("ALTER", "ALTER_CONFIGS", "ALL")]
+
+
+def test_an_acl_names_a_known_resource_and_operation() -> None:
+    from confluent_kafka.admin import AclOperation, AclPermissionType, ResourceType
+
+    binding = Acl("registry", "topic", "p.model.promoted", "WRITE", allow=False).binding()
+    assert (binding.restype, binding.name, binding.principal) == (ResourceType.TOPIC, "p.model.promoted",
+                                                                  "User:registry")
+    assert binding.operation == AclOperation.WRITE and binding.permission_type == AclPermissionType.DENY
+    with pytest.raises(ValueError, match="Acl.resource"):
+        Acl("x", "topics", "*", "ALL")
+    with pytest.raises(ValueError, match="Acl.operation"):
+        Acl("x", "topic", "*", "SCRIBBLE")
 
 
 def test_the_nodes_run_the_authorizer_with_the_admin_as_a_super_user(tmp_path: Path) -> None:

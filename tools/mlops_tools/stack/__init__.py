@@ -122,24 +122,26 @@ class Stack:
 
     def protect_topics(self, prefix: str) -> None:
         """Keep the protected topics of topic prefix `prefix` to their owners (stack/acls.py; secure stack only)."""
+        from mlops.bus import create_acls
+
         secure = self.secure_material
         if secure is None:
             raise StackError("topic ACLs need the secure stack (`mlops stack up --secure`)")
-        acls.create(self._node_settings(secure), acls.protect_bindings(prefix))
+        create_acls(self._node_settings(secure), acls.protect_acls(prefix))
 
     def _node_settings(self, secure: SecureMaterial) -> KafkaSettings:
         return self.kafka_settings().model_copy(update=secure.node_settings())
 
     def _secure_setup(self, secure: SecureMaterial) -> None:
         """The users and ACLs of a secure stack (idempotent): what `start_kafka` ends with."""
-        from mlops.bus import wait_for_broker
+        from mlops.bus import create_acls, ensure_scram_users, wait_for_broker
 
         nodes = self._node_settings(secure)
         wait_for_broker(nodes, timeout=self.s.start_timeout_s, brokers=len(self.nodes))
-        created = acls.ensure_users(nodes, secure.client_passwords())
+        created = ensure_scram_users(nodes, secure.client_passwords())
         if created:
             log.info("created Kafka users %s", ", ".join(created))
-        acls.create(nodes, acls.base_bindings() + acls.protect_bindings(KafkaSettings().topic_prefix))
+        create_acls(nodes, acls.base_acls() + acls.protect_acls(KafkaSettings().topic_prefix))
 
     def redis_settings(self) -> RedisSettings:
         return RedisSettings(url=f"redis://{self.s.host}:{self.s.redis_port}/0")
