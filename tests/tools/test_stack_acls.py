@@ -103,3 +103,16 @@ def test_mlops_apply_names_the_refused_permission() -> None:
     assert message is not None and "SASL user 'mlops' permission to WRITE topic 't.definitions'" in message
     assert "admin" in message
     assert _refused(RuntimeError("delivery failed: timed out"), settings) is None
+
+
+def test_mlops_stack_env_prints_the_chosen_user(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from mlops_tools.cli import main
+
+    monkeypatch.setenv("MLOPS_STACK_RUN_DIR", str(tmp_path))
+    Stack(StackSettings(run_dir=tmp_path), secure=True).layout.record(tmp_path)
+    assert main(["stack", "env", "--user", ADMIN_USER]) == 0
+    out = capsys.readouterr().out
+    assert "export MLOPS_KAFKA_SASL_USERNAME=admin" in out
+    assert f"export MLOPS_KAFKA_SASL_PASSWORD_FILE={tmp_path / 'kafka-secure' / 'admin.password'}" in out
+    assert main(["stack", "env"]) == 0 and "MLOPS_KAFKA_SASL_USERNAME=mlops" in capsys.readouterr().out
