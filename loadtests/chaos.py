@@ -33,9 +33,9 @@ RECORDS, RATE = 1_000, 100.0
 
 
 def run(names: list[str], records: int, rate: float, work_dir: Path, brokers: int = 1,
-        redis_latency_ms: float = 250.0, say=print) -> list[Row]:  # type: ignore[no-untyped-def]
+        redis_latency_ms: float = 250.0, say=print, secure: bool = False) -> list[Row]:  # type: ignore[no-untyped-def]
     """Start an isolated platform in `work_dir`, run the scenarios `names` in order, stop everything; the rows."""
-    platform = Platform(work_dir, say=say, brokers=brokers)
+    platform = Platform(work_dir, say=say, brokers=brokers, secure=secure)
     suite = Suite(platform, records, rate, say=say, redis_latency_s=redis_latency_ms / 1000)
     rows: list[Row] = []
     try:
@@ -61,16 +61,20 @@ def main(argv: list[str] | None = None) -> list[Row]:
     ap.add_argument("--scale", type=float, default=1.0, help=f"records per scenario × this ({RECORDS:,} at 1)")
     ap.add_argument("--rate", type=float, default=RATE, help="records per second into raw.events")
     ap.add_argument("--brokers", type=int, default=1, help="brokers of the stack (3: the broker-1-of-3 scenario)")
+    ap.add_argument("--secure", action="store_true",
+                    help="the stack's SASL_SSL listener, each service as its own Kafka user under the broker's ACLs")
     ap.add_argument("--redis-latency-ms", type=float, default=250.0, help="slow-redis: latency added each way")
     ap.add_argument("--work-dir", type=Path, default=None, help="run folder (default: a temporary one)")
     args = ap.parse_args(argv)
     records = max(30, int(RECORDS * args.scale))
     started = time.monotonic()
     if args.work_dir is not None:
-        rows = run(args.only, records, args.rate, args.work_dir, args.brokers, args.redis_latency_ms)
+        rows = run(args.only, records, args.rate, args.work_dir, args.brokers, args.redis_latency_ms,
+                   secure=args.secure)
     else:
         with tempfile.TemporaryDirectory(prefix="mlops-chaos-") as tmp:
-            rows = run(args.only, records, args.rate, Path(tmp), args.brokers, args.redis_latency_ms)
+            rows = run(args.only, records, args.rate, Path(tmp), args.brokers, args.redis_latency_ms,
+                       secure=args.secure)
     print(f"\nchaos: {records:,} records per scenario at {args.rate:g}/s, {len(rows)} scenarios, "
           f"{time.monotonic() - started:.0f}s in all\n")
     print(table(rows))

@@ -116,11 +116,15 @@ class Tailer:
             times = [o.ts_ms for o in records if o.ts_ms >= wall_s * 1000]
         return (min(times) / 1000 - wall_s) if times else None
 
-    def longest_gap(self, tag: str, after_s: float) -> float:
-        """The longest pause (s) between consecutive features.log records of `tag` written after `after_s`."""
+    def longest_gap(self, tag: str, after_s: float, until_s: float | None = None) -> float:
+        """The longest pause (s) between consecutive features.log records of `tag` written after `after_s`; with
+        `until_s`, only those written before it, and the pause from the last of them to `until_s` counts too (no
+        record at all after `after_s` is then a pause of the whole span, not none)."""
         with self._lock:
-            times = sorted(o.ts_ms for o in self.features_log[tag] if o.ts_ms >= after_s * 1000)
-        gaps = [(b - a) / 1000 for a, b in zip([after_s * 1000, *times], times, strict=False)]
+            times = sorted(o.ts_ms for o in self.features_log[tag] if o.ts_ms >= after_s * 1000
+                           and (until_s is None or o.ts_ms <= until_s * 1000))
+        ends = [*times, until_s * 1000] if until_s is not None else times
+        gaps = [(b - a) / 1000 for a, b in zip([after_s * 1000, *ends], ends, strict=False)]
         return max(gaps, default=0.0)
 
     def outcome_of(self, request_id: str) -> list[tuple[int, str]]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from mlops.settings import KafkaSettings, RedisSettings
 from mlops_tools.procs import ManagedProcess, free_port, port_open
 from mlops_tools.stack import Stack, StackSettings
+from mlops_tools.stack.secure import ADMIN_USER
 
 from chaos_kit.proxy import LatencyProxy
 
@@ -47,19 +48,24 @@ def _http_ok(url: str) -> bool:
 
 
 class Platform:
-    def __init__(self, work_dir: Path, say: Callable[[str], None] = print, brokers: int = 1):
+    def __init__(self, work_dir: Path, say: Callable[[str], None] = print, brokers: int = 1, secure: bool = False):
+        """`secure`: the stack's SASL_SSL listener (`mlops stack up --secure`), each service as its own Kafka user
+        under the broker's ACLs (mlops_tools/stack/acls.py), the definitions applied as the admin."""
         self.work_dir = work_dir.resolve()
         self.say = say
         self.brokers = brokers
         stack_options: dict[str, object] = {
             "run_dir": self.work_dir / "stack", "kafka_port": _free_ports(brokers), "controller_port":
-            _free_ports(brokers), "redis_port": free_port()}
+            _free_ports(brokers), "redis_port": free_port(),
+            # a node killed -9 recovers its logs on restart: minutes, with three JVMs on a loaded machine
+            "start_timeout_s": 300.0}
         if brokers > 1:  # a KRaft cluster (`mlops stack up --brokers N`: node n on the ports + (n - 1) * 100)
             if "brokers" not in StackSettings.model_fields:
                 raise RuntimeError("this stack runs one broker only (no `mlops stack up --brokers` yet)")
             stack_options["brokers"] = brokers
-        self.stack = Stack(StackSettings(**stack_options))  # type: ignore[arg-type]
+        self.stack = Stack(StackSettings(**stack_options), secure=secure)  # type: ignore[arg-type]
         self.kafka = self.stack.kafka_settings().model_copy(update={"topic_prefix": PREFIX})
+        self.admin_kafka = self.stack.kafka_settings(ADMIN_USER).model_copy(update={"topic_prefix": PREFIX})
         self.redis_direct = RedisSettings(url=self.stack.redis_settings().url, key_prefix="chaos")
         self.proxy = LatencyProxy(self.stack.s.host, self.stack.s.redis_port)
         self.ports: dict[str, int] = {}
@@ -76,10 +82,12 @@ class Platform:
         self.say(f"chaos: own stack in {self.stack.run_dir} (Kafka {self.stack.s.kafka_port}, "
                  f"Redis {self.stack.s.redis_port})")
         self.stack.up()
+        if self.stack.layout.secure:
+            self.stack.protect_topics(PREFIX)
         proxy_port = self.proxy.start()
         self.redis = self.redis_direct.model_copy(update={"url": f"redis://127.0.0.1:{proxy_port}/0"})
         ensure_topics(self.kafka)
-        apply_definitions(self.kafka, definitions_path("sea"), applied_by="mlops-chaos")
+        apply_definitions(self.admin_kafka, definitions_path("sea"), applied_by="mlops-chaos")
         self.ports = {"inference": free_port(), "registry": free_port(), "rest": free_port()}
         for name in SERVICES:
             self.start(name)
@@ -98,9 +106,8 @@ class Platform:
         key = f"{name}{instance}"
         self.ports.setdefault(f"ops-{key}", free_port())
         common = {
-            "MLOPS_KAFKA_BOOTSTRAP_SERVERS": self.kafka.bootstrap_servers,
-            "MLOPS_KAFKA_TOPIC_PREFIX": self.kafka.topic_prefix,
-            "MLOPS_KAFKA_REPLICATION_FACTOR": str(self.kafka.replication_factor),
+            **self.kafka.environ(),  # address, prefix, replication; on a secure stack its TLS files and SASL user
+            **self.stack.service_user_env(name),  # … the service's own user there
             "MLOPS_REDIS_URL": self.redis.url,
             "MLOPS_REDIS_KEY_PREFIX": self.redis.key_prefix,
             "MLOPS_TELEMETRY_EXPORTER": "none",
@@ -194,6 +201,25 @@ class Platform:
         os.killpg(pid, signal.SIGKILL)
         while proc.pid() is not None or port_open(self.stack.s.host, port):
             time.sleep(0.05)
+
+    def leader_of(self, topic: str, partition: int) -> int:
+        """The node id leading `partition` of the platform's topic `topic` (e.g. "events")."""
+        from confluent_kafka.admin import AdminClient
+
+        name = f"{self.kafka.topic_prefix}{topic}"
+        meta = AdminClient(self.kafka.client_config()).list_topics(name, timeout=10).topics[name]
+        return int(meta.partitions[partition].leader)
+
+    def fully_in_sync(self) -> bool:
+        """Every partition of the cluster has all its replicas in sync (a restarted node has caught up)."""
+        from confluent_kafka.admin import AdminClient
+
+        try:
+            topics = AdminClient(self.kafka.client_config()).list_topics(timeout=5).topics
+        except Exception:
+            return False
+        return all(len(part.isrs) == len(part.replicas) for meta in topics.values()
+                   for part in meta.partitions.values())
 
     def start_broker(self) -> float:
         """Start what of the broker(s) is not running; returns when it began (it returns once they answer)."""

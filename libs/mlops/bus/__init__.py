@@ -6,12 +6,14 @@
 - `Reader`: assigned partitions, no group, no commits — for compacted state topics and broadcasts.
 - `run_loop`: consume → handle → flush → commit with a named `FailurePolicy`, stopped by a `StopFlag`
   (SIGTERM/SIGINT); it keeps the one lag gauge, `mlops_consumer_lag_records{topic,partition,group}`.
+- `Acl`, `create_acls`, `ensure_scram_users`: a cluster's authorization, as plain values (the local secure stack).
 - `Bus`: what an edge is given to make those clients: `KafkaBus(settings)` in a service, `MemoryBus()` in a
   unit test.
 """
 
 from __future__ import annotations
 
+from mlops.bus._acl import Acl, create_acls, ensure_scram_users
 from mlops.bus._bus import Bus, KafkaBus
 from mlops.bus._kafka import Consumer, Producer, wait_for_broker, watermarks
 from mlops.bus._lag import CONSUMER_LAG, LagSeries, set_lag
@@ -25,6 +27,7 @@ __all__ = [
     "HEADER_CONTENT_TYPE",
     "HEADER_CONTRACT",
     "HEADER_MESSAGE_TYPE",
+    "Acl",
     "Bus",
     "BusError",
     "Consumer",
@@ -36,6 +39,8 @@ __all__ = [
     "Reader",
     "Record",
     "StopFlag",
+    "create_acls",
+    "ensure_scram_users",
     "run_loop",
     "set_lag",
     "wait_for_broker",

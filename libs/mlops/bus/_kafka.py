@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -27,6 +28,8 @@ from mlops.bus._record import (
 )
 from mlops.settings import KafkaSettings
 from mlops.telemetry import inject_headers
+
+log = logging.getLogger("mlops.bus")
 
 __all__ = ["AuthFailures", "ConfluentClient", "Consumer", "DeliveryCallback", "Producer", "as_bytes",
            "consume_arrived", "consumer_config", "transient", "wait_for_broker", "watermarks"]
@@ -274,6 +277,13 @@ class Consumer(ConfluentClient):
                 )
                 return
             except KafkaException as exc:
+                if exc.args[0].code() in _MEMBERSHIP_LOST:
+                    # the group moved on without this member (a broker of the cluster died and the coordinator's
+                    # session expired it): its partitions' next owner re-reads from the last committed offset, so
+                    # nothing is lost by not committing — and the member rejoins on its next poll
+                    log.warning("commit skipped: %s; the records are read again by the partitions' next owner",
+                                exc.args[0].str())
+                    return
                 if not transient(exc.args[0]) or time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
@@ -359,6 +369,10 @@ _FAILOVER = {KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TI
              KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_NOT_AVAILABLE,
              KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.NOT_LEADER_FOR_PARTITION,
              KafkaError.LEADER_NOT_AVAILABLE, KafkaError.REQUEST_TIMED_OUT}
+
+
+# a commit refused because this member no longer belongs to the group's current generation (no error of the records)
+_MEMBERSHIP_LOST = {KafkaError.UNKNOWN_MEMBER_ID, KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_IN_PROGRESS}
 
 
 def transient(err: KafkaError) -> bool:

@@ -46,7 +46,7 @@ def _bus():  # type: ignore[no-untyped-def]
     return KafkaBus(KafkaSettings())
 
 
-def _fail(command: str, exc: Exception) -> int:
+def _fail(command: str, exc: Exception | str) -> int:
     print(f"mlops {command}: {exc}", file=sys.stderr)
     return 2
 
@@ -62,6 +62,18 @@ def _plan(path: str, actor: str, prune: bool = False):  # type: ignore[no-untype
     bus = _bus()
     current = d.latest(read_revisions(bus, client_id="mlops-cli-definitions"))
     return bus, d.plan(current, new, actor, prune=prune)
+
+
+def _refused(exc: Exception, settings) -> str | None:  # type: ignore[no-untyped-def]
+    """The message for a write the broker's ACLs refused (None for any other failure)."""
+    if "TOPIC_AUTHORIZATION_FAILED" not in str(exc):
+        return None
+    from mlops.topics import DEFINITIONS, topic_name
+
+    who = f"SASL user {settings.sasl_username!r}" if settings.sasl else "this client"
+    return (f"the broker refused {who} permission to WRITE topic {topic_name(DEFINITIONS, settings)!r} "
+            "(TOPIC_AUTHORIZATION_FAILED): its ACLs let only the admin user apply definitions; use the admin's "
+            "credentials (local secure stack: eval \"$(mlops stack env --user admin)\")")
 
 
 def _print_changes(changes) -> None:  # type: ignore[no-untyped-def]
@@ -90,7 +102,10 @@ def _apply(args: argparse.Namespace) -> int:
     created = ensure_topics(KafkaSettings(), declared_topics(result.revision.definitions))
     for topic in created:
         print(f"created topic {topic}")
-    publish(bus, result.revision, client_id="mlops-cli-apply")
+    try:
+        publish(bus, result.revision, client_id="mlops-cli-apply")
+    except BusError as exc:
+        return _fail("apply", _refused(exc, KafkaSettings()) or exc)
     versions = ", ".join(f"{k} v{v}" for k, v in sorted(result.revision.view_versions.items()))
     print(f"applied revision {result.revision.number} ({result.revision.sha256[:12]}); feature views: {versions}")
     return 0

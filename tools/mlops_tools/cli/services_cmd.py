@@ -57,7 +57,20 @@ def start_service(name: str, env: dict[str, str] | None = None,
 
 
 def start_services(names: tuple[str, ...] | list[str] = SERVICES, env: dict[str, str] | None = None) -> dict[str, str]:
-    return {name: start_service(name, env)[1] for name in names}
+    return {name: start_service(name, _own_kafka_user(name, env))[1] for name in names}
+
+
+def _own_kafka_user(name: str, env: dict[str, str] | None) -> dict[str, str] | None:
+    """A client of the secure local stack as its shared user (`eval "$(mlops stack env)"`) starts each service as
+    that service's own Kafka user: the broker's ACLs let only the registry write model.promoted, only the trainer
+    model.artifacts (mlops_tools/stack/acls.py)."""
+    from mlops_tools.stack import Stack
+    from mlops_tools.stack.secure import CLIENT_USER
+
+    base = dict(os.environ if env is None else env)
+    if base.get("MLOPS_KAFKA_SASL_USERNAME") != CLIENT_USER:
+        return env
+    return base | Stack().service_user_env(name)
 
 
 def stop_services(names: tuple[str, ...] | list[str] = SERVICES) -> dict[str, str]:

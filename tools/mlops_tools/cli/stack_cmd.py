@@ -10,6 +10,7 @@ import time
 
 from mlops_tools.stack import Stack, StackError
 from mlops_tools.stack.prometheus import Prometheus
+from mlops_tools.stack.secure import CLIENT_USER, CLIENT_USERS
 
 __all__ = ["register"]
 
@@ -28,8 +29,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="KRaft nodes (broker + controller each); 3: topics with replication factor 3 and "
                          "min.insync.replicas 2. Default: the layout the run dir was made with, else 1")
     up.set_defaults(func=_up)
-    ssub.add_parser("env", help="print `export MLOPS_KAFKA_...` lines for clients of this stack (file paths, never "
-                                "a password)").set_defaults(func=_env)
+    env = ssub.add_parser("env", help="print `export MLOPS_KAFKA_...` lines for clients of this stack (file paths, "
+                                      "never a password)")
+    env.add_argument("--user", default=CLIENT_USER, choices=CLIENT_USERS,
+                     help="the Kafka user of a secure stack to act as (default: mlops; admin: `mlops apply`, "
+                          "`mlops register`; a service's own)")
+    env.set_defaults(func=_env)
     down = ssub.add_parser("down", help="stop what `stack up` started")
     down.add_argument("--wipe", action="store_true", help="also delete the broker's data: every topic and offset")
     down.set_defaults(func=_down)
@@ -51,8 +56,8 @@ def _up(args: argparse.Namespace) -> int:
     return 0
 
 
-def _env(_args: argparse.Namespace) -> int:
-    for name, value in Stack().kafka_settings().environ().items():
+def _env(args: argparse.Namespace) -> int:
+    for name, value in Stack().kafka_settings(args.user).environ().items():
         print(f"export {name}={shlex.quote(value)}")
     return 0
 

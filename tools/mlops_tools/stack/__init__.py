@@ -27,9 +27,10 @@ from pydantic import Field
 from pydantic_settings import BaseSettings
 
 from mlops_tools.procs import ManagedProcess, port_open
+from mlops_tools.stack import acls
 from mlops_tools.stack.install import StackError, apt_install, go_tool, require
 from mlops_tools.stack.nodes import Layout, Node, server_properties
-from mlops_tools.stack.secure import SecureMaterial
+from mlops_tools.stack.secure import CLIENT_USER, SERVICE_USERS, SecureMaterial
 
 __all__ = ["ComponentStatus", "Stack", "StackError", "StackSettings", "apt_install", "go_tool"]
 
@@ -101,13 +102,46 @@ class Stack:
         return SecureMaterial(self.run_dir / "kafka-secure") if self.layout.secure else None
 
     # -- settings the clients use -------------------------------------------------------------------------------
-    def kafka_settings(self) -> KafkaSettings:
+    def kafka_settings(self, user: str = CLIENT_USER) -> KafkaSettings:
         """What a client of this stack sets: every node's address, the replication factor of its topics, and on a
-        secure stack the SASL user, its password file and the TLS files (no secret itself)."""
+        secure stack the SASL user (`user`: `mlops`, `admin` or a service's), its password file and the TLS files
+        (no secret itself)."""
         secure = self.secure_material
         return KafkaSettings(bootstrap_servers=",".join(node.address for node in self.nodes),
                              replication_factor=self.layout.replication_factor,
-                             **(secure.client_settings() if secure else {}))  # type: ignore[arg-type]
+                             **(secure.client_settings(user) if secure else {}))  # type: ignore[arg-type]
+
+    def service_user_env(self, service: str) -> dict[str, str]:
+        """On a secure stack, the MLOPS_KAFKA_* lines that make `service` act as its own Kafka user (stack/acls.py:
+        only the registry may write model.promoted, only the trainer model.artifacts); else nothing."""
+        secure = self.secure_material
+        if secure is None or service not in SERVICE_USERS:
+            return {}
+        return {"MLOPS_KAFKA_SASL_USERNAME": service,
+                "MLOPS_KAFKA_SASL_PASSWORD_FILE": str(secure.password_file(service))}
+
+    def protect_topics(self, prefix: str) -> None:
+        """Keep the protected topics of topic prefix `prefix` to their owners (stack/acls.py; secure stack only)."""
+        from mlops.bus import create_acls
+
+        secure = self.secure_material
+        if secure is None:
+            raise StackError("topic ACLs need the secure stack (`mlops stack up --secure`)")
+        create_acls(self._node_settings(secure), acls.protect_acls(prefix))
+
+    def _node_settings(self, secure: SecureMaterial) -> KafkaSettings:
+        return self.kafka_settings().model_copy(update=secure.node_settings())
+
+    def _secure_setup(self, secure: SecureMaterial) -> None:
+        """The users and ACLs of a secure stack (idempotent): what `start_kafka` ends with."""
+        from mlops.bus import create_acls, ensure_scram_users, wait_for_broker
+
+        nodes = self._node_settings(secure)
+        wait_for_broker(nodes, timeout=self.s.start_timeout_s, brokers=len(self.nodes))
+        created = ensure_scram_users(nodes, secure.client_passwords())
+        if created:
+            log.info("created Kafka users %s", ", ".join(created))
+        create_acls(nodes, acls.base_acls() + acls.protect_acls(KafkaSettings().topic_prefix))
 
     def redis_settings(self) -> RedisSettings:
         return RedisSettings(url=f"redis://{self.s.host}:{self.s.redis_port}/0")
@@ -230,6 +264,8 @@ class Stack:
             self.node_procs[node.name].start(self._java_cmd("kafka.Kafka", str(props), heap=heap, node=node))
         for node in pending:
             self._wait(node.name, self.node_procs[node.name], node.port)
+        if self.secure_material is not None:
+            self._secure_setup(self.secure_material)
         return "started"
 
     def kafka_tool(self, main_class: str, *args: str, timeout: float = 60.0) -> str:

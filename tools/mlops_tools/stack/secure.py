@@ -2,10 +2,14 @@
 
 Everything is generated on the first secure start and kept in `<run dir>/kafka-secure/` (mode 0700; files 0600):
 a CA, the brokers' certificate (PKCS#12 keystore; SAN localhost and the stack's host), a client certificate for
-mutual TLS, and random passwords for three SCRAM/PLAIN users. Nothing of it is printed or committed; clients get
+mutual TLS, and random passwords for the SCRAM/PLAIN users. Nothing of it is printed or committed; clients get
 file paths (`MLOPS_KAFKA_SASL_PASSWORD_FILE`, `MLOPS_KAFKA_SSL_*_FILE`), never the secret itself.
 
-    clients ──SASL_SSL, SCRAM-SHA-512 (user `mlops`) + client certificate──► broker listener
+Users: `admin` (a super user: `mlops apply`, `mlops register`, the stack's tools), one per service (`ingest` …
+`monitor`), and `mlops` (any other client, e.g. a shell after `mlops stack env`). The broker runs KRaft's
+StandardAuthorizer; what each user may do is in stack/acls.py.
+
+    clients ──SASL_SSL, SCRAM-SHA-512 (a user above) + client certificate──► broker listener
     broker ──SASL_SSL, SCRAM-SHA-512 (user `broker`)──► broker           (replication)
     broker ──SASL_SSL, PLAIN (user `controller`)──► controller listener   (KRaft does not take SCRAM there: SCRAM
                                                                            users live in the metadata it serves)
@@ -20,10 +24,12 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["BROKER_USER", "CLIENT_USER", "CONTROLLER_USER", "MECHANISM", "SecureMaterial"]
+__all__ = ["ADMIN_USER", "BROKER_USER", "CLIENT_USER", "CLIENT_USERS", "CONTROLLER_USER", "MECHANISM", "SERVICE_USERS",
+           "SecureMaterial"]
 
 MECHANISM = "SCRAM-SHA-512"
-CLIENT_USER, BROKER_USER, CONTROLLER_USER = "mlops", "broker", "controller"
+CLIENT_USER, BROKER_USER, CONTROLLER_USER, ADMIN_USER = "mlops", "broker", "controller", "admin"
+SERVICE_USERS = ("ingest", "features", "trainer", "registry", "inference", "monitor")  # a user per service
 _VALID_DAYS = 365
 
 
@@ -117,7 +123,7 @@ class SecureMaterial:
     # -- what the broker and its tools are given ---------------------------------------------------------------------
     def scram_users(self) -> list[str]:
         """`kafka-storage format` arguments that create the SCRAM users in the cluster's first metadata."""
-        return [arg for user in (CLIENT_USER, BROKER_USER)
+        return [arg for user in _SCRAM_USERS
                 for arg in ("--add-scram", f"{MECHANISM}=[name={user},password={self.password(user)}]")]
 
     def broker_properties(self) -> list[str]:
@@ -140,18 +146,36 @@ class SecureMaterial:
             f"ssl.keystore.password={self._keystore_password()}",
             f"ssl.key.password={self._keystore_password()}",
             "ssl.truststore.type=PEM", f"ssl.truststore.location={self.ca}",
+            # ACLs (stack/acls.py) decide what each user may do; the nodes themselves and the admin may do anything
+            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users=" + ";".join(f"User:{user}" for user in (BROKER_USER, CONTROLLER_USER, ADMIN_USER)),
         ]
 
-    def client_settings(self) -> dict[str, object]:
-        """KafkaSettings fields of a client of this stack: files only, no secret in the values."""
+    def client_settings(self, user: str = CLIENT_USER) -> dict[str, object]:
+        """KafkaSettings fields of a client of this stack acting as `user`: files only, no secret in the values."""
+        if user not in CLIENT_USERS:
+            raise ValueError(f"no Kafka user {user!r} on the secure stack (one of {', '.join(CLIENT_USERS)})")
+        return self._settings_as(user)
+
+    def node_settings(self) -> dict[str, object]:
+        """KafkaSettings fields of the nodes' own user (a super user that exists from the format on): what the
+        stack sets up users and ACLs with."""
+        return self._settings_as(BROKER_USER)
+
+    def client_passwords(self) -> dict[str, str]:
+        return {user: self.password(user) for user in CLIENT_USERS}
+
+    def _settings_as(self, user: str) -> dict[str, object]:
         return {
-            "security_protocol": "SASL_SSL", "sasl_mechanism": MECHANISM, "sasl_username": CLIENT_USER,
-            "sasl_password_file": self.password_file(CLIENT_USER), "ssl_ca_file": self.ca,
+            "security_protocol": "SASL_SSL", "sasl_mechanism": MECHANISM, "sasl_username": user,
+            "sasl_password_file": self.password_file(user), "ssl_ca_file": self.ca,
             "ssl_cert_file": self.client_cert, "ssl_key_file": self.client_key,
         }
 
 
-_USERS = (CLIENT_USER, BROKER_USER, CONTROLLER_USER)
+CLIENT_USERS = (CLIENT_USER, ADMIN_USER, *SERVICE_USERS)  # who a client may act as
+_SCRAM_USERS = (BROKER_USER, *CLIENT_USERS)
+_USERS = (*_SCRAM_USERS, CONTROLLER_USER)
 
 
 def _jaas(module: str, user: str, password: str, prefix: str, extra: str = "") -> str:

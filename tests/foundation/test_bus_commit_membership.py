@@ -1,0 +1,60 @@
+"""A commit the group refuses because this member was dropped from it (after one broker of three died, the
+coordinator expired the member: seen as ingest dying in `mlops chaos --brokers 3`) is skipped, not raised: the
+partitions' next owner re-reads from the last committed offset, so nothing is lost. Other commit errors still raise
+after their retries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+from mlops.bus import Consumer, Record
+from mlops.settings import KafkaSettings
+
+
+@dataclass
+class _Msg:
+    _offset: int
+
+    def topic(self) -> str:
+        return "t"
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return self._offset
+
+
+class _Refusing:
+    def __init__(self, code: int):
+        self.code, self.calls = code, 0
+
+    def commit(self, offsets: object, asynchronous: bool) -> None:
+        self.calls += 1
+        raise KafkaException(KafkaError(self.code, "Commit failed"))
+
+
+def _consumer(code: int) -> tuple[Consumer, _Refusing]:
+    consumer = Consumer.__new__(Consumer)  # no broker: only commit() is exercised
+    raw = _Refusing(code)
+    consumer._consumer = raw  # type: ignore[attr-defined]
+    consumer._settings = KafkaSettings(session_timeout_ms=1000)  # type: ignore[attr-defined]
+    return consumer, raw
+
+
+@pytest.mark.parametrize("code", [KafkaError.UNKNOWN_MEMBER_ID, KafkaError.ILLEGAL_GENERATION,
+                                  KafkaError.REBALANCE_IN_PROGRESS])
+def test_a_commit_refused_for_lost_membership_is_skipped(code: int, caplog: pytest.LogCaptureFixture) -> None:
+    consumer, raw = _consumer(code)
+    consumer.commit([Record(_Msg(4)), Record(_Msg(7))])  # type: ignore[arg-type]
+    assert raw.calls == 1
+    assert "commit skipped" in caplog.text
+
+
+def test_any_other_commit_error_still_raises() -> None:
+    consumer, raw = _consumer(KafkaError.TOPIC_AUTHORIZATION_FAILED)
+    with pytest.raises(KafkaException):
+        consumer.commit([Record(_Msg(1))])  # type: ignore[arg-type]
+    assert raw.calls == 1
