@@ -72,6 +72,21 @@ def test_an_ack_of_an_event_the_agent_did_not_handle_is_never_committable(consum
     assert consumer._new_offset(TP0) == 7
 
 
+def test_a_commit_while_partitions_are_revoked_still_starts_at_the_committed_offset(
+        consumer: HandledOffsetsConsumer, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def revoked_in_faust(revoked: set[TP]) -> None:
+        pass
+
+    acked(consumer, 20, [])
+    monkeypatch.setattr(consumer, "_on_partitions_revoked", revoked_in_faust)  # the app's part: not tested here
+    asyncio.run(consumer.on_partitions_revoked({TP0}))
+    assert TP0 not in consumer._committed_offset  # faust forgot it
+    consumer._acked[TP0], consumer._acked_index[TP0] = [22, 23], {22, 23}  # 20 and 21: a batch that failed
+    assert consumer._new_offset(TP0) is None
+    consumer._acked[TP0][:0] = [20, 21]
+    assert consumer._new_offset(TP0) == 24
+
+
 def test_an_offset_jump_is_not_counted_as_handled(consumer: HandledOffsetsConsumer) -> None:
     acked(consumer, 100, [109, 110])
     asyncio.run(consumer._add_gap(TP0, 101, 109))  # faust would add 101..109 to the acked offsets

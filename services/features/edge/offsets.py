@@ -49,6 +49,8 @@ class HandledOffsetsConsumer(AIOKafkaConsumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._handled: weakref.WeakSet[Message] = weakref.WeakSet()
+        # committed offsets of partitions being revoked: faust forgets them before it commits a last time
+        self._revoking: dict[TP, int] = {}
 
     def mark_handled(self, messages: Iterable[Message]) -> None:
         """The agent is done with these records (its outputs acknowledged): their acks may be committed."""
@@ -71,7 +73,9 @@ class HandledOffsetsConsumer(AIOKafkaConsumer):
         if tp.topic not in self.guarded:
             return super()._new_offset(tp)
         acked = self._acked[tp]
-        committed = self._committed_offset[tp]
+        committed = self._committed_offset.get(tp)
+        if committed is None:
+            committed = self._revoking.get(tp)
         if committed is not None:  # acks below the committed offset (a replay's) have nothing left to commit
             stale = [offset for offset in acked if offset < committed]
             if stale:
@@ -100,6 +104,13 @@ class HandledOffsetsConsumer(AIOKafkaConsumer):
             "topic": tp.topic, "partition": tp.partition, "from": offset_from, "to": offset_to,
             "committed": self._committed_offset[tp]}})
 
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        # faust drops the revoked partitions' committed offsets, then commits what was acked since: without them
+        # that commit would not start at the committed offset
+        self._revoking = {tp: offset for tp in revoked if tp.topic in self.guarded
+                          and (offset := self._committed_offset.get(tp)) is not None}
+        await super().on_partitions_revoked(revoked)
+
     async def perform_seek(self) -> None:
         # faust resumes the stream partitions before this seek: fetched now, their records would be delivered from
         # the old position and then look like a gap (path 2); keep them paused until positioned
@@ -107,6 +118,7 @@ class HandledOffsetsConsumer(AIOKafkaConsumer):
         self.pause_partitions(streams)
         try:
             await super().perform_seek()
+            self._revoking = {}  # the committed offsets are known again
         finally:
             self.resume_partitions(streams)
 
