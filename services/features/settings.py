@@ -53,6 +53,12 @@ class FeaturesSettings(BaseSettings):
         "event replayed after a crash (consumed again after its effect reached the changelog) is not folded twice "
         "if it is among them. 0: no de-duplication.",
     )
+    changelog_compaction_lag_s: float = Field(
+        30.0, gt=0, description="Longest a table state superseded by a newer one of its key stays uncompacted in "
+        "the changelog topic (its max.compaction.lag.ms and segment.ms, set when faust creates the topic): what a "
+        "restart restores stays about one record per key plus this long of writes, instead of every write since "
+        "the topic began (Kafka compacts no active segment, and the default one rolls after 7 days or 1 GiB).",
+    )
     online_rebuild_check_s: float = Field(
         5.0, gt=0, description="How often the online store's marker key is checked: a Redis that lost its data "
         "(restarted without persistence, flushed) is rebuilt from features.log (mlops.online_rebuild).",

@@ -26,8 +26,9 @@ log = logging.getLogger("mlops.trainer")
 
 
 def preload() -> None:
-    """Import the training stack before taking requests: sklearn, skl2onnx and onnxruntime take seconds to import
-    on a busy machine, which the first retrain (the one answering a drift) should not pay."""
+    """Import the training stack (sklearn, skl2onnx, onnxruntime: seconds on a busy machine) in the background
+    while the consumer joins its group: neither the start-up nor the first retrain (the one answering a drift)
+    should pay for it; a retrain that comes sooner waits on Python's import lock."""
     import onnx  # noqa: F401
     import onnxruntime  # noqa: F401
     import skl2onnx  # noqa: F401
@@ -53,8 +54,8 @@ def serve() -> int:
     started = start("trainer", DEFAULT_METRICS_PORT, ready=is_ready)
     stop = StopFlag()
     wait_for_broker(kafka)
-    preload()
     service, follower = _service(settings, kafka)
+    threading.Thread(target=preload, name="trainer-preload", daemon=True).start()
     log.info("trainer started", extra={"fields": {"code_version": service.code_version,
                                                   "topic_prefix": kafka.topic_prefix}})
     try:

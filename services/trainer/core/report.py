@@ -9,16 +9,17 @@ a single prediction against them (`services.inference.core.explain`).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from mlops.definitions import Task
 from mlops.definitions.model import METRICS_FOR
 from mlops.evaluation import FEATURE_MEANS_KEY, ONNX_OUTPUT, Calibration, Dependence, Explainability, Importance, scores
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 
 log = logging.getLogger("mlops.trainer")
 
@@ -26,41 +27,46 @@ __all__ = ["explain_or_none", "explain_model", "training_means", "with_feature_m
 
 
 
-class _Onnx(BaseEstimator):
-    """An ONNX model seen through scikit-learn's estimator interface (what sklearn.inspection needs)."""
+@functools.cache
+def _adapters() -> tuple[type, type]:
+    """The ONNX model seen through scikit-learn's estimator interface (what sklearn.inspection needs): the
+    classifier and the regressor class, built on first use (scikit-learn takes seconds to import on a busy
+    machine, which the trainer's start-up should not wait for: it joins its group first)."""
+    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 
-    def __init__(self, onnx_bytes: bytes = b"", task: str = "binary"):
-        self.onnx_bytes = onnx_bytes
-        self.task = task
+    class _Onnx(BaseEstimator):
+        def __init__(self, onnx_bytes: bytes = b"", task: str = "binary"):
+            self.onnx_bytes = onnx_bytes
+            self.task = task
 
-    def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> _Onnx:  # noqa: N803
-        import onnxruntime as ort
+        def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> Any:  # noqa: N803
+            import onnxruntime as ort
 
-        self.session_ = ort.InferenceSession(self.onnx_bytes, providers=["CPUExecutionProvider"])
-        self.n_features_in_ = X.shape[1]
-        return self
+            self.session_ = ort.InferenceSession(self.onnx_bytes, providers=["CPUExecutionProvider"])
+            self.n_features_in_ = X.shape[1]
+            return self
 
-    def _out(self, X: np.ndarray) -> np.ndarray:  # noqa: N803
-        feed = {self.session_.get_inputs()[0].name: np.ascontiguousarray(X, dtype=np.float32)}
-        return np.asarray(self.session_.run([ONNX_OUTPUT[Task(self.task)]], feed)[0], dtype=np.float64)
+        def _out(self, X: np.ndarray) -> np.ndarray:  # noqa: N803
+            feed = {self.session_.get_inputs()[0].name: np.ascontiguousarray(X, dtype=np.float32)}
+            return np.asarray(self.session_.run([ONNX_OUTPUT[Task(self.task)]], feed)[0], dtype=np.float64)
 
+    class _OnnxClassifier(ClassifierMixin, _Onnx):
+        def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> Any:  # noqa: N803
+            super().fit(X, y)
+            self.classes_ = np.arange(self._out(X[:1]).shape[1])
+            return self
 
-class _OnnxClassifier(ClassifierMixin, _Onnx):
-    def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> _OnnxClassifier:  # noqa: N803
-        super().fit(X, y)
-        self.classes_ = np.arange(self._out(X[:1]).shape[1])
-        return self
+        def predict_proba(self, X: np.ndarray) -> np.ndarray:  # noqa: N803
+            return self._out(X)
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:  # noqa: N803
-        return self._out(X)
+        def predict(self, X: np.ndarray) -> np.ndarray:  # noqa: N803
+            return np.argmax(self._out(X), axis=1)
 
-    def predict(self, X: np.ndarray) -> np.ndarray:  # noqa: N803
-        return np.argmax(self._out(X), axis=1)
+    class _OnnxRegressor(RegressorMixin, _Onnx):
+        def predict(self, X: np.ndarray) -> np.ndarray:  # noqa: N803
+            return self._out(X).reshape(-1)
 
-
-class _OnnxRegressor(RegressorMixin, _Onnx):
-    def predict(self, X: np.ndarray) -> np.ndarray:  # noqa: N803
-        return self._out(X).reshape(-1)
+    return _OnnxClassifier, _OnnxRegressor
 
 
 def with_feature_means(onnx_bytes: bytes, means: Sequence[float]) -> bytes:
@@ -94,10 +100,11 @@ def explain_model(onnx_bytes: bytes, X: np.ndarray, y: np.ndarray, task: Task, m
     from sklearn.inspection import partial_dependence, permutation_importance
 
     X, y = np.asarray(X, dtype=np.float32)[-max_rows:], np.asarray(y, dtype=np.float64)[-max_rows:]  # noqa: N806
-    est = (_OnnxRegressor if task is Task.REGRESSION else _OnnxClassifier)(onnx_bytes, task.value).fit(X, y)
+    classifier, regressor = _adapters()
+    est = (regressor if task is Task.REGRESSION else classifier)(onnx_bytes, task.value).fit(X, y)
     sign = 1.0 if METRICS_FOR[task][metric] else -1.0
 
-    def scorer(model: _Onnx, X_: np.ndarray, y_: np.ndarray) -> float:  # noqa: N803
+    def scorer(model: Any, X_: np.ndarray, y_: np.ndarray) -> float:  # noqa: N803
         value = scores(task, y_, model._out(X_), classes)[metric]
         return sign * value if math.isfinite(value) else 0.0
 

@@ -12,9 +12,10 @@ Records are protobuf: the events topic uses faust's raw serializer and `convert`
 batches (up to `batch_max`, waiting at most `batch_wait_s`), because per event a Redis round trip and one changelog
 record per table key cost more than the fold: each table key is written back once per batch, the newest view of each
 (view, entity) goes to the store in one MULTI/EXEC, and features.log is flushed before the table keys are written
-back (a replay after a crash never skips an event whose vectors were not acknowledged). faust acks a batch only
-after that and commits acked offsets only after flushing its own producer (the changelogs), so features.log is
-at-least-once. A whole batch is folded under one definitions revision.
+back (a replay after a crash never skips an event whose vectors were not acknowledged). Only then does the agent mark
+the batch handled, and the consumer (`offsets.HandledOffsetsConsumer`) commits no offset past an event that is not
+(faust's own rule could), after flushing faust's producer (the changelogs): features.log is at-least-once. A whole
+batch is folded under one definitions revision.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, set_span_in_
 from services.features import metrics
 from services.features.convert import event_from_bytes, feature_vector_record
 from services.features.core import FeaturesConfig, FeatureVector, Limits, State, fold, read_view, state_key
+from services.features.edge.offsets import HandledOffsetsConsumer, install
 from services.features.settings import FeaturesSettings
 
 log = logging.getLogger("mlops.features")
@@ -103,13 +105,19 @@ def build(
         consumer_group_instance_id=settings.group_instance_id or None,
         web_enabled=False,
     )
+    # commits never pass an event the agent has not handled (faust can: see edge/offsets.py)
+    install(app, {bus.topic(EVENTS)})
 
     # --- topics ----------------------------------------------------------------------------------------------
     events_name, features_log_name = bus.topic(EVENTS), bus.topic(FEATURES_LOG)
     events = app.topic(events_name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
     # --- tables ----------------------------------------------------------------------------------------------
-    views = app.Table(TABLE, default=None)
+    # the changelog really compacted (Kafka leaves the active segment alone): a restart restores about one state
+    # per key, not every write since the topic began (restores grew to tens of seconds in the chaos suite)
+    lag_ms = str(round(settings.changelog_compaction_lag_s * 1000))
+    views = app.Table(TABLE, default=None, extra_topic_configs={
+        "max.compaction.lag.ms": lag_ms, "segment.ms": lag_ms, "min.cleanable.dirty.ratio": "0.1"})
 
     # --- agent -----------------------------------------------------------------------------------------------
     # features.log goes out through the C client (librdkafka): faust's pure-Python producer cost more per record
@@ -125,6 +133,8 @@ def build(
             while featurizer.config is None:  # no definitions yet: hold the batch (unacked: nothing is lost)
                 await asyncio.sleep(0.1)
             await featurizer.handle(batch, FaustTables(views))
+            consumer: HandledOffsetsConsumer = app.consumer  # type: ignore[assignment]
+            consumer.mark_handled(event.message for event in batch)  # only now may their offsets be committed
 
     # --- timers ----------------------------------------------------------------------------------------------
     lag = LagSeries(settings.app_id)  # a partition revoked since the last report drops its series
@@ -326,9 +336,9 @@ class Featurizer:
 
     def _flush(self) -> None:
         """Wait until features.log acknowledged the batch's vectors, however long the broker is away. Failing the
-        batch instead loses it: faust's take_events acks a batch whose handler raised, so its offsets are
-        committed, and the agent faust restarts consumed nothing more (both seen in the chaos suite's broker
-        kill, when a restart took over the old 30 s flush timeout)."""
+        batch stops the partitions' commits (a failed batch is never marked handled) and the agent faust restarts
+        consumes nothing more (seen in the chaos suite's broker kill, when a restart took over the old 30 s flush
+        timeout; before the handled-offsets consumer, faust even committed the failed batch's offsets)."""
         while True:
             try:
                 self._producer.flush(FLUSH_WAIT_S)
