@@ -17,7 +17,7 @@ from mlops_tools.datagen import SEA_THRESHOLDS, StreamConfig, SyntheticRecord, g
 from services.monitor import DriftMonitor, LabelEvent, ModelPolicy, MonitorConfig, MonitorSettings, PredictionBlock
 from services.monitor.core import LabelJoiner
 
-SIZES = (1, 7, 64, 33, 250, 2)  # rows per logged batch, in turn
+SIZES = (1, 7, 64, 33, 250, 2, 8, 9)  # rows per logged batch, in turn (below 8 the batch path goes row by row)
 FEATURES = ("x0", "x1", "x2")
 
 

@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 
 __all__ = ["observe_block"]
 
+# below this many rows the columns' fixed cost (a list per column, numpy calls) exceeds what they save: row by row
+COLUMNS_FROM_ROWS = 8
+
 
 def observe_block(m: DriftMonitor, block: PredictionBlock) -> list[RetrainDecision]:
     n = block.rows
@@ -51,7 +54,7 @@ def observe_block(m: DriftMonitor, block: PredictionBlock) -> list[RetrainDecisi
     if block.model_version != state.version:  # in flight from the version just replaced
         m.stale_predictions += n
         return m._joins(state.joiner.add_rows(block, 0, n)) if state.joiner is not None else []
-    if _row_by_row(state, block):
+    if n < COLUMNS_FROM_ROWS or _row_by_row(state, block):
         for i in range(n):
             m._row(state, block.row(i))
     else:
