@@ -84,8 +84,8 @@ def _columns(m: DriftMonitor, state: ModelState, block: PredictionBlock) -> None
         columns.append((state.score, block.scores.tolist()))
     joiner, est = state.joiner, state.estimator
     every = m.settings.data_window_step
-    waiting = [] if joiner is None else [i for i in range(pos, n) if joiner.may_join(block.request_ids[i],
-                                                                                     block.entity_ids[i])]
+    waiting = [] if joiner is None or not joiner.labels_wait() else [
+        i for i in range(pos, n) if joiner.may_join(block.request_ids[i], block.entity_ids[i])]
     waiting.reverse()  # popped from the end, earliest first
     while pos < n:
         event = n  # the next event row

@@ -139,6 +139,10 @@ class LabelJoiner(Generic[T]):
                 out += self._retry_labels(w)
         return out
 
+    def labels_wait(self) -> bool:
+        """Whether any label waits for its prediction."""
+        return bool(self._labels)
+
     def may_join(self, request_id: str, entity_id: str) -> bool:
         """Whether a prediction of this request and entity would meet a waiting label (a join is possible)."""
         return bool(self._labels) and (entity_id in self._labels_by_entity or request_id in self._labels_by_request)
