@@ -25,8 +25,10 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right, insort
 from collections import OrderedDict, deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import islice
+from operator import attrgetter
 from typing import Generic, Protocol, TypeVar
 
 from services.monitor.core.domain import LabelEvent
@@ -56,6 +58,20 @@ class Rows(Protocol[T]):  # type: ignore[misc]
     join_times_ms: Sequence[int]
 
     def row(self, i: int) -> T: ...
+
+
+_SKIP_FROM = 16  # an entity's queue longer than this is searched, not scanned, from where the tolerance begins
+_time = attrgetter("t")
+
+
+class _Queue(deque):  # type: ignore[type-arg]
+    """An entity's held predictions in arrival order; `ordered` while their times never went back."""
+
+    __slots__ = ("ordered",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ordered = True
 
 
 class _Waiting(Generic[T]):
@@ -93,7 +109,7 @@ class LabelJoiner(Generic[T]):
         self.capacity = capacity
         self.label_capacity = label_capacity
         self._order: deque[_Waiting[T]] = deque()
-        self._by_entity: dict[str, deque[_Waiting[T]]] = {}
+        self._by_entity: dict[str, _Queue] = {}
         self._by_request: dict[str, _Waiting[T]] = {}
         self._labels: OrderedDict[int, LabelEvent] = OrderedDict()  # arrival number → label, oldest first
         self._labels_by_entity: dict[str, list[tuple[int, int]]] = {}  # (event time, arrival), sorted
@@ -127,7 +143,11 @@ class LabelJoiner(Generic[T]):
             order.append(w)
             q = by_entity.get(entity)
             if q is None:
-                q = by_entity[entity] = deque()
+                q = by_entity[entity] = _Queue()
+            elif not q:
+                q.ordered = True
+            elif t < q[-1].t:
+                q.ordered = False
             q.append(w)
             if rid:
                 by_request[rid] = w
@@ -183,7 +203,10 @@ class LabelJoiner(Generic[T]):
         best_gap = self.tolerance_ms + 1
         t = label.event_time_ms
         latest = t + self.tolerance_ms
-        for w in q:
+        scan: Iterable[_Waiting[T]] = q
+        if q.ordered and len(q) > _SKIP_FROM:  # what lies before the tolerance cannot match: skipped in C
+            scan = islice(q, bisect_left(q, t - self.tolerance_ms, key=_time), None)
+        for w in scan:
             if w.t > latest:  # an entity's predictions arrive in time order (mostly): nothing closer follows
                 break
             if w.joined:
@@ -206,7 +229,11 @@ class LabelJoiner(Generic[T]):
         self._order.append(w)
         q = self._by_entity.get(w.entity_id)
         if q is None:
-            q = self._by_entity[w.entity_id] = deque()
+            q = self._by_entity[w.entity_id] = _Queue()
+        elif not q:
+            q.ordered = True
+        elif w.t < q[-1].t:
+            q.ordered = False
         q.append(w)
         if w.request_id:
             self._by_request[w.request_id] = w
