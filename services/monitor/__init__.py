@@ -10,6 +10,7 @@ from services.monitor.core import (
     MonitorConfig,
     MonitorObserver,
     Prediction,
+    PredictionBlock,
     RetrainDecision,
 )
 from services.monitor.settings import MonitorSettings
@@ -23,5 +24,6 @@ __all__ = [
     "MonitorObserver",
     "MonitorSettings",
     "Prediction",
+    "PredictionBlock",
     "RetrainDecision",
 ]

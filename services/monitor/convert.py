@@ -1,9 +1,10 @@
 """Protobuf ↔ domain: logged predictions and labels in, RetrainRequest and ChallengerVerdict out (the only module
 besides the edge that touches generated contracts). A record of `predictions` (a columnar PredictionBatch, or a
 per-row PredictionRecord written before it) is decoded into arrays (`mlops.prediction_log.read_predictions`, the
-batch's role included), and `predictions_from_columns` turns them into the core's
-`Prediction`s. Labels arrive as `Label` protobufs or JSON on each model's declared topic;
-`mlops.definitions.labels.decode_label` reads both and checks them per task, and `label_from_row` takes it on."""
+batch's role included), and `block_from_columns` hands them to the core as one `PredictionBlock` (the arrays as they
+are: no object per row); `predictions_from_columns` makes the per-row `Prediction`s instead. Labels arrive as `Label`
+protobufs or JSON on each model's declared topic; `mlops.definitions.labels.decode_label` reads both and checks them
+per task, and `label_from_row` takes it on."""
 
 from __future__ import annotations
 
@@ -11,9 +12,19 @@ from mlops.contracts import models_pb2
 from mlops.definitions.labels import LabelRow
 from mlops.prediction_log import PredictionColumns
 
-from services.monitor.core import LabelEvent, Prediction, RetrainDecision, Verdict
+from services.monitor.core import LabelEvent, Prediction, PredictionBlock, RetrainDecision, Verdict
 
 REQUESTED_BY = "monitor"
+
+
+def block_from_columns(c: PredictionColumns) -> PredictionBlock:
+    """The core's block of one logged request: the arrays as decoded, the per-row ids as lists."""
+    return PredictionBlock(
+        model_name=c.model_name, model_version=c.model_version, timestamp_ms=c.timestamp_ms,
+        feature_names=c.feature_names, x=c.x, scores=c.scores, predicted_labels=c.predicted_labels,
+        request_ids=c.request_ids(), entity_ids=c.entity_list(), as_of_ms=c.as_of_list(), trace_id=c.trace_id,
+        span_id=c.span_id, role=c.role,
+    )
 
 
 def predictions_from_columns(c: PredictionColumns) -> list[Prediction]:

@@ -55,8 +55,8 @@ from opentelemetry.trace import Link, SpanKind
 
 from services.monitor import metrics
 from services.monitor.convert import (
+    block_from_columns,
     label_from_row,
-    predictions_from_columns,
     request_time_ms,
     retrain_to_pb,
     verdict_to_pb,
@@ -260,7 +260,7 @@ class MonitorService:
         assert routes is not None
         if record.topic == self.predictions_topic:
             served = read_predictions(record)  # one request's rows, either contract (ContractError: skipped)
-            decisions = self.monitor.observe_predictions(predictions_from_columns(served))
+            decisions = self.monitor.observe_block(block_from_columns(served))  # as columns: no object per row
             if served.timestamp_ms:
                 metrics.EVENT_LAG.set(max(0.0, time.time() - served.timestamp_ms / 1000.0))
             if served.model_name not in routes.config.policies:

@@ -2,12 +2,13 @@
 
 `drift` holds the `DriftMonitor` (every declared model on its own, and the debounce), `model_state` one model's
 statistics, `policy` what the definitions say about each model, `concept` the error stream, `stats` the statistics
-of one stream, `join` the bounded label join, `judge` the live judgement of a challenger (shadow, canary, guard)
-with the sequential test of `sequential`, and `domain` the plain values they pass around.
+of one stream, `batch` a logged batch through them as columns, `join` the bounded label join, `judge` the live
+judgement of a challenger (shadow, canary, guard) with the sequential test of `sequential`, and `domain` the plain
+values they pass around.
 """
 
 from services.monitor.core.concept import ErrorStream
-from services.monitor.core.domain import Detection, LabelEvent, Prediction, RetrainDecision
+from services.monitor.core.domain import Detection, LabelEvent, Prediction, PredictionBlock, RetrainDecision
 from services.monitor.core.drift import DriftMonitor, MonitorObserver
 from services.monitor.core.join import JoinCounts, LabelJoiner
 from services.monitor.core.judge import ChallengerJudge, JudgedRow, Trial, Verdict, verdict_id
@@ -40,6 +41,7 @@ __all__ = [
     "MonitorConfig",
     "MonitorObserver",
     "Prediction",
+    "PredictionBlock",
     "RetrainDecision",
     "StreamStats",
     "Trial",

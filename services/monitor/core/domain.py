@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+
+import numpy as np
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +27,44 @@ class Prediction:
     def join_time_ms(self) -> int:
         """The time a label's event time is compared with: the features' as-of time, else the serve time."""
         return self.features_as_of_ms or self.timestamp_ms
+
+
+@dataclass(eq=False, slots=True)
+class PredictionBlock:
+    """The rows of one logged request (or its share of a partition) as columns: what they have in common once, the
+    rest as arrays (`x` [rows, len(feature_names)], `scores`, `predicted_labels`) and per-row lists (`request_ids`,
+    `entity_ids`, `as_of_ms`). `row(i)` is the `Prediction` the per-row path would see, made only when needed."""
+
+    model_name: str
+    model_version: str
+    timestamp_ms: int
+    feature_names: tuple[str, ...]
+    x: np.ndarray
+    scores: np.ndarray
+    predicted_labels: np.ndarray
+    request_ids: Sequence[str]
+    entity_ids: Sequence[str]
+    as_of_ms: Sequence[int]
+    trace_id: str = ""
+    span_id: str = ""
+    role: str = ""
+    join_times_ms: list[int] = field(init=False)  # what a label's event time is compared with, per row
+
+    def __post_init__(self) -> None:
+        t = self.timestamp_ms
+        self.join_times_ms = [a or t for a in self.as_of_ms]
+
+    @property
+    def rows(self) -> int:
+        return len(self.x)
+
+    def row(self, i: int) -> Prediction:
+        return Prediction(
+            request_id=self.request_ids[i], entity_id=self.entity_ids[i], model_name=self.model_name,
+            model_version=self.model_version, inputs=dict(zip(self.feature_names, self.x[i].tolist(), strict=True)),
+            score=float(self.scores[i]), predicted_label=float(self.predicted_labels[i]),
+            timestamp_ms=self.timestamp_ms, features_as_of_ms=self.as_of_ms[i], trace_id=self.trace_id,
+            span_id=self.span_id, role=self.role)
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,8 @@ from __future__ import annotations
 import uuid
 from typing import Protocol
 
-from services.monitor.core.domain import Detection, LabelEvent, Prediction, RetrainDecision
+from services.monitor.core.batch import observe_block
+from services.monitor.core.domain import Detection, LabelEvent, Prediction, PredictionBlock, RetrainDecision
 from services.monitor.core.join import JoinCounts, LabelJoiner
 from services.monitor.core.judge import ChallengerJudge
 from services.monitor.core.model_state import SCORE_STREAM, ModelState
@@ -121,31 +122,51 @@ class DriftMonitor:
         self.predictions += 1
         if self.judge.observe_prediction(p):  # a second version's row: judged, not the champion's drift
             return []
-        state = self.models.get(p.model_name)
-        t = p.timestamp_ms
+        state = self._admit(p.model_name, p.model_version, p.timestamp_ms)
         if state is None:
-            policy = self.config.policy(p.model_name)
+            self.unwatched += 1
+            return []
+        if p.model_version != state.version:  # in flight from the version just replaced
+            self.stale_predictions += 1
+            return self._joins(state.joiner.add_prediction(p)) if state.joiner is not None else []
+        self._row(state, p)
+        return self._drain()
+
+    def observe_block(self, block: PredictionBlock) -> list[RetrainDecision]:
+        """The rows of one logged batch, with the same outcome as `observe_prediction` on each row in turn: the
+        statistics take whole columns between the rows where something happens (services.monitor.core.batch)."""
+        return observe_block(self, block)
+
+    def _admit(self, model_name: str, version: str, t: int) -> ModelState | None:
+        """The state a champion row of `model_name` / `version` at `t` goes to (None: not watched); a new version
+        resets it, a row of the version just replaced (in flight) leaves it as it is (`state.version` differs)."""
+        state = self.models.get(model_name)
+        if state is None:
+            policy = self.config.policy(model_name)
             if policy is None:
-                self.unwatched += 1
-                return []
-            state = self.models[p.model_name] = ModelState(self, policy, p.model_version, t)
-            state.joiner = self._joiner(p.model_name) if state.watch_errors else None
-            state.last_request_ms = self._restored.pop(p.model_name, None)
+                return None
+            state = self.models[model_name] = ModelState(self, policy, version, t)
+            state.joiner = self._joiner(model_name) if state.watch_errors else None
+            state.last_request_ms = self._restored.pop(model_name, None)
             if state.last_request_ms is not None:  # a request made before a restart: its cool-down holds
-                state.request_version = p.model_version
-            self.observer.on_version(p.model_name, p.model_version, None)
-        elif p.model_version != state.version:
+                state.request_version = version
+            self.observer.on_version(model_name, version, None)
+        elif version != state.version:
             grace = self.settings.version_grace_ms
-            if p.model_version == state.previous_version and t - state.version_since_ms <= grace:
-                self.stale_predictions += 1
-                return self._joins(state.joiner.add_prediction(p)) if state.joiner is not None else []
+            if version == state.previous_version and t - state.version_since_ms <= grace:
+                return state
             previous = state.version
-            state.reset(p.model_version, t)
-            self.observer.on_version(p.model_name, p.model_version, previous)
+            state.reset(version, t)
+            self.observer.on_version(model_name, version, previous)
         if t > state.now_ms:
             state.now_ms = t
             if state.deferred is not None and self._cooled(state):
                 self._request(state, state.deferred)
+        return state
+
+    def _row(self, state: ModelState, p: Prediction) -> None:
+        """One admitted row of the version serving: every statistic, in the order the detections are made."""
+        t = p.timestamp_ms
         state.records += 1
         if p.trace_id:
             state.traces.append((p.trace_id, p.span_id))
@@ -171,7 +192,6 @@ class DriftMonitor:
             # labels that waited for this prediction join now; their decisions must reach the caller with the rest
             for joined, label in joiner.add_prediction(p):
                 self._joined(joined, label)
-        return self._drain()
 
     def observe_label(self, model_name: str, label: LabelEvent) -> list[RetrainDecision]:
         """A label of `model_name` (read from its declared label topic): joined to one of its predictions, or

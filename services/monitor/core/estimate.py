@@ -50,6 +50,19 @@ class PerformanceEstimator:
         if len(recent) > self._window:
             counts[recent.popleft()] -= 1
 
+    def add_predictions(self, scores: np.ndarray, binary: bool) -> None:
+        """`add_prediction` for each score's confidence in turn, binned at once (the scores must be finite)."""
+        s = np.asarray(scores, dtype=np.float64)
+        conf = np.maximum(s, 1.0 - s) if binary else s
+        # int() truncates toward zero, as astype does; clipped first so that no value overflows
+        bins = np.clip(np.clip(conf * _BINS, -1.0, float(_BINS)).astype(np.int64), 0, _BINS - 1)
+        recent, counts = self._recent, self._counts
+        recent.extend(bins.tolist())
+        for b, c in enumerate(np.bincount(bins, minlength=_BINS).tolist()):
+            counts[b] += c
+        for _ in range(len(recent) - self._window):
+            counts[recent.popleft()] -= 1
+
     def add_label(self, conf: float, correct: bool) -> None:
         """A joined label calibrates its confidence bin (only the version's first labels: the reference)."""
         if self._labelled >= self._reference_labels:

@@ -11,12 +11,24 @@ its own rows (a champion row paired with its shadow row, or one arm's row of a c
 one label reaches the champion's row here and the same request's rows there. The judge's joiner is `by_request_only`:
 a label that names its request joins that request's rows or none (the entity/time fallback would pair a label with
 a neighbouring request's rows when its own were never judged, e.g. before the trial began).
+
+Rows of a logged batch wait without a per-row object of their own (`add_rows`): the entry names the batch and the
+row, and the row becomes a `Prediction` only if a label joins it.
+
+Early labels are indexed by arrival, by entity (sorted by event time) and by the request they name, so a
+prediction looks only at the labels it can join: those naming its request, and its entity's labels within the
+tolerance of its time; the first of them to arrive (whose match is this prediction) joins it. A waiting label never
+matches a waiting prediction (it would have joined it), so that is the only join a new prediction can make.
 """
 
 from __future__ import annotations
 
-from collections import deque
+from bisect import bisect_left, bisect_right, insort
+from collections import OrderedDict, deque
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import islice
+from operator import attrgetter
 from typing import Generic, Protocol, TypeVar
 
 from services.monitor.core.domain import LabelEvent
@@ -38,13 +50,46 @@ class Joinable(Protocol):
 T = TypeVar("T", bound=Joinable)
 
 
-class _Waiting(Generic[T]):
-    __slots__ = ("joined", "prediction", "t")
+class Rows(Protocol[T]):  # type: ignore[misc]
+    """Many rows in columns (a logged batch): what `add_rows` holds, one row made an object only when joined."""
 
-    def __init__(self, prediction: T):
-        self.prediction = prediction
-        self.t = prediction.join_time_ms
+    request_ids: Sequence[str]
+    entity_ids: Sequence[str]
+    join_times_ms: Sequence[int]
+
+    def row(self, i: int) -> T: ...
+
+
+_SKIP_FROM = 16  # an entity's queue longer than this is searched, not scanned, from where the tolerance begins
+_time = attrgetter("t")
+
+
+class _Queue(deque):  # type: ignore[type-arg]
+    """An entity's held predictions in arrival order; `ordered` while their times never went back."""
+
+    __slots__ = ("ordered",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ordered = True
+
+
+class _Waiting(Generic[T]):
+    """A held prediction: the object itself (index -1), or row `index` of a `Rows`."""
+
+    __slots__ = ("entity_id", "index", "item", "joined", "request_id", "t")
+
+    def __init__(self, item: T | Rows[T], index: int, request_id: str, entity_id: str, t: int):
+        self.item = item
+        self.index = index
+        self.request_id = request_id
+        self.entity_id = entity_id
+        self.t = t
         self.joined = False
+
+    @property
+    def prediction(self) -> T:
+        return self.item if self.index < 0 else self.item.row(self.index)  # type: ignore[return-value,union-attr]
 
 
 @dataclass
@@ -64,10 +109,12 @@ class LabelJoiner(Generic[T]):
         self.capacity = capacity
         self.label_capacity = label_capacity
         self._order: deque[_Waiting[T]] = deque()
-        self._by_entity: dict[str, deque[_Waiting[T]]] = {}
+        self._by_entity: dict[str, _Queue] = {}
         self._by_request: dict[str, _Waiting[T]] = {}
-        self._labels: deque[LabelEvent] = deque()
-        self._labels_by_entity: dict[str, list[LabelEvent]] = {}
+        self._labels: OrderedDict[int, LabelEvent] = OrderedDict()  # arrival number → label, oldest first
+        self._labels_by_entity: dict[str, list[tuple[int, int]]] = {}  # (event time, arrival), sorted
+        self._labels_by_request: dict[str, list[int]] = {}  # arrivals of the labels naming each request
+        self._arrivals = 0
         self._watermark = 0
         self.counts = JoinCounts()
 
@@ -76,36 +123,66 @@ class LabelJoiner(Generic[T]):
 
     def add_prediction(self, p: T) -> list[tuple[T, LabelEvent]]:
         """Hold `p` for its label; returns joins with labels that arrived before it (usually none)."""
-        w = _Waiting(p)
-        self._order.append(w)
-        q = self._by_entity.get(p.entity_id)
-        if q is None:
-            q = self._by_entity[p.entity_id] = deque()
-        q.append(w)
-        if p.request_id:
-            self._by_request[p.request_id] = w
-        if w.t > self._watermark:
-            self._watermark = w.t
-        self._evict()
-        if self._labels_by_entity and p.entity_id in self._labels_by_entity:
-            return self._retry_labels(p.entity_id)
+        w = _Waiting(p, -1, p.request_id, p.entity_id, p.join_time_ms)
+        self._hold(w)
+        if self._labels and (w.entity_id in self._labels_by_entity or w.request_id in self._labels_by_request):
+            return self._retry_labels(w)
         return []
+
+    def add_rows(self, rows: Rows[T], start: int, stop: int) -> list[tuple[T, LabelEvent]]:
+        """Hold rows `start` … `stop - 1` of `rows`, in order, exactly as `add_prediction` would one by one; returns
+        the joins with labels that arrived before them."""
+        out: list[tuple[T, LabelEvent]] = []
+        ids, entities, times = rows.request_ids, rows.entity_ids, rows.join_times_ms
+        order, by_entity, by_request = self._order, self._by_entity, self._by_request
+        labels_by_entity, labels_by_request = self._labels_by_entity, self._labels_by_request
+        capacity, window = self.capacity, self.window_ms
+        for i in range(start, stop):
+            entity, rid, t = entities[i], ids[i], times[i]
+            w = _Waiting(rows, i, rid, entity, t)
+            order.append(w)
+            q = by_entity.get(entity)
+            if q is None:
+                q = by_entity[entity] = _Queue()
+            elif not q:
+                q.ordered = True
+            elif t < q[-1].t:
+                q.ordered = False
+            q.append(w)
+            if rid:
+                by_request[rid] = w
+            if t > self._watermark:
+                self._watermark = t
+            if len(order) > capacity or order[0].t < self._watermark - window:
+                self._evict()
+            if self._labels and (entity in labels_by_entity or rid in labels_by_request):
+                out += self._retry_labels(w)
+        return out
+
+    def labels_wait(self) -> bool:
+        """Whether any label waits for its prediction."""
+        return bool(self._labels)
+
+    def may_join(self, request_id: str, entity_id: str) -> bool:
+        """Whether a prediction of this request and entity would meet a waiting label (a join is possible)."""
+        return bool(self._labels) and (entity_id in self._labels_by_entity or request_id in self._labels_by_request)
 
     def add_label(self, label: LabelEvent) -> T | None:
         """The prediction `label` answers, or None (the label then waits, bounded, for a later prediction)."""
         w = self._match(label)
         if w is not None:
             return self._take(w)
-        self._labels.append(label)
-        self._labels_by_entity.setdefault(label.entity_id, []).append(label)
-        self.counts.labels_waiting = len(self._labels)
-        while len(self._labels) > self.label_capacity or (
-            self._labels and self._labels[0].event_time_ms < self._watermark - self.window_ms
-        ):
-            old = self._labels.popleft()
-            self._forget_label(old)
+        self._arrivals = seq = self._arrivals + 1
+        labels = self._labels
+        labels[seq] = label
+        insort(self._labels_by_entity.setdefault(label.entity_id, []), (label.event_time_ms, seq))
+        if label.request_id:
+            self._labels_by_request.setdefault(label.request_id, []).append(seq)
+        while labels and (len(labels) > self.label_capacity
+                          or next(iter(labels.values())).event_time_ms < self._watermark - self.window_ms):
+            self._forget_label(*labels.popitem(last=False))
             self.counts.labels_evicted += 1
-        self.counts.labels_waiting = len(self._labels)
+        self.counts.labels_waiting = len(labels)
         return None
 
     # --- internals ---------------------------------------------------------------------------------------
@@ -126,7 +203,10 @@ class LabelJoiner(Generic[T]):
         best_gap = self.tolerance_ms + 1
         t = label.event_time_ms
         latest = t + self.tolerance_ms
-        for w in q:
+        scan: Iterable[_Waiting[T]] = q
+        if q.ordered and len(q) > _SKIP_FROM:  # what lies before the tolerance cannot match: skipped in C
+            scan = islice(q, bisect_left(q, t - self.tolerance_ms, key=_time), None)
+        for w in scan:
             if w.t > latest:  # an entity's predictions arrive in time order (mostly): nothing closer follows
                 break
             if w.joined:
@@ -141,47 +221,74 @@ class LabelJoiner(Generic[T]):
     def _take(self, w: _Waiting[T]) -> T:
         w.joined = True
         self.counts.joined += 1
-        if w.prediction.request_id:
-            self._by_request.pop(w.prediction.request_id, None)
+        if w.request_id:
+            self._by_request.pop(w.request_id, None)
         return w.prediction
 
-    def _retry_labels(self, entity_id: str) -> list[tuple[T, LabelEvent]]:
-        out = []
-        waiting = self._labels_by_entity.get(entity_id, [])
-        for label in list(waiting):
-            w = self._match(label)
-            if w is not None:
-                out.append((self._take(w), label))
-                waiting.remove(label)
-                self._labels.remove(label)
-        if not waiting:
-            self._labels_by_entity.pop(entity_id, None)
-        self.counts.labels_waiting = len(self._labels)
-        return out
+    def _hold(self, w: _Waiting[T]) -> None:
+        self._order.append(w)
+        q = self._by_entity.get(w.entity_id)
+        if q is None:
+            q = self._by_entity[w.entity_id] = _Queue()
+        elif not q:
+            q.ordered = True
+        elif w.t < q[-1].t:
+            q.ordered = False
+        q.append(w)
+        if w.request_id:
+            self._by_request[w.request_id] = w
+        if w.t > self._watermark:
+            self._watermark = w.t
+        self._evict()
 
-    def _forget_label(self, label: LabelEvent) -> None:
-        lst = self._labels_by_entity.get(label.entity_id)
-        if lst is not None:
-            try:
-                lst.remove(label)
-            except ValueError:
-                pass
-            if not lst:
+    def _retry_labels(self, w: _Waiting[T]) -> list[tuple[T, LabelEvent]]:
+        """The waiting labels `w` can join: those naming its request, and its entity's within the tolerance of its
+        time; the first to arrive whose match is `w` joins it (no other join is possible: see the module)."""
+        candidates = list(self._labels_by_request.get(w.request_id, ())) if w.request_id else []
+        times = self._labels_by_entity.get(w.entity_id)  # (a label naming no request joins by entity, always)
+        if times:
+            lo = bisect_left(times, (w.t - self.tolerance_ms,))
+            hi = bisect_right(times, (w.t + self.tolerance_ms, self._arrivals + 1))
+            candidates += [seq for _, seq in times[lo:hi]]
+        labels = self._labels
+        for seq in sorted(set(candidates)):
+            label = labels[seq]
+            if self._match(label) is w:
+                del labels[seq]
+                self._forget_label(seq, label)
+                self.counts.labels_waiting = len(labels)
+                return [(self._take(w), label)]
+        return []
+
+    def _forget_label(self, seq: int, label: LabelEvent) -> None:
+        times = self._labels_by_entity.get(label.entity_id)
+        if times is not None:
+            key = (label.event_time_ms, seq)
+            i = bisect_left(times, key)
+            if i < len(times) and times[i] == key:
+                del times[i]
+            if not times:
                 del self._labels_by_entity[label.entity_id]
+        if label.request_id:
+            seqs = self._labels_by_request.get(label.request_id)
+            if seqs is not None:
+                seqs.remove(seq)
+                if not seqs:
+                    del self._labels_by_request[label.request_id]
 
     def _evict(self) -> None:
         order = self._order
         horizon = self._watermark - self.window_ms
         while order and (len(order) > self.capacity or order[0].t < horizon):
             w = order.popleft()
-            q = self._by_entity.get(w.prediction.entity_id)
+            q = self._by_entity.get(w.entity_id)
             if q is not None:
                 # both queues are in arrival order, so w is the entity's oldest unless a join already pruned it
                 if q and q[0] is w:
                     q.popleft()
                 if not q:
-                    del self._by_entity[w.prediction.entity_id]
+                    del self._by_entity[w.entity_id]
             if not w.joined:
                 self.counts.predictions_evicted += 1
-                if w.prediction.request_id:
-                    self._by_request.pop(w.prediction.request_id, None)
+                if w.request_id:
+                    self._by_request.pop(w.request_id, None)

@@ -184,6 +184,30 @@ class StreamStats:
             self._close_window()
         return fired
 
+    def room(self) -> int:
+        """Values that can be added before the next one fills the window (sets the reference or runs a test)."""
+        return self._n - len(self._buf) - 1
+
+    def extend(self, values: list[float], t_ms: int) -> list[tuple[int, float]]:
+        """Add values that fill no window (at most `room()`), as `update` would one by one; the online detector's
+        firings as (index in `values`, `mean_z` then)."""
+        if not values:
+            return []
+        if self._mark:
+            self._starts.append(t_ms)
+            self._mark = False
+        buf, step = self._buf, self._step
+        if step is None:
+            buf.extend(values)
+            return []
+        fired = []
+        mean, inv_std = self._mean, self._inv_std
+        for i, x in enumerate(values):
+            buf.append(x)
+            if step((x - mean) * inv_std):
+                fired.append((i, self.mean_z))
+        return fired
+
     def _set_reference(self) -> None:
         ref = np.asarray(self._buf, dtype=np.float64)
         self._buf = []
