@@ -15,7 +15,8 @@ record per table key cost more than the fold: each table key is written back onc
 back (a replay after a crash never skips an event whose vectors were not acknowledged). Only then does the agent mark
 the batch handled, and the consumer (`offsets.HandledOffsetsConsumer`) commits no offset past an event that is not
 (faust's own rule could), after flushing faust's producer (the changelogs): features.log is at-least-once. A whole
-batch is folded under one definitions revision.
+batch is folded under one definitions revision. The work on one batch, and which events get spans of their own, is
+`edge/featurizer.py`.
 """
 
 from __future__ import annotations
