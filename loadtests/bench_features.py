@@ -18,6 +18,7 @@ import argparse
 import atexit
 import collections
 import json
+import os
 import sys
 import tempfile
 import threading
@@ -39,8 +40,19 @@ from mlops.topics import EVENTS, RAW_EVENTS, delete_topics, ensure_topics, topic
 from mlops_tools.cli.services_cmd import start_service  # noqa: E402
 from mlops_tools.examples import apply_definitions, definitions_path  # noqa: E402
 
+IDLE_WINDOW_S = 3.0  # how long the idle features process's CPU use is measured before the phases
 SEA = d.load(definitions_path("sea"))
 LAYOUT = ViewLayout.of(SEA, "entity_activity", 1)  # the version of the first revision
+
+
+def cpu_s(pid: int | None) -> float:
+    """CPU seconds (user + system) a process has used so far (Linux /proc; nan elsewhere): on a shared machine the
+    cost per event is comparable between runs where wall rates are not."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, TypeError):
+        return float("nan")
 
 
 def pct(samples: list[float]) -> tuple[float, float]:
@@ -152,12 +164,14 @@ def raw_record(entity: str, event_time_ms: int) -> bytes:
                        "values": {"x0": 1.0, "x1": 2.0, "x2": 3.0}}).encode()
 
 
-def phase(producer: Producer, topic: str, vis: Visibility, name: str, events: int, rate: float | None) -> dict:
+def phase(producer: Producer, topic: str, vis: Visibility, name: str, events: int, rate: float | None,
+          features_pid: int | None = None, idle_rate: float = 0.0) -> dict:
     """Publish `events` raw records at `rate` per second (None: as fast as the producer can) and wait until each
     is readable in Redis; the clock of each starts when it is handed to the producer (its Kafka CreateTime)."""
     entities = [f"{name}-{i}" for i in range(256)]
     sent: dict[tuple[str, int], float] = {}
     base = int(time.time() * 1000)
+    cpu_start = cpu_s(features_pid)
     start = time.perf_counter()
     for i in range(events):
         if rate is not None:
@@ -173,11 +187,13 @@ def phase(producer: Producer, topic: str, vis: Visibility, name: str, events: in
     deadline = time.monotonic() + 30
     while len(vis.seen.keys() & sent.keys()) < len(sent) and time.monotonic() < deadline:
         time.sleep(0.05)
+    cpu = cpu_s(features_pid) - cpu_start - idle_rate * (time.perf_counter() - start)
     lat = [vis.seen[k] - sent[k] for k in sent if k in vis.seen]
     last_visible = max((vis.seen[k] for k in sent if k in vis.seen), default=start)
     p50, p99 = pct(lat) if lat else (float("nan"), float("nan"))
     return {"name": name, "sent": sent, "seen": len(lat), "p50": p50, "p99": p99,
-            "produce_rate": events / produced_s, "visible_rate": len(lat) / max(1e-9, last_visible - start)}
+            "produce_rate": events / produced_s, "features_cpu_us": cpu / max(1, len(lat)) * 1e6,
+            "visible_rate": len(lat) / max(1e-9, last_visible - start), "features_idle_cpu": idle_rate}
 
 
 def ingest_split(kafka: KafkaSettings, rows: list[dict]) -> None:
@@ -215,10 +231,15 @@ def freshness(kafka: KafkaSettings, redis_settings: RedisSettings, rates: list[f
             time.sleep(0.5)
         else:
             raise SystemExit(f"nothing reached Redis in 120 s; service logs in {tmp}/logs")
+        # what features burns with no events (timers, heartbeats, the definitions follower): the per-event figure
+        # leaves it out, as it would otherwise grow with each phase's drain wait
+        idle_start, idle_cpu = time.perf_counter(), cpu_s(procs[1].pid())
+        time.sleep(IDLE_WINDOW_S)
+        idle_rate = (cpu_s(procs[1].pid()) - idle_cpu) / (time.perf_counter() - idle_start)
         rows = []
         for n, rate in enumerate(rates):
             events = peak_events if rate is None else max(1, int(rate * seconds))
-            rows.append(phase(producer, topic, vis, f"p{n}", events, rate))
+            rows.append(phase(producer, topic, vis, f"p{n}", events, rate, procs[1].pid(), idle_rate))
             time.sleep(1)  # let the pipeline drain between phases
         ingest_split(kafka, rows)
         return rows
@@ -252,11 +273,13 @@ def main() -> None:
     print("\nfreshness: producer publish (raw JSON into the source topic) -> ingest -> features -> view readable in "
           "Redis; default service settings")
     print(f"{'rate':>10} {'sent':>7} {'seen':>7} {'produced/s':>11} {'visible/s':>10} {'p50 ms':>8} {'p99 ms':>8}"
-          f"   {'publish->ingest p50/p99 ms':>26}")
+          f"   {'publish->ingest p50/p99 ms':>26} {'features CPU us/event':>22}")
     for rate, row in zip(args.rates.split(","), rows, strict=True):
         print(f"{rate:>10} {len(row['sent']):7d} {row['seen']:7d} {row['produce_rate']:11.0f} "
               f"{row['visible_rate']:10.0f} {row['p50']:8.1f} {row['p99']:8.1f}   "
-              f"{row['ingest_p50']:12.1f} {row['ingest_p99']:12.1f}")
+              f"{row['ingest_p50']:12.1f} {row['ingest_p99']:12.1f} {row['features_cpu_us']:22.0f}")
+    print(f"features CPU us/event: the features process's CPU time (user + system) during the phase, less its idle "
+          f"use ({rows[0]['features_idle_cpu'] * 100:.1f}% of a core), per visible event")
     print("targets: p99 <= 100 ms at 100 ev/s, <= 250 ms at 2k ev/s; 'peak' publishes as fast as the producer can "
           "(its p99 is queueing; visible/s is the pipeline's throughput)")
 

@@ -59,6 +59,12 @@ class FeaturesSettings(BaseSettings):
         "restart restores stays about one record per key plus this long of writes, instead of every write since "
         "the topic began (Kafka compacts no active segment, and the default one rolls after 7 days or 1 GiB).",
     )
+    traced_events_per_s: float = Field(
+        100.0, ge=0, description="Most events a second given spans of their own in features (process, send to "
+        "features.log, one MULTI per view), on top of the telemetry sampling; the others' views and features.log "
+        "records carry the traceparent their record came with. Per-event spans cost features more CPU than the fold "
+        "(issue 19). 0: every event.",
+    )
     online_rebuild_check_s: float = Field(
         5.0, gt=0, description="How often the online store's marker key is checked: a Redis that lost its data "
         "(restarted without persistence, flushed) is rebuilt from features.log (mlops.online_rebuild).",

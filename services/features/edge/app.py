@@ -15,43 +15,35 @@ record per table key cost more than the fold: each table key is written back onc
 back (a replay after a crash never skips an event whose vectors were not acknowledged). Only then does the agent mark
 the batch handled, and the consumer (`offsets.HandledOffsetsConsumer`) commits no offset past an event that is not
 (faust's own rule could), after flushing faust's producer (the changelogs): features.log is at-least-once. A whole
-batch is folded under one definitions revision.
+batch is folded under one definitions revision. The work on one batch, and which events get spans of their own, is
+`edge/featurizer.py`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import faust
 from faust.streams import _current_event  # the one private faust API: see FaustTables
 from faust.types import EventT
-from mlops import contracts
-from mlops.bus import BusError, KafkaBus, LagSeries, Producer
-from mlops.definitions import Revision
-from mlops.online_store import OnlineStore, OnlineStoreUnavailable, ViewUpdate
+from mlops.bus import KafkaBus, LagSeries
+from mlops.online_store import OnlineStore
 from mlops.settings import KafkaSettings
-from mlops.telemetry import extract_context, messaging_attributes, traceparent_of_current, tracer
 from mlops.topics import EVENTS, FEATURES_LOG
-from opentelemetry.context import Context
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, set_span_in_context
 
 from services.features import metrics
-from services.features.convert import event_from_bytes, feature_vector_record
-from services.features.core import FeaturesConfig, FeatureVector, Limits, State, fold, read_view, state_key
+from services.features.core import Limits
+from services.features.edge.featurizer import Featurizer
 from services.features.edge.offsets import HandledOffsetsConsumer, install
 from services.features.settings import FeaturesSettings
 
 log = logging.getLogger("mlops.features")
-_tracer = tracer("mlops.features")
 TABLE = "views"  # the faust table of per-(view, entity) state
-STORE_RETRY_MAX_S = 2.0  # longest wait between writes of a batch while Redis is unavailable
-FLUSH_WAIT_S = 10.0  # features.log: how long one flush waits before the wait is logged and taken up again
 
 
 @dataclass(frozen=True)
@@ -125,7 +117,8 @@ def build(
     # records never expire in the queue (message.timeout.ms 0): a broker outage is waited out, see _flush
     producer = bus.producer(client_id=f"{settings.app_id}-features-log", extra={"message.timeout.ms": 0})
     limits = Limits(round(settings.late_events_s * 1000), settings.sliding_max_events, settings.remembered_events)
-    featurizer = Featurizer(store, producer, features_log_name, settings.app_id, limits)
+    featurizer = Featurizer(store, producer, features_log_name, settings.app_id, limits,
+                            traced_per_s=settings.traced_events_per_s or None)
 
     @app.agent(events, name="featurize")
     async def featurize(stream: faust.StreamT) -> None:
@@ -173,15 +166,6 @@ def build(
     return FeaturesApp(app, featurizer, events_name, features_log_name)
 
 
-class BatchTables(State, Protocol):
-    """The table one batch folds into: `own(event)` names the event the following puts come from (its partition
-    is the changelog partition); `write_back()` writes every key put once."""
-
-    def own(self, event: EventT) -> None: ...
-
-    def write_back(self) -> None: ...
-
-
 class FaustTables:
     """`BatchTables` over the faust table: each key is read once and written back once per batch, so a batch
     sends one changelog record per key instead of one per event.
@@ -218,175 +202,3 @@ class FaustTables:
                 self._table[key] = self._values[key]
             finally:
                 _current_event.reset(token)
-
-
-@dataclass
-class _Update:
-    """The newest update of one (view, entity) in a batch, and the span of the event that made it."""
-
-    vector: FeatureVector
-    traceparent: str
-    span: Span
-
-
-class Featurizer:
-    """The agent's work on one batch: decode each event, fold it into the views of its source, publish one vector
-    per view to features.log, then write the newest view of each (view, entity) to the store and flush
-    features.log before returning. `reconfigure` swaps the definitions in force (called by the follower thread)."""
-
-    def __init__(self, store: OnlineStore, producer: Producer, features_log: str, group: str,
-                 limits: Limits | None = None, config: FeaturesConfig | None = None):
-        self.config = config
-        self._limits = limits or Limits()
-        self._store = store
-        self._producer = producer
-        self._features_log = features_log
-        self._group = group
-
-    def reconfigure(self, revision: Revision) -> None:
-        """Compile `revision` and make it the one in force for the next batch (one reference swapped)."""
-        try:
-            config = FeaturesConfig.of(revision, self._limits)
-        except Exception:  # keep serving the revision in force rather than stop
-            log.exception("cannot apply definitions revision", extra={"fields": {"revision": revision.number}})
-            return
-        self.config = config
-        metrics.REVISION.set(revision.number)
-        log.info("definitions in force", extra={"fields": {
-            "revision": revision.number,
-            "views": {v.name: v.layout.version for v in config.views}}})
-
-    async def handle(self, batch: Sequence[EventT], tables: BatchTables) -> None:
-        config = self.config
-        assert config is not None, "handle() before a definitions revision"
-        started = time.perf_counter()
-        spans: list[tuple[Span, int]] = []
-        newest: dict[tuple[str, str], _Update] = {}
-        skipped: dict[str, int] = {}
-        try:
-            for event in batch:
-                self._fold_one(config, event, tables, spans, newest, skipped)
-            # features.log acknowledged before the state is written: after a crash in between, the replayed batch
-            # meets state that has not folded it and publishes its vectors again (at-least-once). The other way
-            # round the replay would be skipped as already folded and its vectors never reach features.log.
-            await asyncio.to_thread(self._flush)
-            tables.write_back()
-            await self._write(self._online_views(tables, newest))
-        except Exception as exc:
-            for span, _ in spans:
-                span.record_exception(exc)
-                span.set_status(Status(StatusCode.ERROR, str(exc)))
-            raise
-        finally:
-            for span, _ in spans:
-                span.end()
-        now = time.time()
-        for _, ingest_ms in spans:
-            if ingest_ms:
-                metrics.FRESHNESS.observe(max(0.0, now - ingest_ms / 1000.0))
-        if skipped:
-            log.warning("skipped events of no declared source", extra={"fields": {
-                "revision": config.revision, "declared": sorted(config.views_by_source), "skipped": skipped}})
-        metrics.BATCH_SIZE.observe(len(batch))
-        metrics.PROCESSING.observe((time.perf_counter() - started) / len(batch))
-
-    def _fold_one(self, config: FeaturesConfig, event: EventT, tables: BatchTables, spans: list[tuple[Span, int]],
-                  newest: dict[tuple[str, str], _Update], skipped: dict[str, int]) -> None:
-        msg = event.message
-        where = f"topic={msg.topic} partition={msg.partition} offset={msg.offset}"
-        try:
-            ev = event_from_bytes(event.value, where)
-        except contracts.ContractError as exc:
-            metrics.REJECTED.labels("undecodable").inc()
-            log.error("skipping undecodable event", extra={"fields": {"where": where, "error": str(exc)}})
-            return
-        tables.own(event)
-        vectors = fold(config, tables, ev)
-        if vectors is None:
-            reason = "unknown_source" if ev.source_name else "no_source"
-            metrics.REJECTED.labels(reason).inc()
-            name = ev.source_name or "(none)"
-            skipped[name] = skipped.get(name, 0) + 1
-            return
-        if not vectors:  # every view of its source has folded this event already: a replay
-            if config.views_for(ev.source_name):
-                metrics.REJECTED.labels("duplicate").inc()
-            return
-        attrs = messaging_attributes("process", msg.topic, msg.partition, msg.offset, ev.entity_id, self._group)
-        # ended by handle once the batch's online views are written
-        span = _tracer.start_span(f"process {msg.topic}", context=extract_context(msg.headers), kind=SpanKind.CONSUMER,
-                                  attributes=attrs)
-        span.set_attribute("mlops.event_id", ev.event_id)
-        spans.append((span, ev.ingest_time_ms))
-        context = set_span_in_context(span)
-        traceparent = self._publish(ev.entity_id, vectors, context)
-        for vector in vectors:
-            newest[(vector.view.name, ev.entity_id)] = _Update(vector, traceparent, span)
-
-    def _publish(self, entity_id: str, vectors: list[FeatureVector], context: Context) -> str:
-        """Each view's vector to features.log under one publish span; returns the traceparent the online views
-        carry (a prediction that reads them links back to this update)."""
-        with _tracer.start_as_current_span(f"send {self._features_log}", context=context, kind=SpanKind.PRODUCER,
-                                           attributes=messaging_attributes("send", self._features_log,
-                                                                           key=entity_id)):
-            for vector in vectors:
-                self._producer.send(self._features_log, feature_vector_record(vector), key=vector.entity_id)
-                metrics.UPDATES.labels(vector.view.name).inc()
-        return traceparent_of_current(context)
-
-    def _flush(self) -> None:
-        """Wait until features.log acknowledged the batch's vectors, however long the broker is away. Failing the
-        batch stops the partitions' commits (a failed batch is never marked handled) and the agent faust restarts
-        consumes nothing more (seen in the chaos suite's broker kill, when a restart took over the old 30 s flush
-        timeout; before the handled-offsets consumer, faust even committed the failed batch's offsets)."""
-        while True:
-            try:
-                self._producer.flush(FLUSH_WAIT_S)
-                return
-            except BusError as exc:
-                # a record failed for good (not merely still queued): waiting cannot help
-                if not len(self._producer) or "; " in str(exc):
-                    raise
-                log.warning("features.log not acknowledged yet; waiting (the batch stays unacked)",
-                            extra={"fields": {"error": str(exc), "queued": len(self._producer)}})
-
-    async def _write_until_written(self, updates: list[ViewUpdate]) -> None:
-        """Write the views, waiting out a Redis outage: the batch stays unacked (nothing is lost, lag grows) and
-        its state is already folded, so failing it would leave these views stale (a replay is not folded again)."""
-        delay = 0.1
-        while True:
-            try:
-                await self._store.write_many(updates)
-                return
-            except OnlineStoreUnavailable as exc:
-                metrics.STORE_RETRIES.inc()
-                log.warning("online store unavailable; retrying the batch's write", extra={"fields": {
-                    "error": str(exc), "views": len(updates), "retry_in_s": delay}})
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, STORE_RETRY_MAX_S)
-
-    @staticmethod
-    def _online_views(tables: BatchTables, newest: dict[tuple[str, str], _Update]) -> list[tuple[ViewUpdate, Span]]:
-        """The online view of each (view, entity) the batch touched, as of the entity's newest event: the last
-        update's vector, or the view read again from state when a late event came last."""
-        out = []
-        for (view, entity), u in newest.items():
-            values, as_of = u.vector.values, u.vector.as_of_ms
-            state = tables.get(state_key(view, entity))
-            if state is not None and state["t"] != as_of:
-                as_of, values = read_view(u.vector.view, state)  # type: ignore[misc]
-            out.append((ViewUpdate(u.vector.view.layout, entity, values, as_of, u.traceparent), u.span))
-        return out
-
-    async def _write(self, views: list[tuple[ViewUpdate, Span]]) -> None:
-        """The views in one store write (features.log was flushed before)."""
-        begun = time.time_ns()
-        await self._write_until_written([view for view, _ in views])
-        written = time.time_ns()
-        for view, span in views:
-            write = _tracer.start_span("MULTI", context=set_span_in_context(span), kind=SpanKind.CLIENT,
-                                       start_time=begun, attributes={
-                                           "db.system": "redis", "db.operation.name": "MULTI", "mlops.entity_id":
-                                           view.entity_id, "mlops.view": view.layout.name,
-                                           "db.operation.batch.size": len(views)})
-            write.end(end_time=written)
