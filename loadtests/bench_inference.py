@@ -3,7 +3,8 @@ server, with the same client; raw in-process onnxruntime; single-row latency at 
 what was logged; a hot swap under load; what a shadow costs the client.
 
     .venv/bin/python loadtests/bench_inference.py [--seconds 4] [--rounds 3] [--skip-mlserver] [--skip-swap]
-        [--skip-monitor] [--skip-shadow] [--shadow-only] [--client raw|triton] [--connections 1] [--workers 1]
+        [--skip-monitor] [--skip-shadow] [--shadow-only] [--shadow-rates 1000,500] [--client raw|triton]
+        [--connections 1] [--workers 1]
 
 Rows (each server its own process, all side by side; the phases interleave round by round, medians reported):
 - **ours**: the service's defaults (`python -m services.inference` with nothing but host, port and the model set:
@@ -81,6 +82,9 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--skip-shadow", action="store_true", help="no shadow-cost phase")
     parser.add_argument("--shadow-only", action="store_true",
                         help="only the shadow-cost phase (latency at 1k req/s without and with a shadow)")
+    parser.add_argument("--shadow-rates", default="1000",
+                        help="request rates of the shadow-cost phase, comma-separated (the target is at 1000; a lower "
+                        "rate shows how the cost grows with the server's utilisation)")
     parser.add_argument("--client", default="raw", choices=["raw", "triton"],
                         help="load client: raw (pre-serialized request on a grpc.aio channel) or tritonclient.grpc.aio")
     parser.add_argument("--connections", type=int, default=1, help="client connections (raw client only)")
@@ -156,7 +160,9 @@ def main() -> None:
     load_before = os.getloadavg()[0]  # a busy machine (other jobs) lowers every figure: say so
     secs = args.seconds
     if args.shadow_only:
-        rows = shadow_rows(shadow_cost(kafka_for_run(), secs, 1000, args.rounds, go_tool(GHZ, "ghz")), 1000)
+        kafka, ghz = kafka_for_run(), go_tool(GHZ, "ghz")
+        rows = [row for rate in _rates(args.shadow_rates)
+                for row in shadow_rows(shadow_cost(kafka, secs, rate, args.rounds, ghz), rate)]
         _print(f"inference benchmark, shadow cost only ({secs:g} s per phase, {args.rounds} rounds, {os.cpu_count()} "
                f"cores, load average before {load_before:.2f})", rows)
         return
@@ -222,10 +228,15 @@ def main() -> None:
                  ("hot swap at 500 req/s: p99 overall / in the 1 s after each promotion (ms)",
                   f"{swap['p99_ms']:.2f} / {swap['swap_window_p99_ms']:.2f}")]
     if not args.skip_shadow:
-        rows += shadow_rows(shadow_cost(kafka, secs, 1000, args.rounds, ghz), 1000)
+        for rate in _rates(args.shadow_rates):
+            rows += shadow_rows(shadow_cost(kafka, secs, rate, args.rounds, ghz), rate)
     _print(f"inference benchmark ({secs:g} s per phase, {args.rounds} rounds, {os.cpu_count()} cores, load average "
            f"before {load_before:.2f}; client {args.client}, {args.connections} connection(s); ours {args.workers} "
            f"process(es), MLServer parallel_workers {args.workers if args.workers > 1 else 0})", rows)
+
+
+def _rates(text: str) -> list[int]:
+    return [int(r) for r in text.split(",") if r.strip()]
 
 
 def _print(title: str, rows: list[tuple[str, str]]) -> None:
