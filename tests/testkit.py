@@ -7,21 +7,28 @@ Importable from any test module as `testkit` (pytest puts `tests/` on the path f
   wasted). It returns True, or raises AssertionError naming what was awaited.
 - `tool(name)`: a command-line tool the test drives (mlops_tools.testtools installs it on demand), or a skip that says
   how to install it — and under `CI=true` the root conftest turns that skip into a failure.
+- `process_alive(pid)` / `stop_session(proc)`: whether a process runs, read from /proc on its own (not through the
+  stack code under test; a zombie counts as gone), and SIGTERM then SIGKILL of a service started in a session of
+  its own, so nothing it spawned outlives the test.
 - `committed` / `end_offsets`: what the broker says a consumer group committed and where a topic ends, so a test can
   wait for "everything consumed and committed" instead of for a while.
 """
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 from confluent_kafka import Consumer as RawConsumer
 from confluent_kafka import TopicPartition
 from mlops.settings import KafkaSettings
 
-__all__ = ["committed", "end_offsets", "read_topic", "tool", "wait_until"]
+__all__ = ["committed", "end_offsets", "process_alive", "read_topic", "stop_session", "tool", "wait_until"]
 
 
 def wait_until(
@@ -41,6 +48,26 @@ def wait_until(
             name = getattr(predicate, "__qualname__", repr(predicate))
             raise AssertionError(f"condition {name} not met within {timeout}s" + (f": {detail}" if detail else ""))
         time.sleep(interval)
+
+
+def process_alive(pid: int) -> bool:
+    """Running (a zombie left for a non-reaping parent or init to collect is not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in {"Z", "X"}
+
+
+def stop_session(proc: subprocess.Popen) -> None:  # type: ignore[type-arg]
+    """SIGTERM a service started with `start_new_session=True`; after 30 s SIGKILL its whole process group."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
 
 
 def _partitions(raw: RawConsumer, topic: str) -> list[int]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from mlops.online_store import SyncRedisOnlineStore, ViewLayout
 from mlops.settings import KafkaSettings, RedisSettings
 from mlops.topics import EVENTS, FEATURES_LOG, topic_name
 from mlops_tools.examples import apply_definitions, definitions_path
-from testkit import wait_until
+from testkit import stop_session, wait_until
 
 from services.features.core import Event
 
@@ -59,15 +58,6 @@ def spawn_features(kafka: KafkaSettings, redis: RedisSettings, tmp: Path) -> sub
         start_new_session=True,
     )
 
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
 
 
 def read_log(reader: Reader, expected: int, timeout: float, prefix: str = "") -> list[events_pb2.FeatureVector]:
@@ -143,7 +133,7 @@ def test_faust_app_writes_redis_and_features_log(
         assert 0 < store._redis.ttl(store.key(sea_layout, "ent0")) <= sea_layout.ttl_s
     finally:
         reader.close()
-        stop(proc)
+        stop_session(proc)
     assert proc.returncode == 0, (tmp_path / "features.log").read_text()[-3000:]  # a clean stop on SIGTERM
 
 
@@ -198,4 +188,4 @@ def test_a_second_domain_applied_while_running(
         check_online(SyncRedisOnlineStore(redis_settings), revision, "customer_orders", raw, delivery_online)
     finally:
         reader.close()
-        stop(proc)
+        stop_session(proc)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -33,7 +32,7 @@ from mlops_tools.procs import free_port
 from mlops_tools.stack import Stack, StackSettings
 from mlops_tools.stack.secure import BROKER_USER, CLIENT_USER, CONTROLLER_USER
 from pydantic import SecretStr
-from testkit import wait_until
+from testkit import stop_session, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -137,15 +136,6 @@ def _service(name: str, kafka: KafkaSettings, redis: RedisSettings, tmp: Path) -
                             start_new_session=True)
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-
 
 def test_ingest_and_faust_features_over_sasl_ssl_and_no_secret_in_any_log(
     secure_stack: Stack, secure_kafka: KafkaSettings, redis_settings: RedisSettings, tmp_path: Path,
@@ -175,7 +165,7 @@ def test_ingest_and_faust_features_over_sasl_ssl_and_no_secret_in_any_log(
     finally:
         reader.close()
         for proc in procs.values():
-            _stop(proc)
+            stop_session(proc)
     texts = {name: path.read_text(errors="replace") for name, path in logs.items()}
     texts |= {p.name: p.read_text(errors="replace") for p in secure_stack.run_dir.rglob("*.log")}
     secrets = passwords(secure_stack)

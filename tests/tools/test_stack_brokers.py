@@ -26,7 +26,7 @@ from mlops.settings import KafkaSettings
 from mlops.topics import ALL_TOPICS, EVENTS, ensure_topics, topic_name
 from mlops_tools.procs import free_port
 from mlops_tools.stack import Stack, StackError, StackSettings
-from testkit import wait_until
+from testkit import process_alive, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -169,13 +169,4 @@ def test_status_and_down_cover_every_node(cluster: Stack) -> None:
     assert down.returncode == 0, down.stderr
     for name in ("kafka", "kafka-2", "kafka-3"):
         assert f"{name:8} stopped" in down.stdout, down.stdout
-    wait_until(lambda: not any(_alive(pid) for pid in pids if pid), timeout=30)
-
-
-def _alive(pid: int) -> bool:
-    """Running (a zombie left for this process to reap is not)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in {"Z", "X"}
+    wait_until(lambda: not any(process_alive(pid) for pid in pids if pid), timeout=30)

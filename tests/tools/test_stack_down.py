@@ -17,7 +17,7 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 from mlops_tools.procs import free_port, port_open
 from mlops_tools.stack import Stack, StackSettings
-from testkit import wait_until
+from testkit import process_alive, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -26,14 +26,6 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "mlops_tools.cli", "stack", *args], env=env, capture_output=True,
                           text=True, timeout=300)
 
-
-def _alive(pid: int) -> bool:
-    """Running (a zombie left for a non-reaping init to collect is not)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in {"Z", "X"}
 
 
 def test_down_stops_only_its_own_processes_and_wipe_deletes_the_data(stack: Stack, tmp_path: Path) -> None:
@@ -57,7 +49,7 @@ def test_down_stops_only_its_own_processes_and_wipe_deletes_the_data(stack: Stac
         down = _cli(env, "down")
         assert down.returncode == 0 and "kafka    stopped" in down.stdout and "redis    stopped" in down.stdout, (
             down.stdout + down.stderr)
-        assert not any(_alive(pid) for pid in pids.values())
+        assert not any(process_alive(pid) for pid in pids.values())
         assert not port_open("127.0.0.1", ports["KAFKA_PORT"]) and not port_open("127.0.0.1", ports["REDIS_PORT"])
         # the shared stack: the same processes, still answering
         assert {"kafka": stack.kafka.pid(), "redis": stack.redis.pid()} == shared
@@ -67,7 +59,7 @@ def test_down_stops_only_its_own_processes_and_wipe_deletes_the_data(stack: Stac
         mine.kafka.pid_file.write_text(f"{decoy.pid} 1\n")
         again = _cli(env, "down")
         assert again.returncode == 0 and "kafka    was not running" in again.stdout, again.stdout
-        assert decoy.poll() is None and _alive(decoy.pid)
+        assert decoy.poll() is None and process_alive(decoy.pid)
 
         # without --wipe the broker keeps its topics across a restart; with --wipe they are gone
         data = tmp_path / "run" / "kafka" / "data"
