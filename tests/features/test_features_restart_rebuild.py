@@ -16,7 +16,8 @@ from mlops.contracts import events_pb2
 from mlops.online_store import SyncRedisOnlineStore
 from mlops.settings import KafkaSettings, RedisSettings
 from mlops.topics import EVENTS, topic_name
-from test_features_faust import in_force, layout, spawn_features, stop
+from test_features_faust import in_force, layout, spawn_features
+from testkit import stop_session
 
 RESUME_DEADLINE_S = 45.0
 REBUILD_DEADLINE_S = 45.0
@@ -79,5 +80,5 @@ def test_killed_features_resumes_and_a_lost_store_is_rebuilt(
         assert after is not None and after.traceparent.split("-")[1] == before.traceparent.split("-")[1]
         np.testing.assert_array_equal(list(after.values.values()), list(before.values.values()))  # NaN == NaN
     finally:
-        stop(proc)
+        stop_session(proc)
         store.close()
