@@ -104,22 +104,23 @@ def slow_redis(suite: Suite, row: Row, stream: RecordStream) -> None:
                 "features.log pause")
 
 
-def kill_features_static(suite: Suite, row: Row, stream: RecordStream) -> None:
-    """kill -9 of features running with static group membership (MLOPS_FEATURES_GROUP_INSTANCE_ID): the restarted
-    worker gets its partitions back at once instead of after the dead member's session timeout."""
+def kill_features_dynamic(suite: Suite, row: Row, stream: RecordStream) -> None:
+    """kill -9 of features running with dynamic group membership (MLOPS_FEATURES_GROUP_INSTANCE_ID empty, the
+    service's own default when no launcher names it): the restarted worker gets its partitions only after the dead
+    member's session timeout. The shipped default (static membership) is kill-features."""
     p = suite.p
-    p.extra_env["features"] = {"MLOPS_FEATURES_GROUP_INSTANCE_ID": "chaos-features-1"}
-    p.stop("features")  # SIGTERM: leaves the group, comes back as a static member
+    p.extra_env["features"] = {"MLOPS_FEATURES_GROUP_INSTANCE_ID": ""}
+    p.stop("features")
     p.start("features")
     p.wait_ready(["features"], suite.resume_timeout_s)
     try:
         kill_service("features", "features.log")(suite, row, stream)
     finally:
         p.extra_env.pop("features")
-        p.stop("features")  # the next scenarios get the default (dynamic) membership again
+        p.stop("features")  # the next scenarios get the default (static) membership again
         p.start("features")
         p.wait_ready(["features"], suite.resume_timeout_s)
-    row.note += "; static membership"
+    row.note += "; dynamic membership"
 
 
 def poison(suite: Suite, row: Row, stream: RecordStream) -> None:
@@ -217,7 +218,7 @@ def three_brokers(suite: Suite, row: Row, stream: RecordStream) -> None:
 SCENARIOS: dict[str, Scenario] = {
     "kill-ingest": kill_service("ingest", "events"),
     "kill-features": kill_service("features", "features.log"),
-    "kill-features-static": kill_features_static,
+    "kill-features-dynamic": kill_features_dynamic,
     "kill-trainer": kill_service("trainer"),
     "kill-registry": kill_service("registry"),
     "kill-inference": kill_service("inference"),

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mlops.settings import KafkaSettings, RedisSettings
+from mlops_tools.cli.services_cmd import replica_env
 from mlops_tools.procs import ManagedProcess, free_port, port_open
 from mlops_tools.stack import Stack, StackSettings
 from mlops_tools.stack.secure import ADMIN_USER
@@ -135,7 +136,9 @@ class Platform:
 
         key = f"{name}{instance}"
         proc = ManagedProcess(f"svc-{key}", self.work_dir / "services")
-        proc.start([sys.executable, "-m", f"services.{name}"], env=self.env(name, instance))
+        # as `mlops up` starts it (features a static group member), then what the scenario changed
+        env = replica_env(name, proc) | self.env(name, instance)
+        proc.start([sys.executable, "-m", f"services.{name}"], env=env)
         self.procs[key] = proc
         return proc
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import socket
+
 from mlops.settings import settings_config
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings
 
 DEFAULT_METRICS_PORT = 9102
@@ -44,9 +46,11 @@ class FeaturesSettings(BaseSettings):
         "holds a partial batch until it fills.",
     )
     group_instance_id: str = Field(
-        "", description="Static group membership (Kafka group.instance.id), unique per replica (e.g. the pod "
-        "name): a restarted replica gets its partitions back at once instead of after the session timeout. "
-        "Empty: dynamic membership.",
+        "", description="Static group membership (Kafka group.instance.id), unique per replica and kept across its "
+        "restarts: a restarted replica gets its partitions back at once instead of after the dead member's session "
+        "timeout. `{hostname}` is replaced by the host name (a Kubernetes pod's name, a compose container's id), "
+        "which is how the shipped manifests, compose file and `mlops up` set it. A static member does not leave the "
+        "group when it stops: its partitions move after the session timeout. Empty: dynamic membership.",
     )
     remembered_events: int = Field(
         64, ge=0, description="Recent event ids remembered per entity and view (8 bytes each in the table): an "
@@ -69,3 +73,8 @@ class FeaturesSettings(BaseSettings):
         5.0, gt=0, description="How often the online store's marker key is checked: a Redis that lost its data "
         "(restarted without persistence, flushed) is rebuilt from features.log (mlops.online_rebuild).",
     )
+
+    @field_validator("group_instance_id")
+    @classmethod
+    def _expand_hostname(cls, value: str) -> str:
+        return value.replace("{hostname}", socket.gethostname())

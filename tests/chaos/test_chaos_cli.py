@@ -29,6 +29,6 @@ def test_the_script_names_every_scenario_of_the_brief() -> None:
     from chaos_kit.faults import SCENARIOS
 
     kills = {f"kill-{s}" for s in ("ingest", "features", "trainer", "registry", "inference", "monitor")}
-    others = {"kill-features-static", "broker-kill", "redis-restart", "redis-lost", "rebalance", "slow-redis",
+    others = {"kill-features-dynamic", "broker-kill", "redis-restart", "redis-lost", "rebalance", "slow-redis",
               "poison-record", "bad-labels", "broker-1-of-3"}
     assert kills | others == set(SCENARIOS)

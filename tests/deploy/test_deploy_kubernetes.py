@@ -33,6 +33,11 @@ def by_kind(manifests: str) -> dict[str, dict[str, dict]]:
     return out
 
 
+def workloads(kinds: dict[str, dict[str, dict]]) -> dict[str, dict]:
+    """Deployments and StatefulSets (features: stable pod names for static group membership) by name."""
+    return kinds["Deployment"] | kinds.get("StatefulSet", {})
+
+
 def container(deployment: dict) -> dict:
     (only,) = deployment["spec"]["template"]["spec"]["containers"]
     return only
@@ -74,7 +79,7 @@ def test_every_service_is_probed_on_its_own_ports(rendered: dict[str, str], kust
     kinds = by_kind(rendered[kustomization])
     configmaps = kinds["ConfigMap"]
     for name in SERVICES:
-        deployment = kinds["Deployment"][f"mlops-{name}"]
+        deployment = workloads(kinds)[f"mlops-{name}"]
         c = container(deployment)
         assert c["args"] == [name], f"{name} must run `python -m services {name}`"
         ports = {p["name"]: p["containerPort"] for p in c["ports"]}
@@ -134,13 +139,16 @@ def test_scaling_shape(rendered: dict[str, str], kustomization: str) -> None:
         so["spec"]["scaleTargetRef"]["name"] for so in kinds.get("ScaledObject", {}).values()
     ]
     for name in autoscaled:
-        assert "replicas" not in kinds["Deployment"][name]["spec"], f"{name} is autoscaled but sets replicas"
+        assert "replicas" not in workloads(kinds)[name]["spec"], f"{name} is autoscaled but sets replicas"
     hpa = kinds["HorizontalPodAutoscaler"]["mlops-inference"]
     assert hpa["spec"]["scaleTargetRef"]["name"] == "mlops-inference"
     assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"
-    assert set(kinds["Service"]) == {"mlops-inference", "mlops-registry", "mlops-console"}
+    assert set(kinds["Service"]) == {"mlops-inference", "mlops-registry", "mlops-console", "mlops-features"}
     for svc_name, svc in kinds["Service"].items():
         name = svc_name.removeprefix("mlops-")
+        if name == "features":  # headless, for the StatefulSet's pod names: its only port is the ops one
+            assert svc["spec"]["clusterIP"] == "None" and [p["name"] for p in svc["spec"]["ports"]] == ["ops"]
+            continue
         ports = {p["name"]: p["port"] for p in svc["spec"]["ports"]}
         assert ports.get("grpc") == GRPC_PORTS.get(name) and ports.get("http") == HTTP_PORTS.get(name), svc_name
     job = kinds["Job"]["mlops-topics"]
@@ -148,8 +156,9 @@ def test_scaling_shape(rendered: dict[str, str], kustomization: str) -> None:
 
     partitions = int(kinds["ConfigMap"]["mlops-settings"]["data"]["MLOPS_KAFKA_DEFAULT_PARTITIONS"])
     for name, scaled in kinds.get("ScaledObject", {}).items():
-        target = scaled["spec"]["scaleTargetRef"]["name"]
-        assert target == name and target in kinds["Deployment"], name
+        ref = scaled["spec"]["scaleTargetRef"]
+        target = ref["name"]
+        assert target == name and target in kinds[ref.get("kind", "Deployment")], name
         assert scaled["spec"]["maxReplicaCount"] <= partitions, f"{name}: more consumers than partitions idle"
         settings = kinds["ConfigMap"]["mlops-settings"]["data"]
         own = kinds["ConfigMap"][name]["data"]
@@ -173,10 +182,10 @@ def test_scaling_shape(rendered: dict[str, str], kustomization: str) -> None:
 def test_selectors_match_pod_labels(rendered: dict[str, str], kustomization: str) -> None:
     # what the schemas cannot see: a selector that matches no pod is valid YAML and a silent outage
     kinds = by_kind(rendered[kustomization])
-    pod_labels = {name: d["spec"]["template"]["metadata"]["labels"] for name, d in kinds["Deployment"].items()}
+    pod_labels = {name: d["spec"]["template"]["metadata"]["labels"] for name, d in workloads(kinds).items()}
     for name, labels in pod_labels.items():
-        selector = kinds["Deployment"][name]["spec"]["selector"]["matchLabels"]
-        assert selector.items() <= labels.items(), f"Deployment {name}: selector {selector} vs pod labels {labels}"
+        selector = workloads(kinds)[name]["spec"]["selector"]["matchLabels"]
+        assert selector.items() <= labels.items(), f"{name}: selector {selector} vs pod labels {labels}"
     selectors = [("Service", n, s["spec"]["selector"]) for n, s in kinds["Service"].items()]
     selectors += [
         ("PodDisruptionBudget", n, p["spec"]["selector"]["matchLabels"])
@@ -190,4 +199,16 @@ def test_selectors_match_pod_labels(rendered: dict[str, str], kustomization: str
         ("ScaledObject", kinds.get("ScaledObject", {})),
     ):
         for name, obj in targets.items():
-            assert obj["spec"]["scaleTargetRef"]["name"] in kinds["Deployment"], f"{kind} {name}"
+            ref = obj["spec"]["scaleTargetRef"]
+            assert ref["name"] in kinds[ref.get("kind", "Deployment")], f"{kind} {name}"
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_features_pods_are_static_group_members(rendered: dict[str, str], kustomization: str) -> None:
+    # a pod restarted under its own name must rejoin as the same member: a StatefulSet (stable names, governed by
+    # its headless Service) whose pods name their group instance after their host name, which is the pod's name
+    kinds = by_kind(rendered[kustomization])
+    features = kinds["StatefulSet"]["mlops-features"]
+    assert "mlops-features" not in kinds["Deployment"]
+    assert features["spec"]["serviceName"] == "mlops-features" and "mlops-features" in kinds["Service"]
+    assert kinds["ConfigMap"]["mlops-features"]["data"]["MLOPS_FEATURES_GROUP_INSTANCE_ID"] == "{hostname}"

@@ -57,7 +57,7 @@ def test_every_service_is_scraped_on_its_ops_port_as_its_job(monitoring: str, re
     job_label = monitor["spec"]["jobLabel"]
     scraped = [d for d in docs if d["kind"] == "Service" and selector.items() <= d["metadata"]["labels"].items()]
     pods = {d["metadata"]["name"]: d["spec"]["template"]["metadata"]["labels"]
-            for d in load_yaml_documents(rendered["base"]) if d["kind"] == "Deployment"}
+            for d in load_yaml_documents(rendered["base"]) if d["kind"] in ("Deployment", "StatefulSet")}
     jobs = {}
     for svc in scraped:
         (port,) = [p for p in svc["spec"]["ports"] if p["name"] == endpoint["port"]]

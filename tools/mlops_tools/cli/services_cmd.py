@@ -8,6 +8,7 @@ starts services only as processes (`python -m services.NAME`), never by importin
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
 import time
@@ -16,8 +17,8 @@ from pathlib import Path
 from mlops_tools.procs import ManagedProcess
 from mlops_tools.stack import StackSettings
 
-__all__ = ["GRPC_PORTS", "HTTP_PORTS", "OPS_PORTS", "SERVICES", "register", "service_process", "start_service",
-           "start_services", "stop_services"]
+__all__ = ["GRPC_PORTS", "HTTP_PORTS", "OPS_PORTS", "SERVICES", "register", "replica_env", "service_process",
+           "start_service", "start_services", "stop_services"]
 
 SERVICES = ("ingest", "features", "trainer", "registry", "inference", "monitor", "console")
 # default ports: the ops endpoint (/metrics, /healthz, /readyz) of each service, the two gRPC APIs and the HTTP ones
@@ -52,8 +53,18 @@ def start_service(name: str, env: dict[str, str] | None = None,
     proc = service_process(name, run_dir)
     if proc.running():
         return proc, f"already running (pid {proc.pid()})"
-    pid = proc.start([sys.executable, "-m", f"services.{name}"], env=env)
+    pid = proc.start([sys.executable, "-m", f"services.{name}"], env=replica_env(name, proc) | (env or {}))
     return proc, f"started (pid {pid}, log {proc.log_file})"
+
+
+def replica_env(name: str, proc: ManagedProcess) -> dict[str, str]:
+    """features joins its group as a static member named after its process, host and run folder: restarted, it
+    gets its partitions back at once instead of after the dead member's session timeout (the manifests and the
+    compose file name it after the pod or container). A setting in the environment wins."""
+    if name != "features" or "MLOPS_FEATURES_GROUP_INSTANCE_ID" in os.environ:
+        return {}
+    folder = hashlib.blake2b(str(proc.run_dir).encode(), digest_size=4).hexdigest()
+    return {"MLOPS_FEATURES_GROUP_INSTANCE_ID": f"{proc.name}-{{hostname}}-{folder}"}
 
 
 def start_services(names: tuple[str, ...] | list[str] = SERVICES, env: dict[str, str] | None = None) -> dict[str, str]:
