@@ -109,6 +109,12 @@ class InferenceSettings(BaseSettings):
         "request: fewer wake-ups and GIL hand-overs beside the event loop; 10 ms cost more CPU per request at 1k "
         "req/s). Shadow rows reach the log up to this much after the champion's."
     )
+    shadow_nice: int = Field(
+        10, ge=0, le=19, description="How much lower the mirror thread's CPU priority is than the request path's "
+        "(its Linux nice value is raised by this much; the challenger's onnxruntime call runs on that thread): a "
+        "shadow or guard costs clients less on a busy host, and when the host has no CPU to spare the mirror falls "
+        "behind until its queue is full and drops (counted). 0: the same priority.",
+    )
     artifact_timeout_s: float = Field(60.0, description="How long to wait for a promoted model's artifact bytes.")
 
 

@@ -7,6 +7,7 @@ rather than making a client wait. The same against the real Kafka: test_inferenc
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 import zlib
 
@@ -326,3 +327,16 @@ def test_a_failing_second_version_is_counted_and_the_mirror_lives_on(caplog) -> 
     (failed,) = [r for r in caplog.records if r.getMessage() == "mirrored scoring failed"]
     assert failed.fields == {"model": "sea", "version": "8", "role": "guard",  # type: ignore[attr-defined]
                              "error": "onnxruntime says no"}
+
+
+def test_the_mirror_thread_runs_at_a_lower_cpu_priority_than_the_request_path() -> None:
+    # the request path's priority is untouched; the mirror's thread (which also runs the onnxruntime call) is niced
+    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    mirror = Mirror(lambda batch: None, max_rows=10, batch_rows=10, interval_s=0.0, nice=5)
+    try:
+        tid = mirror._thread.native_id
+        assert tid is not None
+        wait_until(lambda: os.getpriority(os.PRIO_PROCESS, tid) == min(19, base + 5), 5)
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base
+    finally:
+        mirror.close()

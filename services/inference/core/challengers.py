@@ -24,6 +24,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -94,12 +95,27 @@ def _merged(group: list[MirrorJob], x: np.ndarray, output: np.ndarray, latency_u
                        x, output, entities, as_of, latency_us, now_ms, first.role, None, row_ids, index, keys)
 
 
+def _lower_priority(nice: int) -> None:
+    """Raise the calling thread's nice value by `nice` (Linux schedules threads as tasks; raising it needs no
+    privilege). The onnxruntime call runs on this thread too (one intra-op thread), so the mirror's work gets the
+    CPU the request path leaves over instead of competing with it."""
+    if nice <= 0 or not hasattr(os, "setpriority"):
+        return
+    tid = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+    except OSError as exc:
+        log.warning("mirror priority unchanged", extra={"fields": {"error": str(exc)}})
+
+
 class Mirror:
     """Scores mirrored requests on its own thread and offers their rows to `sink`; at most `max_rows` rows wait,
     `batch_rows` rows per onnxruntime call, one wake-up per `interval_s` while work flows."""
 
-    def __init__(self, sink: Callable[[ServedBatch], object], max_rows: int, batch_rows: int, interval_s: float):
+    def __init__(self, sink: Callable[[ServedBatch], object], max_rows: int, batch_rows: int, interval_s: float,
+                 nice: int = 0):
         self._sink, self._limit, self._batch_rows, self._interval_s = sink, max_rows, batch_rows, interval_s
+        self._nice = nice
         self._buffer: collections.deque[MirrorJob] = collections.deque()
         self._pending_rows = 0
         self._cond = threading.Condition()
@@ -135,6 +151,7 @@ class Mirror:
             return jobs
 
     def _run(self) -> None:
+        _lower_priority(self._nice)
         flowing = False
         while True:
             with self._cond:

@@ -244,7 +244,7 @@ class InferenceServer:
             self.predictions = self._prediction_log(self.bus)
             # shadow and guard answers exist only to be logged: no log, no mirror
             self.mirror = Mirror(self.predictions.offer, s.shadow_queue_rows, s.max_batch_size,
-                                 s.shadow_interval_ms / 1000)
+                                 s.shadow_interval_ms / 1000, s.shadow_nice)
         self.batcher = Batcher(self._executor, BatchPolicy.from_settings(s))
         self.dataplane = DataPlane(s, self.repository, self.batcher, self._store, self.predictions,
                                    on_features=link_feature_updates, mirror=self.mirror, context=span_context)
