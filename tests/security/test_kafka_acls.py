@@ -96,12 +96,16 @@ def test_everyone_still_reads_the_protected_topics(secure_stack: Stack, prefix: 
         reader.close()
 
 
-def _apply(stack: Stack, user: str, prefix: str) -> subprocess.CompletedProcess[str]:
+def _mlops(stack: Stack, user: str, prefix: str, *argv: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_KAFKA_")} | \
         _as(stack, user, prefix).environ() | {
             "PYTHONPATH": os.pathsep.join([str(ROOT / "libs"), str(ROOT), str(ROOT / "tools")])}
-    return subprocess.run([sys.executable, "-m", "mlops_tools.cli", "apply", str(definitions_path("sea"))],
+    return subprocess.run([sys.executable, "-m", "mlops_tools.cli", *argv],
                           env=env, capture_output=True, text=True, timeout=180, cwd=ROOT)
+
+
+def _apply(stack: Stack, user: str, prefix: str) -> subprocess.CompletedProcess[str]:
+    return _mlops(stack, user, prefix, "apply", str(definitions_path("sea")))
 
 
 def test_mlops_apply_needs_the_admin(secure_stack: Stack, prefix: str) -> None:
@@ -113,3 +117,17 @@ def test_mlops_apply_needs_the_admin(secure_stack: Stack, prefix: str) -> None:
     applied = _apply(secure_stack, ADMIN_USER, prefix)
     assert applied.returncode == 0, applied.stdout + applied.stderr
     assert "applied revision" in applied.stdout
+
+
+def test_mlops_models_register_needs_the_admin(secure_stack: Stack, prefix: str, tmp_path: Path) -> None:
+    # the model's bytes go onto model.artifacts, which only the trainer and the admin write
+    onnx = tmp_path / "model.onnx"
+    onnx.write_bytes(b"not checked before the trainer reads it")
+    refused = _mlops(secure_stack, CLIENT_USER, prefix, "models", "register", "--model", "sea", "--onnx", str(onnx))
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert any(line.startswith("mlops models: the broker refused SASL user 'mlops': ")  # after librdkafka's log
+               for line in refused.stderr.splitlines()), refused.stderr
+    assert "authorization failed" in refused.stderr.lower() and "Traceback" not in refused.stderr
+    assert "mlops stack env --user admin" in refused.stderr
+    registered = _mlops(secure_stack, ADMIN_USER, prefix, "models", "register", "--model", "sea", "--onnx", str(onnx))
+    assert registered.returncode == 0 and "registered: model=sea" in registered.stdout, registered.stderr

@@ -11,7 +11,11 @@ import argparse
 import importlib
 import sys
 
-__all__ = ["COMMAND_MODULES", "build_parser", "main"]
+__all__ = ["ACL_HINT", "COMMAND_MODULES", "build_parser", "main"]
+
+ACL_HINT = ("On a secure cluster only the admin user applies definitions and registers models (model.artifacts), "
+            "and only the registry announces promotions (model.promoted); use the admin's credentials (local "
+            "secure stack: eval \"$(mlops stack env --user admin)\")")
 
 # the order is the order of `mlops --help`
 COMMAND_MODULES: tuple[str, ...] = (
@@ -56,3 +60,13 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        if "AUTHORIZATION_FAILED" not in str(exc).upper().replace(" ", "_"):
+            raise
+        # a write the broker's ACLs refused: not a bug of the command, a credential without the permission
+        from mlops.settings import KafkaSettings
+
+        kafka = KafkaSettings()
+        who = f"SASL user {kafka.sasl_username!r}" if kafka.sasl else "this client"
+        print(f"mlops {args.command}: the broker refused {who}: {exc}\n{ACL_HINT}", file=sys.stderr)
+        return 2
