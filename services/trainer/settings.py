@@ -20,8 +20,9 @@ class TrainerSettings(BaseSettings):
         5000, ge=10, description="At most this many (latest) holdout rows travel in the ModelCandidate."
     )
     labels_within_features: bool = Field(
-        True, description="Leave out labels newer than the feature log's watermark (they may have overtaken a "
-        "lagging feature pipeline and would join an older, unrelated vector); they wait for the next training."
+        True, description="Leave out labels newer than the newest as-of time of their entity's feature log partition "
+        "(they may have overtaken a lagging feature pipeline and would join an older, unrelated vector); they wait "
+        "for the next training."
     )
     parity_tolerance: float = Field(
         1e-4, gt=0.0, description="Largest allowed difference between onnxruntime and scikit-learn outputs on the "

@@ -170,6 +170,23 @@ def test_labels_within_features_wait_for_the_feature_watermark(backend_factory: 
     assert ts.stats["labels_after_feature_watermark"] == 1 and ts.labels_read == 1
 
 
+def test_a_quiet_partition_does_not_hold_back_the_labels_of_the_others(backend_factory: Factory) -> None:
+    # every partition gets an entity that goes quiet at t=500; "busy" goes on to t=2000 in its own partition. Its
+    # labels up to 2000 have their vectors written; a minimum over the partitions (500) would drop them, and every
+    # retrain would train on the same rows until the quiet entities spoke again.
+    b = backend_factory(labels_within_features=True)
+    for p in range(12):
+        b.writer.add_vector(f"e{p}", 500, _values(float(p)))
+    for t in (500, 1000, 2000):
+        b.writer.add_vector("busy", t, _values(t / 1000))
+    b.writer.add_label("busy", 1500, 1.0)  # within its partition: the vector of t=1000 is in force
+    b.writer.add_label("busy", 2500, 0.0)  # past it: that vector may not be written yet
+    b.writer.flush()
+    ts = b.source.training_set(SPEC)
+    assert ts.stats["labels_after_feature_watermark"] == 1 and ts.labels_read == 1
+    assert ts.entity_ids == ["busy"] and ts.X[0].tolist() == [1.0] * len(COLUMNS)
+
+
 def test_a_range_past_the_log_end_is_refused(backend_factory: Factory) -> None:
     b = backend_factory()
     b.writer.add_vector("a", 100, _values(1.0))

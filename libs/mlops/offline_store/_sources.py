@@ -159,17 +159,28 @@ def _assemble(spec: TrainingSpec, read: _Read, f_ranges: list[OffsetRange], l_ra
         skipped["labels_without_prediction"] = len(labels) - len(rows)
         return _training_set(spec, rows, f_ranges, l_ranges, len(read.predictions), len(labels), skipped)
     if labels_within_features:
-        newest: dict[tuple[str, int], int] = {}  # (topic, partition) → newest as-of time read there
-        for items in read.vectors.values():
-            for r, v in items:
-                newest[(r.topic, r.partition)] = max(newest.get((r.topic, r.partition), v.as_of_ms), v.as_of_ms)
-        watermark = min(newest.values()) if newest else -1
-        kept = [lab for lab in labels if lab.event_time_ms <= watermark]
+        kept = _labels_within_features(read, labels)
         skipped["labels_after_feature_watermark"] = len(labels) - len(kept)
         labels = kept
     rows = join_views({view: [v for _r, v in items] for view, items in read.vectors.items()}, labels, spec.inputs)
     return _training_set(spec, rows, f_ranges, l_ranges, sum(len(items) for items in read.vectors.values()),
                          len(labels), skipped)
+
+
+def _labels_within_features(read: _Read, labels: list[_Lab]) -> list[_Lab]:
+    """The labels whose entity's features.log partition has passed their time (its newest as-of read is not
+    older): the vector in force at the label's time is written there. Per partition, not the log's minimum: one
+    partition whose entities went quiet would hold back every label and freeze every retrain on the same rows. A
+    label of an entity with no vector read stays (it joins nothing: `labels_without_features`)."""
+    newest: dict[tuple[str, int], int] = {}  # (topic, partition) → newest as-of time read there
+    partitions: dict[str, set[tuple[str, int]]] = {}  # entity → where its vectors are
+    for items in read.vectors.values():
+        for r, v in items:
+            where = (r.topic, r.partition)
+            newest[where] = max(newest.get(where, v.as_of_ms), v.as_of_ms)
+            partitions.setdefault(v.entity_id, set()).add(where)
+    return [lab for lab in labels if lab.entity_id not in partitions
+            or lab.event_time_ms <= max(newest[w] for w in partitions[lab.entity_id])]
 
 
 def _training_set(spec: TrainingSpec, rows: list, f_ranges: list[OffsetRange], l_ranges: list[OffsetRange],
@@ -314,10 +325,10 @@ def build_training_set(
 ) -> TrainingSet:
     """Read exactly the given ranges (default: a snapshot now) and join them point-in-time for `spec`'s model.
 
-    `labels_within_features`: leave out labels newer than the feature log's watermark (the smallest, over its
-    partitions, of the newest as-of time): their feature vectors may not have been written yet when the snapshot
-    was taken (labels can overtake a lagging feature pipeline), and joining them would pair a label with an older,
-    unrelated vector of the entity. Deterministic for given ranges."""
+    `labels_within_features`: leave out labels newer than the newest as-of time of their entity's feature log
+    partition: their feature vectors may not have been written yet when the snapshot was taken (labels can
+    overtake a lagging feature pipeline), and joining them would pair a label with an older, unrelated vector of the
+    entity. Deterministic for given ranges."""
     source = KafkaTrainingData(where, timeout=timeout, labels_within_features=labels_within_features)
     return source.training_set(spec, feature_log_ranges, label_ranges)
 
