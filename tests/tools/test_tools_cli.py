@@ -94,3 +94,18 @@ def test_wait_reports_a_shadow_challenger_as_such_not_as_a_promotion(capsys: pyt
     out = capsys.readouterr().out
     assert "shadow: sea v3 on 100% of requests beside the champion (previous v2)" in out
     assert "promoted" not in out
+
+
+def test_a_write_refused_by_the_acls_is_told_as_such(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlops_tools.cli import ACL_HINT, acl_refusal
+
+    assert acl_refusal("delivery failed: model.artifacts: Broker: Leader not available") is None
+    monkeypatch.setenv("MLOPS_KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
+    monkeypatch.setenv("MLOPS_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
+    monkeypatch.setenv("MLOPS_KAFKA_SASL_USERNAME", "mlops")
+    monkeypatch.setenv("MLOPS_KAFKA_SASL_PASSWORD", "secret")
+    for error in ("delivery failed: model.artifacts: Broker: Topic authorization failed",
+                  "KafkaError{code=TOPIC_AUTHORIZATION_FAILED}"):
+        told = acl_refusal(error)
+        assert told == f"the broker refused SASL user 'mlops': {error}\n{ACL_HINT}"
+        assert "secret" not in told

@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-__all__ = ["ACL_HINT", "COMMAND_MODULES", "build_parser", "main"]
+__all__ = ["ACL_HINT", "COMMAND_MODULES", "acl_refusal", "build_parser", "main"]
 
 ACL_HINT = ("On a secure cluster only the admin user applies definitions and registers models (model.artifacts), "
             "and only the registry announces promotions (model.promoted); use the admin's credentials (local "
@@ -61,12 +61,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
-        if "AUTHORIZATION_FAILED" not in str(exc).upper().replace(" ", "_"):
+        refused = acl_refusal(str(exc))
+        if refused is None:
             raise
-        # a write the broker's ACLs refused: not a bug of the command, a credential without the permission
-        from mlops.settings import KafkaSettings
-
-        kafka = KafkaSettings()
-        who = f"SASL user {kafka.sasl_username!r}" if kafka.sasl else "this client"
-        print(f"mlops {args.command}: the broker refused {who}: {exc}\n{ACL_HINT}", file=sys.stderr)
+        print(f"mlops {args.command}: {refused}", file=sys.stderr)
         return 2
+
+
+def acl_refusal(error: str) -> str | None:
+    """What to tell the user when `error` is a write the broker's ACLs refused (None for any other failure): not a
+    bug of the command but a credential without the permission."""
+    if "AUTHORIZATION_FAILED" not in error.upper().replace(" ", "_"):
+        return None
+    from mlops.settings import KafkaSettings
+
+    kafka = KafkaSettings()
+    who = f"SASL user {kafka.sasl_username!r}" if kafka.sasl else "this client"
+    return f"the broker refused {who}: {error}\n{ACL_HINT}"

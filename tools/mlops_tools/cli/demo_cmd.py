@@ -39,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from mlops_tools.cli import acl_refusal
     from mlops_tools.demo import Demo, DemoConfig
 
     drift_at = args.records // 2 if args.drift_at is None else (None if args.drift_at < 0 else args.drift_at)
@@ -62,5 +63,8 @@ def _demo(args: argparse.Namespace) -> int:
             print("\nstopping what the demo started...", flush=True)
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not leave services behind
             demo.close()
+    if result.error and (refused := acl_refusal(result.error)) is not None:
+        print(f"mlops demo: {refused}", file=sys.stderr)  # e.g. the definitions, on a secure stack as `mlops`
+        return 2
     ok = not result.error and not result.interrupted and result.failed_requests == 0
     return 0 if ok else 1
