@@ -79,7 +79,8 @@ def _audit(demo: Demo) -> list[models_pb2.ChallengerVerdict]:
 
 def test_a_better_challenger_is_shadowed_judged_on_live_labels_and_promoted(
         demo_factory: Callable[..., Demo]) -> None:
-    demo = demo_factory("better", records=24_000, drift_at=8_000, shadow=True, wait_for_monitor=True, v2_wait_s=60.0)
+    demo = demo_factory("better", records=24_000, drift_at=8_000, shadow=True, wait_for_monitor=True, v2_wait_s=60.0,
+                        end_when_done=True)
     _, r = _run(demo)
     assert r.detections and r.false_alarms == 0, "the drift was not detected (or a false alarm came first)"
     assert r.live.challengers, f"no challenger announced after the drift: gate {r.gate}"
@@ -109,7 +110,7 @@ def test_a_better_challenger_is_shadowed_judged_on_live_labels_and_promoted(
 def test_a_worse_challenger_passes_the_offline_gate_and_is_retired_on_live_traffic(
         demo_factory: Callable[..., Demo]) -> None:
     demo = demo_factory("worse", records=24_000, drift_at=8_000, worse_challenger=True, shadow=True,
-                        wait_for_monitor=True, v2_wait_s=60.0)
+                        wait_for_monitor=True, v2_wait_s=60.0, end_when_done=True)
     _, r = _run(demo)
     v1 = r.v1
     assert v1 is not None and r.detections, "the episode was not detected"

@@ -78,7 +78,8 @@ def _changed_delivery(tmp_path: Path, model_reads_it: bool) -> Path:
 @pytest.mark.parametrize("model_reads_it", [False, True], ids=["view", "model"])
 def test_a_view_change_mid_stream_keeps_the_old_model_serving_and_trains_the_new_version(
         demo_factory: Callable[..., Demo], tmp_path: Path, model_reads_it: bool) -> None:
-    demo = demo_factory("change", example="delivery", records=10_000, drift_at=6_000, v2_wait_s=90.0)
+    demo = demo_factory("change", example="delivery", records=10_000, drift_at=6_000, v2_wait_s=90.0,
+                        end_when_done=True)
     demo.start()
     assert demo.traffic is not None
     stream, bus = demo.traffic.streams["delivery_time"], demo.traffic.bus

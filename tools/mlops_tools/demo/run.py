@@ -255,6 +255,10 @@ class Demo:
         while any(t.is_alive() for t in [*boots, *streams.values()]):
             if failed:
                 raise failed[0]
+            if cfg.end_when_done and not traffic.done.is_set() and \
+                    all(lp.done(cfg.done_after_requests) for lp in self.result.loops.values()):
+                traffic.done.set()
+                self.timeline.event("the loop's story is told (end_when_done): ending the streams")
             traffic.show_status()
             time.sleep(0.5)
         if failed:

@@ -109,6 +109,17 @@ class ModelLoop:
             return None
         return self.serving[v2] - self.drift_t_s
 
+    def done(self, after_requests: int) -> bool:
+        """The loop has told its story: after the drift, the new version serves and has answered `after_requests`
+        predictions scored on post-drift records (the figures compare it with v1 on them), or — on a live rollout —
+        every challenger is decided and none was promoted (a worse one, retired); in both, no live judgement (a
+        challenger or the guard of a promotion) is under way. A run without a drift is never done early."""
+        if self.drift_t_s is None or self.live.judging:
+            return False
+        if self.v2 is not None:
+            return self.v2 in self.serving and self.count(self.v2, True) >= after_requests
+        return bool(self.live.challengers)
+
     def row(self) -> dict[str, str]:
         """This model's row of the summary table."""
         v1, v2 = self.v1 or "1", self.v2
