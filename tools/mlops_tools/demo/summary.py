@@ -109,6 +109,17 @@ class ModelLoop:
             return None
         return self.serving[v2] - self.drift_t_s
 
+    @property
+    def pending(self) -> bool:
+        """An outcome is still due: a retrain requested after the drift whose candidate the gate has not decided
+        yet (an outcome before the last detection does not count), or v2 promoted but not served yet (a
+        challenger's live judgement is waited for apart: it needs labels)."""
+        if self.v2 is not None:
+            return self.v2 not in self.serving
+        if self.live.challengers or self.loop_time_s is not None or not self.detections:
+            return False
+        return len(self.gate) + len(self.training_failures) <= self.outcomes_at_detection
+
     def done(self, after_requests: int) -> bool:
         """The loop has told its story: after the drift, the new version serves and has answered `after_requests`
         predictions scored on post-drift records (the figures compare it with v1 on them), or — on a live rollout —
