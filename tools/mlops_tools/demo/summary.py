@@ -122,14 +122,16 @@ class ModelLoop:
 
     def done(self, after_requests: int) -> bool:
         """The loop has told its story: after the drift, the new version serves and has answered `after_requests`
-        predictions scored on post-drift records (the figures compare it with v1 on them), or — on a live rollout —
-        every challenger is decided and none was promoted (a worse one, retired); in both, no live judgement (a
-        challenger or the guard of a promotion) is under way. A run without a drift is never done early."""
-        if self.drift_t_s is None or self.live.judging:
+        predictions scored on post-drift records (the figures compare it with v1 on them), with the guard of its
+        promotion (on a live rollout) judged or replaced; or — no new version — the drift's challenger (the
+        first) is decided: a worse one, retired. A later retrain's challenger is not part of that story. A run
+        without a drift is never done early."""
+        if self.drift_t_s is None:
             return False
         if self.v2 is not None:
-            return self.v2 in self.serving and self.count(self.v2, True) >= after_requests
-        return bool(self.live.challengers)
+            return self.v2 in self.serving and self.count(self.v2, True) >= after_requests \
+                and not self.live.guard_version
+        return bool(self.live.challengers and self.live.challengers[0].outcome)
 
     def row(self) -> dict[str, str]:
         """This model's row of the summary table."""
