@@ -12,7 +12,7 @@ from mlops.bus import MemoryBus
 from mlops.contracts import models_pb2
 from mlops.topics import EVENTS_DLQ, LABELS, MODEL_PROMOTED, PREDICTIONS, RAW_EVENTS, RETRAIN_REQUESTED
 from mlops_tools.demo import DemoConfig, DemoResult, ModelLoop
-from mlops_tools.demo.challengers import Challenger
+from mlops_tools.demo.challengers import Challenger, LiveVerdict
 from mlops_tools.demo.loop import Stream, Traffic
 from mlops_tools.demo.timeline import Timeline
 from mlops_tools.demo.watch import watch
@@ -126,6 +126,11 @@ def test_a_stream_ends_early_once_done_is_set_and_its_labels_still_go_out() -> N
     assert not DemoConfig().end_when_done  # `mlops demo` streams every record
 
 
+def _verdict(version: str, verdict: str) -> LiveVerdict:
+    return LiveVerdict(5.0, f"sea/1/{version}/shadow", "shadow", verdict, "1", version, "accuracy", 0.9, 0.8, -0.1,
+                       -0.2, -0.01, 150, "paired mSPRT", 0.95, "")
+
+
 def _drifted_loop() -> ModelLoop:
     r = ModelLoop("sea", drift_at=20)
     r.drift_t_s = 1.0
@@ -148,6 +153,9 @@ def test_a_loop_is_done_once_the_new_version_served_enough_post_drift_prediction
     r.live.guard_version = "1"  # the previous champion still guards it: the guard's verdict is due
     assert not r.done(2)
     r.live.guard_version = ""  # judged (keep), or replaced by a later retrain's challenger (still undecided)
+    r.live.challengers.append(Challenger("2", "shadow", 1.0, 3.0, outcome="promoted"))
+    assert not r.done(2)  # on a live rollout: the verdict that promoted it has not come in yet
+    r.live.challengers[0].verdict = _verdict("2", "promote")
     r.live.challengers.append(Challenger("3", "shadow", 1.0, 9.0))
     assert r.done(2)
 
@@ -157,6 +165,8 @@ def test_a_loop_with_a_live_rollout_is_done_once_the_drifts_challenger_is_decide
     r.live.challengers.append(Challenger("2", "shadow", 1.0, 3.0))
     assert not r.done(2)  # judging
     r.live.challengers[0].outcome = "retired"
+    assert not r.done(2)  # the verdict that retired it has not come in yet
+    r.live.challengers[0].verdict = _verdict("2", "retire")
     assert r.done(2)
     r.live.challengers.append(Challenger("3", "shadow", 1.0, 9.0))
     assert r.done(2)  # a later retrain's challenger is another story

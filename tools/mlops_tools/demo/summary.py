@@ -129,9 +129,12 @@ class ModelLoop:
         if self.drift_t_s is None:
             return False
         if self.v2 is not None:
+            c = self.live.challenger(self.v2)  # on a live rollout, the verdict that promoted it
             return self.v2 in self.serving and self.count(self.v2, True) >= after_requests \
-                and not self.live.guard_version
-        return bool(self.live.challengers and self.live.challengers[0].outcome)
+                and not self.live.guard_version and (c is None or c.verdict is not None)
+        # its verdict too: verdicts and announcements come on topics of their own, in either order
+        first = self.live.challengers[0] if self.live.challengers else None
+        return first is not None and bool(first.outcome) and first.verdict is not None
 
     def row(self) -> dict[str, str]:
         """This model's row of the summary table."""
