@@ -10,8 +10,9 @@ holdout (the episode); back on normal traffic the verdict retires it, audited, a
 Both: 0 failed requests through every switch. Sized for a busy machine (a training took 35-60 s on two shared
 cores): the drift comes once the monitor is armed (from record 4,000 on), and 24,000 records leave room after it
 for detection, a retrain (two, when the first alarm came too early in the episode and its candidate is refused) and
-the verdict; the streams end once the story is told (`end_when_done`: every challenger decided, the guard's verdict
-in, a promoted version serving), not after all of them.
+the verdict; the streams end once the story is told (`end_when_done`: the drift's challenger decided with its
+verdict; a promoted one serving, its guard judged, replaced, or 1,000 mirrored requests without a rollback), not
+after all of them.
 Every service process is stopped by the fixture, pass or fail. Run with -s to see the timelines and the figures.
 """
 

@@ -67,6 +67,9 @@ class DemoConfig:
     # after `records`; the end-to-end tests' claims need no more, `mlops demo` streams them all
     end_when_done: bool = False
     done_after_requests: int = 200
+    # a guard still undecided after mirroring this many requests (twice the shadow definitions' guard_labels)
+    # does not hold the end back: it did not roll the promotion back in that time
+    done_guard_rows: int = 1_000
 
     @property
     def examples(self) -> tuple[str, ...]:

@@ -120,18 +120,20 @@ class ModelLoop:
             return False
         return len(self.gate) + len(self.training_failures) <= self.outcomes_at_detection
 
-    def done(self, after_requests: int) -> bool:
+    def done(self, after_requests: int, guard_rows: int) -> bool:
         """The loop has told its story: after the drift, the new version serves and has answered `after_requests`
-        predictions scored on post-drift records (the figures compare it with v1 on them), with the guard of its
-        promotion (on a live rollout) judged or replaced; or — no new version — the drift's challenger (the
-        first) is decided: a worse one, retired. A later retrain's challenger is not part of that story. A run
-        without a drift is never done early."""
+        predictions scored on post-drift records (the figures compare it with v1 on them) — on a live rollout with
+        the verdict that promoted it in, and the guard of its promotion judged, replaced, or still undecided
+        after mirroring `guard_rows` requests (it did not roll back in that time); or — no new version — the
+        drift's challenger (the first) is decided, with its verdict in: a worse one, retired. A later retrain's
+        challenger is not part of that story. A run without a drift is never done early."""
         if self.drift_t_s is None:
             return False
         if self.v2 is not None:
-            c = self.live.challenger(self.v2)  # on a live rollout, the verdict that promoted it
-            return self.v2 in self.serving and self.count(self.v2, True) >= after_requests \
-                and not self.live.guard_version and (c is None or c.verdict is not None)
+            c = self.live.challenger(self.v2)
+            guarded = bool(self.live.guard_version) and (c is None or c.guard_rows < guard_rows)
+            return self.v2 in self.serving and self.count(self.v2, True) >= after_requests and not guarded \
+                and (c is None or c.verdict is not None)
         # its verdict too: verdicts and announcements come on topics of their own, in either order
         first = self.live.challengers[0] if self.live.challengers else None
         return first is not None and bool(first.outcome) and first.verdict is not None
