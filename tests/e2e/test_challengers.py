@@ -8,8 +8,11 @@ verdict promotes it on at most 500 labelled predictions with an interval above 0
 to. Worse challenger: a transient episode, so the retrain's candidate passes the offline gate on an unrepresentative
 holdout (the episode); back on normal traffic the verdict retires it, audited, and it never serves as champion.
 Both: 0 failed requests through every switch. Sized for a busy machine (a training took 35-60 s on two shared
-cores): the drift waits until the monitor is armed, and 24,000 records leave room after it for detection, a
-retrain (two, when the first alarm came too early in the episode and its candidate is refused) and the verdict.
+cores): the drift comes once the monitor is armed (from record 4,000 on), and 24,000 records leave room after it
+for detection, a retrain (two, when the first alarm came too early in the episode and its candidate is refused) and
+the verdict; the streams end once the story is told (`end_when_done`: the drift's challenger decided with its
+verdict; a promoted one serving, its guard judged, replaced, or 1,000 mirrored requests without a rollback), not
+after all of them.
 Every service process is stopped by the fixture, pass or fail. Run with -s to see the timelines and the figures.
 """
 
@@ -79,7 +82,8 @@ def _audit(demo: Demo) -> list[models_pb2.ChallengerVerdict]:
 
 def test_a_better_challenger_is_shadowed_judged_on_live_labels_and_promoted(
         demo_factory: Callable[..., Demo]) -> None:
-    demo = demo_factory("better", records=24_000, drift_at=8_000, shadow=True, wait_for_monitor=True, v2_wait_s=60.0)
+    demo = demo_factory("better", records=24_000, drift_at=4_000, shadow=True, wait_for_monitor=True, v2_wait_s=60.0,
+                        end_when_done=True)
     _, r = _run(demo)
     assert r.detections and r.false_alarms == 0, "the drift was not detected (or a false alarm came first)"
     assert r.live.challengers, f"no challenger announced after the drift: gate {r.gate}"
@@ -108,8 +112,8 @@ def test_a_better_challenger_is_shadowed_judged_on_live_labels_and_promoted(
 
 def test_a_worse_challenger_passes_the_offline_gate_and_is_retired_on_live_traffic(
         demo_factory: Callable[..., Demo]) -> None:
-    demo = demo_factory("worse", records=24_000, drift_at=8_000, worse_challenger=True, shadow=True,
-                        wait_for_monitor=True, v2_wait_s=60.0)
+    demo = demo_factory("worse", records=24_000, drift_at=4_000, worse_challenger=True, shadow=True,
+                        wait_for_monitor=True, v2_wait_s=60.0, end_when_done=True)
     _, r = _run(demo)
     v1 = r.v1
     assert v1 is not None and r.detections, "the episode was not detected"

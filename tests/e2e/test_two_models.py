@@ -78,7 +78,8 @@ def _changed_delivery(tmp_path: Path, model_reads_it: bool) -> Path:
 @pytest.mark.parametrize("model_reads_it", [False, True], ids=["view", "model"])
 def test_a_view_change_mid_stream_keeps_the_old_model_serving_and_trains_the_new_version(
         demo_factory: Callable[..., Demo], tmp_path: Path, model_reads_it: bool) -> None:
-    demo = demo_factory("change", example="delivery", records=10_000, drift_at=6_000, v2_wait_s=90.0)
+    demo = demo_factory("change", example="delivery", records=10_000, drift_at=6_000, v2_wait_s=90.0,
+                        end_when_done=True)
     demo.start()
     assert demo.traffic is not None
     stream, bus = demo.traffic.streams["delivery_time"], demo.traffic.bus
@@ -103,15 +104,21 @@ def test_a_view_change_mid_stream_keeps_the_old_model_serving_and_trains_the_new
     v1, v2 = r.v1, r.v2
     assert v1 is not None and r.count(v1, True) > 0, "the old model did not keep serving after the change"
     assert v2 is not None and v2 != v1 and v2 in r.serving, f"no version trained on the new view served: {r.gate}"
+    def versions() -> list[tuple[int, list[str]]]:
+        return [(c.lineage.feature_set_version, list(c.feature_names)) for c in candidates]
+
+    def trained_on_the_new_view() -> bool:
+        return any(v == 2 and (f"customer_orders.{NEW_FEATURE}" in names) == model_reads_it
+                   for v, names in versions()[1:])
+
     follower = TopicFollower(bus, [MODEL_CANDIDATES], client_id="e2e-candidates", start="beginning")
     candidates: list[models_pb2.ModelCandidate] = []
-    try:
-        for _ in range(20):
+    deadline = time.monotonic() + 10
+    try:  # every candidate from the start, until the one trained on the new view is among them (or 10 s passed)
+        while not trained_on_the_new_view() and time.monotonic() < deadline:
             candidates += [m for _, m in follower.poll(0.5)]
     finally:
         follower.close()
-    versions = [(c.lineage.feature_set_version, list(c.feature_names)) for c in candidates]
-    assert versions[0][0] == 1 and f"customer_orders.{NEW_FEATURE}" not in versions[0][1]
-    assert any(v == 2 and (f"customer_orders.{NEW_FEATURE}" in names) == model_reads_it
-               for v, names in versions[1:]), versions
+    assert versions()[0][0] == 1 and f"customer_orders.{NEW_FEATURE}" not in versions()[0][1]
+    assert trained_on_the_new_view(), versions()
     assert [rev.number for rev in read_revisions(bus, client_id="e2e")] == [1, 2]

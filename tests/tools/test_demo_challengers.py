@@ -286,3 +286,32 @@ def test_the_episode_ends_when_its_candidate_goes_on_live_traffic_not_when_one_i
     assert traffic.episode_over.wait(10)
     traffic.stop.set()
     watcher.join(5)
+
+
+def test_a_newer_challenger_ends_the_guard_of_a_promotion() -> None:
+    bus, out = MemoryBus(), io.StringIO()
+    traffic = _traffic(out, bus)
+    r = traffic.streams["sea"].loop
+    p = bus.producer(client_id="test")
+    promoted = bus.topic(MODEL_PROMOTED)
+    p.send(promoted, models_pb2.ModelPromoted(model_name="sea", version="2", previous_version="1",
+                                              action="promote"), key="sea")
+    p.send(promoted, models_pb2.ModelPromoted(model_name="sea", version="1", action="promote", role="guard",
+                                              traffic_fraction=1.0), key="sea/challenger")
+    p.flush()
+    watcher = threading.Thread(target=watch, args=(traffic,), daemon=True)
+    watcher.start()
+    deadline = time.monotonic() + 10
+    while not r.live.guard_version and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert r.live.guard_version == "1"
+    # the registry's one second version per model: a later retrain's challenger takes the guard's place (no retire
+    # announcement for the guard)
+    p.send(promoted, models_pb2.ModelPromoted(model_name="sea", version="3", action="promote", role="shadow",
+                                              traffic_fraction=1.0), key="sea/challenger")
+    p.flush()
+    while not any(c.version == "3" for c in r.live.challengers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    traffic.stop.set()
+    watcher.join(5)
+    assert [c.version for c in r.live.challengers] == ["3"] and r.live.guard_version == ""

@@ -6,12 +6,14 @@ from __future__ import annotations
 import io
 import threading
 import time
+from typing import Any
 
 from mlops.bus import MemoryBus
 from mlops.contracts import models_pb2
 from mlops.topics import EVENTS_DLQ, LABELS, MODEL_PROMOTED, PREDICTIONS, RAW_EVENTS, RETRAIN_REQUESTED
-from mlops_tools.demo import DemoConfig, DemoResult
-from mlops_tools.demo.loop import Traffic
+from mlops_tools.demo import DemoConfig, DemoResult, ModelLoop
+from mlops_tools.demo.challengers import Challenger, LiveVerdict
+from mlops_tools.demo.loop import Stream, Traffic
 from mlops_tools.demo.timeline import Timeline
 from mlops_tools.demo.watch import watch
 
@@ -104,3 +106,72 @@ def test_two_examples_stream_side_by_side_and_outcomes_go_to_their_own_model() -
     assert delivery.loop.value("1", drifted) == 4.0 and delivery.loop.metric == "MAE"
     assert traffic.streams["sea"].loop.promoted == [] and "[delivery_time] v1 promoted" in out.getvalue()
     assert "MAE" in result.table()
+
+
+def test_a_stream_ends_early_once_done_is_set_and_its_labels_still_go_out() -> None:
+    bus, out = MemoryBus(), io.StringIO()
+    traffic = _traffic(bus, out)
+    on_produced = traffic._on_produced
+
+    def tenth_ends_it(s: Stream, rec: Any) -> None:  # what Demo._loop does once every loop is done
+        on_produced(s, rec)
+        if rec.index == 9:
+            traffic.done.set()
+
+    traffic._on_produced = tenth_ends_it  # type: ignore[method-assign]
+    traffic.stream()
+    assert (traffic.produced, traffic.labels) == (10, 10)
+    assert len(bus.records(bus.topic(LABELS))) == 10
+    assert "stream done: 10 records, 10 labels (ended early" in out.getvalue()
+    assert not DemoConfig().end_when_done  # `mlops demo` streams every record
+
+
+def _verdict(version: str, verdict: str) -> LiveVerdict:
+    return LiveVerdict(5.0, f"sea/1/{version}/shadow", "shadow", verdict, "1", version, "accuracy", 0.9, 0.8, -0.1,
+                       -0.2, -0.01, 150, "paired mSPRT", 0.95, "")
+
+
+def _drifted_loop() -> ModelLoop:
+    r = ModelLoop("sea", drift_at=20)
+    r.drift_t_s = 1.0
+    r.promoted.append((0.5, "1"))
+    return r
+
+
+def test_a_loop_is_done_once_the_new_version_served_enough_post_drift_predictions() -> None:
+    assert not ModelLoop("sea", drift_at=None).done(2, 3)  # a control run: never early
+    r = _drifted_loop()
+    assert not r.done(2, 3)  # drift, no new version yet
+    r.promoted.append((5.0, "2"))
+    assert not r.done(2, 3)  # promoted, not serving
+    r.serving["2"] = 6.0
+    r.add("2", True, 1.0, 1.0)
+    r.add("2", False, 1.0, 1.0)  # a pre-drift record does not count
+    assert not r.done(2, 3)
+    r.add("2", True, 0.0, 1.0)
+    assert r.done(2, 3)
+    r.live.challengers.append(Challenger("2", "shadow", 1.0, 3.0, outcome="promoted"))
+    assert not r.done(2, 3)  # on a live rollout: the verdict that promoted it has not come in yet
+    r.live.challengers[0].verdict = _verdict("2", "promote")
+    assert r.done(2, 3)
+    r.live.guard_version = "1"  # the previous champion guards it: the guard's verdict is due
+    r.live.challengers[0].guard_rows = 2
+    assert not r.done(2, 3)
+    r.live.challengers[0].guard_rows = 3  # undecided after mirroring 3 requests: it did not roll back
+    assert r.done(2, 3)
+    r.live.challengers[0].guard_rows = 0
+    r.live.guard_version = ""  # judged (keep), or replaced by a later retrain's challenger (still undecided)
+    r.live.challengers.append(Challenger("3", "shadow", 1.0, 9.0))
+    assert r.done(2, 3)
+
+
+def test_a_loop_with_a_live_rollout_is_done_once_the_drifts_challenger_is_decided() -> None:
+    r = _drifted_loop()
+    r.live.challengers.append(Challenger("2", "shadow", 1.0, 3.0))
+    assert not r.done(2, 3)  # judging
+    r.live.challengers[0].outcome = "retired"
+    assert not r.done(2, 3)  # the verdict that retired it has not come in yet
+    r.live.challengers[0].verdict = _verdict("2", "retire")
+    assert r.done(2, 3)
+    r.live.challengers.append(Challenger("3", "shadow", 1.0, 9.0))
+    assert r.done(2, 3)  # a later retrain's challenger is another story

@@ -8,7 +8,7 @@ it is promoted. `worse_challenger` turns
 the drift into a transient episode (concept only, no covariate shift) that ends once a retrain it causes has put
 its candidate on live traffic: that candidate's training window and holdout are the episode, an unrepresentative
 sample on which it beats the champion offline, so it passes the gate — and live traffic, back to normal, retires
-it."""
+it. `end_when_done` ends the streams once the story is complete (the tests)."""
 
 from __future__ import annotations
 
@@ -62,6 +62,14 @@ class DemoConfig:
     # the drift waits, from `drift_at` on, until the monitor is armed (v1 has answered monitor_min_records
     # requests), at most halfway to the end: a slow bootstrap on a busy machine would leave it unwatched
     wait_for_monitor: bool = False
+    # the streams end as soon as every model's loop has told its story (ModelLoop.done: the new version serves and
+    # has answered `done_after_requests` post-drift predictions, or every live challenger is decided) instead of
+    # after `records`; the end-to-end tests' claims need no more, `mlops demo` streams them all
+    end_when_done: bool = False
+    done_after_requests: int = 200
+    # a guard still undecided after mirroring this many requests (twice the shadow definitions' guard_labels)
+    # does not hold the end back: it did not roll the promotion back in that time
+    done_guard_rows: int = 1_000
 
     @property
     def examples(self) -> tuple[str, ...]:

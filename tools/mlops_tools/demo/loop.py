@@ -60,6 +60,7 @@ class Traffic:
     streams: dict[str, Stream] = field(default_factory=dict)  # model name → its stream
     request_times: list[float] = field(default_factory=list)
     episode_over: threading.Event = field(default_factory=threading.Event)  # worse_challenger: back to normal
+    done: threading.Event = field(default_factory=threading.Event)  # end_when_done: every loop's story is told
 
     def __post_init__(self) -> None:
         run = uuid.uuid4().hex[:8]
@@ -100,16 +101,26 @@ class Traffic:
                                   interval_ms=cfg.event_interval_ms or s.example.interval_ms(cfg.records))
         options = ProduceOptions(rate=cfg.rate, label_delay_ms=cfg.label_delay_ms)
         placed = cfg.drift_at is not None and (cfg.worse_challenger or cfg.wait_for_monitor)
-        records = self._drifting(s, config) if placed else None  # else the generator's own, byte for byte
+        # else the generator's own, byte for byte (what produce() would generate)
+        records = self._drifting(s, config) if placed else s.example.generate(config)
         try:
             produce(config, options=options, bus=self.bus, on_record=lambda rec: self._on_produced(s, rec),
-                    counts=s.counts, stop=self.stop, example=s.example.name, records=records)
+                    counts=s.counts, stop=self.stop, example=s.example.name, records=self._until_done(records))
             s.loop.records_produced, s.loop.labels_sent = s.counts["events"], s.counts["labels"]
             if not self.stop.is_set():
-                self.say(s, f"stream done: {s.counts['events']} records, {s.counts['labels']} labels")
+                early = " (ended early: every loop's story is told)" if self.done.is_set() else ""
+                self.say(s, f"stream done: {s.counts['events']} records, {s.counts['labels']} labels{early}")
         except Exception as exc:
             self.result.error = f"producer ({s.example.name}): {type(exc).__name__}: {exc}"
             self.stop.set()
+
+    def _until_done(self, records: Iterator[Any]) -> Iterator[Any]:
+        """The records until `done` is set (end_when_done); produce() then sends the labels still due and flushes,
+        as at the end of a stream."""
+        for rec in records:
+            if self.done.is_set():
+                return
+            yield rec
 
     def _drifting(self, s: Stream, config: Any) -> Iterator[Any]:
         """The stream with its drift placed by the run: from `drift_at` on — or, with `wait_for_monitor`, from the

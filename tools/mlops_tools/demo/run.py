@@ -28,6 +28,7 @@ import threading
 import time
 import urllib.request
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TextIO
 
@@ -43,7 +44,7 @@ from mlops_tools.cli.services_cmd import (
 from mlops_tools.demo.config import DemoConfig
 from mlops_tools.demo.loop import Traffic
 from mlops_tools.demo.ops import DemoOps
-from mlops_tools.demo.summary import DemoResult, ModelLoop
+from mlops_tools.demo.summary import DemoResult
 from mlops_tools.demo.timeline import Timeline
 from mlops_tools.demo.watch import watch
 from mlops_tools.examples import EXAMPLES_DIR, apply_definitions
@@ -255,6 +256,10 @@ class Demo:
         while any(t.is_alive() for t in [*boots, *streams.values()]):
             if failed:
                 raise failed[0]
+            if cfg.end_when_done and not traffic.done.is_set() and \
+                    all(lp.done(cfg.done_after_requests, cfg.done_guard_rows) for lp in self.result.loops.values()):
+                traffic.done.set()
+                self.timeline.event("the loop's story is told (end_when_done): ending the streams")
             traffic.show_status()
             time.sleep(0.5)
         if failed:
@@ -263,24 +268,13 @@ class Demo:
             # a live judgement needs labels, and the last ones come label_delay after the last record
             deadline, labels_end = time.monotonic() + cfg.v2_wait_s, time.monotonic() + cfg.label_delay_ms / 1000 + 5
             while time.monotonic() < deadline and not self._stop.is_set():
-                if not any(self._pending(lp) or (lp.live.judging and time.monotonic() < labels_end)
+                if not any(lp.pending or (lp.live.judging and time.monotonic() < labels_end)
                            for lp in self.result.loops.values()):
                     break
                 traffic.show_status()
                 time.sleep(0.5)
         time.sleep(min(3.0, cfg.label_delay_ms / 1000 + 1))  # the last predictions reach the watcher
         self._stop.set()
-
-    @staticmethod
-    def _pending(r: ModelLoop) -> bool:
-        """An outcome is still due: a retrain requested after the drift whose candidate the gate has not decided
-        yet (an outcome before the last detection does not count), or v2 promoted but not served yet (a
-        challenger's live judgement is waited for apart: it needs labels)."""
-        if r.v2 is not None:
-            return r.v2 not in r.serving
-        if r.live.challengers or r.loop_time_s is not None or not r.detections:
-            return False
-        return len(r.gate) + len(r.training_failures) <= r.outcomes_at_detection
 
     # --- stop -----------------------------------------------------------------------------------------------------
     def close(self) -> None:
@@ -290,8 +284,9 @@ class Demo:
             t.join(5)
         if self.ops is not None:
             self.ops.drop_targets()
-        for _name, proc in reversed(self._started_procs):
-            proc.stop(timeout=15)
+        # all at once: each takes its own seconds to drain and leave its consumer group, and none waits for another
+        with ThreadPoolExecutor(max_workers=max(1, len(self._started_procs))) as pool:
+            list(pool.map(lambda named: named[1].stop(timeout=15), reversed(self._started_procs)))
         self._started_procs.clear()
         for name in self._stack_started:
             getattr(self._stack, name).stop()

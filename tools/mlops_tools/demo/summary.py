@@ -109,6 +109,35 @@ class ModelLoop:
             return None
         return self.serving[v2] - self.drift_t_s
 
+    @property
+    def pending(self) -> bool:
+        """An outcome is still due: a retrain requested after the drift whose candidate the gate has not decided
+        yet (an outcome before the last detection does not count), or v2 promoted but not served yet (a
+        challenger's live judgement is waited for apart: it needs labels)."""
+        if self.v2 is not None:
+            return self.v2 not in self.serving
+        if self.live.challengers or self.loop_time_s is not None or not self.detections:
+            return False
+        return len(self.gate) + len(self.training_failures) <= self.outcomes_at_detection
+
+    def done(self, after_requests: int, guard_rows: int) -> bool:
+        """The loop has told its story: after the drift, the new version serves and has answered `after_requests`
+        predictions scored on post-drift records (the figures compare it with v1 on them) — on a live rollout with
+        the verdict that promoted it in, and the guard of its promotion judged, replaced, or still undecided
+        after mirroring `guard_rows` requests (it did not roll back in that time); or — no new version — the
+        drift's challenger (the first) is decided, with its verdict in: a worse one, retired. A later retrain's
+        challenger is not part of that story. A run without a drift is never done early."""
+        if self.drift_t_s is None:
+            return False
+        if self.v2 is not None:
+            c = self.live.challenger(self.v2)
+            guarded = bool(self.live.guard_version) and (c is None or c.guard_rows < guard_rows)
+            return self.v2 in self.serving and self.count(self.v2, True) >= after_requests and not guarded \
+                and (c is None or c.verdict is not None)
+        # its verdict too: verdicts and announcements come on topics of their own, in either order
+        first = self.live.challengers[0] if self.live.challengers else None
+        return first is not None and bool(first.outcome) and first.verdict is not None
+
     def row(self) -> dict[str, str]:
         """This model's row of the summary table."""
         v1, v2 = self.v1 or "1", self.v2

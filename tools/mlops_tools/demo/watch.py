@@ -139,6 +139,7 @@ def _on_promoted(traffic: Traffic, s: Stream, m: Any) -> None:
                               "(rolled back to it if the new one is worse on live labels)")
         else:
             r.live.rollout = f"{m.role} {m.traffic_fraction * 100:g} %"
+            r.live.guard_version = ""  # the model's second version: a new challenger ends the guard's role
             for earlier in r.live.challengers:  # one challenger per model: a newer one replaces it
                 if not earlier.outcome:
                     earlier.outcome, earlier.outcome_t_s = "replaced", now
