@@ -97,11 +97,22 @@ def bus(request: pytest.FixtureRequest) -> Bus:
     return KafkaBus(factory(definitions=None))
 
 
+# folders whose tests each run a whole platform (the six services as processes): under pytest-xdist they take turns
+# on one worker, so two of them never share the two cores (tests/README.md, "Where the time goes")
+PLATFORM_FOLDERS = ("tests/e2e/", "tests/chaos/")
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # tests that use the stack are integration tests, whatever their module says
+    workers = hasattr(config, "workerinput")  # a pytest-xdist worker, run with --dist loadgroup (./mlops test)
     for item in items:
+        # tests that use the stack are integration tests, whatever their module says
         if "stack" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.integration)
+        if workers:  # a module stays on one worker (its module fixtures start once); platforms share one
+            path = item.nodeid.split("::")[0]
+            group = "platforms" if path.startswith(PLATFORM_FOLDERS) else path
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 def in_ci() -> bool:

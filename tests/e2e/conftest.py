@@ -17,9 +17,11 @@ def demo_factory(stack: Stack, tmp_path: Path) -> Iterator[Callable[..., Demo]]:
     demos: list[Demo] = []
 
     def make(name: str, **overrides: object) -> Demo:
-        # no Prometheus/Jaeger: the loop's figures, not the operators' tools (tests/observability covers those)
+        # no Prometheus/Jaeger: the loop's figures, not the operators' tools (tests/observability covers those);
+        # 150 records/s and 100 requests/s instead of the demo's 100 and 50: the loop's steps are counted in
+        # records and requests (warm-up, windows, post-drift predictions), so its story takes fewer seconds
         settings = {"default_ports": False, "ops": False, "process_dir": tmp_path / name,
-                    "run_dir": tmp_path / name / "run"} | overrides
+                    "run_dir": tmp_path / name / "run", "rate": 150.0, "predict_rate": 100.0} | overrides
         cfg = DemoConfig(**settings)  # type: ignore[arg-type]
         demo = Demo(cfg, out=sys.stdout)
         demos.append(demo)

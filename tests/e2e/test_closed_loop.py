@@ -15,9 +15,9 @@ from mlops_tools.demo import Demo, DemoResult, ModelLoop
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.timeout(360)]
 
-DRIFT_AT = 4_500
+DRIFT_AT = 2_000  # at the earliest: the drift waits until the monitor is armed
 # drift point → the monitor's RetrainRequest, in records streamed since the drift (the seconds are printed, not
-# asserted: wall-clock targets belong to loadtests/); 2,500 of the 3,000 after the drift leave room for v2 to serve
+# asserted: wall-clock targets belong to loadtests/)
 MAX_DETECTION_DELAY_RECORDS = 2_500
 
 
@@ -41,11 +41,13 @@ def _logs_on_failure(demo: Demo) -> str:
 
 
 def test_drift_is_detected_retrained_promoted_and_served(demo_factory: Callable[..., Demo]) -> None:
-    demo = demo_factory("drift", records=7_500, drift_at=DRIFT_AT)
+    # the drift from record 2,000 on, once the monitor is armed; the streams end once v2 has answered 200
+    # post-drift predictions (end_when_done), at most after 12,000 records
+    demo = demo_factory("drift", records=12_000, drift_at=DRIFT_AT, wait_for_monitor=True, end_when_done=True)
     result = demo.run()
     _report("drift", result)
     assert not result.error and not result.interrupted, result.error + "\n" + _logs_on_failure(demo)
-    assert result.records_produced == 7_500 and result.dlq == 0
+    assert result.dlq == 0
     r: ModelLoop = result.loop("sea")
     assert r.false_alarms == 0, "the monitor asked for a retrain before the drift"
     assert r.detections, "the drift was not detected"
@@ -57,7 +59,7 @@ def test_drift_is_detected_retrained_promoted_and_served(demo_factory: Callable[
     assert v2 in r.serving, "v2 was promoted but never answered a request"
     acc_v1_post, acc_v2_post = r.value(v1, True), r.value(v2, True)
     assert acc_v1_post is not None and acc_v2_post is not None
-    assert r.count(v2, True) >= 100
+    assert r.count(v2, True) >= demo.cfg.done_after_requests
     assert acc_v2_post > acc_v1_post, f"v2 {acc_v2_post:.3f} is not better than v1 {acc_v1_post:.3f} after the drift"
     assert r.value(v1, False) is not None and r.value(v1, False) > acc_v1_post  # the drift hurt v1
     assert r.failed_requests == 0, r.last_error
@@ -65,14 +67,16 @@ def test_drift_is_detected_retrained_promoted_and_served(demo_factory: Callable[
 
 
 def test_no_drift_no_retrain(demo_factory: Callable[..., Demo]) -> None:
-    demo = demo_factory("control", records=6_000, drift_at=None)
+    # the streams end once v1 has answered the monitor's warm-up and two of its windows more (end_when_done), at
+    # most after 8,000 records
+    demo = demo_factory("control", records=8_000, drift_at=None, end_when_done=True)
     result = demo.run()
     _report("control", result)
     assert not result.error and not result.interrupted, result.error + "\n" + _logs_on_failure(demo)
     r = result.loop("sea")
     assert r.v1 is not None and r.v1 in r.serving
-    # the monitor was armed (past its warm-up) for part of the run, so "no retrain" means something
-    assert r.requests > demo.cfg.monitor_min_records
+    # the monitor was armed (past its warm-up) for two of its windows, so "no retrain" means something
+    assert r.count(r.v1, False) >= demo.cfg.watched_requests > demo.cfg.monitor_min_records
     assert r.monitor_requests == 0 and r.false_alarms == 0 and r.retrains == 0
     assert r.failed_requests == 0, r.last_error
     assert r.value(r.v1, False) is not None and r.value(r.v1, False) > 0.9

@@ -106,11 +106,13 @@ def test_refused_clients_get_a_clear_error(secure_stack: Stack, change: dict[str
     bad = secure_stack.kafka_settings().model_copy(update=change)
     with pytest.raises(BusError, match=f"refused SASL user 'mlops'.*{says}"):
         wait_for_broker(bad, timeout=60)
-    # the queued record expires soon after the test: the client stops retrying once it is gone
     producer = Producer(bad, client_id="refused", extra={"message.timeout.ms": 5000})
     producer.send("anything", b"x")
     with pytest.raises(BusError, match="refused SASL user 'mlops'"):
         producer.flush(60)
+    # the queued record expires 5 s after it was sent; until its delivery report is served the client holds on
+    # (and retries the broker for the rest of the session)
+    assert wait_until(lambda: producer.poll(0.2) >= 0 and len(producer) == 0, timeout=60)
     consumer = Consumer(bad, group_id="refused", topics=["anything"], client_id="refused")
     try:
         with pytest.raises(BusError, match="refused SASL user 'mlops'"):

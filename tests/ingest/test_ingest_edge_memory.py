@@ -117,7 +117,7 @@ def test_nothing_is_consumed_until_definitions_declare_a_source() -> None:
     producer.flush()
     settings = IngestSettings(group_id="ingest-waits", poll_timeout_s=0.05)
     with running(bus, settings) as ingest:
-        time.sleep(0.5)
+        assert wait_until(ingest.follower.alive)  # it read the definitions topic to its end: no revision
         assert not ingest.ready and ingest.revision is None and ingest.consumer is None
         assert events(bus) == [] and committed(bus, settings.group_id, bus.topic(RAW_EVENTS)) == 0
         apply(bus, SEA)  # the records waited in the topic

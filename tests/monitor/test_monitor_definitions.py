@@ -107,7 +107,7 @@ def test_nothing_is_read_before_a_revision_then_everything_is(running):
     bus = MemoryBus(partitions=1)
     send(bus, sea_samples(100, None))
     r = running(bus)
-    time.sleep(0.5)
+    r.until(r.service.follower.alive)  # it read the definitions topic to its end: no revision
     assert r.service.monitor.predictions == 0 and not r.service.ready()  # records wait in Kafka
     apply_definitions(bus, SEA)
     r.handled(200)

@@ -152,7 +152,7 @@ def test_the_watcher_shows_shadow_verdict_promotion_guard_and_audit_with_the_req
     watcher = threading.Thread(target=watch, args=(traffic,), daemon=True)
     watcher.start()
     deadline = time.monotonic() + 10
-    while r.live.judging or len(r.live.verdicts) < 2 and time.monotonic() < deadline:
+    while (r.live.judging or len(r.live.verdicts) < 2) and time.monotonic() < deadline:
         time.sleep(0.05)
     traffic.stop.set()
     watcher.join(5)

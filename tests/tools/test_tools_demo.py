@@ -139,39 +139,52 @@ def _drifted_loop() -> ModelLoop:
 
 
 def test_a_loop_is_done_once_the_new_version_served_enough_post_drift_predictions() -> None:
-    assert not ModelLoop("sea", drift_at=None).done(2, 3)  # a control run: never early
     r = _drifted_loop()
-    assert not r.done(2, 3)  # drift, no new version yet
+    assert not r.done(2, 3, 4)  # drift, no new version yet
     r.promoted.append((5.0, "2"))
-    assert not r.done(2, 3)  # promoted, not serving
+    assert not r.done(2, 3, 4)  # promoted, not serving
     r.serving["2"] = 6.0
     r.add("2", True, 1.0, 1.0)
     r.add("2", False, 1.0, 1.0)  # a pre-drift record does not count
-    assert not r.done(2, 3)
+    assert not r.done(2, 3, 4)
     r.add("2", True, 0.0, 1.0)
-    assert r.done(2, 3)
+    assert r.done(2, 3, 4)
     r.live.challengers.append(Challenger("2", "shadow", 1.0, 3.0, outcome="promoted"))
-    assert not r.done(2, 3)  # on a live rollout: the verdict that promoted it has not come in yet
+    assert not r.done(2, 3, 4)  # on a live rollout: the verdict that promoted it has not come in yet
     r.live.challengers[0].verdict = _verdict("2", "promote")
-    assert r.done(2, 3)
+    assert r.done(2, 3, 4)
     r.live.guard_version = "1"  # the previous champion guards it: the guard's verdict is due
     r.live.challengers[0].guard_rows = 2
-    assert not r.done(2, 3)
+    assert not r.done(2, 3, 4)
     r.live.challengers[0].guard_rows = 3  # undecided after mirroring 3 requests: it did not roll back
-    assert r.done(2, 3)
+    assert r.done(2, 3, 4)
     r.live.challengers[0].guard_rows = 0
     r.live.guard_version = ""  # judged (keep), or replaced by a later retrain's challenger (still undecided)
     r.live.challengers.append(Challenger("3", "shadow", 1.0, 9.0))
-    assert r.done(2, 3)
+    assert r.done(2, 3, 4)
+
+
+def test_a_control_run_is_done_once_v1_answered_the_watched_requests_without_a_retrain() -> None:
+    r = ModelLoop("sea", drift_at=None)
+    assert not r.done(2, 3, 4)  # nothing served yet
+    r.promoted.append((0.5, "1"))
+    for _ in range(3):
+        r.add("1", False, 1.0, 1.0)
+    assert not r.done(2, 3, 4)  # 3 of the 4 watched requests
+    r.add("1", False, 0.0, 1.0)
+    assert r.done(2, 3, 4)
+    r.monitor_requests = 1  # a false alarm: the run goes on to its end, and the test says so
+    assert not r.done(2, 3, 4)
+    assert DemoConfig(monitor_min_records=1_000, monitor_window=500).watched_requests == 2_000
 
 
 def test_a_loop_with_a_live_rollout_is_done_once_the_drifts_challenger_is_decided() -> None:
     r = _drifted_loop()
     r.live.challengers.append(Challenger("2", "shadow", 1.0, 3.0))
-    assert not r.done(2, 3)  # judging
+    assert not r.done(2, 3, 4)  # judging
     r.live.challengers[0].outcome = "retired"
-    assert not r.done(2, 3)  # the verdict that retired it has not come in yet
+    assert not r.done(2, 3, 4)  # the verdict that retired it has not come in yet
     r.live.challengers[0].verdict = _verdict("2", "retire")
-    assert r.done(2, 3)
+    assert r.done(2, 3, 4)
     r.live.challengers.append(Challenger("3", "shadow", 1.0, 9.0))
-    assert r.done(2, 3)  # a later retrain's challenger is another story
+    assert r.done(2, 3, 4)  # a later retrain's challenger is another story

@@ -22,6 +22,7 @@ from mlops.topics import (
     TRAINING_FAILURES,
 )
 from prometheus_client import REGISTRY
+from testkit import wait_until
 from trainer_helpers import SEA_FEATURES, T0, delivery_values, document, fast, revision, sea_values
 
 from services.trainer.edge import TrainerService, run
@@ -156,11 +157,17 @@ def test_nothing_is_consumed_until_a_revision_is_in_force_and_a_newer_one_applie
     bus = MemoryBus()
     request(bus, "r1", 1)
     in_force: list[Revision | None] = [None]
-    service = TrainerService(FAST, bus, sea_rows(400), lambda: in_force[0])
+    asked = [0]
+
+    def definitions() -> Revision | None:
+        asked[0] += 1
+        return in_force[0]
+
+    service = TrainerService(FAST, bus, sea_rows(400), definitions)
     stop = StopFlag(install_signals=False)
     thread = threading.Thread(target=run, args=(service, stop), daemon=True)
     thread.start()
-    time.sleep(0.5)
+    assert wait_until(lambda: asked[0] >= 3)  # the loop looked for a revision three times and found none
     assert service.last_outcome is None and bus.committed(FAST.group_id, bus.topic(RETRAIN_REQUESTED), 0) is None
     in_force[0] = SEA
     deadline = time.monotonic() + 30

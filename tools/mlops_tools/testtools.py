@@ -19,7 +19,7 @@ from pathlib import Path
 
 from mlops.errors import MlopsError
 
-from mlops_tools.stack import go_tool
+from mlops_tools.stack import exclusive, go_tool
 
 __all__ = ["TOOLS", "TestTool", "ToolUnavailable", "ensure_tool"]
 
@@ -91,6 +91,12 @@ def _apt_install(tool: TestTool, timeout: float) -> None:
         return
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         raise ToolUnavailable(tool, "apt-get needs root and a Debian-like system")
+    with exclusive("mlops-apt"):  # one dpkg at a time: test workers may want tools at once
+        if shutil.which(tool.binary) is None:
+            _apt_get(tool, timeout)
+
+
+def _apt_get(tool: TestTool, timeout: float) -> None:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     install = ["apt-get", "install", "-y", "-q", tool.apt_package]
     log.info("installing %s from Debian", tool.apt_package)

@@ -67,9 +67,17 @@ class DemoConfig:
     # after `records`; the end-to-end tests' claims need no more, `mlops demo` streams them all
     end_when_done: bool = False
     done_after_requests: int = 200
+    # a control run (no drift) has told its story once the monitor, armed, has judged this many more requests: two
+    # of its windows after its warm-up
+    done_watched_windows: int = 2
     # a guard still undecided after mirroring this many requests (twice the shadow definitions' guard_labels)
     # does not hold the end back: it did not roll the promotion back in that time
     done_guard_rows: int = 1_000
+
+    @property
+    def watched_requests(self) -> int:
+        """A control run's v1 requests before it ends (end_when_done): the monitor's warm-up, then its windows."""
+        return self.monitor_min_records + self.done_watched_windows * self.monitor_window
 
     @property
     def examples(self) -> tuple[str, ...]:

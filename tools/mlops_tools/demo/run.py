@@ -257,7 +257,8 @@ class Demo:
             if failed:
                 raise failed[0]
             if cfg.end_when_done and not traffic.done.is_set() and \
-                    all(lp.done(cfg.done_after_requests, cfg.done_guard_rows) for lp in self.result.loops.values()):
+                    all(lp.done(cfg.done_after_requests, cfg.done_guard_rows, cfg.watched_requests)
+                        for lp in self.result.loops.values()):
                 traffic.done.set()
                 self.timeline.event("the loop's story is told (end_when_done): ending the streams")
             traffic.show_status()

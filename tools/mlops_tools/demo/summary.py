@@ -120,13 +120,16 @@ class ModelLoop:
             return False
         return len(self.gate) + len(self.training_failures) <= self.outcomes_at_detection
 
-    def done(self, after_requests: int, guard_rows: int) -> bool:
+    def done(self, after_requests: int, guard_rows: int, watched_requests: int) -> bool:
         """The loop has told its story: after the drift, the new version serves and has answered `after_requests`
         predictions scored on post-drift records (the figures compare it with v1 on them) — on a live rollout with
         the verdict that promoted it in, and the guard of its promotion judged, replaced, or still undecided
         after mirroring `guard_rows` requests (it did not roll back in that time); or — no new version — the
         drift's challenger (the first) is decided, with its verdict in: a worse one, retired. A later retrain's
-        challenger is not part of that story. A run without a drift is never done early."""
+        challenger is not part of that story. A run without a drift (a control run) is done once v1 has answered
+        `watched_requests`, with no retrain asked for."""
+        if self.drift_at is None:
+            return self.v1 is not None and self.count(self.v1, False) >= watched_requests and not self.monitor_requests
         if self.drift_t_s is None:
             return False
         if self.v2 is not None:

@@ -28,11 +28,11 @@ from pydantic_settings import BaseSettings
 
 from mlops_tools.procs import ManagedProcess, port_open
 from mlops_tools.stack import acls
-from mlops_tools.stack.install import StackError, apt_install, go_tool, require
+from mlops_tools.stack.install import StackError, apt_install, exclusive, go_tool, require
 from mlops_tools.stack.nodes import Layout, Node, server_properties
 from mlops_tools.stack.secure import CLIENT_USER, SERVICE_USERS, SecureMaterial
 
-__all__ = ["ComponentStatus", "Stack", "StackError", "StackSettings", "apt_install", "go_tool"]
+__all__ = ["ComponentStatus", "Stack", "StackError", "StackSettings", "apt_install", "exclusive", "go_tool"]
 
 log = logging.getLogger("mlops_tools.stack")
 
@@ -308,7 +308,11 @@ class Stack:
     # -- all --------------------------------------------------------------------------------------------------------
     def up(self, ops: bool = False) -> dict[str, str]:
         """Start Redis and Kafka (idempotent) and create the registry's topics; with `ops`, also the operators'
-        tools (Jaeger)."""
+        tools (Jaeger). Two at once on one run folder take turns: the second finds it all running."""
+        with exclusive("stack-up", self.run_dir):
+            return self._up(ops)
+
+    def _up(self, ops: bool) -> dict[str, str]:
         result = {"redis": self.start_redis(), "kafka": self.start_kafka()}
         if self.layout != Layout():
             result["layout"] = f"{self.layout.describe()}: {self.kafka_settings().bootstrap_servers}"

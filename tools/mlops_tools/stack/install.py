@@ -2,23 +2,36 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from mlops.errors import MlopsError
 
-__all__ = ["StackError", "apt_install", "go_tool", "require"]
+__all__ = ["StackError", "apt_install", "exclusive", "go_tool", "require"]
 
 log = logging.getLogger("mlops_tools.stack")
 
 
 class StackError(MlopsError):
     """The stack could not be brought up; the message says what to do."""
+
+
+@contextlib.contextmanager
+def exclusive(name: str, folder: Path | None = None) -> Iterator[None]:
+    """Held by one process of this host at a time (an flock on `folder`/`name`.lock, default the temp folder): two
+    `mlops stack up`, or test workers installing the same tool, take turns instead of racing dpkg or a build."""
+    folder = Path(tempfile.gettempdir()) if folder is None else folder
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f"{name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes, or the process dies
+        yield
 
 
 def go_tool(package: str, binary: str, timeout: float = 900.0, replace: Mapping[str, str] | None = None) -> Path | None:
@@ -39,6 +52,12 @@ def go_tool(package: str, binary: str, timeout: float = 900.0, replace: Mapping[
     if shutil.which("go") is None:
         log.warning("go not found: cannot install %s", package)
         return None
+    with exclusive(f"mlops-go-{binary}"):
+        return cached if cached.exists() else _go_build(package, cached, timeout, replace)
+
+
+def _go_build(package: str, cached: Path, timeout: float, replace: Mapping[str, str] | None) -> Path | None:
+    bin_dir = cached.parent
     bin_dir.mkdir(parents=True, exist_ok=True)
     env = os.environ | {"GOBIN": str(bin_dir), "GOFLAGS": "-mod=mod", "GOTOOLCHAIN": "local"}
     if replace is None:
@@ -69,6 +88,11 @@ def apt_install(package: str, binary: str) -> str:
     runs its own under the run folder."""
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         raise StackError(f"{binary} not found; install it (Debian: apt-get install {package})")
+    with exclusive("mlops-apt"):
+        return shutil.which(binary) or _apt_install(package, binary)
+
+
+def _apt_install(package: str, binary: str) -> str:
     log.info("installing %s from Debian", package)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     # policy-rc.d exit 101 keeps the package from starting its own daemon on our port; we start it ourselves
