@@ -13,7 +13,8 @@ for detection, a retrain (two, when the first alarm came too early in the episod
 the verdict; the streams end once the story is told (`end_when_done`: the drift's challenger decided with its
 verdict; a promoted one serving, its guard judged, replaced, or 1,000 mirrored requests without a rollback), not
 after all of them.
-Every service process is stopped by the fixture, pass or fail. Run with -s to see the timelines and the figures.
+Every service process is stopped by the fixture, pass or fail. Run with -s (and MLOPS_TEST_WORKERS=0 under
+./mlops test) to see the timelines and the figures.
 """
 
 from __future__ import annotations

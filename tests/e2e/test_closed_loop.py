@@ -3,7 +3,8 @@
 Drift run: SEA variant 2 → 3 (plus an x2 shift) at a known record; the monitor must detect it within a bounded
 delay, ask for exactly one retrain, the registry must promote v2, and v2 must beat v1 on the post-drift stream,
 with zero failed inference requests throughout. Control run: the same loop without drift asks for no retrain.
-Every service process is stopped by the fixture, pass or fail. Run with -s to see the timeline and the figures.
+Every service process is stopped by the fixture, pass or fail. Run with -s (and MLOPS_TEST_WORKERS=0 under
+./mlops test) to see the timeline and the figures.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
 drift; each model is bootstrapped, gated and promoted, ONE inference server serves both, and each has its own
 drift → retrain → promote loop. `change`: a definitions change mid-stream (a feature added to the delivery view
 and to the model's inputs): the old model keeps serving, and the retrain after the drift trains on the new view
-version. Run with -s to see the timelines and the figures.
+version. Run with -s (and MLOPS_TEST_WORKERS=0 under ./mlops test) to see the timelines and the figures.
 """
 
 from __future__ import annotations
@@ -40,10 +40,11 @@ def _ok(demo: Demo, result: DemoResult) -> None:
 
 def test_both_examples_loop_on_their_own_served_by_one_inference_server(demo_factory: Callable[..., Demo]) -> None:
     # long enough for two trainings on a busy machine (v1 of each model, then the retrain after the drift)
-    # each drift from record 3,000 on, once that model's monitor is armed; the streams end once both loops are done
-    # (end_when_done), at most after 12,000 records each
-    demo = demo_factory("all", example="all", records=12_000, drift_at=3_000, v2_wait_s=90.0, wait_for_monitor=True,
-                        end_when_done=True)
+    # two streams at the demo's 100 records/s each (at 150 each the features service fell behind on a busy machine and
+    # one v1 came 77 s after its request); each drift from record 3,000 on, once that model's monitor is armed (at
+    # the latest from record 11,500); the streams end once both loops are done (end_when_done)
+    demo = demo_factory("all", example="all", records=20_000, rate=100.0, drift_at=3_000, v2_wait_s=90.0,
+                        wait_for_monitor=True, end_when_done=True)
     result = demo.run()
     _ok(demo, result)
     assert [name for name, _ in demo._started_procs].count("inference") == 1
