@@ -27,7 +27,6 @@ __all__ = [
     "TopicSpec",
     "delete_topics",
     "ensure_topics",
-    "partition_count",
     "topic_name",
 ]
 
@@ -101,14 +100,6 @@ def topic_name(spec: TopicSpec, settings: KafkaSettings | None = None) -> str:
     """The topic's name on the broker (with the configured prefix)."""
     prefix = (settings or KafkaSettings()).topic_prefix
     return f"{prefix}{spec.name}"
-
-
-def partition_count(settings: KafkaSettings, name: str, timeout: float = 30.0) -> int:
-    """How many partitions topic `name` (its full name) has on the broker; 0 if it does not exist."""
-    from confluent_kafka.admin import AdminClient
-
-    topic = AdminClient(settings.client_config()).list_topics(name, timeout=timeout).topics.get(name)
-    return 0 if topic is None or topic.error is not None else len(topic.partitions)
 
 
 def ensure_topics(

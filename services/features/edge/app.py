@@ -34,7 +34,7 @@ from faust.types import EventT
 from mlops.bus import KafkaBus, LagSeries
 from mlops.online_store import OnlineStore
 from mlops.settings import KafkaSettings
-from mlops.topics import EVENTS, FEATURES_LOG, TopicSpec, ensure_topics, partition_count
+from mlops.topics import EVENTS, FEATURES_LOG, TopicSpec, ensure_topics
 
 from services.features import metrics
 from services.features.core import Limits
@@ -59,7 +59,11 @@ class FeaturesApp:
         itself, but under load its consumer's first metadata may not list the new topic yet: the agent then fails
         with PartitionsMismatch ("the changelog has 0 partitions") on every restart and no event is ever handled
         (seen in a CI run)."""
-        spec = replace(self.changelog, partitions=partition_count(kafka, self.events_topic) or None)
+        from confluent_kafka.admin import AdminClient
+
+        topics = AdminClient(kafka.client_config()).list_topics(self.events_topic, timeout=30).topics
+        partitions = len(topics[self.events_topic].partitions) or None
+        spec = replace(self.changelog, partitions=partitions)
         ensure_topics(kafka.model_copy(update={"topic_prefix": ""}), (spec,))
 
 
