@@ -46,7 +46,6 @@ def main() -> int:
         extra={"fields": {"app_id": settings.app_id, "events": features.events_topic,
                           "features_log": features.features_log_topic, "revision": follower.current.number}},
     )
-    features.ensure_changelog(kafka)
     worker = faust.Worker(features.app, loglevel=settings.log_level, override_logging=False)
     try:
         worker.execute_from_commandline()  # returns (via SystemExit) after SIGTERM/SIGINT and a clean stop

@@ -25,7 +25,7 @@ import asyncio
 import logging
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import faust
@@ -34,7 +34,7 @@ from faust.types import EventT
 from mlops.bus import KafkaBus, LagSeries
 from mlops.online_store import OnlineStore
 from mlops.settings import KafkaSettings
-from mlops.topics import EVENTS, FEATURES_LOG, TopicSpec, ensure_topics
+from mlops.topics import EVENTS, FEATURES_LOG
 
 from services.features import metrics
 from services.features.core import Limits
@@ -52,19 +52,6 @@ class FeaturesApp:
     featurizer: Featurizer
     events_topic: str
     features_log_topic: str
-    changelog: TopicSpec  # the table's changelog, its full name (no prefix added)
-
-    def ensure_changelog(self, kafka: KafkaSettings) -> None:
-        """Create the table's changelog, as many partitions as `events`, before the worker starts. faust creates it
-        itself, but under load its consumer's first metadata may not list the new topic yet: the agent then fails
-        with PartitionsMismatch ("the changelog has 0 partitions") on every restart and no event is ever handled
-        (seen in a CI run)."""
-        from confluent_kafka.admin import AdminClient
-
-        topics = AdminClient(kafka.client_config()).list_topics(self.events_topic, timeout=30).topics
-        partitions = len(topics[self.events_topic].partitions) or None
-        spec = replace(self.changelog, partitions=partitions)
-        ensure_topics(kafka.model_copy(update={"topic_prefix": ""}), (spec,))
 
 
 def broker_credentials(kafka: KafkaSettings) -> faust.types.auth.CredentialsT | None:
@@ -121,10 +108,8 @@ def build(
     # the changelog really compacted (Kafka leaves the active segment alone): a restart restores about one state
     # per key, not every write since the topic began (restores grew to tens of seconds in the chaos suite)
     lag_ms = str(round(settings.changelog_compaction_lag_s * 1000))
-    table_config = {"max.compaction.lag.ms": lag_ms, "segment.ms": lag_ms, "min.cleanable.dirty.ratio": "0.1"}
-    views = app.Table(TABLE, default=None, extra_topic_configs=table_config)
-    changelog = TopicSpec(views.changelog_topic.get_topic_name(), "the views table's changelog", compacted=True,
-                          config=table_config)
+    views = app.Table(TABLE, default=None, extra_topic_configs={
+        "max.compaction.lag.ms": lag_ms, "segment.ms": lag_ms, "min.cleanable.dirty.ratio": "0.1"})
 
     # --- agent -----------------------------------------------------------------------------------------------
     # features.log goes out through the C client (librdkafka): faust's pure-Python producer cost more per record
@@ -178,7 +163,7 @@ def build(
         on_assigned()
         log.info("rebalance complete", extra={"fields": {"app_id": settings.app_id}})
 
-    return FeaturesApp(app, featurizer, events_name, features_log_name, changelog)
+    return FeaturesApp(app, featurizer, events_name, features_log_name)
 
 
 class FaustTables:
