@@ -55,6 +55,12 @@ class MonitorSettings(BaseSettings):
     data_window_step: int = Field(
         500, ge=1, description="Records between two data-stream KS tests (at most window_size: every record is tested)."
     )
+    distinct_state_entities: int = Field(
+        100_000, ge=0, description="The KS windows take one value per state of an entity (a prediction with its "
+        "entity's last features as-of time and score repeats that state and is skipped: its values are not "
+        "independent of the last one); the last state of this many entities is remembered. 0: every prediction "
+        "counts."
+    )
     psi_bins: int = Field(10, ge=2, description="PSI bins (reference quantiles).")
     psi_threshold: float = Field(
         0.25, gt=0, description="PSI above this is reported as a detection (0.25 = major shift); PSI has no "

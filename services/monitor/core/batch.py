@@ -7,9 +7,10 @@ whose cool-down has ended) is decided once, at the first row. After that, a row 
 statistics, except at *event rows*: where a stream's window fills (its reference is set, or a KS/PSI test runs), where
 the accuracy estimate is reported (every `data_window_step` rows), and where a label that waited may join (the
 row's entity or request has a label waiting). Every stretch of rows before the next event row goes in as columns:
-window buffers extended from numpy columns, the accuracy estimate's bins counted at once, rows held by the label
-join without an object each; the event row itself takes the per-row path (`DriftMonitor._row`). An online detector
-(reported only) still steps through every value, from a list, and its firings are reported in row order.
+window buffers extended from numpy columns (by the rows that bring a new state of their entity: `core/repeats.py`),
+the accuracy estimate's bins counted at once, rows held by the label join without an object each; the event row
+itself takes the per-row path (`DriftMonitor._row`). An online detector (reported only) still steps through every
+value, from a list, and its firings are reported in row order.
 
 Rows of a second version (shadow, canary, guard), and the champion's rows while a challenger is judged, reach the
 `ChallengerJudge` one by one (it pairs them by request): there a row is made a `Prediction`.
@@ -17,6 +18,7 @@ Rows of a second version (shadow, canary, guard), and the champion's rows while 
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -82,6 +84,7 @@ def _columns(m: DriftMonitor, state: ModelState, block: PredictionBlock) -> None
         columns = [(state.streams[name], x[:, j].tolist()) for j, name in enumerate(block.feature_names)]
     if state.score is not None:
         columns.append((state.score, block.scores.tolist()))
+    fresh = state.repeats.fresh_rows(block, pos) if columns else []  # the rows the streams take
     joiner, est = state.joiner, state.estimator
     every = m.settings.data_window_step
     waiting = [] if joiner is None or not joiner.labels_wait() else [
@@ -89,8 +92,10 @@ def _columns(m: DriftMonitor, state: ModelState, block: PredictionBlock) -> None
     waiting.reverse()  # popped from the end, earliest first
     while pos < n:
         event = n  # the next event row
-        for st, _ in columns:
-            event = min(event, pos + st.room())
+        first = bisect_left(fresh, pos)
+        for st, _ in columns:  # the row of the value that fills its window
+            last = first + st.room()
+            event = min(event, fresh[last] if last < len(fresh) else n)
         if est is not None:
             event = min(event, pos + every - 1 - state.records % every)
         while waiting and waiting[-1] < pos:
@@ -98,16 +103,17 @@ def _columns(m: DriftMonitor, state: ModelState, block: PredictionBlock) -> None
         if waiting:
             event = min(event, waiting[-1])
         if event > pos:
-            _stretch(m, state, block, columns, pos, event)
+            _stretch(m, state, block, columns, fresh[first:bisect_left(fresh, event)], pos, event)
         if event == n:
             return
-        m._row(state, block.row(event))
+        at = bisect_left(fresh, event)
+        m._row(state, block.row(event), fresh=at < len(fresh) and fresh[at] == event)
         pos = event + 1
 
 
 def _stretch(m: DriftMonitor, state: ModelState, block: PredictionBlock,
-             columns: list[tuple[StreamStats, list[float]]], start: int, stop: int) -> None:
-    """Rows `start` … `stop - 1`, none of them an event row, as columns."""
+             columns: list[tuple[StreamStats, list[float]]], fresh: list[int], start: int, stop: int) -> None:
+    """Rows `start` … `stop - 1`, none of them an event row, as columns; the streams take the `fresh` rows."""
     k, t = stop - start, block.timestamp_ms
     state.records += k
     if block.trace_id:
@@ -115,8 +121,10 @@ def _stretch(m: DriftMonitor, state: ModelState, block: PredictionBlock,
         for _ in range(min(k, state.traces.maxlen or k)):
             state.traces.append(trace)
     fired: list[tuple[int, int, StreamStats, float]] = []
+    every_row = len(fresh) == k
     for order, (st, values) in enumerate(columns):
-        fired += [(i, order, st, z) for i, z in st.extend(values[start:stop], t)]
+        taken = values[start:stop] if every_row else [values[i] for i in fresh]
+        fired += [(fresh[i], order, st, z) for i, z in st.extend(taken, t)]
     for _, _, st, z in sorted(fired, key=lambda f: (f[0], f[1])):  # row order, then stream order, as row by row
         score = st is state.score
         m._detected(state, Detection(

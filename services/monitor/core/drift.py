@@ -164,13 +164,18 @@ class DriftMonitor:
                 self._request(state, state.deferred)
         return state
 
-    def _row(self, state: ModelState, p: Prediction) -> None:
-        """One admitted row of the version serving: every statistic, in the order the detections are made."""
+    def _row(self, state: ModelState, p: Prediction, fresh: bool | None = None) -> None:
+        """One admitted row of the version serving: every statistic, in the order the detections are made. The
+        data streams take it only if it brings a new state of its entity (`fresh`, asked of `state.repeats` when
+        not given)."""
         t = p.timestamp_ms
         state.records += 1
         if p.trace_id:
             state.traces.append((p.trace_id, p.span_id))
-        if state.watch_features:
+        if fresh is None:
+            fresh = (state.watch_features or state.score is not None) and state.repeats.fresh(
+                p.entity_id, p.features_as_of_ms, p.score)
+        if fresh and state.watch_features:
             streams = state.streams
             for name, value in p.inputs.items():
                 st = streams.get(name) or state.feature_stream(name)
@@ -178,7 +183,7 @@ class DriftMonitor:
                     self._detected(state, Detection(p.model_name, state.version, "data", st.detector_label,
                                                     "mean", name, st.mean_z, st.window_start_ms, t, counts=False))
         sc = state.score
-        if sc is not None and sc.update(p.score, t):
+        if fresh and sc is not None and sc.update(p.score, t):
             self._detected(state, Detection(p.model_name, state.version, "prediction", sc.detector_label,
                                             "score_mean", SCORE_STREAM, sc.mean_z, sc.window_start_ms, t,
                                             counts=False))

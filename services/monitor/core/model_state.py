@@ -20,6 +20,7 @@ from services.monitor.core.domain import Detection
 from services.monitor.core.estimate import PerformanceEstimator
 from services.monitor.core.join import LabelJoiner
 from services.monitor.core.policy import ModelPolicy
+from services.monitor.core.repeats import RepeatFilter
 from services.monitor.core.stats import StreamStats, WindowResult
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ class ModelState:
         self.version_since_ms = t_ms
         self.records = 0
         self.streams: dict[str, StreamStats] = {}
+        self.repeats: RepeatFilter  # which rows bring a new entity state (the streams take only those)
         self.watch_features = "features" in policy.signals
         self.watch_errors = "error" in policy.signals
         self.score: StreamStats | None = None
@@ -58,6 +60,7 @@ class ModelState:
         policy = self.policy
         self.records = 0
         self.streams = {}
+        self.repeats = RepeatFilter(self.monitor.settings.distinct_state_entities)
         self.watch_features = "features" in policy.signals
         self.watch_errors = "error" in policy.signals
         self.score = (self._stream(SCORE_STREAM, self.monitor.settings.score_detector)
