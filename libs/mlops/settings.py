@@ -47,6 +47,11 @@ class KafkaSettings(BaseSettings):
     session_timeout_ms: int = Field(
         10_000, description="Consumer-group session timeout: how soon a dead member's partitions move on."
     )
+    commit_retry_s: float = Field(
+        60.0, gt=0, description="How long a consumer's commit is retried through a fail-over's transient errors "
+        "before it raises: a new group coordinator is elected and loads the group's offsets (one session timeout "
+        "was too short for that on a busy 3-node cluster)."
+    )
     security_protocol: str = Field("PLAINTEXT", description=f"librdkafka security.protocol: one of "
                                    f"{', '.join(SECURITY_PROTOCOLS)}.")
     sasl_mechanism: str | None = Field(None, description="SASL mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512), "

@@ -265,11 +265,11 @@ class Consumer(ConfluentClient):
 
     def commit(self, records: Iterable[Record]) -> None:
         """Commit past the highest offset of each partition in `records` (synchronously). A transient error (the
-        group coordinator's broker just died, a cluster fails over) is retried for up to a session timeout."""
+        group coordinator's broker just died, a cluster fails over) is retried for up to `commit_retry_s`."""
         offsets = next_offsets(records)
         if not offsets:
             return
-        deadline = time.monotonic() + getattr(self, "_settings", KafkaSettings()).session_timeout_ms / 1000
+        deadline, waited = time.monotonic() + getattr(self, "_settings", KafkaSettings()).commit_retry_s, False
         while True:
             try:
                 self._consumer.commit(
@@ -286,6 +286,9 @@ class Consumer(ConfluentClient):
                     return
                 if not transient(exc.args[0]) or time.monotonic() > deadline:
                     raise
+                if not waited:
+                    log.warning("commit waits for the group coordinator: %s", exc.args[0].str())
+                    waited = True
                 time.sleep(0.2)
 
     def assignment(self) -> list[tuple[str, int]]:
