@@ -84,8 +84,9 @@ def _changed_delivery(tmp_path: Path, model_reads_it: bool) -> Path:
 def test_a_view_change_mid_stream_keeps_the_old_model_serving_and_trains_the_new_version(
         demo_factory: Callable[..., Demo], tmp_path: Path, model_reads_it: bool) -> None:
     # the drift waits until the monitor is armed (v1 has answered 1,000 requests), so the change, applied as soon
-    # as v1 serves, always comes before it
-    demo = demo_factory("change", example="delivery", records=14_000, drift_at=2_000, v2_wait_s=90.0,
+    # as v1 serves, comes before it; the drift's latest start (halfway through the records: 13,000, about 130 s)
+    # leaves a slow bootstrap room (with 14,000 records, v1 once first served after the drift, at record 8,000, in CI)
+    demo = demo_factory("change", example="delivery", records=24_000, drift_at=2_000, v2_wait_s=90.0,
                         wait_for_monitor=True, end_when_done=True)
     demo.start()
     assert demo.traffic is not None

@@ -117,3 +117,42 @@ def test_stream_partitions_stay_paused_until_seeked_to_their_committed_offsets(
     assert TP0 not in active_during_seek and changelog in active_during_seek
     assert TP0 in consumer._get_active_partitions()  # resumed once positioned
     assert consumer._committed_offset[TP0] == 42 and consumer._read_offset[TP0] == 42
+
+
+def test_a_partition_never_committed_commits_only_the_run_from_its_first_offset(
+        consumer: HandledOffsetsConsumer) -> None:
+    acked(consumer, None, [1, 2])
+    assert consumer._new_offset(TP0) is None  # not positioned yet: where the run must start is unknown
+    consumer._first[TP0] = 0
+    assert consumer._new_offset(TP0) is None  # the partition's first event (0) is not handled: 1 and 2 wait
+    consumer._acked[TP0].insert(0, 0)
+    consumer._acked_index[TP0].add(0)
+    assert consumer._new_offset(TP0) == 3
+
+
+def test_a_partition_never_committed_is_positioned_at_its_first_offset_while_paused(
+        consumer: HandledOffsetsConsumer, monkeypatch: pytest.MonkeyPatch) -> None:
+    # faust drops what a fetch in flight returns for a paused partition; a committed offset brings those records
+    # back by its seek, a partition never committed needs the seek to its first offset
+    monkeypatch.setattr(consumer, "assignment", lambda: {TP0})
+    consumer.resume_partitions({TP0})
+    seeks: list[tuple[TP, int, bool]] = []
+
+    async def seek_to_committed() -> dict[TP, int | None]:
+        return {TP0: None}
+
+    async def earliest_offsets(*tps: TP) -> dict[TP, int]:
+        return dict.fromkeys(tps, 7)
+
+    async def seek(tp: TP, offset: int) -> None:
+        seeks.append((tp, offset, tp in consumer._get_active_partitions()))
+
+    monkeypatch.setattr(consumer, "seek_to_committed", seek_to_committed)
+    monkeypatch.setattr(consumer, "earliest_offsets", earliest_offsets)
+    monkeypatch.setattr(consumer, "seek", seek)
+    asyncio.run(consumer.perform_seek())
+    assert seeks == [(TP0, 7, False)]  # seeked while paused
+    assert TP0 in consumer._get_active_partitions()
+    assert consumer._first[TP0] == 7
+    acked(consumer, None, [7, 8])
+    assert consumer._new_offset(TP0) == 9

@@ -16,10 +16,16 @@ faust paths do it, seen in this app with the chaos suite's kill -9 and rebalance
    generation older than the consumer's) is acked without being handled; with its partition's committed offset
    just dropped, the next commit (the one faust makes while partitions are revoked) passes it.
 
-`HandledOffsetsConsumer` closes all three for the topics it guards (the agent's source): an offset counts as acked
+4. **A partition the group never committed** (found by killing features before its first commit): the stream
+   partitions are paused while they are positioned (below), faust drops what a fetch already in flight returns
+   for a paused partition, and with no committed offset there is no seek back to those records: they were never
+   read, and the first commit (which had no committed offset to start from) passed over them.
+
+`HandledOffsetsConsumer` closes all four for the topics it guards (the agent's source): an offset counts as acked
 only when the agent marked its message handled (`mark_handled`, after features.log was acknowledged and the state
-written), the commit is the run of such offsets starting exactly at the committed offset, jumps are never
-counted as acked, and stream partitions stay paused until they are positioned at their committed offsets. A hole
+written), the commit is the run of such offsets starting exactly at the committed offset (or, never committed, at the
+partition's first offset, where reading starts), jumps are never counted as acked, and stream partitions stay
+paused until they are positioned at their committed offsets (never committed: at their first). A hole
 that is never handled holds the partition's commits back (a restart re-reads from it: at-least-once, and window
 aggregates de-duplicate replays) rather than losing events.
 """
@@ -51,6 +57,8 @@ class HandledOffsetsConsumer(AIOKafkaConsumer):
         self._handled: weakref.WeakSet[Message] = weakref.WeakSet()
         # committed offsets of partitions being revoked: faust forgets them before it commits a last time
         self._revoking: dict[TP, int] = {}
+        # partitions the group has never committed: the first offset, where reading starts (a commit starts there)
+        self._first: dict[TP, int] = {}
 
     def mark_handled(self, messages: Iterable[Message]) -> None:
         """The agent is done with these records (its outputs acknowledged): their acks may be committed."""
@@ -75,16 +83,17 @@ class HandledOffsetsConsumer(AIOKafkaConsumer):
         acked = self._acked[tp]
         committed = self._committed_offset.get(tp)
         if committed is None:
-            committed = self._revoking.get(tp)
-        if committed is not None:  # acks below the committed offset (a replay's) have nothing left to commit
-            stale = [offset for offset in acked if offset < committed]
-            if stale:
-                acked[:] = [offset for offset in acked if offset >= committed]
-                self._acked_index[tp].difference_update(stale)
+            committed = self._revoking.get(tp, self._first.get(tp))
+        if committed is None:  # not positioned yet: no run can be known to start where reading starts
+            return None
+        stale = [offset for offset in acked if offset < committed]  # a replay's: nothing left to commit
+        if stale:
+            acked[:] = [offset for offset in acked if offset >= committed]
+            self._acked_index[tp].difference_update(stale)
         if not acked:
             return None
         acked.sort()
-        if committed is not None and acked[0] != committed:
+        if acked[0] != committed:
             return None  # the event at the committed offset is not handled yet
         end = 1
         while end < len(acked) and acked[end] == acked[end - 1] + 1:
@@ -119,6 +128,14 @@ class HandledOffsetsConsumer(AIOKafkaConsumer):
         try:
             await super().perform_seek()
             self._revoking = {}  # the committed offsets are known again
+            # never committed: no seek above brings back what faust dropped while paused (path 4); read from the
+            # first offset, as the consumer's reset ("earliest") does for a group's first start
+            fresh = [tp for tp in streams if self._committed_offset.get(tp) is None]
+            if fresh:
+                first = await self.earliest_offsets(*fresh)
+                for tp in fresh:
+                    await self.seek(tp, first[tp])
+                self._first.update({tp: first[tp] for tp in fresh})
         finally:
             self.resume_partitions(streams)
 
