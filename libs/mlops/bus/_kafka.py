@@ -269,7 +269,7 @@ class Consumer(ConfluentClient):
         offsets = next_offsets(records)
         if not offsets:
             return
-        deadline, waited = time.monotonic() + getattr(self, "_settings", KafkaSettings()).commit_retry_s, False
+        deadline, waited = time.monotonic() + self._settings.commit_retry_s, False
         while True:
             try:
                 self._consumer.commit(
