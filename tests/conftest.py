@@ -25,9 +25,15 @@ from mlops.definitions.store import declared_topics, publish
 from mlops.settings import KafkaSettings, RedisSettings
 from mlops.topics import delete_topics, ensure_topics
 from mlops_tools.examples import definitions_path
-from mlops_tools.stack import Stack
+from mlops_tools.procs import free_port
+from mlops_tools.stack import Stack, StackSettings
 
 SEA_DEFINITIONS = definitions_path("sea")
+
+# Every broker the suite starts, and every Kafka tool it runs, is a JVM on two cores shared with the rest of the run:
+# without the C2 compiler (C1 only) one starts, and serves a test's light load, on about half the CPU — the brokers
+# were a third of the run's CPU. No test measures a broker's speed (loadtests/ do, on the stack's default JVM).
+os.environ.setdefault("MLOPS_STACK_KAFKA_JVM_OPTS", "-XX:TieredStopAtLevel=1")
 
 
 @functools.cache
@@ -44,6 +50,20 @@ def stack() -> Stack:
     s = Stack()
     s.up()
     return s
+
+
+@pytest.fixture(scope="session")
+def secure_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A SASL_SSL broker started by `mlops stack up --secure`'s own code, in its own run dir on its own ports (the
+    shared stack is not touched), for the modules that test the secure clients and the ACLs. One per session: a
+    secure start took 25-50 s under the suite's load, so its users share one pytest-xdist worker (below)."""
+    stack = Stack(StackSettings(run_dir=tmp_path_factory.mktemp("secure-run"), kafka_port=free_port(),
+                                controller_port=free_port(), redis_port=free_port(), kafka_heap="384m"), secure=True)
+    try:
+        stack.start_kafka()  # ends with the users and the ACLs, once the broker answers
+        yield stack
+    finally:
+        stack.down(wipe=True)
 
 
 @pytest.fixture
@@ -109,9 +129,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         # tests that use the stack are integration tests, whatever their module says
         if "stack" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.integration)
-        if workers:  # a module stays on one worker (its module fixtures start once); platforms share one
+        if workers:  # a module stays on one worker (its module fixtures start once); platforms share one, and so
+            # do the users of the session's secure broker (a session fixture starts once per worker)
             path = item.nodeid.split("::")[0]
             group = "platforms" if path.startswith(PLATFORM_FOLDERS) else path
+            if "secure_stack" in getattr(item, "fixturenames", ()):
+                group = "secure-broker"
             item.add_marker(pytest.mark.xdist_group(group))
 
 

@@ -1,6 +1,6 @@
 """Integration: every kind of Kafka client of the platform over SASL_SSL (SCRAM-SHA-512 + mutual TLS) against a
-real broker started by `mlops stack up --secure`'s own code, in its own run dir on its own ports (the shared stack
-is not touched; its Redis holds the online views).
+real broker started by `mlops stack up --secure`'s own code (the session's `secure_stack`, tests/conftest.py; the
+shared stack is not touched; its Redis holds the online views).
 
 Round trips: the admin client (topics), a producer, a group consumer, a reader, the broker's Java tools, and two
 services as real processes — ingest (confluent) and features (faust/aiokafka) — raw.events → events →
@@ -28,8 +28,7 @@ from mlops.definitions.store import declared_topics, publish
 from mlops.settings import KafkaSettings, RedisSettings
 from mlops.topics import EVENTS, FEATURES_LOG, RAW_EVENTS, delete_topics, ensure_topics, topic_name
 from mlops_tools.examples import definitions_path
-from mlops_tools.procs import free_port
-from mlops_tools.stack import Stack, StackSettings
+from mlops_tools.stack import Stack
 from mlops_tools.stack.secure import BROKER_USER, CLIENT_USER, CONTROLLER_USER
 from pydantic import SecretStr
 from testkit import stop_session, wait_until
@@ -37,19 +36,6 @@ from testkit import stop_session, wait_until
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def secure_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    run_dir = tmp_path_factory.mktemp("secure-run")
-    stack = Stack(StackSettings(run_dir=run_dir, kafka_port=free_port(), controller_port=free_port(),
-                                redis_port=free_port(), kafka_heap="384m"), secure=True)
-    try:
-        stack.start_kafka()
-        wait_for_broker(stack.kafka_settings(), timeout=90)
-        yield stack
-    finally:
-        stack.down(wipe=True)
 
 
 @pytest.fixture

@@ -74,3 +74,14 @@ def test_storage_formats_with_a_cluster_id_that_starts_with_a_dash(tmp_path: Pat
     scratch.format_storage(props, "-Ab1cD2eF3gH4iJ5kL6mNw")
     meta = (tmp_path / "kafka" / "data" / "meta.properties").read_text()
     assert "cluster.id=-Ab1cD2eF3gH4iJ5kL6mNw" in meta
+
+
+def test_jvm_options_reach_the_broker_and_the_tools(tmp_path: Path) -> None:
+    """MLOPS_STACK_KAFKA_JVM_OPTS is passed to every JVM the stack starts: an option the JVM refuses fails the
+    storage format and a Kafka tool, with the JVM's own message."""
+    stack = Stack(StackSettings(run_dir=tmp_path, kafka_jvm_opts="-Xss1m -XX:+NoSuchOptionAnywhere"))
+    stack.fetch_kafka()
+    with pytest.raises(StackError, match="Unrecognized VM option 'NoSuchOptionAnywhere'"):
+        stack.format_storage(stack._write_kafka_config(), "Ab1cD2eF3gH4iJ5kL6mNw")
+    with pytest.raises(StackError, match="Unrecognized VM option 'NoSuchOptionAnywhere'"):
+        stack.kafka_tool("org.apache.kafka.tools.TopicCommand", "--list", timeout=30)

@@ -1,5 +1,6 @@
 """Integration: the secure stack's Kafka ACLs (KRaft's StandardAuthorizer; mlops_tools/stack/acls.py) against a real
-broker started by `mlops stack up --secure`'s own code, in its own run dir on its own ports.
+broker started by `mlops stack up --secure`'s own code, in its own run dir on its own ports (the session's
+`secure_stack`, tests/conftest.py, which test_kafka_secure.py shares).
 
 Only the admin may write the definitions topic, only the registry (and the admin) model.promoted, only the trainer
 (and the admin) model.artifacts — the broker refuses everyone else — while every user keeps reading them and writing
@@ -13,7 +14,6 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,24 +21,12 @@ from mlops.bus import BusError, Producer, Reader
 from mlops.settings import KafkaSettings
 from mlops.topics import DEFINITIONS, EVENTS, MODEL_ARTIFACTS, MODEL_PROMOTED, TopicSpec, ensure_topics, topic_name
 from mlops_tools.examples import definitions_path
-from mlops_tools.procs import free_port
-from mlops_tools.stack import Stack, StackSettings
+from mlops_tools.stack import Stack
 from mlops_tools.stack.secure import ADMIN_USER, CLIENT_USER
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def secure_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    stack = Stack(StackSettings(run_dir=tmp_path_factory.mktemp("acl-run"), kafka_port=free_port(),
-                                controller_port=free_port(), redis_port=free_port(), kafka_heap="384m"), secure=True)
-    try:
-        stack.start_kafka()  # ends with the users and the ACLs
-        yield stack
-    finally:
-        stack.down(wipe=True)
 
 
 @pytest.fixture(scope="module")

@@ -59,6 +59,8 @@ class StackSettings(BaseSettings):
     node_port_step: int = Field(100, ge=2, description="Node n listens on kafka_port and controller_port plus "
                                 "(n - 1) * this.")
     kafka_node_heap: str = Field("384m", description="JVM heap of each node of a multi-node cluster.")
+    kafka_jvm_opts: str = Field("", description="More JVM options for the brokers and Kafka's tools, split on "
+                                "spaces (the test suite's own brokers: `-XX:TieredStopAtLevel=1`, tests/conftest.py).")
     start_timeout_s: float = Field(90.0, description="How long to wait for each component to answer.")
     # the ops group (`mlops stack up --ops`): Jaeger v2, built once from the Go module proxy (stack/jaeger.py)
     jaeger_version: str = Field("v1.76.0", description="Jaeger v2 binary (Go module version) built and cached.")
@@ -198,7 +200,7 @@ class Stack:
 
     def _java_cmd(self, main: str, *args: str, heap: str | None = None, node: Node | None = None) -> list[str]:
         kdir = self._kafka_dir(node)
-        cmd = ["java"]
+        cmd = ["java", *self.s.kafka_jvm_opts.split()]
         if heap:
             cmd += [f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20"]
         cmd += [
@@ -273,7 +275,7 @@ class Stack:
         broker; returns its output, raises StackError on failure."""
         secure = self.secure_material
         proc = subprocess.run(
-            ["java", "-cp", f"{self.jar_dir}/*", "-Dlog4j2.level=WARN", main_class,
+            ["java", *self.s.kafka_jvm_opts.split(), "-cp", f"{self.jar_dir}/*", "-Dlog4j2.level=WARN", main_class,
              "--bootstrap-server", ",".join(node.address for node in self.nodes),
              *(["--command-config", str(secure.client_properties)] if secure else []), *args],
             capture_output=True, text=True, timeout=timeout,
