@@ -16,7 +16,7 @@ import grpc
 from mlops.contracts import common_pb2, events_pb2, models_pb2
 from mlops.contracts.v1 import registry_service_pb2 as api
 from mlops.contracts.v1 import registry_service_pb2_grpc as api_grpc
-from mlops_tools.browser import apt_install
+from mlops_tools.stack import apt_install
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 
@@ -143,11 +143,7 @@ class LocalPrometheus:
     on its own port and storage under `folder`."""
 
     def __init__(self, folder: Path, port: int, targets: dict[str, str]):
-        binary = shutil.which("prometheus")
-        if binary is None:
-            apt_install("prometheus")
-            binary = shutil.which("prometheus")
-        assert binary is not None, "prometheus missing after apt-get install prometheus"
+        binary = shutil.which("prometheus") or apt_install("prometheus", "prometheus")
         folder.mkdir(parents=True, exist_ok=True)
         jobs = "".join(f"  - job_name: {job}\n    static_configs: [{{targets: ['{target}']}}]\n"
                        for job, target in targets.items())

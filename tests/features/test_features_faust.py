@@ -22,7 +22,7 @@ from mlops.online_store import SyncRedisOnlineStore, ViewLayout
 from mlops.settings import KafkaSettings, RedisSettings
 from mlops.topics import EVENTS, FEATURES_LOG, topic_name
 from mlops_tools.examples import apply_definitions, definitions_path
-from testkit import stop_session, wait_until
+from testkit import committed, end_offsets, stop_session, wait_until
 
 from services.features.core import Event
 
@@ -135,6 +135,10 @@ def test_faust_app_writes_redis_and_features_log(
         reader.close()
         stop_session(proc)
     assert proc.returncode == 0, (tmp_path / "features.log").read_text()[-3000:]  # a clean stop on SIGTERM
+    # every event it handled is committed on the broker by then, as the broker reports the group (and none beyond
+    # the end: HandledOffsetsConsumer commits only what was handled)
+    group, events = f"{kafka_settings.topic_prefix}features", topic_name(EVENTS, kafka_settings)
+    assert committed(kafka_settings, group, events) == end_offsets(kafka_settings, events)
 
 
 def test_a_second_domain_applied_while_running(

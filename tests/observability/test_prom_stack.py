@@ -4,8 +4,7 @@ detection counted by the monitor's own metric turns into a firing DriftDetected 
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,20 +13,11 @@ from mlops_tools.procs import free_port
 from mlops_tools.stack import StackSettings
 from mlops_tools.stack.prometheus import Prometheus
 from prometheus_client import start_http_server
+from testkit import wait_until
 
 from services.monitor import metrics as monitor_metrics
 
 pytestmark = pytest.mark.slow
-
-
-def wait_for(probe: Callable[[], Any], timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.5)
-    return probe()
 
 
 @pytest.fixture
@@ -50,7 +40,7 @@ def test_scrapes_its_targets_and_fires_the_drift_alert(prometheus: Prometheus) -
             targets = prometheus.active_targets()
             return [(t["labels"]["job"], t["health"]) for t in targets] == [("monitor", "up")]
 
-        assert wait_for(monitor_up, 60), prometheus.active_targets()
+        wait_until(monitor_up, 60, 0.5, message=lambda: str(prometheus.active_targets()))
         groups = {g["name"] for g in prometheus.api("rules")["groups"]}
         assert {"mlops-inference", "mlops-streaming", "mlops-services", "mlops-models"} <= groups
 
@@ -60,13 +50,14 @@ def test_scrapes_its_targets_and_fires_the_drift_alert(prometheus: Prometheus) -
             return [a for a in prometheus.firing_alerts()
                     if a["labels"]["alertname"] == "DriftDetected" and a["labels"].get("model") == "sea-test"]
 
-        fired = wait_for(drift_alert, 60)
-        assert fired and fired[0]["labels"]["kind"] == "data", prometheus.firing_alerts()
+        wait_until(drift_alert, 60, 0.5, message=lambda: str(prometheus.firing_alerts()))
+        assert drift_alert()[0]["labels"]["kind"] == "data", prometheus.firing_alerts()
 
         prometheus.remove_targets("services")  # dropped and marked stale: gone, not down
         assert prometheus.active_targets() == []
         # its series end with stale markers (a couple of scrape intervals later), not with a failed scrape
-        assert wait_for(lambda: prometheus.api("query?query=up")["result"] == [], 30), prometheus.api("query?query=up")
+        wait_until(lambda: prometheus.api("query?query=up")["result"] == [], 30, 0.5,
+                   message=lambda: str(prometheus.api("query?query=up")))
     finally:
         server.shutdown()
         thread.join(5)

@@ -8,18 +8,18 @@ browser fails without one, it never skips.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from mlops.errors import MlopsError
 
-__all__ = ["BrowserBinaries", "BrowserUnavailable", "apt_install", "browser_binaries", "headless_chromium"]
+from mlops_tools.stack import StackError, apt_install
+
+__all__ = ["BrowserBinaries", "BrowserUnavailable", "browser_binaries", "headless_chromium"]
 
 log = logging.getLogger("mlops_tools.browser")
-PACKAGES = ("chromium", "chromium-driver")
+PACKAGES = {"chromium": "chromium", "chromium-driver": "chromedriver"}  # Debian package: its binary
 
 
 class BrowserUnavailable(MlopsError):
@@ -32,18 +32,6 @@ class BrowserBinaries:
     chromedriver: Path
 
 
-def apt_install(*packages: str) -> None:
-    """`apt-get install -y` Debian packages (root only; `apt-get update` first, the lists may be empty)."""
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        raise BrowserUnavailable(f"install {' '.join(packages)} (Debian: apt-get install {' '.join(packages)})")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", *packages]):
-        log.info("running %s", " ".join(cmd))
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
-        if proc.returncode != 0:
-            raise BrowserUnavailable(f"{' '.join(cmd)} failed:\n{(proc.stdout + proc.stderr)[-2000:]}")
-
-
 def _found() -> BrowserBinaries | None:
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     driver = shutil.which("chromedriver")
@@ -54,7 +42,11 @@ def browser_binaries() -> BrowserBinaries:
     """Debian's chromium and chromedriver, installed now when missing."""
     found = _found()
     if found is None:
-        apt_install(*PACKAGES)
+        try:  # with its recommended packages (fonts): the pages are rendered as a user's browser would
+            for package, binary in PACKAGES.items():
+                apt_install(package, binary, recommends=True)
+        except StackError as exc:
+            raise BrowserUnavailable(str(exc)) from exc
         found = _found()
     if found is None:
         raise BrowserUnavailable(f"chromium or chromedriver still missing after apt-get install {' '.join(PACKAGES)}")

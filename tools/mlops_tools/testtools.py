@@ -11,15 +11,13 @@ The suite's rule (tests/README.md): a test whose tool is missing is skipped with
 from __future__ import annotations
 
 import logging
-import os
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from mlops.errors import MlopsError
 
-from mlops_tools.stack import exclusive, go_tool
+from mlops_tools.stack import StackError, apt_install, go_tool
 
 __all__ = ["TOOLS", "TestTool", "ToolUnavailable", "ensure_tool"]
 
@@ -73,36 +71,7 @@ def ensure_tool(name: str, timeout: float = 900.0) -> Path:
         if path is None:
             raise ToolUnavailable(tool, "no Go toolchain, or `go install` failed (logged)")
         return path
-    _apt_install(tool, timeout)
-    found = shutil.which(tool.binary)
-    if found is None:
-        raise ToolUnavailable(tool, f"still not on PATH after apt-get install {tool.apt_package}")
-    return Path(found)
-
-
-def _apt_install(tool: TestTool, timeout: float) -> None:
-    if tool.binary == "redis-server":  # the stack's own installer keeps Debian's daemon off the stack's port
-        from mlops_tools.stack import _install_redis
-
-        try:
-            _install_redis()
-        except MlopsError as exc:
-            raise ToolUnavailable(tool, str(exc)) from exc
-        return
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        raise ToolUnavailable(tool, "apt-get needs root and a Debian-like system")
-    with exclusive("mlops-apt"):  # one dpkg at a time: test workers may want tools at once
-        if shutil.which(tool.binary) is None:
-            _apt_get(tool, timeout)
-
-
-def _apt_get(tool: TestTool, timeout: float) -> None:
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "-q", tool.apt_package]
-    log.info("installing %s from Debian", tool.apt_package)
-    done = subprocess.run(install, capture_output=True, text=True, env=env, timeout=timeout)
-    if done.returncode != 0:  # stale or empty package lists: update once, then try again
-        subprocess.run(["apt-get", "update", "-q"], capture_output=True, text=True, env=env, timeout=timeout)
-        done = subprocess.run(install, capture_output=True, text=True, env=env, timeout=timeout)
-    if done.returncode != 0:
-        raise ToolUnavailable(tool, f"`{' '.join(install)}` failed: {(done.stdout + done.stderr)[-500:]}")
+    try:  # the stack's installer: one dpkg at a time, and Debian's redis-server kept off the stack's port
+        return Path(apt_install(tool.apt_package, tool.binary))
+    except StackError as exc:
+        raise ToolUnavailable(tool, str(exc)) from exc

@@ -82,17 +82,18 @@ def require(binary: str, message: str) -> None:
         raise StackError(f"{binary} not found: {message}")
 
 
-def apt_install(package: str, binary: str) -> str:
+def apt_install(package: str, binary: str, *, recommends: bool = False) -> str:
     """Install Debian's `package` for `binary` (needs root; `apt-get update` first when the package lists are
-    empty) and return the binary's path. The package's own daemon is kept from starting, or stopped: the stack
-    runs its own under the run folder."""
+    empty; its recommended packages too when `recommends`) and return the binary's path. One dpkg at a time on the
+    host (test workers may want tools at once). The package's own daemon is kept from starting, or stopped: the
+    stack runs its own under the run folder. The project's one Debian installer (stack, test tools, browser)."""
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         raise StackError(f"{binary} not found; install it (Debian: apt-get install {package})")
     with exclusive("mlops-apt"):
-        return shutil.which(binary) or _apt_install(package, binary)
+        return shutil.which(binary) or _apt_install(package, binary, recommends)
 
 
-def _apt_install(package: str, binary: str) -> str:
+def _apt_install(package: str, binary: str, recommends: bool) -> str:
     log.info("installing %s from Debian", package)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     # policy-rc.d exit 101 keeps the package from starting its own daemon on our port; we start it ourselves
@@ -103,7 +104,8 @@ def _apt_install(package: str, binary: str) -> str:
         policy.chmod(0o755)
     try:
         for cmd in (["apt-get", "update", "-q"],
-                    ["apt-get", "install", "-y", "-q", "--no-install-recommends", package]):
+                    ["apt-get", "install", "-y", "-q", *([] if recommends else ["--no-install-recommends"]),
+                     package]):
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if proc.returncode != 0:
                 raise StackError(f"{' '.join(cmd)} failed:\n{(proc.stdout + proc.stderr)[-2000:]}")
