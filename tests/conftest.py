@@ -126,15 +126,15 @@ PLATFORM_FOLDERS = ("tests/e2e/", "tests/chaos/")
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     workers = hasattr(config, "workerinput")  # a pytest-xdist worker, run with --dist loadgroup (./mlops test)
     for item in items:
+        fixtures = getattr(item, "fixturenames", ())
         # tests that use the stack are integration tests, whatever their module says
-        if "stack" in getattr(item, "fixturenames", ()):
+        if "stack" in fixtures:
             item.add_marker(pytest.mark.integration)
         if workers:  # a module stays on one worker (its module fixtures start once); platforms share one, and so
             # do the users of the session's secure broker (a session fixture starts once per worker)
             path = item.nodeid.split("::")[0]
-            group = "platforms" if path.startswith(PLATFORM_FOLDERS) else path
-            if "secure_stack" in getattr(item, "fixturenames", ()):
-                group = "secure-broker"
+            group = ("secure-broker" if "secure_stack" in fixtures else
+                     "platforms" if path.startswith(PLATFORM_FOLDERS) else path)
             item.add_marker(pytest.mark.xdist_group(group))
 
 

@@ -7,7 +7,6 @@ browser fails without one, it never skips.
 
 from __future__ import annotations
 
-import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,6 @@ from mlops_tools.stack import StackError, apt_install
 
 __all__ = ["BrowserBinaries", "BrowserUnavailable", "browser_binaries", "headless_chromium"]
 
-log = logging.getLogger("mlops_tools.browser")
 PACKAGES = {"chromium": "chromium", "chromium-driver": "chromedriver"}  # Debian package: its binary
 
 

@@ -5,12 +5,11 @@ The suite's rule (tests/README.md): a test whose tool is missing is skipped with
 
 - Go tools with `go install` from the Go module proxy, through `mlops_tools.stack.go_tool` (cached under
   `~/.cache/mlops/bin`);
-- Debian packages with `apt-get install` (root; `apt-get update` first when the package lists are stale).
+- Debian packages with `apt-get install` (root), through the stack's installer (`mlops_tools.stack.apt_install`).
 """
 
 from __future__ import annotations
 
-import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +19,6 @@ from mlops.errors import MlopsError
 from mlops_tools.stack import StackError, apt_install, go_tool
 
 __all__ = ["TOOLS", "TestTool", "ToolUnavailable", "ensure_tool"]
-
-log = logging.getLogger("mlops_tools.testtools")
 
 
 class ToolUnavailable(MlopsError):
