@@ -32,6 +32,7 @@ __all__ = [
     "JsonLinesSpanExporter",
     "UnknownExporter",
     "UnknownMessagingOperation",
+    "context_headers",
     "current_trace_ids",
     "extract_context",
     "inject_headers",
@@ -182,6 +183,17 @@ def traceparent_of_current(context: Context | None = None) -> str:
     """The W3C traceparent of the current (or given context's) span ("" when there is none), e.g. to store beside
     data it wrote."""
     return inject_headers(context=context).get("traceparent", "")
+
+
+def context_headers(ctx: trace.SpanContext) -> dict[str, str]:
+    """The W3C headers `inject_headers` writes for span context `ctx`, without attaching it as the current context
+    (a thread that sends records of many requests: attach, inject and detach per record cost more than the send)."""
+    if not ctx.is_valid:
+        return {}
+    headers = {"traceparent": f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"}
+    if ctx.trace_state:
+        headers["tracestate"] = ctx.trace_state.to_header()
+    return headers
 
 
 def current_trace_ids() -> tuple[str, str]:

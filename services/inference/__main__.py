@@ -65,6 +65,7 @@ def main() -> None:
 
         sys.exit(score(sys.argv[2:]))
     settings = InferenceSettings()
+    sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)
     # Kafka carries the definitions (unless a file gives them), promotions, artifacts and the prediction log
     needs_bus = settings.definitions_file is None or settings.watch_promotions or settings.log_predictions
     bus = KafkaBus(KafkaSettings()) if needs_bus else None

@@ -62,6 +62,11 @@ class InferenceSettings(BaseSettings):
         0, ge=0, description="Set by worker 0 for the workers it starts (leave 0): a worker > 0 binds the port "
         "worker 0 bound and starts no workers of its own."
     )
+    gil_switch_interval_ms: float = Field(
+        1.0, gt=0.0, description="How long a Python thread may hold the GIL while another waits for it (Python's "
+        "default is 5 ms). The request path shares the GIL with the prediction log, the span exporter and the "
+        "mirror: each of their turns can hold a request that long. Set once per process at start."
+    )
     ort_intra_op_threads: int = Field(1, ge=0, description="onnxruntime intra-op threads per call (0: default).")
     use_cuda: bool = Field(True, description="Try CUDAExecutionProvider first; falls back to CPU when it fails.")
     allow_nan: bool = Field(False, description="Accept NaN/Inf in an `input` tensor (online features may hold NaN: "

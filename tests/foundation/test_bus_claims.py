@@ -87,6 +87,20 @@ def test_flush_raises_when_the_broker_refuses_a_record(kafka_settings: KafkaSett
     producer.flush()  # the error was reported once; the producer goes on
 
 
+def test_a_send_without_poll_is_acknowledged_at_the_callers_poll(kafka_settings: KafkaSettings) -> None:
+    """`send(poll=False)` (the prediction log's loop) serves no delivery callback itself; the caller's poll does,
+    and every record arrives."""
+    topic = _topic(kafka_settings, "nopoll")
+    producer = Producer(kafka_settings, client_id="test-nopoll")
+    acked: list[bytes] = []
+    for i in range(50):
+        producer.send(topic, f"r{i}".encode(), key="k", poll=False,
+                      on_delivery=lambda err, msg: acked.append(msg.value()) if err is None else None)
+    assert acked == []  # nothing served a callback yet, however fast the broker answered
+    wait_until(lambda: producer.poll(0.1) >= 0 and len(acked) == 50, timeout=30)
+    assert acked == [f"r{i}".encode() for i in range(50)] and end_offsets(kafka_settings, topic) == {0: 50}
+
+
 def test_flush_raises_when_records_stay_unacknowledged() -> None:
     from mlops_tools.procs import free_port
 

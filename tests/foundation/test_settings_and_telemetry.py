@@ -12,6 +12,7 @@ from mlops.settings import KafkaSettings, TelemetrySettings
 from mlops.telemetry import (
     JsonLinesSpanExporter,
     UnknownExporter,
+    context_headers,
     extract_context,
     inject_headers,
     setup_tracing,
@@ -72,6 +73,21 @@ def test_trace_context_round_trips_through_headers() -> None:
     link = span_link(dict(as_kafka))
     assert link is not None and link.context.span_id == expected.span_id
     assert span_link({}) is None
+
+
+@pytest.mark.parametrize("state", ["", "vendor=abc"])
+@pytest.mark.parametrize("sampled", [True, False])
+def test_trace_headers_of_a_context_equal_what_inject_writes(state: str, sampled: bool) -> None:
+    """context_headers (no attach) writes the headers the propagator writes for the same span context."""
+    from opentelemetry import trace
+
+    ctx = trace.SpanContext(0x4BF92F3577B34DA6A3CE929D0E0E4736, 0x00F067AA0BA902B7, is_remote=False,
+                            trace_flags=trace.TraceFlags(1 if sampled else 0),
+                            trace_state=trace.TraceState.from_header([state]) if state else None)
+    injected = inject_headers(context=trace.set_span_in_context(trace.NonRecordingSpan(ctx)))
+    assert context_headers(ctx) == injected and injected["traceparent"].endswith("-01" if sampled else "-00")
+    assert ("tracestate" in injected) == bool(state)
+    assert context_headers(trace.INVALID_SPAN_CONTEXT) == {}
 
 
 def test_file_exporter_writes_json_lines(tmp_path) -> None:

@@ -57,22 +57,17 @@ class Producer:
         self._errors: list[str] = []
         self._static_headers: dict[type, dict[str, str]] = {}
 
-    def send(
-        self,
-        topic: str,
-        value: PbMessage | bytes | None,
-        *,
-        key: str | bytes | None = None,
-        headers: dict[str, str] | None = None,
-        on_delivery: DeliveryCallback | None = None,
-    ) -> None:
+    def send(self, topic: str, value: PbMessage | bytes | None, *, key: str | bytes | None = None,
+             headers: dict[str, str] | None = None, on_delivery: DeliveryCallback | None = None,
+             poll: bool = True) -> None:
         """Queue one record. Protobuf values are encoded with the contract version; the current trace context
-        goes into `traceparent`. Delivery failures are kept and raised by `flush`."""
+        goes into `traceparent`. Delivery failures are kept and raised by `flush`. `poll` False: the caller polls
+        (once for many records: a poll costs several produces)."""
         payload, hdrs = self._encode(value, headers)
-        self._produce(topic, payload, as_bytes(key), hdrs, on_delivery)
+        self._produce(topic, payload, as_bytes(key), hdrs, on_delivery, poll)
 
     def _produce(self, topic: str, payload: bytes | None, key: bytes | None, headers: dict[str, str],
-                 on_delivery: DeliveryCallback | None) -> None:
+                 on_delivery: DeliveryCallback | None, poll: bool = True) -> None:
         callback = self._on_delivery if on_delivery is None else self._chain(on_delivery)
         while True:
             try:
@@ -81,7 +76,8 @@ class Producer:
                 break
             except BufferError:  # local queue full: serve delivery callbacks, then retry
                 self._producer.poll(0.05)
-        self._producer.poll(0)
+        if poll:  # serve delivery callbacks
+            self._producer.poll(0)
 
     def send_encoded(self, topic: str, message_type: type[PbMessage],
                      records: Iterable[tuple[bytes | None, bytes, dict[str, str] | None]]) -> None:

@@ -172,7 +172,7 @@ class MemoryProducer(Producer):
         self._queued: list[tuple[str, bytes | None, bytes | None, dict[str, str], DeliveryCallback | None]] = []
 
     def _produce(self, topic: str, payload: bytes | None, key: bytes | None, headers: dict[str, str],
-                 on_delivery: DeliveryCallback | None) -> None:
+                 on_delivery: DeliveryCallback | None, poll: bool = True) -> None:
         self._queued.append((topic, key, payload, headers, on_delivery))
 
     def send_encoded(self, topic: str, message_type: type[PbMessage],

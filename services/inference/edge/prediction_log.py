@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 
 from mlops.bus import BusError, Producer
-from opentelemetry import context as otel_context
+from mlops.telemetry import context_headers
 from opentelemetry import trace
 
 from services.inference import convert
@@ -146,20 +146,16 @@ class PredictionLog:
                 self._drain_errors(0)
 
     def _send(self, batch: ServedBatch, ctx: trace.SpanContext, partitions: int) -> None:
-        token = None
-        trace_id = span_id = ""
-        if ctx.is_valid:  # the record names the request's trace, and its traceparent header joins it
-            token = otel_context.attach(trace.set_span_in_context(trace.NonRecordingSpan(ctx)))
-            trace_id, span_id = format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
+        # the record names the request's trace, and its traceparent header joins it
+        headers = context_headers(ctx)
+        trace_id, span_id = (format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")) if headers else ("", "")
         try:
             for key, record in convert.prediction_batches(batch, partitions, trace_id, span_id):
-                self._producer.send(self._topic, record, key=key, on_delivery=self._delivered(record.rows))
+                self._producer.send(self._topic, record, key=key, headers=headers,
+                                    on_delivery=self._delivered(record.rows), poll=False)  # polled once per round
         except Exception as exc:  # a broken record or producer must not kill the logger thread
             self._dropped_failed.inc(len(batch.x))
             log.error("prediction log failed", extra={"fields": {"error": str(exc)}})
-        finally:
-            if token is not None:
-                otel_context.detach(token)
 
     def _drain_errors(self, timeout: float) -> None:
         try:

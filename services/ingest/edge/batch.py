@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlops.bus import HEADER_CONTENT_TYPE, Producer, Record
-from mlops.telemetry import extract_context, tracer
+from mlops.telemetry import context_headers, extract_context, tracer
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
@@ -49,12 +49,9 @@ class Route:
 def trace_headers(span: Span, incoming: dict[str, bytes]) -> dict[str, str] | None:
     """W3C `traceparent` (+ `tracestate`) of `span` for the outgoing record, and the incoming `baggage` passed on
     unchanged — what propagate.inject would write, without making the span current for the send."""
-    sc = span.get_span_context()
-    if not sc.is_valid:
+    out = context_headers(span.get_span_context())
+    if not out:
         return None
-    out = {"traceparent": f"00-{sc.trace_id:032x}-{sc.span_id:016x}-{sc.trace_flags:02x}"}
-    if sc.trace_state:
-        out["tracestate"] = sc.trace_state.to_header()
     baggage = incoming.get("baggage")
     if baggage:
         out["baggage"] = baggage.decode("utf-8", "replace")
