@@ -11,7 +11,7 @@ from mlops.bus import KafkaBus, wait_for_broker
 from mlops.definitions.store import DefinitionsFollower
 from mlops.online_rebuild import ensure_rebuilt
 from mlops.online_store import RedisOnlineStore
-from mlops.service import start
+from mlops.service import freeze_survivors, start
 from mlops.settings import KafkaSettings, RedisSettings
 
 from services.features.edge import build
@@ -47,6 +47,7 @@ def main() -> int:
                           "features_log": features.features_log_topic, "revision": follower.current.number}},
     )
     worker = faust.Worker(features.app, loglevel=settings.log_level, override_logging=False)
+    freeze_survivors()
     try:
         worker.execute_from_commandline()  # returns (via SystemExit) after SIGTERM/SIGINT and a clean stop
     finally:

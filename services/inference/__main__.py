@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 import signal
@@ -13,7 +12,7 @@ import sys
 
 from mlops.bus import KafkaBus
 from mlops.online_store import RedisOnlineStore
-from mlops.service import start
+from mlops.service import freeze_survivors, start
 from mlops.settings import KafkaSettings, RedisSettings
 
 from services.inference.edge import InferenceServer, WorkerGroup, parent_gone
@@ -29,10 +28,7 @@ async def _serve(server: InferenceServer, settings: InferenceSettings, metrics_p
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     port = await server.start()
-    # Everything allocated so far (libraries, the model, gRPC) lives as long as the process: out of the collector's
-    # reach, a full collection scans only new objects instead of pausing every request waiting behind it.
-    gc.collect()
-    gc.freeze()
+    freeze_survivors()  # the libraries, the model, gRPC: a full collection no longer pauses requests for them
     group: WorkerGroup | None = None
     if settings.workers > 1 and settings.worker_index == 0:
         group = WorkerGroup(settings.workers, port, metrics_port)

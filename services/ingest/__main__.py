@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mlops.bus import KafkaBus, StopFlag, wait_for_broker
-from mlops.service import start
+from mlops.service import freeze_survivors, start
 from mlops.settings import KafkaSettings
 
 from services.ingest.edge import Ingest
@@ -17,6 +17,7 @@ def main() -> int:
     stop = StopFlag()
     wait_for_broker(kafka)
     ingest = Ingest(settings, KafkaBus(kafka))
+    freeze_survivors()
     try:
         ingest.run(stop)
     finally:

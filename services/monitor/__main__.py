@@ -19,6 +19,7 @@ def main() -> int:
     log = service.start("monitor", DEFAULT_METRICS_PORT, ready=monitor.ready).log
     log.info("monitor starting", extra={"fields": {"settings": settings.model_dump()}})
     wait_for_broker(kafka)
+    service.freeze_survivors()
     handled = monitor.run(stop)
     log.info("monitor stopped", extra={"fields": {"records": handled}})
     return 0
