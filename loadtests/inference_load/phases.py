@@ -64,11 +64,13 @@ def monitor_drain(kafka: KafkaSettings, rows: int, timeout: float = 300.0) -> di
     """The drift monitor (its Kafka edge and core, in this process, alone on the machine) reading every prediction
     the run logged: rows/s from its first prediction to the last, and whether it got them all."""
     from mlops.bus import KafkaBus, StopFlag
+    from mlops.service import freeze_survivors
 
     from services.monitor.edge import MonitorService
     from services.monitor.settings import MonitorSettings
 
     service = MonitorService(MonitorSettings(group_id=f"bench-monitor-{uuid.uuid4().hex[:6]}"), KafkaBus(kafka))
+    freeze_survivors()  # as the service's __main__ does before its loop
     stop = StopFlag(install_signals=False)
     thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
     thread.start()

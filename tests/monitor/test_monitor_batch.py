@@ -244,3 +244,30 @@ def test_rows_held_by_the_join_become_predictions_only_when_joined():
     assert j.add_rows(block, 0, block.rows) == [] and len(j) == block.rows
     joined = j.add_label(LabelEvent(block.entity_ids[3], block.join_times_ms[3], 1.0, request_id="r3"))
     assert joined == block.row(3) and math.isclose(joined.score, float(block.scores[3]))
+
+
+@pytest.mark.parametrize("capacity, window_ms", [(40, 600_000), (1_000, 300)], ids=["by capacity", "by window"])
+def test_held_rows_are_evicted_as_one_by_one_when_no_label_waits(capacity, window_ms):
+    """With no label waiting, `add_rows` evicts once per block: the same rows must go, and every later label must
+    meet the same prediction, as when each row came alone (times go back and forth, entities repeat)."""
+    records = list(generate(StreamConfig(count=700, drift_at=None, seed=5)))
+    rng = np.random.default_rng(5)
+    blocks, start = [], 0
+    for size in SIZES * 6:
+        chunk = records[start:start + size]
+        if not chunk:
+            break
+        blocks.append(_block(chunk, "1", as_of={r.index: r.event_time_ms + int(rng.integers(-400, 400))
+                                                for r in chunk}))
+        start += size
+    together: LabelJoiner = LabelJoiner(window_ms, 500, capacity, 1_000)
+    alone: LabelJoiner = LabelJoiner(window_ms, 500, capacity, 1_000)
+    for b in blocks:
+        assert together.add_rows(b, 0, b.rows) == []
+        assert [j for i in range(b.rows) for j in alone.add_prediction(b.row(i))] == []
+        assert (len(together), together.counts) == (len(alone), alone.counts)
+    assert together.counts.predictions_evicted > 100  # eviction is what this test is about
+    labels = [LabelEvent(b.entity_ids[i], b.join_times_ms[i], 1.0, request_id=f"r{i}" if i % 2 else "")
+              for b in blocks for i in range(0, b.rows, 3)]
+    met = [tuple(getattr(j.add_label(lab), "request_id", None) for j in (together, alone)) for lab in labels]
+    assert [a for a, _ in met] == [b for _, b in met] and sum(a is not None for a, _ in met) >= 5
