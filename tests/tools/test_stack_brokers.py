@@ -83,7 +83,14 @@ def test_topics_are_replicated_three_times_with_two_in_sync(cluster: Stack) -> N
     assert settings.replication_factor == 3 and len(settings.bootstrap_servers.split(",")) == 3
     ensure_topics(settings)
     admin = AdminClient(settings.client_config())
-    topics = admin.list_topics(timeout=10).topics
+    names, listed = {topic_name(spec, settings) for spec in ALL_TOPICS}, {}
+
+    def every_topic_listed() -> bool:  # a broker's metadata can lag the controller's creation by a moment
+        listed.update(admin.list_topics(timeout=10).topics)
+        return names <= listed.keys()
+
+    wait_until(every_topic_listed, timeout=30, message=lambda: f"missing {sorted(names - listed.keys())}")
+    topics = {name: listed[name] for name in names}
     for spec in ALL_TOPICS:
         partitions = topics[topic_name(spec, settings)].partitions.values()
         assert all(len(p.replicas) == 3 for p in partitions), spec.name
