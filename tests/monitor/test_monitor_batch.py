@@ -248,8 +248,8 @@ def test_rows_held_by_the_join_become_predictions_only_when_joined():
 
 @pytest.mark.parametrize("capacity, window_ms", [(40, 600_000), (1_000, 300)], ids=["by capacity", "by window"])
 def test_held_rows_are_evicted_as_one_by_one_when_no_label_waits(capacity, window_ms):
-    """With no label waiting, `add_rows` evicts once per block: the same rows must go, and every later label must
-    meet the same prediction, as when each row came alone (times go back and forth, entities repeat)."""
+    """Rows held a block at a time (`add_rows`) and evicted by capacity or by window: the same rows go, and every
+    later label meets the same prediction, as when each row came alone (times go back and forth, entities repeat)."""
     records = list(generate(StreamConfig(count=700, drift_at=None, seed=5)))
     rng = np.random.default_rng(5)
     blocks, start = [], 0

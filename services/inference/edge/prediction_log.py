@@ -148,7 +148,7 @@ class PredictionLog:
     def _send(self, batch: ServedBatch, ctx: trace.SpanContext, partitions: int) -> None:
         # the record names the request's trace, and its traceparent header joins it
         headers = context_headers(ctx)
-        trace_id, span_id = (format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")) if headers else ("", "")
+        trace_id, span_id = headers["traceparent"].split("-")[1:3] if headers else ("", "")
         try:
             for key, record in convert.prediction_batches(batch, partitions, trace_id, span_id):
                 self._producer.send(self._topic, record, key=key, headers=headers,
