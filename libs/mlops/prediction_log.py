@@ -1,9 +1,10 @@
-"""The prediction log's contract in plain arrays: `PredictionColumns` (one request's served rows, columnar) to and
-from the `PredictionBatch` message, and `read_predictions`, which every reader of `predictions` uses.
+"""The prediction log's contract in plain arrays: `PredictionColumns` (served rows, columnar) to and from the
+`PredictionBatch` message, and `read_predictions`, which every reader of `predictions` uses.
 
-The topic carries `PredictionBatch` (one record per request, or per request and partition: see the proto); records
-written before it are per-row `PredictionRecord`s. Writers write only the batch; readers accept both, told apart by
-the `message-type` header (a record without one is read as the batch, the contract now written), so a topic mixed
+The topic carries `PredictionBatch` (one record per request, or per log round holding several requests, either
+split by partition: see the proto; `PredictionColumns.split` gives one columns per request); records written before
+it are per-row `PredictionRecord`s. Writers write only the batch; readers accept both, told apart by the
+`message-type` header (a record without one is read as the batch, the contract now written), so a topic mixed
 during an upgrade reads whole. Arrays travel as packed little-endian bytes and are decoded with one numpy call each,
 and every length is checked against `rows`, naming the field when it does not fit.
 """
@@ -17,12 +18,26 @@ import numpy as np
 from mlops.bus import HEADER_MESSAGE_TYPE, Record
 from mlops.contracts import ContractError, models_pb2
 
-__all__ = ["BATCH_TYPE", "RECORD_TYPE", "PredictionColumns", "from_batch", "from_record", "read_predictions",
-           "to_batch"]
+__all__ = ["BATCH_TYPE", "RECORD_TYPE", "PredictionColumns", "RequestPart", "from_batch", "from_record",
+           "read_predictions", "to_batch"]
 
 BATCH_TYPE = models_pb2.PredictionBatch.DESCRIPTOR.full_name
 RECORD_TYPE = models_pb2.PredictionRecord.DESCRIPTOR.full_name
 _F32, _I64, _U32 = np.dtype("<f4"), np.dtype("<i8"), np.dtype("<u4")
+
+
+@dataclass(frozen=True, slots=True)
+class RequestPart:
+    """One request's share of a record that holds several (the log merges a round's requests): its rows there
+    (contiguous, in the record's row order) and what is said once per request."""
+
+    request_id: str
+    rows: int
+    request_rows: int  # rows of the whole request
+    trace_id: str = ""
+    span_id: str = ""
+    latency_us: int = 0
+    timestamp_ms: int = 0
 
 
 @dataclass(eq=False, slots=True)  # not frozen: built once per request on the serving side, where __init__ counts
@@ -49,13 +64,33 @@ class PredictionColumns:
     latency_us: int = 0
     timestamp_ms: int = 0
     role: str = ""  # "" / champion: answered the client; shadow, guard: mirrored, never returned; canary
+    # rows of several requests, in row order (the request-level fields above are then the first's); empty: one
+    requests: tuple[RequestPart, ...] | list[RequestPart] = ()
 
     @property
     def rows(self) -> int:
         return len(self.x)
 
+    def split(self) -> list[PredictionColumns]:
+        """One columns per request: itself when it holds one, else a view of each request's rows (no copies)."""
+        if not self.requests:
+            return [self]
+        out, start = [], 0
+        for r in self.requests:
+            stop = start + r.rows
+            out.append(PredictionColumns(
+                r.request_id, self.model_name, self.model_version, self.feature_names, self.x[start:stop],
+                self.outputs[start:stop], self.scores[start:stop], self.predicted_labels[start:stop],
+                self.entity_ids[start:stop], None if self.as_of_ms is None else self.as_of_ms[start:stop],
+                r.request_rows, None if self.row_index is None else self.row_index[start:stop],
+                self.row_request_ids[start:stop], r.trace_id, r.span_id, r.latency_us, r.timestamp_ms, self.role))
+            start = stop
+        return out
+
     def request_ids(self) -> list[str]:
         """Each row's request id: given, or the request's id (a one-row request), or `<id>/<row index>`."""
+        if self.requests:
+            return [rid for part in self.split() for rid in part.request_ids()]
         if self.row_request_ids:
             return list(self.row_request_ids)
         if (self.request_rows or self.rows) == 1:
@@ -90,6 +125,11 @@ def to_batch(c: PredictionColumns) -> models_pb2.PredictionBatch:
         msg.features_as_of_ms_i64 = c.as_of_ms.astype(_I64, copy=False).tobytes()
     if c.row_index is not None:
         msg.row_index_u32 = c.row_index.astype(_U32, copy=False).tobytes()
+    if c.requests:
+        request = models_pb2.PredictionBatch.Request
+        msg.requests.extend([request(request_id=r.request_id, rows=r.rows, request_rows=r.request_rows,
+                                     trace_id=r.trace_id, span_id=r.span_id, latency_us=r.latency_us,
+                                     timestamp_ms=r.timestamp_ms) for r in c.requests])
     return msg
 
 
@@ -112,6 +152,10 @@ def from_batch(msg: models_pb2.PredictionBatch, where: str = "<message>") -> Pre
         if len(getattr(msg, field)) not in (0, n):
             raise ContractError(BATCH_TYPE, where, f"field {field!r} has {len(getattr(msg, field))} entries for "
                                                    f"{n} rows")
+    requests = tuple(RequestPart(r.request_id, r.rows, r.request_rows or r.rows, r.trace_id, r.span_id, r.latency_us,
+                                 r.timestamp_ms) for r in msg.requests)
+    if requests and sum(r.rows for r in requests) != n:
+        raise ContractError(BATCH_TYPE, where, f"field 'requests' covers {sum(r.rows for r in requests)} rows of {n}")
     x = _array(msg, "features_f32", _F32, n * k, where)
     outputs = _array(msg, "outputs_f32", _F32, n * width, where)
     assert x is not None and outputs is not None
@@ -123,7 +167,7 @@ def from_batch(msg: models_pb2.PredictionBatch, where: str = "<message>") -> Pre
         entity_ids=list(msg.entity_ids), as_of_ms=_array(msg, "features_as_of_ms_i64", _I64, n, where, True),
         request_rows=msg.request_rows or n, row_index=_array(msg, "row_index_u32", _U32, n, where, True),
         row_request_ids=list(msg.row_request_ids), trace_id=msg.trace_id, span_id=msg.span_id,
-        latency_us=msg.latency_us, timestamp_ms=msg.timestamp_ms, role=msg.role,
+        latency_us=msg.latency_us, timestamp_ms=msg.timestamp_ms, role=msg.role, requests=requests,
     )
 
 

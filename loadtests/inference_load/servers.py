@@ -185,20 +185,24 @@ def mlserver_binary() -> Path | None:
     return binary
 
 
-def start_mlserver(mlserver: Path, model_path: Path, workdir: Path, parallel_workers: int = 0) -> Server:
+def start_mlserver(mlserver: Path, model_path: Path, workdir: Path, parallel_workers: int | None = 0,
+                   name: str = "MLServer") -> Server:
+    """MLServer serving `model_path` as "sea"; `parallel_workers` None leaves MLServer's own default (1: inference in
+    a worker process beside the gRPC front end), 0 runs inference in its one process."""
     port = free_port()
     model_dir = workdir / "sea"
     model_dir.mkdir(parents=True, exist_ok=True)
     (model_dir / "model.onnx").write_bytes(model_path.read_bytes())
     (model_dir / "model-settings.json").write_text(json.dumps({
         "name": "sea", "implementation": "ort_runtime.OrtModel", "parameters": {"uri": "./model.onnx"}}))
-    (workdir / "settings.json").write_text(json.dumps({
-        "grpc_port": port, "http_port": free_port(), "metrics_port": free_port(), "parallel_workers": parallel_workers,
-        "host": "127.0.0.1", "debug": False}))
+    settings = {"grpc_port": port, "http_port": free_port(), "metrics_port": free_port(), "host": "127.0.0.1",
+                "debug": False}
+    (workdir / "settings.json").write_text(json.dumps(
+        settings if parallel_workers is None else settings | {"parallel_workers": parallel_workers}))
     env = os.environ | {"PYTHONPATH": str(ROOT / "loadtests" / "mlserver")}
     proc = subprocess.Popen([str(mlserver), "start", str(workdir)], cwd=workdir, env=env,
                             stdout=subprocess.DEVNULL, stderr=open(ROOT / ".run" / "bench-mlserver.log", "ab"))
-    return Server("MLServer", proc, f"127.0.0.1:{port}")
+    return Server(name, proc, f"127.0.0.1:{port}")
 
 
 def family(pid: int) -> list[int]:

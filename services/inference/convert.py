@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 import zlib
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import numpy as np
 from mlops.contracts import models_pb2
 from mlops.contracts.oip import pb2
-from mlops.prediction_log import PredictionColumns, to_batch
+from mlops.prediction_log import PredictionColumns, RequestPart, to_batch
 
 from services.inference.core.domain import (
     CHAMPION,
@@ -242,14 +243,80 @@ def _partition_groups(keys: list[str], partitions: int) -> list[np.ndarray] | No
     return np.split(order, cuts)
 
 
-def prediction_batches(batch: ServedBatch, partitions: int = 1, trace_id: str = "",
-                       span_id: str = "") -> list[tuple[str, models_pb2.PredictionBatch]]:
+# a merged record stays far below Kafka's default 1 MB message limit (a single larger request goes on its own)
+MERGE_BYTES = 256 << 10
+
+
+def round_batches(items: list[tuple[ServedBatch, str, str]],
+                  partitions: int = 1) -> list[tuple[str, models_pb2.PredictionBatch]]:
+    """(key, PredictionBatch) for the served batches of one log round, each given with its request's trace and span
+    id: the requests of one model version and role merged into one record per partition of `predictions` (each
+    request's id, trace, latency and time in `requests`; every row where `prediction_batches` would put it), up to
+    MERGE_BYTES of features a record. Mirrored batches (rows of several requests already) go on their own."""
+    out: list[tuple[str, models_pb2.PredictionBatch]] = []
+    groups: dict[tuple[str, str, str], list[tuple[ServedBatch, str, str]]] = {}
+    for item in items:
+        b, trace_id, span_id = item
+        if b.row_request_ids is not None:
+            out += prediction_batches(b, partitions, trace_id, span_id)
+        else:
+            groups.setdefault((b.model_name, b.model_version, b.role), []).append(item)
+    for group in groups.values():
+        chunk: list[tuple[ServedBatch, str, str]] = []
+        size = 0
+        for item in group:
+            size += item[0].x.nbytes
+            if chunk and size > MERGE_BYTES:
+                out += _merged_batches(chunk, partitions)
+                chunk, size = [], item[0].x.nbytes
+            chunk.append(item)
+        out += _merged_batches(chunk, partitions)
+    return out
+
+
+def _merged_batches(chunk: list[tuple[ServedBatch, str, str]],
+                    partitions: int) -> list[tuple[str, models_pb2.PredictionBatch]]:
+    if len(chunk) == 1:
+        return prediction_batches(chunk[0][0], partitions, chunk[0][1], chunk[0][2])
+    batches = [b for b, _, _ in chunk]
+    if partitions > 1 and not any(b.entity_ids for b in batches):  # raw features: each request by its id's hash
+        by_partition: dict[int, list[tuple[ServedBatch, str, str]]] = {}
+        for item in chunk:
+            by_partition.setdefault(zlib.crc32(item[0].request_id.encode()) % partitions, []).append(item)
+        if len(by_partition) > 1:
+            return [record for share in by_partition.values() for record in _merged_batches(share, 1)]
+    counts = [len(b.x) for b in batches]
+    parts = [RequestPart(b.request_id, n, n, trace_id, span_id, b.latency_us, b.timestamp_ms)
+             for (b, trace_id, span_id), n in zip(chunk, counts, strict=True)]
+    entities = [e for b in batches for e in (b.entity_ids or [""] * len(b.x))] if any(
+        b.entity_ids for b in batches) else None
+    as_of = [t for b in batches for t in (b.as_of_ms or [0] * len(b.x))] if any(b.as_of_ms for b in batches) else None
+    first = batches[0]
+    merged = ServedBatch(
+        first.request_id, first.model_name, first.model_version, first.task, first.classes, first.feature_names,
+        np.concatenate([b.x for b in batches]), np.concatenate([b.output for b in batches]), entities, as_of,
+        first.latency_us, first.timestamp_ms, first.role,
+        row_keys=[k for b in batches for k in (b.entity_ids or [b.request_id] * len(b.x))] if entities else None)
+    return prediction_batches(merged, partitions, chunk[0][1], chunk[0][2], parts)
+
+
+def _parts_of(rows: np.ndarray, owner: np.ndarray, parts: list[RequestPart]) -> list[RequestPart]:
+    """The requests that `rows` (ascending indices into a merged batch) belong to, each with its count of them."""
+    who = owner[rows]
+    starts = np.flatnonzero(np.diff(who, prepend=-1))
+    counts = np.diff(starts, append=len(who))
+    return [dataclasses.replace(parts[who[s]], rows=c) for s, c in zip(starts.tolist(), counts.tolist(), strict=True)]
+
+
+def prediction_batches(batch: ServedBatch, partitions: int = 1, trace_id: str = "", span_id: str = "",
+                       parts: list[RequestPart] | None = None) -> list[tuple[str, models_pb2.PredictionBatch]]:
     """The served batch as (key, PredictionBatch): one per request, or one per partition of `predictions` its
     rows' entities hash to, keyed by one of those entities (so each row lies in its entity's partition, as the
     monitor's label join expects); keyed by the request id when raw features were sent. Each carries the batch's
-    role. Mirrored rows of several requests (one batch per mirror round) carry each row's request id and go where
-    their request's champion rows went (by `row_keys`). Arrays only: no per-row objects beyond the entity ids the
-    request brought."""
+    role. Rows of several requests: mirrored (one batch per mirror round) carry each row's request id and go where
+    their request's champion rows went (by `row_keys`); merged by the log (`parts`: the requests, in row order)
+    carry the requests each record holds. Arrays only: no per-row objects beyond the entity ids the requests
+    brought."""
     scores, labels = score_arrays(batch.task, batch.output, batch.classes)
     n = len(batch.x)
     cols = PredictionColumns(
@@ -258,15 +325,20 @@ def prediction_batches(batch: ServedBatch, partitions: int = 1, trace_id: str = 
         outputs=batch.output, scores=scores, predicted_labels=labels, entity_ids=batch.entity_ids or (),
         as_of_ms=np.asarray(batch.as_of_ms, dtype=np.int64) if batch.as_of_ms else None, request_rows=n,
         row_index=batch.row_index, row_request_ids=batch.row_request_ids or (), trace_id=trace_id, span_id=span_id,
-        latency_us=batch.latency_us, timestamp_ms=batch.timestamp_ms, role=batch.role,
+        latency_us=batch.latency_us, timestamp_ms=batch.timestamp_ms, role=batch.role, requests=parts or (),
     )
     ids = batch.entity_ids
     keys = batch.row_keys or ids  # rows of several requests follow their own request's key
     groups = _partition_groups(keys, partitions) if keys else None
     if groups is None:
+        if parts:
+            cols.request_rows = parts[0].request_rows
         return [(keys[0] if keys else batch.request_id, to_batch(cols))]
-    out = []
     x, output, as_of, row_ids, row_index = cols.x, cols.outputs, cols.as_of_ms, batch.row_request_ids, batch.row_index
+    if parts:  # each row's request, and its index there
+        owner = np.repeat(np.arange(len(parts)), [p.rows for p in parts])
+        row_index = np.arange(n) - np.repeat(np.cumsum([0] + [p.rows for p in parts[:-1]]), [p.rows for p in parts])
+    out = []
     for rows in groups:
         cols.x, cols.outputs, cols.scores, cols.predicted_labels = x[rows], output[rows], scores[rows], labels[rows]
         index = rows.tolist()
@@ -274,5 +346,11 @@ def prediction_batches(batch: ServedBatch, partitions: int = 1, trace_id: str = 
         cols.row_index = rows if row_index is None else row_index[rows]
         cols.row_request_ids = [row_ids[i] for i in index] if row_ids else ()
         cols.as_of_ms = as_of[rows] if as_of is not None else None
+        if parts:  # the record's request-level fields are its first request's
+            cols.requests = _parts_of(rows, owner, parts)
+            head = cols.requests[0]
+            cols.request_id, cols.trace_id, cols.span_id = head.request_id, head.trace_id, head.span_id
+            cols.latency_us, cols.timestamp_ms = head.latency_us, head.timestamp_ms
+            cols.request_rows = head.request_rows
         out.append((keys[index[0]], to_batch(cols)))
     return out

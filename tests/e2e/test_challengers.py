@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 import pytest
 from mlops.contracts import models_pb2
-from mlops.prediction_log import BATCH_TYPE, HEADER_MESSAGE_TYPE
+from mlops.prediction_log import BATCH_TYPE, HEADER_MESSAGE_TYPE, from_batch
 from mlops.topics import PREDICTIONS
 from mlops_tools.demo import Demo, DemoResult, ModelLoop
 from mlops_tools.registry_client import RegistryClient
@@ -69,7 +69,7 @@ def _prediction_roles(demo: Demo) -> tuple[Counter[tuple[str, str]], dict[str, s
                 m = record.decode(models_pb2.PredictionBatch)
                 role = m.role or "champion"
                 rows[(role, m.model_version)] += m.rows
-                requests.setdefault(role, set()).add(m.request_id)
+                requests.setdefault(role, set()).update(c.request_id for c in from_batch(m).split())
     finally:
         reader.close()
     return rows, requests

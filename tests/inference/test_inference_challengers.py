@@ -19,7 +19,7 @@ from mlops.artifacts import publish_artifact
 from mlops.bus import Bus, MemoryBus
 from mlops.contracts import models_pb2
 from mlops.definitions import Task
-from mlops.prediction_log import from_batch
+from mlops.prediction_log import PredictionColumns, from_batch
 from mlops.security import SecuritySettings, promotion_signature
 from mlops.topics import MODEL_PROMOTED, PREDICTIONS
 from prometheus_client import REGISTRY
@@ -61,13 +61,10 @@ def rows(x: np.ndarray, entities: list[str] | None = None) -> list[tc.InferInput
     return [inp, ids]
 
 
-def logged(records: list) -> list[tuple[models_pb2.PredictionBatch, list[str]]]:  # type: ignore[type-arg]
-    """Each PredictionBatch on the topic with its rows' request ids."""
-    out = []
-    for r in records:
-        msg = r.decode(models_pb2.PredictionBatch)
-        out.append((msg, from_batch(msg).request_ids()))
-    return out
+def logged(records: list) -> list[tuple[PredictionColumns, list[str]]]:  # type: ignore[type-arg]
+    """Each request's rows in each PredictionBatch on the topic (a record may hold several requests), with the
+    rows' request ids."""
+    return [(c, c.request_ids()) for r in records for c in from_batch(r.decode(models_pb2.PredictionBatch)).split()]
 
 
 def metric(name: str, **labels: str) -> float:
@@ -107,12 +104,12 @@ def test_shadow_is_scored_off_the_response_and_logged_beside_the_champion(server
     champion, shadow = by_role["champion"], by_role["shadow"]
     assert (champion[0].model_version, shadow[0].model_version) == ("1", "2")
     assert champion[1] == shadow[1] == ["req-1/0", "req-1/1", "req-1/2"]
-    assert shadow[0].request_id == "req-1" and shadow[0].features_f32 == champion[0].features_f32
+    assert shadow[0].request_id == "req-1" and np.array_equal(shadow[0].x, champion[0].x)
     assert shadow[0].trace_id == champion[0].trace_id  # logged under the request's trace
-    shadow_scores = from_batch(shadow[0]).scores
+    shadow_scores = shadow[0].scores
     expected = running.server.repository.get("sea", "2").run(x.astype(np.float32))[1][:, 1]
     assert np.allclose(shadow_scores, expected, atol=1e-6)
-    assert not np.allclose(shadow_scores, from_batch(champion[0]).scores)  # the flipped model: another answer
+    assert not np.allclose(shadow_scores, champion[0].scores)  # the flipped model: another answer
     assert metric("mlops_inference_challenger_requests_total", model="sea", version="2", role="shadow") == before + 1
     client.close()
 
@@ -162,7 +159,7 @@ def test_a_second_version_on_fewer_features_reads_its_own_columns(server_factory
     client.infer("sea", rows(x), request_id="fewer")
     topic = bus.topic(PREDICTIONS)
     wait_until(lambda: {m.role for m, _ in logged(bus.records(topic))} == {"champion", "shadow"})
-    shadow = next(from_batch(m) for m, _ in logged(bus.records(topic)) if m.role == "shadow")
+    shadow = next(m for m, _ in logged(bus.records(topic)) if m.role == "shadow")
     assert shadow.feature_names == fewer and np.allclose(shadow.x, x[:, 2:])
     expected = running.server.repository.get("sea", "2").run(x[:, 2:].astype(np.float32))[1]
     assert np.allclose(shadow.outputs, expected, atol=1e-6)

@@ -74,6 +74,62 @@ def test_rows_are_split_by_the_partition_of_their_entity() -> None:
     assert sorted(seen) == sorted(f"big/{i}" for i in range(20))
 
 
+def _round(*batches: ServedBatch) -> list[tuple[ServedBatch, str, str]]:
+    return [(b, f"{i + 1:032x}", f"{i + 1:016x}") for i, b in enumerate(batches)]
+
+
+def test_a_rounds_requests_share_one_record_per_partition_and_split_back_whole() -> None:
+    entities = [f"e{i}" for i in range(12)]
+    items = _round(served(5, "a", entities[:5]), served(1, "raw"), served(7, "b", entities[5:]))
+    items[1][0].latency_us, items[2][0].timestamp_ms = 99, 1_700_000_000_555
+    ids = {b.request_id: (trace_id, span_id) for b, trace_id, span_id in items}
+    out = convert.round_batches(items, partitions=3)
+    assert 1 < len(out) <= 3  # not one record per request and partition (that would be up to 7)
+    got: dict[str, list] = {}
+    for key, msg in out:
+        c = from_batch(models_pb2.PredictionBatch.FromString(msg.SerializeToString()))
+        part = zlib.crc32(key.encode()) % 3
+        assert all(zlib.crc32(k.encode()) % 3 == part for k in c.entity_list() if k)  # rows in their entity's
+        assert c.request_id == c.requests[0].request_id and c.trace_id == c.requests[0].trace_id  # the first's
+        for r in c.split():
+            got.setdefault(r.request_id, []).append(r)
+            assert (r.trace_id, r.span_id) == ids[r.request_id]  # each request's own trace
+    assert sorted(got) == ["a", "b", "raw"]
+    raw = got["raw"][0]
+    assert raw.request_ids() == ["raw"] and raw.entity_list() == [""] and raw.latency_us == 99
+    assert raw.x.tolist() == served(1).x.tolist() and raw.as_of_list() == [0]
+    for rid, ents in (("a", entities[:5]), ("b", entities[5:])):
+        rows = {i: (e, row) for r in got[rid] for i, e, row in zip(
+            [int(x.split("/")[1]) for x in r.request_ids()], r.entity_list(), r.x.tolist(), strict=True)}
+        assert sorted(rows) == list(range(len(ents)))  # every row once, with its index in its request
+        assert all(rows[i] == (ents[i], served(len(ents)).x[i].tolist()) for i in rows)
+        assert {r.timestamp_ms for r in got[rid]} == {1_700_000_000_000 if rid == "a" else 1_700_000_000_555}
+        assert {r.request_rows for r in got[rid]} == {len(ents)}
+
+
+def test_a_rounds_raw_feature_requests_each_lie_in_the_partition_of_their_id() -> None:
+    out = convert.round_batches(_round(*(served(2, f"req-{i}") for i in range(9))), partitions=3)
+    assert len(out) == len({zlib.crc32(f"req-{i}".encode()) % 3 for i in range(9)})  # one record per partition
+    ids = [r.request_id for key, msg in out for r in from_batch(msg).split()
+           if zlib.crc32(r.request_id.encode()) % 3 == zlib.crc32(key.encode()) % 3]
+    assert sorted(ids) == [f"req-{i}" for i in range(9)]
+
+
+def test_a_round_keeps_versions_and_roles_apart_and_records_under_the_size_cap() -> None:
+    shadow = served(2, "s")
+    shadow.role = "shadow"
+    other = served(2, "o")
+    other.model_version = "8"
+    big = [served(64, f"big{i}") for i in range(2 * convert.MERGE_BYTES // served(64).x.nbytes + 1)]
+    out = convert.round_batches(_round(served(2, "c1"), shadow, other, served(2, "c2"), *big))
+    by_request = {r.request_id: (msg.model_version, msg.role) for _, msg in out for r in from_batch(msg).split()}
+    assert by_request["c1"] == by_request["c2"] == ("7", "champion") and by_request["s"] == ("7", "shadow")
+    assert by_request["o"] == ("8", "champion")
+    assert len([m for _, m in out if m.role == "shadow"]) == len([m for _, m in out if m.model_version == "8"]) == 1
+    assert all(len(m.features_f32) <= convert.MERGE_BYTES for _, m in out)
+    assert sum(m.rows for _, m in out) == 8 + 64 * len(big) and len(out) == 2 + 3  # c1, c2 ride with the big ones
+
+
 def test_a_batch_whose_arrays_do_not_fit_its_rows_is_refused_naming_the_field() -> None:
     msg = convert.prediction_batches(served(2))[0][1]
     msg.scores_f32 = msg.scores_f32[:4]
@@ -82,6 +138,10 @@ def test_a_batch_whose_arrays_do_not_fit_its_rows_is_refused_naming_the_field() 
     msg = convert.prediction_batches(served(2, entities=["a", "b"]))[0][1]
     del msg.entity_ids[1]
     with pytest.raises(ContractError, match="'entity_ids' has 1 entries for 2 rows"):
+        from_batch(msg)
+    [(_, msg)] = convert.round_batches(_round(served(2, "a"), served(3, "b")))
+    msg.requests[1].rows = 2
+    with pytest.raises(ContractError, match="'requests' covers 4 rows of 5"):
         from_batch(msg)
 
 
@@ -141,7 +201,7 @@ def test_a_full_buffer_drops_and_counts_by_its_policy(overflow: PredictionOverfl
     assert dropped("buffer_full") - before == 8
     producer.release.set()
     plog.close()
-    assert sorted(read_predictions(r).request_id for r in bus.records("p")) == sorted(kept)
+    assert sorted(p.request_id for r in bus.records("p") for p in read_predictions(r).split()) == sorted(kept)
     assert logged() - delivered == 12
 
 

@@ -292,7 +292,8 @@ class KafkaTrainingData(_RangeSource):
         for r, rec in read_range(self.bus, f_ranges, self.timeout):
             if spec.by_request:
                 if (served := self._decode(rec, read, None)) is not None:
-                    _offer_predictions(read, spec, served)
+                    for request in served.split():  # a request's timestamp is its own
+                        _offer_predictions(read, spec, request)
             elif (fv := self._decode(rec, read, events_pb2.FeatureVector)) is not None:
                 _offer_vector(read, spec, r, fv.feature_set, _Vec(fv.entity_id, fv.as_of_ms, dict(fv.values)))
         for _r, rec in read_range(self.bus, l_ranges, self.timeout):

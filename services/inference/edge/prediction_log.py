@@ -1,10 +1,11 @@
-"""The prediction log: each served request to Kafka as one columnar `PredictionBatch`, off the response path.
+"""The prediction log: served requests to Kafka as columnar `PredictionBatch`es, off the response path.
 
 The request path only appends its `ServedBatch` (arrays it already has) to a bounded buffer; a background thread
-packs each request's arrays into one record (one per partition its entities hash to) and hands it to the producer.
-The produce rate is the request rate, not the row rate. The thread wakes once per `prediction_log_interval_ms` while
-requests flow, not once per request: on a busy machine a thread wake-up (and the GIL hand-over it brings) costs more
-than packing a request.
+packs what gathered since its last round into one record per model version, role and partition the rows' entities
+hash to (each request's id, trace, latency and time kept per request) and hands those to the producer. The produce
+rate is the round rate, not the request or row rate: a produce and its delivery report cost more than packing.
+The thread wakes once per `prediction_log_interval_ms` while requests flow, not once per request: on a busy machine a
+thread wake-up (and the GIL hand-over it brings) costs more than packing a request.
 
 Buffer policy when Kafka is slow or down (settings, all counted in
 `mlops_inference_prediction_logs_dropped_total{reason}` by rows; requests never wait):
@@ -37,6 +38,7 @@ log = logging.getLogger("mlops.inference")
 
 _Item = tuple[ServedBatch, trace.SpanContext]
 _RETRY_PARTITIONS_S = 60.0
+_ROUND_BYTES = 4 * convert.MERGE_BYTES  # features taken from the buffer at a time (a few records' worth)
 
 
 class PredictionLog:
@@ -114,13 +116,17 @@ class PredictionLog:
                 "topic": self._topic, "assumed": self._fallback, "error": str(exc)[:300]}})
             return self._fallback
 
-    def _pop(self) -> _Item | None:
+    def _pop_round(self) -> list[_Item]:
+        """What waits, up to about `_ROUND_BYTES` of features (the rest stays under the buffer's limit and policy)."""
+        items: list[_Item] = []
+        size = 0
         with self._cond:
-            if not self._buffer:
-                return None
-            item = self._buffer.popleft()
-            self._pending_rows -= len(item[0].x)
-            return item
+            while self._buffer and size < _ROUND_BYTES:
+                item = self._buffer.popleft()
+                self._pending_rows -= len(item[0].x)
+                size += item[0].x.nbytes
+                items.append(item)
+        return items
 
     def _run(self) -> None:
         last_check = time.monotonic()
@@ -136,25 +142,35 @@ class PredictionLog:
             if not self._stop:  # let concurrent requests queue up: one wake-up per interval, not one per request
                 time.sleep(self._interval_s)
             flowing = False
-            # one batch at a time: what waits stays in the buffer, under its limit and overflow policy
-            while (item := self._pop()) is not None:
-                self._send(item[0], item[1], self._partition_count())
+            while items := self._pop_round():
+                self._send(items, self._partition_count())
                 flowing = True
             self._producer.poll(0)  # serve delivery callbacks
             if time.monotonic() - last_check > 1.0:  # collect delivery errors so they do not pile up
                 last_check = time.monotonic()
                 self._drain_errors(0)
 
-    def _send(self, batch: ServedBatch, ctx: trace.SpanContext, partitions: int) -> None:
-        # the record names the request's trace, and its traceparent header joins it
-        headers = context_headers(ctx)
-        trace_id, span_id = headers["traceparent"].split("-")[1:3] if headers else ("", "")
+    def _send(self, items: list[_Item], partitions: int) -> None:
+        """The round's requests as few records (merged per model version, role and partition), each naming every
+        request's trace; its traceparent header joins the trace of its first request."""
+        served: list[tuple[ServedBatch, str, str]] = []
+        contexts: dict[str, trace.SpanContext] = {}
+        for batch, ctx in items:
+            if ctx.is_valid:
+                span_id = format(ctx.span_id, "016x")
+                contexts[span_id] = ctx
+                served.append((batch, format(ctx.trace_id, "032x"), span_id))
+            else:
+                served.append((batch, "", ""))
+        sent = 0
         try:
-            for key, record in convert.prediction_batches(batch, partitions, trace_id, span_id):
-                self._producer.send(self._topic, record, key=key, headers=headers,
+            for key, record in convert.round_batches(served, partitions):
+                ctx = contexts.get(record.span_id)
+                self._producer.send(self._topic, record, key=key, headers=context_headers(ctx) if ctx else {},
                                     on_delivery=self._delivered(record.rows), poll=False)  # polled once per round
+                sent += record.rows
         except Exception as exc:  # a broken record or producer must not kill the logger thread
-            self._dropped_failed.inc(len(batch.x))
+            self._dropped_failed.inc(sum(len(b.x) for b, _ in items) - sent)
             log.error("prediction log failed", extra={"fields": {"error": str(exc)}})
 
     def _drain_errors(self, timeout: float) -> None:

@@ -47,7 +47,24 @@ class PredictionRecord(_message.Message):
     def __init__(self, contract_version: _Optional[int] = ..., request_id: _Optional[str] = ..., entity_id: _Optional[str] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., inputs: _Optional[_Mapping[str, float]] = ..., outputs: _Optional[_Iterable[float]] = ..., score: _Optional[float] = ..., predicted_label: _Optional[float] = ..., latency_us: _Optional[int] = ..., trace_id: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., features_as_of_ms: _Optional[int] = ..., span_id: _Optional[str] = ...) -> None: ...
 
 class PredictionBatch(_message.Message):
-    __slots__ = ("contract_version", "request_id", "model_name", "model_version", "trace_id", "span_id", "latency_us", "timestamp_ms", "rows", "feature_names", "features_f32", "output_width", "outputs_f32", "scores_f32", "predicted_labels_f32", "entity_ids", "features_as_of_ms_i64", "request_rows", "row_index_u32", "row_request_ids", "role")
+    __slots__ = ("contract_version", "request_id", "model_name", "model_version", "trace_id", "span_id", "latency_us", "timestamp_ms", "rows", "feature_names", "features_f32", "output_width", "outputs_f32", "scores_f32", "predicted_labels_f32", "entity_ids", "features_as_of_ms_i64", "request_rows", "row_index_u32", "row_request_ids", "role", "requests")
+    class Request(_message.Message):
+        __slots__ = ("request_id", "rows", "request_rows", "trace_id", "span_id", "latency_us", "timestamp_ms")
+        REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+        ROWS_FIELD_NUMBER: _ClassVar[int]
+        REQUEST_ROWS_FIELD_NUMBER: _ClassVar[int]
+        TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+        SPAN_ID_FIELD_NUMBER: _ClassVar[int]
+        LATENCY_US_FIELD_NUMBER: _ClassVar[int]
+        TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
+        request_id: str
+        rows: int
+        request_rows: int
+        trace_id: str
+        span_id: str
+        latency_us: int
+        timestamp_ms: int
+        def __init__(self, request_id: _Optional[str] = ..., rows: _Optional[int] = ..., request_rows: _Optional[int] = ..., trace_id: _Optional[str] = ..., span_id: _Optional[str] = ..., latency_us: _Optional[int] = ..., timestamp_ms: _Optional[int] = ...) -> None: ...
     CONTRACT_VERSION_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -69,6 +86,7 @@ class PredictionBatch(_message.Message):
     ROW_INDEX_U32_FIELD_NUMBER: _ClassVar[int]
     ROW_REQUEST_IDS_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
     contract_version: int
     request_id: str
     model_name: str
@@ -90,7 +108,8 @@ class PredictionBatch(_message.Message):
     row_index_u32: bytes
     row_request_ids: _containers.RepeatedScalarFieldContainer[str]
     role: str
-    def __init__(self, contract_version: _Optional[int] = ..., request_id: _Optional[str] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., trace_id: _Optional[str] = ..., span_id: _Optional[str] = ..., latency_us: _Optional[int] = ..., timestamp_ms: _Optional[int] = ..., rows: _Optional[int] = ..., feature_names: _Optional[_Iterable[str]] = ..., features_f32: _Optional[bytes] = ..., output_width: _Optional[int] = ..., outputs_f32: _Optional[bytes] = ..., scores_f32: _Optional[bytes] = ..., predicted_labels_f32: _Optional[bytes] = ..., entity_ids: _Optional[_Iterable[str]] = ..., features_as_of_ms_i64: _Optional[bytes] = ..., request_rows: _Optional[int] = ..., row_index_u32: _Optional[bytes] = ..., row_request_ids: _Optional[_Iterable[str]] = ..., role: _Optional[str] = ...) -> None: ...
+    requests: _containers.RepeatedCompositeFieldContainer[PredictionBatch.Request]
+    def __init__(self, contract_version: _Optional[int] = ..., request_id: _Optional[str] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., trace_id: _Optional[str] = ..., span_id: _Optional[str] = ..., latency_us: _Optional[int] = ..., timestamp_ms: _Optional[int] = ..., rows: _Optional[int] = ..., feature_names: _Optional[_Iterable[str]] = ..., features_f32: _Optional[bytes] = ..., output_width: _Optional[int] = ..., outputs_f32: _Optional[bytes] = ..., scores_f32: _Optional[bytes] = ..., predicted_labels_f32: _Optional[bytes] = ..., entity_ids: _Optional[_Iterable[str]] = ..., features_as_of_ms_i64: _Optional[bytes] = ..., request_rows: _Optional[int] = ..., row_index_u32: _Optional[bytes] = ..., row_request_ids: _Optional[_Iterable[str]] = ..., role: _Optional[str] = ..., requests: _Optional[_Iterable[_Union[PredictionBatch.Request, _Mapping]]] = ...) -> None: ...
 
 class RetrainRequest(_message.Message):
     __slots__ = ("contract_version", "model_name", "request_id", "reason", "detector", "statistic", "feature", "value", "window_start_ms", "window_end_ms", "requested_at_ms", "requested_by", "trace_id", "span_id", "seed", "change_point_ms", "attempt")
