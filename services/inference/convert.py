@@ -247,12 +247,18 @@ def _partition_groups(keys: list[str], partitions: int) -> list[np.ndarray] | No
 MERGE_BYTES = 256 << 10
 
 
+def logged_bytes(batch: ServedBatch) -> int:
+    """About what a batch's rows add to a record: features and outputs, and per row its scores, as-of time, index
+    and an entity id of up to ~40 characters."""
+    return batch.x.nbytes + batch.output.nbytes + 64 * len(batch.x)
+
+
 def round_batches(items: list[tuple[ServedBatch, str, str]],
                   partitions: int = 1) -> list[tuple[str, models_pb2.PredictionBatch]]:
     """(key, PredictionBatch) for the served batches of one log round, each given with its request's trace and span
     id: the requests of one model version and role merged into one record per partition of `predictions` (each
     request's id, trace, latency and time in `requests`; every row where `prediction_batches` would put it), up to
-    MERGE_BYTES of features a record. Mirrored batches (rows of several requests already) go on their own."""
+    about MERGE_BYTES a record. Mirrored batches (rows of several requests already) go on their own."""
     out: list[tuple[str, models_pb2.PredictionBatch]] = []
     groups: dict[tuple[str, str, str], list[tuple[ServedBatch, str, str]]] = {}
     for item in items:
@@ -265,10 +271,10 @@ def round_batches(items: list[tuple[ServedBatch, str, str]],
         chunk: list[tuple[ServedBatch, str, str]] = []
         size = 0
         for item in group:
-            size += item[0].x.nbytes
+            size += logged_bytes(item[0])
             if chunk and size > MERGE_BYTES:
                 out += _merged_batches(chunk, partitions)
-                chunk, size = [], item[0].x.nbytes
+                chunk, size = [], logged_bytes(item[0])
             chunk.append(item)
         out += _merged_batches(chunk, partitions)
     return out

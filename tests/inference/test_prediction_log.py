@@ -120,13 +120,13 @@ def test_a_round_keeps_versions_and_roles_apart_and_records_under_the_size_cap()
     shadow.role = "shadow"
     other = served(2, "o")
     other.model_version = "8"
-    big = [served(64, f"big{i}") for i in range(2 * convert.MERGE_BYTES // served(64).x.nbytes + 1)]
+    big = [served(64, f"big{i}") for i in range(2 * convert.MERGE_BYTES // convert.logged_bytes(served(64)) + 1)]
     out = convert.round_batches(_round(served(2, "c1"), shadow, other, served(2, "c2"), *big))
     by_request = {r.request_id: (msg.model_version, msg.role) for _, msg in out for r in from_batch(msg).split()}
     assert by_request["c1"] == by_request["c2"] == ("7", "champion") and by_request["s"] == ("7", "shadow")
     assert by_request["o"] == ("8", "champion")
     assert len([m for _, m in out if m.role == "shadow"]) == len([m for _, m in out if m.model_version == "8"]) == 1
-    assert all(len(m.features_f32) <= convert.MERGE_BYTES for _, m in out)
+    assert all(m.ByteSize() <= convert.MERGE_BYTES for _, m in out)
     assert sum(m.rows for _, m in out) == 8 + 64 * len(big) and len(out) == 2 + 3  # c1, c2 ride with the big ones
 
 

@@ -38,7 +38,7 @@ log = logging.getLogger("mlops.inference")
 
 _Item = tuple[ServedBatch, trace.SpanContext]
 _RETRY_PARTITIONS_S = 60.0
-_ROUND_BYTES = 4 * convert.MERGE_BYTES  # features taken from the buffer at a time (a few records' worth)
+_ROUND_BYTES = 4 * convert.MERGE_BYTES  # taken from the buffer at a time (a few records' worth)
 
 
 class PredictionLog:
@@ -117,14 +117,14 @@ class PredictionLog:
             return self._fallback
 
     def _pop_round(self) -> list[_Item]:
-        """What waits, up to about `_ROUND_BYTES` of features (the rest stays under the buffer's limit and policy)."""
+        """What waits, up to about `_ROUND_BYTES` (the rest stays under the buffer's limit and policy)."""
         items: list[_Item] = []
         size = 0
         with self._cond:
             while self._buffer and size < _ROUND_BYTES:
                 item = self._buffer.popleft()
                 self._pending_rows -= len(item[0].x)
-                size += item[0].x.nbytes
+                size += convert.logged_bytes(item[0])
                 items.append(item)
         return items
 
