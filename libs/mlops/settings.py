@@ -189,6 +189,14 @@ class TelemetrySettings(BaseSettings):
         Path(".run/traces.jsonl"), description="Where the file exporter appends spans (one OTLP/JSON request a line)."
     )
     sampling_ratio: float = Field(1.0, ge=0.0, le=1.0, description="Parent-based trace id ratio sampling.")
+    export_batch_spans: int = Field(
+        32, ge=1, description="Spans per export (BatchSpanProcessor max_export_batch_size). Encoding a span costs "
+        "~20 µs of the process's GIL in the OpenTelemetry SDK: the SDK's 512 held a serving process's requests "
+        "for several ms at a time (single-row p99 at 1k req/s 6.9 ms with the file exporter, 3.2 ms with 32).",
+    )
+    export_interval_ms: int = Field(
+        100, ge=1, description="Longest a finished span waits for its export (BatchSpanProcessor schedule delay).",
+    )
     metrics_port: int | None = Field(None, description="Prometheus metrics port (each service has a default).")
     log_level: str = Field("INFO", description="Log level of the structured logs.")
     log_format: str = Field("json", description="json | text.")

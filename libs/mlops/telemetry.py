@@ -131,7 +131,9 @@ def setup_tracing(
         else:
             configured = _exporter(settings)
             if configured is not None:
-                provider.add_span_processor(BatchSpanProcessor(configured))
+                provider.add_span_processor(BatchSpanProcessor(
+                    configured, max_export_batch_size=settings.export_batch_spans,
+                    schedule_delay_millis=settings.export_interval_ms))
         trace.set_tracer_provider(provider)
         _configured_service = service_name
         return provider

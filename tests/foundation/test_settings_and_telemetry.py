@@ -113,6 +113,37 @@ def test_file_exporter_writes_json_lines(tmp_path) -> None:
     assert int(inner["startTimeUnixNano"]) <= int(inner["endTimeUnixNano"])
 
 
+_EXPORT = """
+import sys, time
+from mlops.telemetry import setup_tracing, tracer
+setup_tracing("t")
+for i in range(int(sys.argv[1])):
+    with tracer("t").start_as_current_span(f"s{i}"):
+        pass
+time.sleep(float(sys.argv[2]))  # then exit at once, before any other export could run
+import os; os._exit(0)
+"""
+
+
+@pytest.mark.parametrize(("spans", "batch", "interval_ms", "lines"), [(8, 4, 60_000, [4, 4]), (3, 1_000, 100, [3])])
+def test_spans_are_exported_by_the_configured_batch_size_and_interval(tmp_path, spans, batch, interval_ms,
+                                                                       lines) -> None:
+    """A full batch goes at once, a partial one after the interval (the SDK's 512 spans and 5 s would export
+    nothing within the second the child process lives)."""
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "spans.jsonl"
+    env = os.environ | {"MLOPS_TELEMETRY_EXPORTER": "file", "MLOPS_TELEMETRY_FILE_PATH": str(path),
+                        "MLOPS_TELEMETRY_EXPORT_BATCH_SPANS": str(batch),
+                        "MLOPS_TELEMETRY_EXPORT_INTERVAL_MS": str(interval_ms)}
+    subprocess.run([sys.executable, "-c", _EXPORT, str(spans), "1.0"], env=env, check=True, timeout=60)
+    got = [sum(len(ss["spans"]) for rs in json.loads(line)["resourceSpans"] for ss in rs["scopeSpans"])
+           for line in path.read_text().splitlines()]
+    assert got == lines
+
+
 def test_ops_server_serves_metrics_health_and_readiness() -> None:
     state = {"ready": False}
     port = start_ops_server(0, ready=lambda: state["ready"], addr="127.0.0.1")
