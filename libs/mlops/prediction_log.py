@@ -109,8 +109,11 @@ class PredictionColumns:
 
 
 def to_batch(c: PredictionColumns) -> models_pb2.PredictionBatch:
-    """The message of `c`: every array packed as little-endian bytes (one numpy call each)."""
+    """The message of `c`: every array packed as little-endian bytes (one numpy call each). ValueError for
+    columns that do not fit the feature names (readers would refuse the record)."""
     n = c.rows
+    if c.x.ndim != 2 or c.x.shape[1] != len(c.feature_names):
+        raise ValueError(f"features of shape {c.x.shape} for {len(c.feature_names)} feature names")
     msg = models_pb2.PredictionBatch(
         request_id=c.request_id, model_name=c.model_name, model_version=c.model_version, trace_id=c.trace_id,
         span_id=c.span_id, latency_us=c.latency_us, timestamp_ms=c.timestamp_ms, rows=n,

@@ -205,6 +205,18 @@ def test_a_full_buffer_drops_and_counts_by_its_policy(overflow: PredictionOverfl
     assert logged() - delivered == 12
 
 
+def test_a_batch_that_cannot_be_packed_is_dropped_and_counted_alone() -> None:
+    bus = MemoryBus()
+    plog = PredictionLog(bus.producer(client_id="t"), "p", 1_000, interval_s=0.3)  # both offers in one round
+    before, delivered = dropped("failed"), logged()
+    broken = served(2, "broken")
+    broken.x = np.ones((2, 4), dtype=np.float32)  # a column more than its model's: cannot share a record
+    assert plog.offer(served(3, "good")) and plog.offer(broken) and plog.offer(served(1, "good-too"))
+    plog.close()
+    assert sorted(c.request_id for r in bus.records("p") for c in read_predictions(r).split()) == ["good", "good-too"]
+    assert dropped("failed") - before == 2 and logged() - delivered == 4
+
+
 @pytest.mark.integration
 def test_kafka_unreachable_drops_and_counts_what_was_not_acknowledged_in_time() -> None:
     settings = InferenceSettings(prediction_delivery_timeout_s=1.0, prediction_buffer_rows=100)

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 
 from mlops.bus import BusError, Producer
+from mlops.contracts import models_pb2
 from mlops.telemetry import context_headers
 from opentelemetry import trace
 
@@ -162,16 +163,29 @@ class PredictionLog:
                 served.append((batch, format(ctx.trace_id, "032x"), span_id))
             else:
                 served.append((batch, "", ""))
-        sent = 0
         try:
-            for key, record in convert.round_batches(served, partitions):
-                ctx = contexts.get(record.span_id)
+            records = convert.round_batches(served, partitions)
+        except Exception:  # a broken batch must not take the round's others with it: each on its own
+            records = [record for one in served for record in self._records_of(one, partitions)]
+        for key, record in records:
+            ctx = contexts.get(record.span_id)
+            try:
                 self._producer.send(self._topic, record, key=key, headers=context_headers(ctx) if ctx else {},
                                     on_delivery=self._delivered(record.rows), poll=False)  # polled once per round
-                sent += record.rows
-        except Exception as exc:  # a broken record or producer must not kill the logger thread
-            self._dropped_failed.inc(sum(len(b.x) for b, _ in items) - sent)
-            log.error("prediction log failed", extra={"fields": {"error": str(exc)}})
+            except Exception as exc:  # a broken producer must not kill the logger thread
+                self._failed(record.rows, exc)
+
+    def _records_of(self, served: tuple[ServedBatch, str, str],
+                    partitions: int) -> list[tuple[str, models_pb2.PredictionBatch]]:
+        try:
+            return convert.round_batches([served], partitions)
+        except Exception as exc:
+            self._failed(len(served[0].x), exc)
+            return []
+
+    def _failed(self, rows: int, exc: Exception) -> None:
+        self._dropped_failed.inc(rows)
+        log.error("prediction log failed", extra={"fields": {"error": str(exc)}})
 
     def _drain_errors(self, timeout: float) -> None:
         try:
