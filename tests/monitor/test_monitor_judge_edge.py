@@ -235,6 +235,7 @@ def test_prediction_batches_with_roles_and_labels_in_one_verdict_on_challenger_v
     again = MonitorService(settings, bus)
     send_requests(bus, 300, 200)
     send_labels(bus, 300, 200)
-    serve(again, lambda: again.monitor.labels >= 200)
+    # rows and labels come from two topics: wait for both (labels alone can be read before the rows)
+    serve(again, lambda: again.monitor.predictions >= 400 and again.monitor.labels >= 200)
     assert again.monitor.judge.trials["sea"].done
     assert len(verdicts(bus)) == 1
