@@ -23,6 +23,8 @@ from services.inference.core.domain import (
     ServedBatch,
     Tensor,
     TensorInfo,
+    joined_entities,
+    joined_keys,
 )
 from services.inference.core.outputs import score_arrays
 from services.inference.errors import InvalidInput
@@ -291,18 +293,15 @@ def _merged_batches(chunk: list[tuple[ServedBatch, str, str]],
             by_partition.setdefault(zlib.crc32(item[0].request_id.encode()) % partitions, []).append(item)
         if len(by_partition) > 1:
             return [record for share in by_partition.values() for record in _merged_batches(share, 1)]
-    counts = [len(b.x) for b in batches]
-    parts = [RequestPart(b.request_id, n, n, trace_id, span_id, b.latency_us, b.timestamp_ms)
-             for (b, trace_id, span_id), n in zip(chunk, counts, strict=True)]
-    entities = [e for b in batches for e in (b.entity_ids or [""] * len(b.x))] if any(
-        b.entity_ids for b in batches) else None
-    as_of = [t for b in batches for t in (b.as_of_ms or [0] * len(b.x))] if any(b.as_of_ms for b in batches) else None
+    parts = [RequestPart(b.request_id, len(b.x), len(b.x), trace_id, span_id, b.latency_us, b.timestamp_ms)
+             for b, trace_id, span_id in chunk]
+    entities, as_of = joined_entities(batches)
     first = batches[0]
     merged = ServedBatch(
         first.request_id, first.model_name, first.model_version, first.task, first.classes, first.feature_names,
         np.concatenate([b.x for b in batches]), np.concatenate([b.output for b in batches]), entities, as_of,
         first.latency_us, first.timestamp_ms, first.role,
-        row_keys=[k for b in batches for k in (b.entity_ids or [b.request_id] * len(b.x))] if entities else None)
+        row_keys=joined_keys(batches) if entities else None)  # raw features only: split by partition above
     return prediction_batches(merged, partitions, chunk[0][1], chunk[0][2], parts)
 
 
@@ -342,8 +341,9 @@ def prediction_batches(batch: ServedBatch, partitions: int = 1, trace_id: str = 
         return [(keys[0] if keys else batch.request_id, to_batch(cols))]
     x, output, as_of, row_ids, row_index = cols.x, cols.outputs, cols.as_of_ms, batch.row_request_ids, batch.row_index
     if parts:  # each row's request, and its index there
-        owner = np.repeat(np.arange(len(parts)), [p.rows for p in parts])
-        row_index = np.arange(n) - np.repeat(np.cumsum([0] + [p.rows for p in parts[:-1]]), [p.rows for p in parts])
+        counts = [p.rows for p in parts]
+        owner = np.repeat(np.arange(len(parts)), counts)
+        row_index = np.arange(n) - np.repeat(np.cumsum([0, *counts[:-1]]), counts)
     out = []
     for rows in groups:
         cols.x, cols.outputs, cols.scores, cols.predicted_labels = x[rows], output[rows], scores[rows], labels[rows]

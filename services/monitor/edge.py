@@ -260,11 +260,12 @@ class MonitorService:
         assert routes is not None
         if record.topic == self.predictions_topic:
             served = read_predictions(record)  # either contract (ContractError: skipped)
+            requests = served.split()
             decisions = []
-            for request in served.split():  # a request's rows at a time, as columns: no object per row
+            for request in requests:  # a request's rows at a time, as columns: no object per row
                 decisions += self.monitor.observe_block(block_from_columns(request))
-            if request.timestamp_ms:
-                metrics.EVENT_LAG.set(max(0.0, time.time() - request.timestamp_ms / 1000.0))
+            if (latest := requests[-1].timestamp_ms):
+                metrics.EVENT_LAG.set(max(0.0, time.time() - latest / 1000.0))
             if served.model_name not in routes.config.policies:
                 self._unwatched(served.model_name)
         else:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from services.inference.core.catalog import ModelSpec
-from services.inference.core.domain import ServedBatch
+from services.inference.core.domain import ServedBatch, joined_entities, joined_keys
 from services.inference.core.models import ModelVersion
 from services.inference.core.outputs import Binding, served_output
 from services.inference.metrics import CHALLENGER_REQUESTS, MIRROR_DROPPED, MIRROR_QUEUE_ROWS
@@ -81,15 +81,11 @@ def _merged(group: list[MirrorJob], x: np.ndarray, output: np.ndarray, latency_u
     its request's champion rows were partitioned by (its entity, else its request id)."""
     first, spec = group[0], group[0].spec
     row_ids: list[str] = []
-    keys: list[str] = []
     for job in group:
         n = len(job.x)
         row_ids += [job.request_id] if n == 1 else [f"{job.request_id}/{i}" for i in range(n)]
-        keys += job.entity_ids if job.entity_ids else [job.request_id] * n
-    with_entities = any(job.entity_ids for job in group)
-    entities = [e for job in group for e in (job.entity_ids or [""] * len(job.x))] if with_entities else None
-    as_of = [t for job in group for t in (job.as_of_ms or [0] * len(job.x))] if any(
-        job.as_of_ms for job in group) else None
+    entities, as_of = joined_entities(group)
+    keys = joined_keys(group)
     index = np.concatenate([np.arange(len(job.x), dtype=np.uint32) for job in group])
     return ServedBatch(first.request_id, spec.name, first.model.version, spec.task, spec.classes, spec.feature_names,
                        x, output, entities, as_of, latency_us, now_ms, first.role, None, row_ids, index, keys)

@@ -3,7 +3,9 @@ no gRPC."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 from mlops.definitions import Task
@@ -88,6 +90,28 @@ class Promotion:
         """About the second version (key `<model>/challenger`), not the champion (an unknown role is refused as a
         second version's, never taken for the champion's)."""
         return self.role != CHAMPION or self.action == "retire"
+
+
+class _Rows(Protocol):
+    request_id: str
+    x: np.ndarray
+    entity_ids: list[str] | None
+    as_of_ms: list[int] | None
+
+
+def joined_entities(requests: Sequence[_Rows]) -> tuple[list[str] | None, list[int] | None]:
+    """Entity ids and as-of times of several requests' rows, in row order: None when no request has any, else ""
+    and 0 for the rows of the requests that sent raw features."""
+    entities = [e for r in requests for e in (r.entity_ids or [""] * len(r.x))] if any(
+        r.entity_ids for r in requests) else None
+    as_of = [t for r in requests for t in (r.as_of_ms or [0] * len(r.x))] if any(
+        r.as_of_ms for r in requests) else None
+    return entities, as_of
+
+
+def joined_keys(requests: Sequence[_Rows]) -> list[str]:
+    """Per row, the key its request's record is partitioned by: its entity, else its request id."""
+    return [k for r in requests for k in (r.entity_ids or [r.request_id] * len(r.x))]
 
 
 @dataclass(slots=True)
