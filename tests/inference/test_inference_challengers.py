@@ -210,9 +210,23 @@ def test_a_bad_share_or_role_is_refused_and_what_serves_stays(server_factory) ->
     announce(bus, make_onnx(seed=2), "2", role="shadow", fraction=1.5)
     announce(bus, make_onnx(seed=3), "3", role="shadowy", fraction=0.5)
     follower = running.server.promotions
-    wait_until(lambda: follower.errors == 2)
+    wait_until(lambda: follower.errors == 2)  # each refused, also when both arrive in one read
     assert running.server.repository.challenger("sea") is None
     assert running.server.repository.champion_version("sea") == "1"
+    client.close()
+
+
+def test_a_bad_record_after_a_good_one_does_not_hide_it(server_factory) -> None:  # type: ignore
+    bus = MemoryBus()
+    publish_definitions(bus)
+    announce(bus, make_onnx(seed=1), "1")
+    announce(bus, make_onnx(seed=2), "2", role="shadow", fraction=0.5)
+    announce(bus, make_onnx(seed=3), "3", role="canary", fraction=2.0)  # same slot, later: the replay's last
+    running, client = _served(bus, server_factory)
+    wait_until(lambda: running.server.repository.challenger("sea") is not None)
+    second = running.server.repository.challenger("sea")
+    assert second is not None and (second.model.version, second.role, second.fraction) == ("2", "shadow", 0.5)
+    assert running.server.promotions.errors == 1
     client.close()
 
 

@@ -91,6 +91,17 @@ class Promotion:
         second version's, never taken for the champion's)."""
         return self.role != CHAMPION or self.action == "retire"
 
+    def problem(self) -> tuple[str, str] | None:
+        """(field, what is wrong) when the record cannot be applied as it is: an unknown role, or a second
+        version's share of traffic out of (0, 1]."""
+        if self.action == "retire" or self.role == CHAMPION:
+            return None
+        if self.role not in CHALLENGER_ROLES:
+            return "role", f"is {self.role!r}; a second version is one of {sorted(CHALLENGER_ROLES)}"
+        if not 0.0 < self.traffic_fraction <= 1.0:
+            return "traffic_fraction", f"is {self.traffic_fraction}; a second version takes a share in (0, 1]"
+        return None
+
 
 class _Rows(Protocol):
     request_id: str

@@ -16,7 +16,7 @@ import numpy as np
 import onnxruntime as ort
 
 from services.inference.core.catalog import Catalog, ModelSpec
-from services.inference.core.domain import CHALLENGER_ROLES, Promotion
+from services.inference.core.domain import Promotion
 from services.inference.core.outputs import Binding, bind
 from services.inference.errors import BadPromotion, ModelLoadError, ModelNotFound
 from services.inference.metrics import CHALLENGER_TRAFFIC, MODEL_IN_SERVICE, MODEL_SWAPS
@@ -270,13 +270,9 @@ def make_champion(repository: ModelRepository, model: ModelVersion, action: str 
 
 
 def _set_challenger(repository: ModelRepository, model: ModelVersion, promotion: Promotion) -> None:
+    if (problem := promotion.problem()) is not None:
+        raise BadPromotion(model.name, model.version, *problem)
     fraction = promotion.traffic_fraction
-    if promotion.role not in CHALLENGER_ROLES:
-        raise BadPromotion(model.name, model.version, "role", f"is {promotion.role!r}; a second version is one of "
-                           f"{sorted(CHALLENGER_ROLES)}")
-    if not 0.0 < fraction <= 1.0:
-        raise BadPromotion(model.name, model.version, "traffic_fraction", f"is {fraction}; a second version takes a "
-                           "share in (0, 1]")
     if repository.champion_version(model.name) == model.version:
         log.warning("second version is the champion itself; not served twice", extra={"fields": {
             "model": model.name, "version": model.version, "role": promotion.role}})

@@ -103,7 +103,14 @@ class PromotionFollower:
                     "action": promoted.action, "topic": r.topic,
                     "partition": r.partition, "offset": r.offset}})
                 continue
-            slot = _slot(convert.promotion(promoted))
+            promotion = convert.promotion(promoted)
+            if (problem := promotion.problem()) is not None:  # before the collapse too: it must not hide a good one
+                self.errors += 1
+                log.error("promotion not applied", extra={"fields": {
+                    "model": promotion.model_name, "version": promotion.version, "role": promotion.role,
+                    "field": problem[0], "error": problem[1]}})
+                continue
+            slot = _slot(promotion)
             latest.pop(slot, None)  # re-inserted last: the slots are applied in the order they last moved
             latest[slot] = (r, promoted)
         for record, promoted in latest.values():
