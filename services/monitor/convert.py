@@ -55,7 +55,7 @@ def retrain_to_pb(
         model_name=d.model_name, request_id=d.request_id, reason=d.reason, detector=d.detector,
         statistic=d.statistic, feature=d.feature, value=d.value, window_start_ms=d.window_start_ms,
         window_end_ms=d.window_end_ms, requested_at_ms=requested_at_ms, requested_by=REQUESTED_BY,
-        trace_id=trace_id, span_id=span_id,
+        trace_id=trace_id, span_id=span_id, change_point_ms=d.change_point_ms, attempt=d.attempt,
     )
 
 

@@ -53,12 +53,14 @@ def read(kafka: KafkaSettings, spec, want: int, timeout: float = 20.0, settle: f
     return out
 
 
-def send_predictions_and_labels(bus, cfg: StreamConfig, version: str = "1", contract: str = "record") -> None:
+def send_predictions_and_labels(bus, cfg: StreamConfig, version: str = "1", contract: str = "record",
+                                served_late_ms: int = 0) -> None:
     """What inference (a model of SEA variant 2) and the label source would write for the stream `cfg`, onto
     `bus` (a MemoryBus or KafkaBus). `contract`: per-row PredictionRecords (the log before the batch), columnar
     PredictionBatches of four-row requests (split by partition, as inference writes them: an entity's predictions
     stay in its partition, in time order, which the label join relies on), or "mixed" (every other request as a
-    batch: a topic mid-upgrade)."""
+    batch: a topic mid-upgrade). `served_late_ms`: each prediction served that long after its event (a backfill).
+    """
     p: Producer = bus.producer(client_id="t-inference")
     pred_topic, label_topic = bus.topic(PREDICTIONS), bus.topic(LABELS)
     rows: list = []
@@ -78,7 +80,7 @@ def send_predictions_and_labels(bus, cfg: StreamConfig, version: str = "1", cont
                 predicted_labels=(scores > 0.5).astype(float), entity_ids=[r.entity_id for r, _ in part],
                 as_of_ms=np.array([r.event_time_ms for r, _ in part]), request_rows=len(rows),
                 row_index=np.array(index), trace_id=f"{first.index + 1:032x}", span_id=f"{first.index + 1:016x}",
-                timestamp_ms=part[-1][0].event_time_ms)
+                timestamp_ms=part[-1][0].event_time_ms + served_late_ms)
             p.send(pred_topic, to_batch(cols), key=part[0][0].entity_id)
         rows.clear()
 
@@ -93,7 +95,8 @@ def send_predictions_and_labels(bus, cfg: StreamConfig, version: str = "1", cont
         else:
             p.send(pred_topic, models_pb2.PredictionRecord(
                 request_id=f"req-{rec.index}", entity_id=rec.entity_id, model_name="sea", model_version=version,
-                inputs=rec.values, score=score, predicted_label=float(score > 0.5), timestamp_ms=rec.event_time_ms,
+                inputs=rec.values, score=score, predicted_label=float(score > 0.5),
+                timestamp_ms=rec.event_time_ms + served_late_ms,
                 features_as_of_ms=rec.event_time_ms, trace_id=f"{rec.index + 1:032x}",
                 span_id=f"{rec.index + 1:016x}"), key=rec.entity_id)
         p.send(label_topic, events_pb2.Label(entity_id=rec.entity_id, event_time_ms=rec.event_time_ms,
@@ -127,7 +130,8 @@ def test_memory_bus_predictions_and_labels_in_one_retrain_request_out_offsets_co
     settings = MonitorSettings(retrain_timeout_ms=10**12, poll_timeout_s=0.05)
     cfg = StreamConfig(count=8_000, drift_at=3_500, covariate_shift=False, seed=9)
     apply_definitions(memory_bus, SEA, sea=with_drift(SEA, cooldown_s=NEVER_S))
-    send_predictions_and_labels(memory_bus, cfg, contract=contract)
+    late = 86_400_000  # scored a day after the events: the change point must still be in the labels' time
+    send_predictions_and_labels(memory_bus, cfg, contract=contract, served_late_ms=late)
     service = MonitorService(settings, memory_bus)
     handle_all(service, 16_000)
     assert service.monitor.predictions == 8_000 and service.monitor.labels == 8_000
@@ -137,6 +141,8 @@ def test_memory_bus_predictions_and_labels_in_one_retrain_request_out_offsets_co
     assert (req.model_name, req.detector, req.statistic, req.requested_by) == (
         "sea", "ErrorWindows", "error_rate", "monitor")
     assert request.key == b"sea" and "concept drift" in req.reason
+    drift_ms = cfg.start_ms + 3_500 * int(cfg.interval_ms)  # what the trainer selects rows by: label event times
+    assert abs(req.change_point_ms - drift_ms) <= 300 * cfg.interval_ms and req.attempt == 1
     for spec in (PREDICTIONS, LABELS):
         topic = memory_bus.topic(spec)
         ends: dict[int, int] = {}
@@ -145,7 +151,8 @@ def test_memory_bus_predictions_and_labels_in_one_retrain_request_out_offsets_co
         assert ends and {p: memory_bus.committed(settings.group_id, topic, p) for p in ends} == ends
 
     # a restart reads the request back: the cool-down holds for the model's first predictions
-    send_predictions_and_labels(memory_bus, StreamConfig(count=10, seed=10, start_ms=cfg.start_ms + 100_000))
+    send_predictions_and_labels(memory_bus, StreamConfig(count=10, seed=10, start_ms=cfg.start_ms + 100_000),
+                                served_late_ms=late)
     again = MonitorService(settings, memory_bus)
     handle_all(again, 20)
     assert again.monitor.predictions == 10  # nothing read twice

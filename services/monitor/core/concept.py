@@ -79,11 +79,12 @@ class ErrorStream:
         self.labels = 0
         self.total = 0.0
         self.reference_error: float | None = None  # error rate or MAE before the drift (None: not enough labels)
-        self.change_point_ms = 0  # stream time of the estimated change point (0: none yet)
+        self.change_point_ms = 0  # event time of the first label after the estimated change point (0: none yet)
         self.window_start_ms = 0  # the window that fired
 
     def update(self, error: float, t_ms: int) -> float | None:
-        """Add one error; the recent error (rate or MAE) when a concept drift is significant, else None."""
+        """Add one error, timed by its label's event time; the recent error (rate or MAE) when a concept drift is
+        significant, else None."""
         self.labels = n = self.labels + 1
         self.total += error
         i = n % self._ring

@@ -91,7 +91,9 @@ class Detection:
     at_ms: int
     strong: bool = False  # enough on its own to ask for a retrain (confirmed concept drift)
     counts: bool = True  # tested within the false-alarm budget; False: reported only (PSI, online detectors)
-    change_point_ms: int = 0  # the detector's estimate of when the change began (0: none)
+    # the error stream's estimate of when the new concept began, in the labels' event time — the time the trainer
+    # selects rows by (0: none; the data streams run on serve time, which the labels' rows cannot be compared to)
+    change_point_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,5 +110,5 @@ class RetrainDecision:
     window_end_ms: int
     evidence: tuple[Detection, ...] = ()
     evidence_traces: tuple[tuple[str, str], ...] = field(default=())  # (trace_id, span_id) of predictions
-    change_point_ms: int = 0  # estimated start of the new concept: the retrain should learn from data after it
+    change_point_ms: int = 0  # estimated start of the new concept (labels' event time): train on labels after it
     attempt: int = 1  # requests for this model version so far, this one included

@@ -265,7 +265,7 @@ class DriftMonitor:
         est = state.estimator
         if est is not None:
             est.add_label(est.confidence(p.score, state.binary), error == 0)
-        value = errors.update(error, p.timestamp_ms)
+        value = errors.update(error, label.event_time_ms)  # the change point comes out in the trainer's time
         if value is not None:
             self._detected(state, Detection(p.model_name, state.version, "concept", "ErrorWindows",
                                             state.policy.error_statistic, "", value, errors.window_start_ms,
@@ -296,7 +296,7 @@ class DriftMonitor:
         evidence = (d,) if d.strong or not state.signals else tuple(det for _, det in state.signals.values())
         traces = tuple(state.error_traces if d.strong and state.error_traces else state.traces)
         start = min(e.window_start_ms for e in evidence)
-        change = min((e.change_point_ms for e in evidence if e.change_point_ms), default=start)
+        change = min((e.change_point_ms for e in evidence if e.change_point_ms), default=0)
         names = ", ".join(f"{e.detector}({e.feature or 'error'}) {e.statistic}={e.value:.3f}" for e in evidence)
         kind = "concept drift" if d.strong else f"{len(evidence)} drift signal(s)"
         same = state.request_version == state.version

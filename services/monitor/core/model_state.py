@@ -133,4 +133,4 @@ class ModelState:
                                         result.window_start_ms, self.now_ms, counts=False))
         if result.ks > result.ks_critical:
             m._detected(self, Detection(self.model_name, self.version, kind, "KS", "ks", stream.name, result.ks,
-                                        result.window_start_ms, self.now_ms, change_point_ms=result.window_start_ms))
+                                        result.window_start_ms, self.now_ms))
