@@ -30,7 +30,7 @@ def test_the_sea_example_declares_the_demo_model() -> None:
     view = defs.feature_view("entity_activity")
     assert defs.feature_names(view) == ("x0_last", "x1_last", "x2_last", "x0_mean_60s", "x1_mean_60s", "events_30s")
     model = defs.model("sea")
-    assert (model.task, model.metric, model.higher_is_better) == (d.Task.BINARY, "auc", True)
+    assert (model.task, model.metric, model.higher_is_better) == (d.Task.BINARY, "logloss", False)
     assert defs.model_inputs(model)[3] == ("entity_activity", "x0_mean_60s")
 
 

@@ -55,7 +55,7 @@ def test_gate_floors_follow_the_definitions() -> None:
     models = {m.name: m for name in ("sea", "delivery") for m in load(definitions_path(name)).models}
     monitor.show_gate_floors(models.values())
     assert REGISTRY.get_sample_value("mlops_monitor_gate_floor",
-                                     {"model": "sea", "metric": "auc", "higher_is_better": "true"}) == 0.6
+                                     {"model": "sea", "metric": "logloss", "higher_is_better": "false"}) == 0.6
     assert REGISTRY.get_sample_value("mlops_monitor_gate_floor",
                                      {"model": "delivery_time", "metric": "mae", "higher_is_better": "false"}) == 12.0
     monitor.show_gate_floors([models["sea"]])  # a revision without delivery_time: its floor disappears
