@@ -296,7 +296,7 @@ class DriftMonitor:
         evidence = (d,) if d.strong or not state.signals else tuple(det for _, det in state.signals.values())
         traces = tuple(state.error_traces if d.strong and state.error_traces else state.traces)
         start = min(e.window_start_ms for e in evidence)
-        change = min((e.change_point_ms for e in evidence if e.change_point_ms), default=0)
+        change = d.change_point_ms  # only the error stream estimates one, and its detection is evidence alone
         names = ", ".join(f"{e.detector}({e.feature or 'error'}) {e.statistic}={e.value:.3f}" for e in evidence)
         kind = "concept drift" if d.strong else f"{len(evidence)} drift signal(s)"
         same = state.request_version == state.version
